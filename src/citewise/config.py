@@ -1,0 +1,156 @@
+"""Settings: one table, one precedence.
+
+A setting's value comes from the first of these that has it:
+
+1. an explicit argument (CLI flag or Python keyword),
+2. the workspace's ``citewise.toml``,
+3. a ``CITEWISE_<NAME>`` environment variable (a ``.env`` file in the current
+   directory is read by the CLI),
+4. the default in :data:`SETTINGS`.
+
+Secrets never live here: a provider's key is read from the environment variable
+named by ``api_key_env`` or from ``api_key_file``, which must lie outside the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILE = "citewise.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("embedder", "all-MiniLM-L6-v2", "Embedding model for new collections (`citewise models`)."),
+    Setting("chunk_tokens", 200, "Most embedder tokens in one chunk."),
+    Setting("chunk_overlap", 32, "Tokens a chunk repeats from the one before it."),
+    Setting("provider", "local", "Chat provider: local, openai or anthropic."),
+    Setting("model", "", "Chat model name; empty means the provider's default."),
+    Setting("base_url", "", "Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp)."),
+    Setting("api_key_env", "", "Environment variable holding the provider's API key."),
+    Setting("api_key_file", "", "File holding the provider's API key (outside the workspace)."),
+    Setting("context_window", 2048, "Tokens the chat model sees: prompt plus answer."),
+    Setting("answer_tokens", 384, "Tokens reserved for the answer."),
+    Setting("top_k", 5, "Most passages put into the prompt."),
+    Setting("fusion", "rrf", "How keyword and vector rankings merge: rrf or convex."),
+    Setting("dense_weight", 0.5, "Weight of the vector ranking in convex fusion (0..1)."),
+    Setting("min_relevance", 0.3, "Least cosine similarity for a passage to count as relevant."),
+    Setting("ann_threshold", 100_000, "Chunks in a collection above which vector search uses HNSW."),
+    Setting("temperature", 0.1, "Sampling temperature for answers."),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    embedder: str
+    chunk_tokens: int
+    chunk_overlap: int
+    provider: str
+    model: str
+    base_url: str
+    api_key_env: str
+    api_key_file: str
+    context_window: int
+    answer_tokens: int
+    top_k: int
+    fusion: str
+    dense_weight: float
+    min_relevance: float
+    ann_threshold: int
+    temperature: float
+
+    @classmethod
+    def load(cls, workspace: Path | None = None, **overrides: Any) -> Settings:
+        file_values = read_config_file(workspace / CONFIG_FILE) if workspace else {}
+        values = {}
+        for setting in SETTINGS:
+            raw = _first_set(
+                overrides.get(setting.name),
+                file_values.get(setting.name),
+                os.environ.get(env_var(setting.name)),
+            )
+            values[setting.name] = coerce(setting, raw) if raw is not None else setting.default
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.fusion not in ("rrf", "convex"):
+            raise ConfigError(f"fusion must be 'rrf' or 'convex', not {self.fusion!r}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"dense_weight must lie in 0..1, not {self.dense_weight}")
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ConfigError("chunk_overlap must be smaller than chunk_tokens")
+        if self.answer_tokens >= self.context_window:
+            raise ConfigError("answer_tokens must be smaller than context_window")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def env_var(name: str) -> str:
+    return f"CITEWISE_{name.upper()}"
+
+
+def _first_set(*candidates: Any) -> Any:
+    for value in candidates:
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def coerce(setting: Setting, raw: Any) -> Any:
+    kind = type(setting.default)
+    try:
+        return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"setting {setting.name!r} wants a {kind.__name__}, got {raw!r}"
+        ) from exc
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; see `citewise config` for the list"
+        )
+    return data
+
+
+def config_template() -> str:
+    """The commented ``citewise.toml`` that ``citewise init`` writes."""
+    lines = ["# citewise workspace settings. Uncomment to override the default.", ""]
+    for setting in SETTINGS:
+        lines.append(f"# {setting.help}")
+        lines.append(f"# {setting.name} = {_toml_literal(setting.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_literal(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)

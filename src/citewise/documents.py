@@ -1,0 +1,134 @@
+"""The typed records that flow through the pipeline, in pipeline order:
+
+    Block, ParsedDocument   what a parser makes of one file
+    Document                a parsed document with its source and content hash
+    Chunk                   a token-bounded span of a document, ready to embed
+    Hit                     a chunk found by retrieval, with its scores
+    Citation, Answer        what answering returns
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Block:
+    """A structural unit of a document: a paragraph, heading body, code block or list.
+
+    ``start``/``end`` are character offsets into the document's text, so a citation
+    can point at the exact span.
+    """
+
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    kind: str = "text"
+
+
+@dataclass
+class ParsedDocument:
+    text: str
+    blocks: list[Block]
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Document:
+    source: str
+    title: str
+    text: str
+    blocks: list[Block]
+    content_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ord: int
+    start: int
+    end: int
+    text: str
+    n_tokens: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    document_id: int
+    collection: str
+    source: str
+    title: str
+    text: str
+    start: int
+    end: int
+    page: int | None
+    heading_path: tuple[str, ...]
+    score: float
+    bm25_rank: int | None = None
+    dense_rank: int | None = None
+    cosine: float | None = None
+
+    @property
+    def location(self) -> str:
+        """Where in the source this passage sits, for a person to follow."""
+        parts = []
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if self.heading_path:
+            parts.append(" > ".join(self.heading_path))
+        parts.append(f"chars {self.start}-{self.end}")
+        return ", ".join(parts)
+
+
+@dataclass
+class Citation:
+    number: int
+    hit: Hit
+    quote: str
+
+
+@dataclass
+class Budget:
+    """How the prompt's tokens were spent; ``total <= context_window`` always."""
+
+    context_window: int
+    system_tokens: int
+    question_tokens: int
+    passage_tokens: list[int]
+    answer_reserve: int
+    dropped_passages: int = 0
+    question_truncated: bool = False
+
+    @property
+    def total(self) -> int:
+        return (
+            self.system_tokens
+            + self.question_tokens
+            + sum(self.passage_tokens)
+            + self.answer_reserve
+        )
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    citations: list[Citation]
+    hits: list[Hit]
+    budget: Budget | None
+    usage: Usage
+    model: str
+    refused: bool = False
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,44 @@
+"""Embedders turn text into unit vectors.
+
+An embedder spec names a backend and a model: ``all-MiniLM-L6-v2`` (a catalogue
+name, run by the built-in ONNX backend), ``sentence-transformers:BAAI/bge-small-en-v1.5``
+or ``openai:text-embedding-3-small``. Backends register in ``BUILTIN_BACKENDS`` or,
+for third parties, under the ``citewise.embedders`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import entry_points
+
+from ..errors import ConfigError
+from .base import BaseEmbedder, Embedder
+from .catalogue import CATALOGUE, ModelDescription
+
+BUILTIN_BACKENDS = {
+    "onnx": "citewise.embedders.onnx:OnnxEmbedder",
+    "sentence-transformers": "citewise.embedders.sentence_transformers:SentenceTransformerEmbedder",
+    "openai": "citewise.embedders.openai:OpenAIEmbedder",
+}
+
+__all__ = ["CATALOGUE", "BaseEmbedder", "Embedder", "ModelDescription", "load_embedder"]
+
+
+def load_embedder(spec: str) -> Embedder:
+    backend, _, model = spec.partition(":") if ":" in spec else ("onnx", "", spec)
+    if backend == "onnx" and model not in CATALOGUE:
+        names = ", ".join(sorted(CATALOGUE))
+        raise ConfigError(f"unknown embedding model {model!r}; built-in models: {names}")
+    return _backend_class(backend)(model)
+
+
+def _backend_class(backend: str) -> type:
+    target = BUILTIN_BACKENDS.get(backend)
+    if target is None:
+        plugins = {ep.name: ep for ep in entry_points(group="citewise.embedders")}
+        if backend not in plugins:
+            known = ", ".join(sorted({*BUILTIN_BACKENDS, *plugins}))
+            raise ConfigError(f"unknown embedder backend {backend!r}; known backends: {known}")
+        return plugins[backend].load()
+    module_name, _, class_name = target.partition(":")
+    return getattr(import_module(module_name), class_name)

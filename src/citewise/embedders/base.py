@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the pipeline needs from an embedding model."""
+
+    model_id: str
+    dim: int
+    max_tokens: int
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors, one row per text, float32."""
+        ...
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[int]]:
+        """For each text, the end offset of each of its tokens (no special tokens)."""
+        ...
+
+
+class BaseEmbedder:
+    """Conveniences built on ``embed_batch``; backends subclass this."""
+
+    model_id: str
+    dim: int
+    max_tokens: int = 512
+    batch_size: int = 32
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed any number of texts in batches of similar length (less padding)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for first in range(0, len(order), self.batch_size):
+            rows = order[first : first + self.batch_size]
+            out[rows] = self.embed_batch([texts[i] for i in rows])
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_batch([text])[0]
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[int]]:
+        # Without a tokenizer, words and punctuation marks approximate tokens.
+        return [[m.end() for m in _WORDISH.finditer(text)] for text in texts]
+
+
+_WORDISH = re.compile(r"\w+|[^\w\s]")
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

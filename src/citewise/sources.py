@@ -1,0 +1,140 @@
+"""Sources yield :class:`SourceItem`\\ s: a stable id, a content hash, and a way to load.
+
+The hash comes before the load so an unchanged item is skipped without parsing.
+Files are the built-in source; connectors for other systems yield the same items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from .documents import Document, ParsedDocument
+from .parsers import parse_file, supported
+
+IGNORE_FILES = (".gitignore", ".citewiseignore")
+
+
+@dataclass
+class SourceItem:
+    source: str
+    content_hash: str
+    load: Callable[[], Document]
+    mtime_ns: int | None = None
+    size: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Skipped:
+    source: str
+    reason: str
+
+
+def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:
+    for path in paths:
+        path = path.expanduser().resolve()
+        if path.is_dir():
+            for file in walk_files(path):
+                yield _file_item(file) if supported(file) else Skipped(str(file), "unsupported type")
+        elif path.is_file():
+            yield _file_item(path) if supported(path) else Skipped(
+                str(path), f"unsupported file type {path.suffix or '(none)'}"
+            )
+        else:
+            yield Skipped(str(path), "no such file or directory")
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Files under ``root`` in sorted order, skipping hidden and ignored ones."""
+    specs: dict[Path, pathspec.PathSpec] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        directory = Path(dirpath)
+        spec = _ignore_spec(directory)
+        if spec is not None:
+            specs[directory] = spec
+        active = [(d, s) for d, s in specs.items() if directory == d or d in directory.parents]
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not _ignored(directory / d, active, True)
+        )
+        for name in sorted(filenames):
+            file = directory / name
+            if not name.startswith(".") and not _ignored(file, active, False):
+                yield file
+
+
+def _ignore_spec(directory: Path) -> pathspec.PathSpec | None:
+    lines: list[str] = []
+    for name in IGNORE_FILES:
+        candidate = directory / name
+        if candidate.is_file():
+            lines.extend(candidate.read_text(encoding="utf-8", errors="replace").splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+def _ignored(path: Path, active: list[tuple[Path, pathspec.PathSpec]], is_dir: bool) -> bool:
+    for base, spec in active:
+        relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+        if spec.match_file(relative):
+            return True
+    return False
+
+
+def _file_item(path: Path) -> SourceItem:
+    stat = path.stat()
+    return SourceItem(
+        source=str(path),
+        content_hash="",  # filled lazily: unchanged mtime and size skip hashing
+        load=lambda: document_from_file(path),
+        mtime_ns=stat.st_mtime_ns,
+        size=stat.st_size,
+    )
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def document_from_file(path: Path) -> Document:
+    parsed = parse_file(path)
+    return document_from_parsed(str(path), parsed, hash_file(path), {"path": str(path)})
+
+
+def document_from_parsed(
+    source: str, parsed: ParsedDocument, content_hash: str, metadata: dict[str, Any]
+) -> Document:
+    return Document(
+        source=source,
+        title=parsed.title or Path(source).name,
+        text=parsed.text,
+        blocks=parsed.blocks,
+        content_hash=content_hash,
+        metadata={**parsed.metadata, **metadata},
+    )
+
+
+def text_item(source: str, title: str, text: str, metadata: dict[str, Any] | None = None) -> SourceItem:
+    """An item for text that is already in memory (a dataset row, a help topic)."""
+    from .parsers._common import paragraph_blocks
+
+    content_hash = hash_text(title + "\x00" + text)
+    parsed = ParsedDocument(text=text, blocks=paragraph_blocks(text), title=title)
+    return SourceItem(
+        source=source,
+        content_hash=content_hash,
+        load=lambda: document_from_parsed(source, parsed, content_hash, metadata or {}),
+    )
