@@ -1,0 +1,40 @@
+"""citewise: ask questions of your own documents, with cited answers."""
+
+from .documents import Answer, Block, Budget, Chunk, Citation, Document, Hit, ParsedDocument, Usage
+from .errors import (
+    CitewiseError,
+    ConfigError,
+    EmbedderMismatch,
+    MissingAPIKey,
+    ModelError,
+    ParseError,
+    ProviderError,
+    WorkspaceError,
+)
+from .ingest import IngestReport, Progress
+from .workspace import Workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "Block",
+    "Budget",
+    "Chunk",
+    "Citation",
+    "CitewiseError",
+    "ConfigError",
+    "Document",
+    "EmbedderMismatch",
+    "Hit",
+    "IngestReport",
+    "MissingAPIKey",
+    "ModelError",
+    "ParseError",
+    "Progress",
+    "ProviderError",
+    "Usage",
+    "Workspace",
+    "WorkspaceError",
+    "__version__",
+]

@@ -1,0 +1,178 @@
+"""Source items → documents → chunks → embeddings → the store.
+
+Unchanged items (same mtime and size, or same content hash) are skipped before
+parsing. Items are parsed and chunked one by one, embedded in batches that span
+documents, and each document is written in its own transaction: an interrupted
+run keeps every document it finished, and a rerun does only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import chunk_document
+from .documents import Chunk, Document
+from .embedders import Embedder
+from .errors import ParseError
+from .sources import SourceItem, Skipped, hash_file
+from .store import Collection, Store
+
+log = logging.getLogger(__name__)
+EMBED_BATCH_CHUNKS = 256
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[Skipped] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "deleted": self.deleted, "failed": len(self.failed), "skipped": len(self.skipped),
+                "chunks": self.chunks, "tokens": self.tokens}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One item finished (``done`` of ``total``), for progress bars."""
+
+    done: int
+    total: int
+    source: str
+    chunks: int
+    tokens: int
+    outcome: str  # added | updated | unchanged | failed | skipped
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _Pending:
+    item: SourceItem
+    document: Document
+    chunks: list[Chunk]
+    existing: bool
+
+
+def embedding_text(document: Document, chunk: Chunk) -> str:
+    """What the embedder sees: the title and heading path give a chunk its context."""
+    context = list(dict.fromkeys([document.title, *chunk.heading_path]))
+    return "\n".join([*context, chunk.text])
+
+
+class Ingestor:
+    def __init__(
+        self, store: Store, collection: Collection, embedder: Embedder,
+        chunk_tokens: int, chunk_overlap: int,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.collection = collection
+        self.embedder = embedder
+        self.chunk_tokens = min(chunk_tokens, embedder.max_tokens)
+        self.chunk_overlap = chunk_overlap
+
+    def run(
+        self,
+        items: Iterable[SourceItem | Skipped],
+        progress: ProgressCallback | None = None,
+        delete_missing_under: list[str] | None = None,
+    ) -> IngestReport:
+        report = IngestReport()
+        started = time.perf_counter()
+        queue = list(items)
+        run_id = self.store.start_run(self.collection.id)
+        seen: set[str] = set()
+        pending: list[_Pending] = []
+        status = "interrupted"
+        try:
+            for done, item in enumerate(queue, start=1):
+                seen.add(item.source)
+                outcome, n_chunks = self._prepare(item, run_id, report, pending)
+                if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
+                    self._flush(pending, report)
+                if progress:
+                    progress(Progress(done, len(queue), item.source, n_chunks, report.tokens, outcome))
+            self._flush(pending, report)
+            if delete_missing_under is not None:
+                report.deleted = self._delete_missing(seen, delete_missing_under)
+            status = "complete"
+        finally:
+            report.seconds = time.perf_counter() - started
+            self.store.finish_run(run_id, status, report.counts())
+        return report
+
+    def _prepare(
+        self, item: SourceItem | Skipped, run_id: int, report: IngestReport, pending: list[_Pending]
+    ) -> tuple[str, int]:
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+            return "skipped", 0
+        existing = self.store.document_state(self.collection.id, item.source)
+        if existing and item.mtime_ns is not None and (existing.mtime_ns, existing.size) == (item.mtime_ns, item.size):
+            report.unchanged += 1
+            return "unchanged", 0
+        try:
+            if existing and existing.content_hash == self._content_hash(item):
+                self.store.touch_document(existing.id, item.mtime_ns, item.size)
+                report.unchanged += 1
+                return "unchanged", 0
+            document = item.load()
+            chunks = chunk_document(document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap)
+        except (ParseError, OSError, ValueError, UnicodeError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, ParseError) else f"{type(exc).__name__}: {exc}"
+            log.warning("skipped %s: %s", item.source, reason)
+            report.failed.append(Skipped(item.source, reason))
+            self.store.record_failure(run_id, item.source, reason)
+            return "failed", 0
+        pending.append(_Pending(item, document, chunks, existing is not None))
+        return ("updated" if existing else "added"), len(chunks)
+
+    def _content_hash(self, item: SourceItem) -> str:
+        if not item.content_hash and item.mtime_ns is not None:
+            item.content_hash = hash_file(Path(item.source))
+        return item.content_hash
+
+    def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
+        if not pending:
+            return
+        texts = [embedding_text(p.document, c) for p in pending for c in p.chunks]
+        vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        offset = 0
+        for p in pending:
+            rows = vectors[offset : offset + len(p.chunks)]
+            offset += len(p.chunks)
+            self.store.replace_document(
+                self.collection.id, p.document, p.chunks, rows, p.item.mtime_ns, p.item.size
+            )
+            report.updated += p.existing
+            report.added += not p.existing
+            report.chunks += len(p.chunks)
+            report.tokens += sum(c.n_tokens for c in p.chunks)
+        pending.clear()
+
+    def _delete_missing(self, seen: set[str], roots: list[str]) -> int:
+        stored = self.store.sources(self.collection.id)
+        gone = [
+            doc_id for source, doc_id in stored.items()
+            if source not in seen and any(_is_under(source, root) for root in roots)
+        ]  # fmt: skip
+        self.store.delete_documents(self.collection.id, gone)
+        return len(gone)
+
+
+def _is_under(source: str, root: str) -> bool:
+    return source == root or source.startswith(root.rstrip("/") + "/")

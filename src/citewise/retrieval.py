@@ -1,0 +1,185 @@
+"""Hybrid retrieval: BM25 over FTS5 plus dense vectors, fused into one ranking.
+
+Collection and metadata filters go into both queries themselves, so a passage
+outside them is never a candidate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .documents import Hit
+from .embedders import Embedder
+from .errors import EmbedderMismatch, WorkspaceError
+from .index import VectorIndexes
+from .store import Collection, Store
+
+Mode = Literal["hybrid", "bm25", "dense"]
+RRF_K = 60
+
+# Common English function words: they match nearly every chunk and only slow BM25 down.
+STOPWORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before "
+    "being below between both but by can did do does doing down during each few for from "
+    "further had has have having he her here hers herself him himself his how i if in into is "
+    "it its itself just me more most my myself no nor not now of off on once only or other our "
+    "ours ourselves out over own same she should so some such than that the their theirs them "
+    "themselves then there these they this those through to too under until up very was we "
+    "were what when where which while who whom why will with would you your yours yourself "
+    "yourselves".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    chunk_id: int
+    score: float
+    bm25_rank: int | None = None
+    dense_rank: int | None = None
+    cosine: float | None = None
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 OR-query of the text's words, stop words removed, each quoted."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    content = [w for w in words if w not in STOPWORDS] or words
+    unique = list(dict.fromkeys(content))
+    return " OR ".join(f'"{w}"' for w in unique) if unique else None
+
+
+class Retriever:
+    def __init__(
+        self,
+        store: Store,
+        indexes: VectorIndexes,
+        embedder_for: Callable[[Collection], Embedder],
+        fusion: str = "rrf",
+        dense_weight: float = 0.5,
+        candidates: int = 100,
+    ) -> None:
+        self.store = store
+        self.indexes = indexes
+        self.embedder_for = embedder_for
+        self.fusion = fusion
+        self.dense_weight = dense_weight
+        self.candidates = candidates
+
+    def search(
+        self,
+        query: str,
+        collections: Sequence[Collection],
+        k: int = 10,
+        mode: Mode = "hybrid",
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        if not collections or not query.strip():
+            return []
+        depth = max(self.candidates, k)
+        bm25 = self._bm25(query, collections, depth, where) if mode != "dense" else []
+        dense = self._dense(query, collections, depth, where) if mode != "bm25" else []
+        ranked = fuse(bm25, dense, self.fusion, self.dense_weight)[:k]
+        cosines = dict(dense)
+        if mode == "bm25" and ranked:
+            cosines = self._cosines(query, collections, [r.chunk_id for r in ranked])
+        return self._hits(ranked, cosines)
+
+    def _bm25(self, query: str, collections: Sequence[Collection], depth: int,
+              where: dict[str, Any] | None) -> list[tuple[int, float]]:  # fmt: skip
+        match = fts_query(query)
+        if match is None:
+            return []
+        return self.store.bm25(match, [c.id for c in collections], depth, where)
+
+    def _dense(self, query: str, collections: Sequence[Collection], depth: int,
+               where: dict[str, Any] | None) -> list[tuple[int, float]]:  # fmt: skip
+        results: list[tuple[int, float]] = []
+        for collection, vector in self._query_vectors(query, collections):
+            allowed = self.store.filtered_chunk_ids(collection.id, where) if where else None
+            ids, scores = self.indexes.search(collection, vector, depth, allowed)
+            results.extend(zip(ids.tolist(), scores.tolist(), strict=True))
+        results.sort(key=lambda pair: -pair[1])
+        return results[:depth]
+
+    def _query_vectors(self, query: str, collections: Sequence[Collection]) -> list[tuple[Collection, np.ndarray]]:
+        vectors: dict[str, np.ndarray] = {}
+        pairs = []
+        for collection in collections:
+            embedder = self.embedder_for(collection)
+            check_embedder(collection, embedder)
+            if embedder.model_id not in vectors:
+                vectors[embedder.model_id] = embedder.embed_batch([query])[0]
+            pairs.append((collection, vectors[embedder.model_id]))
+        return pairs
+
+    def _cosines(self, query: str, collections: Sequence[Collection], chunk_ids: list[int]) -> dict[int, float]:
+        """Cosine similarity of given chunks to the query (BM25 mode still reports relevance)."""
+        out: dict[int, float] = {}
+        allowed = np.array(sorted(chunk_ids), dtype=np.int64)
+        for collection, vector in self._query_vectors(query, collections):
+            ids, scores = self.indexes.search(collection, vector, len(allowed), allowed)
+            out.update(zip(ids.tolist(), scores.tolist(), strict=True))
+        return out
+
+    def _hits(self, ranked: list[Ranked], cosines: dict[int, float]) -> list[Hit]:
+        rows = self.store.chunk_rows([r.chunk_id for r in ranked])
+        hits = []
+        for r in ranked:
+            row = rows.get(r.chunk_id)
+            if row is None:  # deleted between the index read and now
+                continue
+            hits.append(Hit(
+                chunk_id=row.id, document_id=row.document_id, collection=row.collection,
+                source=row.source, title=row.title, text=row.text, start=row.start, end=row.end,
+                page=row.page, heading_path=row.heading_path, score=r.score,
+                bm25_rank=r.bm25_rank, dense_rank=r.dense_rank, cosine=cosines.get(r.chunk_id),
+            ))  # fmt: skip
+        return hits
+
+
+def check_embedder(collection: Collection, embedder: Embedder) -> None:
+    if collection.embedder != embedder.model_id or collection.dim != embedder.dim:
+        raise EmbedderMismatch(
+            f"collection {collection.name!r} was embedded with {collection.embedder} "
+            f"({collection.dim} dimensions), not {embedder.model_id} ({embedder.dim}); "
+            f"re-embed it with `citewise reindex --collection {collection.name} "
+            f"--embedder {embedder.model_id}` or search with its own embedder"
+        )
+
+
+def fuse(
+    bm25: list[tuple[int, float]], dense: list[tuple[int, float]], method: str, dense_weight: float
+) -> list[Ranked]:
+    """One ranking from two; either list may be empty (single-mode search)."""
+    bm25_rank = {cid: rank for rank, (cid, _) in enumerate(bm25, start=1)}
+    dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense, start=1)}
+    cosine = dict(dense)
+    ids = list(dict.fromkeys([c for c, _ in bm25] + [c for c, _ in dense]))
+    if method == "rrf":
+        score = {c: _rrf(bm25_rank.get(c)) + _rrf(dense_rank.get(c)) for c in ids}
+    elif method == "convex":
+        b, d = _minmax(bm25), _minmax(dense)
+        w = dense_weight if bm25 and dense else (1.0 if dense else 0.0)
+        score = {c: (1 - w) * b.get(c, 0.0) + w * d.get(c, 0.0) for c in ids}
+    else:
+        raise WorkspaceError(f"unknown fusion method {method!r}")
+    ordered = sorted(ids, key=lambda c: -score[c])
+    return [Ranked(c, score[c], bm25_rank.get(c), dense_rank.get(c), cosine.get(c)) for c in ordered]
+
+
+def _rrf(rank: int | None) -> float:
+    return 0.0 if rank is None else 1.0 / (RRF_K + rank)
+
+
+def _minmax(pairs: list[tuple[int, float]]) -> dict[int, float]:
+    if not pairs:
+        return {}
+    scores = [s for _, s in pairs]
+    low, high = min(scores), max(scores)
+    span = high - low
+    return {c: (s - low) / span if span > 0 else 1.0 for c, s in pairs}

@@ -1,0 +1,431 @@
+"""The workspace database: SQLite in WAL mode, the single source of truth.
+
+Chunks are spans of their document's text, so chunk text is never stored twice;
+the FTS5 index reads it through the ``chunk_search_text`` view. Every change to a
+document happens in one transaction, so an interrupted ingest leaves whole
+documents or none. Each collection carries a ``generation`` that every write
+bumps; derived indexes (HNSW files, in-memory matrices) compare against it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .documents import Chunk, Document
+from .errors import WorkspaceError
+
+DATABASE_FILE = "citewise.db"
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            embedder TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id),
+            source TEXT NOT NULL,
+            title TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            mtime_ns INTEGER,
+            size INTEGER,
+            text TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT NOT NULL,
+            UNIQUE (collection_id, source)
+        );
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id),
+            ord INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            end INTEGER NOT NULL,
+            page INTEGER,
+            heading_path TEXT NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            embedding BLOB NOT NULL
+        );
+        CREATE INDEX chunks_by_document ON chunks(document_id);
+        CREATE VIEW chunk_search_text AS
+            SELECT c.id AS id, d.title AS title, c.heading_path AS headings,
+                   substr(d.text, c.start + 1, c.end - c.start) AS body
+            FROM chunks c JOIN documents d ON d.id = c.document_id;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            title, headings, body,
+            content='chunk_search_text', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TABLE ingest_runs (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id),
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            counts TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE ingest_failures (
+            run_id INTEGER NOT NULL REFERENCES ingest_runs(id),
+            source TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
+        """
+    )
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; a migration must stay inside its transaction.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    embedder: str
+    dim: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    id: int
+    content_hash: str
+    mtime_ns: int | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with what a search result needs to show it."""
+
+    id: int
+    document_id: int
+    collection: str
+    source: str
+    title: str
+    text: str
+    start: int
+    end: int
+    page: int | None
+    heading_path: tuple[str, ...]
+    metadata: dict[str, Any]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot open the workspace database {path}: {exc}") from exc
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        applied = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+        for migration in MIGRATIONS:
+            if migration.__name__ not in applied:
+                with self.transaction() as db:
+                    migration(db)
+                    db.execute("INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now()))
+
+    # -- collections ---------------------------------------------------------
+
+    def collections(self) -> list[Collection]:
+        rows = self.db.execute("SELECT id, name, embedder, dim, generation FROM collections ORDER BY name")
+        return [Collection(*row) for row in rows]
+
+    def collection(self, name: str) -> Collection | None:
+        row = self.db.execute(
+            "SELECT id, name, embedder, dim, generation FROM collections WHERE name = ?", (name,)
+        ).fetchone()
+        return Collection(*row) if row else None
+
+    def create_collection(self, name: str, embedder: str, dim: int) -> Collection:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO collections (name, embedder, dim, created_at) VALUES (?, ?, ?, ?)",
+                (name, embedder, dim, now()),
+            )
+        collection = self.collection(name)
+        assert collection is not None
+        return collection
+
+    def set_collection_embedder(self, collection_id: int, embedder: str, dim: int) -> None:
+        self.db.execute(
+            "UPDATE collections SET embedder = ?, dim = ?, generation = generation + 1 WHERE id = ?",
+            (embedder, dim, collection_id),
+        )
+
+    # -- documents -----------------------------------------------------------
+
+    def document_state(self, collection_id: int, source: str) -> DocumentState | None:
+        row = self.db.execute(
+            "SELECT id, content_hash, mtime_ns, size FROM documents WHERE collection_id = ? AND source = ?",
+            (collection_id, source),
+        ).fetchone()
+        return DocumentState(*row) if row else None
+
+    def touch_document(self, document_id: int, mtime_ns: int | None, size: int | None) -> None:
+        self.db.execute(
+            "UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?", (mtime_ns, size, document_id)
+        )
+
+    def replace_document(
+        self,
+        collection_id: int,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        mtime_ns: int | None = None,
+        size: int | None = None,
+    ) -> int:
+        """Insert or replace a document and its chunks atomically; returns its id."""
+        with self.transaction() as db:
+            existing = self.document_state(collection_id, document.source)
+            if existing is not None:
+                self._delete_chunks(db, [existing.id])
+                db.execute(
+                    "UPDATE documents SET title = ?, content_hash = ?, mtime_ns = ?, size = ?, "
+                    "text = ?, metadata = ?, updated_at = ? WHERE id = ?",
+                    (document.title, document.content_hash, mtime_ns, size, document.text,
+                     json.dumps(document.metadata), now(), existing.id),
+                )  # fmt: skip
+                document_id = existing.id
+            else:
+                cursor = db.execute(
+                    "INSERT INTO documents (collection_id, source, title, content_hash, mtime_ns, "
+                    "size, text, metadata, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (collection_id, document.source, document.title, document.content_hash,
+                     mtime_ns, size, document.text, json.dumps(document.metadata), now()),
+                )  # fmt: skip
+                document_id = int(cursor.lastrowid)
+            db.executemany(
+                "INSERT INTO chunks (document_id, ord, start, end, page, heading_path, n_tokens, "
+                "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(document_id, c.ord, c.start, c.end, c.page, json.dumps(c.heading_path),
+                  c.n_tokens, np.asarray(v, dtype=np.float32).tobytes())
+                 for c, v in zip(chunks, vectors, strict=True)],
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO chunks_fts (rowid, title, headings, body) "
+                "SELECT id, title, headings, body FROM chunk_search_text WHERE id IN "
+                "(SELECT id FROM chunks WHERE document_id = ?)",
+                (document_id,),
+            )
+            self._bump(db, collection_id)
+        return document_id
+
+    def delete_documents(self, collection_id: int, document_ids: Sequence[int]) -> None:
+        if not document_ids:
+            return
+        with self.transaction() as db:
+            self._delete_chunks(db, document_ids)
+            db.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in document_ids])
+            self._bump(db, collection_id)
+
+    def _delete_chunks(self, db: sqlite3.Connection, document_ids: Sequence[int]) -> None:
+        # External-content FTS5 needs the old values to remove a row from its index.
+        for document_id in document_ids:
+            db.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rowid, title, headings, body) "
+                "SELECT 'delete', id, title, headings, body FROM chunk_search_text WHERE id IN "
+                "(SELECT id FROM chunks WHERE document_id = ?)",
+                (document_id,),
+            )
+            db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+
+    def _bump(self, db: sqlite3.Connection, collection_id: int) -> None:
+        db.execute("UPDATE collections SET generation = generation + 1 WHERE id = ?", (collection_id,))
+
+    def sources(self, collection_id: int) -> dict[str, int]:
+        rows = self.db.execute("SELECT source, id FROM documents WHERE collection_id = ?", (collection_id,))
+        return dict(rows)
+
+    def document_text(self, document_id: int) -> str:
+        row = self.db.execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no document with id {document_id}")
+        return row[0]
+
+    # -- chunks and search -----------------------------------------------------
+
+    def chunk_rows(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self.db.execute(
+            f"SELECT c.id, c.document_id, k.name, d.source, d.title, "
+            f"substr(d.text, c.start + 1, c.end - c.start), c.start, c.end, c.page, "
+            f"c.heading_path, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({marks})",
+            list(chunk_ids),
+        )
+        return {
+            row[0]: ChunkRow(*row[:9], tuple(json.loads(row[9])), json.loads(row[10]))
+            for row in rows
+        }
+
+    def bm25(
+        self,
+        match: str,
+        collection_ids: Sequence[int],
+        limit: int,
+        where: dict[str, Any] | None = None,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> list[tuple[int, float]]:
+        """(chunk id, score) best first; scores are positive, higher is better."""
+        marks = ",".join("?" * len(collection_ids))
+        filters, params = metadata_filter_sql(where)
+        sql = (
+            f"SELECT f.rowid, -bm25(chunks_fts, ?, ?, ?) AS score FROM chunks_fts f "
+            f"JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id "
+            f"WHERE chunks_fts MATCH ? AND d.collection_id IN ({marks}){filters} "
+            f"ORDER BY score DESC LIMIT ?"
+        )
+        rows = self.db.execute(sql, [*weights, match, *collection_ids, *params, limit])
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def filtered_chunk_ids(self, collection_id: int, where: dict[str, Any]) -> np.ndarray:
+        filters, params = metadata_filter_sql(where)
+        rows = self.db.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"WHERE d.collection_id = ?{filters}",
+            [collection_id, *params],
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def vectors(self, collection_id: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """All (chunk ids, unit vectors) of a collection, in id order."""
+        rows = self.db.execute(
+            "SELECT c.id, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.collection_id = ? ORDER BY c.id",
+            (collection_id,),
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+        return ids, matrix
+
+    # -- ingest runs -------------------------------------------------------------
+
+    def start_run(self, collection_id: int) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO ingest_runs (collection_id, started_at, status) VALUES (?, ?, 'running')",
+            (collection_id, now()),
+        )
+        return int(cursor.lastrowid)
+
+    def record_failure(self, run_id: int, source: str, reason: str) -> None:
+        self.db.execute("INSERT INTO ingest_failures VALUES (?, ?, ?)", (run_id, source, reason))
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
+        self.db.execute(
+            "UPDATE ingest_runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?",
+            (now(), status, json.dumps(counts), run_id),
+        )
+
+    def last_runs(self) -> list[dict[str, Any]]:
+        """The latest ingest run of each collection, with its failures."""
+        rows = self.db.execute(
+            "SELECT r.id, k.name, r.started_at, r.finished_at, r.status, r.counts FROM ingest_runs r "
+            "JOIN collections k ON k.id = r.collection_id WHERE r.id IN "
+            "(SELECT max(id) FROM ingest_runs GROUP BY collection_id) ORDER BY k.name"
+        ).fetchall()
+        runs = []
+        for run_id, name, started, finished, status, counts in rows:
+            failures = self.db.execute(
+                "SELECT source, reason FROM ingest_failures WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            runs.append({
+                "collection": name, "started_at": started, "finished_at": finished,
+                "status": status, "counts": json.loads(counts), "failures": failures,
+            })  # fmt: skip
+        return runs
+
+    def counts(self, collection_id: int) -> tuple[int, int, int]:
+        """(documents, chunks, tokens) in a collection."""
+        row = self.db.execute(
+            "SELECT count(DISTINCT d.id), count(c.id), coalesce(sum(c.n_tokens), 0) FROM documents d "
+            "LEFT JOIN chunks c ON c.document_id = d.id WHERE d.collection_id = ?",
+            (collection_id,),
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def integrity_problems(self) -> list[str]:
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        try:
+            self.db.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"full-text index: {exc} (rebuild it with `citewise reindex`)")
+        bad = self.db.execute(
+            "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "JOIN collections k ON k.id = d.collection_id WHERE length(c.embedding) != 4 * k.dim"
+        ).fetchone()[0]
+        if bad:
+            problems.append(f"{bad} chunk vectors have the wrong dimension (run `citewise reindex`)")
+        return problems
+
+    def rebuild_fts(self) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+
+
+def metadata_filter_sql(where: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    """SQL conditions (and parameters) for equality filters on document metadata."""
+    if not where:
+        return "", []
+    clauses, params = [], []
+    for key, value in where.items():
+        if not key.replace("_", "").replace(".", "").isalnum():
+            raise WorkspaceError(f"invalid metadata filter key {key!r}")
+        if key == "source":
+            clauses.append(" AND d.source GLOB ?")
+        else:
+            clauses.append(f" AND json_extract(d.metadata, '$.{key}') = ?")
+        params.append(value)
+    return "".join(clauses), params

@@ -1,0 +1,260 @@
+"""The public entry point: a directory holding one SQLite database and a config file.
+
+    ws = Workspace.open("notes-ws")
+    ws.ingest(["~/notes"])
+    for hit in ws.search("how do I rotate the keys?"):
+        print(hit.title, hit.location)
+    answer = ws.ask("How do I rotate the keys?")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .config import CONFIG_FILE, Settings, config_template
+from .documents import Answer, Hit
+from .embedders import Embedder, load_embedder
+from .errors import WorkspaceError
+from .index import VectorIndexes
+from .ingest import Ingestor, IngestReport, ProgressCallback
+from .retrieval import Mode, Retriever, check_embedder
+from .sources import SourceItem, Skipped, file_items
+from .store import DATABASE_FILE, Collection, Store
+
+DEFAULT_COLLECTION = "default"
+
+
+def default_workspace_dir() -> Path:
+    configured = os.environ.get("CITEWISE_WORKSPACE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(platformdirs.user_data_dir("citewise")) / "default"
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    name: str
+    embedder: str
+    dim: int
+    documents: int
+    chunks: int
+    tokens: int
+    vector_index: str
+
+
+@dataclass(frozen=True)
+class WorkspaceStatus:
+    path: Path
+    disk_bytes: int
+    collections: list[CollectionStatus]
+    runs: list[dict[str, Any]]
+
+
+class Workspace:
+    def __init__(self, path: Path, settings: Settings) -> None:
+        self.path = path
+        self.settings = settings
+        self.store = Store(path / DATABASE_FILE)
+        self.indexes = VectorIndexes(self.store, path / "index", settings.ann_threshold)
+        self._embedders: dict[str, Embedder] = {}
+        self._chat_model: Any = None
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, create: bool = True, **settings: Any) -> Workspace:
+        """Open a workspace (created on first use unless ``create=False``)."""
+        directory = Path(path).expanduser() if path else default_workspace_dir()
+        if not (directory / DATABASE_FILE).exists():
+            if not create:
+                raise WorkspaceError(f"no workspace at {directory}; create one with `citewise init`")
+            init_workspace(directory)
+        return cls(directory, Settings.load(directory, **settings))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections and embedders ---------------------------------------------
+
+    def embedder(self, spec: str | None = None) -> Embedder:
+        spec = spec or self.settings.embedder
+        if spec not in self._embedders:
+            embedder = load_embedder(spec)
+            self._embedders[spec] = self._embedders[embedder.model_id] = embedder
+        return self._embedders[spec]
+
+    def collection(self, name: str = DEFAULT_COLLECTION, create: bool = True) -> Collection:
+        collection = self.store.collection(name)
+        if collection is None:
+            if not create:
+                raise WorkspaceError(f"no collection named {name!r}; `citewise status` lists them")
+            embedder = self.embedder()
+            collection = self.store.create_collection(name, embedder.model_id, embedder.dim)
+        return collection
+
+    def collections(self, names: Sequence[str] | None = None) -> list[Collection]:
+        if not names:
+            return self.store.collections()
+        return [self.collection(name, create=False) for name in names]
+
+    def _collection_embedder(self, collection: Collection) -> Embedder:
+        return self.embedder(collection.embedder)
+
+    # -- ingest ------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        collection: str = DEFAULT_COLLECTION,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Add or update files and folders; unchanged files cost no parsing or embedding."""
+        return self.add_items(file_items([Path(p) for p in paths]), collection, progress)
+
+    def sync(
+        self,
+        paths: Iterable[str | Path],
+        collection: str = DEFAULT_COLLECTION,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Like :meth:`ingest`, and also remove documents whose files are gone."""
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        return self.add_items(
+            file_items(roots), collection, progress, delete_missing_under=[str(r) for r in roots]
+        )
+
+    def add_items(
+        self,
+        items: Iterable[SourceItem | Skipped],
+        collection: str = DEFAULT_COLLECTION,
+        progress: ProgressCallback | None = None,
+        delete_missing_under: list[str] | None = None,
+    ) -> IngestReport:
+        """Ingest items from any source (files, a dataset, a connector)."""
+        target = self.collection(collection)
+        embedder = self._collection_embedder(target)
+        check_embedder(target, embedder)
+        ingestor = Ingestor(
+            self.store, target, embedder, self.settings.chunk_tokens, self.settings.chunk_overlap
+        )
+        return ingestor.run(items, progress, delete_missing_under)
+
+    # -- search and ask ------------------------------------------------------------
+
+    def retriever(self, fusion: str | None = None, dense_weight: float | None = None) -> Retriever:
+        return Retriever(
+            self.store, self.indexes, self._collection_embedder,
+            fusion=fusion or self.settings.fusion,
+            dense_weight=self.settings.dense_weight if dense_weight is None else dense_weight,
+        )  # fmt: skip
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        collections: Sequence[str] | None = None,
+        mode: Mode = "hybrid",
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Passages ranked for ``query``; ``where`` filters on document metadata."""
+        return self.retriever().search(query, self.collections(collections), k, mode, where)
+
+    def chat_model(self) -> Any:
+        if self._chat_model is None:
+            from .providers import load_chat_model
+
+            self._chat_model = load_chat_model(self.settings, self.path)
+        return self._chat_model
+
+    def ask_stream(
+        self,
+        question: str,
+        collections: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+    ):  # -> AnswerStream
+        """Stream an answer: iterate for text deltas, then read ``.answer``."""
+        from .answering import AnswerStream
+
+        hits = self.search(question, self.settings.top_k * 2, collections, "hybrid", where)
+        return AnswerStream(question, hits, self.chat_model(), self.settings)
+
+    def ask(
+        self,
+        question: str,
+        collections: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> Answer:
+        stream = self.ask_stream(question, collections, where)
+        for _ in stream:
+            pass
+        return stream.answer
+
+    # -- maintenance -------------------------------------------------------------
+
+    def reindex(self, collection: str, embedder: str | None = None, progress: Any = None) -> int:
+        """Re-embed every chunk of a collection (with another embedder if given)."""
+        target = self.collection(collection, create=False)
+        new = self.embedder(embedder or target.embedder)
+        ids, texts = self._chunk_texts(target)
+        vectors = new.embed(texts) if texts else None
+        with self.store.transaction() as db:
+            if vectors is not None:
+                db.executemany(
+                    "UPDATE chunks SET embedding = ? WHERE id = ?",
+                    [(v.tobytes(), i) for i, v in zip(ids, vectors, strict=True)],
+                )
+            self.store.set_collection_embedder(target.id, new.model_id, new.dim)
+        self.store.rebuild_fts()
+        self.indexes.invalidate()
+        return len(ids)
+
+    def _chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
+        from .ingest import embedding_text
+        from .store import ChunkRow
+
+        ids = [r[0] for r in self.store.db.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.collection_id = ? ORDER BY c.id", (collection.id,))]  # fmt: skip
+        rows: dict[int, ChunkRow] = self.store.chunk_rows(ids) if ids else {}
+        texts = [embedding_text(_as_document(rows[i]), _as_chunk(rows[i])) for i in ids]
+        return ids, texts
+
+    def status(self) -> WorkspaceStatus:
+        collections = []
+        for c in self.store.collections():
+            documents, chunks, tokens = self.store.counts(c.id)
+            index = "hnsw" if chunks > self.settings.ann_threshold else "exact"
+            collections.append(CollectionStatus(c.name, c.embedder, c.dim, documents, chunks, tokens, index))
+        disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())
+
+
+def init_workspace(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / CONFIG_FILE
+    if not config.exists():
+        config.write_text(config_template(), encoding="utf-8")
+    Store(directory / DATABASE_FILE).close()
+    return directory
+
+
+def _as_document(row: Any) -> Any:
+    from .documents import Document
+
+    return Document(row.source, row.title, "", [], "", row.metadata)
+
+
+def _as_chunk(row: Any) -> Any:
+    from .documents import Chunk
+
+    return Chunk(0, row.start, row.end, row.text, 0, row.heading_path, row.page)
