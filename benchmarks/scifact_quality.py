@@ -1,6 +1,6 @@
 """Retrieval quality on a BEIR dataset for each mode and fusion setting.
 
-    python benchmarks/scifact_quality.py [DATASET_DIR] [--workspace DIR]
+python benchmarks/scifact_quality.py [DATASET_DIR] [--workspace DIR]
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ __all__ = [
     "MissingAPIKey",
     "ModelError",
     "ParseError",
+    "ParsedDocument",
     "Progress",
     "ProviderError",
     "Usage",

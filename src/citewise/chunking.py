@@ -38,12 +38,16 @@ def chunk_document(
         units = _units(document.text, list(blocks), token_offsets, max_tokens)
         for start, end, n_tokens in _pack(units, max_tokens, overlap):
             chunks.append(
-                Chunk(len(chunks), start, end, document.text[start:end], n_tokens, heading_path, page)
+                Chunk(
+                    len(chunks), start, end, document.text[start:end], n_tokens, heading_path, page
+                )
             )
     return chunks
 
 
-def _units(text: str, blocks: list[Block], token_offsets: TokenOffsets, max_tokens: int) -> list[_Unit]:
+def _units(
+    text: str, blocks: list[Block], token_offsets: TokenOffsets, max_tokens: int
+) -> list[_Unit]:
     """Blocks as units, with over-long blocks cut into sentences and then token windows."""
     counts = token_offsets([text[b.start : b.end] for b in blocks])
     units: list[_Unit] = []

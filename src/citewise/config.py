@@ -38,7 +38,9 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("embedder", "all-MiniLM-L6-v2", "Embedding model for new collections (`citewise models`)."),
+    Setting(
+        "embedder", "all-MiniLM-L6-v2", "Embedding model for new collections (`citewise models`)."
+    ),
     Setting("chunk_tokens", 200, "Most embedder tokens in one chunk."),
     Setting("chunk_overlap", 32, "Tokens a chunk repeats from the one before it."),
     Setting("provider", "local", "Chat provider: local, openai or anthropic."),
@@ -49,10 +51,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("context_window", 2048, "Tokens the chat model sees: prompt plus answer."),
     Setting("answer_tokens", 384, "Tokens reserved for the answer."),
     Setting("top_k", 5, "Most passages put into the prompt."),
-    Setting("fusion", "convex", "How keyword and vector rankings merge: convex (measured best on SciFact) or rrf."),
+    Setting(
+        "fusion",
+        "convex",
+        "How keyword and vector rankings merge: convex (measured best on SciFact) or rrf.",
+    ),
     Setting("dense_weight", 0.5, "Weight of the vector ranking in convex fusion (0..1)."),
     Setting("min_relevance", 0.3, "Least cosine similarity for a passage to count as relevant."),
-    Setting("ann_threshold", 100_000, "Chunks in a collection above which vector search uses HNSW."),
+    Setting(
+        "ann_threshold", 100_000, "Chunks in a collection above which vector search uses HNSW."
+    ),
     Setting("temperature", 0.1, "Sampling temperature for answers."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -122,9 +130,7 @@ def coerce(setting: Setting, raw: Any) -> Any:
     try:
         return kind(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"setting {setting.name!r} wants a {kind.__name__}, got {raw!r}"
-        ) from exc
+        raise ConfigError(f"setting {setting.name!r} wants a {kind.__name__}, got {raw!r}") from exc
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

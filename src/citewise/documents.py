@@ -1,10 +1,10 @@
 """The typed records that flow through the pipeline, in pipeline order:
 
-    Block, ParsedDocument   what a parser makes of one file
-    Document                a parsed document with its source and content hash
-    Chunk                   a token-bounded span of a document, ready to embed
-    Hit                     a chunk found by retrieval, with its scores
-    Citation, Answer        what answering returns
+Block, ParsedDocument   what a parser makes of one file
+Document                a parsed document with its source and content hash
+Chunk                   a token-bounded span of a document, ready to embed
+Hit                     a chunk found by retrieval, with its scores
+Citation, Answer        what answering returns
 """
 
 from __future__ import annotations
@@ -88,9 +88,13 @@ class Hit:
 
 @dataclass
 class Citation:
+    """Source ``number`` as the answer cites it; ``quote`` is the span that supports it."""
+
     number: int
     hit: Hit
     quote: str
+    quote_start: int
+    quote_end: int
 
 
 @dataclass

@@ -40,7 +40,9 @@ class BeirDataset:
 def load_beir(root: Path, split: str = "train") -> BeirDataset:
     for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (root / needed).is_file():
-            raise CitewiseError(f"{root / needed}: missing (a BEIR dataset has corpus, queries and qrels)")
+            raise CitewiseError(
+                f"{root / needed}: missing (a BEIR dataset has corpus, queries and qrels)"
+            )
     queries = {str(r["_id"]): r["text"] for _, r in _jsonl(root / "queries.jsonl")}
     qrels: dict[str, dict[str, int]] = {}
     with (root / f"qrels/{split}.tsv").open(encoding="utf-8") as handle:
@@ -73,7 +75,9 @@ def document_run(hits: list[Any], key: str = "source") -> dict[str, float]:
     return run
 
 
-def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, Any]:
+def evaluate_run(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
+) -> dict[str, Any]:
     try:
         import pytrec_eval
     except ImportError as exc:
@@ -89,5 +93,8 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
         values["recip_rank"] = mrr.get(q, {}).get("recip_rank", 0.0)
     for q in qrels:
         per_query.setdefault(q, {m: 0.0 for m in MEASURES})
-    means = {label: sum(v[m] for v in per_query.values()) / len(per_query) for m, label in MEASURES.items()}
+    means = {
+        label: sum(v[m] for v in per_query.values()) / len(per_query)
+        for m, label in MEASURES.items()
+    }
     return {"mean": means, "per_query": per_query}

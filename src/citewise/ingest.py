@@ -20,7 +20,7 @@ from .chunking import chunk_document
 from .documents import Chunk, Document
 from .embedders import Embedder
 from .errors import ParseError
-from .sources import SourceItem, Skipped, hash_file
+from .sources import Skipped, SourceItem, hash_file
 from .store import Collection, Store
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ class Ingestor:
                 if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
                     self._flush(pending, report)
                 if progress:
-                    progress(Progress(done, len(queue), item.source, n_chunks, report.tokens, outcome))
+                    progress(
+                        Progress(done, len(queue), item.source, n_chunks, report.tokens, outcome)
+                    )
             self._flush(pending, report)
             if delete_missing_under is not None:
                 report.deleted = self._delete_missing(seen, delete_missing_under)
@@ -122,7 +124,11 @@ class Ingestor:
             report.skipped.append(item)
             return "skipped", 0
         existing = self.store.document_state(self.collection.id, item.source)
-        if existing and item.mtime_ns is not None and (existing.mtime_ns, existing.size) == (item.mtime_ns, item.size):
+        if (
+            existing
+            and item.mtime_ns is not None
+            and (existing.mtime_ns, existing.size) == (item.mtime_ns, item.size)
+        ):
             report.unchanged += 1
             return "unchanged", 0
         try:
@@ -131,7 +137,9 @@ class Ingestor:
                 report.unchanged += 1
                 return "unchanged", 0
             document = item.load()
-            chunks = chunk_document(document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap)
+            chunks = chunk_document(
+                document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap
+            )
         except (ParseError, OSError, ValueError, UnicodeError, RecursionError) as exc:
             reason = str(exc) if isinstance(exc, ParseError) else f"{type(exc).__name__}: {exc}"
             log.warning("skipped %s: %s", item.source, reason)
@@ -150,7 +158,9 @@ class Ingestor:
         if not pending:
             return
         texts = [embedding_text(p.document, c) for p in pending for c in p.chunks]
-        vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        vectors = (
+            self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        )
         offset = 0
         for p in pending:
             rows = vectors[offset : offset + len(p.chunks)]

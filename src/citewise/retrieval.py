@@ -24,14 +24,133 @@ RRF_K = 60
 
 # Common English function words: they match nearly every chunk and only slow BM25 down.
 STOPWORDS = frozenset(
-    "a about above after again against all am an and any are as at be because been before "
-    "being below between both but by can did do does doing down during each few for from "
-    "further had has have having he her here hers herself him himself his how i if in into is "
-    "it its itself just me more most my myself no nor not now of off on once only or other our "
-    "ours ourselves out over own same she should so some such than that the their theirs them "
-    "themselves then there these they this those through to too under until up very was we "
-    "were what when where which while who whom why will with would you your yours yourself "
-    "yourselves".split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -85,8 +204,9 @@ class Retriever:
         dense = self._dense(query, collections, depth, where) if mode != "bm25" else []
         ranked = fuse(bm25, dense, self.fusion, self.dense_weight)[:k]
         cosines = dict(dense)
-        if mode == "bm25" and ranked:
-            cosines = self._cosines(query, collections, [r.chunk_id for r in ranked])
+        missing = [r.chunk_id for r in ranked if r.chunk_id not in cosines]
+        if missing:  # relevance is judged by cosine, so every hit gets one
+            cosines.update(self._cosines(query, collections, missing))
         return self._hits(ranked, cosines)
 
     def _bm25(self, query: str, collections: Sequence[Collection], depth: int,
@@ -106,7 +226,9 @@ class Retriever:
         results.sort(key=lambda pair: -pair[1])
         return results[:depth]
 
-    def _query_vectors(self, query: str, collections: Sequence[Collection]) -> list[tuple[Collection, np.ndarray]]:
+    def _query_vectors(
+        self, query: str, collections: Sequence[Collection]
+    ) -> list[tuple[Collection, np.ndarray]]:
         vectors: dict[str, np.ndarray] = {}
         pairs = []
         for collection in collections:
@@ -117,7 +239,9 @@ class Retriever:
             pairs.append((collection, vectors[embedder.model_id]))
         return pairs
 
-    def _cosines(self, query: str, collections: Sequence[Collection], chunk_ids: list[int]) -> dict[int, float]:
+    def _cosines(
+        self, query: str, collections: Sequence[Collection], chunk_ids: list[int]
+    ) -> dict[int, float]:
         """Cosine similarity of given chunks to the query (BM25 mode still reports relevance)."""
         out: dict[int, float] = {}
         allowed = np.array(sorted(chunk_ids), dtype=np.int64)
@@ -169,7 +293,9 @@ def fuse(
     else:
         raise WorkspaceError(f"unknown fusion method {method!r}")
     ordered = sorted(ids, key=lambda c: -score[c])
-    return [Ranked(c, score[c], bm25_rank.get(c), dense_rank.get(c), cosine.get(c)) for c in ordered]
+    return [
+        Ranked(c, score[c], bm25_rank.get(c), dense_rank.get(c), cosine.get(c)) for c in ordered
+    ]
 
 
 def _rrf(rank: int | None) -> float:

@@ -42,10 +42,14 @@ def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:
         path = path.expanduser().resolve()
         if path.is_dir():
             for file in walk_files(path):
-                yield _file_item(file) if supported(file) else Skipped(str(file), "unsupported type")
+                yield (
+                    _file_item(file) if supported(file) else Skipped(str(file), "unsupported type")
+                )
         elif path.is_file():
-            yield _file_item(path) if supported(path) else Skipped(
-                str(path), f"unsupported file type {path.suffix or '(none)'}"
+            yield (
+                _file_item(path)
+                if supported(path)
+                else Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}")
             )
         else:
             yield Skipped(str(path), "no such file or directory")
@@ -61,7 +65,9 @@ def walk_files(root: Path) -> Iterator[Path]:
             specs[directory] = spec
         active = [(d, s) for d, s in specs.items() if directory == d or d in directory.parents]
         dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and not _ignored(directory / d, active, True)
+            d
+            for d in dirnames
+            if not d.startswith(".") and not _ignored(directory / d, active, True)
         )
         for name in sorted(filenames):
             file = directory / name
@@ -127,7 +133,9 @@ def document_from_parsed(
     )
 
 
-def text_item(source: str, title: str, text: str, metadata: dict[str, Any] | None = None) -> SourceItem:
+def text_item(
+    source: str, title: str, text: str, metadata: dict[str, Any] | None = None
+) -> SourceItem:
     """An item for text that is already in memory (a dataset row, a help topic)."""
     from .parsers._common import paragraph_blocks
 

@@ -85,7 +85,7 @@ def _m001_initial(db: sqlite3.Connection) -> None:
             source TEXT NOT NULL,
             reason TEXT NOT NULL
         );
-        """
+        """,
     )
 
 
@@ -177,7 +177,9 @@ class Store:
     # -- collections ---------------------------------------------------------
 
     def collections(self) -> list[Collection]:
-        rows = self.db.execute("SELECT id, name, embedder, dim, generation FROM collections ORDER BY name")
+        rows = self.db.execute(
+            "SELECT id, name, embedder, dim, generation FROM collections ORDER BY name"
+        )
         return [Collection(*row) for row in rows]
 
     def collection(self, name: str) -> Collection | None:
@@ -213,7 +215,8 @@ class Store:
 
     def touch_document(self, document_id: int, mtime_ns: int | None, size: int | None) -> None:
         self.db.execute(
-            "UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?", (mtime_ns, size, document_id)
+            "UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?",
+            (mtime_ns, size, document_id),
         )
 
     def replace_document(
@@ -281,10 +284,14 @@ class Store:
             db.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
 
     def _bump(self, db: sqlite3.Connection, collection_id: int) -> None:
-        db.execute("UPDATE collections SET generation = generation + 1 WHERE id = ?", (collection_id,))
+        db.execute(
+            "UPDATE collections SET generation = generation + 1 WHERE id = ?", (collection_id,)
+        )
 
     def sources(self, collection_id: int) -> dict[str, int]:
-        rows = self.db.execute("SELECT source, id FROM documents WHERE collection_id = ?", (collection_id,))
+        rows = self.db.execute(
+            "SELECT source, id FROM documents WHERE collection_id = ?", (collection_id,)
+        )
         return dict(rows)
 
     def document_text(self, document_id: int) -> str:
@@ -399,7 +406,9 @@ class Store:
     def integrity_problems(self) -> list[str]:
         problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
         try:
-            self.db.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+            self.db.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)"
+            )
         except sqlite3.DatabaseError as exc:
             problems.append(f"full-text index: {exc} (rebuild it with `citewise reindex`)")
         bad = self.db.execute(
@@ -407,7 +416,9 @@ class Store:
             "JOIN collections k ON k.id = d.collection_id WHERE length(c.embedding) != 4 * k.dim"
         ).fetchone()[0]
         if bad:
-            problems.append(f"{bad} chunk vectors have the wrong dimension (run `citewise reindex`)")
+            problems.append(
+                f"{bad} chunk vectors have the wrong dimension (run `citewise reindex`)"
+            )
         return problems
 
     def rebuild_fts(self) -> None:

@@ -1,10 +1,10 @@
 """The public entry point: a directory holding one SQLite database and a config file.
 
-    ws = Workspace.open("notes-ws")
-    ws.ingest(["~/notes"])
-    for hit in ws.search("how do I rotate the keys?"):
-        print(hit.title, hit.location)
-    answer = ws.ask("How do I rotate the keys?")
+ws = Workspace.open("notes-ws")
+ws.ingest(["~/notes"])
+for hit in ws.search("how do I rotate the keys?"):
+    print(hit.title, hit.location)
+answer = ws.ask("How do I rotate the keys?")
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .errors import WorkspaceError
 from .index import VectorIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
 from .retrieval import Mode, Retriever, check_embedder
-from .sources import SourceItem, Skipped, file_items
+from .sources import Skipped, SourceItem, file_items
 from .store import DATABASE_FILE, Collection, Store
 
 DEFAULT_COLLECTION = "default"
@@ -66,12 +66,16 @@ class Workspace:
         self._chat_model: Any = None
 
     @classmethod
-    def open(cls, path: str | Path | None = None, create: bool = True, **settings: Any) -> Workspace:
+    def open(
+        cls, path: str | Path | None = None, create: bool = True, **settings: Any
+    ) -> Workspace:
         """Open a workspace (created on first use unless ``create=False``)."""
         directory = Path(path).expanduser() if path else default_workspace_dir()
         if not (directory / DATABASE_FILE).exists():
             if not create:
-                raise WorkspaceError(f"no workspace at {directory}; create one with `citewise init`")
+                raise WorkspaceError(
+                    f"no workspace at {directory}; create one with `citewise init`"
+                )
             init_workspace(directory)
         return cls(directory, Settings.load(directory, **settings))
 
@@ -234,7 +238,9 @@ class Workspace:
         for c in self.store.collections():
             documents, chunks, tokens = self.store.counts(c.id)
             index = "hnsw" if chunks > self.settings.ann_threshold else "exact"
-            collections.append(CollectionStatus(c.name, c.embedder, c.dim, documents, chunks, tokens, index))
+            collections.append(
+                CollectionStatus(c.name, c.embedder, c.dim, documents, chunks, tokens, index)
+            )
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())
 

@@ -92,7 +92,10 @@ def _packaged_files(description: ModelDescription) -> tuple[Path, Path] | None:
     tokenizer = _packaged_path(description.packaged_tokenizer)
     if model is None or tokenizer is None:
         return None
-    for path, packaged in ((model, description.packaged_model), (tokenizer, description.packaged_tokenizer)):
+    for path, packaged in (
+        (model, description.packaged_model),
+        (tokenizer, description.packaged_tokenizer),
+    ):
         if sha256_of(path) != packaged.sha256:
             raise ModelError(
                 f"{path} does not match its SHA-256; reinstall it: "

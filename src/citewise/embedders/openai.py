@@ -40,6 +40,8 @@ class OpenAIEmbedder(BaseEmbedder):
         try:
             response = self._client.embeddings.create(model=self.model, input=list(texts))
         except self._openai.APIError as exc:
-            raise ProviderError(f"embedding request to {self._client.base_url} failed: {exc}") from exc
+            raise ProviderError(
+                f"embedding request to {self._client.base_url} failed: {exc}"
+            ) from exc
         rows = sorted(response.data, key=lambda item: item.index)
         return normalize(np.asarray([row.embedding for row in rows], dtype=np.float32))

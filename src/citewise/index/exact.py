@@ -18,10 +18,14 @@ class ExactIndex:
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k(self.ids, self.vectors @ query, k)
 
-    def search_subset(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def search_subset(
+        self, query: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact search restricted to the chunk ids in ``allowed``."""
         rows = np.searchsorted(self.ids, allowed)
-        rows = rows[(rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == allowed)]
+        rows = rows[
+            (rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == allowed)
+        ]
         return top_k(self.ids[rows], self.vectors[rows] @ query, k)
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
-from importlib.metadata import version
 from ..store import Collection, Store
 from .exact import ExactIndex
 from .hnsw import HnswIndex

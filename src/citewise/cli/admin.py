@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..config import SETTINGS, env_var
+from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
+from ..embedders import CATALOGUE
+from ..errors import CitewiseError
+from ..providers.base import Message
+from .common import Context, console, errors, model_options, to_json
+from .ingest import print_report, progress_bar
+from .query import print_sources
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(ctx: Context, as_json: bool) -> None:
+    """Collections, counts, embedder, disk size and unfinished or failed ingests."""
+    report = ctx.workspace().status()
+    if as_json:
+        console.out(to_json(report))
+        return
+    console.print(f"Workspace {report.path} · {report.disk_bytes / 1e6:.1f} MB on disk")
+    table = Table("collection", "documents", "chunks", "tokens", "embedder", "vector index")
+    for c in report.collections:
+        table.add_row(
+            c.name,
+            str(c.documents),
+            str(c.chunks),
+            f"{c.tokens:,}",
+            f"{c.embedder} ({c.dim}d)",
+            c.vector_index,
+        )
+    console.print(table)
+    for run in report.runs:
+        if run["status"] != "complete":
+            console.print(
+                f"[yellow]ingest into {run['collection']} started {run['started_at']} did not finish "
+                f"({run['status']}); run it again to pick up where it stopped[/yellow]"
+            )
+        for source, reason in run["failures"]:
+            console.print(f"[red]failed[/red] {source}: {reason}")
+
+
+@click.command()
+@model_options
+@click.pass_obj
+def doctor(ctx: Context, provider: str | None, model: str | None, base_url: str | None,
+           context_window: int | None) -> None:  # fmt: skip
+    """Check the workspace, the models and the provider; say what to fix."""
+    problems = 0
+
+    def check(label: str, action: Callable[[], str]) -> None:
+        nonlocal problems
+        try:
+            detail = action()
+            console.print(f"[green]✓[/green] {label}: {detail}")
+        except (CitewiseError, OSError, ImportError) as exc:
+            problems += 1
+            console.print(f"[red]✗[/red] {label}: {exc}")
+
+    workspace = ctx.workspace(
+        provider=provider, model=model, base_url=base_url, context_window=context_window
+    )
+    check("workspace", lambda: _workspace_check(workspace))
+    check(f"embedder {workspace.settings.embedder}", lambda: _embedder_check(workspace, None))
+    for collection in workspace.collections():
+        check(
+            f"collection {collection.name}",
+            lambda c=collection: _embedder_check(workspace, c.embedder),
+        )
+    check(f"chat provider {workspace.settings.provider}", lambda: _provider_check(workspace))
+    if problems:
+        raise SystemExit(1)
+
+
+def _workspace_check(workspace: Any) -> str:
+    problems = workspace.store.integrity_problems()
+    if problems:
+        raise CitewiseError("; ".join(problems))
+    return f"{workspace.path} is consistent"
+
+
+def _embedder_check(workspace: Any, spec: str | None) -> str:
+    embedder = workspace.embedder(spec)
+    vector = embedder.embed_batch(["citewise doctor"])[0]
+    return f"{embedder.model_id} loads and embeds ({len(vector)} dimensions)"
+
+
+def _provider_check(workspace: Any) -> str:
+    model = workspace.chat_model()
+    reply = "".join(model.stream([Message("user", "Say OK.")], max_tokens=4, temperature=0.0))
+    return f"{model.model_id} answers ({reply.strip()[:20]!r})"
+
+
+@click.command()
+def models() -> None:
+    """List the built-in embedding models and chat providers."""
+    from ..providers import BUILTIN_PROVIDERS
+    from ..providers.local import LOCAL_MODELS
+
+    table = Table(
+        "embedding model", "dimensions", "max tokens", "size", "license", "hub repository"
+    )
+    for m in CATALOGUE.values():
+        table.add_row(
+            m.name, str(m.dim), str(m.max_tokens), f"{m.size_mb:.0f} MB", m.license, m.hf_repo
+        )
+    console.print(table)
+    console.print("Also: sentence-transformers:<model> and openai:<model> embedders.")
+    console.print(
+        f"Chat providers: {', '.join(BUILTIN_PROVIDERS)}; local models: {', '.join(LOCAL_MODELS)} or a .gguf path."
+    )
+
+
+@click.command("config")
+@click.pass_obj
+def show_config(ctx: Context) -> None:
+    """Show every setting, its value and where it can be set."""
+    settings = ctx.workspace().settings
+    table = Table("setting", "value", "environment variable", "meaning")
+    for setting in SETTINGS:
+        name = env_var(setting.name)
+        value = getattr(settings, setting.name)
+        table.add_row(
+            setting.name,
+            str(value),
+            name + (" (set)" if os.environ.get(name) else ""),
+            setting.help,
+        )
+    console.print(table)
+    console.print("Precedence: flag > citewise.toml in the workspace > environment > default.")
+
+
+@click.command()
+@model_options
+@click.option("--question", default=DEMO_QUESTION, show_default=True)
+@click.pass_obj
+def demo(ctx: Context, provider: str | None, model: str | None, base_url: str | None,
+         context_window: int | None, question: str) -> None:  # fmt: skip
+    """Index Python's own language reference (offline) and answer a question from it."""
+    workspace = ctx.workspace(
+        provider=provider, model=model, base_url=base_url, context_window=context_window
+    )
+    errors.print(
+        f"Indexing the Python language reference into {workspace.path} ({DEMO_COLLECTION})…"
+    )
+    with progress_bar() as on_progress:
+        report = workspace.add_items(demo_items(), DEMO_COLLECTION, on_progress)
+    print_report(report)
+    console.print(f"\n[bold]Q: {question}[/bold]\n")
+    stream = workspace.ask_stream(question, [DEMO_COLLECTION])
+    for delta in stream:
+        console.out(delta, end="", highlight=False)
+    console.out("")
+    assert stream.answer is not None
+    print_sources(stream.answer)
+
+
+COMMANDS: list[Callable[..., Any]] = [status, doctor, models, show_config, demo]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ..workspace import Workspace
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+# Flags that override settings for one command (see `citewise config`).
+MODEL_OPTIONS = (
+    click.option("--provider", help="Chat provider: local, openai or anthropic."),
+    click.option("--model", help="Chat model (a name, or a .gguf path for local)."),
+    click.option("--base-url", help="Base URL of an OpenAI-compatible server."),
+    click.option("--context-window", type=int, help="Tokens the model sees (prompt + answer)."),
+)
+
+
+def model_options(function: Any) -> Any:
+    for option in reversed(MODEL_OPTIONS):
+        function = option(function)
+    return function
+
+
+class Context:
+    def __init__(self, workspace: str | None) -> None:
+        self.workspace_dir = Path(workspace) if workspace else None
+        self._workspace: Workspace | None = None
+
+    def workspace(self, **overrides: Any) -> Workspace:
+        if self._workspace is None:
+            settings = {k: v for k, v in overrides.items() if v is not None}
+            self._workspace = Workspace.open(self.workspace_dir, **settings)
+        return self._workspace
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+
+
+def to_json(value: Any) -> str:
+    def default(obj: Any) -> Any:
+        if is_dataclass(obj):
+            return asdict(obj)
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(type(obj).__name__)
+
+    return json.dumps(asdict(value) if is_dataclass(value) else value, default=default, indent=2)
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

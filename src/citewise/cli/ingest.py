@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..config import config_template
+from ..ingest import IngestReport
+from ..ingest import Progress as IngestProgress
+from ..workspace import DEFAULT_COLLECTION, default_workspace_dir, init_workspace
+from .common import Context, console, errors
+
+collection_option = click.option(
+    "--collection",
+    "-c",
+    default=DEFAULT_COLLECTION,
+    show_default=True,
+    help="Collection to add to.",
+)
+
+
+@click.command()
+@click.pass_obj
+def init(ctx: Context) -> None:
+    """Create a workspace (other commands create one on first use)."""
+    directory = ctx.workspace_dir or default_workspace_dir()
+    init_workspace(directory)
+    console.print(f"Workspace ready at {directory}")
+    assert config_template()  # the commented config file lists every setting
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@collection_option
+@click.pass_obj
+def ingest(ctx: Context, paths: tuple[str, ...], collection: str) -> None:
+    """Add files and folders (Markdown, text, reST, HTML, PDF, DOCX, code)."""
+    workspace = ctx.workspace()
+    with progress_bar() as on_progress:
+        report = workspace.ingest(paths, collection, on_progress)
+    print_report(report)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@collection_option
+@click.pass_obj
+def sync(ctx: Context, paths: tuple[str, ...], collection: str) -> None:
+    """Like ingest, and remove documents whose files are gone."""
+    workspace = ctx.workspace()
+    with progress_bar() as on_progress:
+        report = workspace.sync(paths, collection, on_progress)
+    print_report(report)
+
+
+@click.command()
+@click.option("--collection", "-c", default=DEFAULT_COLLECTION, show_default=True)
+@click.option("--embedder", help="Embed with this model instead (see `citewise models`).")
+@click.pass_obj
+def reindex(ctx: Context, collection: str, embedder: str | None) -> None:
+    """Re-embed a collection and rebuild its full-text index."""
+    with console.status(f"Re-embedding {collection}…"):
+        count = ctx.workspace().reindex(collection, embedder)
+    console.print(f"Re-embedded {count} chunks in {collection}.")
+
+
+@contextmanager
+def progress_bar() -> Any:
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[chunks]} chunks"), TextColumn("{task.fields[rate]} tok/s"),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task("Ingesting", total=None, chunks=0, rate="-")
+        state = {"chunks": 0}
+
+        def on_progress(event: IngestProgress) -> None:
+            state["chunks"] += event.chunks
+            elapsed = bar.tasks[task].elapsed or 0
+            rate = f"{event.tokens / elapsed:,.0f}" if elapsed > 0 and event.tokens else "-"
+            bar.update(
+                task, total=event.total, completed=event.done, chunks=state["chunks"], rate=rate
+            )
+
+        yield on_progress
+
+
+def print_report(report: IngestReport) -> None:
+    parts = [f"added {report.added}", f"updated {report.updated}", f"unchanged {report.unchanged}"]
+    if report.deleted:
+        parts.append(f"deleted {report.deleted}")
+    parts.append(f"failed {len(report.failed)}")
+    if report.skipped:
+        parts.append(f"skipped {len(report.skipped)}")
+    rate = report.tokens / report.seconds if report.seconds else 0
+    console.print(
+        f"{', '.join(parts)} · {report.chunks} chunks, {report.tokens:,} tokens "
+        f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s)"
+    )
+    for item in report.failed:
+        errors.print(f"[red]failed[/red] {item.source}: {item.reason}")
+    for item in report.skipped:
+        errors.print(f"[yellow]skipped[/yellow] {item.source}: {item.reason}")
+
+
+COMMANDS: list[Callable[..., Any]] = [init, ingest, sync, reindex]

@@ -1,0 +1,41 @@
+"""Chat models behind one small interface.
+
+A provider module defines a class with ``name``, ``from_settings(settings, workspace)``
+and the :class:`~citewise.providers.base.ChatModel` methods. Built-ins are listed
+in ``BUILTIN_PROVIDERS``; third parties register under the ``citewise.providers``
+entry-point group.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigError
+from .base import BaseChatModel, ChatModel, Message
+
+BUILTIN_PROVIDERS = {
+    "local": "citewise.providers.local:LlamaCppModel",
+    "openai": "citewise.providers.openai:OpenAIChatModel",
+    "anthropic": "citewise.providers.anthropic:AnthropicChatModel",
+}
+
+__all__ = ["BUILTIN_PROVIDERS", "BaseChatModel", "ChatModel", "Message", "load_chat_model"]
+
+
+def load_chat_model(settings: Settings, workspace: Path | None = None) -> ChatModel:
+    return provider_class(settings.provider).from_settings(settings, workspace)
+
+
+def provider_class(name: str) -> type:
+    target = BUILTIN_PROVIDERS.get(name)
+    if target is None:
+        plugins = {ep.name: ep for ep in entry_points(group="citewise.providers")}
+        if name not in plugins:
+            known = ", ".join(sorted({*BUILTIN_PROVIDERS, *plugins}))
+            raise ConfigError(f"unknown provider {name!r}; known providers: {known}")
+        return plugins[name].load()
+    module_name, _, class_name = target.partition(":")
+    return getattr(import_module(module_name), class_name)

