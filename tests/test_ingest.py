@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from conftest import write_bad_files
+
+from citewise import Workspace
+
+
+def test_ingest_every_format_then_rerun_does_nothing(ingested) -> None:
+    ws, corpus = ingested
+    sources = set(ws.store.sources(ws.collection().id))
+    names = {Path(s).name for s in sources}
+    assert names == {"guide.md", "billing.rst", "handbook.html", "notes.txt", "thermostat.py", "safety.pdf", "travel.docx"}
+    report = ws.ingest([corpus])
+    assert (report.added, report.updated, report.unchanged, len(report.failed)) == (0, 0, 7, 0)
+
+
+def test_ignored_and_hidden_files_are_not_ingested(ingested) -> None:
+    ws, _ = ingested
+    assert ws.search("BLUEBIRD launch codename", 5, mode="bm25") == []
+    assert ws.search("Ignored scratch text", 5, mode="bm25") == []
+    assert ws.search("Hidden file text", 5, mode="bm25") == []
+
+
+def test_touched_but_unchanged_file_is_not_reparsed(ingested) -> None:
+    ws, corpus = ingested
+    os.utime(corpus / "notes.txt", None)
+    report = ws.ingest([corpus / "notes.txt"])
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 1)
+
+
+def test_changed_file_replaces_its_chunks(ingested, tmp_path: Path) -> None:
+    ws, corpus = ingested
+    notes = tmp_path / "notes.txt"
+    notes.write_text((corpus / "notes.txt").read_text())
+    ws.ingest([notes])
+    only_notes = {"source": str(notes)}
+    assert ws.search("vegetarian lasagna", 3, mode="bm25", where=only_notes)
+    notes.write_text("The cafeteria now serves ramen on Fridays.\n")
+    report = ws.ingest([notes])
+    assert report.updated == 1
+    hits = ws.search("cafeteria", 10, mode="bm25", where=only_notes)
+    assert [h.text for h in hits] == ["The cafeteria now serves ramen on Fridays."]
+    assert ws.search("lasagna", 10, mode="bm25", where=only_notes) == []
+    assert ws.search("lasagna", 10, mode="bm25")  # the other copy is untouched
+    assert ws.store.integrity_problems() == []
+
+
+def test_sync_removes_documents_whose_files_are_gone(workspace: Workspace, corpus: Path) -> None:
+    workspace.sync([corpus])
+    (corpus / "notes.txt").unlink()
+    report = workspace.sync([corpus])
+    assert report.deleted == 1 and report.unchanged == 6
+    assert workspace.search("vegetarian lasagna", 5, mode="bm25") == []
+    assert workspace.store.integrity_problems() == []
+
+
+def test_bad_files_are_reported_by_name_and_the_rest_is_ingested(workspace: Workspace, corpus: Path) -> None:
+    expected = write_bad_files(corpus / "bad")
+    (corpus / "data.xyz").write_text("unsupported")
+    report = workspace.ingest([corpus])
+    failed = {Path(f.source).name: f.reason for f in report.failed}
+    assert set(failed) == set(expected)
+    for name, words in expected.items():
+        assert words in failed[name], (name, failed[name])
+    assert report.added == 7
+    assert [Path(s.source).name for s in report.skipped] == ["data.xyz"]
+    status = workspace.status()
+    assert {Path(s).name for s, _ in status.runs[0]["failures"]} == set(expected)
+
+
+def test_fixed_file_is_picked_up_on_rerun(workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "later.md"
+    path.write_text("")
+    assert len(workspace.ingest([path]).failed) == 1
+    path.write_text("# Later\n\nNow it has text about zeppelins.\n")
+    report = workspace.ingest([path])
+    assert report.added == 1 and not report.failed
+
+
+def _big_corpus(root: Path, files: int) -> Path:
+    root.mkdir()
+    for i in range(files):
+        paragraphs = [f"Document {i} paragraph {p} covers subject {i * 100 + p} in depth. " * 6 for p in range(40)]
+        (root / f"doc{i:03d}.md").write_text(f"# Document {i}\n\n" + "\n\n".join(paragraphs))
+    return root
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from citewise import Workspace
+    ws = Workspace.open(sys.argv[1])
+    def on_progress(event):
+        if event.done == int(sys.argv[3]):
+            os.kill(os.getpid(), getattr(signal, sys.argv[4]))
+    ws.ingest([sys.argv[2]], progress=on_progress)
+    """
+)
+
+
+def _ingest_and_kill(ws_dir: Path, corpus: Path, at: int, signal_name: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(ws_dir), str(corpus), str(at), signal_name],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_killed_ingest_leaves_a_consistent_store_and_resumes(tmp_path: Path) -> None:
+    corpus = _big_corpus(tmp_path / "big", 40)
+    result = _ingest_and_kill(tmp_path / "ws", corpus, 30, "SIGKILL")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    db = sqlite3.connect(tmp_path / "ws" / "citewise.db")
+    committed = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+    orphans = db.execute("SELECT count(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)").fetchone()[0]
+    db.close()
+    assert 0 < committed < 40 and orphans == 0
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert ws.store.integrity_problems() == []
+        assert ws.status().runs[0]["status"] == "running"  # it never got to say it finished
+        report = ws.ingest([corpus])
+        assert report.unchanged == committed and report.added == 40 - committed
+        assert ws.store.integrity_problems() == []
+        assert ws.status().runs[0]["status"] == "complete"
+
+
+def test_ctrl_c_marks_the_run_interrupted(tmp_path: Path) -> None:
+    corpus = _big_corpus(tmp_path / "big", 40)
+    started = time.monotonic()
+    result = _ingest_and_kill(tmp_path / "ws", corpus, 35, "SIGINT")
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
+    assert time.monotonic() - started < 300
+    with Workspace.open(tmp_path / "ws") as ws:
+        run = ws.status().runs[0]
+        assert run["status"] == "interrupted"
+        assert ws.store.integrity_problems() == []
+        assert ws.ingest([corpus]).added + run["counts"]["added"] == 40
