@@ -55,9 +55,9 @@ def build_prompt(
     system = Message("system", SYSTEM_PROMPT)
     system_tokens = model.count_messages([system])
     warnings: list[str] = []
-    question, question_tokens, truncated = _fit_question(
-        question, model, window - reserve - system_tokens - 32
-    )
+    # A question may take half of the prompt's room at most: the passages must fit too.
+    question_limit = (window - reserve - system_tokens) // 2
+    question, question_tokens, truncated = _fit_question(question, model, question_limit)
     if truncated:
         warnings.append(
             f"the question was truncated to {question_tokens} tokens to fit the context window"
@@ -121,16 +121,11 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         if self.prompt is None or not self.prompt.hits:
             yield NOTHING_FOUND
+            warnings = self.prompt.warnings if self.prompt else []
             self.answer = Answer(
-                self.question,
-                NOTHING_FOUND,
-                [],
-                [],
-                None,
-                Usage(),
-                self.model.model_id,
-                refused=True,
-            )
+                self.question, NOTHING_FOUND, [], [], None, Usage(), self.model.model_id,
+                refused=True, warnings=warnings,
+            )  # fmt: skip
             return
         sentence: list[str] = []
         deltas = self.model.stream(

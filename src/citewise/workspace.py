@@ -112,7 +112,9 @@ class Workspace:
         return [self.collection(name, create=False) for name in names]
 
     def _collection_embedder(self, collection: Collection) -> Embedder:
-        return self.embedder(collection.embedder)
+        # The configured embedder, never silently the collection's own: a collection
+        # built with another model fails loudly (EmbedderMismatch) until reindexed.
+        return self.embedder()
 
     # -- ingest ------------------------------------------------------------------
 
@@ -206,9 +208,9 @@ class Workspace:
     # -- maintenance -------------------------------------------------------------
 
     def reindex(self, collection: str, embedder: str | None = None, progress: Any = None) -> int:
-        """Re-embed every chunk of a collection (with another embedder if given)."""
+        """Re-embed every chunk of a collection with ``embedder`` (default: the configured one)."""
         target = self.collection(collection, create=False)
-        new = self.embedder(embedder or target.embedder)
+        new = self.embedder(embedder)
         ids, texts = self._chunk_texts(target)
         vectors = new.embed(texts) if texts else None
         with self.store.transaction() as db:

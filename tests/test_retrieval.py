@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from citewise import EmbedderMismatch, Workspace
+from citewise.retrieval import fts_query, fuse
+
+
+@pytest.mark.parametrize(
+    ("question", "expected_file"),
+    [
+        ("How do I rotate the API keys?", "guide.md"),
+        ("When are refunds issued?", "billing.rst"),
+        ("Where do visitors park?", "handbook.html"),
+        ("Where is the emergency assembly point?", "safety.pdf"),
+        ("What is the daily meal allowance abroad?", "travel.docx"),
+        ("convert celsius to fahrenheit", "thermostat.py"),
+        ("What does the cafeteria serve on Thursdays?", "notes.txt"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_each_mode_finds_the_right_document(ingested, question: str, expected_file: str, mode: str) -> None:
+    ws, _ = ingested
+    hits = ws.search(question, 3, mode=mode)
+    assert Path(hits[0].source).name == expected_file, [(Path(h.source).name, h.score) for h in hits]
+
+
+def test_hits_carry_citable_locations(ingested) -> None:
+    ws, _ = ingested
+    hit = ws.search("emergency assembly point north parking lot", 1)[0]
+    assert hit.page == 2 and "page 2" in hit.location
+    assert hit.text in ws.store.document_text(hit.document_id)
+    assert ws.store.document_text(hit.document_id)[hit.start : hit.end] == hit.text
+    md = ws.search("rotate API keys keyctl", 1)[0]
+    assert md.heading_path == ("Deployment guide", "Rotating API keys")
+    assert hit.cosine is not None and 0 < hit.cosine <= 1
+
+
+def test_collections_are_searched_separately(workspace: Workspace, corpus: Path) -> None:
+    workspace.ingest([corpus / "guide.md"], collection="ops")
+    workspace.ingest([corpus / "notes.txt"], collection="office")
+    assert {h.collection for h in workspace.search("keys lasagna", 10, collections=["ops"])} == {"ops"}
+    assert {h.collection for h in workspace.search("keys lasagna", 10, collections=["office"])} == {"office"}
+    assert {h.collection for h in workspace.search("keys lasagna", 10)} == {"ops", "office"}
+
+
+def test_metadata_filter(ingested) -> None:
+    ws, _ = ingested
+    hits = ws.search("temperature", 10, where={"language": "python"})
+    assert hits and all(h.source.endswith(".py") for h in hits)
+    assert ws.search("parking", 10, where={"source": "*.html"})[0].source.endswith("handbook.html")
+
+
+def test_other_embedder_is_refused_with_the_fix(ingested) -> None:
+    ws, _ = ingested
+    ws.store.db.execute("UPDATE collections SET embedder = 'sentence-transformers:other', dim = 768")
+    with pytest.raises(EmbedderMismatch, match="citewise reindex --collection default"):
+        ws.search("parking", 3)
+    with pytest.raises(EmbedderMismatch):
+        ws.ingest([Path(ws.path)])
+    assert ws.reindex("default") > 0
+    assert Path(ws.search("Where do visitors park?", 1)[0].source).name == "handbook.html"
+    assert ws.store.integrity_problems() == []
+
+
+def test_hnsw_above_threshold_agrees_with_exact(ingested, tmp_path: Path) -> None:
+    ws, _ = ingested
+    with Workspace.open(ws.path, ann_threshold=5) as small:
+        collection = small.collection()
+        assert small.indexes.backend(collection) == "hnsw"
+        assert list((ws.path / "index").glob("*.usearch"))
+        query = small.embedder().embed_query("Where do visitors park?")
+        approx_ids, _ = small.indexes.search(collection, query, 5)
+        exact_ids, _ = small.indexes._get(collection).exact.search(query, 5)
+        assert approx_ids[0] == exact_ids[0]
+        assert len(set(approx_ids) & set(exact_ids)) >= 4
+
+
+def test_index_is_rebuilt_after_writes(workspace: Workspace, tmp_path: Path) -> None:
+    first = tmp_path / "a.md"
+    first.write_text("# A\n\nAardvarks eat ants.\n")
+    workspace.ingest([first])
+    assert Path(workspace.search("aardvark", 1, mode="dense")[0].source).name == "a.md"
+    second = tmp_path / "b.md"
+    second.write_text("# B\n\nBumblebees pollinate clover.\n")
+    workspace.ingest([second])
+    assert Path(workspace.search("bumblebee pollination", 1, mode="dense")[0].source).name == "b.md"
+
+
+def test_fts_query_drops_stopwords_and_quotes_words() -> None:
+    assert fts_query('keys NEAR rotation "quoted" -minus*') == '"keys" OR "near" OR "rotation" OR "quoted" OR "minus"'
+    assert fts_query("the of") == '"the" OR "of"'
+    assert fts_query("?!") is None
+
+
+def test_query_syntax_characters_are_harmless(ingested) -> None:
+    ws, _ = ingested
+    for query in ['"unbalanced', "NEAR(", "a AND OR NOT b", "col:value ^start", "*"]:
+        ws.search(query, 3, mode="bm25")
+
+
+def test_fusion_methods() -> None:
+    bm25 = [(1, 9.0), (2, 5.0), (3, 1.0)]
+    dense = [(3, 0.9), (4, 0.8), (1, 0.1)]
+    rrf = fuse(bm25, dense, "rrf", 0.5)
+    assert rrf[0].chunk_id in (1, 3) and {r.chunk_id for r in rrf} == {1, 2, 3, 4}
+    assert rrf[0].score == pytest.approx(1 / 61 + 1 / 63)
+    convex = fuse(bm25, dense, "convex", 0.5)
+    scores = {r.chunk_id: r.score for r in convex}
+    assert scores[1] == pytest.approx(0.5 * 1.0 + 0.5 * 0.0)
+    assert scores[3] == pytest.approx(0.5 * 0.0 + 0.5 * 1.0)
+    assert scores[4] == pytest.approx(0.5 * (0.8 - 0.1) / 0.8)
+    only_dense = fuse([], dense, "convex", 0.5)
+    assert [r.chunk_id for r in only_dense] == [3, 4, 1]
+    assert np.isclose(only_dense[0].score, 1.0)
