@@ -55,7 +55,9 @@ def test_nothing_relevant_means_no_answer(ingested) -> None:
     assert answer.citations == [] and answer.budget is None
 
 
-def test_small_window_drops_the_least_relevant_passages(ingested, local_model: LlamaCppModel) -> None:
+def test_small_window_drops_the_least_relevant_passages(
+    ingested, local_model: LlamaCppModel
+) -> None:
     ws, _ = ingested
     hits = ws.search("Where do visitors park and where do bicycles go?", 5)
     settings = Settings.load(None, context_window=600, answer_tokens=200, min_relevance=0.0)
@@ -68,7 +70,9 @@ def test_small_window_drops_the_least_relevant_passages(ingested, local_model: L
     assert smaller.budget.dropped_passages > prompt.budget.dropped_passages
 
 
-def test_overlong_question_is_truncated_with_a_warning(ingested, local_model: LlamaCppModel) -> None:
+def test_overlong_question_is_truncated_with_a_warning(
+    ingested, local_model: LlamaCppModel
+) -> None:
     ws, _ = ingested
     question = "Where do visitors park? " + "Please explain in great detail. " * 300
     hits = ws.search("Where do visitors park?", 3)

@@ -10,7 +10,9 @@ def make_document(text: str, blocks: list[Block] | None = None) -> Document:
 
 
 def test_chunks_respect_token_limit_and_point_at_their_text(embedder) -> None:
-    paragraphs = [f"Paragraph {i} talks about topic {i} in some detail. " * (i % 5 + 1) for i in range(40)]
+    paragraphs = [
+        f"Paragraph {i} talks about topic {i} in some detail. " * (i % 5 + 1) for i in range(40)
+    ]
     text = "\n\n".join(paragraphs)
     chunks = chunk_document(make_document(text), embedder.token_offsets, 64, 16)
     assert len(chunks) > 5

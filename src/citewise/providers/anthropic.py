@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from ..config import Settings
 from ..errors import ProviderError
 from .base import BaseChatModel, Message, resolve_api_key
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"  # current per the installed SDK's model list
 
 
 class AnthropicChatModel(BaseChatModel):
@@ -24,6 +25,10 @@ class AnthropicChatModel(BaseChatModel):
         )
         self.model_id = model
         self.context_window = context_window
+        # Newer SDKs dropped sampling parameters from the Messages API.
+        self._takes_temperature = (
+            "temperature" in inspect.signature(self._client.messages.stream).parameters
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, workspace: Path | None = None) -> AnthropicChatModel:
@@ -36,11 +41,11 @@ class AnthropicChatModel(BaseChatModel):
     ) -> Iterator[str]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+        options = {"temperature": temperature} if self._takes_temperature else {}
         try:
             with self._client.messages.stream(
-                model=self.model_id, system=system, messages=turns,
-                max_tokens=max_tokens, temperature=temperature,
-            ) as stream:  # fmt: skip
+                model=self.model_id, system=system, messages=turns, max_tokens=max_tokens, **options
+            ) as stream:
                 yield from stream.text_stream
         except self._anthropic.APIConnectionError as exc:
             raise ProviderError(f"cannot reach Anthropic's API ({exc})") from exc

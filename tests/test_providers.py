@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from citewise import ConfigError, MissingAPIKey, ProviderError, Workspace
+from citewise.config import Settings
+from citewise.providers import load_chat_model
+from citewise.providers.local import resolve_gguf
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's own OpenAI-compatible server, with the same small model, on loopback."""
+    port = free_port()
+    # A file, not a pipe: the server logs ~200 KB at start and would block on a full pipe.
+    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.3)
+        assert process.poll() is None, Path(log.name).read_text()[-2000:]
+    else:
+        process.kill()
+        pytest.fail("llama_cpp.server did not start")
+    yield base_url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.slow
+def test_openai_compatible_server_answers_with_citations(ingested, llama_server: str) -> None:
+    ws, _ = ingested
+    with Workspace.open(
+        ws.path, provider="openai", base_url=llama_server, model="smollm2"
+    ) as remote:
+        answer = remote.ask("How do I rotate the API keys?")
+    assert answer.model == "smollm2"
+    assert answer.text and not answer.refused
+    assert answer.citations and all(f"[{c.number}]" in answer.text for c in answer.citations)
+    assert answer.budget is not None and answer.budget.total <= answer.budget.context_window
+
+
+def test_unreachable_server_is_one_clear_sentence(ingested) -> None:
+    ws, _ = ingested
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with (
+        Workspace.open(ws.path, provider="openai", base_url=dead) as remote,
+        pytest.raises(ProviderError, match="cannot reach .* is the server running"),
+    ):
+        remote.ask("How do I rotate the API keys?")
+
+
+def test_missing_key_says_where_to_put_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKey, match="set the OPENAI_API_KEY environment variable"):
+        load_chat_model(Settings.load(None, provider="openai"))
+    with pytest.raises(MissingAPIKey, match="ANTHROPIC_API_KEY"):
+        load_chat_model(Settings.load(None, provider="anthropic"))
+
+
+def test_key_file_must_live_outside_the_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    inside = tmp_path / "ws" / "key.txt"
+    inside.parent.mkdir()
+    inside.write_text("sk-inside")
+    with pytest.raises(ConfigError, match="inside the workspace"):
+        load_chat_model(
+            Settings.load(None, provider="openai", api_key_file=str(inside)), tmp_path / "ws"
+        )
+    outside = tmp_path / "key.txt"
+    outside.write_text("sk-outside\n")
+    model = load_chat_model(
+        Settings.load(None, provider="openai", api_key_file=str(outside)), tmp_path / "ws"
+    )
+    assert model._client.api_key == "sk-outside"
+
+
+def test_unknown_provider_and_missing_model_file() -> None:
+    with pytest.raises(ConfigError, match="known providers: anthropic, local, openai"):
+        load_chat_model(Settings.load(None, provider="nope"))
+    from citewise import ModelError
+
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_gguf("/nowhere/model.gguf")
+    with pytest.raises(ModelError, match="use a .gguf path or one of: smollm2-135m"):
+        resolve_gguf("gpt-7")
+
+
+class AnthropicStandIn(BaseHTTPRequestHandler):
+    """STAND-IN for Anthropic's Messages API (a SaaS that cannot run here).
+
+    It speaks the documented streaming event sequence and answers with the first
+    sentence of the first source in the prompt, so the real `anthropic` SDK and our
+    provider code are exercised end to end.
+    """
+
+    requests: list[dict] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        AnthropicStandIn.requests.append({"headers": dict(self.headers), "body": body})
+        # Older SDKs send x-api-key, newer ones a bearer token; both are documented.
+        key = self.headers.get("x-api-key") or self.headers.get("authorization", "").removeprefix("Bearer ")
+        if key != "sk-ant-test":
+            self._json(
+                401,
+                {
+                    "type": "error",
+                    "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                },
+            )
+            return
+        prompt = body["messages"][-1]["content"]
+        first_source = prompt.split("[1] ", 1)[1].split("\n[2] ")[0].split("\nQuestion:")[0]
+        lines = [line for line in first_source.splitlines()[1:] if line.strip() and not line.startswith("#")]
+        reply = lines[0].split(". ")[0].rstrip(".") + "."
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        events = [
+            ("message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": body["model"], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 50, "output_tokens": 1}}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            *[("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word + " "}}) for word in reply.split()],
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 9}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]  # fmt: skip
+        for name, data in events:
+            self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+    def _json(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def anthropic_stand_in() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AnthropicStandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_anthropic_provider_against_a_stand_in(
+    ingested, anthropic_stand_in: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, _ = ingested
+    AnthropicStandIn.requests.clear()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with Workspace.open(
+        ws.path, provider="anthropic", base_url=anthropic_stand_in, model="claude-test"
+    ) as claude:
+        answer = claude.ask("How do I rotate the API keys?")
+    sent = AnthropicStandIn.requests[-1]
+    assert sent["body"]["model"] == "claude-test"
+    assert "cite the source" in sent["body"]["system"]
+    assert [m["role"] for m in sent["body"]["messages"]] == ["user"]
+    assert "rotate" in answer.text and answer.citations[0].number == 1
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong")
+    with (
+        Workspace.open(ws.path, provider="anthropic", base_url=anthropic_stand_in) as claude,
+        pytest.raises(ProviderError, match="rejected the API key"),
+    ):
+        claude.ask("How do I rotate the API keys?")
