@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from citewise.chunking import chunk_document
 from citewise.documents import Block, Document
 from citewise.parsers._common import paragraph_blocks
@@ -29,7 +31,7 @@ def test_chunks_respect_token_limit_and_point_at_their_text(embedder) -> None:
 def test_consecutive_chunks_overlap(embedder) -> None:
     text = "\n\n".join(f"Sentence number {i} is here." for i in range(60))
     chunks = chunk_document(make_document(text), embedder.token_offsets, 40, 12)
-    overlaps = [a.end > b.start for a, b in zip(chunks, chunks[1:], strict=False)]
+    overlaps = [a.end > b.start for a, b in itertools.pairwise(chunks)]
     assert all(overlaps)
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
 
 from citewise.embedders import CATALOGUE, load_embedder
 from citewise.embedders.catalogue import PackagedFile
 from citewise.embedders.onnx import _packaged_files, resolve_model_files
 from citewise.errors import ConfigError, ModelError
+from conftest import FIXTURES
 
 MINILM = CATALOGUE["all-MiniLM-L6-v2"]
 

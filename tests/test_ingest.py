@@ -9,9 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import write_bad_files
-
 from citewise import Workspace
+from conftest import write_bad_files
 
 
 def test_ingest_every_format_then_rerun_does_nothing(ingested) -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_bad_files, write_corpus
 
 from citewise.errors import ParseError
 from citewise.parsers import parse_file
+from conftest import write_bad_files, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_bad_files_raise_parse_error_with_reason(tmp_path: Path) -> None:
 def test_unsupported_suffix(tmp_path: Path) -> None:
     path = tmp_path / "data.xyz"
     path.write_text("hello")
-    with pytest.raises(ParseError, match="unsupported file type .xyz"):
+    with pytest.raises(ParseError, match=r"unsupported file type \.xyz"):
         parse_file(path)
 
 

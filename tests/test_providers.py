@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -74,7 +75,7 @@ def test_unreachable_server_is_one_clear_sentence(ingested) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     with (
         Workspace.open(ws.path, provider="openai", base_url=dead) as remote,
-        pytest.raises(ProviderError, match="cannot reach .* is the server running"),
+        pytest.raises(ProviderError, match=r"cannot reach .* is the server running"),
     ):
         remote.ask("How do I rotate the API keys?")
 
@@ -114,7 +115,7 @@ def test_unknown_provider_and_missing_model_file() -> None:
 
     with pytest.raises(ModelError, match="does not exist"):
         resolve_gguf("/nowhere/model.gguf")
-    with pytest.raises(ModelError, match="use a .gguf path or one of: smollm2-135m"):
+    with pytest.raises(ModelError, match=r"use a \.gguf path or one of: smollm2-135m"):
         resolve_gguf("gpt-7")
 
 
@@ -126,7 +127,7 @@ class AnthropicStandIn(BaseHTTPRequestHandler):
     provider code are exercised end to end.
     """
 
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -135,7 +136,9 @@ class AnthropicStandIn(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         AnthropicStandIn.requests.append({"headers": dict(self.headers), "body": body})
         # Older SDKs send x-api-key, newer ones a bearer token; both are documented.
-        key = self.headers.get("x-api-key") or self.headers.get("authorization", "").removeprefix("Bearer ")
+        key = self.headers.get("x-api-key") or self.headers.get("authorization", "").removeprefix(
+            "Bearer "
+        )
         if key != "sk-ant-test":
             self._json(
                 401,
@@ -147,7 +150,11 @@ class AnthropicStandIn(BaseHTTPRequestHandler):
             return
         prompt = body["messages"][-1]["content"]
         first_source = prompt.split("[1] ", 1)[1].split("\n[2] ")[0].split("\nQuestion:")[0]
-        lines = [line for line in first_source.splitlines()[1:] if line.strip() and not line.startswith("#")]
+        lines = [
+            line
+            for line in first_source.splitlines()[1:]
+            if line.strip() and not line.startswith("#")
+        ]
         reply = lines[0].split(". ")[0].rstrip(".") + "."
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")

@@ -68,10 +68,10 @@ class _Pending:
     existing: bool
 
 
-def embedding_text(document: Document, chunk: Chunk) -> str:
+def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
     """What the embedder sees: the title and heading path give a chunk its context."""
-    context = list(dict.fromkeys([document.title, *chunk.heading_path]))
-    return "\n".join([*context, chunk.text])
+    context = list(dict.fromkeys([title, *heading_path]))
+    return "\n".join([*context, text])
 
 
 class Ingestor:
@@ -157,7 +157,11 @@ class Ingestor:
     def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
         if not pending:
             return
-        texts = [embedding_text(p.document, c) for p in pending for c in p.chunks]
+        texts = [
+            embedding_text(p.document.title, c.heading_path, c.text)
+            for p in pending
+            for c in p.chunks
+        ]
         vectors = (
             self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
         )

@@ -207,7 +207,7 @@ class Workspace:
 
     # -- maintenance -------------------------------------------------------------
 
-    def reindex(self, collection: str, embedder: str | None = None, progress: Any = None) -> int:
+    def reindex(self, collection: str, embedder: str | None = None) -> int:
         """Re-embed every chunk of a collection with ``embedder`` (default: the configured one)."""
         target = self.collection(collection, create=False)
         new = self.embedder(embedder)
@@ -226,13 +226,12 @@ class Workspace:
 
     def _chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
         from .ingest import embedding_text
-        from .store import ChunkRow
 
         ids = [r[0] for r in self.store.db.execute(
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
             "WHERE d.collection_id = ? ORDER BY c.id", (collection.id,))]  # fmt: skip
-        rows: dict[int, ChunkRow] = self.store.chunk_rows(ids) if ids else {}
-        texts = [embedding_text(_as_document(rows[i]), _as_chunk(rows[i])) for i in ids]
+        rows = self.store.chunk_rows(ids)
+        texts = [embedding_text(rows[i].title, rows[i].heading_path, rows[i].text) for i in ids]
         return ids, texts
 
     def status(self) -> WorkspaceStatus:
@@ -254,15 +253,3 @@ def init_workspace(directory: Path) -> Path:
         config.write_text(config_template(), encoding="utf-8")
     Store(directory / DATABASE_FILE).close()
     return directory
-
-
-def _as_document(row: Any) -> Any:
-    from .documents import Document
-
-    return Document(row.source, row.title, "", [], "", row.metadata)
-
-
-def _as_chunk(row: Any) -> Any:
-    from .documents import Chunk
-
-    return Chunk(0, row.start, row.end, row.text, 0, row.heading_path, row.page)

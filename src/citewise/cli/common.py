@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,11 @@ from rich.console import Console
 
 from ..workspace import Workspace
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+# Piped output is for grep and scripts: never wrapped at rich's 80-column default.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+errors = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200
+)
 
 # Flags that override settings for one command (see `citewise config`).
 MODEL_OPTIONS = (

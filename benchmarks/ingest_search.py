@@ -1,0 +1,91 @@
+"""Ingest throughput, peak memory and search latency for a BEIR dataset or a folder.
+
+    python benchmarks/ingest_search.py [DATASET_OR_FOLDER] [--json OUT]
+
+A BEIR folder (corpus.jsonl, queries.jsonl) is ingested from its corpus and
+searched with its queries; any other folder is ingested as files and searched
+with the first sentence of every 10th chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from citewise import Workspace
+from citewise.evaluation import load_beir
+
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def ingest(ws: Workspace, source: Path) -> tuple[object, list[str]]:
+    if (source / "corpus.jsonl").exists():
+        data = load_beir(source)
+        return ws.add_items(data.corpus_items(), "bench"), list(data.queries.values())
+    report = ws.ingest([source], "bench")
+    rows = ws.store.db.execute(
+        "SELECT substr(d.text, c.start + 1, 200) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id % 10 = 0"
+    )
+    return report, [r[0].split(". ")[0] for r in rows]
+
+
+def time_searches(ws: Workspace, queries: list[str], mode: str) -> list[float]:
+    ws.search(queries[0], 10, ["bench"], mode)  # warm: loads the index
+    latencies = []
+    for query in queries:
+        started = time.perf_counter()
+        ws.search(query, 10, ["bench"], mode)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if not args.source.exists():
+        sys.exit(f"{args.source} not found (SciFact lives in ../shared/datasets/scifact)")
+    with tempfile.TemporaryDirectory() as tmp, Workspace.open(Path(tmp) / "ws") as ws:
+        report, queries = ingest(ws, args.source)
+        result = {
+            "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+            "documents": report.added, "chunks": report.chunks, "tokens": report.tokens,
+            "ingest_seconds": round(report.seconds, 1),
+            "documents_per_second": round(report.added / report.seconds, 1),
+            "tokens_per_second": round(report.tokens / report.seconds),
+            "peak_rss_mb_after_ingest": round(peak_rss_mb()),
+            "queries": len(queries),
+            "search_ms": {},
+        }  # fmt: skip
+        for mode in ("hybrid", "bm25", "dense"):
+            latencies = time_searches(ws, queries, mode)
+            result["search_ms"][mode] = {
+                "p50": round(statistics.median(latencies), 1),
+                "p95": round(percentile(latencies, 95), 1),
+                "p99": round(percentile(latencies, 99), 1),
+            }
+        result["peak_rss_mb"] = round(peak_rss_mb())
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

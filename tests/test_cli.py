@@ -1,0 +1,125 @@
+"""The real ``citewise`` console script, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import write_bad_files
+
+
+def citewise(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["citewise", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cli_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from conftest import write_corpus
+
+    root = tmp_path_factory.mktemp("cli")
+    corpus = write_corpus(root / "corpus")
+    write_bad_files(corpus / "bad")
+    return root / "ws", corpus
+
+
+def test_ingest_reports_a_summary_and_each_failure(cli_workspace) -> None:
+    ws, corpus = cli_workspace
+    result = citewise("-w", str(ws), "ingest", str(corpus))
+    assert result.returncode == 0, result.stderr
+    assert "added 7, updated 0, unchanged 0, failed 5" in result.stdout
+    assert "broken.pdf: corrupt PDF" in result.stderr
+    assert "locked.pdf: encrypted PDF" in result.stderr
+    again = citewise("-w", str(ws), "ingest", str(corpus))
+    assert "added 0, updated 0, unchanged 7, failed 5" in again.stdout
+
+
+def test_search_json(cli_workspace) -> None:
+    ws, _ = cli_workspace
+    result = citewise("-w", str(ws), "search", "Where do visitors park?", "--json", "-k", "2")
+    hits = json.loads(result.stdout)
+    assert len(hits) == 2 and hits[0]["source"].endswith("handbook.html")
+    assert hits[0]["heading_path"] == ["Office handbook", "Parking"]
+
+
+def test_search_text_output_names_sources(cli_workspace) -> None:
+    ws, _ = cli_workspace
+    result = citewise("-w", str(ws), "search", "emergency assembly point", "-k", "1")
+    assert "safety.pdf" in result.stdout and "page 2" in result.stdout
+
+
+@pytest.mark.slow
+def test_ask_streams_an_answer_with_sources_and_budget(cli_workspace) -> None:
+    ws, _ = cli_workspace
+    result = citewise("-w", str(ws), "ask", "How do I rotate the API keys?", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert "Sources" in result.stdout and "guide.md" in result.stdout
+    assert "context window 2048: system+template" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_ask_json(cli_workspace) -> None:
+    ws, _ = cli_workspace
+    result = citewise("-w", str(ws), "ask", "What is the daily meal allowance abroad?", "--json")
+    answer = json.loads(result.stdout)
+    assert answer["citations"] and answer["budget"]["context_window"] == 2048
+    assert any(c["hit"]["source"].endswith("travel.docx") for c in answer["citations"])
+
+
+def test_status_shows_counts_and_failed_files(cli_workspace) -> None:
+    ws, _ = cli_workspace
+    result = citewise("-w", str(ws), "status")
+    assert "default" in result.stdout and "all-MiniLM-L6-v2 (384d)" in result.stdout
+    assert "failed" in result.stdout and "broken.docx" in result.stdout
+
+
+@pytest.mark.slow
+def test_doctor_checks_everything(cli_workspace) -> None:
+    ws, _ = cli_workspace
+    result = citewise("-w", str(ws), "doctor")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.count("✓") == 4
+    broken = citewise("-w", str(ws), "doctor", "--provider", "openai", env={"OPENAI_API_KEY": ""})
+    assert broken.returncode == 1 and "✗ chat provider openai: No key found" in broken.stdout
+
+
+def test_errors_are_one_line_without_traceback(cli_workspace, tmp_path: Path) -> None:
+    ws, _ = cli_workspace
+    result = citewise(
+        "-w", str(ws), "ask", "anything about keys", "--model", str(tmp_path / "nope.gguf")
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: model file {tmp_path / 'nope.gguf'} does not exist"
+    debug = citewise(
+        "--debug", "-w", str(ws), "ask", "keys", "--model", str(tmp_path / "nope.gguf")
+    )
+    assert "Traceback" in debug.stderr
+
+
+def test_workspace_from_environment_and_dotenv(tmp_path: Path, cli_workspace) -> None:
+    _, corpus = cli_workspace
+    ws = tmp_path / "env-ws"
+    (tmp_path / ".env").write_text(f"CITEWISE_WORKSPACE={ws}\nCITEWISE_TOP_K=3\n")
+    result = citewise("ingest", str(corpus / "notes.txt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (ws / "citewise.db").exists()
+    config = citewise("config", cwd=tmp_path)
+    assert "CITEWISE_TOP_K (set)" in config.stdout
+
+
+@pytest.mark.slow
+def test_demo_prints_a_cited_answer(tmp_path: Path) -> None:
+    result = citewise("-w", str(tmp_path / "demo"), "demo")
+    assert result.returncode == 0, result.stderr
+    assert "Q: What does the with statement do?" in result.stdout
+    assert "Sources" in result.stdout and "pydoc:" in result.stdout
+    assert "[1]" in result.stdout
