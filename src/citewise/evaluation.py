@@ -1,8 +1,14 @@
-"""Retrieval evaluation on BEIR-format datasets (corpus.jsonl, queries.jsonl, qrels/*.tsv).
+"""Retrieval evaluation: BEIR datasets or a user's own labelled queries.
 
-Chunk hits are aggregated to documents by their best chunk, since qrels judge
-documents. Metrics come from trec_eval through ``pytrec_eval``
-(``pip install 'citewise[bench]'``).
+Datasets come in two shapes:
+
+* a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``), whose
+  corpus is ingested into a collection of its own (reused while unchanged);
+* a JSONL file of ``{"query": ..., "relevant": [source, ...]}`` lines, judged against
+  documents already in the workspace (``relevant`` names their sources: paths or ids).
+
+Chunk hits are aggregated to documents by their best chunk, since judgements name
+documents. Metrics come from trec_eval through ``pytrec_eval``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class BeirDataset:
     root: Path
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    unknown_queries: int = 0
 
     def corpus_items(self) -> Iterator[SourceItem]:
         for line_no, record in _jsonl(self.root / "corpus.jsonl"):
@@ -52,7 +59,28 @@ def load_beir(root: Path, split: str = "train") -> BeirDataset:
             if len(row) != 3:
                 raise CitewiseError(f"{root}/qrels/{split}.tsv:{line_no}: expected 3 columns")
             qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-    return BeirDataset(root, {q: queries[q] for q in qrels if q in queries}, qrels)
+    unknown = [q for q in qrels if q not in queries]
+    for q in unknown:
+        del qrels[q]
+    return BeirDataset(root, {q: queries[q] for q in qrels}, qrels, len(unknown))
+
+
+def load_labelled_queries(path: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Queries and judgements from a JSONL of {"query", "relevant": [...]} lines."""
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for line_no, record in _jsonl(path):
+        query, relevant = record.get("query"), record.get("relevant")
+        if not isinstance(query, str) or not isinstance(relevant, list) or not relevant:
+            raise CitewiseError(
+                f'{path}:{line_no}: expected {{"query": "...", "relevant": ["source", ...]}}'
+            )
+        qid = str(record.get("id", line_no))
+        queries[qid] = query
+        qrels[qid] = {str(source): 1 for source in relevant}
+    if not queries:
+        raise CitewiseError(f"{path}: no queries")
+    return queries, qrels
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -78,12 +106,8 @@ def document_run(hits: list[Any], key: str = "source") -> dict[str, float]:
 def evaluate_run(
     qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
-    try:
-        import pytrec_eval
-    except ImportError as exc:
-        raise CitewiseError(
-            "pytrec_eval is not installed; install it with `pip install 'citewise[bench]'`"
-        ) from exc
+    import pytrec_eval
+
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(MEASURES))
     # MRR@10: reciprocal rank over the top 10 only.
     top10 = {q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:10]) for q, d in run.items()}
@@ -98,3 +122,46 @@ def evaluate_run(
         for m, label in MEASURES.items()
     }
     return {"mean": means, "per_query": per_query}
+
+
+@dataclass
+class RetrievalReport:
+    dataset: str
+    collection: str
+    queries: int
+    means: dict[str, dict[str, float]]  # mode -> measure label -> mean
+    per_query: dict[str, dict[str, dict[str, float]]]  # mode -> query id -> measure -> value
+    unknown_documents: int  # judged documents that are not in the collection
+    unknown_queries: int  # judged queries missing from queries.jsonl
+
+
+MODES = ("bm25", "dense", "hybrid")
+
+
+def evaluate_retrieval(
+    workspace: Any, path: Path, collection: str | None = None, split: str = "train",
+    modes: tuple[str, ...] = MODES, depth: int = 100, progress: Any = None,
+) -> RetrievalReport:  # fmt: skip
+    """Ingest (if BEIR) and evaluate every mode; per-query values are kept."""
+    unknown_queries = 0
+    if path.is_dir():
+        data = load_beir(path, split)
+        collection = collection or f"beir-{path.name}"
+        workspace.add_items(data.corpus_items(), collection, progress)
+        queries, qrels, unknown_queries = data.queries, data.qrels, data.unknown_queries
+    else:
+        queries, qrels = load_labelled_queries(path)
+        collection = collection or "default"
+    known = set(workspace.store.sources(workspace.collection(collection, create=False).id))
+    unknown_documents = sum(1 for docs in qrels.values() for d in docs if d not in known)
+    means, per_query = {}, {}
+    for mode in modes:
+        run = {
+            qid: document_run(workspace.search(text, depth, [collection], mode))
+            for qid, text in queries.items()
+        }
+        result = evaluate_run(qrels, run)
+        means[mode], per_query[mode] = result["mean"], result["per_query"]
+    return RetrievalReport(
+        str(path), collection, len(queries), means, per_query, unknown_documents, unknown_queries
+    )

@@ -8,10 +8,8 @@ for third parties, under the ``citewise.embedders`` entry-point group.
 
 from __future__ import annotations
 
-from importlib import import_module
-from importlib.metadata import entry_points
-
 from ..errors import ConfigError
+from ..plugins import load_plugin
 from .base import BaseEmbedder, Embedder
 from .catalogue import CATALOGUE, ModelDescription
 
@@ -33,12 +31,4 @@ def load_embedder(spec: str) -> Embedder:
 
 
 def _backend_class(backend: str) -> type:
-    target = BUILTIN_BACKENDS.get(backend)
-    if target is None:
-        plugins = {ep.name: ep for ep in entry_points(group="citewise.embedders")}
-        if backend not in plugins:
-            known = ", ".join(sorted({*BUILTIN_BACKENDS, *plugins}))
-            raise ConfigError(f"unknown embedder backend {backend!r}; known backends: {known}")
-        return plugins[backend].load()
-    module_name, _, class_name = target.partition(":")
-    return getattr(import_module(module_name), class_name)
+    return load_plugin("citewise.embedders", BUILTIN_BACKENDS, backend, "embedder backend")

@@ -30,7 +30,11 @@ class BaseEmbedder:
     model_id: str
     dim: int
     max_tokens: int = 512
-    batch_size: int = 32
+    batch_size: int = 64  # most texts in one call
+    # Most (estimated) tokens in one call. Measured with MiniLM int8 on 2 cores: 256 was
+    # fastest for long chunks and short queries alike, while peak memory grew with the
+    # batch (1.7 GB at 32 texts of 256 tokens, 0.3 GB at 256 tokens in all).
+    batch_tokens: int = 256
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -39,10 +43,25 @@ class BaseEmbedder:
         """Embed any number of texts in batches of similar length (less padding)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for first in range(0, len(order), self.batch_size):
-            rows = order[first : first + self.batch_size]
+        for rows in self._batches(order, texts):
             out[rows] = self.embed_batch([texts[i] for i in rows])
         return out
+
+    def _batches(self, order: list[int], texts: Sequence[str]) -> list[list[int]]:
+        """Consecutive runs of ``order`` within ``batch_size`` texts and ``batch_tokens`` tokens."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            longest = min(len(texts[i]) // 4 + 2, self.max_tokens)  # sorted: the newest is longest
+            if current and (
+                len(current) >= self.batch_size or (len(current) + 1) * longest > self.batch_tokens
+            ):
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_batch([text])[0]

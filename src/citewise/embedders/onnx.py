@@ -24,8 +24,6 @@ from .catalogue import CATALOGUE, ModelDescription, PackagedFile
 
 
 class OnnxEmbedder(BaseEmbedder):
-    batch_size = 32
-
     def __init__(self, name: str, threads: int | None = None) -> None:
         self.description = CATALOGUE[name]
         self.model_id = name

