@@ -75,26 +75,73 @@ def llama_embedding_server(
 
 
 @pytest.mark.slow
-def test_openai_compatible_embeddings(
-    llama_embedding_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_per_token_embeddings_from_llama_server_are_refused_clearly(
+    llama_embedding_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # llama.cpp's server returns one vector per token for a model without pooling.
+    from citewise.embedders import load_embedder
+
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_embedding_server)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ProviderError, match="one vector per token, not per text; turn on pooling"):
+        load_embedder("openai:smollm2")
+
+
+class OpenAIEmbeddingsStandIn(BaseHTTPRequestHandler):
+    """STAND-IN for OpenAI's /v1/embeddings (a SaaS that cannot run here).
+
+    It answers in the documented response shape with real all-MiniLM-L6-v2 vectors,
+    so the real `openai` SDK and our embedder backend are exercised end to end.
+    """
+
+    embedder: ClassVar[object] = None
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vectors = self.embedder.embed(texts)  # type: ignore[attr-defined]
+        data = [
+            {"object": "embedding", "index": i, "embedding": v.tolist()}
+            for i, v in enumerate(vectors)
+        ]
+        payload = {"object": "list", "data": data[::-1], "model": body["model"],
+                   "usage": {"prompt_tokens": 1, "total_tokens": 1}}  # fmt: skip
+        raw = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+def test_openai_embeddings_against_a_stand_in(
+    embedder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import numpy as np
 
     from citewise.embedders import load_embedder
 
-    monkeypatch.setenv("OPENAI_BASE_URL", llama_embedding_server)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    embedder = load_embedder("openai:smollm2")
-    assert embedder.model_id == "openai:smollm2" and embedder.dim > 100
-    vectors = embedder.embed(["keys are rotated nightly", "the cafeteria serves lasagna"])
-    assert vectors.shape == (2, embedder.dim)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
-    with Workspace.open(tmp_path / "ws", embedder="openai:smollm2") as ws:
-        note = tmp_path / "note.md"
-        note.write_text("# Keys\n\nKeys are rotated every night by the ops team.\n")
-        assert ws.ingest([note]).added == 1
-        assert ws.collection().embedder == "openai:smollm2"
-        assert ws.search("key rotation", 1)[0].source == str(note)
+    OpenAIEmbeddingsStandIn.embedder = embedder
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIEmbeddingsStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        remote = load_embedder("openai:text-embedding-3-small")
+        assert (remote.model_id, remote.dim) == ("openai:text-embedding-3-small", 384)
+        texts = ["keys are rotated nightly", "the cafeteria serves lasagna", "a third text"]
+        assert np.allclose(remote.embed(texts), embedder.embed(texts), atol=1e-5)  # order restored
+        with Workspace.open(tmp_path / "ws", embedder="openai:text-embedding-3-small") as ws:
+            note = tmp_path / "note.md"
+            note.write_text("# Keys\n\nKeys are rotated every night by the ops team.\n")
+            assert ws.ingest([note]).added == 1
+            assert ws.collection().embedder == "openai:text-embedding-3-small"
+            assert ws.search("key rotation", 1)[0].source == str(note)
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.slow
@@ -155,7 +202,7 @@ def test_unknown_provider_and_missing_model_file() -> None:
 
     with pytest.raises(ModelError, match="does not exist"):
         resolve_gguf("/nowhere/model.gguf")
-    with pytest.raises(ModelError, match=r"use a \.gguf path or one of: smollm2-135m"):
+    with pytest.raises(ModelError, match=r"use a \.gguf path or one of: gemma3-270m, smollm2-135m"):
         resolve_gguf("gpt-7")
 
 

@@ -44,4 +44,9 @@ class OpenAIEmbedder(BaseEmbedder):
                 f"embedding request to {self._client.base_url} failed: {exc}"
             ) from exc
         rows = sorted(response.data, key=lambda item: item.index)
+        if rows and rows[0].embedding and isinstance(rows[0].embedding[0], list):
+            raise ProviderError(
+                f"{self._client.base_url} returned one vector per token, not per text; "
+                "turn on pooling in the server (llama.cpp: --pooling mean)"
+            )
         return normalize(np.asarray([row.embedding for row in rows], dtype=np.float32))
