@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The console script installed beside the interpreter running the tests (PATH may not have it).
+CITEWISE = str(Path(sys.executable).with_name("citewise"))
 
 MARKDOWN = """\
 # Deployment guide

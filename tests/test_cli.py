@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_bad_files
+from conftest import CITEWISE, write_bad_files
 
 
 def citewise(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["citewise", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+        [CITEWISE, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ import pytest
 
 from citewise import CitewiseError, Workspace
 from citewise.evaluation import evaluate_retrieval, evaluate_run, load_beir
+from conftest import CITEWISE
 
 CORPUS = [
     {
@@ -126,7 +127,7 @@ def test_cli_prints_the_table_and_saves_per_query_results(tmp_path: Path) -> Non
     dataset = write_beir(tmp_path / "tiny")
     out = tmp_path / "results.json"
     result = subprocess.run(
-        ["citewise", "-w", str(tmp_path / "ws"), "eval", "retrieval", str(dataset), "--output", str(out)],
+        [CITEWISE, "-w", str(tmp_path / "ws"), "eval", "retrieval", str(dataset), "--output", str(out)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -10,8 +10,9 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..answer_eval import evaluate_answers
 from ..evaluation import MEASURES, MODES, evaluate_retrieval
-from .common import Context, console, errors
+from .common import Context, console, errors, model_options
 from .ingest import progress_bar
 
 
@@ -64,10 +65,60 @@ def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
             f"[yellow]warning:[/yellow] {report.unknown_documents} judged documents are not in the collection, "
             f"{report.unknown_queries} judged queries are missing from queries.jsonl; they count as misses"
         )
-    output = output or workspace.path / "eval" / f"retrieval-{_stamp()}.json"
+    _save(report, output or workspace.path / "eval" / f"retrieval-{_stamp()}.json")
+
+
+@evaluate.command("answers")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--collection", "-c", "collections", multiple=True, help="Limit to these collections."
+)
+@click.option(
+    "--judge-provider", help="Also rate faithfulness with this provider (local, openai, anthropic)."
+)
+@click.option("--judge-model", help="The judge's model.")
+@click.option(
+    "--output", type=click.Path(path_type=Path), help="Where to save per-question results (JSON)."
+)
+@model_options
+@click.pass_obj
+def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_provider: str | None,
+            judge_model: str | None, output: Path | None, provider: str | None, model: str | None,
+            base_url: str | None, context_window: int | None) -> None:  # fmt: skip
+    """Answer correctness, citation precision/recall and refusals on QUESTIONS (JSONL).
+
+    Each line: {"question": ..., "answers": [...], "sources": [...]} or, for a question
+    the documents cannot answer, {"question": ..., "answerable": false}.
+    """
+    workspace = ctx.workspace(
+        provider=provider, model=model, base_url=base_url, context_window=context_window
+    )
+    judge = None
+    if judge_provider:
+        from dataclasses import replace
+
+        from ..providers import load_chat_model
+
+        judge_settings = replace(
+            workspace.settings, provider=judge_provider, model=judge_model or ""
+        )
+        judge = load_chat_model(judge_settings, workspace.path)
+    with console.status("Answering…") as status:
+        report = evaluate_answers(
+            workspace, questions, list(collections) or None, judge,
+            lambda done, total: status.update(f"Answering… {done}/{total}"),
+        )  # fmt: skip
+    table = Table("measure", "value", title=f"{len(report.cases)} questions · model {report.model}")
+    for name, value in report.means.items():
+        table.add_row(name.replace("_", " "), f"{value:.3f}")
+    console.print(table)
+    _save(report, output or workspace.path / "eval" / f"answers-{_stamp()}.json")
+
+
+def _save(report: Any, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(asdict(report), indent=1) + "\n", encoding="utf-8")
-    console.print(f"Per-query results: {output}")
+    console.print(f"Per-question results: {output}")
 
 
 def _stamp() -> str:
