@@ -94,13 +94,12 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise CitewiseError(f"{path}:{line_no}: bad JSON ({exc.msg})") from exc
 
 
-def document_run(hits: list[Any], key: str = "source") -> dict[str, float]:
-    """Best chunk score per document, as a trec run for one query."""
-    run: dict[str, float] = {}
+def document_run(hits: list[Any], key: str = "source", top: int = 1) -> dict[str, float]:
+    """A document's score is the sum of its ``top`` best chunks' scores (1: its best chunk)."""
+    scores: dict[str, list[float]] = {}
     for hit in hits:
-        doc = getattr(hit, key)
-        run[doc] = max(run.get(doc, float("-inf")), float(hit.score))
-    return run
+        scores.setdefault(getattr(hit, key), []).append(float(hit.score))
+    return {doc: sum(sorted(values, reverse=True)[:top]) for doc, values in scores.items()}
 
 
 def evaluate_run(

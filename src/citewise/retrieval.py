@@ -181,6 +181,7 @@ class Retriever:
         fusion: str = "rrf",
         dense_weight: float = 0.5,
         candidates: int = 100,
+        bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),  # title, headings, body
     ) -> None:
         self.store = store
         self.indexes = indexes
@@ -188,6 +189,7 @@ class Retriever:
         self.fusion = fusion
         self.dense_weight = dense_weight
         self.candidates = candidates
+        self.bm25_weights = bm25_weights
 
     def search(
         self,
@@ -214,7 +216,7 @@ class Retriever:
         match = fts_query(query)
         if match is None:
             return []
-        return self.store.bm25(match, [c.id for c in collections], depth, where)
+        return self.store.bm25(match, [c.id for c in collections], depth, where, self.bm25_weights)
 
     def _dense(self, query: str, collections: Sequence[Collection], depth: int,
                where: dict[str, Any] | None) -> list[tuple[int, float]]:  # fmt: skip
