@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -253,19 +253,18 @@ class Retriever:
         return out
 
     def _hits(self, ranked: list[Ranked], cosines: dict[int, float]) -> list[Hit]:
-        rows = self.store.chunk_rows([r.chunk_id for r in ranked])
-        hits = []
-        for r in ranked:
-            row = rows.get(r.chunk_id)
-            if row is None:  # deleted between the index read and now
-                continue
-            hits.append(Hit(
-                chunk_id=row.id, document_id=row.document_id, collection=row.collection,
-                source=row.source, title=row.title, text=row.text, start=row.start, end=row.end,
-                page=row.page, heading_path=row.heading_path, score=r.score,
-                bm25_rank=r.bm25_rank, dense_rank=r.dense_rank, cosine=cosines.get(r.chunk_id),
-            ))  # fmt: skip
-        return hits
+        stored = self.store.hits([r.chunk_id for r in ranked])
+        return [
+            replace(
+                stored[r.chunk_id],
+                score=r.score,
+                bm25_rank=r.bm25_rank,
+                dense_rank=r.dense_rank,
+                cosine=cosines.get(r.chunk_id),
+            )
+            for r in ranked
+            if r.chunk_id in stored  # a chunk deleted between the index read and now is skipped
+        ]
 
 
 def check_embedder(collection: Collection, embedder: Embedder) -> None:

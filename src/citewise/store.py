@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .documents import Chunk, Document
+from .documents import Chunk, Document, Hit
 from .errors import WorkspaceError
 
 DATABASE_FILE = "citewise.db"
@@ -114,23 +114,6 @@ class DocumentState:
     content_hash: str
     mtime_ns: int | None
     size: int | None
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """A stored chunk with what a search result needs to show it."""
-
-    id: int
-    document_id: int
-    collection: str
-    source: str
-    title: str
-    text: str
-    start: int
-    end: int
-    page: int | None
-    heading_path: tuple[str, ...]
-    metadata: dict[str, Any]
 
 
 def now() -> str:
@@ -302,20 +285,20 @@ class Store:
 
     # -- chunks and search -----------------------------------------------------
 
-    def chunk_rows(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
+    def hits(self, chunk_ids: Sequence[int]) -> dict[int, Hit]:
+        """Stored chunks as unscored hits, by chunk id (missing ids are left out)."""
         if not chunk_ids:
             return {}
         marks = ",".join("?" * len(chunk_ids))
         rows = self.db.execute(
             f"SELECT c.id, c.document_id, k.name, d.source, d.title, "
             f"substr(d.text, c.start + 1, c.end - c.start), c.start, c.end, c.page, "
-            f"c.heading_path, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
             f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({marks})",
             list(chunk_ids),
         )
         return {
-            row[0]: ChunkRow(*row[:9], tuple(json.loads(row[9])), json.loads(row[10]))
-            for row in rows
+            row[0]: Hit(*row[:9], heading_path=tuple(json.loads(row[9])), score=0.0) for row in rows
         }
 
     def bm25(

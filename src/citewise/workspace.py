@@ -230,7 +230,7 @@ class Workspace:
         ids = [r[0] for r in self.store.db.execute(
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
             "WHERE d.collection_id = ? ORDER BY c.id", (collection.id,))]  # fmt: skip
-        rows = self.store.chunk_rows(ids)
+        rows = self.store.hits(ids)
         texts = [embedding_text(rows[i].title, rows[i].heading_path, rows[i].text) for i in ids]
         return ids, texts
 
