@@ -202,7 +202,12 @@ def _citation(number: int, hit: Hit, answer: str) -> Citation:
             best, best_overlap = match, overlap
     if best is None:
         return Citation(number, hit, hit.text.strip(), hit.start, hit.end)
-    lead = len(best.group()) - len(best.group().lstrip())
-    quote = best.group().strip()
-    start = hit.start + best.start() + lead
-    return Citation(number, hit, quote, start, start + len(quote))
+    start, end = best.start(), best.end()
+    first_line = hit.text[start:end].lstrip().split("\n", 1)
+    if (
+        first_line[0].startswith("#") and len(first_line) == 2
+    ):  # a Markdown heading: in the location already
+        start = hit.text.index(first_line[1], start)
+    quote = hit.text[start:end].strip()
+    offset = hit.start + start + (len(hit.text[start:end]) - len(hit.text[start:end].lstrip()))
+    return Citation(number, hit, quote, offset, offset + len(quote))

@@ -45,6 +45,9 @@ DEFAULT_LOCAL_MODEL = "smollm2-135m"
 
 class LlamaCppModel(BaseChatModel):
     name = "local"
+    # Small models loop; a frequency penalty stops it (benchmarks/local_models.py).
+    repeat_penalty = 1.1
+    frequency_penalty = 0.5
 
     def __init__(self, model_path: Path, context_window: int, threads: int | None = None) -> None:
         try:
@@ -87,7 +90,8 @@ class LlamaCppModel(BaseChatModel):
         with self._lock:
             chunks = self._llm.create_chat_completion(
                 [{"role": m.role, "content": m.content} for m in messages],
-                max_tokens=max_tokens, temperature=temperature, repeat_penalty=1.15,
+                max_tokens=max_tokens, temperature=temperature, repeat_penalty=self.repeat_penalty,
+                frequency_penalty=self.frequency_penalty,
                 stream=True, seed=0,
             )  # fmt: skip
             for chunk in chunks:
