@@ -129,3 +129,14 @@ def test_fusion_methods() -> None:
     only_dense = fuse([], dense, "convex", 0.5)
     assert [r.chunk_id for r in only_dense] == [3, 4, 1]
     assert np.isclose(only_dense[0].score, 1.0)
+
+
+def test_unfiltered_bm25_shortcut_returns_what_the_filtered_query_does(ingested) -> None:
+    ws, _ = ingested
+    collection = ws.collection()
+    for query in ("visitors park garage", "keys rotation gateway", "fruit"):
+        match = fts_query(query)
+        assert match is not None
+        shortcut = ws.store.bm25(match, [collection.id], 50)
+        joined = ws.store.bm25(match, [collection.id], 50, where={"source": "*"})
+        assert shortcut == joined
