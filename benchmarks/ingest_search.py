@@ -13,21 +13,16 @@ import argparse
 import json
 import platform
 import resource
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _stats import latency_ms
 from citewise import Workspace
 from citewise.evaluation import load_beir
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def peak_rss_mb() -> float:
@@ -76,11 +71,7 @@ def main() -> None:
         }  # fmt: skip
         for mode in ("hybrid", "bm25", "dense"):
             latencies = time_searches(ws, queries, mode)
-            result["search_ms"][mode] = {
-                "p50": round(statistics.median(latencies), 1),
-                "p95": round(percentile(latencies, 95), 1),
-                "p99": round(percentile(latencies, 99), 1),
-            }
+            result["search_ms"][mode] = latency_ms(latencies)
         result["peak_rss_mb"] = round(peak_rss_mb())
     print(json.dumps(result, indent=2))
     if args.json:

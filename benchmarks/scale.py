@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _stats import latency_ms
 from citewise import Workspace
 from citewise.embedders.base import normalize
 from citewise.evaluation import load_beir
@@ -79,11 +79,10 @@ def measure(ws: Workspace, queries: list[str]) -> dict[str, float]:
         started = time.perf_counter()
         ws.search(query, 10, ["scale"])
         latencies.append((time.perf_counter() - started) * 1000)
-    ordered = sorted(latencies)
-    pick = lambda q: round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)  # noqa: E731
     collection = ws.collection("scale")
     cached = ws.indexes._get(collection)
-    return {"p50_ms": round(statistics.median(latencies), 1), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
+    summary = latency_ms(latencies)
+    return {"p50_ms": summary["p50"], "p95_ms": summary["p95"], "p99_ms": summary["p99"],
             "vector_index": ws.indexes.backend(collection),
             "vector_memory_mb": round(cached.exact.vectors.nbytes / 1e6),
             "database_mb": round(ws.store.path.stat().st_size / 1e6)}  # fmt: skip

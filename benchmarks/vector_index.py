@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _stats import percentile
 from citewise.embedders import load_embedder
 from citewise.embedders.base import normalize
 from citewise.index import ExactIndex, HnswIndex
@@ -57,10 +58,6 @@ def timed(search, queries: np.ndarray) -> tuple[list[float], list[np.ndarray]]:
     return latencies, results
 
 
-def p(values: list[float], q: float) -> float:
-    return round(sorted(values)[min(len(values) - 1, round(q / 100 * (len(values) - 1)))], 2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -84,9 +81,9 @@ def main() -> None:
         recall = statistics.mean(
             len(set(a) & set(b)) / 10 for a, b in zip(exact_ids, hnsw_ids, strict=True)
         )
-        row = {"chunks": size, "exact_p50_ms": p(exact_ms, 50), "exact_p95_ms": p(exact_ms, 95),
-               "exact_mb": round(vectors.nbytes / 1e6), "hnsw_p50_ms": p(hnsw_ms, 50),
-               "hnsw_p95_ms": p(hnsw_ms, 95), "hnsw_recall_at_10": round(recall, 3),
+        row = {"chunks": size, "exact_p50_ms": round(percentile(exact_ms, 50), 2), "exact_p95_ms": round(percentile(exact_ms, 95), 2),
+               "exact_mb": round(vectors.nbytes / 1e6), "hnsw_p50_ms": round(percentile(hnsw_ms, 50), 2),
+               "hnsw_p95_ms": round(percentile(hnsw_ms, 95), 2), "hnsw_recall_at_10": round(recall, 3),
                "hnsw_build_s": round(build_s, 1), "hnsw_mb": round(hnsw.index.memory_usage / 1e6)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
