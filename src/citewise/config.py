@@ -64,6 +64,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Chunks in a collection above which vector search uses HNSW (exact below).",
     ),
     Setting("temperature", 0.1, "Sampling temperature for answers."),
+    Setting(
+        "query_rewrite",
+        "auto",
+        "How a follow-up question becomes a standalone search query: model, keywords, "
+        "or auto (keywords for the tiny default local model, the model otherwise).",
+    ),
+    Setting("max_upload_mb", 50, "Largest upload the server accepts in one request (MB)."),
+    Setting("max_request_kb", 1024, "Largest JSON request body the server accepts (KB)."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -86,6 +94,9 @@ class Settings:
     min_relevance: float
     ann_threshold: int
     temperature: float
+    query_rewrite: str
+    max_upload_mb: int
+    max_request_kb: int
 
     @classmethod
     def load(cls, workspace: Path | None = None, **overrides: Any) -> Settings:
@@ -109,6 +120,10 @@ class Settings:
             raise ConfigError(f"dense_weight must lie in 0..1, not {self.dense_weight}")
         if self.chunk_overlap >= self.chunk_tokens:
             raise ConfigError("chunk_overlap must be smaller than chunk_tokens")
+        if self.query_rewrite not in ("auto", "model", "keywords"):
+            raise ConfigError(
+                f"query_rewrite must be auto, model or keywords, not {self.query_rewrite!r}"
+            )
         if self.answer_tokens >= self.context_window:
             raise ConfigError("answer_tokens must be smaller than context_window")
 
@@ -142,12 +157,52 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = sorted(set(data) - set(_BY_NAME))
+    unknown = sorted(set(data) - set(_BY_NAME) - {"assistants"})
     if unknown:
         raise ConfigError(
             f"{path}: unknown setting(s) {', '.join(unknown)}; see `citewise config` for the list"
         )
     return data
+
+
+@dataclass(frozen=True)
+class Assistant:
+    """What a server model name selects: a set of collections and a chat model."""
+
+    name: str
+    collections: tuple[str, ...] = ()  # empty: every collection the caller may read
+    overrides: tuple[tuple[str, Any], ...] = ()  # settings such as provider, model, top_k
+
+    def settings(self, base: Settings) -> Settings:
+        values = base.as_dict() | dict(self.overrides)
+        settings = Settings(**values)
+        settings.validate()
+        return settings
+
+
+DEFAULT_ASSISTANT = "citewise"
+
+
+def read_assistants(workspace: Path) -> dict[str, Assistant]:
+    """``[assistants.NAME]`` tables of ``citewise.toml``, plus the default ``citewise``."""
+    path = workspace / CONFIG_FILE
+    tables = read_config_file(path).get("assistants", {})
+    assistants = {DEFAULT_ASSISTANT: Assistant(DEFAULT_ASSISTANT)}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [assistants.{name}] must be a table")
+        collections = table.get("collections", [])
+        if not isinstance(collections, list) or not all(isinstance(c, str) for c in collections):
+            raise ConfigError(f"{path}: assistants.{name}.collections must be a list of names")
+        overrides = []
+        for key, raw in table.items():
+            if key == "collections":
+                continue
+            if key not in _BY_NAME:
+                raise ConfigError(f"{path}: assistants.{name} has unknown setting {key!r}")
+            overrides.append((key, coerce(_BY_NAME[key], raw)))
+        assistants[name] = Assistant(name, tuple(collections), tuple(overrides))
+    return assistants
 
 
 def config_template() -> str:

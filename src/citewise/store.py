@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,7 +97,39 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial]
+def _m002_server(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            collections TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            rpm INTEGER,
+            tpm INTEGER,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE INDEX api_keys_by_prefix ON api_keys(prefix);
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY,
+            key_name TEXT,
+            rating INTEGER NOT NULL,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            citations TEXT NOT NULL,
+            model TEXT,
+            comment TEXT,
+            created_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_server]
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,18 @@ class Collection:
     embedder: str
     dim: int
     generation: int
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: int
+    collection: str
+    source: str
+    title: str
+    chunks: int
+    tokens: int
+    updated_at: str
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -121,20 +166,42 @@ def now() -> str:
 
 
 class Store:
+    """The workspace database; each thread gets its own connection (WAL: many readers, one writer)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise WorkspaceError(f"cannot open the workspace database {path}: {exc}") from exc
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self._migrate()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot open the workspace database {self.path}: {exc}") from exc
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA busy_timeout=10000")
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
     def close(self) -> None:
-        self.db.close()
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -277,6 +344,44 @@ class Store:
         )
         return dict(rows)
 
+    def list_documents(
+        self, collection_id: int, limit: int = 100, offset: int = 0
+    ) -> list[DocumentRecord]:
+        rows = self.db.execute(
+            _DOCUMENT_RECORD_SQL + " WHERE d.collection_id = ? GROUP BY d.id ORDER BY d.source "
+            "LIMIT ? OFFSET ?",
+            (collection_id, limit, offset),
+        )
+        return [_document_record(row) for row in rows]
+
+    def document(self, collection_id: int, document_id: int) -> DocumentRecord | None:
+        row = self.db.execute(
+            _DOCUMENT_RECORD_SQL + " WHERE d.collection_id = ? AND d.id = ? GROUP BY d.id",
+            (collection_id, document_id),
+        ).fetchone()
+        return _document_record(row) if row else None
+
+    def add_feedback(
+        self, key_name: str, rating: int, question: str, answer: str,
+        citations: list[dict[str, Any]], model: str | None, comment: str | None,
+    ) -> int:  # fmt: skip
+        cursor = self.db.execute(
+            "INSERT INTO feedback (key_name, rating, question, answer, citations, model, comment, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key_name, rating, question, answer, json.dumps(citations), model, comment, now()),
+        )
+        return int(cursor.lastrowid)
+
+    def feedback(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, key_name, rating, question, answer, citations, model, comment, created_at "
+            "FROM feedback ORDER BY id"
+        )
+        names = ("id", "key_name", "rating", "question", "answer", "citations", "model",
+                 "comment", "created_at")  # fmt: skip
+        return [dict(zip(names, row, strict=True)) | {"citations": json.loads(row[5])}
+                for row in rows]  # fmt: skip
+
     def document_text(self, document_id: int) -> str:
         row = self.db.execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
         if row is None:
@@ -415,6 +520,17 @@ class Store:
     def rebuild_fts(self) -> None:
         with self.transaction() as db:
             db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+
+
+_DOCUMENT_RECORD_SQL = (
+    "SELECT d.id, k.name, d.source, d.title, count(c.id), coalesce(sum(c.n_tokens), 0), "
+    "d.updated_at, d.metadata FROM documents d JOIN collections k ON k.id = d.collection_id "
+    "LEFT JOIN chunks c ON c.document_id = d.id"
+)
+
+
+def _document_record(row: tuple) -> DocumentRecord:
+    return DocumentRecord(*row[:7], metadata=json.loads(row[7]))
 
 
 def metadata_filter_sql(where: dict[str, Any] | None) -> tuple[str, list[Any]]:

@@ -10,6 +10,7 @@ answer = ws.ask("How do I rotate the keys?")
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,15 @@ from typing import Any
 
 import platformdirs
 
+from .answering import AnswerStream
 from .config import CONFIG_FILE, Settings, config_template
+from .conversation import standalone_question
 from .documents import Answer, Hit
 from .embedders import Embedder, load_embedder
 from .errors import WorkspaceError
 from .index import VectorIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
+from .providers.base import Message
 from .retrieval import Mode, Retriever, check_embedder
 from .sources import Skipped, SourceItem, file_items
 from .store import DATABASE_FILE, Collection, Store
@@ -63,7 +67,9 @@ class Workspace:
         self.store = Store(path / DATABASE_FILE)
         self.indexes = VectorIndexes(self.store, path / "index", settings.ann_threshold)
         self._embedders: dict[str, Embedder] = {}
-        self._chat_model: Any = None
+        self._embedders_lock = threading.Lock()
+        self._chat_models: dict[tuple, Any] = {}
+        self._chat_models_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -92,10 +98,18 @@ class Workspace:
 
     def embedder(self, spec: str | None = None) -> Embedder:
         spec = spec or self.settings.embedder
-        if spec not in self._embedders:
-            embedder = load_embedder(spec)
-            self._embedders[spec] = self._embedders[embedder.model_id] = embedder
-        return self._embedders[spec]
+        with self._embedders_lock:
+            if spec not in self._embedders:
+                embedder = load_embedder(spec)
+                self._embedders[spec] = self._embedders[embedder.model_id] = embedder
+            return self._embedders[spec]
+
+    def use_embedder(self, embedder: Embedder, spec: str | None = None) -> None:
+        """Serve ``spec`` (default: the configured embedder) with ``embedder``, e.g. a
+        micro-batching wrapper shared by a server's requests."""
+        with self._embedders_lock:
+            self._embedders[spec or self.settings.embedder] = embedder
+            self._embedders[embedder.model_id] = embedder
 
     def collection(self, name: str = DEFAULT_COLLECTION, create: bool = True) -> Collection:
         collection = self.store.collection(name)
@@ -107,7 +121,8 @@ class Workspace:
         return collection
 
     def collections(self, names: Sequence[str] | None = None) -> list[Collection]:
-        if not names:
+        """The named collections; ``None`` means all of them, an empty list none."""
+        if names is None:
             return self.store.collections()
         return [self.collection(name, create=False) for name in names]
 
@@ -175,34 +190,47 @@ class Workspace:
         """Passages ranked for ``query``; ``where`` filters on document metadata."""
         return self.retriever().search(query, self.collections(collections), k, mode, where)
 
-    def chat_model(self) -> Any:
-        if self._chat_model is None:
-            from .providers import load_chat_model
+    def chat_model(self, settings: Settings | None = None) -> Any:
+        """The chat model for ``settings`` (default: the workspace's), loaded once."""
+        settings = settings or self.settings
+        key = (settings.provider, settings.model, settings.base_url, settings.context_window)
+        with self._chat_models_lock:
+            if key not in self._chat_models:
+                from .providers import load_chat_model
 
-            self._chat_model = load_chat_model(self.settings, self.path)
-        return self._chat_model
+                self._chat_models[key] = load_chat_model(settings, self.path)
+            return self._chat_models[key]
 
     def ask_stream(
         self,
         question: str,
         collections: Sequence[str] | None = None,
         where: dict[str, Any] | None = None,
-    ):  # -> AnswerStream
-        """Stream an answer: iterate for text deltas, then read ``.answer``."""
-        from .answering import AnswerStream
+        history: Sequence[Message] = (),
+        settings: Settings | None = None,
+    ) -> AnswerStream:
+        """Stream an answer: iterate for text deltas, then read ``.answer``.
 
-        hits = self.search(question, self.settings.top_k * 2, collections, "hybrid", where)
-        return AnswerStream(question, hits, self.chat_model(), self.settings)
+        ``history`` holds the conversation's earlier turns; a follow-up question is
+        rewritten into a standalone one before retrieval.
+        """
+        settings = settings or self.settings
+        model = self.chat_model(settings)
+        standalone = standalone_question(history, question, model, settings)
+        hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where)
+        return AnswerStream(standalone, hits, model, settings)
 
     def ask(
         self,
         question: str,
         collections: Sequence[str] | None = None,
         where: dict[str, Any] | None = None,
+        history: Sequence[Message] = (),
     ) -> Answer:
-        stream = self.ask_stream(question, collections, where)
+        stream = self.ask_stream(question, collections, where, history)
         for _ in stream:
             pass
+        assert stream.answer is not None
         return stream.answer
 
     # -- maintenance -------------------------------------------------------------

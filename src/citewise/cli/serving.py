@@ -1,0 +1,89 @@
+"""``citewise serve`` and ``citewise keys``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..keys import SCOPES, create_key, list_keys, revoke_key
+from .common import Context, console, errors, to_json
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; anything but loopback requires API keys.")  # fmt: skip
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--auth/--no-auth", default=None,
+              help="Require API keys (default: on as soon as any key exists).")  # fmt: skip
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+@click.pass_obj
+def serve(ctx: Context, host: str, port: int, auth: bool | None, log_level: str) -> None:
+    """Serve the workspace: an OpenAI-compatible API at /v1 and a web UI at /."""
+    from ..server import serve as run_server
+
+    workspace = ctx.workspace()
+    errors.print(
+        f"citewise serving {workspace.path} on http://{host}:{port}  (web UI at /, API at /v1)"
+    )
+    run_server(workspace, host, port, auth, log_level)
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke the server's API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A name for the key (shown in logs and metrics).")
+@click.option("--collections", default="*", show_default=True,
+              help="Comma-separated collections the key may use; * for all.")  # fmt: skip
+@click.option("--scopes", default="ask", show_default=True,
+              help=f"Comma-separated scopes: {', '.join(SCOPES)}.")  # fmt: skip
+@click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute (default: no limit).")
+@click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute (default: no limit).")
+@click.pass_obj
+def create(ctx: Context, name: str, collections: str, scopes: str, rpm: int | None,
+           tpm: int | None) -> None:  # fmt: skip
+    """Create a key and print it once; only its hash is stored."""
+    key, record = create_key(ctx.workspace().store, name, _split(collections), _split(scopes),
+                             rpm, tpm)  # fmt: skip
+    errors.print(f"Created key {record.name!r} for collections {', '.join(record.collections)} "
+                 f"with scopes {', '.join(record.scopes)}. It is shown only now:")  # fmt: skip
+    console.out(key)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
+    """List keys (names, prefixes, scopes and limits — never the keys)."""
+    records = list_keys(ctx.workspace().store, include_revoked)
+    if as_json:
+        console.out(to_json(records))
+        return
+    table = Table("name", "prefix", "collections", "scopes", "rpm", "tpm", "created", "revoked")
+    for r in records:
+        table.add_row(r.name, r.prefix + "…", ",".join(r.collections), ",".join(r.scopes),
+                      str(r.rpm or "-"), str(r.tpm or "-"), r.created_at, r.revoked_at or "")  # fmt: skip
+    console.print(table)
+
+
+@keys.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def revoke(ctx: Context, name: str) -> None:
+    """Revoke a key; the server refuses it from the next request on."""
+    revoke_key(ctx.workspace().store, name)
+    console.print(f"Revoked {name!r}.")
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+COMMANDS: list[Callable[..., Any]] = [serve, keys]

@@ -1,0 +1,198 @@
+"""The ASGI app: routes, error shapes, limits, metrics, access logs and the web UI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..workspace import Workspace
+from . import data_routes, openai_routes
+from .auth import AdminKey, service_of
+from .errors import (
+    APIError,
+    api_error_handler,
+    error_body,
+    http_error_handler,
+    validation_error_handler,
+)
+from .service import Service
+
+access_log = logging.getLogger("citewise.access")
+WEB = files("citewise") / "web"
+# The UI loads only its own files: no inline script, no third-party origin.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")  # fmt: skip
+
+
+def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = True) -> FastAPI:
+    service = Service(workspace, auth=auth, batching=batching)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=service.warm_up, name="citewise-warm-up", daemon=True).start()
+        yield
+        service.close()
+
+    app = FastAPI(title="citewise", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.service = service
+    app.add_exception_handler(APIError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(openai_routes.router)
+    app.include_router(data_routes.router)
+    _add_operational_routes(app)
+    _add_web_routes(app)
+    app.add_middleware(ObservabilityMiddleware, service=service)
+    return app
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logging.getLogger("citewise.server").exception("unhandled error on %s", request.url.path)
+    return JSONResponse(error_body("The server hit an internal error.", "server_error"), 500)
+
+
+def _add_operational_routes(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        service = service_of(request)
+        if not service.ready.is_set():
+            return JSONResponse({"status": "loading"}, 503)
+        if service.startup_error:
+            return JSONResponse({"status": "error", "error": service.startup_error}, 503)
+        return JSONResponse({"status": "ready", "auth": service.auth})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request, key: AdminKey) -> Response:
+        return Response(service_of(request).metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+
+
+def _add_web_routes(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(WEB / "index.html"), headers={"Content-Security-Policy": CSP})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ObservabilityMiddleware:
+    """Request ids, body-size limits, rate-limit headers, Prometheus metrics and one JSON
+    access-log line per request — without keys, query strings or document text."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex[:16]
+        state: dict[str, Any] = scope.setdefault("state", {})
+        limit = self._body_limit(scope)
+        status = {"code": 500, "sent": False}
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._reject(send, status, limit)
+        else:
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+                return message
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"], status["sent"] = message["status"], True
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", request_id.encode()))
+                    for name, value in state.get("ratelimit_headers", {}).items():
+                        headers.append((name.encode(), value.encode()))
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            try:
+                await self.app(scope, limited_receive, send_with_headers)
+            except BodyTooLarge:
+                if not status["sent"]:
+                    await self._reject(send, status, limit)
+        self._observe(scope, state, status["code"], time.perf_counter() - started, request_id)
+
+    def _body_limit(self, scope: Scope) -> int:
+        if scope["method"] == "POST" and scope["path"].endswith("/documents"):
+            return self.service.settings.max_upload_mb * 1024 * 1024 + 64 * 1024
+        return self.service.settings.max_request_kb * 1024
+
+    async def _reject(self, send: Send, status: dict, limit: int) -> None:
+        body = json.dumps(error_body(f"Request body larger than {limit} bytes",
+                                     "invalid_request_error", "request_too_large")).encode()  # fmt: skip
+        status["code"], status["sent"] = 413, True
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    def _observe(
+        self, scope: Scope, state: dict, code: int, seconds: float, request_id: str
+    ) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or (
+            "/static" if scope["path"].startswith("/static") else "unmatched"
+        )
+        metrics = self.service.metrics
+        metrics.requests.labels(scope["method"], template, str(code)).inc()
+        metrics.latency.labels(template).observe(seconds)
+        if code >= 400:
+            metrics.errors.labels(_error_type(code)).inc()
+        if access_log.isEnabledFor(logging.INFO):
+            client = scope.get("client") or ("", 0)
+            access_log.info(json.dumps({
+                "ts": round(time.time(), 3), "request_id": request_id, "method": scope["method"],
+                "path": scope["path"], "route": template, "status": code,
+                "duration_ms": round(seconds * 1000, 2), "key": state.get("key_name"),
+                "client": client[0],
+            }))  # fmt: skip
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _error_type(code: int) -> str:
+    return {401: "authentication_error", 403: "permission_error", 404: "not_found",
+            413: "request_too_large", 422: "invalid_request_error",
+            429: "rate_limit_error"}.get(code, "server_error" if code >= 500 else "invalid_request_error")  # fmt: skip

@@ -1,0 +1,61 @@
+"""Who is calling: the bearer key, its scope, and its rate limits — checked on every request."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from ..keys import OPEN_ACCESS, ApiKey
+from .errors import APIError
+from .service import Service
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A FastAPI dependency: the caller's key, once it is known, allowed and within its limits."""
+
+    async def dependency(request: Request) -> ApiKey:
+        service = service_of(request)
+        key = await _identify(service, request) if service.auth else OPEN_ACCESS
+        request.state.key_name = key.name
+        if not key.allows_scope(scope):
+            raise APIError(403, f"This key lacks the '{scope}' scope",
+                           type="permission_error", code="insufficient_scope")  # fmt: skip
+        verdict = service.limiter.check(key.name, key.rpm, key.tpm)
+        request.state.ratelimit_headers = verdict.headers
+        if not verdict.allowed:
+            service.metrics.rate_limited.labels(verdict.kind).inc()
+            limit = verdict.headers.get(f"x-ratelimit-limit-{verdict.kind}")
+            raise APIError(
+                429, f"Rate limit reached for {verdict.kind} per minute (limit {limit}); "
+                f"retry in {verdict.retry_after:.1f} s",
+                type=verdict.kind, code="rate_limit_exceeded",
+                headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after))), **verdict.headers},
+            )  # fmt: skip
+        return key
+
+    return dependency
+
+
+async def _identify(service: Service, request: Request) -> ApiKey:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise APIError(401, "You didn't provide an API key. Send it as 'Authorization: Bearer "
+                       "<key>'; `citewise keys create` makes one.", code="missing_api_key")  # fmt: skip
+    key = await run_in_threadpool(service.authenticate, token.strip())
+    if key is None:
+        raise APIError(401, "Incorrect or revoked API key provided.", code="invalid_api_key")
+    return key
+
+
+# Route parameters: `key: AskKey` authenticates, checks the scope and the limits.
+AskKey = Annotated[ApiKey, Depends(caller("ask"))]
+IngestKey = Annotated[ApiKey, Depends(caller("ingest"))]
+AdminKey = Annotated[ApiKey, Depends(caller("admin"))]

@@ -1,0 +1,178 @@
+"""citewise's own endpoints: search, collections, documents (upload, list, get, delete),
+ingest jobs and answer feedback."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import CitewiseError
+from ..keys import ApiKey
+from .auth import AskKey, IngestKey, service_of
+from .errors import APIError
+from .openai_routes import hit_json
+from .schemas import FeedbackRequest, SearchRequest
+from .service import Service, safe_filename
+
+router = APIRouter()
+
+
+@router.post("/v1/search")
+async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResponse:
+    service = service_of(request)
+    collections = service.scope(key, body.collections)
+    where = dict(body.where) if body.where else None
+
+    def run() -> list:
+        try:
+            return service.workspace.search(body.query, body.k, collections, body.mode, where)
+        except CitewiseError as exc:
+            raise APIError(400, str(exc), code=type(exc).__name__) from exc
+
+    hits = await run_in_threadpool(run)
+    return JSONResponse({"object": "list", "query": body.query,
+                         "data": [hit_json(h, n) for n, h in enumerate(hits, start=1)]})  # fmt: skip
+
+
+@router.get("/v1/collections")
+async def collections(request: Request, key: AskKey) -> JSONResponse:
+    service = service_of(request)
+    status = await run_in_threadpool(service.workspace.status)
+    data = [
+        {"object": "collection", "name": c.name, "documents": c.documents, "chunks": c.chunks,
+         "embedder": c.embedder}
+        for c in status.collections if key.allows_collection(c.name)
+    ]  # fmt: skip
+    return JSONResponse({"object": "list", "data": data,
+                         "writable": "ingest" in key.scopes or "admin" in key.scopes,
+                         "key": key.name})  # fmt: skip
+
+
+@router.post("/v1/collections/{collection}/documents", status_code=202)
+async def upload(
+    collection: str, files: list[UploadFile], request: Request,
+    key: IngestKey,
+) -> JSONResponse:  # fmt: skip
+    service = service_of(request)
+    name = service.writable_collection(key, collection)
+    if not files:
+        raise APIError(422, "Send one or more files in the multipart field 'files'", param="files")
+    limit = service.settings.max_upload_mb * 1024 * 1024
+    saved = await run_in_threadpool(_save_uploads, service, name, files, limit)
+    job = service.jobs.submit(name, saved)
+    return JSONResponse(job.as_json(), status_code=202)
+
+
+def _save_uploads(service: Service, collection: str, files: list[UploadFile], limit: int) -> list:
+    names = [safe_filename(f.filename) for f in files]
+    for raw, clean in zip(files, names, strict=True):
+        if not clean:
+            raise APIError(422, f"Unusable file name {raw.filename!r}", param="files")
+    directory = service.upload_dir(collection)
+    saved, total = [], 0
+    for upload, name in zip(files, names, strict=True):
+        target = directory / name
+        partial = target.with_name(target.name + ".part")
+        with partial.open("wb") as out:
+            while block := upload.file.read(1 << 20):
+                total += len(block)
+                if total > limit:
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    raise APIError(413, f"Upload larger than {limit // (1024 * 1024)} MB",
+                                   code="upload_too_large")  # fmt: skip
+                out.write(block)
+        partial.replace(target)  # a re-upload replaces the file; ingest sees it changed
+        saved.append((name, target))
+    return saved
+
+
+@router.get("/v1/collections/{collection}/documents")
+async def list_documents(
+    collection: str, request: Request, key: AskKey, limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> JSONResponse:  # fmt: skip
+    service = service_of(request)
+    target = _readable(service, key, collection)
+    records = await run_in_threadpool(
+        service.workspace.store.list_documents, target.id, limit, offset
+    )
+    return JSONResponse({"object": "list", "data": [_record_json(r) for r in records]})
+
+
+@router.get("/v1/collections/{collection}/documents/{document_id}")
+async def get_document(
+    collection: str, document_id: int, request: Request, key: AskKey,
+    around: int | None = Query(None, ge=0), window: int = Query(4000, ge=100, le=200_000),
+) -> JSONResponse:  # fmt: skip
+    """A document and its text — or, with ``around``, the ``window`` characters around an offset
+    (how the web UI shows a cited span in context)."""
+    service = service_of(request)
+    target = _readable(service, key, collection)
+    record = service.workspace.store.document(target.id, document_id)
+    if record is None:
+        raise APIError(
+            404, f"No document {document_id} in '{collection}'", code="document_not_found"
+        )
+    text = service.workspace.store.document_text(document_id)
+    length, offset = len(text), 0
+    if around is not None:
+        offset = max(0, min(around, length) - window // 2)
+        text = text[offset : offset + window]
+    body = _record_json(record) | {"text": text, "text_offset": offset, "length": length}
+    return JSONResponse(body)
+
+
+@router.delete("/v1/collections/{collection}/documents/{document_id}")
+async def delete_document(
+    collection: str, document_id: int, request: Request, key: IngestKey
+) -> JSONResponse:
+    service = service_of(request)
+    target = _readable(service, key, collection)
+    record = service.workspace.store.document(target.id, document_id)
+    if record is None:
+        raise APIError(
+            404, f"No document {document_id} in '{collection}'", code="document_not_found"
+        )
+    await run_in_threadpool(service.workspace.store.delete_documents, target.id, [document_id])
+    upload = service.uploads / collection
+    if record.source.startswith(str(upload.resolve())):
+        Path(record.source).unlink(missing_ok=True)
+    return JSONResponse({"id": document_id, "object": "document.deleted", "deleted": True})
+
+
+@router.get("/v1/jobs/{job_id}")
+async def job_status(job_id: str, request: Request, key: IngestKey) -> JSONResponse:
+    job = service_of(request).jobs.get(job_id)
+    if job is None or not key.allows_collection(job.collection):
+        raise APIError(404, f"No ingest job {job_id}", code="job_not_found")
+    return JSONResponse(job.as_json())
+
+
+@router.post("/v1/feedback", status_code=201)
+async def feedback(body: FeedbackRequest, request: Request, key: AskKey) -> JSONResponse:
+    service = service_of(request)
+    feedback_id = await run_in_threadpool(
+        service.workspace.store.add_feedback, key.name, body.rating, body.question, body.answer,
+        body.citations, body.model, body.comment,
+    )  # fmt: skip
+    return JSONResponse({"id": feedback_id, "object": "feedback"}, status_code=201)
+
+
+def _readable(service: Service, key: ApiKey, collection: str) -> Any:
+    if not key.allows_collection(collection):
+        raise APIError(403, f"This key may not read the collection '{collection}'",
+                       type="permission_error", code="collection_forbidden")  # fmt: skip
+    target = service.workspace.store.collection(collection)
+    if target is None:
+        raise APIError(404, f"No collection named '{collection}'", code="collection_not_found")
+    return target
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    return {"object": "document", **asdict(record)}

@@ -1,0 +1,123 @@
+"""Background ingestion: uploads are queued and ingested one job at a time.
+
+Ingestion is CPU-bound (parsing, embedding), so one worker thread runs jobs in
+order while the server keeps answering. Each job reports per-file progress and
+errors; the documents themselves land in SQLite one transaction per file, so a
+server stopped mid-job keeps every finished file and a re-upload does the rest.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..ingest import Progress
+from ..workspace import Workspace
+
+
+@dataclass
+class FileState:
+    name: str
+    status: str = "queued"  # queued | added | updated | unchanged | failed | skipped
+    chunks: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    collection: str
+    files: list[FileState]
+    paths: list[Path] = field(repr=False)
+    status: str = "queued"  # queued | running | done | failed
+    done: int = 0
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.pop("paths")
+        body["object"] = "ingest.job"
+        body["total"] = len(self.files)
+        return body
+
+
+class JobQueue:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name="citewise-ingest", daemon=True)
+        self._worker.start()
+
+    def submit(self, collection: str, files: list[tuple[str, Path]]) -> Job:
+        job = Job(uuid.uuid4().hex[:16], collection, [FileState(name) for name, _ in files],
+                  [path for _, path in files])  # fmt: skip
+        with self._lock:
+            self.jobs[job.id] = job
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self.jobs.get(job_id)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            states = [job.status for job in self.jobs.values()]
+        return {state: states.count(state) for state in ("queued", "running", "done", "failed")}
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join(timeout=30)
+
+    def wait(self, job_id: str, timeout: float = 300) -> Job:
+        """Block until a job ends (for the Python API and tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(job_id)
+            if job is None or job.status in ("done", "failed"):
+                assert job is not None, f"no job {job_id}"
+                return job
+            time.sleep(0.05)
+        raise TimeoutError(f"ingest job {job_id} still running after {timeout} s")
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            self._run_job(job)
+
+    def _run_job(self, job: Job) -> None:
+        job.status = "running"
+        by_path = {
+            str(path.resolve()): state for path, state in zip(job.paths, job.files, strict=True)
+        }
+
+        def progress(event: Progress) -> None:
+            state = by_path.get(event.source)
+            if state is not None:
+                state.status = event.outcome
+                state.chunks = event.chunks
+            job.done = event.done
+
+        try:
+            report = self.workspace.ingest(job.paths, job.collection, progress)
+        except Exception as exc:  # the job fails; the server goes on
+            job.status, job.error = "failed", str(exc)
+        else:
+            for failure in [*report.failed, *report.skipped]:
+                state = by_path.get(failure.source)
+                if state is not None:
+                    state.status = "failed" if failure in report.failed else "skipped"
+                    state.error = failure.reason
+            job.counts = report.counts()
+            job.done = len(job.files)
+            job.status = "done"
+        job.finished_at = time.time()

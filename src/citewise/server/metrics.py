@@ -1,0 +1,41 @@
+"""Prometheus metrics, in a registry of the app's own (two apps in one process don't clash)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "citewise_requests", "HTTP requests served.", ["method", "route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "citewise_request_duration_seconds", "Time to the end of the response.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "citewise_tokens", "Model tokens processed.", ["kind"], registry=self.registry
+        )
+        self.errors = Counter(
+            "citewise_errors", "Error responses, by OpenAI error type.", ["type"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.rate_limited = Counter(
+            "citewise_rate_limited", "Requests refused by a rate limit.", ["limit"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.embedding_batches = Gauge(
+            "citewise_embedding_batches", "Embedder calls made by the micro-batcher.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.jobs = Gauge(
+            "citewise_ingest_jobs", "Ingest jobs by state.", ["state"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,222 @@
+"""The OpenAI-compatible endpoints: chat completions (with citations), embeddings, models."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..answering import AnswerStream
+from ..documents import Answer, Citation, Hit
+from ..errors import CitewiseError
+from ..keys import ApiKey
+from ..providers.base import Message
+from .auth import AskKey, service_of
+from .errors import APIError, error_body
+from .schemas import ChatCompletionRequest, EmbeddingRequest
+from .service import Service
+
+router = APIRouter()
+
+
+# -- chat --------------------------------------------------------------------------
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request, key: AskKey) -> Any:
+    service = service_of(request)
+    question, history = split_conversation(body)
+    assistant = service.assistant(body.model)
+    settings = assistant.settings(service.settings)
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens:
+        settings = dataclasses.replace(
+            settings, answer_tokens=min(max_tokens, settings.context_window // 2)
+        )
+    if body.temperature is not None:
+        settings = dataclasses.replace(settings, temperature=body.temperature)
+    collections = service.scope(key, body.collections, assistant)
+    where = dict(body.where) if body.where else None
+
+    def start() -> AnswerStream:
+        return service.workspace.ask_stream(question, collections, where, history, settings)
+
+    stream = await run_in_threadpool(_guarded, start)
+    completion_id = "chatcmpl-" + uuid.uuid4().hex
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _sse(service, key, stream, completion_id, created, body.model, include_usage,
+                      max_tokens or settings.answer_tokens)  # fmt: skip
+        return StreamingResponse(events, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    answer = await run_in_threadpool(_guarded, lambda: _consume(stream))
+    _account(service, key, answer)
+    return JSONResponse({
+        "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+        "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": answer.text, "refusal": None},
+            "logprobs": None, "finish_reason": _finish_reason(answer, max_tokens or settings.answer_tokens),
+        }],
+        "usage": _usage(answer), "system_fingerprint": None,
+        "citations": [citation_json(c) for c in answer.citations],
+        "search_results": [hit_json(h, n) for n, h in enumerate(answer.hits, start=1)],
+    })  # fmt: skip
+
+
+def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]:
+    """The question (the last user message) and the turns before it.
+
+    Clients' system messages are not passed to the model: the answer must follow
+    citewise's grounding prompt, whatever a client (or an injected text) says.
+    """
+    last = body.messages[-1]
+    if last.role != "user" or not last.text().strip():
+        raise APIError(422, "The last message must be a non-empty user message",
+                       code="invalid_messages", param="messages")  # fmt: skip
+    history = [
+        Message(m.role, m.text()) for m in body.messages[:-1] if m.role in ("user", "assistant")
+    ]
+    return last.text().strip(), history
+
+
+def _guarded(function: Any) -> Any:
+    try:
+        return function()
+    except CitewiseError as exc:
+        raise APIError(400, str(exc), code=type(exc).__name__) from exc
+
+
+def _consume(stream: AnswerStream) -> Answer:
+    for _ in stream:
+        pass
+    assert stream.answer is not None
+    return stream.answer
+
+
+def _sse(
+    service: Service, key: ApiKey, stream: AnswerStream, completion_id: str, created: int,
+    model: str, include_usage: bool, max_tokens: int,
+) -> Iterator[str]:  # fmt: skip
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                **extra}  # fmt: skip
+        return f"data: {json.dumps(body)}\n\n"
+
+    sources = stream.prompt.hits if stream.prompt else []
+    # The passages the model sees, numbered as its [n] markers will be: a client can
+    # render markers as links while the text streams.
+    yield chunk({"role": "assistant", "content": ""},
+                search_results=[hit_json(h, n) for n, h in enumerate(sources, start=1)])  # fmt: skip
+    try:
+        for delta in stream:
+            yield chunk({"content": delta})
+    except Exception as exc:  # headers are sent; report the error in the stream, as OpenAI does
+        service.metrics.errors.labels("server_error").inc()
+        yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    answer = stream.answer
+    assert answer is not None
+    _account(service, key, answer)
+    yield chunk({}, _finish_reason(answer, max_tokens),
+                citations=[citation_json(c) for c in answer.citations])  # fmt: skip
+    if include_usage:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": [], "usage": _usage(answer)}  # fmt: skip
+        yield f"data: {json.dumps(body)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _account(service: Service, key: ApiKey, answer: Answer) -> None:
+    service.metrics.tokens.labels("prompt").inc(answer.usage.prompt_tokens)
+    service.metrics.tokens.labels("completion").inc(answer.usage.completion_tokens)
+    total = answer.usage.prompt_tokens + answer.usage.completion_tokens
+    service.limiter.spend_tokens(key.name, key.tpm, total)
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}  # fmt: skip
+
+
+def _finish_reason(answer: Answer, max_tokens: int) -> str:
+    return "length" if answer.usage.completion_tokens >= max_tokens else "stop"
+
+
+def hit_json(hit: Hit, number: int | None = None) -> dict[str, Any]:
+    body = {
+        "title": hit.title, "source": hit.source, "url": _url(hit.source),
+        "collection": hit.collection, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
+        "page": hit.page, "heading_path": list(hit.heading_path), "location": hit.location,
+        "start": hit.start, "end": hit.end, "score": round(hit.score, 6),
+        "cosine": None if hit.cosine is None else round(hit.cosine, 6), "text": hit.text,
+    }  # fmt: skip
+    return {"number": number, **body} if number is not None else body
+
+
+def citation_json(citation: Citation) -> dict[str, Any]:
+    body = hit_json(citation.hit, citation.number)
+    body.pop("text")
+    return body | {"quote": citation.quote, "quote_start": citation.quote_start,
+                   "quote_end": citation.quote_end}  # fmt: skip
+
+
+def _url(source: str) -> str | None:
+    return source if source.startswith(("http://", "https://")) else None
+
+
+# -- embeddings and models -----------------------------------------------------------
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request, key: AskKey) -> JSONResponse:
+    service = service_of(request)
+    embedder = service.workspace.embedder()
+    names = {service.settings.embedder, embedder.model_id}
+    if body.model not in names:
+        raise APIError(404, f"The embedding model '{body.model}' does not exist; this server "
+                       f"embeds with '{service.settings.embedder}'", code="model_not_found",
+                       param="model")  # fmt: skip
+    if body.dimensions is not None and body.dimensions != embedder.dim:
+        raise APIError(422, f"'{body.model}' makes {embedder.dim}-dimensional vectors only",
+                       code="invalid_dimensions", param="dimensions")  # fmt: skip
+    texts = body.texts()
+    if len(texts) > 2048 or any(not t for t in texts):
+        raise APIError(422, "input must hold 1 to 2048 non-empty strings", param="input")
+    vectors = await run_in_threadpool(embedder.embed_batch, texts)
+    tokens = sum(len(offsets) for offsets in embedder.token_offsets(texts))
+    service.metrics.tokens.labels("embedding").inc(tokens)
+    service.limiter.spend_tokens(key.name, key.tpm, tokens)
+    data = [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+            for i, v in enumerate(vectors)]  # fmt: skip
+    return JSONResponse({"object": "list", "data": data, "model": body.model,
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+
+
+def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
+
+
+@router.get("/v1/models")
+async def models(request: Request, key: AskKey) -> JSONResponse:
+    service = service_of(request)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "citewise"}
+            for name in sorted(service.assistants)]  # fmt: skip
+    data.append({"id": service.settings.embedder, "object": "model", "created": 0,
+                 "owned_by": "citewise"})  # fmt: skip
+    return JSONResponse({"object": "list", "data": data})

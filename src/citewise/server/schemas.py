@@ -1,0 +1,71 @@
+"""Request bodies. Unknown fields are accepted and ignored, as OpenAI's API does."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Body):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Body):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    n: int = Field(default=1, ge=1, le=1)
+    # citewise extensions
+    collections: list[str] | None = None
+    where: dict[str, str | int | float | bool] | None = None
+
+
+class EmbeddingRequest(_Body):
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class SearchRequest(_Body):
+    query: str = Field(min_length=1, max_length=8000)
+    collections: list[str] | None = None
+    k: int = Field(default=10, ge=1, le=100)
+    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    where: dict[str, str | int | float | bool] | None = None
+
+
+class FeedbackRequest(_Body):
+    rating: Literal[-1, 1]
+    question: str = Field(max_length=20000)
+    answer: str = Field(max_length=100000)
+    citations: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    model: str | None = None
+    comment: str | None = Field(default=None, max_length=5000)

@@ -1,0 +1,125 @@
+"""What the HTTP layer calls: a workspace shared by all requests, plus keys, limits and jobs.
+
+Every read goes through :meth:`Service.scope`, which turns a caller's key and the
+collections it asks for into the collections it may read. Retrieval then runs
+over those alone, so a passage outside the key's scope is never a candidate —
+nothing is filtered out of a model's answer after the fact.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
+from ..embedders.batching import BatchingEmbedder
+from ..keys import ApiKey, any_keys, authenticate
+from ..workspace import Workspace
+from .errors import APIError
+from .jobs import JobQueue
+from .metrics import Metrics
+from .ratelimit import RateLimiter
+
+COLLECTION_NAME = re.compile(r"^[\w.-]{1,64}$")
+
+
+class Service:
+    def __init__(
+        self, workspace: Workspace, auth: bool | None = None, batching: bool = True
+    ) -> None:
+        self.workspace = workspace
+        self.settings: Settings = workspace.settings
+        # Auth is on when asked for, or (by default) as soon as any key exists.
+        self.auth = any_keys(workspace.store) if auth is None else auth
+        self.assistants: dict[str, Assistant] = read_assistants(workspace.path)
+        self.limiter = RateLimiter()
+        self.metrics = Metrics()
+        self.embedder: BatchingEmbedder | None = None
+        if batching:
+            self.embedder = BatchingEmbedder(workspace.embedder())
+            workspace.use_embedder(self.embedder)
+            self.metrics.embedding_batches.set_function(lambda: self.embedder.batches)
+        self.jobs = JobQueue(workspace)
+        for state in ("queued", "running", "done", "failed"):
+            self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
+        self.uploads = workspace.path / "uploads"
+        self.ready = threading.Event()
+        self.startup_error: str | None = None
+
+    def warm_up(self) -> None:
+        """Load the embedder and the default chat model before the first request needs them."""
+        try:
+            self.workspace.embedder().embed_batch(["warm up"])
+            self.workspace.chat_model(self.assistant(DEFAULT_ASSISTANT).settings(self.settings))
+        except Exception as exc:  # readyz reports it; requests get the error themselves
+            self.startup_error = str(exc)
+        self.ready.set()
+
+    def close(self) -> None:
+        self.jobs.close()
+        if self.embedder is not None:
+            self.embedder.close()
+
+    # -- callers -------------------------------------------------------------------
+
+    def authenticate(self, key: str | None) -> ApiKey | None:
+        if key is None:
+            return None
+        return authenticate(self.workspace.store, key)
+
+    def assistant(self, name: str) -> Assistant:
+        assistant = self.assistants.get(name)
+        if assistant is None:
+            known = ", ".join(sorted(self.assistants))
+            raise APIError(404, f"The model '{name}' does not exist; available: {known}",
+                           code="model_not_found", param="model")  # fmt: skip
+        return assistant
+
+    def scope(
+        self, key: ApiKey, requested: Sequence[str] | None, assistant: Assistant | None = None
+    ) -> list[str]:
+        """The collections a request reads: what it asked for, within what its key allows."""
+        existing = [c.name for c in self.workspace.store.collections()]
+        wanted = list(requested) if requested else list(assistant.collections if assistant else ())
+        if wanted:
+            for name in wanted:
+                if not key.allows_collection(name):
+                    raise APIError(403, f"This key may not read the collection '{name}'",
+                                   type="permission_error", code="collection_forbidden")  # fmt: skip
+            unknown = [n for n in wanted if n not in existing]
+            if unknown and requested:
+                raise APIError(
+                    404, f"No collection named '{unknown[0]}'", code="collection_not_found"
+                )
+            return [n for n in wanted if n in existing]
+        return key.readable(existing)
+
+    def writable_collection(self, key: ApiKey, name: str) -> str:
+        if not COLLECTION_NAME.match(name):
+            raise APIError(422, "Collection names use 1-64 letters, digits, '.', '_' or '-'",
+                           code="invalid_collection", param="collection")  # fmt: skip
+        if not key.allows_collection(name):
+            raise APIError(403, f"This key may not write to the collection '{name}'",
+                           type="permission_error", code="collection_forbidden")  # fmt: skip
+        return name
+
+    def upload_dir(self, collection: str) -> Path:
+        directory = self.uploads / collection
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+
+def safe_filename(raw: str | None) -> str:
+    """A file name safe to create in the upload folder, or "" when nothing usable is left.
+
+    Browsers and clients send names with directories, backslashes, control characters
+    and dots; only the last path component survives, without leading dots.
+    """
+    name = (raw or "").replace("\\", "/").split("/")[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".").strip()
+    if len(name) > 200:
+        stem, dot, suffix = name.rpartition(".")
+        name = (stem[:190] + dot + suffix[:9]) if dot and len(suffix) < 10 else name[:200]
+    return name
