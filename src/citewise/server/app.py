@@ -114,7 +114,7 @@ class ObservabilityMiddleware:
         request_id = uuid.uuid4().hex[:16]
         state: dict[str, Any] = scope.setdefault("state", {})
         limit = self._body_limit(scope)
-        status = {"code": 500, "sent": False}
+        status: dict[str, Any] = {"code": 500, "sent": False}
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await self._reject(send, status, limit)
@@ -126,16 +126,24 @@ class ObservabilityMiddleware:
                 message = await receive()
                 received += len(message.get("body", b""))
                 if received > limit:
+                    status["too_large"] = True
                     raise BodyTooLarge()
                 return message
 
             async def send_with_headers(message: Message) -> None:
+                if status.get("too_large"):
+                    # The app turned the aborted body into its own error; answer 413 instead.
+                    if message["type"] == "http.response.start":
+                        await self._reject(send, status, limit)
+                    return
                 if message["type"] == "http.response.start":
                     status["code"], status["sent"] = message["status"], True
                     headers = list(message.get("headers", []))
+                    present = {name.lower() for name, _ in headers}
                     headers.append((b"x-request-id", request_id.encode()))
                     for name, value in state.get("ratelimit_headers", {}).items():
-                        headers.append((name.encode(), value.encode()))
+                        if name.encode() not in present:
+                            headers.append((name.encode(), value.encode()))
                     message = {**message, "headers": headers}
                 await send(message)
 
