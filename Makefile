@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: install demo test lint bench bench-env clean
+.PHONY: install demo test lint browser bench bench-env clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,12 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: lint
+# The browser tests drive Debian's chromium (Playwright's own download is never used).
+browser:
+	@command -v chromium >/dev/null || apt-get install -y chromium \
+		|| (apt-get update && apt-get install -y chromium)
+
+test: lint browser
 	$(BIN)/python -m pytest
 
 # PyTorch goes in first, pinned: the CPU build on this machine, not several GB of CUDA.
