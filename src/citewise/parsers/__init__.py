@@ -14,7 +14,7 @@ from pathlib import Path
 from ..documents import ParsedDocument
 from ..errors import ParseError
 
-BUILTIN_PARSERS = ("markdown", "text", "rst", "html", "pdf", "docx", "code")
+BUILTIN_PARSERS = ("markdown", "text", "rst", "html", "pdf", "docx", "code", "transcript")
 
 Parser = Callable[[Path], ParsedDocument]
 
