@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,7 @@ class Progress:
     """One item finished (``done`` of ``total``), for progress bars."""
 
     done: int
-    total: int
+    total: int | None  # None while a connector streams items of unknown number
     source: str
     chunks: int
     tokens: int
@@ -89,28 +89,33 @@ class Ingestor:
         self,
         items: Iterable[SourceItem | Skipped],
         progress: ProgressCallback | None = None,
-        delete_missing_under: list[str] | None = None,
+        delete_missing_under: list[str] | Callable[[], list[str]] | None = None,
     ) -> IngestReport:
+        """Ingest ``items`` — a list, or a generator a connector streams (never held whole).
+
+        ``delete_missing_under``: source prefixes whose documents not seen in this run are
+        deleted, or a function giving them once the items are exhausted (a connector knows
+        only then which parts of its source it read completely).
+        """
         report = IngestReport()
         started = time.perf_counter()
-        queue = list(items)
+        total = len(items) if isinstance(items, Sized) else None
         run_id = self.store.start_run(self.collection.id)
         seen: set[str] = set()
         pending: list[_Pending] = []
         status = "interrupted"
         try:
-            for done, item in enumerate(queue, start=1):
+            for done, item in enumerate(items, start=1):
                 seen.add(item.source)
                 outcome, n_chunks = self._prepare(item, run_id, report, pending)
                 if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
                     self._flush(pending, report)
                 if progress:
-                    progress(
-                        Progress(done, len(queue), item.source, n_chunks, report.tokens, outcome)
-                    )
+                    progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome))
             self._flush(pending, report)
             if delete_missing_under is not None:
-                report.deleted = self._delete_missing(seen, delete_missing_under)
+                roots = delete_missing_under() if callable(delete_missing_under) else delete_missing_under
+                report.deleted = self._delete_missing(seen, roots)
             status = "complete"
         finally:
             report.seconds = time.perf_counter() - started
@@ -121,6 +126,10 @@ class Ingestor:
         self, item: SourceItem | Skipped, run_id: int, report: IngestReport, pending: list[_Pending]
     ) -> tuple[str, int]:
         if isinstance(item, Skipped):
+            if item.failed:  # a connector could not read this part of its source
+                report.failed.append(item)
+                self.store.record_failure(run_id, item.source, item.reason)
+                return "failed", 0
             report.skipped.append(item)
             return "skipped", 0
         existing = self.store.document_state(self.collection.id, item.source)

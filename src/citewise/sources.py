@@ -33,8 +33,12 @@ class SourceItem:
 
 @dataclass
 class Skipped:
+    """Something not ingested: skipped on purpose (unsupported, ignored), or ``failed``
+    (a broken part of a source: a corrupt day file, an undecodable message, a dead URL)."""
+
     source: str
     reason: str
+    failed: bool = False
 
 
 def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import platformdirs
 
 from .answering import AnswerStream
+from .connectors import connector_for
 from .config import CONFIG_FILE, Settings, config_template
 from .conversation import standalone_question
 from .documents import Answer, Hit
@@ -28,7 +29,7 @@ from .index import VectorIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
 from .providers.base import Message
 from .retrieval import Mode, Retriever, check_embedder
-from .sources import Skipped, SourceItem, file_items
+from .sources import Skipped, SourceItem
 from .store import DATABASE_FILE, Collection, Store
 
 DEFAULT_COLLECTION = "default"
@@ -135,31 +136,57 @@ class Workspace:
 
     def ingest(
         self,
-        paths: Iterable[str | Path],
+        locations: Iterable[str | Path],
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
+        source: str | None = None,
+        **options: Any,
     ) -> IngestReport:
-        """Add or update files and folders; unchanged files cost no parsing or embedding."""
-        return self.add_items(file_items([Path(p) for p in paths]), collection, progress)
+        """Add or update documents from files, folders, exports (Slack, Notion, Gmail, Drive)
+        or URLs; the connector is detected from each location unless ``source`` names it.
+
+        Unchanged documents cost no parsing or embedding. An export or a crawl is a
+        snapshot: documents that vanished from it are deleted. Files are deleted only by
+        :meth:`sync`.
+        """
+        return self._ingest(locations, collection, progress, source, options, sync=False)
 
     def sync(
         self,
-        paths: Iterable[str | Path],
+        locations: Iterable[str | Path],
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
+        source: str | None = None,
+        **options: Any,
     ) -> IngestReport:
         """Like :meth:`ingest`, and also remove documents whose files are gone."""
-        roots = [Path(p).expanduser().resolve() for p in paths]
-        return self.add_items(
-            file_items(roots), collection, progress, delete_missing_under=[str(r) for r in roots]
-        )
+        return self._ingest(locations, collection, progress, source, options, sync=True)
+
+    def _ingest(
+        self, locations: Iterable[str | Path], collection: str,
+        progress: ProgressCallback | None, source: str | None, options: dict[str, Any], sync: bool,
+    ) -> IngestReport:  # fmt: skip
+        connectors = [connector_for(str(location), source, **options) for location in locations]
+
+        def items() -> Iterator[SourceItem | Skipped]:
+            for connector in connectors:
+                yield from connector.items()
+
+        def deletable() -> list[str]:
+            return [scope for c in connectors if sync or c.name != "files"
+                    for scope in c.complete_scopes()]  # fmt: skip
+
+        # Files are listed up front (a known total gives the progress bar an ETA);
+        # connectors stream, so an export is never held in memory whole.
+        stream = list(items()) if all(c.name == "files" for c in connectors) else items()
+        return self.add_items(stream, collection, progress, deletable)
 
     def add_items(
         self,
         items: Iterable[SourceItem | Skipped],
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
-        delete_missing_under: list[str] | None = None,
+        delete_missing_under: list[str] | Callable[[], list[str]] | None = None,
     ) -> IngestReport:
         """Ingest items from any source (files, a dataset, a connector)."""
         target = self.collection(collection)

@@ -8,6 +8,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..config import CONFIG_FILE
+from ..connectors import BUILTIN_CONNECTORS
 from ..ingest import IngestReport
 from ..ingest import Progress as IngestProgress
 from ..workspace import DEFAULT_COLLECTION, default_workspace_dir, init_workspace
@@ -31,27 +32,54 @@ def init(ctx: Context) -> None:
     console.print(f"Workspace ready at {directory} (settings: {directory / CONFIG_FILE})")
 
 
+source_option = click.option(
+    "--source", "-s", type=click.Choice(sorted(BUILTIN_CONNECTORS)), default=None,
+    help="Kind of source (default: detected from each path or URL).",
+)  # fmt: skip
+crawl_options = (
+    click.option("--max-pages", type=click.IntRange(min=1), help="Web: most pages to fetch (default 200)."),
+    click.option("--max-depth", type=click.IntRange(min=0), help="Web: most links from the start page (default 3)."),
+    click.option("--include-spam-trash", is_flag=True, default=None, help="Gmail: also ingest Spam and Trash."),
+)  # fmt: skip
+
+
+def connector_options(function: Any) -> Any:
+    for option in reversed(crawl_options):
+        function = option(function)
+    return source_option(function)
+
+
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True)
 @collection_option
+@connector_options
 @click.pass_obj
-def ingest(ctx: Context, paths: tuple[str, ...], collection: str) -> None:
-    """Add files and folders (Markdown, text, reST, HTML, PDF, DOCX, code)."""
+def ingest(ctx: Context, paths: tuple[str, ...], collection: str, source: str | None,
+           **options: Any) -> None:  # fmt: skip
+    """Add files, folders, exports (Slack, Notion, Gmail .mbox, Drive Takeout) or a website URL.
+
+    Files: Markdown, text, reST, HTML, PDF, DOCX, XLSX, PPTX, code, transcripts (SRT, WebVTT,
+    whisper). An export or a crawl is a snapshot: what vanished from it is deleted.
+    """
     workspace = ctx.workspace()
+    given = {k: v for k, v in options.items() if v is not None}
     with progress_bar() as on_progress:
-        report = workspace.ingest(paths, collection, on_progress)
+        report = workspace.ingest(paths, collection, on_progress, source, **given)
     print_report(report)
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True)
 @collection_option
+@connector_options
 @click.pass_obj
-def sync(ctx: Context, paths: tuple[str, ...], collection: str) -> None:
+def sync(ctx: Context, paths: tuple[str, ...], collection: str, source: str | None,
+         **options: Any) -> None:  # fmt: skip
     """Like ingest, and remove documents whose files are gone."""
     workspace = ctx.workspace()
+    given = {k: v for k, v in options.items() if v is not None}
     with progress_bar() as on_progress:
-        report = workspace.sync(paths, collection, on_progress)
+        report = workspace.sync(paths, collection, on_progress, source, **given)
     print_report(report)
 
 

@@ -1,0 +1,42 @@
+"""Connectors bring documents from where knowledge lives: folders, Notion, Slack, Gmail,
+Google Drive and the web. Transcripts are files (see ``parsers/transcript.py``).
+
+``citewise ingest`` picks a connector from the location (``detect``) unless told with
+``--source``. Built-ins are listed in ``BUILTIN_CONNECTORS``; third parties register
+under the ``citewise.connectors`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..plugins import load_plugin
+from .base import BaseConnector, Connector
+
+BUILTIN_CONNECTORS = {
+    "slack": "citewise.connectors.slack:SlackExport",
+    "files": "citewise.connectors.files:Files",
+}
+GROUP = "citewise.connectors"
+
+__all__ = ["BUILTIN_CONNECTORS", "BaseConnector", "Connector", "connector_for", "detect_source"]
+
+
+def connector_class(name: str) -> type:
+    return load_plugin(GROUP, BUILTIN_CONNECTORS, name, "source")
+
+
+def detect_source(location: str) -> str:
+    """The connector name for a location: the first built-in (in the order above, files last)
+    or plug-in whose ``detect`` accepts it."""
+    names = [n for n in BUILTIN_CONNECTORS if n != "files"]
+    names += sorted(ep.name for ep in entry_points(group=GROUP) if ep.name not in BUILTIN_CONNECTORS)
+    for name in names:
+        if connector_class(name).detect(location):
+            return name
+    return "files"
+
+
+def connector_for(location: str, source: str | None = None, **options: Any) -> Connector:
+    return connector_class(source or detect_source(location))(location, **options)
