@@ -103,9 +103,13 @@ def make_slack_export(root: Path, variant: str = "v1", broken_day: bool = False,
         (folder / channel).mkdir(exist_ok=True)
         for day, messages in days.items():
             cleaned = [{k: v for k, v in m.items() if v is not None} for m in messages]
-            (folder / channel / day).write_text(json.dumps(cleaned, ensure_ascii=False), encoding="utf-8")
+            (folder / channel / day).write_text(
+                json.dumps(cleaned, ensure_ascii=False), encoding="utf-8"
+            )
     if broken_day:
-        (folder / "design" / "2026-01-06.json").write_text('[{"type": "message", "ts": ', encoding="utf-8")
+        (folder / "design" / "2026-01-06.json").write_text(
+            '[{"type": "message", "ts": ', encoding="utf-8"
+        )
     if not as_zip:
         return folder
     archive = root / f"Citewise Slack export Jan 5 2026 - {variant}.zip"
@@ -114,3 +118,97 @@ def make_slack_export(root: Path, variant: str = "v1", broken_day: bool = False,
             if path.is_file():
                 out.write(path, path.relative_to(folder).as_posix())
     return archive
+
+
+def _mail(subject: str, sender: str, to: str, date: str, body: str, message_id: str,
+          thrid: str | None = None, labels: str = "Inbox", reply_to: str | None = None,
+          html: str | None = None, attachments: list[tuple[str, bytes, str]] = ()):  # fmt: skip
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Delivered-To"] = "me@example.com"
+    message["Subject"] = subject
+    message["Date"] = date
+    message["Message-ID"] = f"<{message_id}>"
+    if thrid:
+        message["X-GM-THRID"] = thrid
+    message["X-Gmail-Labels"] = labels
+    if reply_to:
+        message["In-Reply-To"] = f"<{reply_to}>"
+        message["References"] = f"<{reply_to}>"
+    message.set_content(body)
+    if html:
+        message.add_alternative(html, subtype="html")
+    for name, payload, mime in attachments:
+        maintype, subtype = mime.split("/")
+        message.add_attachment(payload, maintype=maintype, subtype=subtype, filename=name)
+    return message
+
+
+BAD_CHARSET = b"""From: Bob Martin <bob@example.com>
+To: me@example.com
+Delivered-To: me@example.com
+Subject: Re: Invoice 2231
+Date: Tue, 06 Jan 2026 09:00:00 +0000
+Message-ID: <bad-charset@example.com>
+In-Reply-To: <invoice-1@example.com>
+References: <invoice-1@example.com>
+X-Gmail-Labels: Inbox
+MIME-Version: 1.0
+Content-Type: text/plain; charset="x-no-such-charset"
+Content-Transfer-Encoding: 8bit
+
+Paid \xff\xfe in full.
+"""
+
+
+def make_mbox(root: Path, variant: str = "v1") -> Path:
+    """A Takeout-style mbox: Gmail thread ids, a References-only thread, HTML with quotes,
+    attachments (one broken), Spam, and a message in an unknown charset."""
+    import mailbox
+
+    from conftest import make_pdf
+
+    root.mkdir(parents=True, exist_ok=True)
+    agenda = make_pdf(root / "agenda.pdf", ["Day one: strategy.", "Day two: the boat trip leaves at 9:15."],
+                      title="Offsite agenda")  # fmt: skip
+    path = root / f"All mail Including Spam and Trash {variant}.mbox"
+    path.unlink(missing_ok=True)
+    box = mailbox.mbox(path)
+    thread = "1789000000000000001"
+    box.add(_mail("Q3 offsite venue", "Alice Chen <alice@example.com>", "team@example.com",
+                  "Mon, 05 Jan 2026 10:00:00 +0000",
+                  "Hi all, the Q3 offsite will be at the Lakeside Lodge in Annecy, 14-16 September.",
+                  "offsite-1@example.com", thread, "Inbox,Important"))  # fmt: skip
+    box.add(_mail("Re: Q3 offsite venue", "Bob Martin <bob@example.com>", "team@example.com",
+                  "Mon, 05 Jan 2026 11:30:00 +0000",
+                  "Great, I booked the coach from Lyon.\n\nOn Mon, Jan 5, 2026 at 10:00 Alice Chen wrote:\n"
+                  "> Hi all, the Q3 offsite will be at the Lakeside Lodge in Annecy, 14-16 September.",
+                  "offsite-2@example.com", thread, "Inbox", reply_to="offsite-1@example.com",
+                  html="<div>Great, I booked the coach from Lyon.</div><div class='gmail_quote'>"
+                       "On Mon Alice wrote:<blockquote>Hi all, the Q3 offsite will be at the "
+                       "Lakeside Lodge in Annecy</blockquote></div>"))  # fmt: skip
+    attachments = [("agenda.pdf", agenda.read_bytes(), "application/pdf"),
+                   ("scan.pdf", b"%PDF-1.4 truncated", "application/pdf"),
+                   ("photo.jpg", b"\xff\xd8\xff\xe0 jpeg", "image/jpeg")]  # fmt: skip
+    box.add(_mail("Re: Q3 offsite venue", "Zoé Dupont <zoe@example.com>", "team@example.com",
+                  "Tue, 06 Jan 2026 08:15:00 +0000", "Agenda attached — café at 8:30 each morning.",
+                  "offsite-3@example.com", thread, "Inbox", reply_to="offsite-2@example.com",
+                  attachments=attachments))  # fmt: skip
+    # A thread Gmail ids are missing from (an older export): chained by References.
+    box.add(_mail("Invoice 2231", "Accounts <accounts@vendor.example>", "me@example.com",
+                  "Mon, 05 Jan 2026 15:00:00 +0000",
+                  "Invoice 2231 for 1,240 EUR is due on 31 January.", "invoice-1@example.com"))  # fmt: skip
+    box.add(mailbox.mboxMessage(BAD_CHARSET))
+    box.add(_mail("You won a prize", "spam@lottery.example", "me@example.com",
+                  "Mon, 05 Jan 2026 12:00:00 +0000", "Claim your prize now, the code is WIN-777.",
+                  "spam-1@example.com", "1789000000000000009", "Spam"))  # fmt: skip
+    if variant == "v2":
+        box.add(_mail("Re: Q3 offsite venue", "Alice Chen <alice@example.com>", "team@example.com",
+                      "Wed, 07 Jan 2026 09:00:00 +0000", "Update: dinner on the 15th is at 19:30.",
+                      "offsite-4@example.com", thread, "Inbox", reply_to="offsite-3@example.com"))  # fmt: skip
+    box.flush()
+    box.close()
+    return path

@@ -75,7 +75,9 @@ def test_a_malformed_day_file_is_reported_and_keeps_its_channel(workspace, tmp_p
     report = workspace.ingest([broken])
     assert len(report.failed) == 1
     failure = report.failed[0]
-    assert failure.source.endswith("design/2026-01-06.json") and "malformed day file" in failure.reason
+    assert (
+        failure.source.endswith("design/2026-01-06.json") and "malformed day file" in failure.reason
+    )
     # Everything else was ingested; nothing the broken export could not vouch for was deleted.
     assert report.deleted == 1  # the random channel: its folder was read completely
     stored = documents(workspace)

@@ -44,6 +44,9 @@ class Document:
     blocks: list[Block]
     content_hash: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Parts left out while loading, as (location, reason): a message with an unknown
+    # charset, an attachment that failed to parse. Reported as failures; the rest is kept.
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,11 @@ class Ingestor:
                     progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome))
             self._flush(pending, report)
             if delete_missing_under is not None:
-                roots = delete_missing_under() if callable(delete_missing_under) else delete_missing_under
+                roots = (
+                    delete_missing_under()
+                    if callable(delete_missing_under)
+                    else delete_missing_under
+                )
                 report.deleted = self._delete_missing(seen, roots)
             status = "complete"
         finally:
@@ -146,6 +150,9 @@ class Ingestor:
                 report.unchanged += 1
                 return "unchanged", 0
             document = item.load()
+            for location, reason in document.problems:
+                report.failed.append(Skipped(location, reason, failed=True))
+                self.store.record_failure(run_id, location, reason)
             chunks = chunk_document(
                 document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap
             )

@@ -19,8 +19,8 @@ from typing import Any
 import platformdirs
 
 from .answering import AnswerStream
-from .connectors import connector_for
 from .config import CONFIG_FILE, Settings, config_template
+from .connectors import connector_for
 from .conversation import standalone_question
 from .documents import Answer, Hit
 from .embedders import Embedder, load_embedder

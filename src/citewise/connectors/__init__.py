@@ -16,6 +16,7 @@ from .base import BaseConnector, Connector
 
 BUILTIN_CONNECTORS = {
     "slack": "citewise.connectors.slack:SlackExport",
+    "gmail": "citewise.connectors.gmail:GmailMbox",
     "files": "citewise.connectors.files:Files",
 }
 GROUP = "citewise.connectors"
@@ -31,7 +32,9 @@ def detect_source(location: str) -> str:
     """The connector name for a location: the first built-in (in the order above, files last)
     or plug-in whose ``detect`` accepts it."""
     names = [n for n in BUILTIN_CONNECTORS if n != "files"]
-    names += sorted(ep.name for ep in entry_points(group=GROUP) if ep.name not in BUILTIN_CONNECTORS)
+    names += sorted(
+        ep.name for ep in entry_points(group=GROUP) if ep.name not in BUILTIN_CONNECTORS
+    )
     for name in names:
         if connector_class(name).detect(location):
             return name

@@ -27,8 +27,8 @@ from typing import Any
 import emoji
 
 from ..documents import Document, ParsedDocument
-from ..sources import Skipped, SourceItem, document_from_parsed
 from ..parsers._common import TextBuilder
+from ..sources import Skipped, SourceItem, document_from_parsed
 from .base import BaseConnector
 
 WINDOW_GAP = 30 * 60  # seconds of silence that end a conversation window

@@ -1,0 +1,72 @@
+"""Gmail Takeout mbox: threads, quotes, attachments, labels, Spam, broken messages, sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from citewise.connectors import detect_source
+from exports import make_mbox
+
+THREAD = "gmail://me@example.com/thread/1789000000000000001"
+
+
+def stored(workspace) -> dict:
+    collection = workspace.store.collection("default")
+    return {r.source: r for r in workspace.store.list_documents(collection.id)}
+
+
+def test_threads_attachments_and_labels(workspace, tmp_path: Path) -> None:
+    mbox = make_mbox(tmp_path)
+    assert detect_source(str(mbox)) == "gmail"
+    report = workspace.ingest([mbox])
+    assert report.added == 2
+    assert [s.reason for s in report.skipped] == [
+        "in Spam or Trash (--include-spam-trash to ingest)"
+    ]
+    failed = {f.source: f.reason for f in report.failed}
+    assert failed[f"{THREAD}#<offsite-3@example.com>/scan.pdf"].startswith(
+        "attachment: corrupt PDF"
+    )
+    bad = next(s for s in failed if s.endswith("#<bad-charset@example.com>"))
+    assert "undecodable" in failed[bad]
+
+    docs = stored(workspace)
+    offsite = docs[THREAD]
+    text = workspace.store.document_text(offsite.id)
+    assert offsite.title == "Q3 offsite venue"
+    assert text.count("Lakeside Lodge") == 1, "the quoted copy in the reply is dropped"
+    assert "I booked the coach from Lyon" in text
+    assert "the boat trip leaves at 9:15" in text  # from the PDF attachment
+    assert offsite.metadata["labels"] == ["Inbox", "Important"]
+    assert offsite.metadata["authors"] == ["Alice Chen", "Bob Martin", "Zoé Dupont"]
+    assert offsite.metadata["principals"] == ["me@example.com"]
+    assert offsite.metadata["url"] == "https://mail.google.com/mail/u/0/#all/18d3ce057f2c8001"
+    invoice = next(d for s, d in docs.items() if d.title == "Invoice 2231")
+    assert "1,240 EUR" in workspace.store.document_text(invoice.id)
+    assert "WIN-777" not in " ".join(workspace.store.document_text(d.id) for d in docs.values())
+
+
+def test_citation_points_to_the_message_and_attachment_page(workspace, tmp_path: Path) -> None:
+    workspace.ingest([make_mbox(tmp_path)])
+    hit = workspace.search("when does the boat trip leave", k=1)[0]
+    assert hit.source == THREAD
+    assert hit.page == 2
+    assert hit.heading_path == ("Q3 offsite venue",
+                                "Zoé Dupont 2026-01-06 08:15 <offsite-3@example.com>",
+                                "attachment agenda.pdf")  # fmt: skip
+    answer = workspace.ask("Where will the Q3 offsite be?")
+    assert "Lakeside Lodge" in answer.text
+    assert answer.citations and answer.citations[0].hit.source == THREAD
+
+
+def test_newer_mbox_updates_only_the_changed_thread(workspace, tmp_path: Path) -> None:
+    workspace.ingest([make_mbox(tmp_path / "a", "v1")])
+    report = workspace.ingest([make_mbox(tmp_path / "b", "v2")])
+    assert (report.added, report.updated, report.unchanged, report.deleted) == (0, 1, 1, 0)
+    text = workspace.store.document_text(stored(workspace)[THREAD].id)
+    assert "dinner on the 15th is at 19:30" in text
+
+
+def test_spam_and_trash_on_request(workspace, tmp_path: Path) -> None:
+    report = workspace.ingest([make_mbox(tmp_path)], include_spam_trash=True)
+    assert report.added == 3 and not report.skipped
