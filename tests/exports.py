@@ -212,3 +212,61 @@ def make_mbox(root: Path, variant: str = "v1") -> Path:
     box.flush()
     box.close()
     return path
+
+
+WIKI, ONCALL, TASKS, LOGIN, RECIPES = ("1" * 32, "2" * 32, "3" * 32, "4" * 32, "5" * 32)
+
+
+def make_notion_export(root: Path, variant: str = "v1", broken_csv: bool = False,
+                       nested_zip: bool = True) -> Path:  # fmt: skip
+    """The layout of Notion's "Markdown & CSV" export."""
+    from urllib.parse import quote
+
+    from conftest import make_pdf
+
+    folder = root / f"notion-{variant}"
+    wiki_dir = folder / f"Engineering Wiki {WIKI}"
+    oncall_dir = wiki_dir / f"On-call {ONCALL}"
+    tasks_dir = wiki_dir / f"Tasks {TASKS}"
+    for directory in (oncall_dir, tasks_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    link = quote(f"Engineering Wiki {WIKI}/On-call {ONCALL}.md")
+    (folder / f"Engineering Wiki {WIKI}.md").write_text(
+        f"# Engineering Wiki\n\nWelcome to the wiki. See [the on-call guide]({link}) and "
+        f"[Tasks]({quote(f'Engineering Wiki {WIKI}/Tasks {TASKS}.csv')}).\n", encoding="utf-8")  # fmt: skip
+    minutes = "15" if variant == "v1" else "10"
+    (wiki_dir / f"On-call {ONCALL}.md").write_text(
+        f"# On-call\n\nThe rota changes every Monday.\n\n## Escalation\n\n"
+        f"Page the secondary engineer after {minutes} minutes without an acknowledgement.\n",
+        encoding="utf-8")  # fmt: skip
+    make_pdf(oncall_dir / "pager-runbook.pdf", ["Pager runbook", "Reset the pager with the red button."],
+             title="Pager runbook")  # fmt: skip
+    rows = [("Fix login bug", "Done", "Alice", "2026-01-10"),
+            ("Migrate to Postgres 17", "In progress", "Bob", "2026-02-01")]  # fmt: skip
+    hidden = [("Café menu ☕", "Backlog", "Zoé", "")]
+    header = "Name,Status,Owner,Due\n"
+    (wiki_dir / f"Tasks {TASKS}.csv").write_text(
+        header + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    all_rows = header + "".join(",".join(r) + "\n" for r in rows + hidden)
+    (wiki_dir / f"Tasks {TASKS}_all.csv").write_bytes(
+        all_rows.encode("utf-8") if not broken_csv else b"Name,Status\n\xff\xfe broken,\x00\n"
+    )
+    if variant == "v1":
+        (tasks_dir / f"Fix login bug {LOGIN}.md").write_text(
+            "# Fix login bug\n\nStatus: Done\nOwner: Alice\n\n"
+            "The session cookie lacked SameSite=Lax, so Safari dropped it.\n", encoding="utf-8")  # fmt: skip
+        (folder / f"Recipes {RECIPES}.md").write_text(
+            "# Recipes\n\nThe team's tarte tatin uses six apples.\n", encoding="utf-8"
+        )
+    if not nested_zip:
+        return folder
+    inner = root / f"Export-{variant}-Part-1.zip"
+    with zipfile.ZipFile(inner, "w") as out:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(folder).as_posix())
+    outer = root / f"Export-{variant}.zip"
+    with zipfile.ZipFile(outer, "w") as out:
+        out.write(inner, inner.name)
+    return outer

@@ -16,6 +16,7 @@ from .base import BaseConnector, Connector
 
 BUILTIN_CONNECTORS = {
     "slack": "citewise.connectors.slack:SlackExport",
+    "notion": "citewise.connectors.notion:NotionExport",
     "gmail": "citewise.connectors.gmail:GmailMbox",
     "files": "citewise.connectors.files:Files",
 }

@@ -29,6 +29,7 @@ import emoji
 from ..documents import Document, ParsedDocument
 from ..parsers._common import TextBuilder
 from ..sources import Skipped, SourceItem, document_from_parsed
+from .archive import Archive, zip_names
 from .base import BaseConnector
 
 WINDOW_GAP = 30 * 60  # seconds of silence that end a conversation window
@@ -49,37 +50,6 @@ class Conversation:
     kind: str  # channel | private | dm | group-dm
 
 
-class ExportFolder:
-    """The export's files, from a zip or a folder, by relative POSIX path."""
-
-    def __init__(self, location: Path) -> None:
-        self.location = location
-        self._zip = zipfile.ZipFile(location) if location.is_file() else None
-        names = (
-            [n for n in self._zip.namelist() if not n.endswith("/")]
-            if self._zip
-            else [p.relative_to(location).as_posix() for p in location.rglob("*") if p.is_file()]
-        )
-        # A zip may wrap everything in one top folder.
-        prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
-        self.prefix = ""
-        if not any(n in ("users.json", "channels.json") for n in names) and len(prefixes) == 1:
-            self.prefix = prefixes.pop()
-        self.names = [n[len(self.prefix) :] for n in names if n.startswith(self.prefix)]
-
-    def read(self, name: str) -> bytes:
-        if self._zip:
-            return self._zip.read(self.prefix + name)
-        return (self.location / self.prefix / name).read_bytes()
-
-    def has(self, name: str) -> bool:
-        return name in self.names
-
-    def close(self) -> None:
-        if self._zip:
-            self._zip.close()
-
-
 class SlackExport(BaseConnector):
     name = "slack"
 
@@ -89,11 +59,7 @@ class SlackExport(BaseConnector):
         if path.is_dir():
             return (path / "channels.json").is_file() and (path / "users.json").is_file()
         if path.suffix.lower() == ".zip" and path.is_file():
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    names = {PurePosixPath(n).name for n in archive.namelist()[:5000]}
-            except (zipfile.BadZipFile, OSError):
-                return False
+            names = {PurePosixPath(n).name for n in zip_names(path)}
             return {"channels.json", "users.json"} <= names
         return False
 
@@ -101,7 +67,7 @@ class SlackExport(BaseConnector):
         path = Path(self.location).expanduser().resolve()
         self._complete, self._incomplete, self._team_complete = [], set(), False
         try:
-            export = ExportFolder(path)
+            export = Archive(path, ("users.json", "channels.json"))
         except (zipfile.BadZipFile, OSError) as exc:
             yield Skipped(str(path), f"unreadable Slack export: {exc}", failed=True)
             return
@@ -130,7 +96,7 @@ class SlackExport(BaseConnector):
 
     # -- the export's directory files ------------------------------------------------
 
-    def _users(self, export: ExportFolder) -> tuple[dict[str, str] | None, str]:
+    def _users(self, export: Archive) -> tuple[dict[str, str] | None, str]:
         try:
             records = json.loads(export.read("users.json"))
         except (KeyError, FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -147,7 +113,7 @@ class SlackExport(BaseConnector):
         team = max(set(teams), key=teams.count) if teams else "workspace"
         return names, team
 
-    def _conversations(self, export: ExportFolder, users: dict[str, str]) -> list[Conversation]:
+    def _conversations(self, export: Archive, users: dict[str, str]) -> list[Conversation]:
         self._listing_ok = True
         found: list[Conversation] = []
         for listing, kind in (("channels.json", "channel"), ("groups.json", "private"),
@@ -173,7 +139,7 @@ class SlackExport(BaseConnector):
     # -- messages → threads and windows → items --------------------------------------------
 
     def _conversation_items(
-        self, export: ExportFolder, path: Path, conversation: Conversation,
+        self, export: Archive, path: Path, conversation: Conversation,
         users: dict[str, str], scope: str,
     ) -> Iterator[SourceItem | Skipped]:  # fmt: skip
         messages: list[dict[str, Any]] = []

@@ -1,0 +1,64 @@
+"""An export's files, from a zip (also a zip of zips, as Notion and Takeout split big
+exports) or an unzipped folder, by relative POSIX path. Reads one file at a time."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+
+class Archive:
+    def __init__(self, location: Path, marker_names: tuple[str, ...] = ()) -> None:
+        self.location = location
+        self._zips: list[zipfile.ZipFile] = []
+        self._where: dict[str, tuple[zipfile.ZipFile | None, str]] = {}
+        if location.is_file():
+            self._add_zip(zipfile.ZipFile(location))
+        else:
+            for path in sorted(location.rglob("*")):
+                if path.is_file():
+                    self._where[path.relative_to(location).as_posix()] = (None, str(path))
+        # A zip may wrap everything in one top folder: names are relative to it.
+        names = list(self._where)
+        prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
+        self.prefix = ""
+        top_level = any("/" not in n for n in names)
+        if (marker_names and not any(n in marker_names for n in names) and len(prefixes) == 1) or (
+            not marker_names and not top_level and len(prefixes) == 1
+        ):
+            self.prefix = prefixes.pop()
+        self.names = sorted(n[len(self.prefix) :] for n in names if n.startswith(self.prefix))
+
+    def _add_zip(self, archive: zipfile.ZipFile) -> None:
+        self._zips.append(archive)
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            if info.filename.lower().endswith(".zip"):
+                nested = zipfile.ZipFile(io.BytesIO(archive.read(info)))
+                self._add_zip(nested)
+            else:
+                self._where[info.filename] = (archive, info.filename)
+
+    def read(self, name: str) -> bytes:
+        archive, inner = self._where[self.prefix + name]
+        if archive is None:
+            return Path(inner).read_bytes()
+        return archive.read(inner)
+
+    def has(self, name: str) -> bool:
+        return self.prefix + name in self._where
+
+    def close(self) -> None:
+        for archive in self._zips:
+            archive.close()
+
+
+def zip_names(path: Path, limit: int = 5000) -> list[str]:
+    """Member names of a zip (for detection), or [] when it is not one."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()[:limit]
+    except (zipfile.BadZipFile, OSError):
+        return []

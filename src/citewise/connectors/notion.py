@@ -1,0 +1,225 @@
+"""Notion workspace exports ("Export → Markdown & CSV": a zip, a zip of zips, or the folder).
+
+Pages are ``Title <32-hex id>.md`` files; a page's children sit in the folder
+``Title <id>/`` beside it; databases are ``Name <id>.csv`` (and ``Name <id>_all.csv``,
+which also holds rows hidden by a view) with their row pages in ``Name <id>/``.
+
+A page's heading path is its ancestors' titles followed by its own headings, so a
+citation reads "Engineering Wiki > On-call > Escalation". Links to other pages are
+rewritten to their titles. Database rows with a page of their own are that page
+(its properties lead its text); rows without one become records of their properties.
+Each top-level page tree is a scope: a newer export of it deletes pages that left it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
+
+from ..documents import Block, Document, ParsedDocument
+from ..parsers import parse_file, supported
+from ..parsers._common import TextBuilder
+from ..parsers.markdown import markdown_blocks
+from ..sources import Skipped, SourceItem, document_from_parsed
+from .archive import Archive, zip_names
+from .base import BaseConnector
+
+_ID = re.compile(r"^(?P<title>.*?)\s*(?P<id>[0-9a-f]{32})$")
+_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+@dataclass(frozen=True)
+class Node:
+    """A page or database: its title and id, from a name like ``Title <id>``."""
+
+    title: str
+    id: str
+
+
+def node(name: str) -> Node | None:
+    stem = PurePosixPath(name).name
+    for suffix in ("_all.csv", ".csv", ".md"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    match = _ID.match(stem)
+    return Node(match["title"] or "Untitled", match["id"]) if match else None
+
+
+class NotionExport(BaseConnector):
+    name = "notion"
+
+    @classmethod
+    def detect(cls, location: str) -> bool:
+        path = Path(location).expanduser()
+        if path.is_dir():
+            names = [p.name for p in path.iterdir()]
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            names = [PurePosixPath(n).name for n in zip_names(path)]
+        else:
+            return False
+        return any(n.endswith(".md") and node(n) for n in names) or any(
+            n.lower().startswith("export-") and n.lower().endswith(".zip") for n in names
+        )
+
+    def items(self) -> Iterator[SourceItem | Skipped]:
+        path = Path(self.location).expanduser().resolve()
+        self._complete, self._incomplete = [], set()
+        try:
+            export = Archive(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            yield Skipped(str(path), f"unreadable Notion export: {exc}", failed=True)
+            return
+        try:
+            titles = self._titles(export)
+            for name in export.names:
+                yield from self._items_for(export, path, name, titles)
+        finally:
+            export.close()
+
+    def _titles(self, export: Archive) -> dict[str, Node]:
+        """Every page and database by id, with the id of its top-level tree."""
+        nodes: dict[str, Node] = {}
+        for name in export.names:
+            for part in PurePosixPath(name).parts:
+                found = node(part)
+                if found:
+                    nodes[found.id] = found
+        for top in {ids[0] for name in export.names if (ids := self._ids(name))}:
+            self._read(f"notion://{top}")
+        return nodes
+
+    def _ids(self, name: str) -> list[str]:
+        return [n.id for part in PurePosixPath(name).parts if (n := node(part))]
+
+    def _items_for(self, export: Archive, path: Path, name: str,
+                   titles: dict[str, Node]) -> Iterator[SourceItem | Skipped]:  # fmt: skip
+        ids = self._ids(name)
+        here = node(PurePosixPath(name).name)
+        ancestors = tuple(titles[i].title for i in ids[:-1]) if here else tuple(
+            titles[i].title for i in ids)  # fmt: skip
+        top = ids[0] if ids else None
+        if name.endswith(".md") and here:
+            yield self._page(export, path, name, here, ancestors, titles, top or here.id)
+        elif name.endswith(".csv") and here:
+            if name.endswith(".csv") and not name.endswith("_all.csv") and export.has(
+                    name[: -len(".csv")] + "_all.csv"):  # fmt: skip
+                return  # the _all.csv holds the same rows and those hidden by views
+            yield from self._database(export, path, name, here, ancestors, top or here.id)
+        elif top and supported(PurePosixPath(name)) and not name.endswith((".md", ".csv")):
+            yield self._attachment(export, path, name, ancestors, top)
+
+    def _page(self, export: Archive, path: Path, name: str, page: Node,
+              ancestors: tuple[str, ...], titles: dict[str, Node], top: str) -> SourceItem | Skipped:  # fmt: skip
+        try:
+            raw = export.read(name).decode("utf-8")
+        except (UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+            self._broken(f"notion://{top}")
+            return Skipped(f"{path}/{name}", f"unreadable page: {exc}", failed=True)
+        text = _resolve_links(raw, titles)
+        source = f"notion://{top}/{page.id}"
+        content_hash = hashlib.sha256(("/".join(ancestors) + "\x00" + text).encode()).hexdigest()
+        metadata = {"source_type": "notion", "page_id": page.id, "path": list(ancestors),
+                    "url": f"https://www.notion.so/{page.id}", "properties": _properties(text)}  # fmt: skip
+
+        def load() -> Document:
+            blocks, heading = markdown_blocks(text)
+            prefixed = [Block(b.start, b.end, (*ancestors, *(b.heading_path or (page.title,))),
+                              b.page, b.kind) for b in blocks]  # fmt: skip
+            parsed = ParsedDocument(text, prefixed, heading or page.title)
+            return document_from_parsed(source, parsed, content_hash, metadata)
+
+        return SourceItem(source=source, content_hash=content_hash, load=load)
+
+    def _database(self, export: Archive, path: Path, name: str, database: Node,
+                  ancestors: tuple[str, ...], top: str) -> Iterator[SourceItem | Skipped]:  # fmt: skip
+        try:
+            rows = list(
+                csv.DictReader(io.StringIO(export.read(name).decode("utf-8-sig"), newline=""))
+            )
+        except (UnicodeDecodeError, csv.Error, zipfile.BadZipFile, OSError) as exc:
+            self._broken(f"notion://{top}")
+            yield Skipped(f"{path}/{name}", f"unreadable database: {exc}", failed=True)
+            return
+        folder = name[: -len("_all.csv")] if name.endswith("_all.csv") else name[: -len(".csv")]
+        pages = {n.title for other in export.names if other.startswith(folder + "/")
+                 and other.count("/") == folder.count("/") + 1 and (n := node(other))}  # fmt: skip
+        for line, row in enumerate(rows, start=2):
+            values = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if not values:
+                continue
+            title_key = next(iter(values))
+            title = values[title_key] or "Untitled"
+            if title in pages:
+                continue  # the row's own page carries its properties
+            source = f"notion://{top}/{database.id}/row/{hashlib.sha256(title.encode()).hexdigest()[:16]}"
+            builder = TextBuilder()
+            builder.add(f"{title}\n\n" + "\n".join(f"{k}: {v}" for k, v in values.items()
+                                                   if v and k != title_key),
+                        (*ancestors, database.title, title))  # fmt: skip
+            content_hash = hashlib.sha256(builder.text.encode()).hexdigest()
+            metadata = {"source_type": "notion", "database": database.title,
+                        "database_id": database.id, "row": line, "properties": values,
+                        "url": f"https://www.notion.so/{database.id}"}  # fmt: skip
+            parsed = ParsedDocument(builder.text, builder.blocks, f"{database.title}: {title}")
+            yield SourceItem(source=source, content_hash=content_hash,
+                             load=lambda s=source, p=parsed, h=content_hash, m=metadata:
+                             document_from_parsed(s, p, h, m))  # fmt: skip
+
+    def _attachment(self, export: Archive, path: Path, name: str,
+                    ancestors: tuple[str, ...], top: str) -> SourceItem:  # fmt: skip
+        data = export.read(name)
+        source = f"notion://{top}/files/{name}"
+        content_hash = hashlib.sha256(data).hexdigest()
+        filename = PurePosixPath(name).name
+
+        def load() -> Document:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / filename
+                local.write_bytes(data)
+                parsed = parse_file(local)
+            blocks = [Block(b.start, b.end, (*ancestors, filename, *b.heading_path), b.page, b.kind)
+                      for b in parsed.blocks]  # fmt: skip
+            document = ParsedDocument(
+                parsed.text, blocks, parsed.title or filename, parsed.metadata
+            )
+            return document_from_parsed(source, document, content_hash,
+                                        {"source_type": "notion", "attached_to": list(ancestors)})  # fmt: skip
+
+        return SourceItem(source=source, content_hash=content_hash, load=load)
+
+
+def _resolve_links(text: str, titles: dict[str, Node]) -> str:
+    """``[label](Other%20Page%20<id>.md)`` → ``label`` (or ``label (Other Page)``)."""
+
+    def replace(match: re.Match[str]) -> str:
+        label, target = match.group(1), unquote(match.group(2))
+        if target.startswith(("http://", "https://", "mailto:")):
+            return match.group(0)
+        found = node(PurePosixPath(target.split("#")[0]).name)
+        if found is None or found.id not in titles:
+            return label or match.group(0)
+        title = titles[found.id].title
+        return title if not label or label == title else f"{label} ({title})"
+
+    return _LINK.sub(replace, text)
+
+
+def _properties(text: str) -> dict[str, str]:
+    """A row page's ``Key: Value`` lines between its title and its body."""
+    properties = {}
+    for line in text.splitlines()[1:12]:
+        match = re.match(r"^([A-Z][\w ]{0,30}):\s+(.+)$", line.strip())
+        if match:
+            properties[match.group(1)] = match.group(2)
+        elif line.strip() and properties:
+            break
+    return properties

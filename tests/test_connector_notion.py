@@ -1,0 +1,73 @@
+"""Notion Markdown & CSV exports: hierarchy, links, databases, attachments, sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from citewise.connectors import detect_source
+from exports import LOGIN, ONCALL, RECIPES, TASKS, WIKI, make_notion_export
+
+
+def stored(workspace) -> dict:
+    collection = workspace.store.collection("default")
+    return {r.source: r for r in workspace.store.list_documents(collection.id)}
+
+
+def test_pages_databases_and_attachments(workspace, tmp_path: Path) -> None:
+    export = make_notion_export(tmp_path)
+    assert detect_source(str(export)) == "notion"
+    report = workspace.ingest([export])
+    assert report.failed == [] and report.added == 7
+    docs = stored(workspace)
+    wiki = docs[f"notion://{WIKI}/{WIKI}"]
+    text = workspace.store.document_text(wiki.id)
+    assert "See the on-call guide (On-call) and Tasks." in text
+    assert wiki.metadata["url"] == f"https://www.notion.so/{WIKI}"
+    login = docs[f"notion://{WIKI}/{LOGIN}"]
+    assert login.metadata["properties"] == {"Status": "Done", "Owner": "Alice"}
+    assert login.metadata["path"] == ["Engineering Wiki", "Tasks"]
+    rows = {d.title: d for d in docs.values() if d.metadata.get("database") == "Tasks"}
+    assert set(rows) == {"Tasks: Migrate to Postgres 17", "Tasks: Café menu ☕"}
+    migrate = rows["Tasks: Migrate to Postgres 17"]
+    assert migrate.metadata["properties"]["Owner"] == "Bob"
+    assert "Status: In progress" in workspace.store.document_text(migrate.id)
+    assert any(d.title == "Pager runbook" for d in docs.values())
+
+    hit = workspace.search("page the secondary engineer", k=1)[0]
+    assert hit.source == f"notion://{WIKI}/{ONCALL}"
+    assert hit.heading_path == ("Engineering Wiki", "On-call", "Escalation")
+    pdf = workspace.search("reset the pager red button", k=1)[0]
+    assert pdf.page == 2 and pdf.heading_path[:3] == (
+        "Engineering Wiki",
+        "On-call",
+        "pager-runbook.pdf",
+    )
+    answer = workspace.ask("When do we page the secondary engineer?")
+    assert answer.citations[0].hit.source == f"notion://{WIKI}/{ONCALL}"
+
+
+def test_newer_export_updates_and_deletes_within_its_trees(workspace, tmp_path: Path) -> None:
+    workspace.ingest([make_notion_export(tmp_path / "a", "v1")])
+    report = workspace.ingest([make_notion_export(tmp_path / "b", "v2", nested_zip=False)])
+    # On-call changed; the login page left the wiki (its row is now a record);
+    # Recipes is another tree, absent from this export, so it stays.
+    assert (report.updated, report.deleted, report.added) == (1, 1, 1)
+    docs = stored(workspace)
+    assert f"notion://{WIKI}/{LOGIN}" not in docs
+    assert f"notion://{RECIPES}/{RECIPES}" in docs
+    assert "after 10 minutes" in workspace.store.document_text(docs[f"notion://{WIKI}/{ONCALL}"].id)
+
+
+def test_broken_database_and_truncated_zip(workspace, tmp_path: Path) -> None:
+    workspace.ingest([make_notion_export(tmp_path / "a", "v1")])
+    before = set(stored(workspace))
+    report = workspace.ingest([make_notion_export(tmp_path / "b", "v2", broken_csv=True)])
+    assert len(report.failed) == 1
+    assert report.failed[0].source.endswith(f"Tasks {TASKS}_all.csv")
+    assert "unreadable database" in report.failed[0].reason
+    assert report.deleted == 0, "a tree with a broken part deletes nothing"
+    assert set(stored(workspace)) == before
+    archive = make_notion_export(tmp_path / "c", "v1")
+    archive.write_bytes(archive.read_bytes()[:200])
+    truncated = workspace.ingest([archive], source="notion")
+    assert len(truncated.failed) == 1 and "unreadable Notion export" in truncated.failed[0].reason
