@@ -270,3 +270,69 @@ def make_notion_export(root: Path, variant: str = "v1", broken_csv: bool = False
     with zipfile.ZipFile(outer, "w") as out:
         out.write(inner, inner.name)
     return outer
+
+
+def make_xlsx(path: Path, rows: list[tuple]) -> Path:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Budget 2026"
+    sheet.append(["Team", "Quarter", "Amount (EUR)", "Owner"])
+    for row in rows:
+        sheet.append(list(row))
+    other = workbook.create_sheet("Notes")
+    other.append(["Note"])
+    other.append(["Numbers are approved by the CFO in March."])
+    workbook.save(path)
+    return path
+
+
+def make_pptx(path: Path, slides: list[tuple[str, str, str]]) -> Path:
+    import pptx
+
+    deck = pptx.Presentation()
+    for title, body, notes in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+        if notes:
+            slide.notes_slide.notes_text_frame.text = notes
+    deck.save(path)
+    return path
+
+
+def make_drive_takeout(
+    root: Path, variant: str = "v1", parts: int = 2, broken: bool = False
+) -> Path:
+    """Takeout parts (takeout-…-001.zip, -002.zip) holding Takeout/Drive/…"""
+    from conftest import make_docx, make_pdf
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f"staging-{variant}"
+    drive = staging / "Takeout" / "Drive"
+    (drive / "Finance").mkdir(parents=True, exist_ok=True)
+    (drive / "Sales").mkdir(parents=True, exist_ok=True)
+    amount = 120000 if variant == "v1" else 135000
+    make_xlsx(drive / "Finance" / "Budget.xlsx",
+              [("Platform", "Q1", amount, "Alice"), ("Design", "Q1", 40000, "Zoé")])  # fmt: skip
+    make_pptx(drive / "Sales" / "Kickoff deck.pptx", [
+        ("Kickoff 2026", "Welcome", ""),
+        ("Roadmap", "Launch the mobile app in May", "Stress the May date."),
+    ])  # fmt: skip
+    make_docx(drive / "Travel policy.docx")
+    if variant == "v1":
+        make_pdf(drive / "Safety.pdf", ["Safety first.", "Fire exits are on every floor."])
+    (drive / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    (staging / "Takeout" / "archive_browser.html").write_text("<html>Takeout</html>")
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    archives = []
+    for n in range(parts):
+        archive = root / f"takeout-20260105T101010Z-{variant}-{n + 1:03d}.zip"
+        with zipfile.ZipFile(archive, "w") as out:
+            for path in files[n::parts]:
+                out.write(path, path.relative_to(staging).as_posix())
+        archives.append(archive)
+    if broken:
+        archives[-1].write_bytes(archives[-1].read_bytes()[:100])
+    return archives[0]

@@ -18,6 +18,7 @@ BUILTIN_CONNECTORS = {
     "slack": "citewise.connectors.slack:SlackExport",
     "notion": "citewise.connectors.notion:NotionExport",
     "gmail": "citewise.connectors.gmail:GmailMbox",
+    "drive": "citewise.connectors.drive:DriveTakeout",
     "files": "citewise.connectors.files:Files",
 }
 GROUP = "citewise.connectors"

@@ -14,7 +14,18 @@ from pathlib import Path
 from ..documents import ParsedDocument
 from ..errors import ParseError
 
-BUILTIN_PARSERS = ("markdown", "text", "rst", "html", "pdf", "docx", "code", "transcript")
+BUILTIN_PARSERS = (
+    "markdown",
+    "text",
+    "rst",
+    "html",
+    "pdf",
+    "docx",
+    "code",
+    "transcript",
+    "xlsx",
+    "pptx",
+)
 
 Parser = Callable[[Path], ParsedDocument]
 
