@@ -106,7 +106,8 @@ class Ingestor:
         status = "interrupted"
         try:
             for done, item in enumerate(items, start=1):
-                seen.add(item.source)
+                if not (isinstance(item, Skipped) and item.gone):
+                    seen.add(item.source)
                 outcome, n_chunks = self._prepare(item, run_id, report, pending)
                 if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
                     self._flush(pending, report)

@@ -33,12 +33,15 @@ class SourceItem:
 
 @dataclass
 class Skipped:
-    """Something not ingested: skipped on purpose (unsupported, ignored), or ``failed``
-    (a broken part of a source: a corrupt day file, an undecodable message, a dead URL)."""
+    """Something not ingested: skipped on purpose (unsupported, ignored), ``failed``
+    (a broken part of a source: a corrupt day file, an undecodable message, a dead URL:
+    what was stored from it is kept), or ``gone`` (the source says it no longer exists,
+    e.g. HTTP 404: what was stored from it is deleted)."""
 
     source: str
     reason: str
     failed: bool = False
+    gone: bool = False
 
 
 def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:

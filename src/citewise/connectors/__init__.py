@@ -15,6 +15,7 @@ from ..plugins import load_plugin
 from .base import BaseConnector, Connector
 
 BUILTIN_CONNECTORS = {
+    "web": "citewise.connectors.web:WebConnector",
     "slack": "citewise.connectors.slack:SlackExport",
     "notion": "citewise.connectors.notion:NotionExport",
     "gmail": "citewise.connectors.gmail:GmailMbox",

@@ -108,7 +108,7 @@ class JobQueue:
             job.done = event.done
 
         try:
-            report = self.workspace.ingest(job.paths, job.collection, progress)
+            report = self.workspace.ingest(job.paths, job.collection, progress, source="files")
         except Exception as exc:  # the job fails; the server goes on
             job.status, job.error = "failed", str(exc)
         else:
