@@ -76,6 +76,16 @@ class Hit:
     bm25_rank: int | None = None
     dense_rank: int | None = None
     cosine: float | None = None
+    # The document's metadata: a connector's link (url), authors, times, principals…
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str | None:
+        """A link a person can follow, when the source has one."""
+        url = self.metadata.get("url")
+        if url:
+            return str(url)
+        return self.source if self.source.startswith(("http://", "https://")) else None
 
     @property
     def location(self) -> str:

@@ -398,12 +398,18 @@ class Store:
         rows = self.db.execute(
             f"SELECT c.id, c.document_id, k.name, d.source, d.title, "
             f"substr(d.text, c.start + 1, c.end - c.start), c.start, c.end, c.page, "
-            f"c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"c.heading_path, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id "
             f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({marks})",
             list(chunk_ids),
         )
         return {
-            row[0]: Hit(*row[:9], heading_path=tuple(json.loads(row[9])), score=0.0) for row in rows
+            row[0]: Hit(
+                *row[:9],
+                heading_path=tuple(json.loads(row[9])),
+                score=0.0,
+                metadata=json.loads(row[10]),
+            )
+            for row in rows
         }
 
     def bm25(

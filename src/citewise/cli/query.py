@@ -57,7 +57,7 @@ def search(ctx: Context, query: str, k: int, mode: str, collections: tuple[str, 
 
 def print_hit(rank: int, hit: Hit) -> None:
     console.print(
-        f"[bold]{rank}. {hit.title}[/bold] [dim]({hit.source} · {hit.location} · score {hit.score:.3f})[/dim]"
+        f"[bold]{rank}. {hit.title}[/bold] [dim]({hit.url or hit.source} · {hit.location} · score {hit.score:.3f})[/dim]"
     )
     console.print(f"   {one_line(hit.text, 300)}")
 
@@ -103,7 +103,8 @@ def print_sources(answer: Answer) -> None:
     for citation in answer.citations:
         hit = citation.hit
         console.print(
-            f"[{citation.number}] {hit.title} — {hit.source} ({hit.location})", markup=False
+            f"[{citation.number}] {hit.title} — {hit.url or hit.source} ({hit.location})",
+            markup=False,
         )
         console.print(f"    “{one_line(citation.quote, 240)}”", markup=False)
 

@@ -158,11 +158,13 @@ def _finish_reason(answer: Answer, max_tokens: int) -> str:
 
 def hit_json(hit: Hit, number: int | None = None) -> dict[str, Any]:
     body = {
-        "title": hit.title, "source": hit.source, "url": _url(hit.source),
+        "title": hit.title, "source": hit.source, "url": hit.url,
         "collection": hit.collection, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
         "page": hit.page, "heading_path": list(hit.heading_path), "location": hit.location,
         "start": hit.start, "end": hit.end, "score": round(hit.score, 6),
         "cosine": None if hit.cosine is None else round(hit.cosine, 6), "text": hit.text,
+        # Who may see a document is for permission checks, not for callers to read.
+        "metadata": {k: v for k, v in hit.metadata.items() if not k.startswith("principal")},
     }  # fmt: skip
     return {"number": number, **body} if number is not None else body
 
@@ -172,10 +174,6 @@ def citation_json(citation: Citation) -> dict[str, Any]:
     body.pop("text")
     return body | {"quote": citation.quote, "quote_start": citation.quote_start,
                    "quote_end": citation.quote_end}  # fmt: skip
-
-
-def _url(source: str) -> str | None:
-    return source if source.startswith(("http://", "https://")) else None
 
 
 # -- embeddings and models -----------------------------------------------------------
