@@ -29,7 +29,10 @@ SYSTEM_PROMPT = (
 NOTHING_FOUND = "I couldn't find anything about that in your documents, so I can't answer it."
 _MARKER = re.compile(r"\[(\d+)\]")
 _WORD = re.compile(r"\w+")
-_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+# A sentence ends at . ! or ? before whitespace (not inside "3.10" or a URL) or at a blank line.
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$)|\n(?![ \t]*\n))+(?:[.!?]+(?=\s|$))?")
+# An answer sentence with the markers that follow it: "It rotates nightly. [1] [2]"
+_CLAIM = re.compile(r"(?:[^.!?]|[.!?](?!\s|$))+(?:[.!?]+(?=\s|$)(?:\s*\[\d+\])*|$)")
 ATTRIBUTION_MIN_OVERLAP = 0.5
 ATTRIBUTION_MIN_WORDS = 4
 
@@ -180,7 +183,7 @@ class AnswerStream:
         if invalid:
             warnings.append(f"the model cited {invalid}, which are not among the sources")
         cited = list(dict.fromkeys(n for n in numbers if 1 <= n <= len(self.prompt.hits)))
-        citations = [_citation(n, self.prompt.hits[n - 1], text) for n in cited]
+        citations = [_citation(n, self.prompt.hits[n - 1], text, self.question) for n in cited]
         usage = Usage(self.prompt.prompt_tokens, self.model.count_tokens(text))
         return Answer(self.question, text, citations, list(self.prompt.hits), self.prompt.budget,
                       usage, self.model.model_id, refused=False, warnings=warnings)  # fmt: skip
@@ -192,12 +195,17 @@ def _content_words(text: str) -> set[str]:
     }
 
 
-def _citation(number: int, hit: Hit, answer: str) -> Citation:
-    """The passage sentence sharing most words with the answer is the quoted span."""
-    answer_words = _content_words(answer)
-    best, best_overlap = None, -1
+def _citation(number: int, hit: Hit, answer: str, question: str = "") -> Citation:
+    """The quoted span: the passage sentence that best supports the first answer sentence
+    citing [number] — most of the words that sentence adds to the question (a passage
+    sentence that merely repeats the question supports nothing), then most words overall."""
+    claims = [m.group() for m in _CLAIM.finditer(answer) if f"[{number}]" in m.group()]
+    answer_words = _content_words(claims[0] if claims else answer)
+    new_words = answer_words - _content_words(question)
+    best, best_overlap = None, (-1, -1)
     for match in _SENTENCE.finditer(hit.text):
-        overlap = len(_content_words(match.group()) & answer_words)
+        words = _content_words(match.group())
+        overlap = (len(words & new_words), len(words & answer_words))
         if overlap > best_overlap and match.group().strip():
             best, best_overlap = match, overlap
     if best is None:

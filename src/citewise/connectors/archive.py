@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -46,6 +47,13 @@ class Archive:
         if archive is None:
             return Path(inner).read_bytes()
         return archive.read(inner)
+
+    def modified(self, name: str) -> datetime:
+        """When the file was last changed, as the export recorded it."""
+        archive, inner = self._where[self.prefix + name]
+        if archive is None:
+            return datetime.fromtimestamp(Path(inner).stat().st_mtime, tz=timezone.utc)
+        return datetime(*archive.getinfo(inner).date_time, tzinfo=timezone.utc)
 
     def has(self, name: str) -> bool:
         return self.prefix + name in self._where

@@ -91,7 +91,8 @@ class DriveTakeout(BaseConnector):
         content_hash = hashlib.sha256(data).hexdigest()
         folders = tuple(PurePosixPath(relative).parts[:-1])
         metadata = {"source_type": "drive", "path": relative, "folder": "/".join(folders),
-                    "format": CONVERTED.get(PurePosixPath(filename).suffix.lower(), "file")}  # fmt: skip
+                    "format": CONVERTED.get(PurePosixPath(filename).suffix.lower(), "file"),
+                    "updated_at": archive.modified(name).isoformat()}  # fmt: skip
 
         def load() -> Document:
             with tempfile.TemporaryDirectory() as tmp:

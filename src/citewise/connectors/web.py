@@ -209,7 +209,7 @@ class WebConnector(BaseConnector):
         text = text.strip() + "\n"
         content_hash = hashlib.sha256((title + "\x00" + text).encode()).hexdigest()
         metadata = {"source_type": "web", "url": canonical, "fetched_url": page.url,
-                    "site": self.origin}  # fmt: skip
+                    "site": self.origin} | _page_metadata(html, canonical)  # fmt: skip
 
         def load() -> Document:
             blocks, _ = markdown_blocks(text)
@@ -242,6 +242,19 @@ class WebConnector(BaseConnector):
                                         {"source_type": "web", "url": url, "site": self.origin})  # fmt: skip
 
         return SourceItem(source=url, content_hash=content_hash, load=load)
+
+
+def _page_metadata(html: str, url: str) -> dict[str, object]:
+    """Author and publication date when the page declares them (meta tags, JSON-LD)."""
+    found = trafilatura.extract_metadata(html, default_url=url)
+    if found is None:
+        return {}
+    extra: dict[str, object] = {}
+    if found.author:
+        extra["authors"] = [a.strip() for a in found.author.split(";") if a.strip()]
+    if found.date:
+        extra["created_at"] = found.date
+    return extra
 
 
 def _normal(url: str) -> str:
