@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime, timezone
 import sys
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def make_pdf(path: Path, pages: list[str], title: str = "Safety procedures") -> 
     from fpdf import FPDF
 
     pdf = FPDF()
+    # A fixed date: the same pages make the same bytes (sync tests compare hashes).
+    pdf.set_creation_date(datetime(2026, 1, 5, tzinfo=timezone.utc))
     pdf.set_title(title)
     pdf.set_font("helvetica", size=12)
     for text in pages:
