@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
