@@ -88,6 +88,15 @@ def measure(ws: Workspace, queries: list[str]) -> dict[str, float]:
             "database_mb": round(ws.store.path.stat().st_size / 1e6)}  # fmt: skip
 
 
+def keyword_index(ws: Workspace, seconds: float) -> dict:
+    collection = ws.collection("scale")
+    if ws.sparse.current(collection) is None:
+        return {"keyword_index": "fts5"}
+    files = ws.sparse._path(collection).glob("*")
+    return {"keyword_index": "bm25s", "keyword_build_s": round(seconds, 1),
+            "keyword_index_mb": round(sum(f.stat().st_size for f in files) / 1e6)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -104,7 +113,11 @@ def main() -> None:
         collection_id = ws.collection("scale").id
         for target in [chunk_count(ws, collection_id), *args.sizes]:
             grow(ws, collection_id, target, rng)
-            row = {"chunks": chunk_count(ws, collection_id), **measure(ws, queries)}
+            started = time.perf_counter()
+            ws.refresh_indexes("scale")  # what an ingest does after writing
+            built = time.perf_counter() - started
+            row = {"chunks": chunk_count(ws, collection_id), **measure(ws, queries),
+                   **keyword_index(ws, built)}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:

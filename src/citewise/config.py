@@ -63,6 +63,11 @@ SETTINGS: tuple[Setting, ...] = (
         1_000_000,
         "Chunks in a collection above which vector search uses HNSW (exact below).",
     ),
+    Setting(
+        "sparse_threshold",
+        50_000,
+        "Chunks in a collection above which keyword search uses a bm25s index (FTS5 below).",
+    ),
     Setting("temperature", 0.1, "Sampling temperature for answers."),
     Setting(
         "query_rewrite",
@@ -93,6 +98,7 @@ class Settings:
     dense_weight: float
     min_relevance: float
     ann_threshold: int
+    sparse_threshold: int
     temperature: float
     query_rewrite: str
     max_upload_mb: int

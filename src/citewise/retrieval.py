@@ -17,6 +17,7 @@ from .documents import Hit
 from .embedders import Embedder
 from .errors import EmbedderMismatch, WorkspaceError
 from .index import VectorIndexes
+from .index.sparse import SparseIndexes
 from .store import Collection, Store
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -182,7 +183,9 @@ class Retriever:
         dense_weight: float = 0.5,
         candidates: int = 100,
         bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),  # title, headings, body
+        sparse: SparseIndexes | None = None,
     ) -> None:
+        self.sparse = sparse
         self.store = store
         self.indexes = indexes
         self.embedder_for = embedder_for
@@ -213,10 +216,25 @@ class Retriever:
 
     def _bm25(self, query: str, collections: Sequence[Collection], depth: int,
               where: dict[str, Any] | None) -> list[tuple[int, float]]:  # fmt: skip
+        """Big collections with a current bm25s index use it; FTS5 scores the rest."""
+        results: list[tuple[int, float]] = []
+        rest = list(collections)
+        if self.sparse is not None:
+            rest = []
+            for collection in collections:
+                index = self.sparse.current(collection)
+                if index is None:
+                    rest.append(collection)
+                    continue
+                allowed = self.store.filtered_chunk_ids(collection.id, where) if where else None
+                results.extend(index.search(query, depth, allowed))
         match = fts_query(query)
-        if match is None:
-            return []
-        return self.store.bm25(match, [c.id for c in collections], depth, where, self.bm25_weights)
+        if rest and match is not None:
+            results.extend(
+                self.store.bm25(match, [c.id for c in rest], depth, where, self.bm25_weights)
+            )
+        results.sort(key=lambda pair: -pair[1])
+        return results[:depth]
 
     def _dense(self, query: str, collections: Sequence[Collection], depth: int,
                where: dict[str, Any] | None) -> list[tuple[int, float]]:  # fmt: skip

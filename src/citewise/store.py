@@ -449,6 +449,17 @@ class Store:
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
+    def search_texts(self, collection_id: int) -> Iterator[tuple[int, str]]:
+        """(chunk id, title + headings + body) of every chunk of a collection, streamed."""
+        rows = self.db.execute(
+            "SELECT v.id, v.title, v.headings, v.body FROM chunk_search_text v "
+            "JOIN chunks c ON c.id = v.id JOIN documents d ON d.id = c.document_id "
+            "WHERE d.collection_id = ? ORDER BY v.id",
+            (collection_id,),
+        )
+        for chunk_id, title, headings, body in rows:
+            yield chunk_id, "\n".join([title, " ".join(json.loads(headings)), body])
+
     def vectors(self, collection_id: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """All (chunk ids, unit vectors) of a collection, in id order."""
         rows = self.db.execute(

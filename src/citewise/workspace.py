@@ -26,6 +26,7 @@ from .documents import Answer, Hit
 from .embedders import Embedder, load_embedder
 from .errors import WorkspaceError
 from .index import VectorIndexes
+from .index.sparse import SparseIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
 from .providers.base import Message
 from .retrieval import Mode, Retriever, check_embedder
@@ -51,6 +52,7 @@ class CollectionStatus:
     chunks: int
     tokens: int
     vector_index: str
+    keyword_index: str = "fts5"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Workspace:
         self.settings = settings
         self.store = Store(path / DATABASE_FILE)
         self.indexes = VectorIndexes(self.store, path / "index", settings.ann_threshold)
+        self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
         self._embedders: dict[str, Embedder] = {}
         self._embedders_lock = threading.Lock()
         self._chat_models: dict[tuple, Any] = {}
@@ -195,13 +198,20 @@ class Workspace:
         ingestor = Ingestor(
             self.store, target, embedder, self.settings.chunk_tokens, self.settings.chunk_overlap
         )
-        return ingestor.run(items, progress, delete_missing_under)
+        report = ingestor.run(items, progress, delete_missing_under)
+        self.refresh_indexes(collection)
+        return report
+
+    def refresh_indexes(self, collection: str = DEFAULT_COLLECTION) -> None:
+        """Bring a collection's derived keyword index up to date (built above
+        ``sparse_threshold`` chunks; until then, and whenever stale, FTS5 answers)."""
+        self.sparse.refresh(self.collection(collection, create=False))
 
     # -- search and ask ------------------------------------------------------------
 
     def retriever(self, fusion: str | None = None, dense_weight: float | None = None) -> Retriever:
         return Retriever(
-            self.store, self.indexes, self._collection_embedder,
+            self.store, self.indexes, self._collection_embedder, sparse=self.sparse,
             fusion=fusion or self.settings.fusion,
             dense_weight=self.settings.dense_weight if dense_weight is None else dense_weight,
         )  # fmt: skip
@@ -277,6 +287,7 @@ class Workspace:
             self.store.set_collection_embedder(target.id, new.model_id, new.dim)
         self.store.rebuild_fts()
         self.indexes.invalidate()
+        self.sparse.refresh(self.collection(collection, create=False))
         return len(ids)
 
     def _chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
@@ -294,8 +305,11 @@ class Workspace:
         for c in self.store.collections():
             documents, chunks, tokens = self.store.counts(c.id)
             index = "hnsw" if chunks > self.settings.ann_threshold else "exact"
+            keyword = "bm25s" if self.sparse.current(c) is not None else "fts5"
             collections.append(
-                CollectionStatus(c.name, c.embedder, c.dim, documents, chunks, tokens, index)
+                CollectionStatus(
+                    c.name, c.embedder, c.dim, documents, chunks, tokens, index, keyword
+                )
             )
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())

@@ -27,7 +27,9 @@ def status(ctx: Context, as_json: bool) -> None:
         console.out(to_json(report))
         return
     console.print(f"Workspace {report.path} · {report.disk_bytes / 1e6:.1f} MB on disk")
-    table = Table("collection", "documents", "chunks", "tokens", "embedder", "vector index")
+    table = Table(
+        "collection", "documents", "chunks", "tokens", "embedder", "vector index", "keyword index"
+    )
     for c in report.collections:
         table.add_row(
             c.name,
@@ -36,6 +38,7 @@ def status(ctx: Context, as_json: bool) -> None:
             f"{c.tokens:,}",
             f"{c.embedder} ({c.dim}d)",
             c.vector_index,
+            c.keyword_index,
         )
     console.print(table)
     for run in report.runs:

@@ -1,0 +1,148 @@
+"""A derived BM25 index (bm25s) for collections too big for FTS5 to score quickly.
+
+FTS5 scores every chunk that matches any query word before it can keep the best,
+so a query with common words costs time in proportion to the collection (618 ms
+p95 at a million chunks). bm25s precomputes each term's BM25 contribution per
+chunk into a sparse matrix: a query sums a few columns and takes the top k.
+
+Like the vector indexes it is derived: built from SQLite after an ingest, saved
+under ``index/`` with the collection's generation, memory-mapped when loaded, and
+ignored (FTS5 answers instead) whenever it is not for the current generation — so
+a search is never wrong and never waits for a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from ..store import Collection, Store
+
+log = logging.getLogger(__name__)
+# FTS5's k1 and b, and its Porter stemmer: results stay close on either side of the threshold.
+K1, B = 1.2, 0.75
+_STEMMER = Stemmer.Stemmer("porter")
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, return_ids=False,
+                          show_progress=False)  # fmt: skip
+
+
+@dataclass
+class SparseIndex:
+    ids: np.ndarray  # chunk id of each indexed row
+    retriever: bm25s.BM25
+
+    @classmethod
+    def build(cls, rows: Iterable[tuple[int, str]]) -> SparseIndex:
+        ids, texts = [], []
+        for chunk_id, text in rows:
+            ids.append(chunk_id)
+            texts.append(text)
+        retriever = bm25s.BM25(k1=K1, b=B)
+        retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, show_progress=False),
+                        show_progress=False)  # fmt: skip
+        return cls(np.asarray(ids, dtype=np.int64), retriever)
+
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) best first; ``allowed`` limits the candidates to those chunks."""
+        vocabulary = self.retriever.vocab_dict
+        tokens = [t for t in tokenize([query])[0] if t in vocabulary]
+        if not tokens or len(self.ids) == 0:
+            return []
+        mask = None
+        if allowed is not None:
+            mask = np.isin(self.ids, allowed).astype(np.float32)
+        k = min(k, len(self.ids))
+        rows, scores = self.retriever.retrieve([tokens], k=k, show_progress=False, n_threads=1,
+                                               weight_mask=mask)  # fmt: skip
+        return [
+            (int(self.ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0
+        ]
+
+    def save(self, directory: Path) -> None:
+        self.retriever.save(str(directory), show_progress=False)
+        np.save(directory / "chunk_ids.npy", self.ids)
+
+    @classmethod
+    def load(cls, directory: Path) -> SparseIndex:
+        retriever = bm25s.BM25.load(str(directory), mmap=True, show_progress=False)
+        return cls(np.load(directory / "chunk_ids.npy", mmap_mode="r"), retriever)
+
+
+class SparseIndexes:
+    """Per-collection sparse indexes above ``threshold`` chunks; FTS5 serves the rest."""
+
+    def __init__(self, store: Store, directory: Path, threshold: int) -> None:
+        self.store = store
+        self.directory = directory
+        self.threshold = threshold
+        self._cache: dict[int, tuple[int, SparseIndex]] = {}
+        self._lock = threading.Lock()
+
+    def current(self, collection: Collection) -> SparseIndex | None:
+        """The collection's index if it exists for its current generation, else None."""
+        generation = self.store.collection(collection.name).generation  # type: ignore[union-attr]
+        with self._lock:
+            cached = self._cache.get(collection.id)
+            if cached and cached[0] == generation:
+                return cached[1]
+            path = self._path(collection)
+            stamp = self._stamp(collection, generation)
+            if (
+                not (path / "stamp.json").exists()
+                or json.loads((path / "stamp.json").read_text()) != stamp
+            ):
+                return None
+            index = SparseIndex.load(path)
+            self._cache[collection.id] = (generation, index)
+            return index
+
+    def refresh(self, collection: Collection) -> bool:
+        """Build the index when the collection is big enough and its index is stale.
+        Returns whether an index now serves the collection."""
+        chunks = self.store.counts(collection.id)[1]
+        path = self._path(collection)
+        if chunks <= self.threshold:
+            shutil.rmtree(path, ignore_errors=True)
+            with self._lock:
+                self._cache.pop(collection.id, None)
+            return False
+        if self.current(collection) is not None:
+            return True
+        generation = self.store.collection(collection.name).generation  # type: ignore[union-attr]
+        log.info("building the BM25 index of %s (%d chunks)", collection.name, chunks)
+        index = SparseIndex.build(self.store.search_texts(collection.id))
+        staging = path.with_name(path.name + ".building")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        index.save(staging)
+        (staging / "stamp.json").write_text(json.dumps(self._stamp(collection, generation)))
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)  # readers see the old index or the new one, never half of one
+        with self._lock:
+            self._cache[collection.id] = (generation, index)
+        return True
+
+    def _path(self, collection: Collection) -> Path:
+        return self.directory / f"collection-{collection.id}.bm25s"
+
+    def _stamp(self, collection: Collection, generation: int) -> dict:
+        return {
+            "generation": generation,
+            "citewise": version("citewise"),
+            "bm25s": version("bm25s"),
+        }
