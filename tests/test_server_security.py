@@ -303,3 +303,19 @@ def test_serve_refuses_public_interfaces_without_keys(tmp_path: Path) -> None:
     result = subprocess.run([CITEWISE, "-w", str(tmp_path / "ws"), "serve", "--host", "0.0.0.0",
                              "--no-auth"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0 and "without authentication" in result.stderr
+
+
+def test_server_paths_stay_private(secured: LiveServer) -> None:
+    writer = bearer(secured.keys["writer"])
+    response = httpx.post(secured.url + "/v1/collections/default/documents", headers=writer,
+                          files=[("files", ("kiln.md", b"# Kiln\n\nThe kiln fires at 1,240 degrees.\n"))])  # fmt: skip
+    secured.service.jobs.wait(response.json()["id"])
+    found = httpx.post(secured.url + "/v1/search", headers=writer,
+                       json={"query": "kiln firing temperature", "k": 1}).json()["data"][0]  # fmt: skip
+    assert found["source"] == "uploads/default/kiln.md"
+    assert str(secured.workspace.path) not in json.dumps(found)
+    listed = httpx.get(
+        secured.url + "/v1/collections/default/documents", headers=writer, params={"limit": 1000}
+    )
+    assert str(secured.workspace.path) not in listed.text
+    assert "principal" not in listed.text

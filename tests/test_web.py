@@ -194,6 +194,22 @@ def test_upload_by_drop_and_picker_then_ask_about_it(
     assert "Lighthouse" in turn.locator(".citations").inner_text()
     shot(page, "09-answer-from-upload")
 
+    # A transcript: its citation shows the speaker and the time range.
+    from test_transcripts import SRT
+
+    call = tmp_path / "planning.srt"
+    call.write_text(SRT, encoding="utf-8")
+    page.set_input_files("#file-input", str(call))
+    page.wait_for_selector("#upload-files li:has-text('planning.srt: added')")
+    page.click("#new-conversation")  # not a follow-up to the lighthouse question
+    turn = ask(page, "What is the budget for the Lyon opening?")
+    assert "Bob 00:01:10-00:01:20" in turn.locator(".citations").inner_text()
+    turn.locator("button.marker").first.click()
+    page.wait_for_selector("#source:not([hidden]) mark")
+    assert "420 thousand euros" in page.inner_text("#source mark")
+    assert "Bob 00:01:10-00:01:20" in page.inner_text("#source-location")
+    shot(page, "10-transcript-citation")
+
 
 def test_phone_width_and_keyboard(browser, site: LiveServer) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -209,5 +225,5 @@ def test_phone_width_and_keyboard(browser, site: LiveServer) -> None:
     page.locator(".turn .answer[aria-busy=false]").wait_for()
     assert "keyctl rotate" in page.inner_text(".turn .answer")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    shot(page, "10-phone")
+    shot(page, "11-phone")
     context.close()

@@ -15,7 +15,7 @@ from ..errors import CitewiseError
 from ..keys import ApiKey
 from .auth import AskKey, IngestKey, service_of
 from .errors import APIError
-from .openai_routes import hit_json
+from .openai_routes import hit_json, public_metadata
 from .schemas import FeedbackRequest, SearchRequest
 from .service import Service, safe_filename
 
@@ -36,7 +36,7 @@ async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResp
 
     hits = await run_in_threadpool(run)
     return JSONResponse({"object": "list", "query": body.query,
-                         "data": [hit_json(h, n) for n, h in enumerate(hits, start=1)]})  # fmt: skip
+                         "data": [hit_json(h, n, service.root) for n, h in enumerate(hits, start=1)]})  # fmt: skip
 
 
 @router.get("/v1/collections")
@@ -102,7 +102,9 @@ async def list_documents(
     records = await run_in_threadpool(
         service.workspace.store.list_documents, target.id, limit, offset
     )
-    return JSONResponse({"object": "list", "data": [_record_json(r) for r in records]})
+    return JSONResponse(
+        {"object": "list", "data": [_record_json(r, service.root) for r in records]}
+    )
 
 
 @router.get("/v1/collections/{collection}/documents/{document_id}")
@@ -124,7 +126,11 @@ async def get_document(
     if around is not None:
         offset = max(0, min(around, length) - window // 2)
         text = text[offset : offset + window]
-    body = _record_json(record) | {"text": text, "text_offset": offset, "length": length}
+    body = _record_json(record, service.root) | {
+        "text": text,
+        "text_offset": offset,
+        "length": length,
+    }
     return JSONResponse(body)
 
 
@@ -174,5 +180,9 @@ def _readable(service: Service, key: ApiKey, collection: str) -> Any:
     return target
 
 
-def _record_json(record: Any) -> dict[str, Any]:
-    return {"object": "document", **asdict(record)}
+def _record_json(record: Any, root: str) -> dict[str, Any]:
+    body = {"object": "document", **asdict(record)}
+    if body["source"].startswith(root):
+        body["source"] = body["source"][len(root) :]
+    body["metadata"] = public_metadata(body["metadata"], root)
+    return body

@@ -68,8 +68,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
             "logprobs": None, "finish_reason": _finish_reason(answer, max_tokens or settings.answer_tokens),
         }],
         "usage": _usage(answer), "system_fingerprint": None,
-        "citations": [citation_json(c) for c in answer.citations],
-        "search_results": [hit_json(h, n) for n, h in enumerate(answer.hits, start=1)],
+        "citations": [citation_json(c, service.root) for c in answer.citations],
+        "search_results": [hit_json(h, n, service.root) for n, h in enumerate(answer.hits, start=1)],
     })  # fmt: skip
 
 
@@ -118,7 +118,7 @@ def _sse(
     # The passages the model sees, numbered as its [n] markers will be: a client can
     # render markers as links while the text streams.
     yield chunk({"role": "assistant", "content": ""},
-                search_results=[hit_json(h, n) for n, h in enumerate(sources, start=1)])  # fmt: skip
+                search_results=[hit_json(h, n, service.root) for n, h in enumerate(sources, start=1)])  # fmt: skip
     try:
         for delta in stream:
             yield chunk({"content": delta})
@@ -131,7 +131,7 @@ def _sse(
     assert answer is not None
     _account(service, key, answer)
     yield chunk({}, _finish_reason(answer, max_tokens),
-                citations=[citation_json(c) for c in answer.citations])  # fmt: skip
+                citations=[citation_json(c, service.root) for c in answer.citations])  # fmt: skip
     if include_usage:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                 "model": model, "choices": [], "usage": _usage(answer)}  # fmt: skip
@@ -156,21 +156,31 @@ def _finish_reason(answer: Answer, max_tokens: int) -> str:
     return "length" if answer.usage.completion_tokens >= max_tokens else "stop"
 
 
-def hit_json(hit: Hit, number: int | None = None) -> dict[str, Any]:
+def hit_json(hit: Hit, number: int | None = None, root: str = "") -> dict[str, Any]:
+    """A passage as the API shows it. Sources inside the workspace (uploads) are shown
+    relative to it (``uploads/docs/report.pdf``): callers need not see server paths."""
+    source = hit.source[len(root) :] if root and hit.source.startswith(root) else hit.source
     body = {
-        "title": hit.title, "source": hit.source, "url": hit.url,
+        "title": hit.title, "source": source, "url": hit.url,
         "collection": hit.collection, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
         "page": hit.page, "heading_path": list(hit.heading_path), "location": hit.location,
         "start": hit.start, "end": hit.end, "score": round(hit.score, 6),
         "cosine": None if hit.cosine is None else round(hit.cosine, 6), "text": hit.text,
-        # Who may see a document is for permission checks, not for callers to read.
-        "metadata": {k: v for k, v in hit.metadata.items() if not k.startswith("principal")},
+        "metadata": public_metadata(hit.metadata, root),
     }  # fmt: skip
     return {"number": number, **body} if number is not None else body
 
 
-def citation_json(citation: Citation) -> dict[str, Any]:
-    body = hit_json(citation.hit, citation.number)
+def public_metadata(metadata: dict[str, Any], root: str) -> dict[str, Any]:
+    """Metadata for callers: no principals (they are for permission checks), no server paths."""
+    return {
+        k: (v[len(root) :] if root and isinstance(v, str) and v.startswith(root) else v)
+        for k, v in metadata.items() if not k.startswith("principal")
+    }  # fmt: skip
+
+
+def citation_json(citation: Citation, root: str = "") -> dict[str, Any]:
+    body = hit_json(citation.hit, citation.number, root)
     body.pop("text")
     return body | {"quote": citation.quote, "quote_start": citation.quote_start,
                    "quote_end": citation.quote_end}  # fmt: skip

@@ -45,6 +45,7 @@ class Service:
         for state in ("queued", "running", "done", "failed"):
             self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
         self.uploads = workspace.path / "uploads"
+        self.root = str(workspace.path.resolve()) + "/"  # stripped from sources shown to callers
         self.ready = threading.Event()
         self.startup_error: str | None = None
 
