@@ -7,6 +7,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+
+def stored_documents(workspace, collection: str = "default") -> dict:
+    """The collection's documents by source."""
+    target = workspace.store.collection(collection)
+    return {r.source: r for r in workspace.store.list_documents(target.id, limit=10_000)}
+
+
 TEAM = "T0CITEWISE"
 USERS = [
     {"id": "U01ALICE", "team_id": TEAM, "name": "alice", "real_name": "Alice Chen",

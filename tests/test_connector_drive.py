@@ -9,12 +9,7 @@ import pytest
 from citewise.connectors import detect_source
 from citewise.errors import ParseError
 from citewise.parsers import parse_file
-from exports import make_drive_takeout, make_pptx, make_xlsx
-
-
-def stored(workspace) -> dict:
-    collection = workspace.store.collection("default")
-    return {r.source: r for r in workspace.store.list_documents(collection.id)}
+from exports import make_drive_takeout, make_pptx, make_xlsx, stored_documents
 
 
 def test_xlsx_rows_keep_their_headers(tmp_path: Path) -> None:
@@ -45,7 +40,7 @@ def test_takeout_parts_are_read_together(workspace, tmp_path: Path) -> None:
     assert report.failed == []
     assert report.added == 4
     assert [s.source for s in report.skipped] == ["drive://photo.jpg"]
-    docs = stored(workspace)
+    docs = stored_documents(workspace)
     assert set(docs) == {"drive://Finance/Budget.xlsx", "drive://Sales/Kickoff deck.pptx",
                          "drive://Travel policy.docx", "drive://Safety.pdf"}  # fmt: skip
     assert docs["drive://Finance/Budget.xlsx"].metadata["format"] == "Google Sheets or Excel"
@@ -63,10 +58,10 @@ def test_newer_takeout_syncs_and_a_broken_part_deletes_nothing(workspace, tmp_pa
     workspace.ingest([make_drive_takeout(tmp_path / "a", "v1")])
     broken = workspace.ingest([make_drive_takeout(tmp_path / "b", "v2", broken=True)])
     assert len(broken.failed) == 1 and "unreadable Takeout part" in broken.failed[0].reason
-    assert broken.deleted == 0 and "drive://Safety.pdf" in stored(workspace)
+    assert broken.deleted == 0 and "drive://Safety.pdf" in stored_documents(workspace)
     report = workspace.ingest([make_drive_takeout(tmp_path / "c", "v2")])
     # The broken run already updated what its readable part held; now Safety.pdf is gone.
     assert report.deleted == 1 and report.added == 0
     assert report.updated + report.unchanged == 3
-    budget = stored(workspace)["drive://Finance/Budget.xlsx"]
+    budget = stored_documents(workspace)["drive://Finance/Budget.xlsx"]
     assert "135000" in workspace.store.document_text(budget.id)

@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from citewise.connectors import detect_source
-from exports import make_mbox
+from exports import make_mbox, stored_documents
 
 THREAD = "gmail://me@example.com/thread/1789000000000000001"
-
-
-def stored(workspace) -> dict:
-    collection = workspace.store.collection("default")
-    return {r.source: r for r in workspace.store.list_documents(collection.id)}
 
 
 def test_threads_attachments_and_labels(workspace, tmp_path: Path) -> None:
@@ -30,7 +25,7 @@ def test_threads_attachments_and_labels(workspace, tmp_path: Path) -> None:
     bad = next(s for s in failed if s.endswith("#<bad-charset@example.com>"))
     assert "undecodable" in failed[bad]
 
-    docs = stored(workspace)
+    docs = stored_documents(workspace)
     offsite = docs[THREAD]
     text = workspace.store.document_text(offsite.id)
     assert offsite.title == "Q3 offsite venue"
@@ -63,7 +58,7 @@ def test_newer_mbox_updates_only_the_changed_thread(workspace, tmp_path: Path) -
     workspace.ingest([make_mbox(tmp_path / "a", "v1")])
     report = workspace.ingest([make_mbox(tmp_path / "b", "v2")])
     assert (report.added, report.updated, report.unchanged, report.deleted) == (0, 1, 1, 0)
-    text = workspace.store.document_text(stored(workspace)[THREAD].id)
+    text = workspace.store.document_text(stored_documents(workspace)[THREAD].id)
     assert "dinner on the 15th is at 19:30" in text
 
 

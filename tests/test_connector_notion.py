@@ -5,12 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from citewise.connectors import detect_source
-from exports import LOGIN, ONCALL, RECIPES, TASKS, WIKI, make_notion_export
-
-
-def stored(workspace) -> dict:
-    collection = workspace.store.collection("default")
-    return {r.source: r for r in workspace.store.list_documents(collection.id)}
+from exports import LOGIN, ONCALL, RECIPES, TASKS, WIKI, make_notion_export, stored_documents
 
 
 def test_pages_databases_and_attachments(workspace, tmp_path: Path) -> None:
@@ -18,7 +13,7 @@ def test_pages_databases_and_attachments(workspace, tmp_path: Path) -> None:
     assert detect_source(str(export)) == "notion"
     report = workspace.ingest([export])
     assert report.failed == [] and report.added == 7
-    docs = stored(workspace)
+    docs = stored_documents(workspace)
     wiki = docs[f"notion://{WIKI}/{WIKI}"]
     text = workspace.store.document_text(wiki.id)
     assert "See the on-call guide (On-call) and Tasks." in text
@@ -52,7 +47,7 @@ def test_newer_export_updates_and_deletes_within_its_trees(workspace, tmp_path: 
     # On-call changed; the login page left the wiki (its row is now a record);
     # Recipes is another tree, absent from this export, so it stays.
     assert (report.updated, report.deleted, report.added) == (1, 1, 1)
-    docs = stored(workspace)
+    docs = stored_documents(workspace)
     assert f"notion://{WIKI}/{LOGIN}" not in docs
     assert f"notion://{RECIPES}/{RECIPES}" in docs
     assert "after 10 minutes" in workspace.store.document_text(docs[f"notion://{WIKI}/{ONCALL}"].id)
@@ -60,13 +55,13 @@ def test_newer_export_updates_and_deletes_within_its_trees(workspace, tmp_path: 
 
 def test_broken_database_and_truncated_zip(workspace, tmp_path: Path) -> None:
     workspace.ingest([make_notion_export(tmp_path / "a", "v1")])
-    before = set(stored(workspace))
+    before = set(stored_documents(workspace))
     report = workspace.ingest([make_notion_export(tmp_path / "b", "v2", broken_csv=True)])
     assert len(report.failed) == 1
     assert report.failed[0].source.endswith(f"Tasks {TASKS}_all.csv")
     assert "unreadable database" in report.failed[0].reason
     assert report.deleted == 0, "a tree with a broken part deletes nothing"
-    assert set(stored(workspace)) == before
+    assert set(stored_documents(workspace)) == before
     archive = make_notion_export(tmp_path / "c", "v1")
     archive.write_bytes(archive.read_bytes()[:200])
     truncated = workspace.ingest([archive], source="notion")

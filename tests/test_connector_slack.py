@@ -5,15 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from citewise.connectors import detect_source
-from exports import TEAM, make_slack_export
+from exports import TEAM, make_slack_export, stored_documents
 
 GENERAL = f"slack://{TEAM}/archives/C01GENERAL"
-
-
-def documents(workspace) -> dict[str, dict]:
-    store = workspace.store
-    collection = store.collection("default")
-    return {r.source: r for r in store.list_documents(collection.id, limit=1000)}
 
 
 def test_threads_windows_and_rendering(workspace, tmp_path: Path) -> None:
@@ -21,7 +15,7 @@ def test_threads_windows_and_rendering(workspace, tmp_path: Path) -> None:
     assert detect_source(str(export)) == "slack"
     report = workspace.ingest([export])
     assert report.failed == []
-    stored = documents(workspace)
+    stored = stored_documents(workspace)
     thread = stored[f"{GENERAL}/p1767607320000100"]
     text = workspace.store.document_text(thread.id)
     # The reply posted a day later belongs to the thread; the bot and the join are gone.
@@ -60,7 +54,7 @@ def test_newer_export_updates_adds_and_deletes(workspace, tmp_path: Path) -> Non
     assert first.added == 5
     second = workspace.ingest([make_slack_export(tmp_path, "v2")])
     assert (second.added, second.updated, second.unchanged, second.deleted) == (1, 1, 3, 1)
-    stored = documents(workspace)
+    stored = stored_documents(workspace)
     assert not any("C02RANDOM" in s for s in stored)
     thread = stored[f"{GENERAL}/p1767607320000100"]
     assert "every quarter" in workspace.store.document_text(thread.id)
@@ -80,7 +74,7 @@ def test_a_malformed_day_file_is_reported_and_keeps_its_channel(workspace, tmp_p
     )
     # Everything else was ingested; nothing the broken export could not vouch for was deleted.
     assert report.deleted == 1  # the random channel: its folder was read completely
-    stored = documents(workspace)
+    stored = stored_documents(workspace)
     assert any("G01DESIGN" in s for s in stored)
     assert "Reminder" in " ".join(r.title for r in stored.values())
     status = workspace.status()
@@ -94,7 +88,7 @@ def test_a_truncated_zip_fails_alone(workspace, tmp_path: Path) -> None:
     archive.write_bytes(data[: len(data) // 2])
     report = workspace.ingest([archive], source="slack")
     assert len(report.failed) == 1 and "unreadable Slack export" in report.failed[0].reason
-    assert report.deleted == 0 and len(documents(workspace)) == 5
+    assert report.deleted == 0 and len(stored_documents(workspace)) == 5
 
 
 def test_unzipped_folder_works_too(workspace, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from citewise.connectors import detect_source
 from conftest import make_pdf
+from exports import stored_documents
 
 BOILERPLATE = ("<nav><a href='/'>Home</a> | <a href='/about'>About</a> | Products | Pricing | "
                "Careers | Contact</nav>")  # fmt: skip
@@ -120,15 +121,10 @@ def site(tmp_path: Path):
     served.server.shutdown()
 
 
-def sources(workspace) -> dict:
-    collection = workspace.store.collection("default")
-    return {r.source: r for r in workspace.store.list_documents(collection.id)}
-
-
 def test_crawl_extracts_main_content_and_obeys_robots(workspace, site: Site) -> None:
     assert detect_source(site.url + "/") == "web"
     report = workspace.ingest([site.url + "/"], max_depth=2)
-    docs = sources(workspace)
+    docs = stored_documents(workspace)
     assert set(docs) == {
         f"{site.url}{p}" for p in ("/", "/guide/", "/about", "/pricing.pdf", "/a", "/b")
     }
@@ -158,7 +154,7 @@ def test_recrawl_updates_and_deletes_only_when_complete(workspace, site: Site) -
     # With a failing page the crawl is incomplete: nothing may be deleted.
     site.pages["/about"] = (404, "text/html", b"gone")
     partial = workspace.ingest([site.url + "/"], max_depth=2)
-    assert partial.deleted == 0 and f"{site.url}/about" in sources(workspace)
+    assert partial.deleted == 0 and f"{site.url}/about" in stored_documents(workspace)
     site.pages["/broken"] = (
         200,
         "text/html",
@@ -170,7 +166,7 @@ def test_recrawl_updates_and_deletes_only_when_complete(workspace, site: Site) -
     report = workspace.ingest([site.url + "/"], max_depth=2)
     assert report.failed == []
     assert (report.added, report.updated, report.deleted) == (1, 1, 1)
-    docs = sources(workspace)
+    docs = stored_documents(workspace)
     assert f"{site.url}/about" not in docs
     assert "--channel lts" in workspace.store.document_text(docs[f"{site.url}/guide/"].id)
 
@@ -193,4 +189,4 @@ def test_sitemap_drives_the_crawl(workspace, site: Site) -> None:
     site.pages["/sitemap.xml"] = (200, "application/xml", sitemap.encode())
     report = workspace.ingest([site.url + "/"])
     assert report.added == 2
-    assert set(sources(workspace)) == {f"{site.url}/about", f"{site.url}/d"}
+    assert set(stored_documents(workspace)) == {f"{site.url}/about", f"{site.url}/d"}
