@@ -293,3 +293,19 @@ def test_bounded_load_has_no_errors_but_intended_429s(server: LiveServer) -> Non
     asyncio.run(run())
     assert set(statuses) == {200, 429}, statuses
     assert statuses[200] > 100
+
+
+def test_an_uploaded_export_goes_through_its_connector(server: LiveServer, tmp_path: Path) -> None:
+    from exports import make_slack_export
+
+    export = make_slack_export(tmp_path)
+    response = httpx.post(server.url + "/v1/collections/team-chat/documents", headers=auth(server),
+                          files=[("files", (export.name, export.read_bytes()))], timeout=30)  # fmt: skip
+    job = server.service.jobs.wait(response.json()["id"])
+    state = job.files[0]
+    assert (job.status, state.kind, state.status) == ("done", "slack", "added")
+    assert state.documents["added"] == 5
+    hit = httpx.post(server.url + "/v1/search", headers=auth(server), json={
+        "query": "staging database password", "collections": ["team-chat"], "k": 1}).json()["data"][0]  # fmt: skip
+    assert hit["source"].startswith("slack://T0CITEWISE/archives/C01GENERAL/")
+    assert hit["metadata"]["channel"] == "#general" and "principals" not in hit["metadata"]

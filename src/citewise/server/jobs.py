@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..connectors import detect_source
 from ..ingest import Progress
 from ..workspace import Workspace
 
@@ -26,6 +27,8 @@ class FileState:
     status: str = "queued"  # queued | added | updated | unchanged | failed | skipped
     chunks: int = 0
     error: str | None = None
+    kind: str = "file"  # or the connector that read an uploaded export: slack, notion, …
+    documents: dict[str, int] | None = None  # an export's added/updated/… counts
 
 
 @dataclass
@@ -96,9 +99,26 @@ class JobQueue:
 
     def _run_job(self, job: Job) -> None:
         job.status = "running"
-        by_path = {
-            str(path.resolve()): state for path, state in zip(job.paths, job.files, strict=True)
-        }
+        # Plain files go in together; an uploaded export (a Slack or Notion zip, a Takeout
+        # part, an mbox) goes through its connector and reports its own totals.
+        plain, exports = [], []
+        for path, state in zip(job.paths, job.files, strict=True):
+            kind = detect_source(str(path))
+            (plain if kind in ("files", "web") else exports).append((path, state, kind))
+        try:
+            if plain:
+                self._ingest_files(job, plain)
+            for path, state, kind in exports:
+                self._ingest_export(job, path, state, kind)
+        except Exception as exc:  # the job fails; the server goes on
+            job.status, job.error = "failed", str(exc)
+        else:
+            job.done = len(job.files)
+            job.status = "done"
+        job.finished_at = time.time()
+
+    def _ingest_files(self, job: Job, files: list[tuple[Path, FileState, str]]) -> None:
+        by_path = {str(path.resolve()): state for path, state, _ in files}
 
         def progress(event: Progress) -> None:
             state = by_path.get(event.source)
@@ -107,17 +127,31 @@ class JobQueue:
                 state.chunks = event.chunks
             job.done = event.done
 
-        try:
-            report = self.workspace.ingest(job.paths, job.collection, progress, source="files")
-        except Exception as exc:  # the job fails; the server goes on
-            job.status, job.error = "failed", str(exc)
-        else:
-            for failure in [*report.failed, *report.skipped]:
-                state = by_path.get(failure.source)
-                if state is not None:
-                    state.status = "failed" if failure in report.failed else "skipped"
-                    state.error = failure.reason
-            job.counts = report.counts()
-            job.done = len(job.files)
-            job.status = "done"
-        job.finished_at = time.time()
+        report = self.workspace.ingest([p for p, _, _ in files], job.collection, progress,
+                                       source="files")  # fmt: skip
+        for failure in [*report.failed, *report.skipped]:
+            state = by_path.get(failure.source)
+            if state is not None:
+                state.status = "failed" if failure in report.failed else "skipped"
+                state.error = failure.reason
+        _add_counts(job, report.counts())
+
+    def _ingest_export(self, job: Job, path: Path, state: FileState, kind: str) -> None:
+        state.status = f"ingesting ({kind})"
+        report = self.workspace.ingest([path], job.collection, source=kind)
+        state.kind = kind
+        state.chunks = report.chunks
+        state.documents = report.counts()
+        if report.failed:
+            state.error = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
+            if len(report.failed) > 5:
+                state.error += f" (and {len(report.failed) - 5} more)"
+        state.status = "failed" if report.failed and not (report.added or report.updated or
+                                                          report.unchanged) else "added"  # fmt: skip
+        _add_counts(job, report.counts())
+        job.done += 1
+
+
+def _add_counts(job: Job, counts: dict[str, int]) -> None:
+    for name, value in counts.items():
+        job.counts[name] = job.counts.get(name, 0) + value

@@ -451,9 +451,12 @@ function showJob(job, items) {
   job.files.forEach((file, i) => {
     const item = items[i];
     if (!item) return;
-    const detail = file.error ? `${file.status} — ${file.error}` :
-      file.status === "queued" ? (job.status === "running" ? "ingesting…" : "queued") :
-      `${file.status}${file.chunks ? ` (${file.chunks} chunks)` : ""}`;
+    const counts = file.documents
+      ? ` (${file.kind} export: ${file.documents.added} added, ${file.documents.updated} updated, ` +
+        `${file.documents.unchanged} unchanged, ${file.documents.deleted} deleted)`
+      : file.chunks ? ` (${file.chunks} chunks)` : "";
+    const detail = file.status === "queued" ? (job.status === "running" ? "ingesting…" : "queued") :
+      `${file.status}${counts}${file.error ? ` — ${file.error}` : ""}`;
     item.textContent = `${file.name}: ${detail}`;
     item.className = file.status === "failed" || file.status === "skipped" ? "error" : "";
     item.dataset.status = file.status;
