@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -88,6 +90,16 @@ def measure(ws: Workspace, queries: list[str]) -> dict[str, float]:
             "database_mb": round(ws.store.path.stat().st_size / 1e6)}  # fmt: skip
 
 
+def seed_from(seed: Path, workspace: Path) -> None:
+    """Copy a workspace's database, its 'scifact' collection renamed 'scale'."""
+    with sqlite3.connect(seed / "citewise.db") as source:
+        source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    workspace.mkdir(parents=True)
+    shutil.copy(seed / "citewise.db", workspace / "citewise.db")
+    with sqlite3.connect(workspace / "citewise.db") as db:
+        db.execute("UPDATE collections SET name = 'scale' WHERE name = 'scifact'")
+
+
 def keyword_index(ws: Workspace, seconds: float) -> dict:
     collection = ws.collection("scale")
     if ws.sparse.current(collection) is None:
@@ -103,7 +115,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/citewise-scale"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--seed", type=Path,
+                        help="A workspace with SciFact ingested as 'scifact' (ingest_search.py --keep) "
+                             "to start from instead of ingesting it again.")  # fmt: skip
     args = parser.parse_args()
+    shutil.rmtree(args.workspace, ignore_errors=True)  # every run grows from SciFact alone
+    if args.seed:
+        seed_from(args.seed, args.workspace)
     data = load_beir(DATASET)
     queries = list(data.queries.values())[: args.queries]
     rng = np.random.default_rng(0)

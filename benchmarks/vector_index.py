@@ -27,13 +27,22 @@ from citewise.index import ExactIndex, HnswIndex
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
 
 
-def load_vectors(limit_queries: int) -> tuple[np.ndarray, np.ndarray]:
+def load_vectors(limit_queries: int, seed: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """SciFact's vectors: from a workspace that has it ingested (its chunks), else embedded here."""
     embedder = load_embedder("all-MiniLM-L6-v2")
-    corpus = [json.loads(line) for line in (DATASET / "corpus.jsonl").open()]
     queries = [json.loads(line)["text"] for line in (DATASET / "queries.jsonl").open()][
         :limit_queries
     ]
-    docs = embedder.embed([f"{r['title']}\n{r['text']}" for r in corpus])
+    if seed is not None:
+        from citewise import Workspace
+
+        with Workspace.open(seed, create=False) as ws:
+            collection = ws.collection("scifact", create=False)
+            _, docs = ws.store.vectors(collection.id, collection.dim)
+            docs = np.array(docs)
+    else:
+        corpus = [json.loads(line) for line in (DATASET / "corpus.jsonl").open()]
+        docs = embedder.embed([f"{r['title']}\n{r['text']}" for r in corpus])
     return docs, embedder.embed(queries)
 
 
@@ -65,8 +74,9 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--seed", type=Path, help="A workspace with SciFact ingested as 'scifact'.")
     args = parser.parse_args()
-    docs, queries = load_vectors(args.queries)
+    docs, queries = load_vectors(args.queries, args.seed)
     rng = np.random.default_rng(0)
     rows = []
     for size in args.sizes:
