@@ -33,6 +33,7 @@ def test_pptx_one_passage_per_slide_with_notes(tmp_path: Path) -> None:
     assert parsed.title == "Intro"
 
 
+@pytest.mark.slow
 def test_takeout_parts_are_read_together(workspace, tmp_path: Path) -> None:
     first_part = make_drive_takeout(tmp_path)
     assert detect_source(str(first_part)) == "drive"

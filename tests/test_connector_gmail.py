@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from citewise.connectors import detect_source
 from exports import make_mbox, stored_documents
 
@@ -41,6 +43,7 @@ def test_threads_attachments_and_labels(workspace, tmp_path: Path) -> None:
     assert "WIN-777" not in " ".join(workspace.store.document_text(d.id) for d in docs.values())
 
 
+@pytest.mark.slow
 def test_citation_points_to_the_message_and_attachment_page(workspace, tmp_path: Path) -> None:
     workspace.ingest([make_mbox(tmp_path)])
     hit = workspace.search("when does the boat trip leave", k=1)[0]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from citewise.connectors import detect_source
 from exports import LOGIN, ONCALL, RECIPES, TASKS, WIKI, make_notion_export, stored_documents
 
 
+@pytest.mark.slow
 def test_pages_databases_and_attachments(workspace, tmp_path: Path) -> None:
     export = make_notion_export(tmp_path)
     assert detect_source(str(export)) == "notion"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from citewise.connectors import detect_source
 from exports import TEAM, make_slack_export, stored_documents
 
@@ -38,6 +40,7 @@ def test_threads_windows_and_rendering(workspace, tmp_path: Path) -> None:
     assert len(stored) == 5
 
 
+@pytest.mark.slow
 def test_answer_cites_the_thread(workspace, tmp_path: Path) -> None:
     workspace.ingest([make_slack_export(tmp_path)])
     hits = workspace.search("rotate the staging database password", k=3)

@@ -121,6 +121,7 @@ def site(tmp_path: Path):
     served.server.shutdown()
 
 
+@pytest.mark.slow
 def test_crawl_extracts_main_content_and_obeys_robots(workspace, site: Site) -> None:
     assert detect_source(site.url + "/") == "web"
     report = workspace.ingest([site.url + "/"], max_depth=2)

@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import CITEWISE
+
+pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
 
 README = Path(__file__).parents[1] / "README.md"
 

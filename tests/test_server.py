@@ -19,6 +19,8 @@ from citewise.keys import create_key
 from citewise.server import create_app
 from conftest import LiveServer
 
+pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
+
 
 @pytest.fixture(scope="module")
 def server(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory):

@@ -19,6 +19,8 @@ from citewise.server import create_app
 from citewise.server.ratelimit import RateLimiter, openai_duration
 from conftest import CITEWISE, LiveServer
 
+pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
+
 SECRET = "The launch codename is OSPREY-7731 and the vault code is 4-4-2-9."
 INJECTION = (
     "# Team notes\n\nThe team meets on Thursdays.\n\n"

@@ -111,6 +111,7 @@ def test_malformed_srt_is_reported(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.slow
 def test_ask_cites_the_speaker_and_timestamp(workspace, tmp_path: Path) -> None:
     folder = tmp_path / "calls"
     folder.mkdir()

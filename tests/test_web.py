@@ -16,6 +16,8 @@ from citewise.keys import create_key
 from citewise.server import create_app
 from conftest import LiveServer
 
+pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
