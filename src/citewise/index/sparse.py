@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -34,8 +35,13 @@ K1, B = 1.2, 0.75
 _STEMMER = Stemmer.Stemmer("porter")
 
 
-def tokenize(texts: list[str]) -> list[list[str]]:
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, return_ids=False,
+# Recheck the disk for an index at most this often (another process may be building it).
+MISSING_RECHECK_SECONDS = 5.0
+
+
+def tokenize(texts: list[str], return_ids: bool = False):  # list[list[str]] or bm25s.Tokenized
+    """Queries and chunks are tokenized alike: Porter stems, English stop words dropped."""
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, return_ids=return_ids,
                           show_progress=False)  # fmt: skip
 
 
@@ -51,8 +57,7 @@ class SparseIndex:
             ids.append(chunk_id)
             texts.append(text)
         retriever = bm25s.BM25(k1=K1, b=B)
-        retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, show_progress=False),
-                        show_progress=False)  # fmt: skip
+        retriever.index(tokenize(texts, return_ids=True), show_progress=False)
         return cls(np.asarray(ids, dtype=np.int64), retriever)
 
     def search(
@@ -90,7 +95,8 @@ class SparseIndexes:
         self.store = store
         self.directory = directory
         self.threshold = threshold
-        self._cache: dict[int, tuple[int, SparseIndex]] = {}
+        # collection id → (generation, index or None when there is none, when that was seen)
+        self._cache: dict[int, tuple[int, SparseIndex | None, float]] = {}
         self._lock = threading.Lock()
 
     def current(self, collection: Collection) -> SparseIndex | None:
@@ -98,17 +104,24 @@ class SparseIndexes:
         generation = self.store.collection(collection.name).generation  # type: ignore[union-attr]
         with self._lock:
             cached = self._cache.get(collection.id)
-            if cached and cached[0] == generation:
-                return cached[1]
+            if (
+                cached
+                and cached[0] == generation
+                and (
+                    cached[1] is not None or time.monotonic() - cached[2] < MISSING_RECHECK_SECONDS
+                )
+            ):
+                return cached[1]  # searches of small collections do not touch the disk
             path = self._path(collection)
             stamp = self._stamp(collection, generation)
             if (
                 not (path / "stamp.json").exists()
                 or json.loads((path / "stamp.json").read_text()) != stamp
             ):
+                self._cache[collection.id] = (generation, None, time.monotonic())
                 return None
             index = SparseIndex.load(path)
-            self._cache[collection.id] = (generation, index)
+            self._cache[collection.id] = (generation, index, time.monotonic())
             return index
 
     def refresh(self, collection: Collection) -> bool:
@@ -134,7 +147,7 @@ class SparseIndexes:
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)  # readers see the old index or the new one, never half of one
         with self._lock:
-            self._cache[collection.id] = (generation, index)
+            self._cache[collection.id] = (generation, index, time.monotonic())
         return True
 
     def _path(self, collection: Collection) -> Path:
