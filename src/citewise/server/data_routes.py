@@ -115,7 +115,7 @@ async def get_document(
     """A document and its text — or, with ``around``, the ``window`` characters around an offset
     (how the web UI shows a cited span in context)."""
     service = service_of(request)
-    record = _document(service, key, collection, document_id)
+    _, record = _document(service, key, collection, document_id)
     text = service.workspace.store.document_text(document_id)
     length, offset = len(text), 0
     if around is not None:
@@ -134,8 +134,7 @@ async def delete_document(
     collection: str, document_id: int, request: Request, key: IngestKey
 ) -> JSONResponse:
     service = service_of(request)
-    record = _document(service, key, collection, document_id)
-    target = _readable(service, key, collection)
+    target, record = _document(service, key, collection, document_id)
     await run_in_threadpool(service.workspace.store.delete_documents, target.id, [document_id])
     upload = service.uploads / collection
     if record.source.startswith(str(upload.resolve())):
@@ -171,14 +170,15 @@ def _readable(service: Service, key: ApiKey, collection: str) -> Any:
     return target
 
 
-def _document(service: Service, key: ApiKey, collection: str, document_id: int) -> Any:
+def _document(service: Service, key: ApiKey, collection: str, document_id: int) -> tuple[Any, Any]:
+    """(collection, document record), or the 403/404 the caller should get."""
     target = _readable(service, key, collection)
     record = service.workspace.store.document(target.id, document_id)
     if record is None:
         raise APIError(
             404, f"No document {document_id} in '{collection}'", code="document_not_found"
         )
-    return record
+    return target, record
 
 
 def _record_json(record: Any, root: str) -> dict[str, Any]:
