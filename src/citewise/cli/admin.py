@@ -93,7 +93,10 @@ def _workspace_check(workspace: Any) -> str:
 def _embedder_check(workspace: Any, spec: str | None) -> str:
     embedder = workspace.embedder(spec)
     vector = embedder.embed_batch(["citewise doctor"])[0]
-    return f"{embedder.model_id} loads and embeds ({len(vector)} dimensions)"
+    compute = ""
+    if hasattr(embedder, "int8"):  # the ONNX backend: say which model file runs
+        compute = f", {'int8' if embedder.int8 else 'float32'}: {embedder.files[0]}"
+    return f"{embedder.model_id} loads and embeds ({len(vector)} dimensions{compute})"
 
 
 def _provider_check(workspace: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 from collections.abc import Sequence
 from functools import cache
@@ -21,15 +22,30 @@ from tokenizers import Tokenizer
 from ..errors import ModelError
 from .base import BaseEmbedder, normalize
 from .catalogue import CATALOGUE, ModelDescription, PackagedFile
+from .int8 import DISABLED_FUSIONS, int8_model
+
+log = logging.getLogger(__name__)
 
 
 class OnnxEmbedder(BaseEmbedder):
-    def __init__(self, name: str, threads: int | None = None) -> None:
+    """``int8`` (default: the catalogue's choice) runs the MatMuls in integer arithmetic
+    (see ``int8.py``); ``int8=False`` runs the model file as it is."""
+
+    def __init__(self, name: str, threads: int | None = None, int8: bool | None = None) -> None:
         self.description = CATALOGUE[name]
         self.model_id = name
         self.dim = self.description.dim
         self.max_tokens = self.description.max_tokens
         model_file, tokenizer_file = resolve_model_files(self.description)
+        wants_int8 = self.description.int8 if int8 is None else int8
+        int8_file = _int8_or_none(model_file) if wants_int8 else None
+        self.int8 = int8_file is not None
+        if int8_file is not None:
+            model_file = int8_file
+            # Dynamic int8 quantizes activations with one scale per call, so a text's vector
+            # would depend on its batch-mates; one text per call keeps vectors identical however
+            # they are batched, for ~12% of short-text throughput (896 vs 785 queries/s).
+            self.batch_size = 1
         self.files = (model_file, tokenizer_file)
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.no_padding()
@@ -43,6 +59,11 @@ class OnnxEmbedder(BaseEmbedder):
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.batch_size == 1 and len(texts) > 1:
+            return np.concatenate([self._run([text]) for text in texts])
+        return self._run(texts)
+
+    def _run(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(list(texts))
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), dtype=np.int64)
@@ -62,13 +83,25 @@ class OnnxEmbedder(BaseEmbedder):
         return [[end for _, end in e.offsets] for e in encodings]
 
 
+def _int8_or_none(model_file: Path) -> Path | None:
+    try:
+        return int8_model(model_file, sha256_of(model_file))
+    except Exception as exc:  # any failure still leaves a working (slower) model
+        log.warning("using %s in float32: building its int8 version failed (%s: %s)",
+                    model_file, type(exc).__name__, exc)  # fmt: skip
+        return None
+
+
 def _session(model_file: Path, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(model_file), options, providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(DISABLED_FUSIONS),
+    )  # fmt: skip
 
 
 def resolve_model_files(description: ModelDescription) -> tuple[Path, Path]:
