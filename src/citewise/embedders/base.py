@@ -31,7 +31,7 @@ class BaseEmbedder:
     dim: int
     max_tokens: int = 512
     batch_size: int = 64  # most texts in one call
-    # Most (estimated) tokens in one call. Measured with MiniLM int8 on 2 cores: 256 was
+    # Most (estimated) tokens in one call. Measured with MiniLM (float compute) on 2 cores: 256 was
     # fastest for long chunks and short queries alike, while peak memory grew with the
     # batch (1.7 GB at 32 texts of 256 tokens, 0.3 GB at 256 tokens in all).
     batch_tokens: int = 256
