@@ -6,9 +6,13 @@ python benchmarks/scifact_quality.py [DATASET_DIR] [--workspace DIR]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
+import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from citewise import Workspace
@@ -62,7 +66,7 @@ def main() -> None:
 def feedback_and_fusion_experiments(
     ws: Workspace, data: BeirDataset
 ) -> dict[str, dict[str, float]]:
-    """Tried toward 0.75 and not adopted: dense pseudo-relevance feedback, z-score fusion.
+    """Tried toward 0.75 and not adopted: dense and keyword pseudo-relevance feedback, z-score fusion.
 
     PRF (Rocchio on vectors): q' = q + beta * mean(vectors of the first search's top k
     chunks), searched again and fused with the original BM25 list.
@@ -70,7 +74,7 @@ def feedback_and_fusion_experiments(
     import numpy as np
 
     from citewise.embedders.base import normalize
-    from citewise.retrieval import Ranked, fuse
+    from citewise.retrieval import STOPWORDS, Ranked, _minmax, fuse
 
     collections = ws.collections(["scifact"])
     collection, retriever, embedder = collections[0], ws.retriever(), ws.embedder()
@@ -97,24 +101,67 @@ def feedback_and_fusion_experiments(
     experiments = {}
     for k, beta in ((3, 0.5), (3, 1.0), (5, 0.5)):
 
-        def prf(query, bm25, hits, k=k, beta=beta):
+        def prf(query, bm25, hits, text, k=k, beta=beta):
             top = [r.chunk_id for r in fuse(bm25, hits, "convex", 0.5)[:k]]
             expanded = normalize((query + beta * vectors(top).mean(axis=0))[None])[0]
             return fuse(bm25, dense(expanded), "convex", 0.5)
 
         experiments[f"dense PRF k={k} beta={beta}"] = prf
 
-    def zscore_fusion(query, bm25, hits):
+    def zscore_fusion(query, bm25, hits, text):
         b, d = zscore(bm25), zscore(hits)
         low_b, low_d = min(b.values(), default=0.0), min(d.values(), default=0.0)
         score = {c: 0.5 * b.get(c, low_b) + 0.5 * d.get(c, low_d) for c in set(b) | set(d)}
         return [Ranked(c, v) for c, v in sorted(score.items(), key=lambda kv: -kv[1])]
 
     experiments["z-score fusion 0.5"] = zscore_fusion
+
+    # Keyword feedback (RM3-like): the top-m words of the first search's top-k chunks by
+    # tf-idf, searched with the query; that BM25 list merged with the original before fusion.
+    words = re.compile(r"[a-z][a-z0-9-]{2,}")
+    chunk_count = ws.store.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    @functools.cache
+    def document_frequency(term: str) -> int:
+        sql = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        return ws.store.db.execute(sql, (f'"{term}"',)).fetchone()[0]
+
+    def feedback_terms(query: str, ids: list[int], m: int) -> list[str]:
+        marks = ",".join("?" * len(ids))
+        sql = ("SELECT substr(d.text, c.start + 1, c.end - c.start) FROM chunks c "
+               f"JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})")  # fmt: skip
+        seen = set(words.findall(query.lower()))
+        weight: Counter[str] = Counter()
+        for (text,) in ws.store.db.execute(sql, ids):
+            counts = Counter(w for w in words.findall(text.lower()) if w not in STOPWORDS)
+            total = sum(counts.values()) or 1
+            for word, count in counts.items():
+                if word not in seen:
+                    idf = math.log(chunk_count / (1 + document_frequency(word)))
+                    weight[word] += count / total * idf
+        return [word for word, _ in weight.most_common(m)]
+
+    for k, m, share in ((3, 10, 0.3), (3, 10, 0.5), (5, 20, 0.3)):
+
+        def keyword_prf(query, bm25, hits, text, k=k, m=m, share=share):
+            top = [r.chunk_id for r in fuse(bm25, hits, "convex", 0.5)[:k]]
+            expanded = f"{text} {' '.join(feedback_terms(text, top, m))}"
+            first, second = (
+                _minmax(bm25),
+                _minmax(retriever._bm25(expanded, collections, 100, None)),
+            )
+            merged = {c: (1 - share) * first.get(c, 0.0) + share * second.get(c, 0.0)
+                      for c in set(first) | set(second)}  # fmt: skip
+            ranked = sorted(merged.items(), key=lambda kv: -kv[1])[:100]
+            return fuse(ranked, hits, "convex", 0.5)
+
+        experiments[f"keyword PRF k={k} m={m} share={share}"] = keyword_prf
     results = {}
     for label, rank in experiments.items():
-        run = {qid: document_run(retriever._hits(rank(*first[qid])[:100], {}))
-               for qid in data.queries}  # fmt: skip
+        run = {}
+        for qid, text in data.queries.items():
+            ranked = rank(*first[qid], text)
+            run[qid] = document_run(retriever._hits(ranked[:100], {}))
         means = evaluate_run(data.qrels, run)["mean"]
         results[label] = means
         cells = "  ".join(f"{name} {means[name]:.3f}" for name in MEASURES.values())
