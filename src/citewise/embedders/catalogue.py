@@ -27,6 +27,7 @@ class ModelDescription:
     license: str
     size_mb: float
     int8: bool = True  # run MatMuls in int8 (embedders/int8.py); measured per model
+    heads: int = 0  # attention heads, for fusing a standard export's attention (0: detect)
 
 
 CATALOGUE: dict[str, ModelDescription] = {
@@ -51,5 +52,6 @@ CATALOGUE: dict[str, ModelDescription] = {
         ),
         license="Apache-2.0",
         size_mb=23.0,
+        heads=12,
     ),
 }

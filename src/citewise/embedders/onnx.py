@@ -38,7 +38,7 @@ class OnnxEmbedder(BaseEmbedder):
         self.max_tokens = self.description.max_tokens
         model_file, tokenizer_file = resolve_model_files(self.description)
         wants_int8 = self.description.int8 if int8 is None else int8
-        int8_file = _int8_or_none(model_file) if wants_int8 else None
+        int8_file = _int8_or_none(model_file, self.description) if wants_int8 else None
         self.int8 = int8_file is not None
         if int8_file is not None:
             model_file = int8_file
@@ -83,9 +83,9 @@ class OnnxEmbedder(BaseEmbedder):
         return [[end for _, end in e.offsets] for e in encodings]
 
 
-def _int8_or_none(model_file: Path) -> Path | None:
+def _int8_or_none(model_file: Path, description: ModelDescription) -> Path | None:
     try:
-        return int8_model(model_file, sha256_of(model_file))
+        return int8_model(model_file, sha256_of(model_file), description.heads, description.dim)
     except Exception as exc:  # any failure still leaves a working (slower) model
         log.warning("using %s in float32: building its int8 version failed (%s: %s)",
                     model_file, type(exc).__name__, exc)  # fmt: skip
