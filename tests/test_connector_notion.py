@@ -56,6 +56,41 @@ def test_newer_export_updates_and_deletes_within_its_trees(workspace, tmp_path: 
     assert "after 10 minutes" in workspace.store.document_text(docs[f"notion://{WIKI}/{ONCALL}"].id)
 
 
+def test_whole_workspace_export_deletes_trees_missing_from_it(workspace, tmp_path: Path) -> None:
+    workspace.ingest([make_notion_export(tmp_path / "a", "v1")])
+    broken = make_notion_export(tmp_path / "b", "v2", broken_csv=True)
+    report = workspace.ingest([broken], whole_workspace=True)
+    assert report.deleted == 0, "an export with a broken part is not known to be whole"
+    assert f"notion://{RECIPES}/{RECIPES}" in stored_documents(workspace)
+    report = workspace.ingest([make_notion_export(tmp_path / "c", "v2")], whole_workspace=True)
+    docs = stored_documents(workspace)
+    assert f"notion://{RECIPES}/{RECIPES}" not in docs  # its tree left the workspace
+    assert f"notion://{WIKI}/{LOGIN}" not in docs and f"notion://{WIKI}/{ONCALL}" in docs
+    assert report.deleted == 2
+
+
+def test_whole_workspace_flag_from_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from citewise import Workspace
+    from citewise.cli import cli
+
+    def recipes_stored() -> bool:
+        with Workspace.open(tmp_path / "ws") as workspace:
+            return f"notion://{RECIPES}/{RECIPES}" in stored_documents(workspace)
+
+    runner, ws = CliRunner(), str(tmp_path / "ws")
+    for args in (["ingest", str(make_notion_export(tmp_path / "a", "v1"))],
+                 ["ingest", str(make_notion_export(tmp_path / "b", "v2"))]):  # fmt: skip
+        result = runner.invoke(cli, ["-w", ws, *args])
+        assert result.exit_code == 0, result.output
+    assert recipes_stored()
+    v2 = str(tmp_path / "b" / "Export-v2.zip")
+    pruned = runner.invoke(cli, ["-w", ws, "ingest", "--whole-workspace", v2])
+    assert pruned.exit_code == 0 and "deleted 1," in pruned.output, pruned.output
+    assert not recipes_stored()
+
+
 def test_broken_database_and_truncated_zip(workspace, tmp_path: Path) -> None:
     workspace.ingest([make_notion_export(tmp_path / "a", "v1")])
     before = set(stored_documents(workspace))

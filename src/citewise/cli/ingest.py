@@ -40,6 +40,8 @@ crawl_options = (
     click.option("--max-pages", type=click.IntRange(min=1), help="Web: most pages to fetch (default 200)."),
     click.option("--max-depth", type=click.IntRange(min=0), help="Web: most links from the start page (default 3)."),
     click.option("--include-spam-trash", is_flag=True, default=None, help="Gmail: also ingest Spam and Trash."),
+    click.option("--whole-workspace", is_flag=True, default=None,
+                 help="Notion: the export is the whole workspace; pages of trees missing from it are deleted."),
 )  # fmt: skip
 
 

@@ -8,7 +8,9 @@ A page's heading path is its ancestors' titles followed by its own headings, so 
 citation reads "Engineering Wiki > On-call > Escalation". Links to other pages are
 rewritten to their titles. Database rows with a page of their own are that page
 (its properties lead its text); rows without one become records of their properties.
-Each top-level page tree is a scope: a newer export of it deletes pages that left it.
+Each top-level page tree is a scope: a newer export of it deletes pages that left it. The
+export does not say whether it holds the whole workspace, so a tree missing from it is kept
+unless the user says so (``whole_workspace=True``, ``--whole-workspace``).
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class NotionExport(BaseConnector):
                 yield from self._items_for(export, path, name, titles)
         finally:
             export.close()
+        if self.options.get("whole_workspace") and not self._incomplete:
+            # The user says this export is the whole workspace, and all of it was read: a
+            # tree absent from it was deleted in Notion, so its pages go too.
+            self._read("notion://")
 
     def _titles(self, export: Archive) -> dict[str, Node]:
         """Every page and database by id, with the id of its top-level tree."""
