@@ -59,7 +59,7 @@ class OnnxEmbedder(BaseEmbedder):
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.batch_size == 1 and len(texts) > 1:
+        if self.int8 and len(texts) > 1:  # one text per run (see __init__)
             return np.concatenate([self._run([text]) for text in texts])
         return self._run(texts)
 
