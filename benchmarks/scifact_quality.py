@@ -54,13 +54,20 @@ def main() -> None:
         run = {qid: document_run(retriever.search(text, collections, 100, mode), top=top)
                for qid, text in data.queries.items()}  # fmt: skip
         elapsed = time.perf_counter() - started
-        means = evaluate_run(data.qrels, run)["mean"]
-        results[label] = means
-        cells = "  ".join(f"{name} {means[name]:.3f}" for name in MEASURES.values())
-        print(f"{label:30s} {cells}  ({elapsed / len(run) * 1000:.1f} ms/query)")
+        results[label] = scored(label, run, data, f"  ({elapsed / len(run) * 1000:.1f} ms/query)")
     results.update(feedback_and_fusion_experiments(ws, data))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def scored(
+    label: str, run: dict[str, dict[str, float]], data: BeirDataset, note: str = ""
+) -> dict[str, float]:
+    """The run's mean measures, printed as one table row."""
+    means = evaluate_run(data.qrels, run)["mean"]
+    cells = "  ".join(f"{name} {means[name]:.3f}" for name in MEASURES.values())
+    print(f"{label:30s} {cells}{note}")
+    return means
 
 
 def feedback_and_fusion_experiments(
@@ -90,6 +97,12 @@ def feedback_and_fusion_experiments(
         )
         return np.stack([np.frombuffer(rows[i], dtype=np.float32) for i in ids])
 
+    def feedback_chunks(
+        bm25: list[tuple[int, float]], hits: list[tuple[int, float]], k: int
+    ) -> list[int]:
+        """The first (default hybrid) search's top k chunks."""
+        return [r.chunk_id for r in fuse(bm25, hits, "convex", 0.5)[:k]]
+
     def zscore(pairs: list[tuple[int, float]]) -> dict[int, float]:
         values = np.array([v for _, v in pairs])
         return {c: (v - values.mean()) / (values.std() or 1.0) for c, v in pairs}
@@ -102,7 +115,7 @@ def feedback_and_fusion_experiments(
     for k, beta in ((3, 0.5), (3, 1.0), (5, 0.5)):
 
         def prf(query, bm25, hits, text, k=k, beta=beta):
-            top = [r.chunk_id for r in fuse(bm25, hits, "convex", 0.5)[:k]]
+            top = feedback_chunks(bm25, hits, k)
             expanded = normalize((query + beta * vectors(top).mean(axis=0))[None])[0]
             return fuse(bm25, dense(expanded), "convex", 0.5)
 
@@ -144,7 +157,7 @@ def feedback_and_fusion_experiments(
     for k, m, share in ((3, 10, 0.3), (3, 10, 0.5), (5, 20, 0.3)):
 
         def keyword_prf(query, bm25, hits, text, k=k, m=m, share=share):
-            top = [r.chunk_id for r in fuse(bm25, hits, "convex", 0.5)[:k]]
+            top = feedback_chunks(bm25, hits, k)
             expanded = f"{text} {' '.join(feedback_terms(text, top, m))}"
             first, second = (
                 _minmax(bm25),
@@ -162,10 +175,7 @@ def feedback_and_fusion_experiments(
         for qid, text in data.queries.items():
             ranked = rank(*first[qid], text)
             run[qid] = document_run(retriever._hits(ranked[:100], {}))
-        means = evaluate_run(data.qrels, run)["mean"]
-        results[label] = means
-        cells = "  ".join(f"{name} {means[name]:.3f}" for name in MEASURES.values())
-        print(f"{label:30s} {cells}")
+        results[label] = scored(label, run, data)
     return results
 
 
