@@ -6,14 +6,16 @@ The dataset is a JSONL file, one question a line::
     {"question": "...", "answerable": false}
 
 Deterministic metrics (token F1 and exact match in SQuAD's normalisation, citation
-precision and recall, marker validity, refusal rates) run offline with any model. A
-judge model, when given, also rates faithfulness: is every claim backed by a source.
+precision and recall, marker validity, how many answers cite a source that does not
+exist or repeat themselves, refusal rates) run offline with any model. A judge model,
+when given, also rates faithfulness: is every claim backed by a source.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from .answering import NOTHING_FOUND, format_passage
 from .documents import Answer
 from .errors import CitewiseError
 from .evaluation import _jsonl
+from .grounding import AnswerGuard, segments
 from .providers.base import ChatModel, Message
 
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -57,6 +60,10 @@ class CaseResult:
     citation_precision: float | None = None
     citation_recall: float | None = None
     marker_validity: float | None = None
+    invalid_marker: float = 0.0  # 1.0 when the answer shows a [n] naming no source
+    repetitive: float = 0.0  # 1.0 when the answer repeats a sentence or a run of words
+    extractive: float = 0.0  # 1.0 when the answer quotes a passage instead of the model
+    seconds: float = 0.0
     faithfulness: float | None = None
     cited_sources: list[str] = field(default_factory=list)
 
@@ -115,6 +122,12 @@ def is_refusal(answer: Answer) -> bool:
     return answer.refused or answer.text == NOTHING_FOUND or bool(_DONT_KNOW.search(answer.text))
 
 
+def repeats_itself(text: str) -> bool:
+    """A sentence that repeats an earlier one, or a run of words seen before."""
+    guard = AnswerGuard([], "", strict=False)
+    return any(guard.check(segment).stop for segment in segments([text]))
+
+
 def source_matches(source: str, gold: str) -> bool:
     return source == gold or source.endswith("/" + gold.lstrip("/"))
 
@@ -124,6 +137,9 @@ def score_case(case: AnswerCase, answer: Answer) -> CaseResult:
     markers = [int(m) for m in _MARKER.findall(answer.text)]
     if markers:
         result.marker_validity = sum(1 <= n <= len(answer.hits) for n in markers) / len(markers)
+        result.invalid_marker = float(result.marker_validity < 1.0)
+    result.repetitive = float(repeats_itself(answer.text))
+    result.extractive = float(answer.extractive)
     result.cited_sources = list(dict.fromkeys(c.hit.source for c in answer.citations))
     if case.answers:
         result.exact_match = max(exact_match(answer.text, gold) for gold in case.answers)
@@ -160,8 +176,10 @@ def evaluate_answers(
     cases = load_answer_cases(path)
     results = []
     for done, case in enumerate(cases, start=1):
+        started = time.perf_counter()
         answer = workspace.ask(case.question, collections)
         result = score_case(case, answer)
+        result.seconds = time.perf_counter() - started
         if judge is not None:
             result.faithfulness = judge_faithfulness(judge, answer)
         results.append(result)
@@ -174,7 +192,8 @@ def summarize(results: list[CaseResult]) -> dict[str, float]:
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
     means = {name: _mean([getattr(r, name) for r in results]) for name in
-             ("exact_match", "token_f1", "citation_precision", "citation_recall", "marker_validity", "faithfulness")}  # fmt: skip
+             ("exact_match", "token_f1", "citation_precision", "citation_recall", "marker_validity",
+              "invalid_marker", "repetitive", "extractive", "seconds", "faithfulness")}  # fmt: skip
     means["refusal_rate_unanswerable"] = _mean([float(r.refused) for r in unanswerable])
     means["false_refusal_rate"] = _mean([float(r.refused) for r in answerable])
     return {k: v for k, v in means.items() if v is not None}

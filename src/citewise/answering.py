@@ -5,9 +5,11 @@ until the next would not fit, and the rendered prompt is counted with the
 model's own tokenizer before it is sent. When no passage is relevant enough,
 the answer says so without calling the model.
 
-Small models often forget to cite. A sentence that ends without a ``[n]`` gets
-one when a single passage supports most of its content words, so every claim
-that came from a passage points at it.
+Each sentence of the model's answer is checked as it arrives (``grounding.py``):
+uncited sentences get the ``[n]`` of the passage that supports them, markers naming no
+source are removed, a loop stops the generation, and with tiny local models claims
+the passages do not support are left out (a quote from the best passage stands in
+when nothing is left).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from dataclasses import dataclass
 
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
+from .grounding import AnswerGuard, content_words, extractive_answer, segments
 from .providers.base import ChatModel, Message
-from .retrieval import STOPWORDS
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources in the user's message. "
@@ -28,13 +30,10 @@ SYSTEM_PROMPT = (
 )
 NOTHING_FOUND = "I couldn't find anything about that in your documents, so I can't answer it."
 _MARKER = re.compile(r"\[(\d+)\]")
-_WORD = re.compile(r"\w+")
 # A sentence ends at . ! or ? before whitespace (not inside "3.10" or a URL) or at a blank line.
 _SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$)|\n(?![ \t]*\n))+(?:[.!?]+(?=\s|$))?")
 # An answer sentence with the markers that follow it: "It rotates nightly. [1] [2]"
 _CLAIM = re.compile(r"(?:[^.!?]|[.!?](?!\s|$))+(?:[.!?]+(?=\s|$)(?:\s*\[\d+\])*|$)")
-ATTRIBUTION_MIN_OVERLAP = 0.5
-ATTRIBUTION_MIN_WORDS = 4
 
 
 @dataclass
@@ -107,7 +106,12 @@ def _fit_question(question: str, model: ChatModel, limit: int) -> tuple[str, int
 
 
 class AnswerStream:
-    """Iterate for the answer's text as it is generated; then ``.answer`` holds the result."""
+    """Iterate for the answer's text as it is generated; then ``.answer`` holds the result.
+
+    Text arrives a sentence at a time: each sentence is checked (``grounding.py``) before
+    it is shown, so a marker naming no source, a loop or (in strict mode) an unsupported
+    claim never reaches the reader.
+    """
 
     def __init__(self, question: str, hits: Sequence[Hit], model: ChatModel, settings: Settings,
                  history: Sequence[Message] = ()) -> None:  # fmt: skip
@@ -120,6 +124,7 @@ class AnswerStream:
         self.prompt = build_prompt(question, relevant, model, settings) if relevant else None
         self.answer: Answer | None = None
         self._parts: list[str] = []
+        self._generated: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
         if self.prompt is None or not self.prompt.hits:
@@ -130,69 +135,75 @@ class AnswerStream:
                 refused=True, warnings=warnings,
             )  # fmt: skip
             return
-        sentence: list[str] = []
+        guard = AnswerGuard(self.prompt.hits, self.question, strict_checks(self.settings))
+        if self.settings.answer_check == "quote":  # no model: the best passage sentence
+            yield from self._quoted(guard)
+            return
         deltas = self.model.stream(
             self.prompt.messages, self.settings.answer_tokens, self.settings.temperature
         )
-        for delta in deltas:
-            yield from self._split_at_sentence_ends(delta, sentence)
-        marker = self._marker_for("".join(sentence))
-        if marker:
-            yield self._emit(marker)
-        self.answer = self._finish()
+        try:
+            if self.settings.answer_check == "off":
+                yield from (self._emit(d) for d in self._recorded(deltas))
+            else:
+                yield from self._checked(self._recorded(deltas), guard)
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()  # stops generation and frees the model for the next request
+        if not "".join(self._parts).strip() and guard.strict:
+            yield from self._quoted(guard)
+            return
+        self.answer = self._finish(guard, extractive=False)
 
-    def _split_at_sentence_ends(self, delta: str, sentence: list[str]) -> Iterator[str]:
-        start = 0
-        for i, char in enumerate(delta):
-            previous = delta[i - 1] if i > 0 else ("".join(sentence)[-1:] or "")
-            if char.isspace() and previous in ".!?":
-                if i > start:
-                    sentence.append(delta[start:i])
-                    yield self._emit(delta[start:i])
-                start = i
-                marker = self._marker_for("".join(sentence))
-                sentence.clear()
-                if marker:
-                    yield self._emit(marker)
-        if start < len(delta):
-            sentence.append(delta[start:])
-            yield self._emit(delta[start:])
+    def _quoted(self, guard: AnswerGuard) -> Iterator[str]:
+        assert self.prompt is not None
+        quoted = extractive_answer(self.question, self.prompt.hits)
+        yield self._emit(quoted or NOTHING_FOUND)
+        self.answer = self._finish(guard, extractive=quoted is not None)
+
+    def _checked(self, deltas: Iterator[str], guard: AnswerGuard) -> Iterator[str]:
+        for segment in segments(deltas):
+            verdict = guard.check(segment)
+            if verdict.stop:
+                return
+            if verdict.text.strip():
+                yield self._emit(verdict.text if self._parts else verdict.text.lstrip())
+
+    def _recorded(self, deltas: Iterator[str]) -> Iterator[str]:
+        for delta in deltas:
+            self._generated.append(delta)
+            yield delta
 
     def _emit(self, text: str) -> str:
         self._parts.append(text)
         return text
 
-    def _marker_for(self, sentence: str) -> str:
-        """`` [n]`` when an uncited sentence is supported by passage n, else ``""``."""
-        assert self.prompt is not None
-        if any(1 <= int(m) <= len(self.prompt.hits) for m in _MARKER.findall(sentence)):
-            return ""
-        words = _content_words(sentence)
-        if len(words) < ATTRIBUTION_MIN_WORDS:
-            return ""
-        overlaps = [len(words & _content_words(h.text)) / len(words) for h in self.prompt.hits]
-        best = max(range(len(overlaps)), key=overlaps.__getitem__)
-        return f" [{best + 1}]" if overlaps[best] >= ATTRIBUTION_MIN_OVERLAP else ""
-
-    def _finish(self) -> Answer:
+    def _finish(self, guard: AnswerGuard, extractive: bool) -> Answer:
         assert self.prompt is not None
         text = "".join(self._parts).strip()
+        warnings = list(self.prompt.warnings) + guard.warnings()
+        if extractive:
+            warnings.append(
+                "the model's answer was not supported by the sources; quoted them instead"
+            )
         numbers = [int(m) for m in _MARKER.findall(text)]
-        warnings = list(self.prompt.warnings)
-        invalid = sorted({n for n in numbers if not 1 <= n <= len(self.prompt.hits)})
-        if invalid:
-            warnings.append(f"the model cited {invalid}, which are not among the sources")
         cited = list(dict.fromkeys(n for n in numbers if 1 <= n <= len(self.prompt.hits)))
         citations = [_citation(n, self.prompt.hits[n - 1], text, self.question) for n in cited]
-        usage = Usage(self.prompt.prompt_tokens, self.model.count_tokens(text))
+        # Usage counts what the model generated, including text the checks left out.
+        usage = Usage(self.prompt.prompt_tokens, self.model.count_tokens("".join(self._generated)))
+        refused = text == NOTHING_FOUND
         return Answer(self.question, text, citations, list(self.prompt.hits), self.prompt.budget,
-                      usage, self.model.model_id, refused=False, warnings=warnings)  # fmt: skip
+                      usage, self.model.model_id, refused=refused, warnings=warnings,
+                      extractive=extractive)  # fmt: skip
 
 
-def _content_words(text: str) -> set[str]:
-    return {
-        w for w in (m.lower() for m in _WORD.findall(text)) if len(w) > 2 and w not in STOPWORDS
-    }
+def strict_checks(settings: Settings) -> bool:
+    """Strict checking drops unsupported sentences; ``auto`` applies it to local models,
+    which are tiny, and leaves remote models' paraphrases alone."""
+    if settings.answer_check == "auto":
+        return settings.provider == "local"
+    return settings.answer_check in ("strict", "quote")  # "off": the model's text as written
 
 
 def _citation(number: int, hit: Hit, answer: str, question: str = "") -> Citation:
@@ -200,11 +211,11 @@ def _citation(number: int, hit: Hit, answer: str, question: str = "") -> Citatio
     citing [number] — most of the words that sentence adds to the question (a passage
     sentence that merely repeats the question supports nothing), then most words overall."""
     claims = [m.group() for m in _CLAIM.finditer(answer) if f"[{number}]" in m.group()]
-    answer_words = _content_words(claims[0] if claims else answer)
-    new_words = answer_words - _content_words(question)
+    answer_words = content_words(claims[0] if claims else answer)
+    new_words = answer_words - content_words(question)
     best, best_overlap = None, (-1, -1)
     for match in _SENTENCE.finditer(hit.text):
-        words = _content_words(match.group())
+        words = content_words(match.group())
         overlap = (len(words & new_words), len(words & answer_words))
         if overlap > best_overlap and match.group().strip():
             best, best_overlap = match, overlap

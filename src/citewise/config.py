@@ -30,6 +30,15 @@ else:  # pragma: no cover
 CONFIG_FILE = "citewise.toml"
 
 
+def cache_dir() -> Path:
+    """Where derived files (the int8 embedder, model checks) live: per user, outside
+    every workspace; ``CITEWISE_CACHE_DIR`` moves it."""
+    import platformdirs
+
+    override = os.environ.get("CITEWISE_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("citewise"))
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -70,6 +79,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("temperature", 0.1, "Sampling temperature for answers."),
     Setting(
+        "answer_check",
+        "auto",
+        "How answers are checked against their sources: strict (leave out unsupported "
+        "sentences, quote the best passage if nothing is left), light (remove invalid "
+        "markers, stop loops), auto (strict for local models, light otherwise), off "
+        "(the model's text as written), or quote (no model: the best passage sentence).",
+    ),
+    Setting(
         "query_rewrite",
         "auto",
         "How a follow-up question becomes a standalone search query: model, keywords, "
@@ -100,6 +117,7 @@ class Settings:
     ann_threshold: int
     sparse_threshold: int
     temperature: float
+    answer_check: str
     query_rewrite: str
     max_upload_mb: int
     max_request_kb: int
@@ -129,6 +147,10 @@ class Settings:
         if self.query_rewrite not in ("auto", "model", "keywords"):
             raise ConfigError(
                 f"query_rewrite must be auto, model or keywords, not {self.query_rewrite!r}"
+            )
+        if self.answer_check not in ("auto", "strict", "light", "off", "quote"):
+            raise ConfigError(
+                f"answer_check must be auto, strict, light, off or quote, not {self.answer_check!r}"
             )
         if self.answer_tokens >= self.context_window:
             raise ConfigError("answer_tokens must be smaller than context_window")

@@ -149,3 +149,5 @@ class Answer:
     model: str
     refused: bool = False
     warnings: list[str] = field(default_factory=list)
+    # The model's own text was unsupported, so the answer quotes the best passage.
+    extractive: bool = False

