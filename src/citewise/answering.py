@@ -167,6 +167,8 @@ class AnswerStream:
             verdict = guard.check(segment)
             if verdict.stop:
                 return
+            if guard.strict and not self._parts and guard.dropped:
+                return  # the opening claim is unsupported: quote the sources instead
             if verdict.text.strip():
                 yield self._emit(verdict.text if self._parts else verdict.text.lstrip())
 
