@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from citewise import Workspace
+from citewise.answer_eval import repeats_itself
 from citewise.answering import NOTHING_FOUND, AnswerStream, build_prompt
 from citewise.config import Settings
 from citewise.providers.local import LlamaCppModel
@@ -93,3 +94,42 @@ def test_ask_limited_to_a_collection_cites_only_it(workspace: Workspace, corpus:
     assert all(h.collection == "ops" for h in answer.hits)
     answer = workspace.ask("Where do visitors park?", collections=["office"])
     assert answer.hits and all(h.collection == "office" for h in answer.hits)
+
+
+@pytest.fixture(scope="module")
+def python_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's corpus: Python's language reference, which every Python ships."""
+    from citewise.demo import DEMO_COLLECTION, demo_items
+
+    path = tmp_path_factory.mktemp("pydoc") / "ws"
+    with Workspace.open(path) as ws:
+        ws.add_items(demo_items(), DEMO_COLLECTION)
+    return path
+
+
+def test_demo_answer_neither_repeats_nor_cites_missing_sources(python_reference: Path) -> None:
+    # SmolLM2 answered this with a numbered list repeating two sentences until its token
+    # limit (issue 10); the checks stop it at the first repeat.
+    with Workspace.open(python_reference) as ws:
+        stream = ws.ask_stream("What does the with statement do?")
+        streamed = "".join(stream)
+    answer = stream.answer
+    assert answer is not None and not answer.refused
+    assert streamed.strip() == answer.text
+    assert not repeats_itself(answer.text), answer.text
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+    assert numbers and numbers <= set(range(1, len(answer.hits) + 1)), answer.text
+    assert {c.number for c in answer.citations} == numbers
+    assert any("with" in c.quote and "context manager" in c.quote for c in answer.citations)
+
+
+def test_quote_mode_answers_from_the_passage_without_generating(ingested) -> None:
+    ws, _ = ingested
+    with Workspace.open(ws.path, answer_check="quote") as quoting:
+        answer = quoting.ask("How do I rotate the API keys?")
+    assert answer.extractive and not answer.refused
+    assert "keyctl rotate --all" in answer.text and answer.text.endswith("[1]")
+    assert answer.usage.completion_tokens == 0  # the model wrote nothing
+    [citation] = answer.citations
+    assert Path(citation.hit.source).name == "guide.md"
+    assert citation.quote in answer.text

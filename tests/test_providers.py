@@ -27,6 +27,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# llama.cpp's server loads the model with its own parameters; on a CPU with AMX its
+# default weight repacking segfaults (llama_probe.py), so it runs with citewise's choice.
+SERVER_WITH_SAFE_PARAMS = (
+    "import runpy, sys; "
+    "from citewise.providers.llama_probe import default_extra_bufts, llama_model_params; "
+    "sys.argv[0] = 'llama_cpp.server'; "
+    "params = llama_model_params(default_extra_bufts()); params.__enter__(); "
+    "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)"
+)
+
+
 def start_llama_server(gguf_path: Path, log_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """llama.cpp's own OpenAI-compatible server, with the same small model, on loopback."""
     port = free_port()
@@ -34,7 +45,7 @@ def start_llama_server(gguf_path: Path, log_dir: Path, *extra: str) -> tuple[sub
     log = log_dir / "server.log"
     with log.open("wb") as handle:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path),
+            [sys.executable, "-c", SERVER_WITH_SAFE_PARAMS, "--model", str(gguf_path),
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", *extra],
             stdout=handle, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -30,6 +30,7 @@ SYSTEM_PROMPT = (
 )
 NOTHING_FOUND = "I couldn't find anything about that in your documents, so I can't answer it."
 _MARKER = re.compile(r"\[(\d+)\]")
+MARKER_TAIL = re.compile(r"(?:\s*\[\d+\])+\s*$")
 # A sentence ends at . ! or ? before whitespace (not inside "3.10" or a URL) or at a blank line.
 _SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$)|\n(?![ \t]*\n))+(?:[.!?]+(?=\s|$))?")
 # An answer sentence with the markers that follow it: "It rotates nightly. [1] [2]"
@@ -163,14 +164,21 @@ class AnswerStream:
         self.answer = self._finish(guard, extractive=quoted is not None)
 
     def _checked(self, deltas: Iterator[str], guard: AnswerGuard) -> Iterator[str]:
+        pending = ""  # a sentence introducing what follows ("for example:") waits for it
         for segment in segments(deltas):
             verdict = guard.check(segment)
             if verdict.stop:
                 return
-            if guard.strict and not self._parts and guard.dropped:
+            if guard.strict and not self._parts and not pending and guard.dropped:
                 return  # the opening claim is unsupported: quote the sources instead
-            if verdict.text.strip():
-                yield self._emit(verdict.text if self._parts else verdict.text.lstrip())
+            text = pending + verdict.text
+            if not text.strip():
+                continue
+            if MARKER_TAIL.sub("", text).rstrip().endswith(":"):
+                pending = text
+                continue
+            pending = ""
+            yield self._emit(text if self._parts else text.lstrip())
 
     def _recorded(self, deltas: Iterator[str]) -> Iterator[str]:
         for delta in deltas:

@@ -82,9 +82,10 @@ SETTINGS: tuple[Setting, ...] = (
         "answer_check",
         "auto",
         "How answers are checked against their sources: strict (leave out unsupported "
-        "sentences, quote the best passage if nothing is left), light (remove invalid "
-        "markers, stop loops), auto (strict for local models, light otherwise), off "
-        "(the model's text as written), or quote (no model: the best passage sentence).",
+        "sentences; quote the best passage when the first claim is unsupported), light "
+        "(remove markers naming no source, stop loops), auto (strict for local models, "
+        "light otherwise), off (the model's text as written), or quote (the best passage "
+        "sentence, no generation).",
     ),
     Setting(
         "query_rewrite",

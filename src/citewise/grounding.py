@@ -76,8 +76,9 @@ def segments(deltas: Iterable[str]) -> Iterator[str]:
             cut = _complete_sentence(buffer)
             if cut is None:
                 break
-            yield buffer[:cut]
-            buffer = buffer[cut:]
+            sentence = buffer[:cut].rstrip()  # whitespace goes before the next sentence
+            yield sentence
+            buffer = buffer[len(sentence) :]
     if buffer:
         yield buffer
 

@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from ..config import SETTINGS, env_var
+from ..cpu import cpu_summary
 from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
 from ..embedders import CATALOGUE
 from ..errors import CitewiseError
@@ -100,9 +101,32 @@ def _embedder_check(workspace: Any, spec: str | None) -> str:
 
 
 def _provider_check(workspace: Any) -> str:
+    if workspace.settings.provider == "local":
+        _local_generation_check(workspace.settings.model)
     model = workspace.chat_model()
     reply = "".join(model.stream([Message("user", "Say OK.")], max_tokens=4, temperature=0.0))
     return f"{model.model_id} answers ({reply.strip()[:20]!r})"
+
+
+def _local_generation_check(model: str) -> None:
+    """llama.cpp generates in a child process first, so a crash is reported, not suffered."""
+    from ..providers.llama_probe import default_extra_bufts, explain, llama_version, probe
+    from ..providers.local import DEFAULT_LOCAL_MODEL, resolve_gguf
+
+    path = resolve_gguf(model or DEFAULT_LOCAL_MODEL)
+    results = [probe(path, default_extra_bufts())]
+    if not results[0].ok and results[0].use_extra_bufts:
+        results.append(probe(path, use_extra_bufts=False))
+    working = next((r for r in results if r.ok), None)
+    if working is None:
+        raise CitewiseError(explain(path, results))
+    repacking = "on" if working.use_extra_bufts else "off"
+    note = " (it crashed with repacking on)" if len(results) > 1 else ""
+    console.print(
+        f"[green]✓[/green] llama.cpp on {cpu_summary()}: generates {working.tokens_per_s:.0f} "
+        f"tokens/s in a child process, weight repacking {repacking}{note}; "
+        f"llama-cpp-python {llama_version()}"
+    )
 
 
 @click.command()
