@@ -46,7 +46,7 @@ REPEAT_NGRAM = 8
 NEAR_DUPLICATE = 0.8  # Jaccard similarity of two sentences' content words
 # Support: the share of a sentence's content words found in a passage.
 ATTRIBUTION_MIN_OVERLAP = 0.5  # to add a missing [n] or re-point a wrong one
-SUPPORT_MIN = 0.34  # below this for every passage, strict mode drops the sentence
+SUPPORT_MIN = 0.5  # below this for every passage, strict mode drops the sentence (see README)
 MIN_CONTENT_WORDS = 4  # shorter sentences ("Yes.", "I don't know.") are not judged
 
 
@@ -150,10 +150,18 @@ class AnswerGuard:
         if self.strict and (best < 0 or support[best] < SUPPORT_MIN):
             self.dropped.append(segment.strip())
             return Verdict("")
+        # Attribution counts every content word, as a reader would: the sentence names
+        # the question's subject and the passage does too.
+        overlap = [len(words & passage) / len(words) for passage in self._passage_words]
+        attributed = max(range(len(overlap)), key=overlap.__getitem__) if overlap else -1
+        if not cited and len(words) >= MIN_CONTENT_WORDS:
+            if self.strict and support[best] >= SUPPORT_MIN:
+                return Verdict(_append_marker(segment, best + 1))  # kept, so it is cited
+            if overlap and overlap[attributed] >= ATTRIBUTION_MIN_OVERLAP:
+                return Verdict(_append_marker(segment, attributed + 1))
+            return Verdict(segment)
         if best < 0 or support[best] < ATTRIBUTION_MIN_OVERLAP:
             return Verdict(segment)
-        if not cited and len(words) >= MIN_CONTENT_WORDS:
-            return Verdict(_append_marker(segment, best + 1))
         if self.strict and all(support[n - 1] < SUPPORT_MIN for n in cited):
             self.repointed += 1
             return Verdict(_append_marker(MARKER.sub("", segment).rstrip(), best + 1))
@@ -224,7 +232,7 @@ def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
     if best is None:
         return None
     _, sentence, number = best
-    return f"The closest the sources come to an answer: “{sentence}” [{number}]"
+    return f"From the sources: “{sentence}” [{number}]"
 
 
 def _heading(line: str) -> bool:
