@@ -23,6 +23,7 @@ from citewise.providers.llama_probe import (
     llama_model_params,
     llama_version,
     probe,
+    requantized,
 )
 
 
@@ -86,3 +87,27 @@ def test_model_params_are_set_inside_and_restored_after() -> None:
 def test_repacking_is_off_exactly_on_amx_cpus() -> None:
     flags = cpu_summary()
     assert default_extra_bufts() is not ("amx_int8" in flags or "amx_tile" in flags)
+
+
+@pytest.mark.slow
+def test_the_default_model_gets_a_q8_copy_made_once(gguf_path: Path, tmp_path: Path) -> None:
+    from llama_cpp import Llama
+
+    copy = requantized(gguf_path, "q8_0", tmp_path)
+    assert copy.parent == tmp_path / "models" and copy.name.endswith("-q8_0.gguf")
+    assert requantized(gguf_path, "q8_0", tmp_path) == copy
+    assert list((tmp_path / "models").iterdir()) == [copy]  # no temporary file left
+    metadata = Llama(str(copy), vocab_only=True, verbose=False).metadata
+    assert metadata["general.file_type"] == "7"  # LLAMA_FTYPE_MOSTLY_Q8_0
+    result = probe(copy, default_extra_bufts())
+    assert result.ok, explain(copy, [result])
+
+
+def test_a_copy_that_cannot_be_made_falls_back_to_the_original(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    assert requantized(broken, "q8_0", tmp_path / "cache") == broken
+    assert list((tmp_path / "cache" / "models").iterdir()) == []
+    assert "could not make a q8_0 copy of" in caplog.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from ..cpu import cpu_summary, has_amx
 
+log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 120.0  # a 135M model loads and writes 16 tokens in about a second
 PROBE_PROMPT = (
     "Sources:\n\n[1] Keys (Rotating)\nTo rotate the API keys, run `keyctl rotate --all`.\n\n"
@@ -212,6 +214,50 @@ def checked_extra_bufts(model_path: Path, cache_dir: Path) -> bool:
     raise ModelError(explain(model_path, results))
 
 
+# -- derived copies --------------------------------------------------------------------
+
+QUANT_TYPES = {"q8_0": 7, "f16": 1}  # llama_ftype values (llama.h)
+
+
+def requantized(source: Path, quant: str, cache_dir: Path) -> Path:
+    """A copy of ``source`` quantized as ``quant``, made once (in a child) and cached.
+
+    Falls back to ``source`` with a warning when the copy cannot be made.
+    """
+    stat = source.stat()
+    stamp = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    target = cache_dir / "models" / f"{source.stem}-{stamp.hexdigest()[:12]}-{quant}.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    command = [sys.executable, "-m", "citewise.providers.llama_probe", str(source),
+               "--requantize", quant, "--output", str(temporary)]  # fmt: skip
+    try:
+        child = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if child.returncode != 0 or not temporary.is_file():
+            raise OSError(_failure(child.returncode, child.stderr))
+        temporary.replace(target)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        temporary.unlink(missing_ok=True)
+        log.warning("could not make a %s copy of %s (%s); using the original", quant, source, exc)
+        return source
+    return target
+
+
+def _requantize(source: str, target: str, quant: str) -> None:
+    import ctypes
+
+    from llama_cpp import llama_cpp as bindings
+
+    params = bindings.llama_model_quantize_default_params()
+    params.ftype = QUANT_TYPES[quant]
+    params.allow_requantize = True  # the source is already quantized (Q4_1)
+    params.nthread = os.cpu_count() or 1
+    if bindings.llama_model_quantize(source.encode(), target.encode(), ctypes.byref(params)):
+        raise SystemExit(f"llama_model_quantize failed for {source}")
+
+
 # -- the child -----------------------------------------------------------------------
 
 
@@ -246,7 +292,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--extra-bufts", type=int, choices=(0, 1), default=None)
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--requantize", choices=sorted(QUANT_TYPES), help="make a copy instead")
+    parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
+    if args.requantize:
+        _requantize(str(args.model), str(args.output), args.requantize)
+        return
     use_extra_bufts = default_extra_bufts() if args.extra_bufts is None else bool(args.extra_bufts)
     print(json.dumps(_generate(str(args.model), use_extra_bufts, args.tokens)), flush=True)
 
