@@ -164,17 +164,20 @@ class AnswerStream:
         self.answer = self._finish(guard, extractive=quoted is not None)
 
     def _checked(self, deltas: Iterator[str], guard: AnswerGuard) -> Iterator[str]:
-        pending = ""  # a sentence introducing what follows ("for example:") waits for it
+        # Text that leads into what follows ("For example:", or in strict mode a header or
+        # a restated question) waits for a sentence that says something, and goes with it.
+        pending = ""
         for segment in segments(deltas):
             verdict = guard.check(segment)
             if verdict.stop:
                 return
-            if guard.strict and not self._parts and not pending and guard.dropped:
+            if guard.strict and not self._parts and guard.dropped:
                 return  # the opening claim is unsupported: quote the sources instead
             text = pending + verdict.text
             if not text.strip():
                 continue
-            if MARKER_TAIL.sub("", text).rstrip().endswith(":"):
+            leads_in = MARKER_TAIL.sub("", text).rstrip().endswith(":")
+            if leads_in or (guard.strict and not verdict.judged):
                 pending = text
                 continue
             pending = ""

@@ -108,6 +108,7 @@ def _complete_sentence(buffer: str) -> int | None:
 class Verdict:
     text: str  # what to show ("" when the sentence is dropped)
     stop: bool = False  # the model is repeating itself: stop generating
+    judged: bool = False  # it says something the passages were checked for
 
 
 @dataclass
@@ -140,7 +141,7 @@ class AnswerGuard:
         if self.strict and not words and not re.search(r"[^\W\d_]", segment):
             return Verdict("")  # only symbols: a code fence or a rule
         if len(words) < MIN_CONTENT_WORDS and not (self.strict and words - self._question_words):
-            return Verdict(segment)  # "Yes." or a restated question: nothing to check
+            return Verdict(segment)  # "Yes.", a restated question or a header: nothing to check
         # Judged on what the sentence adds to the question: restating the question
         # ("...can be found in multiple sources") supports nothing.
         new = words - self._question_words
@@ -156,16 +157,17 @@ class AnswerGuard:
         attributed = max(range(len(overlap)), key=overlap.__getitem__) if overlap else -1
         if not cited and len(words) >= MIN_CONTENT_WORDS:
             if self.strict and support[best] >= SUPPORT_MIN:
-                return Verdict(_append_marker(segment, best + 1))  # kept, so it is cited
+                return Verdict(_append_marker(segment, best + 1), judged=True)  # kept: cited
             if overlap and overlap[attributed] >= ATTRIBUTION_MIN_OVERLAP:
-                return Verdict(_append_marker(segment, attributed + 1))
-            return Verdict(segment)
+                return Verdict(_append_marker(segment, attributed + 1), judged=True)
+            return Verdict(segment, judged=True)
         if best < 0 or support[best] < ATTRIBUTION_MIN_OVERLAP:
-            return Verdict(segment)
+            return Verdict(segment, judged=True)
         if self.strict and all(support[n - 1] < SUPPORT_MIN for n in cited):
             self.repointed += 1
-            return Verdict(_append_marker(MARKER.sub("", segment).rstrip(), best + 1))
-        return Verdict(segment)
+            marked = _append_marker(MARKER.sub("", segment).rstrip(), best + 1)
+            return Verdict(marked, judged=True)
+        return Verdict(segment, judged=True)
 
     def _repeats(self, body: str) -> bool:
         words = _words(body)
