@@ -14,7 +14,7 @@ BENCH_WS ?= /tmp/citewise-bench-scifact
 CONSTRAINTS := constraints.txt
 # llama-cpp-python compiles llama.cpp from source; pip caches the wheel afterwards.
 # Only what citewise loads is built: the multimodal (llava/mtmd) library is skipped,
-# which cuts the build from 6.4 to 4.7 minutes on 2 cores (README, "Measured").
+# which cuts the build from 243 to 200 s on 2 cores (README, "Measured").
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
 .PHONY: install demo test lint browser bench bench-env upgrade clean
