@@ -7,6 +7,8 @@ streams them.
 
 from __future__ import annotations
 
+import re
+
 from citewise import Hit
 from citewise.grounding import AnswerGuard, extractive_answer, segments
 
@@ -77,11 +79,16 @@ def test_the_readme_drive_answer_loses_its_invented_sources() -> None:
         "like [1] or [2]. The correct answer would depend on which source you're referring to "
         "and how it's formatted differently (e.g., [3], [4])."
     )
-    guard = AnswerGuard([TRAVEL], "What is the daily meal allowance abroad?", strict=True)
+    question = "What is the daily meal allowance abroad?"
+    guard = AnswerGuard([TRAVEL], question, strict=True)
     shown = run(guard, answer)
     assert shown == "The daily meal allowance abroad is 65 euros. [1]"
-    assert guard.removed_markers == {2, 3, 4}
     assert len(guard.dropped) == 2  # the two sentences about "sources" support nothing
+    assert guard.removed_markers == set()  # only text a reader sees counts
+    light = AnswerGuard([TRAVEL], question, strict=False)
+    kept = run(light, answer)
+    assert not re.search(r"\[[234]\]", kept) and "sources like [1]." in kept
+    assert light.removed_markers == {2, 3, 4}
 
 
 def test_a_numbered_list_loop_stops_at_the_first_repeat() -> None:
@@ -126,3 +133,12 @@ def test_extractive_answer_quotes_the_sentence_matching_the_question() -> None:
     quoted = extractive_answer("What is the meal allowance abroad?", [PYTHON_WITH, TRAVEL])
     assert quoted == ("From the sources: “The daily meal allowance abroad is 65 euros.” [2]")
     assert extractive_answer("Who painted the ceiling?", [TRAVEL]) is None
+
+
+def test_strict_mode_leaves_out_echoed_headings_and_code_fences() -> None:
+    # Real SmolLM2 output over the Notion sample export: headings copied from the passages.
+    guard = AnswerGuard([TRAVEL, PYTHON_WITH], "What is the allowance?", strict=True)
+    shown = run(guard, "The daily meal allowance abroad is 65 euros.\n# Per diem [3]\n```\n")
+    assert shown == "The daily meal allowance abroad is 65 euros. [1]"
+    light = AnswerGuard([TRAVEL, PYTHON_WITH], "What is the allowance?", strict=False)
+    assert "# Per diem" in run(light, "The allowance is 65 euros.\n# Per diem [1]\n")

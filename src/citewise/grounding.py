@@ -136,10 +136,18 @@ class AnswerGuard:
         if self._repeats(body):
             self.repeated = body
             return Verdict("", stop=True)
-        segment = self._without_invalid_markers(segment)
-        words = content_words(segment)
-        if self.strict and not words and not re.search(r"[^\W\d_]", segment):
+        if self.strict and not re.search(r"[^\W\d_]", MARKER.sub("", segment)):
             return Verdict("")  # only symbols: a code fence or a rule
+        if self.strict and segment.lstrip().startswith("#"):
+            return Verdict("")  # a Markdown heading echoed from a passage: not a claim
+        cleaned, removed = self._without_invalid_markers(segment)
+        verdict = self._judge(cleaned)
+        if verdict.text.strip():  # markers count as removed only from text a reader sees
+            self.removed_markers |= removed
+        return verdict
+
+    def _judge(self, segment: str) -> Verdict:
+        words = content_words(segment)
         if len(words) < MIN_CONTENT_WORDS and not (self.strict and words - self._question_words):
             return Verdict(segment)  # "Yes.", a restated question or a header: nothing to check
         # Judged on what the sentence adds to the question: restating the question
@@ -183,19 +191,21 @@ class AnswerGuard:
         self._seen_ngrams.update(ngrams)
         return repeated
 
-    def _without_invalid_markers(self, segment: str) -> str:
+    def _without_invalid_markers(self, segment: str) -> tuple[str, set[int]]:
+        removed: set[int] = set()
+
         def keep_or_drop(match: re.Match[str]) -> str:
             number = int(match.group(1))
             if 1 <= number <= len(self.hits):
                 return match.group()
-            self.removed_markers.add(number)
+            removed.add(number)
             return ""
 
         cleaned = re.sub(r"[ \t]*\[(\d+)\]", keep_or_drop, segment)
         # "like [1] or [2]." without [2] reads "like [1] or ." - tidy the leftovers.
         cleaned = re.sub(r"\s+(?:or|and|,)\s*(?=[.!?,;)]|$)", "", cleaned)
         cleaned = re.sub(r"\(\s*(?:e\.g\.,?)?\s*\)", "", cleaned)
-        return re.sub(r"[ \t]+([.!?,;])", r"\1", cleaned)
+        return re.sub(r"[ \t]+([.!?,;])", r"\1", cleaned), removed
 
     def warnings(self) -> list[str]:
         notes = []
