@@ -9,7 +9,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from citewise import Workspace
+from citewise.errors import WorkspaceError
 from conftest import write_bad_files
 
 
@@ -174,3 +177,18 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path: Path) -> None:
         assert run["status"] == "interrupted"
         assert ws.store.integrity_problems() == []
         assert ws.ingest([corpus]).added + run["counts"]["added"] == 40
+
+
+def test_collection_names_are_validated_once_in_the_python_api(workspace, corpus) -> None:
+    for bad in ("..", ".", "...", "a/b", "", "-x", "x" * 65):
+        with pytest.raises(WorkspaceError, match="invalid collection name"):
+            workspace.ingest([corpus / "guide.md"], collection=bad)
+    assert [c.name for c in workspace.collections()] == []
+    for good in ("docs", "beir-scifact", "v1.2_notes", "café"):
+        workspace.ingest([corpus / "guide.md"], collection=good)
+    assert {c.name for c in workspace.collections()} == {
+        "docs",
+        "beir-scifact",
+        "v1.2_notes",
+        "café",
+    }

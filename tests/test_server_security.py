@@ -184,6 +184,21 @@ def test_upload_names_cannot_escape_the_upload_folder(secured: LiveServer) -> No
     assert bad_collection.status_code in (403, 422)
 
 
+def test_collection_names_of_dots_cannot_climb_out_of_the_uploads(secured: LiveServer) -> None:
+    # Issue 11: POST /v1/collections/%2E%2E/documents wrote the upload into the workspace
+    # root, replacing citewise.toml. An admin key may write to every collection.
+    admin = bearer(secured.keys["admin"])
+    config = secured.workspace.path / "citewise.toml"
+    before = config.read_bytes()
+    for name in ("%2E%2E", "%2E", "...", "%2E%2E%2Fx", "-rf", "_x"):
+        response = httpx.post(secured.url + f"/v1/collections/{name}/documents", headers=admin,
+                              files=[("files", ("citewise.toml", b"provider = 'openai'\n"))])  # fmt: skip
+        assert response.status_code in (404, 422), (name, response.status_code, response.text)
+    assert config.read_bytes() == before
+    names = {c.name for c in secured.workspace.collections()}
+    assert not names & {".", "..", "...", "-rf", "_x"}
+
+
 def test_oversized_bodies_get_413_and_leave_nothing(secured: LiveServer) -> None:
     writer = bearer(secured.keys["writer"])
     big = b"# Big\n\n" + b"word " * 300_000  # 1.5 MB against a 1 MB limit

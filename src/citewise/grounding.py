@@ -77,6 +77,8 @@ def segments(deltas: Iterable[str]) -> Iterator[str]:
             if cut is None:
                 break
             sentence = buffer[:cut].rstrip()  # whitespace goes before the next sentence
+            if not sentence:
+                break  # cannot happen (a sentence starts with a visible character); never spin
             yield sentence
             buffer = buffer[len(sentence) :]
     if buffer:

@@ -28,6 +28,7 @@ from .errors import WorkspaceError
 from .index import VectorIndexes
 from .index.sparse import SparseIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
+from .names import check_collection_name
 from .providers.base import Message
 from .retrieval import Mode, Retriever, check_embedder
 from .sources import Skipped, SourceItem
@@ -120,6 +121,7 @@ class Workspace:
         if collection is None:
             if not create:
                 raise WorkspaceError(f"no collection named {name!r}; `citewise status` lists them")
+            check_collection_name(name)
             embedder = self.embedder()
             collection = self.store.create_collection(name, embedder.model_id, embedder.dim)
         return collection

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import CitewiseError
 from ..keys import ApiKey
+from ..names import COLLECTION_NAME
 from .auth import AskKey, IngestKey, service_of
 from .errors import APIError
 from .openai_routes import hit_json, public_metadata
@@ -136,9 +137,11 @@ async def delete_document(
     service = service_of(request)
     target, record = _document(service, key, collection, document_id)
     await run_in_threadpool(service.workspace.store.delete_documents, target.id, [document_id])
-    upload = service.uploads / collection
-    if record.source.startswith(str(upload.resolve())):
-        Path(record.source).unlink(missing_ok=True)
+    # Only uploads are deleted with their document, and only from inside the upload folder.
+    upload = (service.uploads / collection).resolve()
+    source = Path(record.source).resolve()
+    if COLLECTION_NAME.fullmatch(collection) and source.is_relative_to(upload) and source != upload:
+        source.unlink(missing_ok=True)
     return JSONResponse({"id": document_id, "object": "document.deleted", "deleted": True})
 
 

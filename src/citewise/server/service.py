@@ -8,7 +8,6 @@ nothing is filtered out of a model's answer after the fact.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +15,12 @@ from pathlib import Path
 from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
 from ..embedders.batching import BatchingEmbedder
 from ..keys import ApiKey, any_keys, authenticate
+from ..names import COLLECTION_NAME, COLLECTION_NAME_RULE, check_collection_name, inside
 from ..workspace import Workspace
 from .errors import APIError
 from .jobs import JobQueue
 from .metrics import Metrics
 from .ratelimit import RateLimiter
-
-COLLECTION_NAME = re.compile(r"^[\w.-]{1,64}$")
 
 
 class Service:
@@ -98,8 +96,8 @@ class Service:
         return key.readable(existing)
 
     def writable_collection(self, key: ApiKey, name: str) -> str:
-        if not COLLECTION_NAME.match(name):
-            raise APIError(422, "Collection names use 1-64 letters, digits, '.', '_' or '-'",
+        if not COLLECTION_NAME.fullmatch(name):
+            raise APIError(422, f"Collection names use {COLLECTION_NAME_RULE}",
                            code="invalid_collection", param="collection")  # fmt: skip
         if not key.allows_collection(name):
             raise APIError(403, f"This key may not write to the collection '{name}'",
@@ -107,7 +105,7 @@ class Service:
         return name
 
     def upload_dir(self, collection: str) -> Path:
-        directory = self.uploads / collection
+        directory = inside(self.uploads, check_collection_name(collection))
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 

@@ -1,0 +1,30 @@
+"""Names that become paths: one definition, checked where they enter the Python API.
+
+A collection name becomes a folder (``WORKSPACE/uploads/NAME``); a name of dots would
+climb out of it (``..`` wrote uploads into the workspace root, over ``citewise.toml``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import WorkspaceError
+
+# A letter or digit first (so never ".", ".." or "-x"), then letters, digits, . _ -
+COLLECTION_NAME = re.compile(r"[^\W_][\w.-]{0,63}")
+COLLECTION_NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def check_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
+        raise WorkspaceError(f"invalid collection name {name!r}: use {COLLECTION_NAME_RULE}")
+    return name
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """``root / parts``, refused unless it resolves to a path inside ``root``."""
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()) or path.resolve() == root.resolve():
+        raise WorkspaceError(f"{'/'.join(parts)!r} would leave {root}")
+    return path
