@@ -15,6 +15,7 @@ when nothing is left).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -126,6 +127,12 @@ class AnswerStream:
         self.answer: Answer | None = None
         self._parts: list[str] = []
         self._generated: list[str] = []
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop generating at the next token (the reader is gone); safe from any thread.
+        The model is released as soon as the generation loop sees it."""
+        self._cancelled.set()
 
     def __iter__(self) -> Iterator[str]:
         if self.prompt is None or not self.prompt.hits:
@@ -185,6 +192,8 @@ class AnswerStream:
 
     def _recorded(self, deltas: Iterator[str]) -> Iterator[str]:
         for delta in deltas:
+            if self._cancelled.is_set():
+                return
             self._generated.append(delta)
             yield delta
 

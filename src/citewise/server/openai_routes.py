@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from ..answering import AnswerStream
 from ..documents import Answer, Citation, Hit
@@ -24,6 +26,8 @@ from .auth import AskKey, service_of
 from .errors import APIError, error_body
 from .schemas import ChatCompletionRequest, EmbeddingRequest
 from .service import Service
+
+DISCONNECT_POLL_S = 0.5  # how often a non-streamed answer checks that its client is there
 
 router = APIRouter()
 
@@ -57,9 +61,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _sse(service, key, stream, completion_id, created, body.model, include_usage,
                       max_tokens or settings.answer_tokens)  # fmt: skip
-        return StreamingResponse(events, media_type="text/event-stream",
+        return StreamingResponse(_until_disconnected(request, stream, events),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
-    answer = await run_in_threadpool(_guarded, lambda: _consume(stream))
+    answer = await _answer_unless_disconnected(request, stream)
     _account(service, key, answer)
     return JSONResponse({
         "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
@@ -96,6 +101,35 @@ def _guarded(function: Any) -> Any:
         raise APIError(400, str(exc), code=type(exc).__name__) from exc
 
 
+async def _until_disconnected(
+    request: Request, stream: AnswerStream, events: Iterator[str]
+) -> AsyncIterator[str]:
+    """The events while the client reads them. uvicorn drops what is sent to a client
+    that has gone, so without this check the model would generate to the end for nobody,
+    holding the local model all the while."""
+    try:
+        async for event in iterate_in_threadpool(events):
+            yield event
+            if await request.is_disconnected():
+                return
+    finally:
+        stream.cancel()  # a generation running in a worker thread stops at its next token
+        # A suspended generation releases the model now; one that is running raises
+        # "generator already executing", and the flag above stops it instead.
+        with contextlib.suppress(ValueError):
+            events.close()
+
+
+async def _answer_unless_disconnected(request: Request, stream: AnswerStream) -> Answer:
+    """The whole answer, unless the client hangs up (a timeout) while it is generated."""
+    task = asyncio.ensure_future(run_in_threadpool(_guarded, lambda: _consume(stream)))
+    while not task.done():
+        await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if not task.done() and await request.is_disconnected():
+            stream.cancel()
+    return task.result()
+
+
 def _consume(stream: AnswerStream) -> Answer:
     for _ in stream:
         pass
@@ -119,14 +153,17 @@ def _sse(
     # render markers as links while the text streams.
     yield chunk({"role": "assistant", "content": ""},
                 search_results=[hit_json(h, n, service.root) for n, h in enumerate(sources, start=1)])  # fmt: skip
+    deltas = iter(stream)
     try:
-        for delta in stream:
+        for delta in deltas:
             yield chunk({"content": delta})
     except Exception as exc:  # headers are sent; report the error in the stream, as OpenAI does
         service.metrics.errors.labels("server_error").inc()
         yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
         yield "data: [DONE]\n\n"
         return
+    finally:
+        deltas.close()  # when the client has gone, this frees the model
     answer = stream.answer
     assert answer is not None
     _account(service, key, answer)
