@@ -152,6 +152,18 @@ class ObservabilityMiddleware:
             except BodyTooLarge:
                 if not status["sent"]:
                     await self._reject(send, status, limit)
+            except Exception:
+                # Answered here, not by Starlette's outermost handler, which re-raises:
+                # uvicorn then drops the keep-alive connection and the request would go
+                # missing from the access log and the metrics.
+                logging.getLogger("citewise.server").exception(
+                    "unhandled error on %s", scope["path"]
+                )
+                status["code"] = 500  # logged and counted by _observe below
+                if not status["sent"]:
+                    await JSONResponse(
+                        error_body("The server hit an internal error.", "server_error"), 500
+                    )(scope, receive, send_with_headers)
         self._observe(scope, state, status["code"], time.perf_counter() - started, request_id)
 
     def _body_limit(self, scope: Scope) -> int:

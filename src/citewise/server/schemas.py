@@ -4,11 +4,39 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        """Every string of every body must be valid Unicode: JSON can carry a lone
+        surrogate ("\\ud83d"), which the tokenizers, SQLite and the log cannot."""
+        _check_encodable(value)
+        return value
+
+
+def _check_encodable(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"text holds an unpaired surrogate (\\u{ord(value[exc.start]):04x}) "
+                f"at character {exc.start}; send valid Unicode"
+            ) from None
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_encodable(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(key)
+            _check_encodable(item)
+    elif isinstance(value, BaseModel):
+        pass  # validated by its own model
 
 
 class ContentPart(_Body):
