@@ -192,3 +192,26 @@ def test_collection_names_are_validated_once_in_the_python_api(workspace, corpus
         "v1.2_notes",
         "café",
     }
+
+
+def test_odd_entries_in_a_folder_are_named_and_the_rest_is_ingested(workspace, tmp_path) -> None:
+    # Issue 11: each of these aborted a whole folder ingest with a traceback.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nThe good file is ingested.\n")
+    (folder / "loop.md").symlink_to(folder / "loop.md")  # points at itself
+    (folder / "dangling.md").symlink_to(folder / "nowhere.md")
+    os.mkfifo(folder / "pipe.md")
+    bad_name = os.fsencode(folder) + b"/caf\xe9-latin1.md"  # not UTF-8
+    with open(bad_name, "wb") as handle:
+        handle.write(b"# Latin-1 name\n\nStill text.\n")
+    report = workspace.ingest([folder])
+    assert report.added == 1 and [c.name for c in workspace.collections()] == ["default"]
+    reasons = {Path(s.source).name: s.reason for s in report.failed + report.skipped}
+    assert reasons["loop.md"] == "cannot read: Too many levels of symbolic links"
+    assert reasons["dangling.md"] == "cannot read: No such file or directory"
+    assert reasons["pipe.md"] == "not a regular file (a pipe, socket or device)"
+    assert reasons["caf\ufffd-latin1.md"] == "file name is not valid UTF-8; rename the file"
+    assert workspace.search("good file ingested", k=1)[0].source.endswith("good.md")
+    again = workspace.ingest([folder])  # a rerun: the same verdicts, nothing redone or lost
+    assert again.unchanged == 1 and again.deleted == 0 and len(again.failed) == 3

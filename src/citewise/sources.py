@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,20 +47,48 @@ class Skipped:
 
 def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:
     for path in paths:
-        path = path.expanduser().resolve()
-        if path.is_dir():
+        try:
+            path = path.expanduser().resolve()
+            is_dir, exists = path.is_dir(), path.exists()
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name the OS refuses
+            yield Skipped(_shown(path), f"cannot read: {_reason(exc)}", failed=True)
+            continue
+        if is_dir:
             for file in walk_files(path):
-                yield (
-                    _file_item(file) if supported(file) else Skipped(str(file), "unsupported type")
-                )
-        elif path.is_file():
-            yield (
-                _file_item(path)
-                if supported(path)
-                else Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}")
-            )
+                yield _file_entry(file, "unsupported type")
+        elif exists:
+            yield _file_entry(path, f"unsupported file type {path.suffix or '(none)'}")
         else:
             yield Skipped(str(path), "no such file or directory")
+
+
+def _file_entry(path: Path, unsupported: str) -> SourceItem | Skipped:
+    """An item for a regular file; anything else is named with the reason and skipped,
+    so one odd entry never stops a folder (``failed``: what was stored from it is kept)."""
+    name = str(path)
+    if _shown(path) != name:
+        return Skipped(_shown(path), "file name is not valid UTF-8; rename the file", failed=True)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # a dangling symlink, a symlink loop, no permission
+        return Skipped(name, f"cannot read: {_reason(exc)}", failed=True)
+    if not stat.S_ISREG(mode):
+        return Skipped(name, "not a regular file (a pipe, socket or device)")
+    if not supported(path):
+        return Skipped(name, unsupported)
+    try:
+        return _file_item(path)
+    except OSError as exc:
+        return Skipped(name, f"cannot read: {_reason(exc)}", failed=True)
+
+
+def _shown(path: Path) -> str:
+    """The path as text; bytes that are not UTF-8 (kept by Python as surrogates) become \ufffd."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def walk_files(root: Path) -> Iterator[Path]:
@@ -100,13 +129,13 @@ def _ignored(path: Path, active: list[tuple[Path, pathspec.PathSpec]], is_dir: b
 
 
 def _file_item(path: Path) -> SourceItem:
-    stat = path.stat()
+    info = path.stat()
     return SourceItem(
         source=str(path),
         content_hash="",  # filled lazily: unchanged mtime and size skip hashing
         load=lambda: document_from_file(path),
-        mtime_ns=stat.st_mtime_ns,
-        size=stat.st_size,
+        mtime_ns=info.st_mtime_ns,
+        size=info.st_size,
     )
 
 
