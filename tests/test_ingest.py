@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from citewise import Workspace
-from citewise.errors import WorkspaceError
+from citewise.errors import InvalidInput
 from conftest import write_bad_files
 
 
@@ -181,7 +181,7 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path: Path) -> None:
 
 def test_collection_names_are_validated_once_in_the_python_api(workspace, corpus) -> None:
     for bad in ("..", ".", "...", "a/b", "", "-x", "x" * 65):
-        with pytest.raises(WorkspaceError, match="invalid collection name"):
+        with pytest.raises(InvalidInput, match="invalid collection name"):
             workspace.ingest([corpus / "guide.md"], collection=bad)
     assert [c.name for c in workspace.collections()] == []
     for good in ("docs", "beir-scifact", "v1.2_notes", "café"):

@@ -336,3 +336,27 @@ def test_server_paths_stay_private(secured: LiveServer) -> None:
     )
     assert str(secured.workspace.path) not in listed.text
     assert "principal" not in listed.text
+
+
+def test_small_hardening_items(secured: LiveServer) -> None:
+    # Issue 11, item 5: an invalid where key is the caller's mistake (422, naming "where");
+    # no CDN-loading /docs; the schema needs a key; security headers everywhere;
+    # GET /v1/models/{id} as OpenAI serves it.
+    reader = bearer(secured.keys["reader"])
+    bad_where = httpx.post(secured.url + "/v1/search", headers=reader,
+                           json={"query": "parking", "where": {"no such key!": "x"}})  # fmt: skip
+    assert bad_where.status_code == 422, bad_where.text
+    assert bad_where.json()["error"]["param"] == "where"
+    assert "invalid metadata filter key" in bad_where.json()["error"]["message"]
+    assert httpx.get(secured.url + "/docs").status_code == 404
+    assert httpx.get(secured.url + "/openapi.json").status_code == 401
+    schema = httpx.get(secured.url + "/openapi.json", headers=reader)
+    assert schema.status_code == 200 and "/v1/chat/completions" in schema.json()["paths"]
+    for response in (bad_where, schema, httpx.get(secured.url + "/healthz")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    client = openai.OpenAI(base_url=secured.url + "/v1", api_key=secured.keys["reader"],
+                           max_retries=0)  # fmt: skip
+    assert client.models.retrieve("citewise").id == "citewise"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-17")

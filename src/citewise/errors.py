@@ -1,6 +1,7 @@
 """Errors citewise raises, each with a message that says what to do next.
 
     CitewiseError
+    ├── InvalidInput           a caller's argument is invalid (a name, a filter key)
     ├── ConfigError            a setting is missing or invalid
     ├── WorkspaceError         the workspace is missing, locked or inconsistent
     │   └── EmbedderMismatch   a collection was built with another embedder
@@ -18,6 +19,14 @@ from __future__ import annotations
 
 class CitewiseError(Exception):
     """Base class for every error citewise raises on purpose."""
+
+
+class InvalidInput(CitewiseError):
+    """The caller can fix it by changing the request (the server answers 422)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the argument at fault: "where", "collection"
 
 
 class ConfigError(CitewiseError):

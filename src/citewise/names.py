@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import WorkspaceError
+from .errors import InvalidInput
 
 # A letter or digit first (so never ".", ".." or "-x"), then letters, digits, . _ -
 COLLECTION_NAME = re.compile(r"[^\W_][\w.-]{0,63}")
@@ -18,7 +18,9 @@ COLLECTION_NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a l
 
 def check_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
-        raise WorkspaceError(f"invalid collection name {name!r}: use {COLLECTION_NAME_RULE}")
+        raise InvalidInput(
+            f"invalid collection name {name!r}: use {COLLECTION_NAME_RULE}", param="collection"
+        )
     return name
 
 
@@ -26,5 +28,5 @@ def inside(root: Path, *parts: str) -> Path:
     """``root / parts``, refused unless it resolves to a path inside ``root``."""
     path = root.joinpath(*parts)
     if not path.resolve().is_relative_to(root.resolve()) or path.resolve() == root.resolve():
-        raise WorkspaceError(f"{'/'.join(parts)!r} would leave {root}")
+        raise InvalidInput(f"{'/'.join(parts)!r} would leave {root}")
     return path

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .documents import Chunk, Document, Hit
-from .errors import WorkspaceError
+from .errors import InvalidInput, WorkspaceError
 
 DATABASE_FILE = "citewise.db"
 
@@ -557,7 +557,7 @@ def metadata_filter_sql(where: dict[str, Any] | None) -> tuple[str, list[Any]]:
     clauses, params = [], []
     for key, value in where.items():
         if not key.replace("_", "").replace(".", "").isalnum():
-            raise WorkspaceError(f"invalid metadata filter key {key!r}")
+            raise InvalidInput(f"invalid metadata filter key {key!r}", param="where")
         if key == "source":
             clauses.append(" AND d.source GLOB ?")
         else:

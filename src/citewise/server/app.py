@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..workspace import Workspace
 from . import data_routes, openai_routes
-from .auth import AdminKey, service_of
+from .auth import AdminKey, AskKey, service_of
 from .errors import (
     APIError,
     api_error_handler,
@@ -38,6 +38,10 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")  # fmt: skip
 
 
+# On every response: no content-type sniffing, no referrer leaking a URL to elsewhere.
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+
+
 def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = True) -> FastAPI:
     service = Service(workspace, auth=auth, batching=batching)
 
@@ -47,7 +51,10 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
         yield
         service.close()
 
-    app = FastAPI(title="citewise", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # No Swagger page: it loads scripts from a CDN. The schema itself needs a key.
+    app = FastAPI(
+        title="citewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.service = service
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -67,6 +74,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _add_operational_routes(app: FastAPI) -> None:
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(key: AskKey) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -141,6 +152,9 @@ class ObservabilityMiddleware:
                     headers = list(message.get("headers", []))
                     present = {name.lower() for name, _ in headers}
                     headers.append((b"x-request-id", request_id.encode()))
+                    for name, value in SECURITY_HEADERS:
+                        if name not in present:
+                            headers.append((name, value))
                     for name, value in state.get("ratelimit_headers", {}).items():
                         if name.encode() not in present:
                             headers.append((name.encode(), value.encode()))

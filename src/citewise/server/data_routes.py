@@ -15,7 +15,7 @@ from ..errors import CitewiseError
 from ..keys import ApiKey
 from ..names import COLLECTION_NAME
 from .auth import AskKey, IngestKey, service_of
-from .errors import APIError
+from .errors import APIError, from_citewise
 from .openai_routes import hit_json, public_metadata
 from .schemas import FeedbackRequest, SearchRequest
 from .service import Service, safe_filename
@@ -33,7 +33,7 @@ async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResp
         try:
             return service.workspace.search(body.query, body.k, collections, body.mode, where)
         except CitewiseError as exc:
-            raise APIError(400, str(exc), code=type(exc).__name__) from exc
+            raise from_citewise(exc) from exc
 
     hits = await run_in_threadpool(run)
     return JSONResponse({"object": "list", "query": body.query,

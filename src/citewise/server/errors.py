@@ -7,6 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import CitewiseError, InvalidInput
+
 
 class APIError(Exception):
     def __init__(
@@ -29,6 +31,14 @@ class APIError(Exception):
 
 def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def from_citewise(exc: CitewiseError) -> APIError:
+    """One mapping from citewise's errors to HTTP: what the caller can fix is a 422 naming
+    the argument; the rest a 400 with the error's class as its code."""
+    if isinstance(exc, InvalidInput):
+        return APIError(422, str(exc), code="invalid_request", param=exc.param)
+    return APIError(400, str(exc), code=type(exc).__name__)
 
 
 def error_response(error: APIError) -> JSONResponse:

@@ -23,7 +23,7 @@ from ..errors import CitewiseError
 from ..keys import ApiKey
 from ..providers.base import Message
 from .auth import AskKey, service_of
-from .errors import APIError, error_body
+from .errors import APIError, error_body, from_citewise
 from .schemas import ChatCompletionRequest, EmbeddingRequest
 from .service import Service
 
@@ -98,7 +98,7 @@ def _guarded(function: Any) -> Any:
     try:
         return function()
     except CitewiseError as exc:
-        raise APIError(400, str(exc), code=type(exc).__name__) from exc
+        raise from_citewise(exc) from exc
 
 
 async def _until_disconnected(
@@ -259,9 +259,18 @@ def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
 
 @router.get("/v1/models")
 async def models(request: Request, key: AskKey) -> JSONResponse:
-    service = service_of(request)
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "citewise"}
-            for name in sorted(service.assistants)]  # fmt: skip
-    data.append({"id": service.settings.embedder, "object": "model", "created": 0,
-                 "owned_by": "citewise"})  # fmt: skip
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": _model_list(service_of(request))})
+
+
+@router.get("/v1/models/{model_id}")
+async def model(model_id: str, request: Request, key: AskKey) -> JSONResponse:
+    for entry in _model_list(service_of(request)):
+        if entry["id"] == model_id:
+            return JSONResponse(entry)
+    raise APIError(404, f"The model '{model_id}' does not exist", code="model_not_found",
+                   param="model")  # fmt: skip
+
+
+def _model_list(service: Service) -> list[dict[str, Any]]:
+    names = [*sorted(service.assistants), service.settings.embedder]
+    return [{"id": name, "object": "model", "created": 0, "owned_by": "citewise"} for name in names]
