@@ -43,6 +43,21 @@ def test_ingest_reports_a_summary_and_each_failure(cli_workspace) -> None:
     assert "added 0, updated 0, unchanged 7, failed 5" in again.stdout
 
 
+def test_ingest_exits_1_when_a_path_is_missing_or_nothing_could_be_read(tmp_path: Path) -> None:
+    # Issue 11: both exited 0, so scripts could not tell.
+    ws = tmp_path / "ws"
+    missing = citewise("-w", str(ws), "ingest", str(tmp_path / "no-such-folder"))
+    assert missing.returncode == 1
+    assert "no such file or directory" in missing.stdout + missing.stderr
+    bad = tmp_path / "bad"
+    write_bad_files(bad)
+    only_bad = citewise("-w", str(ws), "ingest", str(bad))
+    assert only_bad.returncode == 1 and "added 0" in only_bad.stdout
+    (bad / "good.md").write_text("# Good\n\nA readable file.\n")
+    mixed = citewise("-w", str(ws), "ingest", str(bad))
+    assert mixed.returncode == 0 and "added 1" in mixed.stdout  # partial success succeeds
+
+
 def test_search_json(cli_workspace) -> None:
     ws, _ = cli_workspace
     result = citewise("-w", str(ws), "search", "Where do visitors park?", "--json", "-k", "2")

@@ -20,6 +20,7 @@ from .documents import Document, ParsedDocument
 from .parsers import parse_file, supported
 
 IGNORE_FILES = (".gitignore", ".citewiseignore")
+NO_SUCH_PATH = "no such file or directory"
 
 
 @dataclass
@@ -59,7 +60,7 @@ def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:
         elif exists:
             yield _file_entry(path, f"unsupported file type {path.suffix or '(none)'}")
         else:
-            yield Skipped(str(path), "no such file or directory")
+            yield Skipped(str(path), NO_SUCH_PATH)
 
 
 def _file_entry(path: Path, unsupported: str) -> SourceItem | Skipped:

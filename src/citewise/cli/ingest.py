@@ -11,6 +11,7 @@ from ..config import CONFIG_FILE
 from ..connectors import BUILTIN_CONNECTORS
 from ..ingest import IngestReport
 from ..ingest import Progress as IngestProgress
+from ..sources import NO_SUCH_PATH
 from ..workspace import DEFAULT_COLLECTION, default_workspace_dir, init_workspace
 from .common import Context, console, errors
 
@@ -68,6 +69,7 @@ def ingest(ctx: Context, paths: tuple[str, ...], collection: str, source: str | 
     with progress_bar() as on_progress:
         report = workspace.ingest(paths, collection, on_progress, source, **given)
     print_report(report)
+    exit_if_nothing_read(report)
 
 
 @click.command()
@@ -83,6 +85,16 @@ def sync(ctx: Context, paths: tuple[str, ...], collection: str, source: str | No
     with progress_bar() as on_progress:
         report = workspace.sync(paths, collection, on_progress, source, **given)
     print_report(report)
+    exit_if_nothing_read(report)
+
+
+def exit_if_nothing_read(report: IngestReport) -> None:
+    """Exit status 1 when a given path does not exist or every input failed, so scripts
+    notice; a run that read something and skipped a bad file still succeeds."""
+    missing = any(s.reason == NO_SUCH_PATH for s in report.skipped)
+    read = report.added + report.updated + report.unchanged
+    if missing or (report.failed and not read):
+        raise SystemExit(1)
 
 
 @click.command()
