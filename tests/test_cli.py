@@ -24,16 +24,24 @@ def citewise(
 
 @pytest.fixture(scope="module")
 def cli_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from conftest import write_corpus
-
+    """A workspace with the corpus (and its bad files) ingested by the CLI, for tests
+    that read it; each test that ingests makes its own."""
     root = tmp_path_factory.mktemp("cli")
-    corpus = write_corpus(root / "corpus")
-    write_bad_files(corpus / "bad")
+    corpus = corpus_with_bad_files(root)
+    assert citewise("-w", str(root / "ws"), "ingest", str(corpus)).returncode == 0
     return root / "ws", corpus
 
 
-def test_ingest_reports_a_summary_and_each_failure(cli_workspace) -> None:
-    ws, corpus = cli_workspace
+def corpus_with_bad_files(root: Path) -> Path:
+    from conftest import write_corpus
+
+    corpus = write_corpus(root / "corpus")
+    write_bad_files(corpus / "bad")
+    return corpus
+
+
+def test_ingest_reports_a_summary_and_each_failure(tmp_path: Path) -> None:
+    ws, corpus = tmp_path / "ws", corpus_with_bad_files(tmp_path)
     result = citewise("-w", str(ws), "ingest", str(corpus))
     assert result.returncode == 0, result.stderr
     assert "added 7, updated 0, unchanged 0, failed 5" in result.stdout
