@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from citewise import Workspace
 from citewise.keys import create_key
 from citewise.server import create_app
+from citewise.store import Store
 from conftest import LiveServer
 
 pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
@@ -311,3 +313,37 @@ def test_an_uploaded_export_goes_through_its_connector(server: LiveServer, tmp_p
         "query": "staging database password", "collections": ["team-chat"], "k": 1}).json()["data"][0]  # fmt: skip
     assert hit["source"].startswith("slack://T0CITEWISE/archives/C01GENERAL/")
     assert hit["metadata"]["channel"] == "#general" and "principals" not in hit["metadata"]
+
+
+def test_uploads_of_one_name_both_survive_and_added_means_stored(server: LiveServer) -> None:
+    # Issue 11: two files named alike in one request kept only the second (the job said
+    # "added: 2", one file stayed "queued"); and files showed "added" before commit.
+    files = [
+        ("files", ("notes.md", b"# Notes\n\nThe first notes mention apricots.\n")),
+        ("files", ("notes.md", b"# Notes\n\nThe second notes mention blueberries.\n")),
+    ]
+    files += [("files", (f"batch-{i}.md", f"# Batch {i}\n\nBatch fact {i}.\n".encode()))
+              for i in range(150)]  # fmt: skip
+    response = httpx.post(server.url + "/v1/collections/dupes/documents", headers=auth(server),
+                          files=files, timeout=60)  # fmt: skip
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    assert [f["name"] for f in response.json()["files"][:2]] == ["notes.md", "notes (2).md"]
+    # A second connection, as another process would see the database: only committed rows.
+    reader = Store(server.workspace.store.path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # while it runs, every "added" file is in the store
+        status = httpx.get(f"{server.url}/v1/jobs/{job_id}", headers=auth(server)).json()
+        added = {f["name"] for f in status["files"] if f["status"] == "added"}
+        collection = reader.collection("dupes")
+        stored = {Path(s).name for s in reader.sources(collection.id)} if collection else set()
+        assert added <= stored, sorted(added - stored)[:5]
+        if status["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    reader.close()
+    assert status["status"] == "done"
+    assert {f["status"] for f in status["files"]} == {"added"}
+    for question, word in (("apricots", "first"), ("blueberries", "second")):
+        hit = server.workspace.search(f"notes mention {question}", k=1, collections=["dupes"])[0]
+        assert word in hit.text

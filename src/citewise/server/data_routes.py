@@ -18,7 +18,7 @@ from .auth import AskKey, IngestKey, service_of
 from .errors import APIError, from_citewise
 from .openai_routes import hit_json, public_metadata
 from .schemas import FeedbackRequest, SearchRequest
-from .service import Service, safe_filename
+from .service import Service, distinct_names, safe_filename
 
 router = APIRouter()
 
@@ -74,6 +74,7 @@ def _save_uploads(service: Service, collection: str, files: list[UploadFile], li
     for raw, clean in zip(files, names, strict=True):
         if not clean:
             raise APIError(422, f"Unusable file name {raw.filename!r}", param="files")
+    names = distinct_names(names)
     directory = service.upload_dir(collection)
     saved, total = [], 0
     for upload, name in zip(files, names, strict=True):

@@ -119,16 +119,20 @@ class JobQueue:
 
     def _ingest_files(self, job: Job, files: list[tuple[Path, FileState, str]]) -> None:
         by_path = {str(path.resolve()): state for path, state, _ in files}
+        outcomes: dict[str, str] = {}
 
         def progress(event: Progress) -> None:
             state = by_path.get(event.source)
             if state is not None:
-                state.status = event.outcome
-                state.chunks = event.chunks
+                # Parsed, not yet stored: "added" waits until the ingest has committed.
+                outcomes[event.source] = event.outcome
+                state.status, state.chunks = "ingesting", event.chunks
             job.done = event.done
 
         report = self.workspace.ingest([p for p, _, _ in files], job.collection, progress,
                                        source="files")  # fmt: skip
+        for source, outcome in outcomes.items():
+            by_path[source].status = outcome
         for failure in [*report.failed, *report.skipped]:
             state = by_path.get(failure.source)
             if state is not None:

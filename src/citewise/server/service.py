@@ -110,6 +110,24 @@ class Service:
         return directory
 
 
+def distinct_names(names: list[str]) -> list[str]:
+    """Two files of one request with the same name both survive: the second becomes
+    ``notes (2).md``. (Across requests, a re-upload replaces the file on purpose.)"""
+    taken: set[str] = set()
+    distinct = []
+    for name in names:
+        stem, dot, suffix = name.rpartition(".")
+        if not dot or not stem:
+            stem, dot, suffix = name, "", ""
+        candidate, n = name, 1
+        while candidate.lower() in taken:
+            n += 1
+            candidate = f"{stem} ({n}){dot}{suffix}"
+        taken.add(candidate.lower())
+        distinct.append(candidate)
+    return distinct
+
+
 def safe_filename(raw: str | None) -> str:
     """A file name safe to create in the upload folder, or "" when nothing usable is left.
 
