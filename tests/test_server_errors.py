@@ -57,6 +57,13 @@ def test_a_lone_surrogate_is_a_422_on_every_route_and_the_connection_lives(
             assert error["type"] == "invalid_request_error" and error["param"], path
             # The same keep-alive connection answers the next request.
             assert client.get("/healthz").status_code == 200, path
+        # Bytes that are not UTF-8 at all: a 400 that says so, with a code.
+        invalid = client.post("/v1/search", content=b'{"query": "\xff\xfe"}',
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+        assert invalid.status_code == 400
+        assert invalid.json()["error"]["code"] == "invalid_json"
+        assert "UTF-8" in invalid.json()["error"]["message"]
+        assert client.get("/healthz").status_code == 200
 
 
 def test_an_internal_failure_is_logged_counted_and_keeps_the_connection(

@@ -68,8 +68,10 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    codes = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        message = "The request body could not be parsed; send JSON encoded as UTF-8"
     if exc.status_code == 404 and message == "Not Found":
         message = f"Unknown endpoint {request.method} {request.url.path}"
     return error_response(
