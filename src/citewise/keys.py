@@ -74,36 +74,24 @@ def create_key(
             raise WorkspaceError("rate limits must be positive numbers")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     prefix = key[: len(KEY_PREFIX) + _PREFIX_CHARS]
-    with store.transaction() as db:
-        if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
-            raise WorkspaceError(f"a key named {name!r} exists; revoke it or pick another name")
-        db.execute(
-            "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, prefix, hash_key(key), json.dumps(collections), json.dumps(scopes), rpm, tpm,
-             now()),
-        )  # fmt: skip
+    stored = store.insert_api_key(name, prefix, hash_key(key), collections, scopes, rpm, tpm)
+    if not stored:
+        raise WorkspaceError(f"a key named {name!r} exists; revoke it or pick another name")
     record = ApiKey(name, prefix, tuple(collections), tuple(scopes), rpm, tpm, now())
     return key, record
 
 
 def list_keys(store: Store, include_revoked: bool = False) -> list[ApiKey]:
-    sql = "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at FROM api_keys"
-    if not include_revoked:
-        sql += " WHERE revoked_at IS NULL"
-    return [_record(row) for row in store.db.execute(sql + " ORDER BY name")]
+    return [_record(row) for row in store.api_key_rows(include_revoked)]
 
 
 def revoke_key(store: Store, name: str) -> None:
-    cursor = store.db.execute(
-        "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now(), name)
-    )
-    if cursor.rowcount == 0:
+    if not store.revoke_api_key(name):
         raise WorkspaceError(f"no active key named {name!r}; `citewise keys list` shows them")
 
 
 def any_keys(store: Store) -> bool:
-    return store.db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+    return store.any_api_keys()
 
 
 def authenticate(store: Store, key: str) -> ApiKey | None:
@@ -112,15 +100,10 @@ def authenticate(store: Store, key: str) -> ApiKey | None:
     if not key.startswith(KEY_PREFIX):
         return None
     supplied = hash_key(key)
-    rows = store.db.execute(
-        "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at, hash "
-        "FROM api_keys WHERE prefix = ?",
-        (key[: len(KEY_PREFIX) + _PREFIX_CHARS],),
-    ).fetchall()
     match = None
-    for row in rows:
-        if hmac.compare_digest(row[8], supplied) and row[7] is None:
-            match = _record(row[:8])
+    for row, stored_hash in store.api_key_rows_with_prefix(key[: len(KEY_PREFIX) + _PREFIX_CHARS]):
+        if hmac.compare_digest(stored_hash, supplied) and row[7] is None:
+            match = _record(row)
     return match
 
 

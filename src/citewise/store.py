@@ -254,6 +254,70 @@ class Store:
             (embedder, dim, collection_id),
         )
 
+    def chunk_ids(self, collection_id: int) -> list[int]:
+        rows = self.db.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.collection_id = ? ORDER BY c.id",
+            (collection_id,),
+        )
+        return [row[0] for row in rows]
+
+    def replace_embeddings(
+        self, collection_id: int, ids: Sequence[int], vectors: np.ndarray | None,
+        embedder: str, dim: int,
+    ) -> None:  # fmt: skip
+        """New vectors for ``ids`` and the collection's new embedder, in one transaction."""
+        with self.transaction() as db:
+            if vectors is not None:
+                db.executemany(
+                    "UPDATE chunks SET embedding = ? WHERE id = ?",
+                    [(v.tobytes(), i) for i, v in zip(ids, vectors, strict=True)],
+                )
+            self.set_collection_embedder(collection_id, embedder, dim)
+
+    # -- API keys (rows: name, prefix, collections, scopes, rpm, tpm, created, revoked) ---
+
+    def insert_api_key(
+        self, name: str, prefix: str, key_hash: str, collections: list[str], scopes: list[str],
+        rpm: int | None, tpm: int | None,
+    ) -> bool:  # fmt: skip
+        """False when a key of that name exists (revoked or not)."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+                return False
+            db.execute(
+                "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, prefix, key_hash, json.dumps(collections), json.dumps(scopes), rpm, tpm,
+                 now()),
+            )  # fmt: skip
+        return True
+
+    def api_key_rows(self, include_revoked: bool = False) -> list[tuple]:
+        sql = "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at FROM api_keys"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        return self.db.execute(sql + " ORDER BY name").fetchall()
+
+    def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple, str]]:
+        """(row, stored hash) of every key, active or revoked, with this prefix."""
+        rows = self.db.execute(
+            "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at, hash "
+            "FROM api_keys WHERE prefix = ?",
+            (prefix,),
+        ).fetchall()
+        return [(row[:8], row[8]) for row in rows]
+
+    def revoke_api_key(self, name: str) -> bool:
+        cursor = self.db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+            (now(), name),
+        )
+        return cursor.rowcount > 0
+
+    def any_api_keys(self) -> bool:
+        return self.db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
     # -- documents -----------------------------------------------------------
 
     def document_state(self, collection_id: int, source: str) -> DocumentState | None:

@@ -280,13 +280,7 @@ class Workspace:
         new = self.embedder(embedder)
         ids, texts = self._chunk_texts(target)
         vectors = new.embed(texts) if texts else None
-        with self.store.transaction() as db:
-            if vectors is not None:
-                db.executemany(
-                    "UPDATE chunks SET embedding = ? WHERE id = ?",
-                    [(v.tobytes(), i) for i, v in zip(ids, vectors, strict=True)],
-                )
-            self.store.set_collection_embedder(target.id, new.model_id, new.dim)
+        self.store.replace_embeddings(target.id, ids, vectors, new.model_id, new.dim)
         self.store.rebuild_fts()
         self.indexes.invalidate()
         self.sparse.refresh(self.collection(collection, create=False))
@@ -295,9 +289,7 @@ class Workspace:
     def _chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
         from .ingest import embedding_text
 
-        ids = [r[0] for r in self.store.db.execute(
-            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-            "WHERE d.collection_id = ? ORDER BY c.id", (collection.id,))]  # fmt: skip
+        ids = self.store.chunk_ids(collection.id)
         rows = self.store.hits(ids)
         texts = [embedding_text(rows[i].title, rows[i].heading_path, rows[i].text) for i in ids]
         return ids, texts
