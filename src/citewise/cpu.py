@@ -15,15 +15,20 @@ NOTABLE_FLAGS = (
 )  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux ``/proc/cpuinfo``); empty where unreadable."""
+def read_cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
+    """The feature flags in a ``/proc/cpuinfo`` file; None where it cannot be read."""
     try:
-        text = CPUINFO.read_text(errors="replace")
+        text = cpuinfo.read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return None
     match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", text, re.MULTILINE)
     return frozenset(match.group(1).split()) if match else frozenset()
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags; empty where the OS does not say."""
+    return read_cpu_flags() or frozenset()
 
 
 @lru_cache(maxsize=1)

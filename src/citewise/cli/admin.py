@@ -110,15 +110,13 @@ def _provider_check(workspace: Any) -> str:
 
 def _local_generation_check(model: str) -> None:
     """llama.cpp generates in a child process first, so a crash is reported, not suffered."""
-    from ..providers.llama_probe import default_extra_bufts, explain, llama_version, probe
-    from ..providers.local import DEFAULT_LOCAL_MODEL, resolve_gguf
+    from ..providers.llama_probe import explain, llama_version, probe_until_it_works
+    from ..providers.local import model_file
 
-    path = resolve_gguf(model or DEFAULT_LOCAL_MODEL)
-    results = [probe(path, default_extra_bufts())]
-    if not results[0].ok and results[0].use_extra_bufts:
-        results.append(probe(path, use_extra_bufts=False))
-    working = next((r for r in results if r.ok), None)
-    if working is None:
+    path = model_file(model)  # the file the provider loads (the Q8_0 copy for the default)
+    results = probe_until_it_works(path)
+    working = results[-1]
+    if not working.ok:
         raise CitewiseError(explain(path, results))
     repacking = "on" if working.use_extra_bufts else "off"
     note = " (it crashed with repacking on)" if len(results) > 1 else ""

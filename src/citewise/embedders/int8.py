@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 
 from ..config import cache_dir
+from ..cpu import CPUINFO, read_cpu_flags
 
 if TYPE_CHECKING:
     import onnx
@@ -66,7 +66,7 @@ def int8_model(source: Path, source_sha256: str, heads: int = 0, hidden: int = 0
     return target
 
 
-def needs_reduced_range(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def needs_reduced_range(cpuinfo: Path = CPUINFO) -> bool:
     """True on x86-64 without VNNI, where ONNX Runtime's u8s8 kernels can saturate.
 
     ONNX Runtime's quantization guide: AVX2/AVX-512 without VNNI multiply u8 by s8 with
@@ -75,11 +75,10 @@ def needs_reduced_range(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """
     if platform.machine().lower() not in {"x86_64", "amd64", "i386", "i686"}:
         return False
-    try:
-        flags = cpuinfo.read_text(errors="replace")
-    except OSError:
+    flags = read_cpu_flags(cpuinfo)
+    if flags is None:
         return True  # unknown x86 CPU: the safe choice
-    return not re.search(r"\b(avx512_vnni|avx_vnni)\b", flags)
+    return not {"avx512_vnni", "avx_vnni"} & flags
 
 
 def build_int8_model(

@@ -187,31 +187,38 @@ def _library_stamp() -> str:
         return ""
 
 
+def probe_until_it_works(model_path: Path) -> list[ProbeResult]:
+    """Probes with this CPU's default; if the child dies with repacking on, again with it
+    off. The last result is the one that worked, if any did."""
+    results = [probe(model_path, default_extra_bufts())]
+    if not results[0].ok and results[0].use_extra_bufts:
+        results.append(probe(model_path, use_extra_bufts=False))
+    return results
+
+
 def checked_extra_bufts(model_path: Path, cache_dir: Path) -> bool:
     """The ``use_extra_bufts`` value that generates on this machine, checked once.
 
-    Tries the default for this CPU; if the child crashes with repacking on, tries it
-    off. Raises :class:`~citewise.errors.ModelError` with :func:`explain` when nothing
-    works, instead of letting the crash take this process down.
+    Raises :class:`~citewise.errors.ModelError` with :func:`explain` when nothing works,
+    instead of letting the crash take this process down.
     """
     from ..errors import ModelError
 
-    preferred = default_extra_bufts()
-    attempts = [preferred, False] if preferred else [False]
-    results = []
-    for use_extra_bufts in attempts:
-        marker = cache_dir / "llama-probe" / f"{cache_key(model_path, use_extra_bufts)}.json"
-        if marker.is_file():
+    def marker(use_extra_bufts: bool) -> Path:
+        return cache_dir / "llama-probe" / f"{cache_key(model_path, use_extra_bufts)}.json"
+
+    for use_extra_bufts in dict.fromkeys([default_extra_bufts(), False]):
+        if marker(use_extra_bufts).is_file():
             return use_extra_bufts
-        result = probe(model_path, use_extra_bufts)
-        results.append(result)
-        if result.ok:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            temporary = marker.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(asdict(result)))
-            temporary.replace(marker)
-            return use_extra_bufts
-    raise ModelError(explain(model_path, results))
+    results = probe_until_it_works(model_path)
+    if not results[-1].ok:
+        raise ModelError(explain(model_path, results))
+    target = marker(results[-1].use_extra_bufts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(results[-1])))
+    temporary.replace(target)
+    return results[-1].use_extra_bufts
 
 
 # -- derived copies --------------------------------------------------------------------

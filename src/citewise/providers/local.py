@@ -97,12 +97,7 @@ class LlamaCppModel(BaseChatModel):
 
     @classmethod
     def from_settings(cls, settings: Settings, workspace: Path | None = None) -> LlamaCppModel:
-        name = settings.model or DEFAULT_LOCAL_MODEL
-        path = resolve_gguf(name)
-        description = LOCAL_MODELS.get(name)
-        if description is not None and description.requantize:
-            path = requantized(path, description.requantize, cache_dir())
-        return cls(path, settings.context_window)
+        return cls(model_file(settings.model), settings.context_window)
 
     def stream(
         self, messages: Sequence[Message], max_tokens: int, temperature: float
@@ -133,6 +128,17 @@ class LlamaCppModel(BaseChatModel):
     def truncate(self, text: str, max_tokens: int) -> str:
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:max_tokens]
         return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
+
+
+def model_file(model: str) -> Path:
+    """The GGUF file that runs for ``model`` (empty: the default): for a catalogue model
+    that has one, its faster derived copy."""
+    name = model or DEFAULT_LOCAL_MODEL
+    path = resolve_gguf(name)
+    description = LOCAL_MODELS.get(name)
+    if description is not None and description.requantize:
+        path = requantized(path, description.requantize, cache_dir())
+    return path
 
 
 def resolve_gguf(model: str) -> Path:
