@@ -203,7 +203,7 @@ def test_key_file_must_live_outside_the_workspace(
     model = load_chat_model(
         Settings.load(None, provider="openai", api_key_file=str(outside)), tmp_path / "ws"
     )
-    assert model._client.api_key == "sk-outside"
+    assert model.primary._client.api_key == "sk-outside"
 
 
 def test_unknown_provider_and_missing_model_file() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import threading
 import time
@@ -228,11 +229,17 @@ def test_health_ready_and_metrics(server: LiveServer, client: openai.OpenAI) -> 
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(server.url + "/readyz").json()["status"] == "ready"
     client.models.list()
+    answer = client.chat.completions.create(
+        model="citewise", messages=[{"role": "user", "content": "Where do visitors park?"}],
+        max_tokens=5,
+    )  # fmt: skip
     assert httpx.get(server.url + "/metrics").status_code == 401
     metrics = httpx.get(server.url + "/metrics", headers=auth(server)).text
     assert 'citewise_requests_total{method="GET",route="/v1/models",status="200"}' in metrics
     assert "citewise_request_duration_seconds_bucket" in metrics
-    assert 'citewise_tokens_total{kind="completion"}' in metrics
+    counted = re.search(r'citewise_model_tokens_total\{key="tester",kind="completion",'
+                        r'model="local:smollm2-135m"\} (\d+)', metrics)  # fmt: skip
+    assert counted and int(counted.group(1)) >= answer.usage.completion_tokens > 0
 
 
 def test_concurrent_requests_share_the_model_and_the_embedder(

@@ -45,7 +45,7 @@ def client(server: LiveServer, **options: float) -> openai.OpenAI:
 
 
 def seconds_until_the_model_is_free(server: LiveServer, limit: float = 120.0) -> float:
-    lock = server.workspace.chat_model()._lock
+    lock = server.workspace.chat_model().primary._lock  # the local model behind the router
     started = time.monotonic()
     while lock.locked() and time.monotonic() - started < limit:
         time.sleep(0.05)

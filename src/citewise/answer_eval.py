@@ -26,7 +26,7 @@ from .documents import Answer
 from .errors import CitewiseError
 from .evaluation import _jsonl
 from .grounding import AnswerGuard, segments
-from .providers.base import ChatModel, Message
+from .providers.base import ChatModel, Message, complete
 
 _MARKER = re.compile(r"\[(\d+)\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -162,9 +162,8 @@ def judge_faithfulness(judge: ChatModel, answer: Answer) -> float | None:
         return None
     sources = "\n\n".join(format_passage(n, h) for n, h in enumerate(answer.hits, start=1))
     prompt = f"Sources:\n\n{sources}\n\nAnswer:\n{answer.text}\n\nRating (1-5):"
-    reply = "".join(
-        judge.stream([Message("system", JUDGE_PROMPT), Message("user", prompt)], 4, 0.0)
-    )
+    messages = [Message("system", JUDGE_PROMPT), Message("user", prompt)]
+    reply = complete(judge, messages, 4, 0.0, purpose="judge")
     digit = re.search(r"[1-5]", reply)
     return (int(digit.group()) - 1) / 4 if digit else None
 

@@ -14,6 +14,7 @@ when nothing is left).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
 from .grounding import AnswerGuard, content_words, extractive_answer, segments
-from .providers.base import ChatModel, Message
+from .providers.base import ChatModel, Finished, Message, ModelRequest, TextDelta
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources in the user's message. "
@@ -116,10 +117,11 @@ class AnswerStream:
     """
 
     def __init__(self, question: str, hits: Sequence[Hit], model: ChatModel, settings: Settings,
-                 history: Sequence[Message] = ()) -> None:  # fmt: skip
+                 caller: str = "", assistant: str = "") -> None:  # fmt: skip
         self.question = question
         self.model = model
         self.settings = settings
+        self.caller, self.assistant = caller, assistant  # who the model call is charged to
         relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][
             : settings.top_k
         ]
@@ -127,7 +129,29 @@ class AnswerStream:
         self.answer: Answer | None = None
         self._parts: list[str] = []
         self._generated: list[str] = []
+        self._finished: Finished | None = None
         self._cancelled = threading.Event()
+        self._response: Iterator[object] | None = None
+
+    def start(self) -> AnswerStream:
+        """Call the model (unless there is nothing to ask it): a budget that refuses the
+        call raises here, before any text is promised to a reader."""
+        if self._response is None and self.prompt is not None and self.prompt.hits and (
+            self.settings.answer_check != "quote"
+        ):  # fmt: skip
+            request = ModelRequest.of(
+                self.prompt.messages, max_tokens=self.settings.answer_tokens,
+                temperature=self.settings.temperature, caller=self.caller,
+                assistant=self.assistant,
+            )  # fmt: skip
+            self._response = self.model.generate(request)
+        return self
+
+    def close(self) -> None:
+        """Release the model call (its budget hold is settled); safe if never iterated."""
+        if self._response is not None:
+            with contextlib.suppress(ValueError):  # running in another thread: cancel() stops it
+                self._response.close()  # type: ignore[attr-defined]
 
     def cancel(self) -> None:
         """Stop generating at the next token (the reader is gone); safe from any thread.
@@ -143,22 +167,21 @@ class AnswerStream:
                 refused=True, warnings=warnings,
             )  # fmt: skip
             return
-        guard = AnswerGuard(self.prompt.hits, self.question, strict_checks(self.settings))
+        guard = AnswerGuard(
+            self.prompt.hits, self.question, strict_checks(self.settings, self.model)
+        )
         if self.settings.answer_check == "quote":  # no model: the best passage sentence
             yield from self._quoted(guard)
             return
-        deltas = self.model.stream(
-            self.prompt.messages, self.settings.answer_tokens, self.settings.temperature
-        )
+        events = self.start()._response
+        assert events is not None
         try:
             if self.settings.answer_check == "off":
-                yield from (self._emit(d) for d in self._recorded(deltas))
+                yield from (self._emit(d) for d in self._recorded(events))
             else:
-                yield from self._checked(self._recorded(deltas), guard)
+                yield from self._checked(self._recorded(events), guard)
         finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()  # stops generation and frees the model for the next request
+            events.close()  # type: ignore[attr-defined]  # stops generation, settles the ledger
         if not "".join(self._parts).strip() and guard.strict:
             yield from self._quoted(guard)
             return
@@ -190,12 +213,15 @@ class AnswerStream:
             pending = ""
             yield self._emit(text if self._parts else text.lstrip())
 
-    def _recorded(self, deltas: Iterator[str]) -> Iterator[str]:
-        for delta in deltas:
+    def _recorded(self, events: Iterator[object]) -> Iterator[str]:
+        for event in events:
             if self._cancelled.is_set():
                 return
-            self._generated.append(delta)
-            yield delta
+            if isinstance(event, Finished):
+                self._finished = event
+            elif isinstance(event, TextDelta):
+                self._generated.append(event.text)
+                yield event.text
 
     def _emit(self, text: str) -> str:
         self._parts.append(text)
@@ -212,19 +238,30 @@ class AnswerStream:
         numbers = [int(m) for m in _MARKER.findall(text)]
         cited = list(dict.fromkeys(n for n in numbers if 1 <= n <= len(self.prompt.hits)))
         citations = [_citation(n, self.prompt.hits[n - 1], text, self.question) for n in cited]
-        # Usage counts what the model generated, including text the checks left out.
-        usage = Usage(self.prompt.prompt_tokens, self.model.count_tokens("".join(self._generated)))
         refused = text == NOTHING_FOUND
+        finished = self._finished
+        if finished is not None:  # what the provider counted, including text left out
+            u = finished.usage
+            usage = Usage(u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.estimated)
+            model, reason = finished.model, finished.finish_reason
+            target, attempts = finished.target, list(finished.attempts)
+        else:  # no model call (quoted), or the checks stopped it before its end
+            generated = "".join(self._generated)
+            called = bool(generated) or self.settings.answer_check != "quote"
+            usage = Usage(self.prompt.prompt_tokens if called else 0,
+                          self.model.count_tokens(generated) if generated else 0,
+                          estimated=called)  # fmt: skip
+            model, reason, target, attempts = self.model.model_id, "stop", "", []
         return Answer(self.question, text, citations, list(self.prompt.hits), self.prompt.budget,
-                      usage, self.model.model_id, refused=refused, warnings=warnings,
-                      extractive=extractive)  # fmt: skip
+                      usage, model, refused=refused, warnings=warnings, extractive=extractive,
+                      finish_reason=reason, target=target, attempts=attempts)  # fmt: skip
 
 
-def strict_checks(settings: Settings) -> bool:
+def strict_checks(settings: Settings, model: ChatModel) -> bool:
     """Strict checking drops unsupported sentences; ``auto`` applies it to local models,
     which are tiny, and leaves remote models' paraphrases alone."""
     if settings.answer_check == "auto":
-        return settings.provider == "local"
+        return model.capabilities.local
     return settings.answer_check in ("strict", "quote")  # "off": the model's text as written
 
 

@@ -186,7 +186,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = sorted(set(data) - set(_BY_NAME) - {"assistants"})
+    unknown = sorted(set(data) - set(_BY_NAME) - {"assistants", "models", "targets"})
     if unknown:
         raise ConfigError(
             f"{path}: unknown setting(s) {', '.join(unknown)}; see `citewise config` for the list"
@@ -232,6 +232,74 @@ def read_assistants(workspace: Path) -> dict[str, Assistant]:
             overrides.append((key, coerce(_BY_NAME[key], raw)))
         assistants[name] = Assistant(name, tuple(collections), tuple(overrides))
     return assistants
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """``[models.NAME]``: a name that a ``model`` setting may use for a chain of targets."""
+
+    name: str
+    chain: tuple[str, ...]  # "provider:model", tried in order
+    continue_after_first_token: bool = False
+    fallback_on_caller_errors: bool = False
+    # The circuit breaker of each target: open after this many transient failures in a
+    # minute, probe again after the cool-down (seconds).
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+
+
+# ``[targets."provider:model"]``: per-target connection, limits and price (USD per
+# million tokens).
+TARGET_OPTIONS: dict[str, type] = {
+    "base_url": str, "api_key_env": str, "api_key_file": str, "context_window": int,
+    "connect_timeout": float, "first_token_timeout": float,
+    "first_token_per_1k_prompt": float, "gap_timeout": float, "total_timeout": float,
+    "max_retries": int, "input_price": float, "output_price": float,
+    "cached_input_price": float,
+}  # fmt: skip
+
+
+def read_models(workspace: Path | None) -> tuple[dict[str, ModelAlias], dict[str, dict]]:
+    """The ``[models]`` aliases and ``[targets]`` options of ``citewise.toml``."""
+    if workspace is None:
+        return {}, {}
+    path = workspace / CONFIG_FILE
+    data = read_config_file(path)
+    aliases = {}
+    for name, table in data.get("models", {}).items():
+        chain = table.get("chain") if isinstance(table, dict) else None
+        if (
+            not isinstance(chain, list)
+            or not chain
+            or not all(isinstance(t, str) and ":" in t for t in chain)
+        ):
+            raise ConfigError(
+                f'{path}: models.{name}.chain must list targets like "openai:gpt-4o-mini"'
+            )
+        options = {k: v for k, v in table.items() if k != "chain"}
+        known = {f.name for f in fields(ModelAlias)} - {"name", "chain"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"{path}: models.{name} has unknown option(s) {', '.join(unknown)}")
+        try:
+            aliases[name] = ModelAlias(name, tuple(chain), **options)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: models.{name}: {exc}") from exc
+    targets: dict[str, dict] = {}
+    for spec, table in data.get("targets", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f'{path}: [targets."{spec}"] must be a table')
+        options = {}
+        for key, raw in table.items():
+            if key not in TARGET_OPTIONS:
+                known = ", ".join(TARGET_OPTIONS)
+                raise ConfigError(f"{path}: targets.{spec} has unknown option {key!r} ({known})")
+            try:
+                options[key] = TARGET_OPTIONS[key](raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{path}: targets.{spec}.{key} must be a number") from exc
+        targets[spec] = options
+    return aliases, targets
 
 
 def config_template() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .config import Settings
-from .providers.base import ChatModel, Message
+from .providers.base import ChatModel, Message, complete
 from .providers.local import DEFAULT_LOCAL_MODEL
 
 REWRITE_PROMPT = (
@@ -23,14 +23,15 @@ MAX_HISTORY_TURNS = 6
 
 
 def standalone_question(
-    history: Sequence[Message], question: str, model: ChatModel | None, settings: Settings
-) -> str:
+    history: Sequence[Message], question: str, model: ChatModel | None, settings: Settings,
+    caller: str = "", assistant: str = "",
+) -> str:  # fmt: skip
     """The question to search for and answer, given the conversation before it."""
     earlier = [m.content.strip() for m in history if m.role == "user" and m.content.strip()]
     if not earlier:
         return question
     if model is not None and _use_model(settings):
-        rewritten = _model_rewrite(history, question, model)
+        rewritten = _model_rewrite(history, question, model, caller, assistant)
         if rewritten:
             return rewritten
     return f'Follow-up to "{earlier[-1]}": {question}'
@@ -42,15 +43,15 @@ def _use_model(settings: Settings) -> bool:
     return not (settings.provider == "local" and settings.model in ("", DEFAULT_LOCAL_MODEL))
 
 
-def _model_rewrite(history: Sequence[Message], question: str, model: ChatModel) -> str | None:
+def _model_rewrite(
+    history: Sequence[Message], question: str, model: ChatModel, caller: str, assistant: str
+) -> str | None:
     turns = [m for m in history if m.role in ("user", "assistant")][-MAX_HISTORY_TURNS:]
     conversation = "\n".join(f"{m.role}: {m.content.strip()}" for m in turns)
     prompt = f"Conversation:\n{conversation}\n\nLast question: {question}\n\nRewritten question:"
     messages = [Message("system", REWRITE_PROMPT), Message("user", prompt)]
-    complete = getattr(model, "complete", None)
-    text = (
-        complete(messages, 96, 0.0) if complete else "".join(model.stream(messages, 96, 0.0))
-    ).strip()
+    text = complete(model, messages, 96, 0.0, purpose="rewrite", caller=caller,
+                    assistant=assistant).strip()  # fmt: skip
     return text if _looks_like_a_question(text, question) else None
 
 

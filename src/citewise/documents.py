@@ -134,8 +134,13 @@ class Budget:
 
 @dataclass
 class Usage:
+    """The answer call's tokens as the provider reported them (``estimated`` when it did
+    not: the call was stopped before its end)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
 
 
 @dataclass
@@ -151,3 +156,7 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     # The model's own text was unsupported, so the answer quotes the best passage.
     extractive: bool = False
+    finish_reason: str = "stop"  # stop | length | tool_calls | cancelled
+    target: str = ""  # "provider:model" that answered ("" when no model was called)
+    # Every model call made for the answer: router.Attempt records (fallbacks included).
+    attempts: list[Any] = field(default_factory=list)

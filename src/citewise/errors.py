@@ -4,11 +4,13 @@
     ├── InvalidInput           a caller's argument is invalid (a name, a filter key)
     ├── ConfigError            a setting is missing or invalid
     ├── WorkspaceError         the workspace is missing, locked or inconsistent
-    │   └── EmbedderMismatch   a collection was built with another embedder
+    │   ├── EmbedderMismatch   a collection was built with another embedder
+    │   └── LedgerUnavailable  the usage ledger cannot be written (the call is refused)
     ├── ParseError             one input file could not be read (the ingest skips it)
     ├── ModelError             a model's files are missing or do not load
-    └── ProviderError          a chat or embedding provider failed
-        └── MissingAPIKey      the provider needs a key that is not set
+    ├── ProviderError          a chat or embedding provider failed (``kind`` says how)
+    │   └── MissingAPIKey      the provider needs a key that is not set
+    └── BudgetExceeded         a spending budget does not allow the call
 
 The CLI turns these into one-line messages; anything else is a bug and keeps
 its traceback.
@@ -41,6 +43,10 @@ class EmbedderMismatch(WorkspaceError):
     pass
 
 
+class LedgerUnavailable(WorkspaceError):
+    pass
+
+
 class ParseError(CitewiseError):
     pass
 
@@ -49,9 +55,49 @@ class ModelError(CitewiseError):
     pass
 
 
+# How a provider call failed. The router retries and falls back on the transient kinds;
+# the caller's faults fail fast (another target would refuse the same request).
+TRANSIENT_KINDS = frozenset(
+    {"connection", "timeout", "rate_limit", "server", "stream", "unavailable"}
+)
+CALLER_KINDS = frozenset({"invalid_request", "auth", "context_length"})
+
+
 class ProviderError(CitewiseError):
-    pass
+    """A model or embedding provider failed.
+
+    ``kind``: connection | timeout | rate_limit | server | stream | unavailable (it does not
+    load: missing key, model or package) — transient: worth a retry or another target — or invalid_request | auth | context_length (the request or the key
+    is at fault). ``status`` is the provider's HTTP status, ``retry_after`` its advice.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        kind: str = "server",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+        self.attempts: tuple = ()  # the router's record of targets tried (router.Attempt)
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
 
 
 class MissingAPIKey(ProviderError):
-    pass
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="auth")
+
+
+class BudgetExceeded(CitewiseError):
+    """A budget (per key or assistant, per day or month) does not allow the call."""
+
+    def __init__(self, message: str, budget: str, resets_at: str) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.resets_at = resets_at

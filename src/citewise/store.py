@@ -129,7 +129,17 @@ def _m002_server(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_initial, _m002_server]
+def _m003_ledger(db: sqlite3.Connection) -> None:
+    from .ledger_store import migrate_ledger  # the usage ledger's own backend module
+
+    migrate_ledger(db)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m001_initial,
+    _m002_server,
+    _m003_ledger,
+]
 
 
 @dataclass(frozen=True)

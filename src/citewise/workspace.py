@@ -28,6 +28,8 @@ from .errors import WorkspaceError
 from .index import VectorIndexes
 from .index.sparse import SparseIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
+from .ledger import Ledger
+from .ledger_store import SqliteLedgerStore
 from .names import check_collection_name
 from .providers.base import Message
 from .retrieval import Mode, Retriever, check_embedder
@@ -69,6 +71,7 @@ class Workspace:
         self.path = path
         self.settings = settings
         self.store = Store(path / DATABASE_FILE)
+        self.ledger = Ledger(SqliteLedgerStore(self.store))  # every model call, and budgets
         self.indexes = VectorIndexes(self.store, path / "index", settings.ann_threshold)
         self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
         self._embedders: dict[str, Embedder] = {}
@@ -237,7 +240,9 @@ class Workspace:
             if key not in self._chat_models:
                 from .providers import load_chat_model
 
-                self._chat_models[key] = load_chat_model(settings, self.path)
+                model = load_chat_model(settings, self.path)
+                model.ledger = self.ledger  # every call is recorded and budgeted
+                self._chat_models[key] = model
             return self._chat_models[key]
 
     def ask_stream(
@@ -247,17 +252,20 @@ class Workspace:
         where: dict[str, Any] | None = None,
         history: Sequence[Message] = (),
         settings: Settings | None = None,
+        caller: str = "",
+        assistant: str = "",
     ) -> AnswerStream:
         """Stream an answer: iterate for text deltas, then read ``.answer``.
 
         ``history`` holds the conversation's earlier turns; a follow-up question is
-        rewritten into a standalone one before retrieval.
+        rewritten into a standalone one before retrieval. The model calls are charged to
+        ``caller`` (a key's or user's name: its budgets apply) in the usage ledger.
         """
         settings = settings or self.settings
         model = self.chat_model(settings)
-        standalone = standalone_question(history, question, model, settings)
+        standalone = standalone_question(history, question, model, settings, caller, assistant)
         hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where)
-        return AnswerStream(standalone, hits, model, settings)
+        return AnswerStream(standalone, hits, model, settings, caller, assistant).start()
 
     def ask(
         self,
@@ -265,8 +273,9 @@ class Workspace:
         collections: Sequence[str] | None = None,
         where: dict[str, Any] | None = None,
         history: Sequence[Message] = (),
+        caller: str = "",
     ) -> Answer:
-        stream = self.ask_stream(question, collections, where, history)
+        stream = self.ask_stream(question, collections, where, history, caller=caller)
         for _ in stream:
             pass
         assert stream.answer is not None

@@ -12,7 +12,7 @@ from ..cpu import cpu_summary
 from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
 from ..embedders import CATALOGUE
 from ..errors import CitewiseError
-from ..providers.base import Message
+from ..providers.base import Message, complete
 from .common import Context, console, errors, model_options, to_json
 from .ingest import print_report, progress_bar
 from .query import print_sources
@@ -104,7 +104,7 @@ def _provider_check(workspace: Any) -> str:
     if workspace.settings.provider == "local":
         _local_generation_check(workspace.settings.model)
     model = workspace.chat_model()
-    reply = "".join(model.stream([Message("user", "Say OK.")], max_tokens=4, temperature=0.0))
+    reply = complete(model, [Message("user", "Say OK.")], 4, 0.0, purpose="check")
     return f"{model.model_id} answers ({reply.strip()[:20]!r})"
 
 

@@ -97,12 +97,10 @@ def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_p
     if judge_provider:
         from dataclasses import replace
 
-        from ..providers import load_chat_model
-
         judge_settings = replace(
             workspace.settings, provider=judge_provider, model=judge_model or ""
         )
-        judge = load_chat_model(judge_settings, workspace.path)
+        judge = workspace.chat_model(judge_settings)  # its calls are in the ledger too
     with console.status("Answering…") as status:
         report = evaluate_answers(
             workspace, questions, list(collections) or None, judge,

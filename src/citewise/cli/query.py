@@ -71,15 +71,18 @@ def print_hit(rank: int, hit: Hit) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole answer as JSON (no streaming)."
 )
+@click.option("--as", "caller", default="", envvar="CITEWISE_USER",
+              help="Charge the model calls to this user or key name (its budgets apply).")  # fmt: skip
 @click.pass_obj
 def ask(ctx: Context, question: str, collections: tuple[str, ...], where: tuple[str, ...],
         provider: str | None, model: str | None, base_url: str | None, context_window: int | None,
-        verbose: bool, as_json: bool) -> None:  # fmt: skip
+        verbose: bool, as_json: bool, caller: str) -> None:  # fmt: skip
     """Answer QUESTION from your documents, citing sources as [1], [2]."""
     workspace = ctx.workspace(
         provider=provider, model=model, base_url=base_url, context_window=context_window
     )
-    stream = workspace.ask_stream(question, collections or None, parse_where(where))
+    stream = workspace.ask_stream(question, collections or None, parse_where(where),
+                                  caller=caller)  # fmt: skip
     for delta in stream:
         if not as_json:
             console.out(delta, end="", highlight=False)
@@ -121,9 +124,17 @@ def print_budget(answer: Answer) -> None:
         f"{budget.passage_tokens}, answer reserve {budget.answer_reserve} "
         f"(total {budget.total}); {budget.dropped_passages} passages dropped to fit[/dim]"
     )
+    estimated = " (estimated: the call was stopped early)" if answer.usage.estimated else ""
     console.print(
-        f"[dim]usage: {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} completion tokens[/dim]"
+        f"[dim]usage: {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} "
+        f"completion tokens{estimated}; answered by {answer.target or 'no model'}, "
+        f"finish reason {answer.finish_reason}[/dim]"
     )
+    for attempt in answer.attempts:
+        if attempt.status != "ok":
+            console.print(
+                f"[dim]  tried {attempt.target}: {attempt.status} ({attempt.error})[/dim]"
+            )
     for n, hit in enumerate(answer.hits, start=1):
         console.print(
             f"[dim]  [{n}] score {hit.score:.3f} cosine {hit.cosine or 0:.3f} "

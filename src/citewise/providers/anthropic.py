@@ -1,55 +1,167 @@
-"""Anthropic's Claude models via the official SDK (key: ``ANTHROPIC_API_KEY``)."""
+"""Anthropic's Claude models via the official SDK (key: ``ANTHROPIC_API_KEY``).
+
+Usage is the API's: ``input_tokens`` plus cache reads and writes is the prompt,
+``cache_read_input_tokens`` the cached part, ``output_tokens`` the completion.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import ProviderError
-from .base import BaseChatModel, Message, resolve_api_key
+from .base import (
+    BaseChatModel,
+    Capabilities,
+    Event,
+    Finished,
+    Message,
+    ModelRequest,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+    http_library,
+    resolve_api_key,
+    sdk_error,
+)
+
+if TYPE_CHECKING:
+    from .router import Target
 
 DEFAULT_MODEL = "claude-sonnet-5-5"  # current per the installed SDK's model list
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "stop"}  # fmt: skip
 
 
 class AnthropicChatModel(BaseChatModel):
     name = "anthropic"
+    default_model = DEFAULT_MODEL
 
-    def __init__(self, model: str, api_key: str, base_url: str | None, context_window: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        api_key: str,
+        base_url: str | None,
+        context_window: int,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
+    ) -> None:
         import anthropic
+
+        httpx = http_library(anthropic)
 
         self._anthropic = anthropic
         self._client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url or None, max_retries=1
-        )
+            api_key=api_key, base_url=base_url or None, max_retries=0,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        )  # fmt: skip
         self.model_id = model
         self.context_window = context_window
+        self.capabilities = Capabilities(
+            context_window, tools=True, json_schema=True,
+            usage_fields=frozenset({"prompt", "completion", "cached"}),
+        )  # fmt: skip
         # Newer SDKs dropped sampling parameters from the Messages API.
         self._takes_temperature = (
-            "temperature" in inspect.signature(self._client.messages.stream).parameters
+            "temperature" in inspect.signature(self._client.messages.create).parameters
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, workspace: Path | None = None) -> AnthropicChatModel:
+    def from_settings(
+        cls, settings: Settings, workspace: Path | None = None, target: Target | None = None
+    ) -> AnthropicChatModel:
         key = resolve_api_key(settings, "ANTHROPIC_API_KEY", workspace)
         assert key is not None
-        return cls(settings.model or DEFAULT_MODEL, key, settings.base_url, settings.context_window)
+        timeouts = {}
+        if target is not None:  # the router's deadlines fire first; these catch a dead socket
+            timeouts = {"connect_timeout": target.connect_timeout,
+                        "read_timeout": max(target.first_token_timeout, target.gap_timeout) + 5}  # fmt: skip
+        return cls(settings.model or DEFAULT_MODEL, key, settings.base_url,
+                   settings.context_window, **timeouts)  # fmt: skip
 
-    def stream(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float
-    ) -> Iterator[str]:
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
-        turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
-        options = {"temperature": temperature} if self._takes_temperature else {}
+    def generate(self, request: ModelRequest) -> Iterator[Event]:
+        httpx = http_library(self._anthropic)
+
+        where = f"Anthropic's API ({self._client.base_url})"
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        options: dict[str, Any] = (
+            {"temperature": request.temperature} if self._takes_temperature else {}
+        )
+        if system:
+            options["system"] = system
+        if request.tools:
+            options["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
+        prompt = cached = completion = 0
+        started = False  # the first event arrived
+        finish: str | None = None
+        blocks: dict[int, int] = {}  # content block index -> tool call index
         try:
-            with self._client.messages.stream(
-                model=self.model_id, system=system, messages=turns, max_tokens=max_tokens, **options
-            ) as stream:
-                yield from stream.text_stream
-        except self._anthropic.APIConnectionError as exc:
-            raise ProviderError(f"cannot reach Anthropic's API ({exc})") from exc
-        except self._anthropic.AuthenticationError as exc:
-            raise ProviderError(f"Anthropic rejected the API key: {exc}") from exc
-        except self._anthropic.APIError as exc:
-            raise ProviderError(f"Anthropic answered with an error: {exc}") from exc
+            response = self._client.messages.create(
+                model=self.model_id, messages=wire_messages(request.messages),
+                max_tokens=request.max_tokens, stream=True, **options,
+            )  # fmt: skip
+            try:
+                for event in response:
+                    started = True
+                    if event.type == "message_start":
+                        usage = event.message.usage
+                        cached = usage.cache_read_input_tokens or 0
+                        prompt = (
+                            usage.input_tokens + cached + (usage.cache_creation_input_tokens or 0)
+                        )
+                        completion = usage.output_tokens or 0
+                    elif (
+                        event.type == "content_block_start"
+                        and event.content_block.type == "tool_use"
+                    ):
+                        blocks[event.index] = len(blocks)
+                        yield ToolCallDelta(blocks[event.index], event.content_block.id,
+                                            event.content_block.name)  # fmt: skip
+                    elif event.type == "content_block_delta":
+                        if event.delta.type == "text_delta" and event.delta.text:
+                            yield TextDelta(event.delta.text)
+                        elif event.delta.type == "input_json_delta":
+                            yield ToolCallDelta(blocks.get(event.index, 0),
+                                                arguments=event.delta.partial_json)  # fmt: skip
+                    elif event.type == "message_delta":
+                        completion = event.usage.output_tokens or completion
+                        if event.delta.stop_reason:
+                            finish = STOP_REASONS.get(event.delta.stop_reason, "stop")
+            finally:
+                response.close()
+        except (self._anthropic.AnthropicError, httpx.HTTPError) as exc:
+            raise sdk_error(self._anthropic, exc, where, streaming=started) from exc
+        if finish is None:
+            raise ProviderError(f"{where} ended the stream before the model finished",
+                                kind="stream")  # fmt: skip
+        yield Finished(TokenUsage(prompt, completion, cached), finish, self.name, self.model_id)
+
+
+def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Turns in the Messages API shape: tool calls as tool_use blocks, results as
+    tool_result blocks in a user turn; system text goes in ``system`` instead."""
+    import json
+
+    wire: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            wire.append({"role": "user", "content": [block]})
+        elif m.tool_calls:
+            content: list[dict[str, Any]] = (
+                [{"type": "text", "text": m.content}] if m.content else []
+            )
+            content += [{"type": "tool_use", "id": c.id, "name": c.name,
+                         "input": json.loads(c.arguments or "{}")} for c in m.tool_calls]  # fmt: skip
+            wire.append({"role": "assistant", "content": content})
+        else:
+            wire.append({"role": m.role, "content": m.content})
+    return wire

@@ -1,30 +1,138 @@
+"""The model contract every chat model call goes through.
+
+A :class:`ModelRequest` (messages with roles, tool calls and tool results, limits, tools)
+goes in; a stream of events comes out — text deltas, tool-call deltas — ending with one
+:class:`Finished` event carrying the usage the provider reported, the finish reason and
+the target that answered. The router (``router.py``) speaks the same contract, so
+retries, fallbacks, the usage ledger and budgets attach in one place.
+"""
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..config import Settings
-from ..errors import ConfigError, MissingAPIKey
+from ..errors import ConfigError, MissingAPIKey, ProviderError
+
+# -- the model contract: a typed request in, a stream of events out -------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments
 
 
 @dataclass(frozen=True)
 class Message:
-    role: str  # system | user | assistant
-    content: str
+    role: str  # system | user | assistant | tool
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    messages: tuple[Message, ...]
+    max_tokens: int = 256
+    temperature: float = 0.0
+    tools: tuple[Tool, ...] = ()
+    # What the call is for, as the ledger records it: answer | rewrite | judge | check.
+    purpose: str = "answer"
+    # Who is charged (an API key's or user's name; budgets apply to it) and for which
+    # assistant: the ledger's accounts.
+    caller: str = ""
+    assistant: str = ""
+
+    @classmethod
+    def of(cls, messages: Sequence[Message], **options: Any) -> ModelRequest:
+        return cls(tuple(messages), **options)
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens as the provider counted them (``estimated`` only when it gave no count)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the provider's prompt cache
+    estimated: bool = False
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.estimated or other.estimated,
+        )
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""  # a fragment of the JSON arguments
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of every response: what the call really cost and who answered.
+    Providers fill usage, finish_reason and model; the router adds the rest."""
+
+    usage: TokenUsage
+    finish_reason: str  # stop | length | tool_calls | cancelled
+    provider: str
+    model: str
+    target: str = ""  # "provider:model" of the target that answered
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    attempts: tuple[Any, ...] = ()  # router.Attempt, one per call tried (failed ones too)
+
+
+Event = TextDelta | ToolCallDelta | Finished
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, declared (never probed at call time)."""
+
+    context_window: int
+    streaming: bool = True
+    tools: bool = False
+    json_schema: bool = False
+    # Which counts the API reports: prompt, completion, cached.
+    usage_fields: frozenset[str] = frozenset({"prompt", "completion"})
+    local: bool = False  # runs in this process: first-token time grows with the prompt
 
 
 @runtime_checkable
 class ChatModel(Protocol):
+    name: str  # the provider: local, openai, anthropic
     model_id: str
     context_window: int
+    capabilities: Capabilities
 
-    def stream(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float
-    ) -> Iterator[str]:
-        """Yield the answer's text as it is generated."""
+    def generate(self, request: ModelRequest) -> Iterator[Event]:
+        """Stream the response; the last event is always :class:`Finished`.
+        Closing the iterator early stops the generation."""
         ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -35,29 +143,119 @@ class ChatModel(Protocol):
 
 
 class BaseChatModel:
-    """Conveniences over ``stream``; providers subclass this."""
+    """Conveniences over ``generate``; providers subclass this."""
 
+    name = "base"
     model_id: str
     context_window: int
+    capabilities: Capabilities
     # Per-message template tokens when the provider's exact template is unknown.
     message_overhead = 8
 
-    def stream(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float
-    ) -> Iterator[str]:  # pragma: no cover
+    def generate(self, request: ModelRequest) -> Iterator[Event]:  # pragma: no cover
         raise NotImplementedError
 
-    def complete(
-        self, messages: Sequence[Message], max_tokens: int = 256, temperature: float = 0.0
-    ) -> str:
-        return "".join(self.stream(messages, max_tokens, temperature))
-
     def count_tokens(self, text: str) -> int:
-        # Without the provider's tokenizer, overestimate: ~3 characters a token.
+        # Without the provider's tokenizer, overestimate: ~3 characters a token. Used to
+        # fit prompts and reserve budgets before a call, never to report usage after it.
         return len(text) // 3 + 1
 
     def count_messages(self, messages: Sequence[Message]) -> int:
         return sum(self.count_tokens(m.content) + self.message_overhead for m in messages) + 3
+
+
+def text_of(events: Iterator[Event]) -> tuple[str, Finished | None]:
+    """The whole text of a response and its final event."""
+    parts, finished = [], None
+    for event in events:
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, Finished):
+            finished = event
+    return "".join(parts), finished
+
+
+def complete(model: ChatModel, messages: Sequence[Message], max_tokens: int = 256,
+             temperature: float = 0.0, **request: Any) -> str:  # fmt: skip
+    """The text of one whole call through ``model``'s contract; ``request`` sets the
+    other :class:`ModelRequest` fields (purpose, caller, assistant)."""
+    return text_of(model.generate(ModelRequest.of(
+        messages, max_tokens=max_tokens, temperature=temperature, **request)))[0]  # fmt: skip
+
+
+def http_library(sdk: Any) -> Any:
+    """The HTTP client library an SDK is built on: ``httpx``, or ``httpx2`` in newer
+    releases, whose timeouts and exceptions are not interchangeable."""
+    import importlib
+
+    base = importlib.import_module(f"{sdk.__name__}._base_client")
+    return getattr(base, "httpx2", None) or base.httpx
+
+
+def sdk_error(sdk: Any, exc: Exception, where: str, streaming: bool = False) -> ProviderError:
+    """One of the openai or anthropic SDK's exceptions (or its HTTP library's, raised
+    mid-stream) as a ProviderError whose ``kind`` tells the router whether a retry or
+    another target helps. ``streaming``: events had arrived, so a lost connection is a
+    broken stream."""
+    error = _sdk_error(sdk, exc, where)
+    if streaming and error.kind == "connection":
+        return ProviderError(f"{where} broke off the response: {exc}", kind="stream")
+    return error
+
+
+def _sdk_error(sdk: Any, exc: Exception, where: str) -> ProviderError:
+    httpx = http_library(sdk)
+    if isinstance(exc, sdk.APITimeoutError | httpx.TimeoutException):
+        return ProviderError(f"{where} timed out ({exc})", kind="timeout")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(f"cannot reach {where}; is the server running? ({exc})",
+                             kind="connection")  # fmt: skip
+    if isinstance(exc, httpx.HTTPError):  # the connection broke while the stream was read
+        return ProviderError(f"{where} broke off the response: {exc!r}", kind="stream")
+    if isinstance(exc, sdk.APIStatusError):
+        status = exc.status_code
+        text = str(getattr(exc, "message", "") or exc)
+        if status < 400:  # an error event inside a 200 stream (Anthropic's SDK)
+            return ProviderError(f"{where} sent an error in the stream: {text}", kind="stream")
+        if status in (401, 403):
+            return ProviderError(f"{where} rejected the API key: {text}", "auth", status)
+        if status == 429:
+            return ProviderError(f"{where} is rate limiting: {text}", "rate_limit", status,
+                                 retry_after_seconds(exc.response.headers))  # fmt: skip
+        if status >= 500:
+            return ProviderError(f"{where} failed ({status}): {text}", "server", status,
+                                 retry_after_seconds(exc.response.headers))  # fmt: skip
+        kind = "context_length" if "context" in text.lower() and "length" in text.lower() else (
+            "invalid_request")  # fmt: skip
+        return ProviderError(f"{where} refused the request ({status}): {text}", kind, status)
+    if isinstance(exc, sdk.APIError):  # an error event inside a 200 stream
+        return ProviderError(f"{where} sent an error in the stream: {exc}", kind="stream")
+    return ProviderError(f"{where} failed: {exc!r}", kind="server")
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, in seconds."""
+    from email.utils import parsedate_to_datetime
+
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def resolve_api_key(

@@ -20,7 +20,16 @@ from pathlib import Path
 
 from ..config import Settings, cache_dir
 from ..errors import ModelError
-from .base import BaseChatModel, Message
+from .base import (
+    BaseChatModel,
+    Capabilities,
+    Event,
+    Finished,
+    Message,
+    ModelRequest,
+    TextDelta,
+    TokenUsage,
+)
 from .llama_probe import checked_extra_bufts, llama_model_params, requantized
 
 # Llama() reads its model parameters from a function the loader swaps (llama_probe.py);
@@ -58,6 +67,7 @@ DEFAULT_LOCAL_MODEL = "smollm2-135m"
 
 class LlamaCppModel(BaseChatModel):
     name = "local"
+    default_model = DEFAULT_LOCAL_MODEL
     # Small models loop; a frequency penalty stops it (benchmarks/local_models.py).
     repeat_penalty = 1.1
     frequency_penalty = 0.5
@@ -73,6 +83,7 @@ class LlamaCppModel(BaseChatModel):
             ) from exc
         self.model_id = model_path.stem
         self.context_window = context_window
+        self.capabilities = Capabilities(context_window, local=True)
         self.model_path = model_path
         self.use_extra_bufts = checked_extra_bufts(model_path, cache_dir())
         try:
@@ -96,23 +107,37 @@ class LlamaCppModel(BaseChatModel):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, workspace: Path | None = None) -> LlamaCppModel:
+    def from_settings(
+        cls, settings: Settings, workspace: Path | None = None, target: object = None
+    ) -> LlamaCppModel:
         return cls(model_file(settings.model), settings.context_window)
 
-    def stream(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float
-    ) -> Iterator[str]:
+    def generate(self, request: ModelRequest) -> Iterator[Event]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        prompt_tokens = self.count_messages(request.messages)
+        finish = "cancelled"  # unless the model says otherwise (the reader closed us early)
         with self._lock:
             chunks = self._llm.create_chat_completion(
-                [{"role": m.role, "content": m.content} for m in messages],
-                max_tokens=max_tokens, temperature=temperature, repeat_penalty=self.repeat_penalty,
-                frequency_penalty=self.frequency_penalty,
+                messages, max_tokens=request.max_tokens, temperature=request.temperature,
+                repeat_penalty=self.repeat_penalty, frequency_penalty=self.frequency_penalty,
                 stream=True, seed=0,
             )  # fmt: skip
-            for chunk in chunks:
-                delta = chunk["choices"][0]["delta"].get("content")
-                if delta:
-                    yield delta
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    delta = choice["delta"].get("content")
+                    if delta:
+                        yield TextDelta(delta)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            finally:
+                chunks.close()
+            # The context holds the prompt and every generated token that was decoded: all
+            # of them but the last one sampled when the limit cut the answer (llama.cpp's
+            # own count, as its non-streamed usage reports it).
+            decoded = self._llm.n_tokens - prompt_tokens
+            completion = max(0, decoded + (1 if finish == "length" else 0))
+        yield Finished(TokenUsage(prompt_tokens, completion), finish, self.name, self.model_id)
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))

@@ -1,55 +1,152 @@
-"""OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server) via the official SDK."""
+"""OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server) via the official SDK.
+
+Usage comes from the API (``stream_options.include_usage``); a server that sends no usage
+is counted with the prompt we rendered and the text we received, marked ``estimated``.
+A stream that stops before its finish reason (no ``[DONE]``, a reset) is an error, never a
+silently short answer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import ProviderError
-from .base import BaseChatModel, Message, resolve_api_key
+from .base import (
+    BaseChatModel,
+    Capabilities,
+    Event,
+    Finished,
+    Message,
+    ModelRequest,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+    http_library,
+    resolve_api_key,
+    sdk_error,
+)
+
+if TYPE_CHECKING:
+    from .router import Target
 
 DEFAULT_MODEL = "gpt-4o-mini"
+FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
+                  "function_call": "tool_calls", "content_filter": "stop"}  # fmt: skip
 
 
 class OpenAIChatModel(BaseChatModel):
     name = "openai"
+    default_model = DEFAULT_MODEL
 
     def __init__(
-        self, model: str, api_key: str | None, base_url: str | None, context_window: int
+        self,
+        model: str,
+        api_key: str | None,
+        base_url: str | None,
+        context_window: int,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
     ) -> None:
         import openai
 
+        httpx = http_library(openai)
+
         self._openai = openai
-        # Local servers ignore the key, but the SDK insists on one.
+        # Local servers ignore the key, but the SDK insists on one. Retries are the
+        # router's (it honours Retry-After and falls back), so the SDK makes none.
         self._client = openai.OpenAI(
-            api_key=api_key or "not-needed", base_url=base_url or None, max_retries=1
-        )
+            api_key=api_key or "not-needed", base_url=base_url or None, max_retries=0,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        )  # fmt: skip
         self.model_id = model
         self.context_window = context_window
+        self.capabilities = Capabilities(
+            context_window, tools=True, json_schema=True,
+            usage_fields=frozenset({"prompt", "completion", "cached"}),
+        )  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: Settings, workspace: Path | None = None) -> OpenAIChatModel:
+    def from_settings(
+        cls, settings: Settings, workspace: Path | None = None, target: Target | None = None
+    ) -> OpenAIChatModel:
         key = resolve_api_key(settings, "OPENAI_API_KEY", workspace, required=not settings.base_url)
-        return cls(settings.model or DEFAULT_MODEL, key, settings.base_url, settings.context_window)
+        timeouts = {}
+        if target is not None:  # the router's deadlines fire first; these catch a dead socket
+            timeouts = {"connect_timeout": target.connect_timeout,
+                        "read_timeout": max(target.first_token_timeout, target.gap_timeout) + 5}  # fmt: skip
+        return cls(settings.model or DEFAULT_MODEL, key, settings.base_url,
+                   settings.context_window, **timeouts)  # fmt: skip
 
-    def stream(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float
-    ) -> Iterator[str]:
+    def generate(self, request: ModelRequest) -> Iterator[Event]:
+        httpx = http_library(self._openai)
+
+        where = str(self._client.base_url)
+        options: dict[str, Any] = {}
+        if request.tools:
+            options["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": t.parameters}}
+                for t in request.tools
+            ]  # fmt: skip
+        text: list[str] = []
+        usage: TokenUsage | None = None
+        finish: str | None = None
         try:
             response = self._client.chat.completions.create(
-                model=self.model_id,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                max_tokens=max_tokens, temperature=temperature, stream=True,
+                model=self.model_id, messages=wire_messages(request.messages),
+                max_tokens=request.max_tokens, temperature=request.temperature, stream=True,
+                stream_options={"include_usage": True}, **options,
             )  # fmt: skip
-            for chunk in response:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
-        except self._openai.APIConnectionError as exc:
-            raise ProviderError(
-                f"cannot reach {self._client.base_url}; is the server running? ({exc})"
-            ) from exc
-        except self._openai.AuthenticationError as exc:
-            raise ProviderError(f"{self._client.base_url} rejected the API key: {exc}") from exc
-        except self._openai.APIError as exc:
-            raise ProviderError(f"{self._client.base_url} answered with an error: {exc}") from exc
+            try:
+                for chunk in response:
+                    if chunk.usage is not None:
+                        usage = _usage(chunk.usage)
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    if choice.delta.content:
+                        text.append(choice.delta.content)
+                        yield TextDelta(choice.delta.content)
+                    for call in choice.delta.tool_calls or ():
+                        function = call.function
+                        yield ToolCallDelta(call.index, call.id, function and function.name,
+                                            (function and function.arguments) or "")  # fmt: skip
+                    if choice.finish_reason:
+                        finish = FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
+            finally:
+                response.close()  # an early close stops the server's generation too
+        except (self._openai.OpenAIError, httpx.HTTPError) as exc:
+            raise sdk_error(self._openai, exc, where, streaming=bool(text)) from exc
+        if finish is None:
+            raise ProviderError(f"{where} ended the stream before the model finished",
+                                kind="stream")  # fmt: skip
+        if usage is None:  # the server reports no usage: count what was sent and received
+            usage = TokenUsage(self.count_messages(request.messages),
+                               self.count_tokens("".join(text)), estimated=True)  # fmt: skip
+        yield Finished(usage, finish, self.name, self.model_id)
+
+
+def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages in the Chat Completions shape, tool calls and results included."""
+    wire = []
+    for m in messages:
+        entry: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            entry["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in m.tool_calls
+            ]  # fmt: skip
+        if m.tool_call_id:
+            entry["tool_call_id"] = m.tool_call_id
+        wire.append(entry)
+    return wire
+
+
+def _usage(usage: Any) -> TokenUsage:
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return TokenUsage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached)

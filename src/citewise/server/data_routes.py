@@ -1,5 +1,5 @@
 """citewise's own endpoints: search, collections, documents (upload, list, get, delete),
-ingest jobs and answer feedback."""
+ingest jobs, answer feedback and the usage ledger."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..errors import CitewiseError
 from ..keys import ApiKey
 from ..names import COLLECTION_NAME
 from .auth import AskKey, IngestKey, service_of
-from .errors import APIError, from_citewise
+from .errors import APIError, from_citewise, guarded
 from .openai_routes import hit_json, public_metadata
 from .schemas import FeedbackRequest, SearchRequest
 from .service import Service, distinct_names, safe_filename
@@ -100,7 +100,7 @@ async def list_documents(
     offset: int = Query(0, ge=0),
 ) -> JSONResponse:  # fmt: skip
     service = service_of(request)
-    target = _readable(service, key, collection)
+    target = await run_in_threadpool(_readable, service, key, collection)
     records = await run_in_threadpool(
         service.workspace.store.list_documents, target.id, limit, offset
     )
@@ -117,8 +117,8 @@ async def get_document(
     """A document and its text — or, with ``around``, the ``window`` characters around an offset
     (how the web UI shows a cited span in context)."""
     service = service_of(request)
-    _, record = _document(service, key, collection, document_id)
-    text = service.workspace.store.document_text(document_id)
+    _, record = await run_in_threadpool(_document, service, key, collection, document_id)
+    text = await run_in_threadpool(service.workspace.store.document_text, document_id)
     length, offset = len(text), 0
     if around is not None:
         offset = max(0, min(around, length) - window // 2)
@@ -136,7 +136,7 @@ async def delete_document(
     collection: str, document_id: int, request: Request, key: IngestKey
 ) -> JSONResponse:
     service = service_of(request)
-    target, record = _document(service, key, collection, document_id)
+    target, record = await run_in_threadpool(_document, service, key, collection, document_id)
     await run_in_threadpool(service.workspace.store.delete_documents, target.id, [document_id])
     # Only uploads are deleted with their document, and only from inside the upload folder.
     upload = (service.uploads / collection).resolve()
@@ -152,6 +152,26 @@ async def job_status(job_id: str, request: Request, key: IngestKey) -> JSONRespo
     if job is None or not key.allows_collection(job.collection):
         raise APIError(404, f"No ingest job {job_id}", code="job_not_found")
     return JSONResponse(job.as_json())
+
+
+@router.get("/v1/usage")
+async def usage(
+    request: Request, key: AskKey, group_by: str = Query("key"), since: str | None = None,
+    calls: bool = False, key_name: str | None = Query(None, alias="key"),
+) -> JSONResponse:  # fmt: skip
+    """The usage ledger: totals grouped by key, model, day, assistant or purpose, or every
+    call with ``calls=true``. An admin key reads everyone's; another key only its own."""
+    if not key.allows_scope("admin"):
+        if key_name not in (None, key.name):
+            raise APIError(403, "This key may read only its own usage", type="permission_error",
+                           code="insufficient_scope", param="key")  # fmt: skip
+        key_name = key.name
+    ledger = service_of(request).workspace.ledger
+    if calls:
+        rows = await run_in_threadpool(ledger.rows, since, key_name)
+        return JSONResponse({"object": "list", "data": [asdict(r) for r in rows]})
+    summary = await run_in_threadpool(guarded, lambda: ledger.summary(group_by, since, key_name))
+    return JSONResponse({"object": "list", "group_by": group_by, "data": summary})
 
 
 @router.post("/v1/feedback", status_code=201)

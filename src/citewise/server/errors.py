@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import CitewiseError, InvalidInput
+from ..errors import (
+    BudgetExceeded,
+    CitewiseError,
+    InvalidInput,
+    LedgerUnavailable,
+    ProviderError,
+)
 
 
 class APIError(Exception):
@@ -35,10 +44,54 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
 
 def from_citewise(exc: CitewiseError) -> APIError:
     """One mapping from citewise's errors to HTTP: what the caller can fix is a 422 naming
-    the argument; the rest a 400 with the error's class as its code."""
+    the argument; a model provider's outage a 502/503/504, which the SDKs retry; an
+    exhausted budget OpenAI's 429 ``insufficient_quota``; the rest a 400 with the error's
+    class as its code."""
     if isinstance(exc, InvalidInput):
         return APIError(422, str(exc), code="invalid_request", param=exc.param)
+    if isinstance(exc, ProviderError):
+        return _from_provider(exc)
+    if isinstance(exc, BudgetExceeded):
+        # The SDKs retry a 429 unless told not to: waiting does not refill a budget.
+        return APIError(429, str(exc), type="insufficient_quota", code="insufficient_quota",
+                        headers={"x-should-retry": "false"})  # fmt: skip
+    if isinstance(exc, LedgerUnavailable):
+        return APIError(503, str(exc), type="server_error", code="ledger_unavailable")
     return APIError(400, str(exc), code=type(exc).__name__)
+
+
+def guarded(function: Callable[[], Any]) -> Any:
+    """``function()``, with citewise's errors raised as the API errors they map to."""
+    try:
+        return function()
+    except CitewiseError as exc:
+        raise from_citewise(exc) from exc
+
+
+def _from_provider(exc: ProviderError) -> APIError:
+    headers = {"x-citewise-attempts": attempts_header(exc.attempts)} if exc.attempts else {}
+    if exc.kind == "context_length":
+        return APIError(400, str(exc), code="context_length_exceeded", param="messages",
+                        headers=headers)  # fmt: skip
+    if exc.kind == "invalid_request":
+        return APIError(400, str(exc), code="upstream_invalid_request", headers=headers)
+    if exc.kind == "timeout":
+        return APIError(504, str(exc), type="server_error", code="upstream_timeout",
+                        headers=headers)  # fmt: skip
+    if exc.kind in ("rate_limit", "unavailable") or (all(
+        getattr(a, "status", "") == "circuit_open" for a in exc.attempts
+    ) and exc.attempts):  # fmt: skip
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return APIError(503, str(exc), type="server_error", code="upstream_unavailable",
+                        headers=headers)  # fmt: skip
+    # connection, server, stream, auth (the server's key, not the caller's): a bad gateway
+    return APIError(502, str(exc), type="server_error", code="upstream_error", headers=headers)
+
+
+def attempts_header(attempts: tuple) -> str:
+    """``openai:gpt-4o-mini=error, local:smollm2-135m=ok``: which targets were tried."""
+    return ", ".join(f"{a.target}={a.status}" for a in attempts)
 
 
 def error_response(error: APIError) -> JSONResponse:

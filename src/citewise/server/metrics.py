@@ -19,11 +19,27 @@ class Metrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.tokens = Counter(
-            "citewise_tokens", "Model tokens processed.", ["kind"], registry=self.registry
+            "citewise_tokens",
+            "Embedding tokens processed (model tokens: citewise_model_tokens).",
+            ["kind"],
+            registry=self.registry,
         )
         self.errors = Counter(
             "citewise_errors", "Error responses, by OpenAI error type.", ["type"],
             registry=self.registry,
+        )  # fmt: skip
+        # From the usage ledger: every model call, fallbacks and rewrites included.
+        self.model_calls = Counter(
+            "citewise_model_calls", "Model calls by target and status.", ["model", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.model_tokens = Counter(
+            "citewise_model_tokens", "Model tokens by target, key and kind (prompt, completion, cached).",
+            ["model", "key", "kind"], registry=self.registry,
+        )  # fmt: skip
+        self.model_cost = Counter(
+            "citewise_model_cost_usd", "Model cost in USD by target and key (priced targets).",
+            ["model", "key"], registry=self.registry,
         )  # fmt: skip
         self.rate_limited = Counter(
             "citewise_rate_limited", "Requests refused by a rate limit.", ["limit"],

@@ -19,11 +19,11 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from ..answering import AnswerStream
 from ..documents import Answer, Citation, Hit
-from ..errors import CitewiseError
+from ..errors import CitewiseError, ProviderError
 from ..keys import ApiKey
 from ..providers.base import Message
 from .auth import AskKey, service_of
-from .errors import APIError, error_body, from_citewise
+from .errors import APIError, attempts_header, error_body, from_citewise, guarded
 from .schemas import ChatCompletionRequest, EmbeddingRequest
 from .service import Service
 
@@ -48,33 +48,37 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         )
     if body.temperature is not None:
         settings = dataclasses.replace(settings, temperature=body.temperature)
-    collections = service.scope(key, body.collections, assistant)
     where = dict(body.where) if body.where else None
 
-    def start() -> AnswerStream:
-        return service.workspace.ask_stream(question, collections, where, history, settings)
+    def start() -> AnswerStream:  # in a worker thread: the database is read here
+        collections = service.scope(key, body.collections, assistant)
+        return service.workspace.ask_stream(question, collections, where, history, settings,
+                                            caller=key.name, assistant=assistant.name)  # fmt: skip
 
-    stream = await run_in_threadpool(_guarded, start)
+    stream = await run_in_threadpool(guarded, start)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _sse(service, key, stream, completion_id, created, body.model, include_usage,
-                      max_tokens or settings.answer_tokens)  # fmt: skip
+        events = _sse(service, key, stream, completion_id, created, body.model, include_usage)
         return StreamingResponse(_until_disconnected(request, stream, events),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
     answer = await _answer_unless_disconnected(request, stream)
     _account(service, key, answer)
-    return JSONResponse({
+    headers = {"x-citewise-target": answer.target} if answer.target else {}
+    if answer.attempts:
+        headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
+    return JSONResponse(headers=headers, content={
         "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
         "choices": [{
             "index": 0, "message": {"role": "assistant", "content": answer.text, "refusal": None},
-            "logprobs": None, "finish_reason": _finish_reason(answer, max_tokens or settings.answer_tokens),
+            "logprobs": None, "finish_reason": _finish_reason(answer),
         }],
         "usage": _usage(answer), "system_fingerprint": None,
         "citations": [citation_json(c, service.root) for c in answer.citations],
         "search_results": [hit_json(h, n, service.root) for n, h in enumerate(answer.hits, start=1)],
+        "citewise": route_json(answer),
     })  # fmt: skip
 
 
@@ -94,13 +98,6 @@ def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]
     return last.text().strip(), history
 
 
-def _guarded(function: Any) -> Any:
-    try:
-        return function()
-    except CitewiseError as exc:
-        raise from_citewise(exc) from exc
-
-
 async def _until_disconnected(
     request: Request, stream: AnswerStream, events: Iterator[str]
 ) -> AsyncIterator[str]:
@@ -118,11 +115,12 @@ async def _until_disconnected(
         # "generator already executing", and the flag above stops it instead.
         with contextlib.suppress(ValueError):
             events.close()
+        stream.close()  # a stream that never began still settles its budget hold
 
 
 async def _answer_unless_disconnected(request: Request, stream: AnswerStream) -> Answer:
     """The whole answer, unless the client hangs up (a timeout) while it is generated."""
-    task = asyncio.ensure_future(run_in_threadpool(_guarded, lambda: _consume(stream)))
+    task = asyncio.ensure_future(run_in_threadpool(guarded, lambda: _consume(stream)))
     while not task.done():
         await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
         if not task.done() and await request.is_disconnected():
@@ -139,7 +137,7 @@ def _consume(stream: AnswerStream) -> Answer:
 
 def _sse(
     service: Service, key: ApiKey, stream: AnswerStream, completion_id: str, created: int,
-    model: str, include_usage: bool, max_tokens: int,
+    model: str, include_usage: bool,
 ) -> Iterator[str]:  # fmt: skip
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -158,8 +156,13 @@ def _sse(
         for delta in deltas:
             yield chunk({"content": delta})
     except Exception as exc:  # headers are sent; report the error in the stream, as OpenAI does
-        service.metrics.errors.labels("server_error").inc()
-        yield f"data: {json.dumps(error_body(str(exc), 'server_error'))}\n\n"
+        error = from_citewise(exc) if isinstance(exc, CitewiseError) else None
+        kind = error.type if error else "server_error"
+        service.metrics.errors.labels(kind).inc()
+        body = error_body(str(exc), kind, error.code if error else None)
+        if isinstance(exc, ProviderError) and exc.attempts:
+            body["citewise"] = {"attempts": [attempt_json(a) for a in exc.attempts]}
+        yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
         return
     finally:
@@ -167,7 +170,7 @@ def _sse(
     answer = stream.answer
     assert answer is not None
     _account(service, key, answer)
-    yield chunk({}, _finish_reason(answer, max_tokens),
+    yield chunk({}, _finish_reason(answer), citewise=route_json(answer),
                 citations=[citation_json(c, service.root) for c in answer.citations])  # fmt: skip
     if include_usage:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -177,20 +180,33 @@ def _sse(
 
 
 def _account(service: Service, key: ApiKey, answer: Answer) -> None:
-    service.metrics.tokens.labels("prompt").inc(answer.usage.prompt_tokens)
-    service.metrics.tokens.labels("completion").inc(answer.usage.completion_tokens)
+    # Token counters by model and key come from the ledger (Service); this is the rate limit.
     total = answer.usage.prompt_tokens + answer.usage.completion_tokens
     service.limiter.spend_tokens(key.name, key.tpm, total)
 
 
-def _usage(answer: Answer) -> dict[str, int]:
+def _usage(answer: Answer) -> dict[str, Any]:
     prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}  # fmt: skip
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": answer.usage.cached_tokens}}  # fmt: skip
 
 
-def _finish_reason(answer: Answer, max_tokens: int) -> str:
-    return "length" if answer.usage.completion_tokens >= max_tokens else "stop"
+def _finish_reason(answer: Answer) -> str:
+    # OpenAI's vocabulary: a generation we stopped (a loop, the reader left) ended as "stop".
+    return answer.finish_reason if answer.finish_reason in ("length", "tool_calls") else "stop"
+
+
+def route_json(answer: Answer) -> dict[str, Any]:
+    """Which target answered and every call tried on the way (fallbacks included)."""
+    return {"target": answer.target, "attempts": [attempt_json(a) for a in answer.attempts]}
+
+
+def attempt_json(attempt: Any) -> dict[str, Any]:
+    return {"target": attempt.target, "status": attempt.status, "error": attempt.error,
+            "prompt_tokens": attempt.usage.prompt_tokens,
+            "completion_tokens": attempt.usage.completion_tokens,
+            "estimated": attempt.usage.estimated, "latency_s": round(attempt.latency_s, 4)}  # fmt: skip
 
 
 def hit_json(hit: Hit, number: int | None = None, root: str = "") -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
 from ..embedders.batching import BatchingEmbedder
 from ..keys import ApiKey, any_keys, authenticate
+from ..ledger import LedgerRow
 from ..names import COLLECTION_NAME, COLLECTION_NAME_RULE, check_collection_name, inside
 from ..workspace import Workspace
 from .errors import APIError
@@ -42,6 +43,7 @@ class Service:
         self.jobs = JobQueue(workspace)
         for state in ("queued", "running", "done", "failed"):
             self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
+        workspace.ledger.listeners.append(self.count_usage)
         self.uploads = workspace.path / "uploads"
         self.root = str(workspace.path.resolve()) + "/"  # stripped from sources shown to callers
         self.ready = threading.Event()
@@ -56,7 +58,18 @@ class Service:
             self.startup_error = str(exc)
         self.ready.set()
 
+    def count_usage(self, rows: Sequence[LedgerRow]) -> None:
+        for row in rows:
+            self.metrics.model_calls.labels(row.target, row.status).inc()
+            for kind in ("prompt", "completion", "cached"):
+                amount = getattr(row, f"{kind}_tokens")
+                if amount:
+                    self.metrics.model_tokens.labels(row.target, row.key, kind).inc(amount)
+            if row.cost_usd:
+                self.metrics.model_cost.labels(row.target, row.key).inc(row.cost_usd)
+
     def close(self) -> None:
+        self.workspace.ledger.listeners.remove(self.count_usage)
         self.jobs.close()
         if self.embedder is not None:
             self.embedder.close()

@@ -1,0 +1,527 @@
+"""Model aliases → a chain of targets, with retries, timeouts, circuit breakers and fallback.
+
+Every chat model call in citewise goes through a :class:`Router` (a chain of one target
+when nothing else is configured), so the ledger and budgets see every call:
+
+- **Retries** with exponential backoff and jitter on transient errors (connection,
+  timeout, 429, 5xx, a broken stream), honouring the provider's ``Retry-After`` — unless
+  it asks for longer than ``max_retry_wait``, when the next target is the better bet.
+- **Timeouts**, each its own: connect (the SDK's), first token (for a local model scaled
+  by the prompt's length: a silent start is prompt processing, not a hang), the gap
+  between tokens, and the whole response.
+- **Circuit breaker** per target: after ``failures`` transient failures within ``window``
+  seconds the target is skipped for ``cooldown`` seconds, then one call probes it
+  (half-open). It works with a single target too: an outage costs one fast error, not
+  a full round of dead tries per request.
+- **Fallback** to the next target on transient errors and timeouts before the first
+  token. After it, only with ``continue_after_first_token`` and only for prose: the
+  text so far goes to the next target as the start of its answer. Never for tool calls.
+  The caller's faults (invalid request, context length, auth) fail at once and say so.
+
+Each call tried is an :class:`Attempt`; the final :class:`Finished` event lists them,
+and the ledger (``ledger.py``) records one row per attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import CALLER_KINDS, CitewiseError, ProviderError
+from ..ledger import Ledger, LedgerRow, iso, new_call_id
+from .base import (
+    BaseChatModel,
+    Capabilities,
+    ChatModel,
+    Event,
+    Finished,
+    Message,
+    ModelRequest,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+)
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens; ``None`` when no price is configured (remote targets)."""
+
+    input: float | None = None
+    output: float | None = None
+    cached_input: float | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.input is not None and self.output is not None
+
+    def cost(self, usage: TokenUsage) -> float | None:
+        if not self.known:
+            return None
+        assert self.input is not None and self.output is not None
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        fresh = usage.prompt_tokens - usage.cached_tokens
+        return (fresh * self.input + usage.cached_tokens * cached_rate
+                + usage.completion_tokens * self.output) / 1_000_000  # fmt: skip
+
+
+FREE = Price(0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One provider and model a chain may call, with its own limits and price."""
+
+    spec: str  # "openai:gpt-4o-mini"
+    provider: str
+    model: str
+    base_url: str = ""
+    api_key_env: str = ""
+    api_key_file: str = ""
+    context_window: int | None = None  # None: the workspace's setting
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 30.0
+    # Local models: added to the first-token timeout per 1,000 prompt tokens.
+    first_token_per_1k_prompt: float = 0.0
+    gap_timeout: float = 30.0
+    total_timeout: float = 600.0
+    max_retries: int = 2
+    price: Price = field(default_factory=Price)
+
+    def first_token_deadline(self, prompt_tokens: int) -> float:
+        return self.first_token_timeout + self.first_token_per_1k_prompt * prompt_tokens / 1000
+
+
+@dataclass(frozen=True)
+class Policy:
+    continue_after_first_token: bool = False
+    fallback_on_caller_errors: bool = False
+    backoff_base: float = 0.5  # seconds; doubles per retry, with jitter
+    max_retry_wait: float = 20.0  # a longer Retry-After moves on to the next target
+    breaker_failures: int = 5
+    breaker_window: float = 60.0
+    breaker_cooldown: float = 30.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call to one target, as the ledger records it."""
+
+    target: str
+    provider: str
+    model: str
+    status: str  # ok | error | timeout | circuit_open | cancelled
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost_usd: float | None = 0.0
+    latency_s: float = 0.0
+    first_token_s: float | None = None
+    error: str | None = None
+    kind: str | None = None  # the ProviderError kind when it failed
+
+
+@dataclass
+class _Sent:
+    """What the reader has already received in this response."""
+
+    text: list[str] = field(default_factory=list)
+    tool_calls: bool = False
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.text) or self.tool_calls
+
+
+class CircuitBreaker:
+    """Closed → open after ``failures`` transient failures within ``window`` s → after
+    ``cooldown`` s one probe call (half-open) → closed on success, open again on failure."""
+
+    def __init__(self, failures: int, window: float, cooldown: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.failures, self.window, self.cooldown, self.clock = failures, window, cooldown, clock
+        self._recent: list[float] = []
+        self._opened_at: float | None = None
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state(self.clock())
+
+    def _state(self, now: float) -> str:
+        if self._opened_at is None:
+            return "closed"
+        return "half_open" if now - self._opened_at >= self.cooldown else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            state = self._state(self.clock())
+            if state == "closed":
+                return True
+            if state == "half_open" and not self._probing:
+                self._probing = True  # one caller probes; the others still skip the target
+                return True
+            return False
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._recent.clear()
+            self._opened_at, self._probing = None, False
+
+    def failed(self) -> None:
+        with self._lock:
+            now = self.clock()
+            if self._probing or self._opened_at is not None:
+                self._opened_at, self._probing = now, False  # the probe failed: open again
+                return
+            self._recent = [t for t in self._recent if now - t < self.window] + [now]
+            if len(self._recent) >= self.failures:
+                self._opened_at = now
+
+    def released(self) -> None:
+        """A probe that ended without a verdict (the caller left) frees the probe slot."""
+        with self._lock:
+            self._probing = False
+
+
+# Breakers are per process and per target, shared by every router that calls it.
+_breakers: dict[tuple[str, str], CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(target: Target, policy: Policy) -> CircuitBreaker:
+    with _breakers_lock:
+        key = (target.spec, target.base_url)
+        if key not in _breakers:
+            _breakers[key] = CircuitBreaker(
+                policy.breaker_failures, policy.breaker_window, policy.breaker_cooldown
+            )
+        return _breakers[key]
+
+
+class Router(BaseChatModel):
+    """A :class:`ChatModel` over a chain of targets (see the module docstring)."""
+
+    name = "router"
+
+    def __init__(
+        self,
+        alias: str,
+        chain: Sequence[Target],
+        load: Callable[[Target], ChatModel],
+        policy: Policy = Policy(),
+        context_window: int = 2048,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not chain:
+            raise ValueError("a model chain needs at least one target")
+        self.alias = alias
+        self.chain = tuple(chain)
+        self.policy = policy
+        self._load = load
+        self._models: dict[str, ChatModel] = {}
+        self._models_lock = threading.Lock()
+        self._sleep = sleep
+        self.context_window = min(t.context_window or context_window for t in self.chain)
+        # Capabilities are the first target's: prompts are built and answers checked for it.
+        self.capabilities = Capabilities(
+            self.context_window, local=self.chain[0].provider == "local"
+        )
+        self.ledger: Ledger | None = None  # set by the workspace: every call is recorded
+
+    # -- counting: with the first target's tokenizer (prompts are built for it) ---------
+
+    def model(self, target: Target) -> ChatModel:
+        with self._models_lock:
+            if target.spec not in self._models:
+                self._models[target.spec] = self._load(target)
+            return self._models[target.spec]
+
+    def _loaded(self, target: Target) -> ChatModel:
+        """The target's model; one that cannot load (no key, no model file) is unavailable,
+        and the chain moves on to the next target."""
+        try:
+            return self.model(target)
+        except ProviderError as exc:
+            raise ProviderError(str(exc), kind="unavailable") from exc
+        except CitewiseError as exc:
+            raise ProviderError(f"{target.spec} cannot be used: {exc}", kind="unavailable") from exc
+
+    @property
+    def model_id(self) -> str:  # type: ignore[override]
+        """The first target's model, as its provider names it (a GGUF file's stem)."""
+        return self.primary.model_id
+
+    @property
+    def primary(self) -> ChatModel:
+        return self.model(self.chain[0])
+
+    def count_tokens(self, text: str) -> int:
+        return self.primary.count_tokens(text)
+
+    def count_messages(self, messages: Sequence[Message]) -> int:
+        return self.primary.count_messages(messages)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        truncate = getattr(self.primary, "truncate", None)
+        return truncate(text, max_tokens) if truncate else text[: max_tokens * 3]
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def generate(self, request: ModelRequest) -> Iterator[Event]:
+        """The response's events. With a ledger, the budget is reserved here, before the
+        first event is asked for: a refused call raises BudgetExceeded at once (a server
+        can still answer 429 instead of starting a stream)."""
+        if self.ledger is None:
+            return self._route(request, [])
+        tokens, usd = self.worst_case(request)
+        hold = self.ledger.reserve(request.caller, request.assistant, tokens, usd)
+        return ChargedResponse(self, request, self.ledger, hold)
+
+    def worst_case(self, request: ModelRequest) -> tuple[int, float | None]:
+        """Tokens and USD a call may cost at most: its prompt plus ``max_tokens``, at the
+        dearest target of the chain (None: a target has no price)."""
+        prompt = self.count_messages(request.messages)
+        usage = TokenUsage(prompt, request.max_tokens)
+        costs = [t.price.cost(usage) for t in self.chain]
+        usd = None if any(c is None for c in costs) else max(c or 0.0 for c in costs)
+        return prompt + request.max_tokens, usd
+
+    def ledger_rows(self, request: ModelRequest, attempts: Sequence[Attempt]) -> list[LedgerRow]:
+        call_id, at = new_call_id(), iso(datetime.now(timezone.utc))
+        rows = []
+        for number, a in enumerate(attempts, start=1):
+            u = a.usage
+            rows.append(LedgerRow(
+                call_id=call_id, attempt=number, at=at, key=request.caller,
+                assistant=request.assistant, purpose=request.purpose, alias=self.alias,
+                target=a.target, provider=a.provider, model=a.model,
+                prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                cached_tokens=u.cached_tokens, estimated=u.estimated, cost_usd=a.cost_usd,
+                latency_s=a.latency_s, first_token_s=a.first_token_s, status=a.status,
+                error=a.error,
+            ))  # fmt: skip
+        return rows
+
+    def _route(self, request: ModelRequest, attempts: list[Attempt]) -> Iterator[Event]:
+        started = time.monotonic()
+        sent = _Sent()
+        last_error: ProviderError | None = None
+        for target in self.chain:
+            breaker = breaker_for(target, self.policy)
+            if not breaker.allow():
+                attempts.append(Attempt(target.spec, target.provider, target.model,
+                                        "circuit_open", error="circuit open after failures"))  # fmt: skip
+                last_error = last_error or ProviderError(
+                    f"{target.spec} is skipped after repeated failures (circuit open)",
+                    kind="server")  # fmt: skip
+                continue
+            for retry in range(target.max_retries + 1):
+                outcome = yield from self._attempt(
+                    target, self._continued(request, sent), sent, attempts, breaker
+                )
+                if isinstance(outcome, Finished):
+                    yield replace(outcome, target=target.spec, attempts=tuple(attempts),
+                                  total_s=time.monotonic() - started)  # fmt: skip
+                    return
+                last_error = outcome
+                if not self._may_continue(outcome, sent):
+                    raise self._failure(outcome, attempts)
+                wait = None if sent.anything else self._backoff(retry, outcome)
+                if wait is None or retry == target.max_retries:
+                    break  # on to the next target
+                self._sleep(wait)
+        assert last_error is not None
+        raise self._failure(last_error, attempts)
+
+    def _continued(self, request: ModelRequest, sent: _Sent) -> ModelRequest:
+        """After a break mid-answer, the next target continues the text already sent."""
+        if not sent.text:
+            return request
+        prefix = Message("assistant", "".join(sent.text))
+        return replace(request, messages=(*request.messages, prefix))
+
+    def _attempt(self, target: Target, request: ModelRequest, sent: _Sent,
+                 attempts: list[Attempt], breaker: CircuitBreaker
+                 ) -> Iterator[Event]:  # fmt: skip
+        """One call; yields its events and returns its Finished event or its error."""
+        started = time.monotonic()
+        first: float | None = None
+        text: list[str] = []
+        status = "cancelled"  # until it ends one way or the other (the reader may leave)
+        error: ProviderError | None = None
+        finished: Finished | None = None
+        try:
+            model = self._loaded(target)
+            deadline = target.first_token_deadline(model.count_messages(request.messages))
+            for event in watched(model.generate(request), deadline, target.gap_timeout,
+                                 target.total_timeout, target.spec):  # fmt: skip
+                if isinstance(event, Finished):
+                    finished = event
+                    continue
+                if first is None:
+                    first = time.monotonic() - started
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                    sent.text.append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    sent.tool_calls = True
+                yield event
+            if finished is None:
+                raise ProviderError(f"{target.spec} ended without a final event", kind="stream")
+            status = "ok"
+        except ProviderError as exc:
+            error, status = exc, "timeout" if exc.kind == "timeout" else "error"
+        except Exception as exc:  # a loader or provider bug fails this target only
+            error, status = ProviderError(f"{target.spec} failed: {exc!r}", kind="server"), "error"
+        finally:
+            usage = finished.usage if finished is not None else (
+                self._estimate(target, request, "".join(text)))  # fmt: skip
+            if status == "ok":
+                breaker.succeeded()
+            elif error is not None and error.transient:
+                breaker.failed()
+            else:
+                breaker.released()
+            attempts.append(Attempt(
+                target.spec, target.provider, target.model, status, usage,
+                target.price.cost(usage), time.monotonic() - started, first,
+                None if error is None else str(error), None if error is None else error.kind,
+            ))  # fmt: skip
+        if finished is not None:
+            return replace(finished, first_token_s=first)
+        assert error is not None
+        return error
+
+    def _estimate(self, target: Target, request: ModelRequest, text: str) -> TokenUsage:
+        try:
+            model = self.model(target)
+            return TokenUsage(model.count_messages(request.messages),
+                              model.count_tokens(text) if text else 0, estimated=True)  # fmt: skip
+        except Exception:
+            return TokenUsage(estimated=True)
+
+    def _may_continue(self, error: ProviderError, sent: _Sent) -> bool:
+        if error.kind in CALLER_KINDS:
+            return self.policy.fallback_on_caller_errors and error.kind != "auth"
+        if sent.tool_calls:
+            return False  # a half-made tool call cannot be resumed elsewhere
+        if sent.text:
+            return self.policy.continue_after_first_token
+        return True
+
+    def _backoff(self, retry: int, error: ProviderError) -> float | None:
+        """Seconds to wait before retrying the same target; None: move on instead."""
+        if error.kind in ("timeout", "unavailable"):
+            return None  # a slow target stays slow: the next one answers sooner
+        if error.retry_after is not None:
+            return error.retry_after if error.retry_after <= self.policy.max_retry_wait else None
+        return self.policy.backoff_base * (2**retry) * (0.5 + random.random() / 2)
+
+    def _failure(self, error: ProviderError, attempts: list[Attempt]) -> ProviderError:
+        tried = ", ".join(f"{a.target} ({a.status})" for a in attempts)
+        message = str(error)
+        if error.kind in CALLER_KINDS:
+            message += " - the request itself was refused, so no other target was tried"
+        elif len(attempts) > 1:
+            message += f" - tried: {tried}"
+        failure = ProviderError(message, error.kind, error.status, error.retry_after)
+        failure.attempts = tuple(attempts)
+        return failure
+
+
+class ChargedResponse(Iterator[Event]):
+    """A response whose budget hold is settled exactly once, into the ledger, with every
+    attempt's real usage: when it ends, fails, is closed early, or is dropped unread."""
+
+    def __init__(self, router: Router, request: ModelRequest, ledger: Ledger, hold: Any) -> None:
+        self._router, self._request, self._ledger, self._hold = router, request, ledger, hold
+        self.attempts: list[Attempt] = []
+        self._events = router._route(request, self.attempts)
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def __next__(self) -> Event:
+        try:
+            return next(self._events)
+        except StopIteration:
+            self._settle()
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):  # the call's own error is the one to report
+                self._settle()
+            raise
+
+    def close(self) -> None:
+        self._events.close()  # a running attempt is recorded as cancelled
+        self._settle()
+
+    def _settle(self) -> None:
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+        self._ledger.settle(self._hold, self._router.ledger_rows(self._request, self.attempts))
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s: float,
+            target: str) -> Iterator[Event]:  # fmt: skip
+    """``events`` read in a worker thread, so the time to the first event, between events
+    and in all can be bounded. Closing this stops the worker at its next event (a local
+    model frees its lock there)."""
+    inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for event in events:
+                while not stop.is_set():
+                    try:
+                        inbox.put(("event", event), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            inbox.put(("end", None))
+        except BaseException as exc:  # handed to the reader
+            inbox.put(("error", exc))
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=pump, name=f"citewise-model-{target}", daemon=True)
+    worker.start()
+    started = time.monotonic()
+    seen = False
+    try:
+        while True:
+            left = total_s - (time.monotonic() - started)
+            wait = min(gap_s if seen else first_token_s, left)
+            try:
+                kind, item = inbox.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                what = (f"no token for {gap_s:g} s" if seen and wait < left
+                        else f"no first token within {first_token_s:g} s" if not seen
+                        else f"no complete answer within {total_s:g} s")  # fmt: skip
+                raise ProviderError(f"{target} timed out: {what}", kind="timeout") from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            seen = True
+            yield item
+    finally:
+        stop.set()
