@@ -112,13 +112,14 @@ class SqliteLedgerStore:
         group = _GROUPS[group_by]
         where, params = _filters(since, key)
         cursor = self._store.db.execute(
-            f"SELECT {group}, COUNT(*), SUM(status = 'ok'), SUM(prompt_tokens), "
+            f"SELECT {group}, COUNT(*), SUM(status = 'ok'), SUM(status = 'cancelled'), "
+            f"SUM(status NOT IN ('ok', 'cancelled')), SUM(prompt_tokens), "
             f"SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd), "
             f"SUM(cost_usd IS NULL) FROM usage_ledger {where} GROUP BY 1 ORDER BY 1",
             params,
         )
-        names = ["calls", "ok", "prompt_tokens", "completion_tokens", "cached_tokens",
-                 "cost_usd", "unpriced_calls"]  # fmt: skip
+        names = ["calls", "ok", "cancelled", "failed", "prompt_tokens", "completion_tokens",
+                 "cached_tokens", "cost_usd", "unpriced_calls"]  # fmt: skip
         return [{group_by: row[0], **dict(zip(names, row[1:], strict=True))} for row in cursor]
 
     def set_budget(self, rule: BudgetRule) -> None:

@@ -40,11 +40,13 @@ def usage(ctx: Context, group_by: str, since: str | None, key: str | None, calls
     if as_json:
         console.out(to_json(summary))
         return
-    table = Table(group_by, "calls", "failed", "prompt tokens", "completion tokens",
-                  "cached", "cost $")  # fmt: skip
+    # Cancelled: stopped early on purpose (the answer checks, or the reader left).
+    table = Table(group_by, "calls", "cancelled", "failed", "prompt tokens",
+                  "completion tokens", "cached", "cost $")  # fmt: skip
     for row in summary:
         cost = _usd(row["cost_usd"]) + (" + unpriced" if row["unpriced_calls"] else "")
-        table.add_row(str(row[group_by] or "-"), str(row["calls"]), str(row["calls"] - row["ok"]),
+        table.add_row(str(row[group_by] or "-"), str(row["calls"]), str(row["cancelled"]),
+                      str(row["failed"]),
                       f"{row['prompt_tokens']:,}", f"{row['completion_tokens']:,}",
                       f"{row['cached_tokens']:,}", cost)  # fmt: skip
     console.print(table)
