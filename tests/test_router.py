@@ -377,3 +377,25 @@ def test_the_local_model_reports_its_real_token_counts(ingested, max_tokens: int
     assert final.target == "local:smollm2-135m" and final.provider == "local"
     (row,) = ws.ledger.rows()
     assert (row.prompt_tokens, row.cost_usd, row.status) == (reference["prompt_tokens"], 0.0, "ok")
+
+
+def test_a_ledger_that_cannot_be_written_refuses_the_call(ingested) -> None:
+    """Fail closed: with the database locked by another writer, no budget can be held, so
+    the call is refused (503 over HTTP) instead of going through unrecorded."""
+    import sqlite3
+
+    from citewise.errors import LedgerUnavailable
+
+    ws, _ = ingested
+    ws.store.db.execute("PRAGMA busy_timeout=200")  # this thread's connection gives up fast
+    blocker = sqlite3.connect(ws.path / "citewise.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        # Retrieval still reads (WAL); the budget hold cannot be written.
+        with pytest.raises(LedgerUnavailable, match="cannot be written, so the call is refused"):
+            ws.ask_stream(QUESTION, caller="frank")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert ws.ask(QUESTION, caller="frank").text  # unlocked, it answers and is recorded
+    assert [r.key for r in ws.ledger.rows()] == ["frank"]
