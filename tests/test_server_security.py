@@ -33,7 +33,9 @@ INJECTION = (
 def secured(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("secured")
     shutil.copytree(ingested_template / "ws", root / "ws")
-    (root / "ws" / "citewise.toml").write_text("max_upload_mb = 1\nmax_request_kb = 64\n")
+    (root / "ws" / "citewise.toml").write_text(
+        'max_upload_mb = 1\nmax_request_kb = 64\ncors_origins = "https://app.example.com"\n'
+    )
     workspace = Workspace.open(root / "ws")
     (root / "secret").mkdir()
     (root / "secret" / "launch.md").write_text(f"# Launch plan\n\n{SECRET}\n")
@@ -197,6 +199,26 @@ def test_collection_names_of_dots_cannot_climb_out_of_the_uploads(secured: LiveS
     assert config.read_bytes() == before
     names = {c.name for c in secured.workspace.collections()}
     assert not names & {".", "..", "...", "-rf", "_x"}
+
+
+def test_browser_apps_on_allowed_origins_only(secured: LiveServer) -> None:
+    """CORS: the preflight a browser sends before a cross-origin API call."""
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+    allowed = httpx.options(secured.url + "/v1/chat/completions",
+                            headers={"Origin": "https://app.example.com", **preflight})  # fmt: skip
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    other = httpx.options(secured.url + "/v1/chat/completions",
+                          headers={"Origin": "https://evil.example", **preflight})  # fmt: skip
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+    call = httpx.get(secured.url + "/v1/collections", headers={
+        "Origin": "https://app.example.com", **bearer(secured.keys["reader"])})  # fmt: skip
+    assert call.status_code == 200  # a key is still needed; the origin only lets the page read it
+    assert call.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert httpx.get(secured.url + "/v1/collections",
+                     headers={"Origin": "https://app.example.com"}).status_code == 401  # fmt: skip
 
 
 def test_oversized_bodies_get_413_and_leave_nothing(secured: LiveServer) -> None:

@@ -95,6 +95,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_upload_mb", 50, "Largest upload the server accepts in one request (MB)."),
     Setting("max_request_kb", 1024, "Largest JSON request body the server accepts (KB)."),
+    Setting(
+        "cors_origins",
+        "",
+        "Comma-separated origins whose browser apps may call the server's API "
+        "(e.g. https://app.example.com); empty: same origin only.",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -122,6 +128,7 @@ class Settings:
     query_rewrite: str
     max_upload_mb: int
     max_request_kb: int
+    cors_origins: str
 
     @classmethod
     def load(cls, workspace: Path | None = None, **overrides: Any) -> Settings:

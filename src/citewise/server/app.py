@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -64,6 +65,16 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.include_router(data_routes.router)
     _add_operational_routes(app)
     _add_web_routes(app)
+    origins = [o.strip().rstrip("/") for o in service.settings.cors_origins.split(",") if o.strip()]
+    if origins:  # browser apps on these origins may call the API (keys still required)
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"], max_age=600,
+            expose_headers=["Retry-After", "x-ratelimit-limit-requests",
+                            "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+                            "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                            "x-ratelimit-reset-tokens", "x-citewise-target", "x-citewise-attempts"],
+        )  # fmt: skip
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 

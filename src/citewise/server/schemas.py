@@ -74,12 +74,21 @@ class ChatCompletionRequest(_Body):
 
 class EmbeddingRequest(_Body):
     model: str = Field(min_length=1)
-    input: str | list[str] = Field(min_length=1)
+    # Text, or token ids as OpenAI's API accepts them (LangChain's OpenAIEmbeddings sends
+    # cl100k_base ids by default): they are decoded back to text (token_input.py).
+    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
 
     def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
+        if isinstance(self.input, str):
+            return [self.input]
+        if all(isinstance(item, str) for item in self.input):
+            return list(self.input)  # type: ignore[arg-type]
+        from .token_input import decode_token_ids
+
+        arrays = [self.input] if isinstance(self.input[0], int) else self.input
+        return decode_token_ids(arrays)  # type: ignore[arg-type]
 
 
 class SearchRequest(_Body):
