@@ -126,3 +126,40 @@ def test_ask_cites_the_speaker_and_timestamp(workspace, tmp_path: Path) -> None:
     assert cited.location.startswith("planning > Bob 00:01:10-00:01:20")
     hits = workspace.search("database failover duration", k=1)
     assert hits[0].heading_path[-1] == "00:00:00-00:00:09"
+
+
+def test_webvtt_cues_with_unreadable_timings_are_named(workspace, tmp_path: Path) -> None:
+    vtt = tmp_path / "call.vtt"
+    vtt.write_text(VTT.replace("00:02:03.250 --> 00:02:07.900", "00:02:03,250 --> 00:02:07.900")
+                   + "\n0:5 --> 0:7\n<v Dev>Garbled.\n", encoding="utf-8")  # fmt: skip
+    report = workspace.ingest([vtt])
+    assert report.added == 1  # the readable cue is kept
+    reasons = {s.source: s.reason for s in report.failed}
+    assert reasons == {
+        f"{vtt}: line 6": "WebVTT cue left out: unreadable timing '00:02:03,250 --> 00:02:07.900'",
+        f"{vtt}: line 9": "WebVTT cue left out: unreadable timing '0:5 --> 0:7'",
+    }
+    assert "café" in workspace.search("café renovation", 1)[0].text
+
+
+def test_whisper_cpp_speaker_turns_start_new_passages(tmp_path: Path) -> None:
+    """whisper.cpp with tinydiarize (-tdrz) marks where the speaker changes."""
+    path = tmp_path / "meeting.txt"
+    path.write_text(
+        "[00:00:00.000 --> 00:00:04.000]  The Lyon warehouse opens in March. [SPEAKER_TURN]\n"
+        "[00:00:04.000 --> 00:00:07.000]  Is the budget approved?\n"
+        "[00:00:07.000 --> 00:00:09.000]  Not yet. [SPEAKER_TURN]\n"
+        "[00:00:09.000 --> 00:00:12.000]  It will be on Friday.\n",
+        encoding="utf-8",
+    )
+    document = parse_file(path)
+    passages = [b for b in document.blocks if b.kind == "transcript"]
+    texts = [document.text[b.start : b.end] for b in passages]
+    assert texts == [
+        "[00:00:00] The Lyon warehouse opens in March.",
+        "[00:00:04] Is the budget approved? Not yet.",
+        "[00:00:09] It will be on Friday.",
+    ]
+    assert "SPEAKER_TURN" not in document.text
+    assert [b.heading_path[-1] for b in passages] == [
+        "00:00:00-00:00:04", "00:00:04-00:00:09", "00:00:09-00:00:12"]  # fmt: skip

@@ -34,6 +34,8 @@ class ParsedDocument:
     blocks: list[Block]
     title: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Parts a parser left out, as (location, reason): reported, the rest is kept.
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

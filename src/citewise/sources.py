@@ -167,6 +167,7 @@ def document_from_parsed(
         blocks=parsed.blocks,
         content_hash=content_hash,
         metadata={**parsed.metadata, **metadata},
+        problems=[(f"{source}: {where}", reason) for where, reason in parsed.problems],
     )
 
 

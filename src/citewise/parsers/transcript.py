@@ -38,6 +38,11 @@ class Cue:
     end: float | None
     speaker: str | None
     text: str
+    turn: int = 0  # whisper.cpp's diarization ([SPEAKER_TURN]) numbers anonymous turns
+
+
+# whisper.cpp with tinydiarize ends a segment with this where the speaker changes.
+SPEAKER_TURN = "[SPEAKER_TURN]"
 
 
 def parse(path: Path) -> ParsedDocument:
@@ -51,7 +56,10 @@ def parse(path: Path) -> ParsedDocument:
         cues, kind = timed_cues(text)
     if not cues:
         raise ParseError(f"no cues found in {kind} transcript")
-    return build(cues, path.stem, kind)
+    document = build(cues, path.stem, kind)
+    if suffix == ".vtt":
+        document.problems = _dropped_vtt_cues(text, len(cues))
+    return document
 
 
 def timed_cues(text: str) -> tuple[list[Cue], str]:
@@ -59,13 +67,16 @@ def timed_cues(text: str) -> tuple[list[Cue], str]:
     lines = text.splitlines()
     whisper = [m for line in lines if (m := _WHISPER.match(line.strip()))]
     if whisper and len(whisper) >= 0.6 * sum(1 for line in lines if line.strip()):
-        cues = []
+        cues, turn = [], 0
         for m in whisper:
             start = _seconds(m.group(1), m.group(2), m.group(3))
             end = _seconds(m.group(4), m.group(5), m.group(6))
-            speaker, said = _split_speaker(m.group(7).strip())
+            said = m.group(7).strip()
+            turn_ends = said.endswith(SPEAKER_TURN)
+            speaker, said = _split_speaker(said.removesuffix(SPEAKER_TURN).strip())
             if said:
-                cues.append(Cue(start, end, speaker, said))
+                cues.append(Cue(start, end, speaker, said, turn))
+            turn += turn_ends  # the next segment is someone else speaking
         return cues, "whisper"
     cues = []
     for line in lines:
@@ -112,6 +123,7 @@ def _passages(cues: list[Cue]) -> list[list[Cue]]:
         if (
             current is None
             or cue.speaker != current[0].speaker
+            or cue.turn != current[0].turn
             or (cue.end or cue.start) - current[0].start > MAX_PASSAGE_SECONDS
         ):
             groups.append([cue])
@@ -171,6 +183,26 @@ def _vtt_cues(text: str, path: Path) -> list[Cue]:
         if said:
             cues.append(Cue(_timestamp(caption.start), _timestamp(caption.end), speaker, said))
     return cues
+
+
+def _dropped_vtt_cues(text: str, parsed: int) -> list[tuple[str, str]]:
+    """Cues webvtt-py left out silently because their timing line does not parse (a
+    comma for the decimal point, a garbled time), each named by its line."""
+    timings = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if "-->" in line]
+    if len(timings) <= parsed:
+        return []
+    return [
+        (f"line {number}", f"WebVTT cue left out: unreadable timing {line.strip()!r}")
+        for number, line in timings
+        if not _vtt_timing_parses(line)
+    ]
+
+
+def _vtt_timing_parses(line: str) -> bool:
+    try:
+        return bool(webvtt.from_string(f"WEBVTT\n\n{line.strip()}\ncue\n").captions)
+    except Exception:
+        return False
 
 
 def _timestamp(value: str) -> float:
