@@ -68,3 +68,25 @@ def test_newer_mbox_updates_only_the_changed_thread(workspace, tmp_path: Path) -
 def test_spam_and_trash_on_request(workspace, tmp_path: Path) -> None:
     report = workspace.ingest([make_mbox(tmp_path)], include_spam_trash=True)
     assert report.added == 3 and not report.skipped
+
+
+def test_an_mbox_inside_a_folder_is_read_as_mail(workspace, tmp_path: Path) -> None:
+    folder = tmp_path / "takeout"
+    folder.mkdir()
+    make_mbox(folder)
+    (folder / "notes.md").write_text("# Notes\n\nThe offsite is in May.\n")
+    report = workspace.ingest([folder])
+    # Two threads, the note and the PDF make_mbox leaves beside the mbox (it attaches it).
+    assert report.added == 4
+    assert THREAD in stored_documents(workspace)
+    assert not [s for s in report.skipped if s.reason == "unsupported type"]
+
+
+def test_source_gmail_on_a_file_that_is_not_an_mbox_says_so(workspace, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Just some notes.\n")
+    report = workspace.ingest([notes], source="gmail")
+    assert report.added == 0
+    assert [(f.source, f.reason) for f in report.failed] == [
+        (str(notes), "not an mbox file: it must start with a 'From ' line "
+                     "(Gmail exports mail as .mbox files in Google Takeout)")]  # fmt: skip

@@ -102,12 +102,15 @@ class Ingestor:
         total = len(items) if isinstance(items, Sized) else None
         run_id = self.store.start_run(self.collection.id)
         seen: set[str] = set()
+        failed: list[str] = []  # parts that could not be read: what is stored under them stays
         pending: list[_Pending] = []
         status = "interrupted"
         try:
             for done, item in enumerate(items, start=1):
                 if not (isinstance(item, Skipped) and item.gone):
                     seen.add(item.source)
+                if isinstance(item, Skipped) and item.failed:
+                    failed.append(item.source)
                 outcome, n_chunks = self._prepare(item, run_id, report, pending)
                 if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
                     self._flush(pending, report)
@@ -120,7 +123,7 @@ class Ingestor:
                     if callable(delete_missing_under)
                     else delete_missing_under
                 )
-                report.deleted = self._delete_missing(seen, roots)
+                report.deleted = self._delete_missing(seen, roots, failed)
             status = "complete"
         finally:
             report.seconds = time.perf_counter() - started
@@ -197,11 +200,14 @@ class Ingestor:
             report.tokens += sum(c.n_tokens for c in p.chunks)
         pending.clear()
 
-    def _delete_missing(self, seen: set[str], roots: list[str]) -> int:
+    def _delete_missing(self, seen: set[str], roots: list[str], failed: list[str]) -> int:
+        """Delete what was not seen under ``roots`` — never what lies under a part that
+        failed (a folder that could not be listed is not a folder that was emptied)."""
         stored = self.store.sources(self.collection.id)
         gone = [
             doc_id for source, doc_id in stored.items()
             if source not in seen and any(_is_under(source, root) for root in roots)
+            and not any(_is_under(source, part) for part in failed)
         ]  # fmt: skip
         self.store.delete_documents(self.collection.id, gone)
         return len(gone)

@@ -55,8 +55,10 @@ def file_items(paths: list[Path]) -> Iterator[SourceItem | Skipped]:
             yield Skipped(_shown(path), f"cannot read: {_reason(exc)}", failed=True)
             continue
         if is_dir:
-            for file in walk_files(path):
+            unreadable: list[Skipped] = []
+            for file in walk_files(path, unreadable):
                 yield _file_entry(file, "unsupported type")
+            yield from unreadable
         elif exists:
             yield _file_entry(path, f"unsupported file type {path.suffix or '(none)'}")
         else:
@@ -92,10 +94,17 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def walk_files(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in sorted order, skipping hidden and ignored ones."""
+def walk_files(root: Path, unreadable: list[Skipped] | None = None) -> Iterator[Path]:
+    """Files under ``root`` in sorted order, skipping hidden and ignored ones. Folders that
+    cannot be listed are added to ``unreadable`` (as failures: their documents are kept)."""
     specs: dict[Path, pathspec.PathSpec] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def cannot_list(exc: OSError) -> None:
+        if unreadable is not None:
+            where = _shown(Path(exc.filename)) if exc.filename else str(root)
+            unreadable.append(Skipped(where, f"cannot read folder: {_reason(exc)}", failed=True))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=cannot_list):
         directory = Path(dirpath)
         spec = _ignore_spec(directory)
         if spec is not None:

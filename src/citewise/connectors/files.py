@@ -20,4 +20,23 @@ class Files(BaseConnector):
         root = Path(self.location).expanduser().resolve()
         items = list(file_items([root]))  # small; a known total gives the progress bar an ETA
         self._read(str(root))
-        return iter(items)
+        return self._with_exports(items)
+
+    def _with_exports(self, items: list[SourceItem | Skipped]) -> Iterator[SourceItem | Skipped]:
+        """Exports inside the folder (a Gmail .mbox, a Slack or Notion zip) go through their
+        own connector, as they would when named alone."""
+        from . import connector_for, detect_source
+
+        for item in items:
+            source = detect_source(item.source) if _unsupported(item) else "files"
+            if source == "files":
+                yield item
+                continue
+            connector = connector_for(item.source, source)
+            yield from connector.items()
+            for scope in connector.complete_scopes():  # what sync may prune, as if named alone
+                self._read(scope)
+
+
+def _unsupported(item: SourceItem | Skipped) -> bool:
+    return isinstance(item, Skipped) and not item.failed and item.reason == "unsupported type"

@@ -71,6 +71,10 @@ class GmailMbox(BaseConnector):
         path = Path(self.location).expanduser().resolve()
         self._complete, self._incomplete = [], set()
         try:
+            if not _starts_like_mbox(path):
+                yield Skipped(str(path), "not an mbox file: it must start with a 'From ' line "
+                              "(Gmail exports mail as .mbox files in Google Takeout)", failed=True)  # fmt: skip
+                return
             box = mailbox.mbox(path, create=False)
             threads, owner, problems = self._index(box, path)
         except (OSError, mailbox.Error) as exc:
@@ -282,3 +286,10 @@ def _ids(value: str) -> list[str]:
 
 def _clean_id(value: str) -> str:
     return value.strip().strip("<>").strip()
+
+
+def _starts_like_mbox(path: Path) -> bool:
+    """An mbox begins with a "From " separator line (an empty file holds no mail either)."""
+    with path.open("rb") as handle:
+        head = handle.read(5)
+    return head == b"From " or head == b""
