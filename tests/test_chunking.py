@@ -61,3 +61,15 @@ def test_chunks_do_not_cross_headings_or_pages(embedder) -> None:
         ("Beta body.", ("B",), 1),
         ("Gamma page two.", ("B",), 2),
     ]
+
+
+def test_a_huge_string_without_spaces_becomes_many_bounded_chunks(embedder) -> None:
+    """WordPiece reads a 5 MB run without spaces as one unknown token; characters bound it."""
+    from citewise.chunking import CHARS_PER_TOKEN
+
+    text = "x" * 5_000_000
+    document = Document("s", "t", text, [Block(0, len(text), ("t",))], "h")
+    chunks = chunk_document(document, embedder.token_offsets, 200, 32)
+    assert max(len(c.text) for c in chunks) <= 200 * CHARS_PER_TOKEN
+    assert "".join(c.text for c in chunks) == text  # every character kept, none twice
+    assert len(chunks) == -(-len(text) // (200 * CHARS_PER_TOKEN))

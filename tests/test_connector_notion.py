@@ -104,3 +104,66 @@ def test_broken_database_and_truncated_zip(workspace, tmp_path: Path) -> None:
     archive.write_bytes(archive.read_bytes()[:200])
     truncated = workspace.ingest([archive], source="notion")
     assert len(truncated.failed) == 1 and "unreadable Notion export" in truncated.failed[0].reason
+
+
+def _zip_folder(folder: Path, target: Path, extra: dict[str, bytes] | None = None) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(target, "w") as out:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(folder.parent).as_posix())
+        for name, data in (extra or {}).items():
+            out.writestr(name, data)
+    return target
+
+
+def test_macos_zip_metadata_is_not_a_failure_and_deletes_still_work(
+    workspace, tmp_path: Path
+) -> None:
+    """A zip made on macOS holds __MACOSX/._Page.md AppleDouble files beside the export."""
+    folder = make_notion_export(tmp_path, nested_zip=False)
+    apple = {f"__MACOSX/{folder.name}/._Recipes {RECIPES}.md": b"\x00\x05\x16\x07binary",
+             f"{folder.name}/.DS_Store": b"\x00\x00\x00\x01Bud1"}  # fmt: skip
+    first = _zip_folder(folder, tmp_path / "v1.zip", apple)
+    assert detect_source(str(first)) == "notion"
+    report = workspace.ingest([first])
+    assert report.failed == [] and report.added == 7
+    (folder / f"Recipes {RECIPES}.md").unlink()  # deleted in Notion, exported again
+    second = _zip_folder(folder, tmp_path / "v2.zip", apple)
+    again = workspace.ingest([second], whole_workspace=True)
+    assert again.failed == [] and again.deleted == 1
+    assert f"notion://{RECIPES}/{RECIPES}" not in stored_documents(workspace)
+
+
+def test_an_unzipped_export_in_its_wrapping_folder_is_an_export(workspace, tmp_path: Path) -> None:
+    folder = make_notion_export(tmp_path / "Export-5a1b2c", nested_zip=False)
+    wrapper = folder.parent
+    assert detect_source(str(wrapper)) == "notion"
+    report = workspace.ingest([wrapper])
+    assert report.added == 7
+    assert f"notion://{WIKI}/{WIKI}" in stored_documents(workspace)
+
+
+def test_an_export_of_databases_only_is_detected(workspace, tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / f"Reading list {TASKS}.csv").write_text(
+        "Name,Author\nDune,Frank Herbert\nEmma,Jane Austen\n", encoding="utf-8")  # fmt: skip
+    assert detect_source(str(folder)) == "notion"
+    report = workspace.ingest([folder])
+    titles = {d.title for d in stored_documents(workspace).values()}
+    assert report.added == 2 and titles == {"Reading list: Dune", "Reading list: Emma"}
+
+
+def test_a_linked_database_view_does_not_duplicate_its_row_pages(workspace, tmp_path: Path) -> None:
+    folder = make_notion_export(tmp_path, nested_zip=False)
+    # A page elsewhere embeds a linked view of Tasks: Notion exports its rows again.
+    board = folder / f"Team board {'6' * 32}"
+    board.mkdir()
+    (board / f"Tasks {'7' * 32}.csv").write_text(
+        "Name,Status,Owner,Due\nFix login bug,Done,Alice,2026-01-10\n", encoding="utf-8")  # fmt: skip
+    report = workspace.ingest([folder])
+    titles = [d.title for d in stored_documents(workspace).values()]
+    assert report.failed == []
+    assert "Fix login bug" in titles and "Tasks: Fix login bug" not in titles

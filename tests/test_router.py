@@ -68,26 +68,62 @@ def test_mid_stream_failure_continues_on_the_next_target_as_one_stream(
         client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
         chunks = list(client.chat.completions.create(
             model="citewise", messages=[{"role": "user", "content": QUESTION}], stream=True,
-            stream_options={"include_usage": True}))  # fmt: skip
+            stream_options={"include_usage": True}, max_tokens=40))  # fmt: skip
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finals = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
     ]
     assert finals == ["stop"] and chunks[-1].usage is not None  # one well-formed stream
-    assert text.startswith("Keys are rotated") and "ops team" in text
-    # The second target was asked to continue the words the reader already had.
-    continued = b.served[0].body["messages"][-1]
-    assert continued == {"role": "assistant", "content": "Keys are rotated "}
+    # The stand-in, like OpenAI, starts its answer over: the reader still gets it once.
+    assert text == "Keys are rotated every night by the ops team. [1]"
+    # The second target was shown the words the reader already had and asked to go on,
+    # with what is left of max_tokens.
+    continued = b.served[0].body
+    assert continued["messages"][-2] == {"role": "assistant", "content": "Keys are rotated "}
+    assert "Continue it exactly where it stopped" in continued["messages"][-1]["content"]
+    assert continued["max_tokens"] < 40
     rows = ws.ledger.rows()
     assert [(r.target, r.status) for r in rows] == [
         ("openai:model-a", "error"),
         ("openai:model-b", "ok"),
     ]
     assert rows[0].estimated and rows[0].completion_tokens > 0  # counted from what arrived
-    assert (rows[1].prompt_tokens, rows[1].completion_tokens) == (
-        b.served[0].prompt_tokens, b.served[0].completion_tokens)  # fmt: skip
+    assert (rows[1].prompt_tokens, rows[1].completion_tokens, rows[1].estimated) == (
+        b.served[0].prompt_tokens, b.served[0].completion_tokens, False)  # fmt: skip
     assert chunks[-1].usage.completion_tokens == b.served[0].completion_tokens
+    assert chunks[-1].model_extra["citewise"]["target"] == "openai:model-b"  # in the last chunk
     ws.close()
+
+
+def test_retries_and_fallbacks_cannot_overspend_a_budget(ingested, two_openai) -> None:
+    """Each further call holds another worst case first: 20 concurrent requests that each
+    need two calls (a break mid-answer, then the next target) at a budget for 6 calls."""
+    (url_a, a), (url_b, b) = two_openai
+    a.default, b.delay_per_chunk = "reset:2", 0.02
+    ws = chain_workspace(ingested, [("openai:model-a", url_a), ("openai:model-b", url_b)],
+                         continue_after_first_token=True)  # fmt: skip
+    probe = ws.ask_stream(QUESTION, settings=replace(ws.settings, answer_tokens=50))
+    probe.close()
+    assert probe.prompt is not None
+    worst = probe.prompt.prompt_tokens + 50
+    b.usage = (probe.prompt.prompt_tokens, 50)
+    ws.ledger.set_budget(BudgetRule("key", "pair", "tokens", "day", 6 * worst))
+    settings = replace(ws.settings, answer_tokens=50)
+
+    def ask(_: int) -> str:
+        try:
+            stream = ws.ask_stream(QUESTION, settings=settings, caller="pair")
+            return "".join(stream) and "served"
+        except BudgetExceeded:
+            return "refused"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(ask, range(20)))
+    rows = ws.ledger.rows(key="pair")
+    spent = sum(r.prompt_tokens + r.completion_tokens for r in rows)
+    ws.close()
+    assert spent <= 6 * worst, (spent, 6 * worst)
+    assert 1 <= outcomes.count("served") <= 3 and "refused" in outcomes
 
 
 def test_without_continuation_a_broken_stream_ends_with_an_error_then_done(

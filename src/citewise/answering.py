@@ -101,10 +101,7 @@ def _fit_question(question: str, model: ChatModel, limit: int) -> tuple[str, int
     tokens = model.count_tokens(f"Question: {question}")
     if tokens <= limit:
         return question, tokens, False
-    truncate = getattr(model, "truncate", None)
-    shorter = (
-        truncate(question, max(limit - 4, 1)) if truncate else question[: max(limit - 4, 1) * 3]
-    )
+    shorter = model.truncate(question, max(limit - 4, 1))
     return shorter, model.count_tokens(f"Question: {shorter}"), True
 
 

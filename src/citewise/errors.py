@@ -18,6 +18,8 @@ its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CitewiseError(Exception):
     """Base class for every error citewise raises on purpose."""
@@ -83,6 +85,7 @@ class ProviderError(CitewiseError):
         self.status = status
         self.retry_after = retry_after
         self.attempts: tuple = ()  # the router's record of targets tried (router.Attempt)
+        self.usage: Any = None  # TokenUsage the provider reported before it failed, if any
 
     @property
     def transient(self) -> bool:

@@ -95,8 +95,8 @@ class LedgerStore(Protocol):
         stored)."""
         ...
 
-    def settle(self, hold_id: str | None, rows: Sequence[LedgerRow]) -> None:
-        """In one transaction: drop the hold and write the rows."""
+    def settle(self, hold_ids: Sequence[str], rows: Sequence[LedgerRow]) -> None:
+        """In one transaction: drop the holds and write the rows."""
         ...
 
     def rows(self, since: str | None = None, key: str | None = None) -> list[LedgerRow]: ...
@@ -182,9 +182,10 @@ class Ledger:
             message = f"This call would exceed {rule.describe()}; it resets at {resets}"
         return BudgetExceeded(message, rule.describe(), resets)
 
-    def settle(self, hold: Hold | None, rows: Sequence[LedgerRow]) -> None:
+    def settle(self, holds: Sequence[Hold], rows: Sequence[LedgerRow]) -> None:
+        """Replace the call's holds by its rows (real usage), in one transaction."""
         try:
-            self.store.settle(hold.id if hold else None, rows)
+            self.store.settle([hold.id for hold in holds], rows)
         except Exception as exc:
             raise LedgerUnavailable(f"the usage ledger could not record the call: {exc}") from exc
         for listener in self.listeners:

@@ -89,11 +89,10 @@ class SqliteLedgerStore:
         ).fetchone()[0]
         return float(spent) + float(held)
 
-    def settle(self, hold_id: str | None, rows: Sequence[LedgerRow]) -> None:
+    def settle(self, hold_ids: Sequence[str], rows: Sequence[LedgerRow]) -> None:
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._store.transaction() as db:
-            if hold_id is not None:
-                db.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
+            db.executemany("DELETE FROM budget_holds WHERE id = ?", [(h,) for h in hold_ids])
             db.executemany(
                 f"INSERT INTO usage_ledger ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
                 [astuple(row) for row in rows],

@@ -274,8 +274,12 @@ class Workspace:
         where: dict[str, Any] | None = None,
         history: Sequence[Message] = (),
         caller: str = "",
+        assistant: str = "",
     ) -> Answer:
-        stream = self.ask_stream(question, collections, where, history, caller=caller)
+        """The whole answer; ``caller`` and ``assistant`` are charged in the usage ledger
+        (their budgets apply)."""
+        stream = self.ask_stream(question, collections, where, history, caller=caller,
+                                 assistant=assistant)  # fmt: skip
         for _ in stream:
             pass
         assert stream.answer is not None

@@ -18,8 +18,9 @@ class Archive:
             self._add_zip(zipfile.ZipFile(location))
         else:
             for path in sorted(location.rglob("*")):
-                if path.is_file():
-                    self._where[path.relative_to(location).as_posix()] = (None, str(path))
+                name = path.relative_to(location).as_posix()
+                if path.is_file() and not os_metadata(name):
+                    self._where[name] = (None, str(path))
         # A zip may wrap everything in one top folder: names are relative to it.
         names = list(self._where)
         prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
@@ -34,7 +35,7 @@ class Archive:
     def _add_zip(self, archive: zipfile.ZipFile) -> None:
         self._zips.append(archive)
         for info in archive.infolist():
-            if info.is_dir():
+            if info.is_dir() or os_metadata(info.filename):
                 continue
             if info.filename.lower().endswith(".zip"):
                 nested = zipfile.ZipFile(io.BytesIO(archive.read(info)))
@@ -70,3 +71,16 @@ def zip_names(path: Path, limit: int = 5000) -> list[str]:
             return archive.namelist()[:limit]
     except (zipfile.BadZipFile, OSError):
         return []
+
+
+def os_metadata(name: str) -> bool:
+    """Files an operating system adds to an archive, not part of the export: macOS's
+    ``__MACOSX/`` folder of AppleDouble ``._name`` files and ``.DS_Store``, Windows'
+    ``Thumbs.db`` and ``desktop.ini``."""
+    parts = name.split("/")
+    base = parts[-1]
+    return (
+        "__MACOSX" in parts[:-1]
+        or base.startswith("._")
+        or base in (".DS_Store", "Thumbs.db", "desktop.ini")
+    )

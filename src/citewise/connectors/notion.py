@@ -31,7 +31,7 @@ from ..parsers import parse_file, supported
 from ..parsers._common import TextBuilder
 from ..parsers.markdown import markdown_blocks
 from ..sources import Skipped, SourceItem, document_from_parsed
-from .archive import Archive, zip_names
+from .archive import Archive, os_metadata, zip_names
 from .base import BaseConnector
 
 _ID = re.compile(r"^(?P<title>.*?)\s*(?P<id>[0-9a-f]{32})$")
@@ -61,14 +61,21 @@ class NotionExport(BaseConnector):
 
     @classmethod
     def detect(cls, location: str) -> bool:
+        """A page (``Title <id>.md``) or database (``Name <id>.csv``) at the top of the
+        export — or inside the one folder an unzipped export is wrapped in — or Notion's
+        ``Export-….zip`` parts."""
         path = Path(location).expanduser()
         if path.is_dir():
-            names = [p.name for p in path.iterdir()]
+            entries = [p for p in path.iterdir() if not os_metadata(p.name)]
+            folders = [p for p in entries if p.is_dir()]
+            if len(entries) == 1 and folders:  # unzipped: Export-<id>/ holds the export
+                entries = [p for p in folders[0].iterdir() if not os_metadata(p.name)]
+            names = [p.name for p in entries]
         elif path.suffix.lower() == ".zip" and path.is_file():
-            names = [PurePosixPath(n).name for n in zip_names(path)]
+            names = [PurePosixPath(n).name for n in zip_names(path) if not os_metadata(n)]
         else:
             return False
-        return any(n.endswith(".md") and node(n) for n in names) or any(
+        return any(n.endswith((".md", ".csv")) and node(n) for n in names) or any(
             n.lower().startswith("export-") and n.lower().endswith(".zip") for n in names
         )
 
@@ -82,6 +89,7 @@ class NotionExport(BaseConnector):
             return
         try:
             titles = self._titles(export)
+            self._row_page_titles = self._row_pages(export)
             for name in export.names:
                 yield from self._items_for(export, path, name, titles)
         finally:
@@ -158,6 +166,9 @@ class NotionExport(BaseConnector):
         folder = name[: -len("_all.csv")] if name.endswith("_all.csv") else name[: -len(".csv")]
         pages = {n.title for other in export.names if other.startswith(folder + "/")
                  and other.count("/") == folder.count("/") + 1 and (n := node(other))}  # fmt: skip
+        # A linked view of a database elsewhere exports its rows again, without row pages
+        # beside them: rows that are pages of a database of that name are those pages.
+        pages |= self._row_page_titles.get(database.title, set())
         for line, row in enumerate(rows, start=2):
             values = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             if not values:
@@ -179,6 +190,18 @@ class NotionExport(BaseConnector):
             yield SourceItem(source=source, content_hash=content_hash,
                              load=lambda s=source, p=parsed, h=content_hash, m=metadata:
                              document_from_parsed(s, p, h, m))  # fmt: skip
+
+    @staticmethod
+    def _row_pages(export: Archive) -> dict[str, set[str]]:
+        """Page titles by the title of the page or database folder they sit in."""
+        titles: dict[str, set[str]] = {}
+        for name in export.names:
+            parts = PurePosixPath(name).parts
+            page = node(parts[-1]) if name.endswith(".md") else None
+            parent = node(parts[-2]) if page and len(parts) > 1 else None
+            if page and parent:
+                titles.setdefault(parent.title, set()).add(page.title)
+        return titles
 
     def _attachment(self, export: Archive, path: Path, name: str,
                     ancestors: tuple[str, ...], top: str) -> SourceItem:  # fmt: skip

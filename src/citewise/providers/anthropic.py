@@ -61,7 +61,7 @@ class AnthropicChatModel(BaseChatModel):
         self.model_id = model
         self.context_window = context_window
         self.capabilities = Capabilities(
-            context_window, tools=True, json_schema=True,
+            context_window, tools=True, json_schema=True, prefill=True,
             usage_fields=frozenset({"prompt", "completion", "cached"}),
         )  # fmt: skip
         # Newer SDKs dropped sampling parameters from the Messages API.
@@ -136,7 +136,10 @@ class AnthropicChatModel(BaseChatModel):
             finally:
                 response.close()
         except (self._anthropic.AnthropicError, httpx.HTTPError) as exc:
-            raise sdk_error(self._anthropic, exc, where, streaming=started) from exc
+            error = sdk_error(self._anthropic, exc, where, streaming=started)
+            if prompt:  # message_start counted the prompt: the ledger keeps the real figure
+                error.usage = TokenUsage(prompt, completion, cached)
+            raise error from exc
         if finish is None:
             raise ProviderError(f"{where} ended the stream before the model finished",
                                 kind="stream")  # fmt: skip

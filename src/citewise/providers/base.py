@@ -121,6 +121,8 @@ class Capabilities:
     # Which counts the API reports: prompt, completion, cached.
     usage_fields: frozenset[str] = frozenset({"prompt", "completion"})
     local: bool = False  # runs in this process: first-token time grows with the prompt
+    # The API continues a trailing assistant message (Anthropic's prefill); others restart.
+    prefill: bool = False
 
 
 @runtime_checkable
@@ -139,6 +141,10 @@ class ChatModel(Protocol):
 
     def count_messages(self, messages: Sequence[Message]) -> int:
         """Tokens the prompt takes, chat template included."""
+        ...
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to at most ``max_tokens`` tokens."""
         ...
 
 
@@ -162,6 +168,9 @@ class BaseChatModel:
 
     def count_messages(self, messages: Sequence[Message]) -> int:
         return sum(self.count_tokens(m.content) + self.message_overhead for m in messages) + 3
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return text[: max_tokens * 3]  # the same ~3 characters a token as count_tokens
 
 
 def text_of(events: Iterator[Event]) -> tuple[str, Finished | None]:

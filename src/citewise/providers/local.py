@@ -19,7 +19,7 @@ from importlib import import_module
 from pathlib import Path
 
 from ..config import Settings, cache_dir
-from ..errors import ModelError
+from ..errors import ModelError, ProviderError
 from .base import (
     BaseChatModel,
     Capabilities,
@@ -130,6 +130,10 @@ class LlamaCppModel(BaseChatModel):
                         yield TextDelta(delta)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
+            except ValueError as exc:  # llama.cpp: "Requested tokens (N) exceed context window"
+                if "context window" not in str(exc):
+                    raise
+                raise ProviderError(f"{self.model_id}: {exc}", kind="context_length") from exc
             finally:
                 chunks.close()
             # The context holds the prompt and every generated token that was decoded: all

@@ -25,6 +25,7 @@ and the ledger (``ledger.py``) records one row per attempt.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import random
 import threading
@@ -47,6 +48,13 @@ from .base import (
     TextDelta,
     TokenUsage,
     ToolCallDelta,
+)
+
+log = logging.getLogger("citewise.router")
+# How a target without prefill is asked to go on from another's broken-off answer.
+CONTINUE_PROMPT = (
+    "Your previous message was cut off. Continue it exactly where it stopped, "
+    "without repeating any of it."
 )
 
 
@@ -160,15 +168,16 @@ class CircuitBreaker:
             return "closed"
         return "half_open" if now - self._opened_at >= self.cooldown else "open"
 
-    def allow(self) -> bool:
+    def allow(self) -> str | None:
+        """``"call"`` (closed), ``"probe"`` (the one call let through half-open), or None."""
         with self._lock:
             state = self._state(self.clock())
             if state == "closed":
-                return True
+                return "call"
             if state == "half_open" and not self._probing:
                 self._probing = True  # one caller probes; the others still skip the target
-                return True
-            return False
+                return "probe"
+            return None
 
     def succeeded(self) -> None:
         with self._lock:
@@ -185,10 +194,12 @@ class CircuitBreaker:
             if len(self._recent) >= self.failures:
                 self._opened_at = now
 
-    def released(self) -> None:
-        """A probe that ended without a verdict (the caller left) frees the probe slot."""
-        with self._lock:
-            self._probing = False
+    def released(self, permit: str) -> None:
+        """A call that ended without a verdict (the caller left, its own fault); if it was
+        the probe, the next caller may probe."""
+        if permit == "probe":
+            with self._lock:
+                self._probing = False
 
 
 # Breakers are per process and per target, shared by every router that calls it.
@@ -230,10 +241,6 @@ class Router(BaseChatModel):
         self._models_lock = threading.Lock()
         self._sleep = sleep
         self.context_window = min(t.context_window or context_window for t in self.chain)
-        # Capabilities are the first target's: prompts are built and answers checked for it.
-        self.capabilities = Capabilities(
-            self.context_window, local=self.chain[0].provider == "local"
-        )
         self.ledger: Ledger | None = None  # set by the workspace: every call is recorded
 
     # -- counting: with the first target's tokenizer (prompts are built for it) ---------
@@ -261,7 +268,21 @@ class Router(BaseChatModel):
 
     @property
     def primary(self) -> ChatModel:
-        return self.model(self.chain[0])
+        """The first target that loads: prompts are counted with its tokenizer and answers
+        checked for its kind. (If the first cannot load — no key, no model — the chain
+        still works from the next.)"""
+        first_error: CitewiseError | None = None
+        for target in self.chain:
+            try:
+                return self.model(target)
+            except CitewiseError as exc:
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return replace(self.primary.capabilities, context_window=self.context_window)
 
     def count_tokens(self, text: str) -> int:
         return self.primary.count_tokens(text)
@@ -270,8 +291,7 @@ class Router(BaseChatModel):
         return self.primary.count_messages(messages)
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        truncate = getattr(self.primary, "truncate", None)
-        return truncate(text, max_tokens) if truncate else text[: max_tokens * 3]
+        return self.primary.truncate(text, max_tokens)
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -281,9 +301,13 @@ class Router(BaseChatModel):
         can still answer 429 instead of starting a stream)."""
         if self.ledger is None:
             return self._route(request, [])
+        return ChargedResponse(self, request, self.ledger)
+
+    def reserve(self, request: ModelRequest) -> Any:
+        """Hold one attempt's worst case against the caller's budgets (or refuse)."""
+        assert self.ledger is not None
         tokens, usd = self.worst_case(request)
-        hold = self.ledger.reserve(request.caller, request.assistant, tokens, usd)
-        return ChargedResponse(self, request, self.ledger, hold)
+        return self.ledger.reserve(request.caller, request.assistant, tokens, usd)
 
     def worst_case(self, request: ModelRequest) -> tuple[int, float | None]:
         """Tokens and USD a call may cost at most: its prompt plus ``max_tokens``, at the
@@ -310,23 +334,32 @@ class Router(BaseChatModel):
             ))  # fmt: skip
         return rows
 
-    def _route(self, request: ModelRequest, attempts: list[Attempt]) -> Iterator[Event]:
+    def _route(
+        self,
+        request: ModelRequest,
+        attempts: list[Attempt],
+        before_another_call: Callable[[], None] | None = None,
+    ) -> Iterator[Event]:
+        """Try the chain; ``before_another_call`` runs before every call after the first
+        (a retry or a fallback costs again: the budget holds another worst case)."""
         started = time.monotonic()
         sent = _Sent()
         last_error: ProviderError | None = None
+        calls = 0
         for target in self.chain:
-            breaker = breaker_for(target, self.policy)
-            if not breaker.allow():
-                attempts.append(Attempt(target.spec, target.provider, target.model,
-                                        "circuit_open", error="circuit open after failures"))  # fmt: skip
-                last_error = last_error or ProviderError(
-                    f"{target.spec} is skipped after repeated failures (circuit open)",
-                    kind="server")  # fmt: skip
-                continue
             for retry in range(target.max_retries + 1):
-                outcome = yield from self._attempt(
-                    target, self._continued(request, sent), sent, attempts, breaker
-                )
+                if calls and before_another_call is not None:
+                    before_another_call()
+                permit = breaker_for(target, self.policy).allow()
+                if permit is None:  # asked before each call: a failed probe is not retried
+                    attempts.append(Attempt(target.spec, target.provider, target.model,
+                                            "circuit_open", error="circuit open after failures"))  # fmt: skip
+                    last_error = last_error or ProviderError(
+                        f"{target.spec} is skipped after repeated failures (circuit open)",
+                        kind="server")  # fmt: skip
+                    break
+                calls += 1
+                outcome = yield from self._attempt(target, request, sent, attempts, permit)
                 if isinstance(outcome, Finished):
                     yield replace(outcome, target=target.spec, attempts=tuple(attempts),
                                   total_s=time.monotonic() - started)  # fmt: skip
@@ -341,25 +374,33 @@ class Router(BaseChatModel):
         assert last_error is not None
         raise self._failure(last_error, attempts)
 
-    def _continued(self, request: ModelRequest, sent: _Sent) -> ModelRequest:
-        """After a break mid-answer, the next target continues the text already sent."""
+    def _continued(self, request: ModelRequest, sent: _Sent, model: ChatModel) -> ModelRequest:
+        """After a break mid-answer, the next target continues the text already sent: as a
+        prefill where the API continues one (Anthropic), otherwise asked to go on. Either
+        way it may write only what ``max_tokens`` has left."""
         if not sent.text:
             return request
-        prefix = Message("assistant", "".join(sent.text))
-        return replace(request, messages=(*request.messages, prefix))
+        partial = "".join(sent.text)
+        messages = [*request.messages, Message("assistant", partial)]
+        if not model.capabilities.prefill:
+            messages.append(Message("user", CONTINUE_PROMPT))
+        left = max(1, request.max_tokens - model.count_tokens(partial))
+        return replace(request, messages=tuple(messages), max_tokens=left)
 
     def _attempt(self, target: Target, request: ModelRequest, sent: _Sent,
-                 attempts: list[Attempt], breaker: CircuitBreaker
-                 ) -> Iterator[Event]:  # fmt: skip
+                 attempts: list[Attempt], permit: str) -> Iterator[Event]:  # fmt: skip
         """One call; yields its events and returns its Finished event or its error."""
+        breaker = breaker_for(target, self.policy)
         started = time.monotonic()
         first: float | None = None
         text: list[str] = []
         status = "cancelled"  # until it ends one way or the other (the reader may leave)
         error: ProviderError | None = None
         finished: Finished | None = None
+        repeat = _RepeatGuard("".join(sent.text))
         try:
             model = self._loaded(target)
+            request = self._continued(request, sent, model)
             deadline = target.first_token_deadline(model.count_messages(request.messages))
             for event in watched(model.generate(request), deadline, target.gap_timeout,
                                  target.total_timeout, target.spec):  # fmt: skip
@@ -370,26 +411,36 @@ class Router(BaseChatModel):
                     first = time.monotonic() - started
                 if isinstance(event, TextDelta):
                     text.append(event.text)
+                    event = TextDelta(repeat.new_text(event.text))
+                    if not event.text:
+                        continue
                     sent.text.append(event.text)
                 elif isinstance(event, ToolCallDelta):
                     sent.tool_calls = True
                 yield event
             if finished is None:
                 raise ProviderError(f"{target.spec} ended without a final event", kind="stream")
+            if rest := repeat.rest():
+                sent.text.append(rest)
+                yield TextDelta(rest)
             status = "ok"
         except ProviderError as exc:
             error, status = exc, "timeout" if exc.kind == "timeout" else "error"
         except Exception as exc:  # a loader or provider bug fails this target only
             error, status = ProviderError(f"{target.spec} failed: {exc!r}", kind="server"), "error"
         finally:
-            usage = finished.usage if finished is not None else (
-                self._estimate(target, request, "".join(text)))  # fmt: skip
+            if finished is not None:
+                usage = finished.usage
+            elif error is not None and error.usage is not None:  # counted before it broke
+                usage = error.usage
+            else:
+                usage = self._estimate(target, request, "".join(text))
             if status == "ok":
                 breaker.succeeded()
             elif error is not None and error.transient:
                 breaker.failed()
             else:
-                breaker.released()
+                breaker.released(permit)
             attempts.append(Attempt(
                 target.spec, target.provider, target.model, status, usage,
                 target.price.cost(usage), time.monotonic() - started, first,
@@ -401,6 +452,10 @@ class Router(BaseChatModel):
         return error
 
     def _estimate(self, target: Target, request: ModelRequest, text: str) -> TokenUsage:
+        """What a call that gave no count used: nothing before its first token (APIs do not
+        bill a failed request), else the prompt and the text that arrived."""
+        if not text:
+            return TokenUsage(estimated=True)
         try:
             model = self.model(target)
             return TokenUsage(model.count_messages(request.messages),
@@ -419,7 +474,7 @@ class Router(BaseChatModel):
 
     def _backoff(self, retry: int, error: ProviderError) -> float | None:
         """Seconds to wait before retrying the same target; None: move on instead."""
-        if error.kind in ("timeout", "unavailable"):
+        if error.kind in ("timeout", "unavailable") or error.kind in CALLER_KINDS:
             return None  # a slow target stays slow: the next one answers sooner
         if error.retry_after is not None:
             return error.retry_after if error.retry_after <= self.policy.max_retry_wait else None
@@ -438,15 +493,22 @@ class Router(BaseChatModel):
 
 
 class ChargedResponse(Iterator[Event]):
-    """A response whose budget hold is settled exactly once, into the ledger, with every
-    attempt's real usage: when it ends, fails, is closed early, or is dropped unread."""
+    """A response whose budget holds are settled exactly once, into the ledger, with every
+    attempt's real usage: when it ends, fails, is closed early, or is dropped unread.
 
-    def __init__(self, router: Router, request: ModelRequest, ledger: Ledger, hold: Any) -> None:
-        self._router, self._request, self._ledger, self._hold = router, request, ledger, hold
+    The first hold is taken here, before any event is asked for (a refused call raises
+    BudgetExceeded at once); each retry or fallback holds another worst case first."""
+
+    def __init__(self, router: Router, request: ModelRequest, ledger: Ledger) -> None:
+        self._router, self._request, self._ledger = router, request, ledger
+        self._holds = [router.reserve(request)]
         self.attempts: list[Attempt] = []
-        self._events = router._route(request, self.attempts)
+        self._events = router._route(request, self.attempts, self._hold_another)
         self._settled = False
         self._lock = threading.Lock()
+
+    def _hold_another(self) -> None:
+        self._holds.append(self._router.reserve(self._request))
 
     def __next__(self) -> Event:
         try:
@@ -455,24 +517,61 @@ class ChargedResponse(Iterator[Event]):
             self._settle()
             raise
         except BaseException:
-            with contextlib.suppress(Exception):  # the call's own error is the one to report
-                self._settle()
+            self._settle(quietly=True)  # the call's own error is the one to report
             raise
 
     def close(self) -> None:
         self._events.close()  # a running attempt is recorded as cancelled
         self._settle()
 
-    def _settle(self) -> None:
+    def _settle(self, quietly: bool = False) -> None:
         with self._lock:
             if self._settled:
                 return
+            try:
+                rows = self._router.ledger_rows(self._request, self.attempts)
+                self._ledger.settle(self._holds, rows)
+            except Exception:
+                log.exception("the usage ledger could not record a call; its budget hold "
+                              "stays until it expires")  # fmt: skip
+                if not quietly:
+                    raise
+                return
             self._settled = True
-        self._ledger.settle(self._hold, self._router.ledger_rows(self._request, self.attempts))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+class _RepeatGuard:
+    """A continuation must not repeat what the reader has: a model asked to go on often
+    starts its answer over. Text is held back while it could still be that repeat."""
+
+    def __init__(self, sent: str) -> None:
+        self.sent = sent.lstrip()
+        self.buffer = ""
+        self.decided = not self.sent
+
+    def new_text(self, text: str) -> str:
+        if self.decided:
+            return text
+        self.buffer += text
+        head = self.buffer.lstrip()
+        if self.sent.startswith(head):
+            return ""  # so far the same words: wait
+        self.decided = True
+        if head.startswith(self.sent):  # it started over: keep what follows the repeat
+            rest = head[len(self.sent) :]
+            return rest.lstrip() if self.sent[-1:].isspace() else rest
+        return self.buffer
+
+    def rest(self) -> str:
+        """At the end: text still held back that was not a repeat after all."""
+        if self.decided:
+            return ""
+        self.decided = True
+        return "" if self.sent.startswith(self.buffer.lstrip()) else self.buffer
 
 
 def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s: float,
@@ -483,20 +582,24 @@ def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s
     inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
     stop = threading.Event()
 
+    def hand_over(kind: str, item: Any) -> bool:
+        """Queue ``item`` unless the reader has left (never block on a full queue)."""
+        while not stop.is_set():
+            try:
+                inbox.put((kind, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def pump() -> None:
         try:
             for event in events:
-                while not stop.is_set():
-                    try:
-                        inbox.put(("event", event), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over("event", event):
                     return
-            inbox.put(("end", None))
+            hand_over("end", None)
         except BaseException as exc:  # handed to the reader
-            inbox.put(("error", exc))
+            hand_over("error", exc)
         finally:
             close = getattr(events, "close", None)
             if close is not None:

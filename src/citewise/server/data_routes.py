@@ -11,11 +11,10 @@ from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import CitewiseError
 from ..keys import ApiKey
 from ..names import COLLECTION_NAME
 from .auth import AskKey, IngestKey, service_of
-from .errors import APIError, from_citewise, guarded
+from .errors import APIError, guarded
 from .openai_routes import hit_json, public_metadata
 from .schemas import FeedbackRequest, SearchRequest
 from .service import Service, distinct_names, safe_filename
@@ -26,16 +25,13 @@ router = APIRouter()
 @router.post("/v1/search")
 async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResponse:
     service = service_of(request)
-    collections = service.scope(key, body.collections)
     where = dict(body.where) if body.where else None
 
-    def run() -> list:
-        try:
-            return service.workspace.search(body.query, body.k, collections, body.mode, where)
-        except CitewiseError as exc:
-            raise from_citewise(exc) from exc
+    def run() -> list:  # in a worker thread: the database is read here
+        collections = service.scope(key, body.collections)
+        return service.workspace.search(body.query, body.k, collections, body.mode, where)
 
-    hits = await run_in_threadpool(run)
+    hits = await run_in_threadpool(guarded, run)
     return JSONResponse({"object": "list", "query": body.query,
                          "data": [hit_json(h, n, service.root) for n, h in enumerate(hits, start=1)]})  # fmt: skip
 

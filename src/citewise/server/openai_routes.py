@@ -111,11 +111,18 @@ async def _until_disconnected(
                 return
     finally:
         stream.cancel()  # a generation running in a worker thread stops at its next token
-        # A suspended generation releases the model now; one that is running raises
-        # "generator already executing", and the flag above stops it instead.
-        with contextlib.suppress(ValueError):
-            events.close()
-        stream.close()  # a stream that never began still settles its budget hold
+        # Closing settles the ledger (a database write): in a worker thread, not the loop.
+        await run_in_threadpool(_release, events, stream)
+
+
+def _release(events: Iterator[str], stream: AnswerStream) -> None:
+    """Free what a finished or abandoned stream holds. A suspended generation releases the
+    model now; one still running raises "generator already executing", and the cancel
+    flag stops it instead. A stream that never began still settles its budget hold."""
+    with contextlib.suppress(ValueError):
+        events.close()
+    with contextlib.suppress(CitewiseError):  # a ledger write failure is logged where it happens
+        stream.close()
 
 
 async def _answer_unless_disconnected(request: Request, stream: AnswerStream) -> Answer:
@@ -172,9 +179,10 @@ def _sse(
     _account(service, key, answer)
     yield chunk({}, _finish_reason(answer), citewise=route_json(answer),
                 citations=[citation_json(c, service.root) for c in answer.citations])  # fmt: skip
-    if include_usage:
+    if include_usage:  # the last chunk: usage, and again which targets answered
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "choices": [], "usage": _usage(answer)}  # fmt: skip
+                "model": model, "choices": [], "usage": _usage(answer),
+                "citewise": route_json(answer)}  # fmt: skip
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"
 
