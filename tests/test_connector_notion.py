@@ -167,3 +167,40 @@ def test_a_linked_database_view_does_not_duplicate_its_row_pages(workspace, tmp_
     titles = [d.title for d in stored_documents(workspace).values()]
     assert report.failed == []
     assert "Fix login bug" in titles and "Tasks: Fix login bug" not in titles
+
+
+def test_a_zip_bomb_member_is_refused_from_its_directory(workspace, tmp_path: Path) -> None:
+    """A page that inflates past the per-file limit is named and skipped before it is read
+    (the zip weighs well under a megabyte); the rest of the export is ingested."""
+    import resource
+    import zipfile
+
+    from citewise.connectors.archive import MAX_MEMBER_BYTES
+
+    folder = make_notion_export(tmp_path, nested_zip=False)
+    bomb = tmp_path / "bomb.zip"
+    _zip_folder(folder, bomb)
+    with zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as out:
+        name = f"{folder.name}/Huge {'8' * 32}.md"
+        with out.open(name, "w", force_zip64=True) as member:
+            zeros = b"\0" * (1 << 20)
+            for _ in range(MAX_MEMBER_BYTES // len(zeros) + 8):
+                member.write(zeros)
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = workspace.ingest([bomb])
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert report.added == 7
+    (failure,) = report.failed
+    assert (
+        failure.source.endswith(f"Huge {'8' * 32}.md") and "over the 256 MB limit" in failure.reason
+    )
+    assert grown_mb < 100  # the member was never inflated
+
+
+def test_a_truncated_zip_is_named_as_such(workspace, tmp_path: Path) -> None:
+    archive = make_notion_export(tmp_path, "v1")
+    archive.write_bytes(archive.read_bytes()[:300])
+    report = workspace.ingest([archive])  # no connector recognises it any more
+    (failure,) = report.failed
+    assert failure.reason.startswith("corrupt or truncated zip archive")

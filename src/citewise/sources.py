@@ -78,11 +78,25 @@ def _file_entry(path: Path, unsupported: str) -> SourceItem | Skipped:
     if not stat.S_ISREG(mode):
         return Skipped(name, "not a regular file (a pipe, socket or device)")
     if not supported(path):
+        if path.suffix.lower() == ".zip":
+            return _zip_reason(path, name)
         return Skipped(name, unsupported)
     try:
         return _file_item(path)
     except OSError as exc:
         return Skipped(name, f"cannot read: {_reason(exc)}", failed=True)
+
+
+def _zip_reason(path: Path, name: str) -> Skipped:
+    """A zip no connector took: say whether it is broken or just not a known export."""
+    import zipfile
+
+    try:
+        zipfile.ZipFile(path).close()  # reads the directory only: never inflates anything
+    except (zipfile.BadZipFile, OSError) as exc:
+        return Skipped(name, f"corrupt or truncated zip archive: {exc}", failed=True)
+    return Skipped(name, "a zip that is not a known export (Slack, Notion, Google Drive, "
+                   "Gmail); unzip it to ingest its files")  # fmt: skip
 
 
 def _shown(path: Path) -> str:
