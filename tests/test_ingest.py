@@ -215,3 +215,22 @@ def test_odd_entries_in_a_folder_are_named_and_the_rest_is_ingested(workspace, t
     assert workspace.search("good file ingested", k=1)[0].source.endswith("good.md")
     again = workspace.ingest([folder])  # a rerun: the same verdicts, nothing redone or lost
     assert again.unchanged == 1 and again.deleted == 0 and len(again.failed) == 3
+
+
+def test_each_document_is_committed_as_it_finishes(workspace, tmp_path: Path) -> None:
+    """An interrupted ingest keeps every document it finished (Ctrl-C after the 5th here),
+    and a rerun does only the rest."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for n in range(12):
+        (folder / f"note-{n:02d}.md").write_text(f"# Note {n}\n\nFact number {n} is true.\n")
+
+    def interrupt(progress) -> None:
+        if progress.done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        workspace.ingest([folder], progress=interrupt)
+    assert workspace.status().collections[0].documents == 5
+    rerun = workspace.ingest([folder])
+    assert (rerun.unchanged, rerun.added) == (5, 7)

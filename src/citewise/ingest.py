@@ -1,9 +1,12 @@
 """Source items → documents → chunks → embeddings → the store.
 
 Unchanged items (same mtime and size, or same content hash) are skipped before
-parsing. Items are parsed and chunked one by one, embedded in batches that span
-documents, and each document is written in its own transaction: an interrupted
-run keeps every document it finished, and a rerun does only the rest.
+parsing. Items are parsed and chunked one by one and each document is written in its own
+transaction as soon as it is embedded: an interrupted run keeps every document it
+finished, and a rerun does only the rest. An embedder that gains from big batches (a
+float ONNX model, a remote API) gets chunks of several documents at once, but never
+holds finished work longer than ``FLUSH_SECONDS``; the default int8 embedder runs one
+text at a time anyway, so there every document commits the moment it is embedded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .store import Collection, Store
 
 log = logging.getLogger(__name__)
 EMBED_BATCH_CHUNKS = 256
+FLUSH_SECONDS = 0.5
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Ingestor:
         seen: set[str] = set()
         failed: list[str] = []  # parts that could not be read: what is stored under them stays
         pending: list[_Pending] = []
+        pending_since = time.monotonic()
         status = "interrupted"
         try:
             for done, item in enumerate(items, start=1):
@@ -111,8 +116,10 @@ class Ingestor:
                     seen.add(item.source)
                 if isinstance(item, Skipped) and item.failed:
                     failed.append(item.source)
+                if not pending:
+                    pending_since = time.monotonic()
                 outcome, n_chunks = self._prepare(item, run_id, report, pending)
-                if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
+                if self._due(pending, pending_since):
                     self._flush(pending, report)
                 if progress:
                     progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome))
@@ -129,6 +136,15 @@ class Ingestor:
             report.seconds = time.perf_counter() - started
             self.store.finish_run(run_id, status, report.counts())
         return report
+
+    def _due(self, pending: list[_Pending], since: float) -> bool:
+        """Whether to embed and commit what is pending now."""
+        if not pending:
+            return False
+        if self.embedder.batch_size <= 1:
+            return True  # nothing to gain from waiting: commit each document at once
+        chunks = sum(len(p.chunks) for p in pending)
+        return chunks >= EMBED_BATCH_CHUNKS or time.monotonic() - since >= FLUSH_SECONDS
 
     def _prepare(
         self, item: SourceItem | Skipped, run_id: int, report: IngestReport, pending: list[_Pending]

@@ -14,6 +14,7 @@ class Embedder(Protocol):
     model_id: str
     dim: int
     max_tokens: int
+    batch_size: int  # most texts worth sending in one call (1: batching gains nothing)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text, float32."""

@@ -34,6 +34,7 @@ class BatchingEmbedder(BaseEmbedder):
         self.model_id = inner.model_id
         self.dim = inner.dim
         self.max_tokens = inner.max_tokens
+        self.batch_size = inner.batch_size
         self.max_wait = max_wait
         self.max_texts = max_texts
         self.batches = 0  # model calls made, for metrics and benchmarks
