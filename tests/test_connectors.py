@@ -94,7 +94,7 @@ def test_cli_ingests_an_export_with_a_streamed_progress(tmp_path: Path) -> None:
     forced = subprocess.run([CITEWISE, "-w", str(workspace), "ingest", str(export), "-c", "files2",
                              "--source", "files"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert forced.returncode == 0
-    assert "unsupported file type .zip" in forced.stderr
+    assert "a zip archive read as plain files" in forced.stderr
     asked = subprocess.run([CITEWISE, "-w", str(workspace), "search", "staging database password",
                             "-c", "slack", "-k", "1"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert "slack://T0CITEWISE/archives/C01GENERAL/p1767607320000100" in asked.stdout

@@ -17,16 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..workspace import Workspace
 from . import data_routes, openai_routes
-from .auth import AdminKey, AskKey, service_of
+from .auth import AdminKey, AskKey, identify, needs_key, service_of
 from .errors import (
     APIError,
     api_error_handler,
     error_body,
+    error_response,
     http_error_handler,
     validation_error_handler,
 )
@@ -120,6 +122,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
 class ObservabilityMiddleware:
     """Request ids, body-size limits, rate-limit headers, Prometheus metrics and one JSON
     access-log line per request — without keys, query strings or document text."""
@@ -173,7 +179,9 @@ class ObservabilityMiddleware:
                 await send(message)
 
             try:
-                await self.app(scope, limited_receive, send_with_headers)
+                if await self._identified(scope, state, send_with_headers, status):
+                    await self.app(scope, limited_receive, send_with_headers)
+                # else: answered 401 before a byte of the body was read or parsed
             except BodyTooLarge:
                 if not status["sent"]:
                     await self._reject(send, status, limit)
@@ -190,6 +198,19 @@ class ObservabilityMiddleware:
                         error_body("The server hit an internal error.", "server_error"), 500
                     )(scope, receive, send_with_headers)
         self._observe(scope, state, status["code"], time.perf_counter() - started, request_id)
+
+    async def _identified(self, scope: Scope, state: dict, send: Send, status: dict) -> bool:
+        """Fail closed: the key is checked before the body is read, so a caller without
+        one learns nothing from validation errors. The route's dependency reuses it."""
+        if scope["method"] == "OPTIONS" or not needs_key(scope["path"]):
+            return True  # CORS preflights carry no credentials by design
+        try:
+            state["key"] = await identify(self.service, Headers(scope=scope))
+        except APIError as error:
+            await error_response(error)(scope, _no_body, send)
+            return False
+        state["key_name"] = state["key"].name
+        return True
 
     def _body_limit(self, scope: Scope) -> int:
         if scope["method"] == "POST" and scope["path"].endswith("/documents"):

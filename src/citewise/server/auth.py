@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from ..keys import OPEN_ACCESS, ApiKey
 from .errors import APIError
@@ -23,7 +24,10 @@ def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
 
     async def dependency(request: Request) -> ApiKey:
         service = service_of(request)
-        key = await _identify(service, request) if service.auth else OPEN_ACCESS
+        # Normally known already: the middleware identifies the key before the body is read.
+        key = getattr(request.state, "key", None)
+        if key is None:
+            key = await _identify(service, request.headers) if service.auth else OPEN_ACCESS
         request.state.key_name = key.name
         if not key.allows_scope(scope):
             raise APIError(403, f"This key lacks the '{scope}' scope",
@@ -44,8 +48,18 @@ def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
     return dependency
 
 
-async def _identify(service: Service, request: Request) -> ApiKey:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def needs_key(path: str) -> bool:
+    """Routes that require a key when auth is on (the web page and health checks do not)."""
+    return path.startswith("/v1/") or path in ("/openapi.json", "/metrics")
+
+
+async def identify(service: Service, headers: Headers) -> ApiKey:
+    """The caller's key (OPEN_ACCESS without auth), or a 401 naming what is wrong."""
+    return await _identify(service, headers) if service.auth else OPEN_ACCESS
+
+
+async def _identify(service: Service, headers: Headers) -> ApiKey:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise APIError(401, "You didn't provide an API key. Send it as 'Authorization: Bearer "
                        "<key>'; `citewise keys create` makes one.", code="missing_api_key")  # fmt: skip
