@@ -104,3 +104,24 @@ def _server_errors(client: httpx.Client) -> float:
 def _access_lines(caplog: pytest.LogCaptureFixture, status: int) -> list[dict]:
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "citewise.access"]
     return [line for line in lines if line["status"] == status]
+
+
+def test_uploads_a_stopped_server_left_unfinished_are_picked_up(ingested) -> None:
+    """kill -9 after an upload was saved but before it was ingested: the next start
+    ingests it; a half-written upload is removed; stored uploads are not redone."""
+    ws, _ = ingested
+    folder = ws.path / "uploads" / "default"
+    folder.mkdir(parents=True)
+    (folder / "parking.md").write_text("# Parking\n\nVisitors park on level minus two.\n")
+    (folder / "cut-off.md.part").write_text("# Half an upl")
+    app = create_app(ws, auth=False)
+    service = app.state.service
+    (job,) = service.resumed
+    assert [f.name for f in job.files] == ["parking.md"]
+    assert service.jobs.wait(job.id).files[0].status == "added"
+    assert not (folder / "cut-off.md.part").exists()
+    assert "level minus two" in ws.search("where do visitors park", 1)[0].text
+    service.close()
+    again = create_app(ws, auth=False).state.service  # everything is stored now
+    assert again.resumed == []
+    again.close()

@@ -3,7 +3,9 @@
 Ingestion is CPU-bound (parsing, embedding), so one worker thread runs jobs in
 order while the server keeps answering. Each job reports per-file progress and
 errors; the documents themselves land in SQLite one transaction per file, so a
-server stopped mid-job keeps every finished file and a re-upload does the rest.
+server stopped mid-job keeps every finished file. When the server starts again, uploads
+it saved but had not finished ingesting are picked up (``resume``): a file already
+stored is unchanged and costs a stat; a half-written ``.part`` upload is removed.
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ class JobQueue:
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="citewise-ingest", daemon=True)
         self._worker.start()
+
+    def resume(self, uploads: Path) -> list[Job]:
+        """A job per collection for uploads a stopped server left unfinished."""
+        jobs = []
+        if not uploads.is_dir():
+            return jobs
+        for folder in sorted(p for p in uploads.iterdir() if p.is_dir()):
+            for partial in folder.glob("*.part"):
+                partial.unlink(missing_ok=True)  # an upload cut off while it was written
+            files = [(p.name, p) for p in sorted(folder.iterdir()) if p.is_file()]
+            collection = self.workspace.store.collection(folder.name)
+            stored = self.workspace.store.sources(collection.id) if collection else {}
+            unfinished = [(n, p) for n, p in files if str(p.resolve()) not in stored]
+            if unfinished:
+                jobs.append(self.submit(folder.name, unfinished))
+        return jobs
 
     def submit(self, collection: str, files: list[tuple[str, Path]]) -> Job:
         job = Job(uuid.uuid4().hex[:16], collection, [FileState(name) for name, _ in files],

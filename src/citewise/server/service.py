@@ -45,6 +45,7 @@ class Service:
             self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
         workspace.ledger.listeners.append(self.count_usage)
         self.uploads = workspace.path / "uploads"
+        self.resumed = self.jobs.resume(self.uploads)  # what a stopped server left unfinished
         self.root = str(workspace.path.resolve()) + "/"  # stripped from sources shown to callers
         self.ready = threading.Event()
         self.startup_error: str | None = None
