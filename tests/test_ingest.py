@@ -234,3 +234,18 @@ def test_each_document_is_committed_as_it_finishes(workspace, tmp_path: Path) ->
     assert workspace.status().collections[0].documents == 5
     rerun = workspace.ingest([folder])
     assert (rerun.unchanged, rerun.added) == (5, 7)
+
+
+def test_a_document_extracting_too_much_text_is_named_and_skipped(tmp_path: Path) -> None:
+    from citewise import Workspace
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "small.md").write_text("# Small\n\nThe cafeteria opens at noon.\n")
+    (folder / "huge.txt").write_text("All work and no play makes Jack a dull boy. " * 60_000)
+    with Workspace.open(tmp_path / "ws", max_document_mb=1) as ws:
+        report = ws.ingest([folder])
+    assert report.added == 1
+    (failure,) = report.failed
+    assert failure.source == str(folder / "huge.txt")
+    assert failure.reason == "extracts to 3 MB of text, over the max_document_mb limit (1 MB)"

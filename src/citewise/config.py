@@ -94,6 +94,11 @@ SETTINGS: tuple[Setting, ...] = (
         "or auto (keywords for the tiny default local model, the model otherwise).",
     ),
     Setting("max_upload_mb", 50, "Largest upload the server accepts in one request (MB)."),
+    Setting(
+        "max_document_mb",
+        64,
+        "Most text one document may extract to (MB); a larger one is named and skipped.",
+    ),
     Setting("max_request_kb", 1024, "Largest JSON request body the server accepts (KB)."),
     Setting(
         "cors_origins",
@@ -127,6 +132,7 @@ class Settings:
     answer_check: str
     query_rewrite: str
     max_upload_mb: int
+    max_document_mb: int
     max_request_kb: int
     cors_origins: str
 

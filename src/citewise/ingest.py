@@ -81,13 +81,16 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
 class Ingestor:
     def __init__(
         self, store: Store, collection: Collection, embedder: Embedder,
-        chunk_tokens: int, chunk_overlap: int,
+        chunk_tokens: int, chunk_overlap: int, max_document_mb: int = 64,
     ) -> None:  # fmt: skip
         self.store = store
         self.collection = collection
         self.embedder = embedder
         self.chunk_tokens = min(chunk_tokens, embedder.max_tokens)
         self.chunk_overlap = chunk_overlap
+        # The text one document may extract to: a small file (a PDF, a zip member) can hold
+        # far more text than its size suggests, and every chunk of it is embedded.
+        self.max_document_chars = max_document_mb * 1024 * 1024
 
     def run(
         self,
@@ -170,6 +173,11 @@ class Ingestor:
                 report.unchanged += 1
                 return "unchanged", 0
             document = item.load()
+            if len(document.text) > self.max_document_chars:
+                raise ParseError(
+                    f"extracts to {len(document.text) / 1048576:,.0f} MB of text, over the "
+                    f"max_document_mb limit ({self.max_document_chars // 1048576} MB)"
+                )
             for location, reason in document.problems:
                 report.failed.append(Skipped(location, reason, failed=True))
                 self.store.record_failure(run_id, location, reason)

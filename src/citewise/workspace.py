@@ -201,8 +201,9 @@ class Workspace:
         embedder = self._collection_embedder(target)
         check_embedder(target, embedder)
         ingestor = Ingestor(
-            self.store, target, embedder, self.settings.chunk_tokens, self.settings.chunk_overlap
-        )
+            self.store, target, embedder, self.settings.chunk_tokens,
+            self.settings.chunk_overlap, self.settings.max_document_mb,
+        )  # fmt: skip
         report = ingestor.run(items, progress, delete_missing_under)
         self.refresh_indexes(collection)
         return report
