@@ -435,3 +435,33 @@ def test_a_ledger_that_cannot_be_written_refuses_the_call(ingested) -> None:
         blocker.close()
     assert ws.ask(QUESTION, caller="frank").text  # unlocked, it answers and is recorded
     assert [r.key for r in ws.ledger.rows()] == ["frank"]
+
+
+def test_circuit_breaker_states_with_a_clock() -> None:
+    """Closed → open after N failures in the window → one probe after the cool-down (the
+    others still skip) → open again if the probe fails, closed if it succeeds."""
+    from citewise.providers.router import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=3, window=10.0, cooldown=5.0, clock=lambda: now[0])
+    for _ in range(2):
+        assert breaker.allow() == "call"
+        breaker.failed()
+    now[0] = 11.0  # the first two failures leave the window
+    breaker.failed()
+    assert breaker.state == "closed"
+    breaker.failed()
+    breaker.failed()
+    assert breaker.state == "open" and breaker.allow() is None
+    now[0] += 5.0
+    assert breaker.allow() == "probe" and breaker.allow() is None  # exactly one probe
+    breaker.released("call")  # a caller that was not the probe frees nothing
+    assert breaker.allow() is None
+    breaker.failed()  # the probe failed: open for another cool-down
+    assert breaker.state == "open" and breaker.allow() is None
+    now[0] += 5.0
+    assert breaker.allow() == "probe"
+    breaker.released("probe")  # the probe's caller left: the next caller may probe
+    assert breaker.allow() == "probe"
+    breaker.succeeded()
+    assert breaker.state == "closed" and breaker.allow() == "call"

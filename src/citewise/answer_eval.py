@@ -156,31 +156,31 @@ def score_case(case: AnswerCase, answer: Answer) -> CaseResult:
     return result
 
 
-def judge_faithfulness(judge: ChatModel, answer: Answer) -> float | None:
+def judge_faithfulness(judge: ChatModel, answer: Answer, caller: str = "") -> float | None:
     """1..5 from the judge, scaled to 0..1; None when the judge's reply has no digit."""
     if not answer.hits or is_refusal(answer):
         return None
     sources = "\n\n".join(format_passage(n, h) for n, h in enumerate(answer.hits, start=1))
     prompt = f"Sources:\n\n{sources}\n\nAnswer:\n{answer.text}\n\nRating (1-5):"
     messages = [Message("system", JUDGE_PROMPT), Message("user", prompt)]
-    reply = complete(judge, messages, 4, 0.0, purpose="judge")
+    reply = complete(judge, messages, 4, 0.0, purpose="judge", caller=caller)
     digit = re.search(r"[1-5]", reply)
     return (int(digit.group()) - 1) / 4 if digit else None
 
 
 def evaluate_answers(
     workspace: Any, path: Path, collections: list[str] | None = None, judge: ChatModel | None = None,
-    progress: Any = None,
+    progress: Any = None, caller: str = "",
 ) -> AnswerReport:  # fmt: skip
     cases = load_answer_cases(path)
     results = []
     for done, case in enumerate(cases, start=1):
         started = time.perf_counter()
-        answer = workspace.ask(case.question, collections)
+        answer = workspace.ask(case.question, collections, caller=caller)
         result = score_case(case, answer)
         result.seconds = time.perf_counter() - started
         if judge is not None:
-            result.faithfulness = judge_faithfulness(judge, answer)
+            result.faithfulness = judge_faithfulness(judge, answer, caller)
         results.append(result)
         if progress:
             progress(done, len(cases))

@@ -81,10 +81,12 @@ def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
     "--output", type=click.Path(path_type=Path), help="Where to save per-question results (JSON)."
 )
 @model_options
+@click.option("--as", "caller", default="", envvar="CITEWISE_USER",
+              help="Charge the model calls (answers and judge) to this user or key name.")  # fmt: skip
 @click.pass_obj
 def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_provider: str | None,
             judge_model: str | None, output: Path | None, provider: str | None, model: str | None,
-            base_url: str | None, context_window: int | None) -> None:  # fmt: skip
+            base_url: str | None, context_window: int | None, caller: str) -> None:  # fmt: skip
     """Answer correctness, citation precision/recall and refusals on QUESTIONS (JSONL).
 
     Each line: {"question": ..., "answers": [...], "sources": [...]} or, for a question
@@ -104,7 +106,7 @@ def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_p
     with console.status("Answering…") as status:
         report = evaluate_answers(
             workspace, questions, list(collections) or None, judge,
-            lambda done, total: status.update(f"Answering… {done}/{total}"),
+            lambda done, total: status.update(f"Answering… {done}/{total}"), caller,
         )  # fmt: skip
     table = Table("measure", "value", title=f"{len(report.cases)} questions · model {report.model}")
     for name, value in report.means.items():
