@@ -101,6 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_request_kb", 1024, "Largest JSON request body the server accepts (KB)."),
     Setting(
+        "ledger_url",
+        "",
+        "PostgreSQL URL for the usage ledger and budgets, shared by server replicas "
+        "(password from PGPASSWORD or ~/.pgpass, never in the URL); empty: the workspace database.",
+    ),
+    Setting(
         "cors_origins",
         "",
         "Comma-separated origins whose browser apps may call the server's API "
@@ -134,6 +140,7 @@ class Settings:
     max_upload_mb: int
     max_document_mb: int
     max_request_kb: int
+    ledger_url: str
     cors_origins: str
 
     @classmethod
@@ -166,11 +173,27 @@ class Settings:
             raise ConfigError(
                 f"answer_check must be auto, strict, light, off or quote, not {self.answer_check!r}"
             )
+        if self.ledger_url:
+            check_database_url(self.ledger_url, "ledger_url")
         if self.answer_tokens >= self.context_window:
             raise ConfigError("answer_tokens must be smaller than context_window")
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def check_database_url(url: str, setting: str) -> None:
+    """A PostgreSQL URL without a password: secrets stay out of the workspace's config."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{setting} must be a postgresql:// URL")
+    if parts.password:
+        raise ConfigError(
+            f"{setting} holds a password; keep it out of the URL and set PGPASSWORD "
+            "or a ~/.pgpass file instead"
+        )
 
 
 def env_var(name: str) -> str:

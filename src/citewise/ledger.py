@@ -43,7 +43,8 @@ class BudgetRule:
 
     def describe(self) -> str:
         amount = f"${self.amount:g}" if self.metric == "usd" else f"{self.amount:,.0f} tokens"
-        return f"the {self.period}ly budget of {self.kind} '{self.subject}' ({amount})"
+        adjective = {"day": "daily", "month": "monthly"}[self.period]
+        return f"the {adjective} budget of {self.kind} '{self.subject}' ({amount})"
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class Workspace:
         self.path = path
         self.settings = settings
         self.store = Store(path / DATABASE_FILE)
-        self.ledger = Ledger(SqliteLedgerStore(self.store))  # every model call, and budgets
+        self.ledger = Ledger(ledger_store(settings, self.store))  # every model call, budgets
         self.indexes = VectorIndexes(self.store, path / "index", settings.ann_threshold)
         self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
         self._embedders: dict[str, Embedder] = {}
@@ -321,6 +321,15 @@ class Workspace:
             )
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())
+
+
+def ledger_store(settings: Settings, store: Store) -> Any:
+    """The workspace database, or a PostgreSQL database shared by server replicas."""
+    if settings.ledger_url:
+        from .ledger_postgres import PostgresLedgerStore
+
+        return PostgresLedgerStore(settings.ledger_url)
+    return SqliteLedgerStore(store)
 
 
 def init_workspace(directory: Path) -> Path:

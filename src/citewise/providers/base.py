@@ -242,6 +242,15 @@ def _sdk_error(sdk: Any, exc: Exception, where: str) -> ProviderError:
     return ProviderError(f"{where} failed: {exc!r}", kind="server")
 
 
+def socket_timeouts(target: Any) -> dict[str, float]:
+    """An SDK client's connect and read timeouts for a router target: the router's own
+    deadlines (first token, gap) fire first; these only catch a dead socket."""
+    if target is None:
+        return {}
+    return {"connect_timeout": target.connect_timeout,
+            "read_timeout": max(target.first_token_timeout, target.gap_timeout) + 5}  # fmt: skip
+
+
 def retry_after_seconds(headers: Any) -> float | None:
     """``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, in seconds."""
     from email.utils import parsedate_to_datetime

@@ -27,6 +27,7 @@ from .base import (
     http_library,
     resolve_api_key,
     sdk_error,
+    socket_timeouts,
 )
 
 if TYPE_CHECKING:
@@ -73,12 +74,8 @@ class OpenAIChatModel(BaseChatModel):
         cls, settings: Settings, workspace: Path | None = None, target: Target | None = None
     ) -> OpenAIChatModel:
         key = resolve_api_key(settings, "OPENAI_API_KEY", workspace, required=not settings.base_url)
-        timeouts = {}
-        if target is not None:  # the router's deadlines fire first; these catch a dead socket
-            timeouts = {"connect_timeout": target.connect_timeout,
-                        "read_timeout": max(target.first_token_timeout, target.gap_timeout) + 5}  # fmt: skip
         return cls(settings.model or DEFAULT_MODEL, key, settings.base_url,
-                   settings.context_window, **timeouts)  # fmt: skip
+                   settings.context_window, **socket_timeouts(target))  # fmt: skip
 
     def generate(self, request: ModelRequest) -> Iterator[Event]:
         httpx = http_library(self._openai)
