@@ -24,7 +24,8 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pgserver = pytest.importorskip("pgserver", reason="the dev extra installs pgserver")
+    import pgserver  # the dev extra installs it: PostgreSQL 16 binaries, no service
+
     server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
     uri = server.get_uri()
     assert "host=/" in uri  # a Unix socket: nothing listens on the network
