@@ -24,13 +24,17 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import pgserver  # the dev extra installs it: PostgreSQL 16 binaries, no service
+    runtime = tmp_path_factory.mktemp("runtime")
+    # pgserver keeps a lock in the user's runtime directory; CI shells have none set.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_RUNTIME_DIR", str(runtime))
+        import pgserver  # the dev extra installs it: PostgreSQL 16 binaries, no service
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    uri = server.get_uri()
-    assert "host=/" in uri  # a Unix socket: nothing listens on the network
-    yield uri
-    server.cleanup()
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        uri = server.get_uri()
+        assert "host=/" in uri  # a Unix socket: nothing listens on the network
+        yield uri
+        server.cleanup()
 
 
 def new_database(admin_uri: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import astuple, fields
 from typing import Any
 
 from .ledger import BudgetRule, Hold, LedgerRow
+from .ledger_store import filters, used_queries
 
 _COLUMNS = [f.name for f in fields(LedgerRow)]
 _GROUPS = {"key": "key", "model": "target", "day": "substr(at, 1, 10)",
@@ -104,19 +105,11 @@ class PostgresLedgerStore:
             return refused
 
     def _used(self, db: Any, rule: BudgetRule, since: dict[str, str]) -> float:
-        column = "key" if rule.kind == "key" else "assistant"
-        spent_expr = "cost_usd" if rule.metric == "usd" else "prompt_tokens + completion_tokens"
-        held_expr = "usd" if rule.metric == "usd" else "tokens"
-        spent = db.execute(
-            f"SELECT COALESCE(SUM({spent_expr}), 0) FROM citewise_usage_ledger "
-            f"WHERE {column} = %s AND at >= %s",
-            (rule.subject, since[rule.period]),
-        ).fetchone()[0]
-        held = db.execute(
-            f"SELECT COALESCE(SUM({held_expr}), 0) FROM citewise_budget_holds "
-            f"WHERE {column} = %s AND expires_at > %s",
-            (rule.subject, since["now"]),
-        ).fetchone()[0]
+        spent_sql, held_sql = used_queries(
+            rule, "citewise_usage_ledger", "citewise_budget_holds", "%s"
+        )
+        spent = db.execute(spent_sql, (rule.subject, since[rule.period])).fetchone()[0]
+        held = db.execute(held_sql, (rule.subject, since["now"])).fetchone()[0]
         return float(spent) + float(held)
 
     def settle(self, hold_ids: Sequence[str], rows: Sequence[LedgerRow]) -> None:
@@ -134,7 +127,7 @@ class PostgresLedgerStore:
                 )
 
     def rows(self, since: str | None = None, key: str | None = None) -> list[LedgerRow]:
-        where, params = _filters(since, key)
+        where, params = filters(since, key, "%s")
         cursor = self._connection().execute(
             f"SELECT {', '.join(_COLUMNS)} FROM citewise_usage_ledger {where} ORDER BY id", params
         )
@@ -144,7 +137,7 @@ class PostgresLedgerStore:
         self, group_by: str, since: str | None = None, key: str | None = None
     ) -> list[dict[str, Any]]:
         group = _GROUPS[group_by]
-        where, params = _filters(since, key)
+        where, params = filters(since, key, "%s")
         cursor = self._connection().execute(
             f"SELECT {group}, COUNT(*), COUNT(*) FILTER (WHERE status = 'ok'), "
             f"COUNT(*) FILTER (WHERE status = 'cancelled'), "
@@ -183,17 +176,6 @@ class PostgresLedgerStore:
             "ORDER BY 1, 2, 3, 4"
         )
         return [BudgetRule(*values) for values in cursor]
-
-
-def _filters(since: str | None, key: str | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if since:
-        clauses.append("at >= %s")
-        params.append(since)
-    if key is not None:
-        clauses.append("key = %s")
-        params.append(key)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _number(value: Any) -> Any:

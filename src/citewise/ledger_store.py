@@ -74,19 +74,9 @@ class SqliteLedgerStore:
             return refused
 
     def _used(self, db: sqlite3.Connection, rule: BudgetRule, since: dict[str, str]) -> float:
-        column = "key" if rule.kind == "key" else "assistant"
-        spent_expr = "cost_usd" if rule.metric == "usd" else "prompt_tokens + completion_tokens"
-        held_expr = "usd" if rule.metric == "usd" else "tokens"
-        spent = db.execute(
-            f"SELECT COALESCE(SUM({spent_expr}), 0) FROM usage_ledger "
-            f"WHERE {column} = ? AND at >= ?",
-            (rule.subject, since[rule.period]),
-        ).fetchone()[0]
-        held = db.execute(
-            f"SELECT COALESCE(SUM({held_expr}), 0) FROM budget_holds "
-            f"WHERE {column} = ? AND expires_at > ?",
-            (rule.subject, since["now"]),
-        ).fetchone()[0]
+        spent_sql, held_sql = used_queries(rule, "usage_ledger", "budget_holds", "?")
+        spent = db.execute(spent_sql, (rule.subject, since[rule.period])).fetchone()[0]
+        held = db.execute(held_sql, (rule.subject, since["now"])).fetchone()[0]
         return float(spent) + float(held)
 
     def settle(self, hold_ids: Sequence[str], rows: Sequence[LedgerRow]) -> None:
@@ -99,7 +89,7 @@ class SqliteLedgerStore:
             )
 
     def rows(self, since: str | None = None, key: str | None = None) -> list[LedgerRow]:
-        where, params = _filters(since, key)
+        where, params = filters(since, key)
         cursor = self._store.db.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM usage_ledger {where} ORDER BY id", params
         )
@@ -109,7 +99,7 @@ class SqliteLedgerStore:
         self, group_by: str, since: str | None = None, key: str | None = None
     ) -> list[dict[str, Any]]:
         group = _GROUPS[group_by]
-        where, params = _filters(since, key)
+        where, params = filters(since, key)
         cursor = self._store.db.execute(
             f"SELECT {group}, COUNT(*), SUM(status = 'ok'), SUM(status = 'cancelled'), "
             f"SUM(status NOT IN ('ok', 'cancelled')), SUM(prompt_tokens), "
@@ -143,13 +133,27 @@ class SqliteLedgerStore:
         return [BudgetRule(k, s, m, p, a, bool(h)) for k, s, m, p, a, h in cursor]
 
 
-def _filters(since: str | None, key: str | None) -> tuple[str, list[Any]]:
+def used_queries(rule: BudgetRule, ledger: str, holds: str, mark: str) -> tuple[str, str]:
+    """What a budget's subject spent since its period began, and what it holds now (the
+    parameters: subject and a time; ``mark`` is the driver's placeholder)."""
+    column = "key" if rule.kind == "key" else "assistant"
+    spent = "cost_usd" if rule.metric == "usd" else "prompt_tokens + completion_tokens"
+    held = "usd" if rule.metric == "usd" else "tokens"
+    return (
+        f"SELECT COALESCE(SUM({spent}), 0) FROM {ledger} WHERE {column} = {mark} AND at >= {mark}",
+        f"SELECT COALESCE(SUM({held}), 0) FROM {holds} "
+        f"WHERE {column} = {mark} AND expires_at > {mark}",
+    )
+
+
+def filters(since: str | None, key: str | None, mark: str = "?") -> tuple[str, list[Any]]:
+    """The WHERE clause of a ledger query by time and key."""
     clauses, params = [], []
     if since:
-        clauses.append("at >= ?")
+        clauses.append(f"at >= {mark}")
         params.append(since)
     if key is not None:
-        clauses.append("key = ?")
+        clauses.append(f"key = {mark}")
         params.append(key)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
