@@ -17,7 +17,7 @@ CONSTRAINTS := constraints.txt
 # which cuts the build from 243 to 200 s on 2 cores (README, "Measured").
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install demo test lint browser bench bench-env upgrade clean
+.PHONY: install demo test lint browser services bench bench-env upgrade clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,12 @@ browser:
 	@command -v chromium >/dev/null || apt-get install -y chromium \
 		|| (apt-get update && apt-get install -y chromium)
 
-test: lint browser
+# Redis for the shared rate-limit tests (started by the tests on 127.0.0.1, never as a service).
+services:
+	@command -v redis-server >/dev/null || apt-get install -y redis-server \
+		|| (apt-get update && apt-get install -y redis-server)
+
+test: lint browser services
 	$(BIN)/python -m pytest
 
 # PyTorch goes in first, pinned: the CPU build on this machine, not several GB of CUDA.

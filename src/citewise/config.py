@@ -107,6 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
         "(password from PGPASSWORD or ~/.pgpass, never in the URL); empty: the workspace database.",
     ),
     Setting(
+        "redis_url",
+        "",
+        "Redis URL for rate limits shared by server replicas (e.g. redis://127.0.0.1:6379/0; "
+        "password from REDIS_PASSWORD, never in the URL); empty: limits per process.",
+    ),
+    Setting(
         "cors_origins",
         "",
         "Comma-separated origins whose browser apps may call the server's API "
@@ -141,6 +147,7 @@ class Settings:
     max_document_mb: int
     max_request_kb: int
     ledger_url: str
+    redis_url: str
     cors_origins: str
 
     @classmethod
@@ -174,7 +181,9 @@ class Settings:
                 f"answer_check must be auto, strict, light, off or quote, not {self.answer_check!r}"
             )
         if self.ledger_url:
-            check_database_url(self.ledger_url, "ledger_url")
+            check_database_url(self.ledger_url, "ledger_url", ("postgresql", "postgres"))
+        if self.redis_url:
+            check_database_url(self.redis_url, "redis_url", ("redis", "rediss", "unix"))
         if self.answer_tokens >= self.context_window:
             raise ConfigError("answer_tokens must be smaller than context_window")
 
@@ -182,17 +191,17 @@ class Settings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def check_database_url(url: str, setting: str) -> None:
-    """A PostgreSQL URL without a password: secrets stay out of the workspace's config."""
+def check_database_url(url: str, setting: str, schemes: tuple[str, ...]) -> None:
+    """A database URL without a password: secrets stay out of the workspace's config."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"{setting} must be a postgresql:// URL")
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{setting} must be a {schemes[0]}:// URL")
     if parts.password:
+        where = "PGPASSWORD or a ~/.pgpass file" if schemes[0] == "postgresql" else "REDIS_PASSWORD"
         raise ConfigError(
-            f"{setting} holds a password; keep it out of the URL and set PGPASSWORD "
-            "or a ~/.pgpass file instead"
+            f"{setting} holds a password; keep it out of the URL and set {where} instead"
         )
 
 

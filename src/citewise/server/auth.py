@@ -32,7 +32,8 @@ def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
         if not key.allows_scope(scope):
             raise APIError(403, f"This key lacks the '{scope}' scope",
                            type="permission_error", code="insufficient_scope")  # fmt: skip
-        verdict = service.limiter.check(key.name, key.rpm, key.tpm)
+        # In a worker thread: with redis_url the buckets are a network call away.
+        verdict = await run_in_threadpool(service.limiter.check, key.name, key.rpm, key.tpm)
         request.state.ratelimit_headers = verdict.headers
         if not verdict.allowed:
             service.metrics.rate_limited.labels(verdict.kind).inc()

@@ -65,7 +65,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
     answer = await _answer_unless_disconnected(request, stream)
-    _account(service, key, answer)
+    await run_in_threadpool(_account, service, key, answer)
     headers = {"x-citewise-target": answer.target} if answer.target else {}
     if answer.attempts:
         headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
@@ -268,7 +268,7 @@ async def embeddings(body: EmbeddingRequest, request: Request, key: AskKey) -> J
     vectors = await run_in_threadpool(embedder.embed_batch, texts)
     tokens = sum(len(offsets) for offsets in embedder.token_offsets(texts))
     service.metrics.tokens.labels("embedding").inc(tokens)
-    service.limiter.spend_tokens(key.name, key.tpm, tokens)
+    await run_in_threadpool(service.limiter.spend_tokens, key.name, key.tpm, tokens)
     data = [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
             for i, v in enumerate(vectors)]  # fmt: skip
     return JSONResponse({"object": "list", "data": data, "model": body.model,

@@ -4,6 +4,11 @@ Each limit is a token bucket that holds a minute's allowance and refills
 continuously, so a client may burst up to its per-minute limit and then proceeds
 at the steady rate. Tokens are charged after a request, when its usage is known
 (so one request may overdraw; the next waits until the bucket is positive again).
+
+The buckets live in this process (``RateLimiter``), or in Redis (``RedisRateLimiter``,
+setting ``redis_url``) where every server replica shares them: each check is one Lua
+script — refill, test and take in one atomic step, on Redis's clock — so N replicas
+enforce the limit once, not N times.
 """
 
 from __future__ import annotations
@@ -81,16 +86,106 @@ class RateLimiter:
         return bucket
 
     def _headers(self, requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:
-        headers = {}
-        for kind, bucket in (("requests", requests), ("tokens", tokens)):
-            if bucket is None:
-                continue
-            headers[f"x-ratelimit-limit-{kind}"] = str(int(bucket.capacity))
-            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(bucket.level)))
-            headers[f"x-ratelimit-reset-{kind}"] = openai_duration(
-                bucket.seconds_until(bucket.capacity)
-            )
-        return headers
+        return ratelimit_headers(requests, tokens)
+
+    def close(self) -> None:
+        pass
+
+
+def ratelimit_headers(requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:
+    headers = {}
+    for kind, bucket in (("requests", requests), ("tokens", tokens)):
+        if bucket is None:
+            continue
+        headers[f"x-ratelimit-limit-{kind}"] = str(int(bucket.capacity))
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(bucket.level)))
+        headers[f"x-ratelimit-reset-{kind}"] = openai_duration(
+            bucket.seconds_until(bucket.capacity)
+        )
+    return headers
+
+
+# KEYS: the requests bucket, the tokens bucket. ARGV: rpm, tpm (0: no limit), tokens to
+# spend (0 for a check, which takes one request instead). Returns allowed, the refused
+# kind, and each bucket's level (-1 when unlimited), as strings: Lua numbers would be
+# truncated to integers on the way out.
+_BUCKETS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function refill(key, cap)
+  if cap <= 0 then return nil end
+  local v = redis.call('HMGET', key, 'level', 'updated', 'cap')
+  local level, updated = tonumber(v[1]), tonumber(v[2])
+  if level == nil or tonumber(v[3]) ~= cap then level, updated = cap, now end
+  return math.min(cap, level + (now - updated) * cap / 60)
+end
+local function store(key, cap, level)
+  if level == nil then return end
+  redis.call('HSET', key, 'level', level, 'updated', now, 'cap', cap)
+  redis.call('EXPIRE', key, 120)
+end
+local rpm, tpm, spend = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local req, tok = refill(KEYS[1], rpm), refill(KEYS[2], tpm)
+local allowed, kind = 1, ''
+if spend > 0 then
+  if tok ~= nil then tok = tok - spend end
+else
+  if req ~= nil and req < 1 then allowed, kind = 0, 'requests'
+  elseif tok ~= nil and tok <= 0 then allowed, kind = 0, 'tokens' end
+  if allowed == 1 and req ~= nil then req = req - 1 end
+end
+store(KEYS[1], rpm, req)
+store(KEYS[2], tpm, tok)
+return {tostring(allowed), kind, tostring(req or -1), tostring(tok or -1)}
+"""
+
+
+class RedisRateLimiter:
+    """The same buckets, in Redis, shared by every replica (``redis_url``)."""
+
+    def __init__(self, url: str, prefix: str = "citewise:ratelimit") -> None:
+        import os
+
+        import redis
+
+        password = os.environ.get("REDIS_PASSWORD") or None  # never in the URL (config)
+        self._redis = redis.Redis.from_url(url, password=password, socket_timeout=5)
+        self._script = self._redis.register_script(_BUCKETS_LUA)
+        self.prefix = prefix
+
+    def check(self, key: str, rpm: int | None, tpm: int | None) -> Verdict:
+        allowed, kind, requests, tokens = self._run(key, rpm, tpm, 0)
+        buckets = (_bucket(rpm, requests), _bucket(tpm, tokens))
+        headers = ratelimit_headers(*buckets)
+        if allowed:
+            return Verdict(True, "requests", 0.0, headers)
+        bucket = buckets[0] if kind == "requests" else buckets[1]
+        assert bucket is not None
+        return Verdict(False, kind, bucket.seconds_until(1), headers)
+
+    def spend_tokens(self, key: str, tpm: int | None, amount: int) -> None:
+        if tpm and amount > 0:
+            self._run(key, None, tpm, amount)
+
+    def _run(self, key: str, rpm: int | None, tpm: int | None,
+             spend: int) -> tuple[bool, str, float, float]:  # fmt: skip
+        if not rpm and not tpm:
+            return True, "", -1.0, -1.0
+        keys = [f"{self.prefix}:{key}:requests", f"{self.prefix}:{key}:tokens"]
+        allowed, kind, requests, tokens = self._script(keys=keys, args=[rpm or 0, tpm or 0, spend])
+        return allowed == b"1", kind.decode(), float(requests), float(tokens)
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _bucket(limit: int | None, level: float) -> Bucket | None:
+    return Bucket(float(limit), level, 0.0) if limit else None
+
+
+def limiter_for(redis_url: str) -> RateLimiter | RedisRateLimiter:
+    """Buckets in this process, or in Redis when replicas share them."""
+    return RedisRateLimiter(redis_url) if redis_url else RateLimiter()
 
 
 def openai_duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ from ..workspace import Workspace
 from .errors import APIError
 from .jobs import JobQueue
 from .metrics import Metrics
-from .ratelimit import RateLimiter
+from .ratelimit import limiter_for
 
 
 class Service:
@@ -33,7 +33,7 @@ class Service:
         # Auth is on when asked for, or (by default) as soon as any key exists.
         self.auth = any_keys(workspace.store) if auth is None else auth
         self.assistants: dict[str, Assistant] = read_assistants(workspace.path)
-        self.limiter = RateLimiter()
+        self.limiter = limiter_for(self.settings.redis_url)
         self.metrics = Metrics()
         self.embedder: BatchingEmbedder | None = None
         if batching:
@@ -71,6 +71,7 @@ class Service:
 
     def close(self) -> None:
         self.workspace.ledger.listeners.remove(self.count_usage)
+        self.limiter.close()
         self.jobs.close()
         if self.embedder is not None:
             self.embedder.close()
