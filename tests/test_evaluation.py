@@ -138,3 +138,36 @@ def test_cli_prints_the_table_and_saves_per_query_results(tmp_path: Path) -> Non
     )
     saved = json.loads(out.read_text())
     assert set(saved["per_query"]["dense"]) == {"q1", "q2", "q3"}
+
+
+def test_explain_one_query_per_mode(workspace: Workspace, tmp_path: Path) -> None:
+    """The diagnosis behind a score: each mode's ranking with its scores, and where each
+    relevant document sits — missed ones too."""
+    from citewise.evaluation import explain_query
+
+    dataset = write_beir(tmp_path / "fruit")
+    explained = explain_query(workspace, dataset, "q1", top=2)
+    assert explained.query == "red apples orchard"
+    assert explained.relevant == {"d1": 1, "d99": 1}
+    bm25 = explained.modes["bm25"]
+    assert bm25.top[0].document == "d1" and bm25.top[0].relevance == 1
+    assert bm25.top[0].score >= (bm25.top[1].score if len(bm25.top) > 1 else 0)
+    assert bm25.ranks == {"d1": 1, "d99": None}  # d99 is not in the corpus at all
+    report = evaluate_retrieval(workspace, dataset)
+    for mode, result in explained.modes.items():  # the same nDCG@10 as the full evaluation
+        assert result.ndcg10 == pytest.approx(report.per_query[mode]["q1"]["ndcg_cut_10"])
+    with pytest.raises(CitewiseError, match="no judged query 'q7'"):
+        explain_query(workspace, dataset, "q7")
+
+
+def test_cli_explain_prints_rankings_and_misses(tmp_path: Path) -> None:
+    dataset = write_beir(tmp_path / "fruit")
+    result = subprocess.run(
+        [CITEWISE, "-w", str(tmp_path / "ws"), "eval", "retrieval", str(dataset),
+         "--explain", "q1", "--mode", "bm25"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "q1: red apples orchard" in result.stdout
+    assert "bm25 · nDCG@10" in result.stdout and "d1" in result.stdout
+    assert "missed: d99 — not in the first 100" in result.stdout

@@ -137,20 +137,28 @@ class RetrievalReport:
 MODES = ("bm25", "dense", "hybrid")
 
 
+def _judged(
+    workspace: Any, path: Path, collection: str | None, split: str, progress: Any
+) -> tuple[dict[str, str], dict[str, dict[str, int]], str, int]:
+    """Queries, judgements, the collection and the judged queries without text; a BEIR
+    corpus is ingested first (unchanged documents cost a lookup)."""
+    if path.is_dir():
+        data = load_beir(path, split)
+        collection = collection or f"beir-{path.name}"
+        workspace.add_items(data.corpus_items(), collection, progress)
+        return data.queries, data.qrels, collection, data.unknown_queries
+    queries, qrels = load_labelled_queries(path)
+    return queries, qrels, collection or "default", 0
+
+
 def evaluate_retrieval(
     workspace: Any, path: Path, collection: str | None = None, split: str = "train",
     modes: tuple[str, ...] = MODES, depth: int = 100, progress: Any = None,
 ) -> RetrievalReport:  # fmt: skip
     """Ingest (if BEIR) and evaluate every mode; per-query values are kept."""
-    unknown_queries = 0
-    if path.is_dir():
-        data = load_beir(path, split)
-        collection = collection or f"beir-{path.name}"
-        workspace.add_items(data.corpus_items(), collection, progress)
-        queries, qrels, unknown_queries = data.queries, data.qrels, data.unknown_queries
-    else:
-        queries, qrels = load_labelled_queries(path)
-        collection = collection or "default"
+    queries, qrels, collection, unknown_queries = _judged(
+        workspace, path, collection, split, progress
+    )
     known = set(workspace.store.sources(workspace.collection(collection, create=False).id))
     unknown_documents = sum(1 for docs in qrels.values() for d in docs if d not in known)
     means, per_query = {}, {}
@@ -164,3 +172,48 @@ def evaluate_retrieval(
     return RetrievalReport(
         str(path), collection, len(queries), means, per_query, unknown_documents, unknown_queries
     )
+
+
+@dataclass
+class RankedDocument:
+    document: str
+    score: float
+    relevance: int  # its judgement (0: not judged relevant)
+
+
+@dataclass
+class ModeExplanation:
+    top: list[RankedDocument]  # the first documents this mode ranks
+    ranks: dict[str, int | None]  # each relevant document's rank (None: not in the depth)
+    ndcg10: float
+
+
+@dataclass
+class QueryExplanation:
+    query_id: str
+    query: str
+    relevant: dict[str, int]
+    modes: dict[str, ModeExplanation]
+
+
+def explain_query(
+    workspace: Any, path: Path, query_id: str, collection: str | None = None,
+    split: str = "train", modes: tuple[str, ...] = MODES, top: int = 10, depth: int = 100,
+) -> QueryExplanation:  # fmt: skip
+    """One query under the microscope: each mode's top documents with their scores, and
+    where each relevant document sits in each mode (the missed ones included)."""
+    queries, qrels, collection, _ = _judged(workspace, path, collection, split, None)
+    if query_id not in queries:
+        known = ", ".join(list(queries)[:10])
+        raise CitewiseError(f"no judged query {query_id!r} in {path} (some ids: {known})")
+    relevant = {doc: grade for doc, grade in qrels[query_id].items() if grade > 0}
+    explained = {}
+    for mode in modes:
+        scores = document_run(workspace.search(queries[query_id], depth, [collection], mode))
+        ranking = sorted(scores, key=lambda doc: -scores[doc])
+        ndcg = evaluate_run({query_id: qrels[query_id]}, {query_id: scores})["mean"]["nDCG@10"]
+        explained[mode] = ModeExplanation(
+            [RankedDocument(d, scores[d], relevant.get(d, 0)) for d in ranking[:top]],
+            {d: ranking.index(d) + 1 if d in scores else None for d in relevant}, ndcg,
+        )  # fmt: skip
+    return QueryExplanation(query_id, queries[query_id], relevant, explained)

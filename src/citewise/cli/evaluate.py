@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from ..answer_eval import evaluate_answers
-from ..evaluation import MEASURES, MODES, evaluate_retrieval
+from ..evaluation import MEASURES, MODES, QueryExplanation, evaluate_retrieval, explain_query
 from .common import Context, console, errors, model_options
 from .ingest import progress_bar
 
@@ -39,15 +39,21 @@ def evaluate() -> None:
 @click.option(
     "--output", type=click.Path(path_type=Path), help="Where to save per-query results (JSON)."
 )
+@click.option("--explain", "query_id",
+              help="Show one query: each mode's top documents and where the relevant ones sit.")  # fmt: skip
 @click.pass_obj
 def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
-              modes: tuple[str, ...], output: Path | None) -> None:  # fmt: skip
+              modes: tuple[str, ...], output: Path | None, query_id: str | None) -> None:  # fmt: skip
     """nDCG@10, Recall@10/@100 and MRR@10 per retrieval mode on DATASET.
 
     DATASET is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a JSONL file of
     {"query": ..., "relevant": [source, ...]} lines judged against an existing collection.
     """
     workspace = ctx.workspace()
+    if query_id is not None:
+        _print_explanation(explain_query(workspace, dataset, query_id, collection, split,
+                                         modes or MODES))  # fmt: skip
+        return
     with progress_bar() as on_progress:
         report = evaluate_retrieval(
             workspace, dataset, collection, split, modes or MODES, progress=on_progress
@@ -66,6 +72,23 @@ def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
             f"{report.unknown_queries} judged queries are missing from queries.jsonl; they count as misses"
         )
     _save(report, output or workspace.path / "eval" / f"retrieval-{_stamp()}.json")
+
+
+def _print_explanation(explained: QueryExplanation) -> None:
+    console.print(f"[bold]{explained.query_id}[/bold]: {explained.query}")
+    relevant = ", ".join(f"{d} ({g})" for d, g in explained.relevant.items())
+    console.print(f"relevant: {relevant}", markup=False)
+    for mode, result in explained.modes.items():
+        table = Table("rank", "document", "score", "relevant",
+                      title=f"{mode} · nDCG@10 {result.ndcg10:.3f}")  # fmt: skip
+        for rank, doc in enumerate(result.top, start=1):
+            table.add_row(str(rank), doc.document, f"{doc.score:.4f}",
+                          str(doc.relevance) if doc.relevance else "")  # fmt: skip
+        console.print(table)
+        for document, rank in result.ranks.items():
+            if rank is None or rank > len(result.top):
+                where = f"rank {rank}" if rank else "not in the first 100"
+                console.print(f"  missed: {document} — {where}", markup=False)
 
 
 @evaluate.command("answers")
