@@ -63,7 +63,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path):
         for store in stores:
             store.close()
         return
-    from citewise.ledger_postgres import PostgresLedgerStore
+    from citewise.ledger_store_postgres import PostgresLedgerStore
 
     url = new_database(request.getfixturevalue("postgres"))
     opened: list = []
@@ -180,7 +180,7 @@ def test_a_workspace_charges_a_shared_postgres_ledger(postgres: str, tmp_path: P
     """ledger_url: two workspaces (two replicas' views) charge one PostgreSQL ledger."""
     from citewise import Workspace
     from citewise.errors import ConfigError
-    from citewise.ledger_postgres import PostgresLedgerStore
+    from citewise.ledger_store_postgres import PostgresLedgerStore
 
     url = new_database(postgres)
     note = tmp_path / "note.md"

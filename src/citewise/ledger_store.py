@@ -1,13 +1,19 @@
-"""The ledger's SQLite backend: usage rows, budgets and holds in the workspace database.
+"""The ledger's storage backends: usage rows, budgets and holds.
 
-``BEGIN IMMEDIATE`` takes SQLite's write lock before the budget is read, so a check and
-its hold are one step for every thread and process sharing the file.
+``LedgerSql`` holds the queries both SQL backends share; a backend says how it connects,
+opens a transaction and serialises reservations:
+
+- ``SqliteLedgerStore`` (the default), in the workspace database: ``BEGIN IMMEDIATE``
+  takes SQLite's write lock before the budget is read, so a check and its hold are one
+  step for every thread and process sharing the file.
+- ``PostgresLedgerStore`` (``ledger_store_postgres.py``), shared by server replicas.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import astuple, fields
 from typing import Any
 
@@ -45,9 +51,26 @@ def migrate_ledger(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-class SqliteLedgerStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class LedgerSql:
+    """The ledger's queries over a DB-API connection; subclasses connect."""
+
+    mark = "?"  # the driver's placeholder
+    ledger_table, budgets_table, holds_table = "usage_ledger", "budgets", "budget_holds"
+
+    def _db(self) -> Any:  # pragma: no cover - each backend connects its own way
+        raise NotImplementedError
+
+    def _transaction(self) -> Any:  # pragma: no cover - a context manager giving a connection
+        raise NotImplementedError
+
+    def _serialise(self, db: Any, hold: Hold) -> None:
+        """Make concurrent reservations for the hold's subjects wait for this one."""
+
+    def _executemany(self, db: Any, sql: str, rows: list[tuple]) -> None:
+        db.executemany(sql, rows)
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.mark)
 
     def reserve(
         self,
@@ -55,12 +78,16 @@ class SqliteLedgerStore:
         since: dict[str, str],
         decide: Callable[[list[tuple[BudgetRule, float]]], BudgetRule | None],
     ) -> BudgetRule | None:
-        with self._store.transaction() as db:
+        with self._transaction() as db:
+            self._serialise(db, hold)
             rules = [
                 BudgetRule(kind, subject, metric, period, amount, bool(hard))
                 for kind, subject, metric, period, amount, hard in db.execute(
-                    "SELECT kind, subject, metric, period, amount, hard FROM budgets "
-                    "WHERE (kind = 'key' AND subject = ?) OR (kind = 'assistant' AND subject = ?)",
+                    self._sql(
+                        f"SELECT kind, subject, metric, period, amount, hard "
+                        f"FROM {self.budgets_table} WHERE (kind = 'key' AND subject = ?) "
+                        f"OR (kind = 'assistant' AND subject = ?)"
+                    ),
                     (hold.key, hold.assistant),
                 )
             ]
@@ -68,97 +95,131 @@ class SqliteLedgerStore:
             refused = decide(used)
             if refused is None:
                 db.execute(
-                    "INSERT INTO budget_holds VALUES (?, ?, ?, ?, ?, ?)",
+                    self._sql(f"INSERT INTO {self.holds_table} VALUES (?, ?, ?, ?, ?, ?)"),
                     (hold.id, hold.key, hold.assistant, hold.usd, hold.tokens, hold.expires_at),
                 )
             return refused
 
-    def _used(self, db: sqlite3.Connection, rule: BudgetRule, since: dict[str, str]) -> float:
-        spent_sql, held_sql = used_queries(rule, "usage_ledger", "budget_holds", "?")
-        spent = db.execute(spent_sql, (rule.subject, since[rule.period])).fetchone()[0]
-        held = db.execute(held_sql, (rule.subject, since["now"])).fetchone()[0]
-        return float(spent) + float(held)
+    def _used(self, db: Any, rule: BudgetRule, since: dict[str, str]) -> float:
+        """What a budget's subject spent since its period began, plus what it holds now."""
+        column = "key" if rule.kind == "key" else "assistant"
+        spent = "cost_usd" if rule.metric == "usd" else "prompt_tokens + completion_tokens"
+        held = "usd" if rule.metric == "usd" else "tokens"
+        spent_sum = db.execute(
+            self._sql(f"SELECT COALESCE(SUM({spent}), 0) FROM {self.ledger_table} "
+                      f"WHERE {column} = ? AND at >= ?"),
+            (rule.subject, since[rule.period]),
+        ).fetchone()[0]  # fmt: skip
+        held_sum = db.execute(
+            self._sql(f"SELECT COALESCE(SUM({held}), 0) FROM {self.holds_table} "
+                      f"WHERE {column} = ? AND expires_at > ?"),
+            (rule.subject, since["now"]),
+        ).fetchone()[0]  # fmt: skip
+        return float(spent_sum) + float(held_sum)
 
     def settle(self, hold_ids: Sequence[str], rows: Sequence[LedgerRow]) -> None:
         placeholders = ", ".join("?" for _ in _COLUMNS)
-        with self._store.transaction() as db:
-            db.executemany("DELETE FROM budget_holds WHERE id = ?", [(h,) for h in hold_ids])
-            db.executemany(
-                f"INSERT INTO usage_ledger ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-                [astuple(row) for row in rows],
-            )
+        with self._transaction() as db:
+            if hold_ids:
+                self._executemany(db, self._sql(f"DELETE FROM {self.holds_table} WHERE id = ?"),
+                                  [(h,) for h in hold_ids])  # fmt: skip
+            if rows:
+                self._executemany(
+                    db,
+                    self._sql(f"INSERT INTO {self.ledger_table} ({', '.join(_COLUMNS)}) "
+                              f"VALUES ({placeholders})"),
+                    [astuple(row) for row in rows],
+                )  # fmt: skip
 
     def rows(self, since: str | None = None, key: str | None = None) -> list[LedgerRow]:
-        where, params = filters(since, key)
-        cursor = self._store.db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM usage_ledger {where} ORDER BY id", params
+        where, params = self._filters(since, key)
+        cursor = self._db().execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM {self.ledger_table} {where} ORDER BY id", params
         )
         return [_row(values) for values in cursor]
 
     def summary(
         self, group_by: str, since: str | None = None, key: str | None = None
     ) -> list[dict[str, Any]]:
-        group = _GROUPS[group_by]
-        where, params = filters(since, key)
-        cursor = self._store.db.execute(
-            f"SELECT {group}, COUNT(*), SUM(status = 'ok'), SUM(status = 'cancelled'), "
-            f"SUM(status NOT IN ('ok', 'cancelled')), SUM(prompt_tokens), "
+        where, params = self._filters(since, key)
+        cursor = self._db().execute(
+            f"SELECT {_GROUPS[group_by]}, COUNT(*), COUNT(*) FILTER (WHERE status = 'ok'), "
+            f"COUNT(*) FILTER (WHERE status = 'cancelled'), "
+            f"COUNT(*) FILTER (WHERE status NOT IN ('ok', 'cancelled')), SUM(prompt_tokens), "
             f"SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd), "
-            f"SUM(cost_usd IS NULL) FROM usage_ledger {where} GROUP BY 1 ORDER BY 1",
+            f"COUNT(*) FILTER (WHERE cost_usd IS NULL) FROM {self.ledger_table} {where} "
+            f"GROUP BY 1 ORDER BY 1",
             params,
         )
         names = ["calls", "ok", "cancelled", "failed", "prompt_tokens", "completion_tokens",
                  "cached_tokens", "cost_usd", "unpriced_calls"]  # fmt: skip
-        return [{group_by: row[0], **dict(zip(names, row[1:], strict=True))} for row in cursor]
+        return [
+            {group_by: row[0], **{n: _number(v) for n, v in zip(names, row[1:], strict=True)}}
+            for row in cursor
+        ]
 
     def set_budget(self, rule: BudgetRule) -> None:
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO budgets VALUES (?, ?, ?, ?, ?, ?)",
-                (rule.kind, rule.subject, rule.metric, rule.period, rule.amount, int(rule.hard)),
+                self._sql(
+                    f"INSERT INTO {self.budgets_table} VALUES (?, ?, ?, ?, ?, ?) "
+                    f"ON CONFLICT (kind, subject, metric, period) DO UPDATE "
+                    f"SET amount = excluded.amount, hard = excluded.hard"
+                ),
+                (rule.kind, rule.subject, rule.metric, rule.period, rule.amount, rule.hard),
             )
 
     def remove_budget(self, kind: str, subject: str, metric: str, period: str) -> bool:
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             cursor = db.execute(
-                "DELETE FROM budgets WHERE kind = ? AND subject = ? AND metric = ? AND period = ?",
+                self._sql(f"DELETE FROM {self.budgets_table} "
+                          f"WHERE kind = ? AND subject = ? AND metric = ? AND period = ?"),
                 (kind, subject, metric, period),
-            )
+            )  # fmt: skip
             return cursor.rowcount > 0
 
     def budgets(self) -> list[BudgetRule]:
-        cursor = self._store.db.execute(
-            "SELECT kind, subject, metric, period, amount, hard FROM budgets ORDER BY 1, 2, 3, 4"
+        cursor = self._db().execute(
+            f"SELECT kind, subject, metric, period, amount, hard FROM {self.budgets_table} "
+            f"ORDER BY 1, 2, 3, 4"
         )
         return [BudgetRule(k, s, m, p, a, bool(h)) for k, s, m, p, a, h in cursor]
 
-
-def used_queries(rule: BudgetRule, ledger: str, holds: str, mark: str) -> tuple[str, str]:
-    """What a budget's subject spent since its period began, and what it holds now (the
-    parameters: subject and a time; ``mark`` is the driver's placeholder)."""
-    column = "key" if rule.kind == "key" else "assistant"
-    spent = "cost_usd" if rule.metric == "usd" else "prompt_tokens + completion_tokens"
-    held = "usd" if rule.metric == "usd" else "tokens"
-    return (
-        f"SELECT COALESCE(SUM({spent}), 0) FROM {ledger} WHERE {column} = {mark} AND at >= {mark}",
-        f"SELECT COALESCE(SUM({held}), 0) FROM {holds} "
-        f"WHERE {column} = {mark} AND expires_at > {mark}",
-    )
+    def _filters(self, since: str | None, key: str | None) -> tuple[str, list[Any]]:
+        """The WHERE clause of a ledger query by time and key."""
+        clauses, params = [], []
+        if since:
+            clauses.append(f"at >= {self.mark}")
+            params.append(since)
+        if key is not None:
+            clauses.append(f"key = {self.mark}")
+            params.append(key)
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def filters(since: str | None, key: str | None, mark: str = "?") -> tuple[str, list[Any]]:
-    """The WHERE clause of a ledger query by time and key."""
-    clauses, params = [], []
-    if since:
-        clauses.append(f"at >= {mark}")
-        params.append(since)
-    if key is not None:
-        clauses.append(f"key = {mark}")
-        params.append(key)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+class SqliteLedgerStore(LedgerSql):
+    """In the workspace database (migration ``_m003_ledger``)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _db(self) -> sqlite3.Connection:
+        return self._store.db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._store.transaction() as db:  # BEGIN IMMEDIATE: serialises reservations
+            yield db
 
 
 def _row(values: tuple) -> LedgerRow:
     row = dict(zip(_COLUMNS, values, strict=True))
     row["estimated"], row["cache_hit"] = bool(row["estimated"]), bool(row["cache_hit"])
     return LedgerRow(**row)
+
+
+def _number(value: Any) -> Any:
+    """PostgreSQL sums integer columns to Decimal: plain ints, as SQLite gives them."""
+    from decimal import Decimal
+
+    return int(value) if isinstance(value, Decimal) else value

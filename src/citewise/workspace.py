@@ -326,7 +326,7 @@ class Workspace:
 def ledger_store(settings: Settings, store: Store) -> Any:
     """The workspace database, or a PostgreSQL database shared by server replicas."""
     if settings.ledger_url:
-        from .ledger_postgres import PostgresLedgerStore
+        from .ledger_store_postgres import PostgresLedgerStore
 
         return PostgresLedgerStore(settings.ledger_url)
     return SqliteLedgerStore(store)
