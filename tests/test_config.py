@@ -30,7 +30,7 @@ def test_invalid_settings_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match="context_window"):
         Settings.load(None)
     monkeypatch.delenv("CITEWISE_CONTEXT_WINDOW")
-    with pytest.raises(ConfigError, match="fusion must be 'rrf' or 'convex'"):
+    with pytest.raises(ConfigError, match="fusion must be 'adaptive', 'convex' or 'rrf'"):
         Settings.load(None, fusion="avg")
 
 

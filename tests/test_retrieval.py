@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from citewise import EmbedderMismatch, Workspace
-from citewise.retrieval import fts_query, fuse
+from citewise.errors import WorkspaceError
+from citewise.retrieval import confidence, dense_share, fts_query, fuse
 
 
 @pytest.mark.parametrize(
@@ -109,6 +110,20 @@ def test_fts_query_drops_stopwords_and_quotes_words() -> None:
     assert fts_query("?!") is None
 
 
+def test_a_repeated_query_word_counts_once_per_occurrence(ingested) -> None:
+    """BM25 sums over query terms with their repeats (Lucene, bm25s): repeating a word
+    raises the passages that contain it."""
+    ws, _ = ingested
+    assert fts_query("Keys rotation keys") == '"keys" OR "rotation" OR "keys"'
+    collection = ws.collection()
+    once = dict(ws.store.bm25(fts_query("keys rotation"), [collection.id], 50))
+    twice = dict(ws.store.bm25(fts_query("keys keys rotation"), [collection.id], 50))
+    only_keys = dict(ws.store.bm25(fts_query("keys"), [collection.id], 50))
+    assert once and set(once) == set(twice)
+    for chunk_id, score in twice.items():
+        assert score == pytest.approx(once[chunk_id] + only_keys.get(chunk_id, 0.0))
+
+
 def test_query_syntax_characters_are_harmless(ingested) -> None:
     ws, _ = ingested
     # FTS5 operators and punctuation around a real word: the word is still found.
@@ -132,6 +147,27 @@ def test_fusion_methods() -> None:
     only_dense = fuse([], dense, "convex", 0.5)
     assert [r.chunk_id for r in only_dense] == [3, 4, 1]
     assert np.isclose(only_dense[0].score, 1.0)
+
+
+def test_adaptive_fusion_leans_on_the_ranking_that_separates_its_top() -> None:
+    # Keyword scores that barely fall (common words everywhere) against vectors that set
+    # three passages apart: the vectors get more than their fixed share, and the reverse.
+    flat = [(i, 10.0 - 0.01 * i if i <= 15 else 5.0 - 0.1 * i) for i in range(1, 31)]
+    peaked = [(100 + i, 0.9 if i <= 3 else 0.3 - 0.001 * i) for i in range(1, 31)]
+    assert confidence(flat) < 0.05 and confidence(peaked) > 0.9
+    assert dense_share(flat, peaked, 0.5) > 0.9
+    assert dense_share(peaked, flat, 0.5) < 0.1
+    # The collection's dense_weight stays the prior: equally sure rankings keep it.
+    assert dense_share(peaked, peaked, 0.3) == pytest.approx(0.3)
+    fused = fuse(flat, peaked, "adaptive", 0.5)
+    assert [r.chunk_id for r in fused[:3]] == [101, 102, 103]
+    convex = fuse(flat, peaked, "convex", 0.5)
+    assert convex[0].chunk_id == 1  # fixed weights: the flat list's first passage wins
+    # Lists too short to judge are neutral; a single list is used as it is.
+    assert confidence(flat[:5]) == 0.5
+    assert [r.chunk_id for r in fuse([], peaked, "adaptive", 0.5)][:3] == [101, 102, 103]
+    with pytest.raises(WorkspaceError, match="adaptive, convex, rrf"):
+        fuse(flat, peaked, "sum", 0.5)
 
 
 def test_unfiltered_bm25_shortcut_returns_what_the_filtered_query_does(ingested) -> None:

@@ -17,7 +17,7 @@ from .documents import Hit
 from .embedders import Embedder
 from .errors import EmbedderMismatch, WorkspaceError
 from .index import VectorIndexes
-from .index.sparse import SparseIndexes
+from .index.sparse import MAX_QUERY_TERMS, SparseIndexes
 from .store import Collection, Store
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -165,12 +165,24 @@ class Ranked:
     cosine: float | None = None
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the text's words, stop words removed, each quoted."""
+def query_terms(text: str) -> list[str]:
+    """The words a keyword search scores, lower-cased, stop words removed (unless that
+    leaves none), in order, *every occurrence kept*.
+
+    A word repeated in a query counts once per occurrence, as in BM25's reference
+    implementations (Lucene, bm25s): a long query says what matters most by repeating
+    it. Dropping the repeats cost 0.052 nDCG@10 on CISI (median query 73 words).
+    """
     words = [w.lower() for w in _WORD.findall(text)]
     content = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(content))
-    return " OR ".join(f'"{w}"' for w in unique) if unique else None
+    return content[:MAX_QUERY_TERMS]
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 OR-query of the query's terms, each quoted (so no word is an operator).
+    FTS5's bm25() scores each OR-ed phrase, so a repeated term weighs once per repeat."""
+    terms = query_terms(text)
+    return " OR ".join(f'"{w}"' for w in terms) if terms else None
 
 
 class Retriever:
@@ -295,26 +307,69 @@ def check_embedder(collection: Collection, embedder: Embedder) -> None:
         )
 
 
+FUSIONS = ("adaptive", "convex", "rrf")
+# Adaptive fusion judges a ranking by how far its score falls from first to this rank.
+CONFIDENCE_RANK = 10
+
+
 def fuse(
     bm25: list[tuple[int, float]], dense: list[tuple[int, float]], method: str, dense_weight: float
 ) -> list[Ranked]:
-    """One ranking from two; either list may be empty (single-mode search)."""
+    """One ranking from two; either list may be empty (single-mode search).
+
+    ``convex``: min-max normalised scores, weighted ``dense_weight`` : 1 - ``dense_weight``.
+    ``adaptive``: the same, with the weights moved per query toward the ranking that is
+    surer of itself (see ``dense_share``). ``rrf``: reciprocal rank fusion, k = 60.
+    """
     bm25_rank = {cid: rank for rank, (cid, _) in enumerate(bm25, start=1)}
     dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense, start=1)}
     cosine = dict(dense)
     ids = list(dict.fromkeys([c for c, _ in bm25] + [c for c, _ in dense]))
     if method == "rrf":
         score = {c: _rrf(bm25_rank.get(c)) + _rrf(dense_rank.get(c)) for c in ids}
-    elif method == "convex":
+    elif method in ("convex", "adaptive"):
         b, d = _minmax(bm25), _minmax(dense)
-        w = dense_weight if bm25 and dense else (1.0 if dense else 0.0)
+        if not (bm25 and dense):
+            w = 1.0 if dense else 0.0
+        elif method == "adaptive":
+            w = dense_share(bm25, dense, dense_weight)
+        else:
+            w = dense_weight
         score = {c: (1 - w) * b.get(c, 0.0) + w * d.get(c, 0.0) for c in ids}
     else:
-        raise WorkspaceError(f"unknown fusion method {method!r}")
+        raise WorkspaceError(f"unknown fusion method {method!r}; use one of {', '.join(FUSIONS)}")
     ordered = sorted(ids, key=lambda c: -score[c])
     return [
         Ranked(c, score[c], bm25_rank.get(c), dense_rank.get(c), cosine.get(c)) for c in ordered
     ]
+
+
+def confidence(ranking: list[tuple[int, float]]) -> float:
+    """How sure a ranking is of its top: 1 minus its min-max normalised score at rank
+    ``CONFIDENCE_RANK`` (a score-drop query performance predictor). A flat ranking —
+    the query's words everywhere, or no passage close to the query — scores near 0;
+    one that separates a few passages from the rest near 1. Short lists are neutral."""
+    if len(ranking) <= CONFIDENCE_RANK:
+        return 0.5
+    top, low = ranking[0][1], min(s for _, s in ranking)
+    if top <= low:
+        return 0.0
+    return (top - ranking[CONFIDENCE_RANK - 1][1]) / (top - low)
+
+
+def dense_share(
+    bm25: list[tuple[int, float]], dense: list[tuple[int, float]], dense_weight: float
+) -> float:
+    """The vector ranking's weight for this query: the collection's ``dense_weight``
+    scaled by each ranking's confidence, so a weak side (a keyword list of common words,
+    vectors that miss a rare identifier) pulls the fused ranking down less. Measured
+    (benchmarks/retrieval_quality.py): +0.011 nDCG@10 over fixed weights on CISI,
+    +0.001 on SciFact."""
+    dense_part = dense_weight * confidence(dense)
+    keyword_part = (1 - dense_weight) * confidence(bm25)
+    if dense_part + keyword_part == 0:
+        return dense_weight
+    return dense_part / (dense_part + keyword_part)
 
 
 def _rrf(rank: int | None) -> float:

@@ -35,6 +35,8 @@ K1, B = 1.2, 0.75
 _STEMMER = Stemmer.Stemmer("porter")
 
 
+# Longer queries keep their first terms on both keyword paths: each costs scoring time.
+MAX_QUERY_TERMS = 1024
 # Recheck the disk for an index at most this often (another process may be building it).
 MISSING_RECHECK_SECONDS = 5.0
 
@@ -65,7 +67,8 @@ class SparseIndex:
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first; ``allowed`` limits the candidates to those chunks."""
         vocabulary = self.retriever.vocab_dict
-        tokens = [t for t in tokenize([query])[0] if t in vocabulary]
+        # Repeated words stay: each occurrence adds its score, as in FTS5's path.
+        tokens = [t for t in tokenize([query])[0] if t in vocabulary][:MAX_QUERY_TERMS]
         if not tokens or len(self.ids) == 0:
             return []
         mask = None
