@@ -185,26 +185,75 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in terms) if terms else None
 
 
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How a collection's keyword and vector rankings become one; the workspace's
+    settings by default, a collection's own after ``citewise tune``."""
+
+    fusion: str = "adaptive"
+    dense_weight: float = 0.5
+    bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # title, headings, body
+    # A passage scores as itself plus its document's next best (n - 1) passages: for
+    # collections whose relevant documents match in several places.
+    document_passages: int = 1
+    min_relevance: float = 0.3  # least cosine for a passage to reach the prompt
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fusion": self.fusion, "dense_weight": self.dense_weight,
+                "bm25_weights": list(self.bm25_weights),
+                "document_passages": self.document_passages,
+                "min_relevance": self.min_relevance}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> RetrievalSettings:
+        weights = body.get("bm25_weights", (1.0, 1.0, 1.0))
+        settings = cls(
+            fusion=str(body.get("fusion", "adaptive")),
+            dense_weight=float(body.get("dense_weight", 0.5)),
+            bm25_weights=(float(weights[0]), float(weights[1]), float(weights[2])),
+            document_passages=int(body.get("document_passages", 1)),
+            min_relevance=float(body.get("min_relevance", 0.3)),
+        )
+        if settings.fusion not in FUSIONS or settings.document_passages < 1:
+            raise WorkspaceError(f"bad retrieval settings {body!r}")
+        return settings
+
+
+@dataclass
+class Candidates:
+    """What each ranking found for one query, best first, before fusion."""
+
+    bm25: list[tuple[int, float]]
+    dense: list[tuple[int, float]]
+
+
 class Retriever:
     def __init__(
         self,
         store: Store,
         indexes: VectorIndexes,
         embedder_for: Callable[[Collection], Embedder],
-        fusion: str = "rrf",
-        dense_weight: float = 0.5,
+        settings: RetrievalSettings | None = None,
         candidates: int = 100,
-        bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),  # title, headings, body
         sparse: SparseIndexes | None = None,
+        settings_for: Callable[[Collection], RetrievalSettings | None] | None = None,
     ) -> None:
         self.sparse = sparse
         self.store = store
         self.indexes = indexes
         self.embedder_for = embedder_for
-        self.fusion = fusion
-        self.dense_weight = dense_weight
+        self.settings = settings or RetrievalSettings()
         self.candidates = candidates
-        self.bm25_weights = bm25_weights
+        self.settings_for = settings_for
+
+    def settings_of(self, collections: Sequence[Collection]) -> RetrievalSettings:
+        """The collections' own (tuned) settings when they all have the same ones;
+        otherwise the workspace's."""
+        if self.settings_for is None or not collections:
+            return self.settings
+        found = {self.settings_for(c) for c in collections}
+        own = found.pop() if len(found) == 1 else None
+        return own or self.settings
 
     def search(
         self,
@@ -213,22 +262,42 @@ class Retriever:
         k: int = 10,
         mode: Mode = "hybrid",
         where: dict[str, Any] | None = None,
+        settings: RetrievalSettings | None = None,
     ) -> list[Hit]:
         if not collections or not query.strip():
             return []
-        depth = max(self.candidates, k)
-        bm25 = self._bm25(query, collections, depth, where) if mode != "dense" else []
-        dense = self._dense(query, collections, depth, where) if mode != "bm25" else []
-        ranked = fuse(bm25, dense, self.fusion, self.dense_weight)[:k]
-        cosines = dict(dense)
+        settings = settings or self.settings_of(collections)
+        found = self.find(query, collections, max(self.candidates, k), mode, where, settings)
+        ranked = self.rank(found, settings)[:k]
+        cosines = dict(found.dense)
         missing = [r.chunk_id for r in ranked if r.chunk_id not in cosines]
         if missing:  # relevance is judged by cosine, so every hit gets one
-            cosines.update(self._cosines(query, collections, missing))
+            cosines.update(self.cosines(query, collections, missing))
         return self._hits(ranked, cosines)
 
+    def find(
+        self, query: str, collections: Sequence[Collection], depth: int, mode: Mode = "hybrid",
+        where: dict[str, Any] | None = None, settings: RetrievalSettings | None = None,
+    ) -> Candidates:  # fmt: skip
+        """Each ranking's best ``depth`` passages for the query (the modes' own lists)."""
+        weights = (settings or self.settings).bm25_weights
+        bm25 = self._bm25(query, collections, depth, where, weights) if mode != "dense" else []
+        dense = self._dense(query, collections, depth, where) if mode != "bm25" else []
+        return Candidates(bm25, dense)
+
+    def rank(self, found: Candidates, settings: RetrievalSettings) -> list[Ranked]:
+        """One ranking from the candidates, by the settings' fusion and aggregation."""
+        ranked = fuse(found.bm25, found.dense, settings.fusion, settings.dense_weight)
+        if settings.document_passages > 1:
+            documents = self.store.chunk_documents([r.chunk_id for r in ranked])
+            ranked = with_document_support(ranked, documents, settings.document_passages)
+        return ranked
+
     def _bm25(self, query: str, collections: Sequence[Collection], depth: int,
-              where: dict[str, Any] | None) -> list[tuple[int, float]]:  # fmt: skip
-        """Big collections with a current bm25s index use it; FTS5 scores the rest."""
+              where: dict[str, Any] | None,
+              weights: tuple[float, float, float]) -> list[tuple[int, float]]:  # fmt: skip
+        """Big collections with a current bm25s index use it; FTS5 scores the rest
+        (with the title, headings and body columns weighted by ``weights``)."""
         results: list[tuple[int, float]] = []
         rest = list(collections)
         if self.sparse is not None:
@@ -242,9 +311,7 @@ class Retriever:
                 results.extend(index.search(query, depth, allowed))
         match = fts_query(query)
         if rest and match is not None:
-            results.extend(
-                self.store.bm25(match, [c.id for c in rest], depth, where, self.bm25_weights)
-            )
+            results.extend(self.store.bm25(match, [c.id for c in rest], depth, where, weights))
         results.sort(key=lambda pair: -pair[1])
         return results[:depth]
 
@@ -271,7 +338,7 @@ class Retriever:
             pairs.append((collection, vectors[embedder.model_id]))
         return pairs
 
-    def _cosines(
+    def cosines(
         self, query: str, collections: Sequence[Collection], chunk_ids: list[int]
     ) -> dict[int, float]:
         """Cosine similarity of given chunks to the query (BM25 mode still reports relevance)."""
@@ -370,6 +437,24 @@ def dense_share(
     if dense_part + keyword_part == 0:
         return dense_weight
     return dense_part / (dense_part + keyword_part)
+
+
+def with_document_support(
+    ranked: list[Ranked], documents: dict[int, int], passages: int
+) -> list[Ranked]:
+    """Each passage's score plus its document's next best ``passages - 1`` scores, so a
+    document that matches in several passages rises; passages keep their own order
+    within a document."""
+    by_document: dict[int, list[float]] = {}
+    for r in ranked:
+        by_document.setdefault(documents.get(r.chunk_id, -r.chunk_id), []).append(r.score)
+    boosted = []
+    for r in ranked:
+        scores = by_document[documents.get(r.chunk_id, -r.chunk_id)]
+        others = list(scores)
+        others.remove(r.score)
+        boosted.append(replace(r, score=r.score + sum(others[: passages - 1])))
+    return sorted(boosted, key=lambda r: -r.score)
 
 
 def _rrf(rank: int | None) -> float:

@@ -135,10 +135,21 @@ def _m003_ledger(db: sqlite3.Connection) -> None:
     migrate_ledger(db)
 
 
+def _m004_collection_settings(db: sqlite3.Connection) -> None:
+    # A collection's own retrieval settings (``citewise tune``), as JSON with the report
+    # that justified them.
+    db.execute(
+        "CREATE TABLE collection_settings (collection_id INTEGER PRIMARY KEY "
+        "REFERENCES collections(id), settings TEXT NOT NULL, report TEXT NOT NULL, "
+        "tuned_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
     _m003_ledger,
+    _m004_collection_settings,
 ]
 
 
@@ -247,6 +258,28 @@ class Store:
             "SELECT id, name, embedder, dim, generation FROM collections WHERE name = ?", (name,)
         ).fetchone()
         return Collection(*row) if row else None
+
+    def collection_settings(
+        self, collection_id: int
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A collection's tuned retrieval settings and the report behind them, if any."""
+        row = self.db.execute(
+            "SELECT settings, report FROM collection_settings WHERE collection_id = ?",
+            (collection_id,),
+        ).fetchone()
+        return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def set_collection_settings(
+        self, collection_id: int, settings: dict[str, Any] | None, report: dict[str, Any]
+    ) -> None:
+        """Save (or, with ``None``, remove) a collection's tuned retrieval settings."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM collection_settings WHERE collection_id = ?", (collection_id,))
+            if settings is not None:
+                db.execute(
+                    "INSERT INTO collection_settings VALUES (?, ?, ?, ?)",
+                    (collection_id, json.dumps(settings), json.dumps(report), now()),
+                )
 
     def create_collection(self, name: str, embedder: str, dim: int) -> Collection:
         with self.transaction() as db:
@@ -522,6 +555,26 @@ class Store:
             [collection_id, *params],
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def chunk_documents(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """The document id of each chunk (missing chunks are left out)."""
+        return self._per_chunk(chunk_ids, "SELECT id, document_id FROM chunks WHERE id IN ({})")
+
+    def chunk_sources(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        """The source of each chunk's document (missing chunks are left out)."""
+        return self._per_chunk(
+            chunk_ids,
+            "SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE c.id IN ({})",
+        )
+
+    def _per_chunk(self, chunk_ids: Sequence[int], sql: str) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for start in range(0, len(chunk_ids), 900):  # SQLite's bound-parameter limit
+            part = list(chunk_ids[start : start + 900])
+            rows = self.db.execute(sql.format(",".join("?" * len(part))), part)
+            out.update((int(chunk_id), value) for chunk_id, value in rows)
+        return out
 
     def search_texts(self, collection_id: int) -> Iterator[tuple[int, str]]:
         """(chunk id, title + headings + body) of every chunk of a collection, streamed."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from .ledger import Ledger
 from .ledger_store import SqliteLedgerStore
 from .names import check_collection_name
 from .providers.base import Message
-from .retrieval import Mode, Retriever, check_embedder
+from .retrieval import Mode, RetrievalSettings, Retriever, check_embedder
 from .sources import Skipped, SourceItem
 from .store import DATABASE_FILE, Collection, Store
 
@@ -215,12 +215,21 @@ class Workspace:
 
     # -- search and ask ------------------------------------------------------------
 
-    def retriever(self, fusion: str | None = None, dense_weight: float | None = None) -> Retriever:
-        return Retriever(
-            self.store, self.indexes, self._collection_embedder, sparse=self.sparse,
-            fusion=fusion or self.settings.fusion,
-            dense_weight=self.settings.dense_weight if dense_weight is None else dense_weight,
+    def retriever(self) -> Retriever:
+        """Search over the workspace's collections, each with its tuned settings if any."""
+        defaults = RetrievalSettings(
+            fusion=self.settings.fusion, dense_weight=self.settings.dense_weight,
+            min_relevance=self.settings.min_relevance,
         )  # fmt: skip
+        return Retriever(
+            self.store, self.indexes, self._collection_embedder, defaults, sparse=self.sparse,
+            settings_for=self.tuned_settings,
+        )  # fmt: skip
+
+    def tuned_settings(self, collection: Collection) -> RetrievalSettings | None:
+        """The collection's own retrieval settings (``citewise tune``), if it has any."""
+        saved = self.store.collection_settings(collection.id)
+        return RetrievalSettings.from_json(saved[0]) if saved else None
 
     def search(
         self,
@@ -266,6 +275,9 @@ class Workspace:
         model = self.chat_model(settings)
         standalone = standalone_question(history, question, model, settings, caller, assistant)
         hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where)
+        tuned = {self.tuned_settings(c) for c in self.collections(collections)}
+        if len(tuned) == 1 and (own := tuned.pop()) is not None:
+            settings = replace(settings, min_relevance=own.min_relevance)
         return AnswerStream(standalone, hits, model, settings, caller, assistant).start()
 
     def ask(
