@@ -10,7 +10,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATASET ?= ../shared/datasets/scifact
 # SciFact is ingested once (and timed) by ingest_search.py; the quality and scale runs reuse it.
-BENCH_WS ?= /tmp/citewise-bench-scifact
+BENCH_ROOT ?= /tmp
+BENCH_WS ?= $(BENCH_ROOT)/citewise-bench-scifact
 CONSTRAINTS := constraints.txt
 # llama-cpp-python compiles llama.cpp from source; pip caches the wheel afterwards.
 # Only what citewise loads is built: the multimodal (llava/mtmd) library is skipped,
@@ -71,7 +72,7 @@ bench: install bench-env
 		langchain-core langchain-huggingface langchain-text-splitters
 	.venv-bench/bin/python benchmarks/peers.py $(DATASET) --json benchmarks/results/peers.json
 	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --keep $(BENCH_WS) --json benchmarks/results/ingest_search.json
-	$(BIN)/python benchmarks/scifact_quality.py $(DATASET) --workspace $(BENCH_WS) --json benchmarks/results/quality.json
+	$(BIN)/python benchmarks/retrieval_quality.py --workspaces $(BENCH_ROOT) --json benchmarks/results/retrieval_quality.json
 	$(BIN)/python benchmarks/vector_index.py --seed $(BENCH_WS) --json benchmarks/results/vector_index.json
 	$(BIN)/python benchmarks/scale.py --seed $(BENCH_WS) --json benchmarks/results/scale.json
 	$(BIN)/python benchmarks/server.py --json benchmarks/results/server.json
