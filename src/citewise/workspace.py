@@ -137,8 +137,10 @@ class Workspace:
 
     def _collection_embedder(self, collection: Collection) -> Embedder:
         # The configured embedder, never silently the collection's own: a collection
-        # built with another model fails loudly (EmbedderMismatch) until reindexed.
-        return self.embedder()
+        # built with another model fails loudly (EmbedderMismatch) until reindexed —
+        # unless its tuned settings name one (`citewise tune --finetune-embedder`).
+        tuned = self.tuned_settings(collection)
+        return self.embedder(tuned.embedder if tuned and tuned.embedder else None)
 
     # -- ingest ------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 An embedder spec names a backend and a model: ``all-MiniLM-L6-v2`` (a catalogue
 name, run by the built-in ONNX backend), ``sentence-transformers:BAAI/bge-small-en-v1.5``
-or ``openai:text-embedding-3-small``. Backends register in ``BUILTIN_BACKENDS`` or,
+or ``openai:text-embedding-3-small``, or ``local:/path/to/folder`` (an ONNX export
+of the user's own, e.g. one ``citewise tune --finetune-embedder`` made). Backends register in ``BUILTIN_BACKENDS`` or,
 for third parties, under the ``citewise.embedders`` entry-point group.
 """
 
@@ -15,6 +16,7 @@ from .catalogue import CATALOGUE, ModelDescription
 
 BUILTIN_BACKENDS = {
     "onnx": "citewise.embedders.onnx:OnnxEmbedder",
+    "local": "citewise.embedders.local:LocalOnnxEmbedder",
     "sentence-transformers": "citewise.embedders.sentence_transformers:SentenceTransformerEmbedder",
     "openai": "citewise.embedders.openai:OpenAIEmbedder",
 }

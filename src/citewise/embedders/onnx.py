@@ -31,12 +31,15 @@ class OnnxEmbedder(BaseEmbedder):
     """``int8`` (default: the catalogue's choice) runs the MatMuls in integer arithmetic
     (see ``int8.py``); ``int8=False`` runs the model file as it is."""
 
-    def __init__(self, name: str, threads: int | None = None, int8: bool | None = None) -> None:
-        self.description = CATALOGUE[name]
+    def __init__(
+        self, name: str, threads: int | None = None, int8: bool | None = None,
+        description: ModelDescription | None = None, files: tuple[Path, Path] | None = None,
+    ) -> None:  # fmt: skip
+        self.description = description or CATALOGUE[name]
         self.model_id = name
         self.dim = self.description.dim
         self.max_tokens = self.description.max_tokens
-        model_file, tokenizer_file = resolve_model_files(self.description)
+        model_file, tokenizer_file = files or resolve_model_files(self.description)
         wants_int8 = self.description.int8 if int8 is None else int8
         int8_file = _int8_or_none(model_file, self.description) if wants_int8 else None
         self.int8 = int8_file is not None
