@@ -425,7 +425,7 @@ def _held_out_scores(workspace: Any, retriever: Retriever, target: Collection,
     """Mean hybrid and dense nDCG@10 of the held-out queries; with ``embedder``, the
     vectors are that model's, computed in memory (the stored ones are not touched)."""
     if embedder is not None:
-        ids, texts = workspace._chunk_texts(target)
+        ids, texts = workspace.chunk_texts(target)
         matrix = embedder.embed(texts)
         chunk_ids = np.asarray(ids)
     hybrid_run, dense_run = {}, {}

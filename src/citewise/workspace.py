@@ -306,7 +306,7 @@ class Workspace:
         """Re-embed every chunk of a collection with ``embedder`` (default: the configured one)."""
         target = self.collection(collection, create=False)
         new = self.embedder(embedder)
-        ids, texts = self._chunk_texts(target)
+        ids, texts = self.chunk_texts(target)
         vectors = new.embed(texts) if texts else None
         self.store.replace_embeddings(target.id, ids, vectors, new.model_id, new.dim)
         self.store.rebuild_fts()
@@ -314,7 +314,8 @@ class Workspace:
         self.sparse.refresh(self.collection(collection, create=False))
         return len(ids)
 
-    def _chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
+    def chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
+        """Every chunk id of a collection and the text its embedder sees."""
         from .ingest import embedding_text
 
         ids = self.store.chunk_ids(collection.id)
