@@ -23,6 +23,7 @@ BUILTIN_PARSERS = (
     "docx",
     "code",
     "transcript",
+    "audio",
     "xlsx",
     "pptx",
 )

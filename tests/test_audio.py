@@ -1,0 +1,121 @@
+"""Recordings ingested offline: speech synthesised here (espeak-ng), put in real containers
+(ffmpeg), transcribed by the packaged faster-whisper tiny.en, searched and cited by time."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+from citewise import Workspace
+
+FIRST = "The backup server restarts every Sunday at midnight."
+SECOND = "Invoices are approved by the finance team within three days."
+GAP_SECONDS = 70.0  # longer than a passage may span: the second sentence opens a new one
+# Whisper's segment times come from 20 ms frames and VAD padding: within 2 s of the script.
+TOLERANCE_SECONDS = 2.0
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+def seconds_of(wav: Path) -> float:
+    with wave.open(str(wav)) as handle:
+        return handle.getnframes() / handle.getframerate()
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    for tool in ("espeak-ng", "ffmpeg"):
+        assert shutil.which(tool), f"{tool} is needed (make test installs it)"
+    root = tmp_path_factory.mktemp("audio")
+    # American voice, 140 words a minute: what tiny.en transcribes well enough to search.
+    run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(root / "first.wav"), FIRST)
+    run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(root / "second.wav"), SECOND)
+    run("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t", str(GAP_SECONDS),
+        str(root / "gap.wav"))  # fmt: skip
+    first = seconds_of(root / "first.wav")
+    second_starts = first + GAP_SECONDS
+    timing = {"second": (second_starts, second_starts + seconds_of(root / "second.wav"))}
+    joined = root / "meeting.wav"
+    run("ffmpeg", "-y", "-i", str(root / "first.wav"), "-i", str(root / "gap.wav"),
+        "-i", str(root / "second.wav"), "-filter_complex", "[0][1][2]concat=n=3:v=0:a=1",
+        str(joined))  # fmt: skip
+    media = root / "media"
+    media.mkdir()
+    run("ffmpeg", "-y", "-i", str(joined), "-b:a", "64k", str(media / "meeting.mp3"))
+    # A video: a black picture with the meeting as its sound track.
+    run("ffmpeg", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-i", str(joined),
+        "-shortest", "-c:v", "libx264", "-c:a", "aac", str(media / "talk.mp4"))  # fmt: skip
+    return {"root": root, "media": media, "timing": timing, "joined": joined}
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    def words(text: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+    return jiwer.wer(words(reference), words(hypothesis))
+
+
+def time_range(hit) -> tuple[float, float]:
+    """The passage's time range from its heading label (``title 00:01:12-00:01:17``)."""
+    match = re.search(r"(\d+):(\d+):(\d+)-(\d+):(\d+):(\d+)$", hit.heading_path[-1])
+    assert match, hit.heading_path
+    h1, m1, s1, h2, m2, s2 = (int(g) for g in match.groups())
+    return h1 * 3600 + m1 * 60 + s1, h2 * 3600 + m2 * 60 + s2
+
+
+@pytest.mark.parametrize("name", ["meeting.mp3", "talk.mp4"])
+def test_a_recording_is_searchable_and_cited_to_the_second(recordings, tmp_path, name) -> None:
+    with Workspace.open(tmp_path / "ws") as ws:
+        report = ws.ingest([recordings["media"] / name])
+        assert report.added == 1 and not report.failed, report
+        hits = ws.search("who approves invoices and how long does it take", 3)
+        top = hits[0]
+        assert Path(top.source).name == name
+        said = re.sub(r"^\[[\d:]+\]\s*", "", top.text)
+        assert word_error_rate(SECOND, said) <= 0.35, said
+        start, end = time_range(top)
+        spoken_start, spoken_end = recordings["timing"]["second"]
+        assert abs(start - spoken_start) <= TOLERANCE_SECONDS, (start, spoken_start)
+        assert abs(end - spoken_end) <= TOLERANCE_SECONDS + 1, (end, spoken_end)  # whole s
+        assert start > 60  # after the silence, not where the first sentence ended
+        # The 70 s of silence between the sentences produced no text of its own.
+        (document,) = ws.store.list_documents(ws.collection().id)
+        assert document.chunks == 2
+        assert top.metadata["language"] == "en" and top.metadata["media"] is True
+        assert top.metadata["audio_seconds"] == pytest.approx(spoken_end, abs=0.5)
+
+
+def test_bad_recordings_are_named_and_the_rest_is_ingested(recordings, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(recordings["media"] / "meeting.mp3", folder / "good.mp3")
+    run("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "20",
+        str(folder / "silence.wav"))  # fmt: skip
+    (folder / "corrupt.mp3").write_bytes(b"ID3\x03\x00not really an mp3" * 200)
+    (folder / "empty.m4a").write_bytes(b"")
+    run("ffmpeg", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-t", "3",
+        "-c:v", "libx264", str(folder / "mute.mp4"))  # fmt: skip
+    good = recordings["media"] / "meeting.mp3"
+    truncated = folder / "truncated.mp3"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with Workspace.open(tmp_path / "ws") as ws:
+        report = ws.ingest([folder])
+        reasons = {Path(f.source).name: f.reason for f in report.failed}
+        assert reasons.keys() == {"silence.wav", "corrupt.mp3", "empty.m4a", "mute.mp4"}, reasons
+        assert "no speech" in reasons["silence.wav"]
+        assert "no speech" in reasons["mute.mp4"] or "decode" in reasons["mute.mp4"]
+        assert "decode" in reasons["corrupt.mp3"] or "no speech" in reasons["corrupt.mp3"]
+        assert reasons["empty.m4a"] == "empty file"
+        # The good file and the readable first third of the truncated one are in.
+        assert report.added == 2
+        names = {Path(d.source).name for d in ws.store.list_documents(ws.collection().id)}
+        assert names == {"good.mp3", "truncated.mp3"}
