@@ -47,10 +47,14 @@ browser:
 	@command -v chromium >/dev/null || apt-get install -y chromium \
 		|| (apt-get update && apt-get install -y chromium)
 
-# Redis for the shared rate-limit tests (started by the tests on 127.0.0.1, never as a service).
+# Redis for the shared rate-limit tests (started by the tests on 127.0.0.1, never as a
+# service); espeak-ng and ffmpeg make the speech recordings the audio tests transcribe.
 services:
 	@command -v redis-server >/dev/null || apt-get install -y redis-server \
 		|| (apt-get update && apt-get install -y redis-server)
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null \
+		|| apt-get install -y espeak-ng ffmpeg \
+		|| (apt-get update && apt-get install -y espeak-ng ffmpeg)
 
 test: lint browser services bench-env
 	$(BIN)/python -m pytest
