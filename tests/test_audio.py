@@ -119,3 +119,30 @@ def test_bad_recordings_are_named_and_the_rest_is_ingested(recordings, tmp_path)
         assert report.added == 2
         names = {Path(d.source).name for d in ws.store.list_documents(ws.collection().id)}
         assert names == {"good.mp3", "truncated.mp3"}
+
+
+@pytest.mark.slow
+def test_a_recording_uploaded_to_the_server_is_searchable(recordings, tmp_path) -> None:
+    import httpx
+
+    from citewise.keys import create_key
+    from citewise.server import create_app
+    from conftest import LiveServer
+
+    workspace = Workspace.open(tmp_path / "ws")
+    key, _ = create_key(workspace.store, "uploader", ["*"], ["ask", "ingest"])
+    headers = {"Authorization": f"Bearer {key}"}
+    mp3 = recordings["media"] / "meeting.mp3"
+    with LiveServer(create_app(workspace)) as live:
+        response = httpx.post(live.url + "/v1/collections/calls/documents", headers=headers,
+                              files=[("files", (mp3.name, mp3.read_bytes()))], timeout=30)  # fmt: skip
+        assert response.status_code == 202, response.text
+        job = live.service.jobs.wait(response.json()["id"])
+        assert (job.status, job.files[0].status) == ("done", "added")
+        hits = httpx.post(live.url + "/v1/search", headers=headers, timeout=30, json={
+            "query": "how long does invoice approval take", "collections": ["calls"], "k": 1,
+        }).json()["data"]  # fmt: skip
+    workspace.close()
+    (hit,) = hits
+    assert hit["source"].endswith("meeting.mp3") and hit["metadata"]["media"] is True
+    assert re.search(r"00:01:1\d-00:01:1\d$", hit["heading_path"][-1]), hit["heading_path"]
