@@ -83,6 +83,7 @@ def test_a_recording_is_searchable_and_cited_to_the_second(recordings, tmp_path,
         said = re.sub(r"^\[[\d:]+\]\s*", "", top.text)
         assert word_error_rate(SECOND, said) <= 0.35, said
         start, end = time_range(top)
+        assert top.seconds == (start, end)
         spoken_start, spoken_end = recordings["timing"]["second"]
         assert abs(start - spoken_start) <= TOLERANCE_SECONDS, (start, spoken_start)
         assert abs(end - spoken_end) <= TOLERANCE_SECONDS + 1, (end, spoken_end)  # whole s
@@ -146,3 +147,7 @@ def test_a_recording_uploaded_to_the_server_is_searchable(recordings, tmp_path) 
     (hit,) = hits
     assert hit["source"].endswith("meeting.mp3") and hit["metadata"]["media"] is True
     assert re.search(r"00:01:1\d-00:01:1\d$", hit["heading_path"][-1]), hit["heading_path"]
+    # The API gives the time range as numbers too, for a player to seek to.
+    spoken_start, spoken_end = recordings["timing"]["second"]
+    assert abs(hit["start_seconds"] - spoken_start) <= TOLERANCE_SECONDS
+    assert abs(hit["end_seconds"] - spoken_end) <= TOLERANCE_SECONDS + 1

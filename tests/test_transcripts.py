@@ -124,8 +124,10 @@ def test_ask_cites_the_speaker_and_timestamp(workspace, tmp_path: Path) -> None:
     cited = answer.citations[0].hit
     assert cited.title == "planning"
     assert cited.location.startswith("planning > Bob 00:01:10-00:01:20")
+    assert cited.seconds == (70, 80)  # what the API shows as start_seconds / end_seconds
     hits = workspace.search("database failover duration", k=1)
     assert hits[0].heading_path[-1] == "00:00:00-00:00:09"
+    assert hits[0].seconds == (0, 9)
 
 
 def test_webvtt_cues_with_unreadable_timings_are_named(workspace, tmp_path: Path) -> None:

@@ -9,8 +9,12 @@ Citation, Answer        what answering returns
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+# The time range a transcript passage's heading ends with (parsers/transcript.py).
+_TIME_RANGE = re.compile(r"(\d+):(\d\d):(\d\d)-(\d+):(\d\d):(\d\d)$")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,17 @@ class Hit:
         if url:
             return str(url)
         return self.source if self.source.startswith(("http://", "https://")) else None
+
+    @property
+    def seconds(self) -> tuple[int, int] | None:
+        """A transcript or recording passage's start and end, in seconds from the start."""
+        if "transcript_format" not in self.metadata or not self.heading_path:
+            return None
+        match = _TIME_RANGE.search(self.heading_path[-1])
+        if match is None:
+            return None
+        h1, m1, s1, h2, m2, s2 = (int(g) for g in match.groups())
+        return h1 * 3600 + m1 * 60 + s1, h2 * 3600 + m2 * 60 + s2
 
     @property
     def location(self) -> str:

@@ -226,6 +226,8 @@ def hit_json(hit: Hit, number: int | None = None, root: str = "") -> dict[str, A
         "collection": hit.collection, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
         "page": hit.page, "heading_path": list(hit.heading_path), "location": hit.location,
         "start": hit.start, "end": hit.end, "score": round(hit.score, 6),
+        "start_seconds": hit.seconds[0] if hit.seconds else None,
+        "end_seconds": hit.seconds[1] if hit.seconds else None,
         "cosine": None if hit.cosine is None else round(hit.cosine, 6), "text": hit.text,
         "metadata": public_metadata(hit.metadata, root),
     }  # fmt: skip
