@@ -156,7 +156,7 @@ def test_a_recording_uploaded_to_the_server_is_searchable(recordings, tmp_path) 
 @pytest.mark.slow
 def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, tmp_path) -> None:
     """Decoded and transcribed a window at a time: the sentence near the end is cited at
-    its own minute, and memory does not grow with the hour (1.18 GB whole-file)."""
+    its own minute, and memory does not grow with the hour (1.15 GB whole-file)."""
     import json
     import sys
 

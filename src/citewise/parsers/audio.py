@@ -37,7 +37,7 @@ DEFAULT_MODEL = "tiny.en"
 EXTRA_HINT = "pip install 'citewise[audio]'"
 RATE = 16_000  # what Whisper listens at
 # Two minutes decoded and transcribed at a time. Peak memory on a 60-minute recording
-# (VmHWM, model included): 1,179 MB whole, 684 MB in 10-minute windows, 475 MB in 2-minute
+# (VmHWM, model included): 1,151 MB whole, 684 MB in 10-minute windows, 475 MB in 2-minute
 # ones, 389 MB in 1-minute ones — the VAD's buffers grow with what it is given — and it no
 # longer grows with the recording's length.
 WINDOW_SECONDS = 120
