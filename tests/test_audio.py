@@ -185,3 +185,83 @@ def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, t
     h, m, s = (int(g) for g in stamp.groups())
     assert abs(h * 3600 + m * 60 + s - (first + gap)) <= TOLERANCE_SECONDS
     assert result["peak_mb"] < 700, result["peak_mb"]
+
+
+@pytest.fixture
+def media_site(recordings, tmp_path):
+    from citewise.keys import create_key
+    from citewise.server import create_app
+    from conftest import LiveServer
+
+    workspace = Workspace.open(tmp_path / "ws")
+    shutil.copy(recordings["media"] / "meeting.mp3", tmp_path / "meeting.mp3")
+    assert workspace.ingest([tmp_path / "meeting.mp3"], "calls").added == 1
+    key, _ = create_key(workspace.store, "listener", ["calls"], ["ask"])
+    with LiveServer(create_app(workspace)) as live:
+        live.key = key
+        live.workspace = workspace
+        yield live
+    workspace.close()
+
+
+@pytest.mark.slow
+def test_media_links_are_signed_ranged_and_die_with_their_key(media_site) -> None:
+    import httpx
+
+    from citewise.keys import revoke_key
+
+    headers = {"Authorization": f"Bearer {media_site.key}"}
+    (document,) = media_site.workspace.store.list_documents(
+        media_site.workspace.collection("calls").id
+    )
+    path = f"/v1/collections/calls/documents/{document.id}/media"
+    link = httpx.post(media_site.url + path, headers=headers, timeout=30).json()
+    url = media_site.url + link["url"]
+    # No key needed to follow it (an <audio> element cannot send one), and ranges work.
+    part = httpx.get(url, headers={"Range": "bytes=1000-1999"}, timeout=30)
+    assert part.status_code == 206 and len(part.content) == 1000
+    assert part.headers["content-type"] == "audio/mpeg"
+    whole = (media_site.workspace.path.parent / "meeting.mp3").read_bytes()
+    assert part.content == whole[1000:2000]
+    # A link is bound to its signature...
+    tampered = url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB")
+    assert httpx.get(tampered, timeout=30).status_code == 403
+    # ...and to its key: revoked, every link it made stops on the next request.
+    revoke_key(media_site.workspace.store, "listener")
+    assert httpx.get(url, timeout=30).status_code == 403
+    # A key that cannot read the collection gets no link at all.
+    from citewise.keys import create_key
+
+    other, _ = create_key(media_site.workspace.store, "reader", ["elsewhere"], ["ask"])
+    denied = httpx.post(media_site.url + path, headers={"Authorization": f"Bearer {other}"},
+                        timeout=30)  # fmt: skip
+    assert denied.status_code in (403, 404)
+
+
+@pytest.mark.slow
+def test_clicking_a_recorded_passage_plays_it_from_its_second(media_site, recordings) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from test_web import CHROMIUM, CHROMIUM_FLAGS
+
+    spoken_start, _ = recordings["timing"]["second"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(media_site.url + "/")
+        page.fill("#api-key", media_site.key)
+        page.click("#sign-in-form button[type=submit]")
+        page.wait_for_selector("#app:not([hidden])")
+        page.type("#question", "who approves the invoices", delay=20)
+        page.locator("#live-results li").first.filter(has_text="approved").wait_for()
+        page.locator("#live-results li button").first.click()
+        player = page.locator("#source-player")
+        player.wait_for()
+        page.wait_for_function(
+            "() => { const p = document.getElementById('source-player');"
+            " return p && p.readyState >= 1 && p.currentTime > 0; }"
+        )
+        position = page.evaluate("document.getElementById('source-player').currentTime")
+        browser.close()
+    assert abs(position - spoken_start) <= TOLERANCE_SECONDS + 1, (position, spoken_start)

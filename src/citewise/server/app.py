@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..workspace import Workspace
-from . import data_routes, openai_routes
+from . import data_routes, media, openai_routes
 from .auth import AdminKey, AskKey, identify, needs_key, service_of
 from .errors import (
     APIError,
@@ -65,6 +65,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(openai_routes.router)
     app.include_router(data_routes.router)
+    app.include_router(media.router)
     _add_operational_routes(app)
     _add_web_routes(app)
     origins = [o.strip().rstrip("/") for o in service.settings.cors_origins.split(",") if o.strip()]

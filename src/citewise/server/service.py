@@ -8,6 +8,7 @@ nothing is filtered out of a model's answer after the fact.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,8 @@ class Service:
         self.uploads = workspace.path / "uploads"
         self.resumed = self.jobs.resume(self.uploads)  # what a stopped server left unfinished
         self.root = str(workspace.path.resolve()) + "/"  # stripped from sources shown to callers
+        # Signs the web UI's links to recordings (server/media.py); new on every start.
+        self.media_secret = secrets.token_bytes(32)
         self.ready = threading.Event()
         self.startup_error: str | None = None
 

@@ -325,6 +325,7 @@ async function openSource(source, start, end) {
   $("source-location").textContent = `${page}${source.location} · ${source.source}`;
   const text = $("source-text");
   text.textContent = "Loading…";
+  showRecording(source);
   try {
     const path = `/v1/collections/${encodeURIComponent(source.collection)}/documents/` +
       `${source.document_id}?around=${start}&window=3000`;
@@ -345,6 +346,31 @@ async function openSource(source, start, end) {
   }
 }
 
+// A recording's passage plays from its first second (a signed link: <audio> sends no key).
+async function showRecording(source) {
+  const holder = $("source-media");
+  holder.replaceChildren();
+  if (source.start_seconds == null || !(source.metadata && source.metadata.media)) return;
+  try {
+    const path = `/v1/collections/${encodeURIComponent(source.collection)}/documents/` +
+      `${source.document_id}/media`;
+    const link = await (await api(path, { method: "POST" })).json();
+    const video = /\.(mp4|mkv|mov|webm)$/i.test(source.source);
+    const player = document.createElement(video ? "video" : "audio");
+    player.id = "source-player";
+    player.controls = true;
+    player.preload = "metadata";
+    player.addEventListener("loadedmetadata", () => {
+      player.currentTime = source.start_seconds;
+      player.play().catch(() => {}); // a browser may refuse to autoplay; the controls remain
+    }, { once: true });
+    player.src = link.url;
+    holder.append(player);
+  } catch (error) {
+    holder.textContent = error.message;
+  }
+}
+
 $("close-source").addEventListener("click", closeSource);
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !$("source").hidden) closeSource();
@@ -352,6 +378,7 @@ document.addEventListener("keydown", (event) => {
 
 function closeSource() {
   $("source").hidden = true;
+  $("source-media").replaceChildren(); // stops a playing recording
   $("question").focus();
 }
 
