@@ -265,3 +265,36 @@ def test_clicking_a_recorded_passage_plays_it_from_its_second(media_site, record
         position = page.evaluate("document.getElementById('source-player').currentTime")
         browser.close()
     assert abs(position - spoken_start) <= TOLERANCE_SECONDS + 1, (position, spoken_start)
+
+
+def test_a_recording_in_a_drive_takeout_is_transcribed_and_cited_by_time(recordings, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "takeout-20260105T101010Z-001.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.write(recordings["media"] / "meeting.mp3", "Takeout/Drive/Meetings/standup.mp3")
+        out.writestr("Takeout/Drive/notes.txt", "Meeting notes live next to the recording.")
+    with Workspace.open(tmp_path / "ws") as ws:
+        report = ws.ingest([archive])
+        assert report.added == 2 and not report.failed, report
+        (hit,) = ws.search("invoices approved within three days", 1, mode="bm25")
+        assert hit.title == "standup" or "standup" in hit.source, hit
+        spoken_start, _ = recordings["timing"]["second"]
+        assert hit.seconds is not None
+        assert abs(hit.seconds[0] - spoken_start) <= TOLERANCE_SECONDS
+
+
+def test_the_cli_reports_minutes_transcribed_and_the_real_time_factor(recordings, tmp_path):
+    from conftest import CITEWISE
+
+    done = subprocess.run(
+        [CITEWISE, "--workspace", str(tmp_path / "ws"), "ingest", str(recordings["media"])],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    match = re.search(r"added 2.*· ([\d.]+) min of recordings transcribed "
+                      r"\(real-time factor ([\d.]+)\)", done.stdout)  # fmt: skip
+    assert match, done.stdout
+    minutes = float(match.group(1))
+    assert minutes == pytest.approx(2 * recordings["timing"]["second"][1] / 60, abs=0.1)
+    assert 0 < float(match.group(2)) < 1  # faster than the recordings play

@@ -42,6 +42,7 @@ class IngestReport:
     chunks: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    audio_seconds: float = 0.0  # recordings transcribed
 
     def counts(self) -> dict[str, int]:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
@@ -59,6 +60,7 @@ class Progress:
     chunks: int
     tokens: int
     outcome: str  # added | updated | unchanged | failed | skipped
+    audio_seconds: float = 0.0  # the item's length when it was a recording, transcribed
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -122,10 +124,15 @@ class Ingestor:
                 if not pending:
                     pending_since = time.monotonic()
                 outcome, n_chunks = self._prepare(item, run_id, report, pending)
+                audio = (
+                    _audio_seconds(pending[-1].document) if outcome in ("added", "updated") else 0.0
+                )
+                report.audio_seconds += audio
                 if self._due(pending, pending_since):
                     self._flush(pending, report)
                 if progress:
-                    progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome))
+                    progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome,
+                                      audio))  # fmt: skip
             self._flush(pending, report)
             if delete_missing_under is not None:
                 roots = (
@@ -235,6 +242,14 @@ class Ingestor:
         ]  # fmt: skip
         self.store.delete_documents(self.collection.id, gone)
         return len(gone)
+
+
+def _audio_seconds(document: Document) -> float:
+    return (
+        float(document.metadata.get("audio_seconds", 0.0))
+        if document.metadata.get("media")
+        else 0.0
+    )
 
 
 def _is_under(source: str, root: str) -> bool:

@@ -113,19 +113,22 @@ def progress_bar() -> Any:
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[chunks]} chunks"), TextColumn("{task.fields[rate]} tok/s"),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[audio]}"), TimeRemainingColumn(),
     )  # fmt: skip
     with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task("Ingesting", total=None, chunks=0, rate="-")
-        state = {"chunks": 0}
+        task = bar.add_task("Ingesting", total=None, chunks=0, rate="-", audio="")
+        state = {"chunks": 0, "audio": 0.0}
 
         def on_progress(event: IngestProgress) -> None:
             state["chunks"] += event.chunks
+            state["audio"] += event.audio_seconds
             elapsed = bar.tasks[task].elapsed or 0
             rate = f"{event.tokens / elapsed:,.0f}" if elapsed > 0 and event.tokens else "-"
-            bar.update(
-                task, total=event.total, completed=event.done, chunks=state["chunks"], rate=rate
-            )
+            # Recordings: minutes transcribed, and the real-time factor of the run so far.
+            audio = (f"{state['audio'] / 60:,.1f} audio min, real-time factor "
+                     f"{elapsed / state['audio']:.3f}" if state["audio"] else "")  # fmt: skip
+            bar.update(task, total=event.total, completed=event.done, chunks=state["chunks"],
+                       rate=rate, audio=audio)  # fmt: skip
 
         yield on_progress
 
@@ -138,9 +141,13 @@ def print_report(report: IngestReport) -> None:
     if report.skipped:
         parts.append(f"skipped {len(report.skipped)}")
     rate = report.tokens / report.seconds if report.seconds else 0
+    audio = ""
+    if report.audio_seconds:
+        audio = (f" · {report.audio_seconds / 60:,.1f} min of recordings transcribed "
+                 f"(real-time factor {report.seconds / report.audio_seconds:.3f})")  # fmt: skip
     console.print(
         f"{', '.join(parts)} · {report.chunks} chunks, {report.tokens:,} tokens "
-        f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s)"
+        f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s){audio}"
     )
     for item in report.failed:
         errors.print(f"[red]failed[/red] {item.source}: {item.reason}")
