@@ -72,13 +72,15 @@ test: lint browser services bench-env
 
 bench-env: .venv-bench/.installed
 
-# Under an hour on 2 cores; results land in benchmarks/results/ and the README's tables.
+# About 80 minutes on 2 cores (25 of them fine-tuning the embedder); results land in
+# benchmarks/results/ and the README's tables.
 bench: install bench-env
 	.venv-bench/bin/pip install --quiet -e . bm25s PyStemmer llama-index-core llama-index-embeddings-huggingface \
 		langchain-core langchain-huggingface langchain-text-splitters
 	.venv-bench/bin/python benchmarks/peers.py $(DATASET) --json benchmarks/results/peers.json
 	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --keep $(BENCH_WS) --json benchmarks/results/ingest_search.json
 	$(BIN)/python benchmarks/retrieval_quality.py --workspaces $(BENCH_ROOT) --json benchmarks/results/retrieval_quality.json
+	.venv-bench/bin/python benchmarks/finetune_quality.py --workspace $(BENCH_WS) --json benchmarks/results/finetune_quality.json
 	$(BIN)/python benchmarks/vector_index.py --seed $(BENCH_WS) --json benchmarks/results/vector_index.json
 	$(BIN)/python benchmarks/scale.py --seed $(BENCH_WS) --json benchmarks/results/scale.json
 	$(BIN)/python benchmarks/server.py --json benchmarks/results/server.json

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -273,3 +275,14 @@ class LiveServer:
     @property
     def service(self):
         return self.app.state.service
+
+
+@contextmanager
+def served(workspace, key: str) -> Iterator[LiveServer]:
+    """``workspace`` behind a live server, with the key its tests call it with."""
+    from citewise.server import create_app
+
+    with LiveServer(create_app(workspace)) as live:
+        live.key = key
+        live.workspace = workspace
+        yield live

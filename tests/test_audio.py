@@ -190,16 +190,13 @@ def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, t
 @pytest.fixture
 def media_site(recordings, tmp_path):
     from citewise.keys import create_key
-    from citewise.server import create_app
-    from conftest import LiveServer
+    from conftest import served
 
     workspace = Workspace.open(tmp_path / "ws")
     shutil.copy(recordings["media"] / "meeting.mp3", tmp_path / "meeting.mp3")
     assert workspace.ingest([tmp_path / "meeting.mp3"], "calls").added == 1
     key, _ = create_key(workspace.store, "listener", ["calls"], ["ask"])
-    with LiveServer(create_app(workspace)) as live:
-        live.key = key
-        live.workspace = workspace
+    with served(workspace, key) as live:
         yield live
     workspace.close()
 

@@ -16,8 +16,7 @@ import pytest
 
 from citewise import Workspace
 from citewise.keys import create_key
-from citewise.server import create_app
-from conftest import LiveServer
+from conftest import LiveServer, served
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +32,7 @@ def server(ingested_template: Path, tmp_path: Path):
         tmp_path / "ws", answer_check="off", answer_tokens=1000, min_relevance=0.0
     )
     key, _ = create_key(workspace.store, "tester", ["*"], ["ask"])
-    with LiveServer(create_app(workspace)) as live:
-        live.key = key
-        live.workspace = workspace
+    with served(workspace, key) as live:
         yield live
     workspace.close()
 
