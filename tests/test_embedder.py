@@ -209,7 +209,7 @@ def test_unknown_model_lists_the_known_ones() -> None:
         load_embedder("no-such-model")
     with pytest.raises(
         ConfigError,
-        match=r"unknown embedder backend 'nope'; known embedder backends: onnx, openai, sentence-transformers",
+        match=r"unknown embedder backend 'nope'; known embedder backends: local, onnx, openai, sentence-transformers",
     ):
         load_embedder("nope:model")
 
@@ -241,3 +241,30 @@ def test_batches_respect_count_and_token_budget() -> None:
         longest = min(max(len(texts[i]) for i in batch) // 4 + 2, embedder.max_tokens)
         assert len(batch) == 1 or len(batch) * longest <= embedder.batch_tokens
         assert len(batch) <= embedder.batch_size
+
+
+def test_a_local_model_folder_runs_like_the_built_in_model(tmp_path: Path) -> None:
+    """``local:<folder>`` (what fine-tuning writes) goes through the same int8 path: the
+    packaged model's files in a folder give the packaged model's vectors."""
+    import json
+    import shutil
+
+    from citewise.embedders.catalogue import CATALOGUE
+    from citewise.embedders.onnx import resolve_model_files
+    from citewise.errors import ModelError
+
+    model, tokenizer = resolve_model_files(CATALOGUE["all-MiniLM-L6-v2"])
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    shutil.copy(model, folder / "model.onnx")
+    shutil.copy(tokenizer, folder / "tokenizer.json")
+    with pytest.raises(ModelError, match=r"citewise-model\.json: cannot read"):
+        load_embedder(f"local:{folder}")
+    (folder / "citewise-model.json").write_text(json.dumps({"dim": 384, "max_tokens": 256}))
+    local = load_embedder(f"local:{folder}")
+    assert local.model_id == f"local:{folder.resolve()}" and local.dim == 384 and local.int8
+    texts = ["How do I rotate the API keys?", "Backups run nightly."]
+    assert np.array_equal(local.embed(texts), load_embedder("all-MiniLM-L6-v2").embed(texts))
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match=r"tokenizer\.json: missing"):
+        load_embedder(f"local:{folder}")
