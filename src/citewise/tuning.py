@@ -31,7 +31,7 @@ from .retrieval import Candidates, RetrievalSettings, Retriever
 from .store import Collection
 
 DEPTH = 100
-FUSIONS = [("adaptive", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)] + [
+FUSION_GRID = [("adaptive", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)] + [
     ("convex", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)
 ] + [("rrf", 0.5)]  # fmt: skip
 # Title, headings, body. FTS5's bm25() fixes k1 and b (1.2, 0.75); its column weights
@@ -226,7 +226,7 @@ def _grid(current: RetrievalSettings, weights: list[tuple[float, float, float]]
         RetrievalSettings(
             fusion, dense_weight, w, passages, current.min_relevance, current.embedder
         )
-        for (fusion, dense_weight), w, passages in product(FUSIONS, weights, DOCUMENT_PASSAGES)
+        for (fusion, dense_weight), w, passages in product(FUSION_GRID, weights, DOCUMENT_PASSAGES)
     ]
     if current.fusion == "rrf":
         current = replace(current, dense_weight=0.5)  # rrf has no weight
