@@ -105,13 +105,14 @@ def measure(recording: Path) -> dict:
 
 
 def transcribe_one(recording: Path) -> None:
-    from citewise.parsers.audio import parse, whisper_model
+    """What parse()'s child process does, timed after the model has loaded."""
+    from citewise.parsers.audio import transcribe, whisper_model
 
     whisper_model()  # loaded before the clock starts: the model loads once per process
     started = time.perf_counter()
-    document = parse(recording)
+    result = transcribe(recording)
     seconds = time.perf_counter() - started
-    text = " ".join(re.sub(r"^\[[\d:]+\]\s*", "", line) for line in document.text.splitlines())
+    text = " ".join(text for _, _, text in result["cues"])
     peak_kb = int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
     print(json.dumps({"seconds": round(seconds, 2), "peak_mb": peak_kb // 1024, "text": text}))
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import cache
@@ -46,35 +49,56 @@ _LOCK = threading.Lock()
 
 
 def parse(path: Path) -> ParsedDocument:
+    """Transcribe in a child process. CTranslate2 brings its own OpenMP runtime, and in one
+    process with llama.cpp it slowed generation by a third and kept the server's local model
+    busy after a reader left (tests/test_server_abandoned.py failed once a recording had been
+    transcribed); a child also keeps a crash in native code from taking the caller down."""
+    if importlib.util.find_spec("faster_whisper") is None:
+        raise ParseError(f"audio and video need faster-whisper: {EXTRA_HINT}")
+    with _LOCK:
+        done = subprocess.run([sys.executable, "-m", __name__, str(path)],
+                              capture_output=True, text=True)  # fmt: skip
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ParseError(f"the speech model stopped (exit status {done.returncode}: {detail})")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise ParseError(result["error"])
+    cues = [Cue(start, end, None, text) for start, end, text in result["cues"]]
+    document = build(cues, path.stem, "whisper")
+    document.metadata |= {"media": True, "language": result["language"],
+                          "audio_seconds": result["seconds"], "whisper_model": model_name()}  # fmt: skip
+    document.problems.extend((where, why) for where, why in result["problems"])
+    return document
+
+
+def transcribe(path: Path) -> dict[str, Any]:
+    """The recording's cues, language, length and problems (what the child prints)."""
     model = whisper_model()
     cues: list[Cue] = []
-    skipped: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
     language, seconds = "", 0.0
-    with _LOCK:
-        try:
-            for offset, samples in windows(path):
-                segments, info = model.transcribe(
-                    samples, beam_size=1, vad_filter=True, condition_on_previous_text=False,
-                    word_timestamps=True,
-                    language="en" if model_name().endswith(".en") else None,
-                )  # fmt: skip
-                cues.extend(_cue(s, offset) for s in segments if s.text.strip())
-                language = language or info.language
-                seconds = offset + len(samples) / RATE
-        except ParseError:
-            raise
-        except Exception as exc:  # PyAV raises its own hierarchy for each container problem
-            if not cues:
-                raise ParseError(f"cannot decode the recording ({_reason(exc)})") from exc
-            # A damaged or cut-off file keeps what came before the damage.
-            skipped.append((f"after {clock(seconds)}", f"decoding stopped ({_reason(exc)})"))
+    try:
+        for offset, samples in windows(path):
+            segments, info = model.transcribe(
+                samples, beam_size=1, vad_filter=True, condition_on_previous_text=False,
+                word_timestamps=True, language="en" if model_name().endswith(".en") else None,
+            )  # fmt: skip
+            cues.extend(_cue(s, offset) for s in segments if s.text.strip())
+            language = language or info.language
+            seconds = offset + len(samples) / RATE
+    except ParseError:
+        raise
+    except Exception as exc:  # PyAV raises its own hierarchy for each container problem
+        if not cues:
+            raise ParseError(f"cannot decode the recording ({_reason(exc)})") from exc
+        # A damaged or cut-off file keeps what came before the damage.
+        problems.append((f"after {clock(seconds)}", f"decoding stopped ({_reason(exc)})"))
     if not cues:
         raise ParseError("no speech found (silent, or no audio track)")
-    document = build(cues, path.stem, "whisper")
-    document.metadata |= {"media": True, "language": language,
-                          "audio_seconds": round(seconds, 3), "whisper_model": model_name()}  # fmt: skip
-    document.problems.extend(skipped)
-    return document
+    return {"cues": [(c.start, c.end, c.text) for c in cues], "language": language,
+            "seconds": round(seconds, 3), "problems": problems}  # fmt: skip
 
 
 def windows(path: Path) -> Iterator[tuple[float, np.ndarray]]:
@@ -166,6 +190,18 @@ def _packaged_model() -> str | None:
     return str(folder)
 
 
+def _child(path: Path) -> None:
+    try:
+        result = transcribe(path)
+    except ParseError as exc:
+        result = {"error": str(exc)}
+    print(json.dumps(result))
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))

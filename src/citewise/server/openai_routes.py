@@ -7,11 +7,13 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -28,6 +30,9 @@ from .schemas import ChatCompletionRequest, EmbeddingRequest
 from .service import Service
 
 DISCONNECT_POLL_S = 0.5  # how often a non-streamed answer checks that its client is there
+# Longest wait for a token being made when its reader left (a long prompt's first token).
+RELEASE_WAIT_S = 600
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -112,15 +117,30 @@ async def _until_disconnected(
     finally:
         stream.cancel()  # a generation running in a worker thread stops at its next token
         # Closing settles the ledger (a database write): in a worker thread, not the loop.
-        await run_in_threadpool(_release, events, stream)
+        # Shielded: when the client hangs up, Starlette cancels this task, and an await in
+        # a cancelled scope is cancelled at once — the stream was then left to the garbage
+        # collector, holding the local model for minutes.
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_release, events, stream)
 
 
 def _release(events: Iterator[str], stream: AnswerStream) -> None:
     """Free what a finished or abandoned stream holds. A suspended generation releases the
-    model now; one still running raises "generator already executing", and the cancel
-    flag stops it instead. A stream that never began still settles its budget hold."""
-    with contextlib.suppress(ValueError):
-        events.close()
+    model now. One still running in a worker thread (the client left while the next token
+    was being made) raises "generator already executing": it is closed as soon as that
+    token is out — left suspended, it would hold the local model until garbage collection
+    (the abandoned-stream test caught it holding it for minutes). A stream that never
+    began still settles its budget hold."""
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while True:
+        try:
+            events.close()
+            break
+        except ValueError:
+            if time.monotonic() > deadline:
+                log.warning("an abandoned stream did not stop within %d s", RELEASE_WAIT_S)
+                break
+            time.sleep(0.02)
     with contextlib.suppress(CitewiseError):  # a ledger write failure is logged where it happens
         stream.close()
 
