@@ -58,7 +58,7 @@ services:
 
 test: lint browser services bench-env
 	$(BIN)/python -m pytest
-	.venv-bench/bin/python -m pytest -m finetune
+	.venv-bench/bin/python -m pytest -m finetune tests/test_finetune.py
 
 # The PyTorch environment: the fine-tuning tests and the peers' benchmarks run here.
 # PyTorch goes in first, pinned: the CPU build on this machine, not several GB of CUDA.
