@@ -137,7 +137,7 @@ class RetrievalReport:
 MODES = ("bm25", "dense", "hybrid")
 
 
-def _judged(
+def judged_queries(
     workspace: Any, path: Path, collection: str | None, split: str, progress: Any
 ) -> tuple[dict[str, str], dict[str, dict[str, int]], str, int]:
     """Queries, judgements, the collection and the judged queries without text; a BEIR
@@ -156,7 +156,7 @@ def evaluate_retrieval(
     modes: tuple[str, ...] = MODES, depth: int = 100, progress: Any = None,
 ) -> RetrievalReport:  # fmt: skip
     """Ingest (if BEIR) and evaluate every mode; per-query values are kept."""
-    queries, qrels, collection, unknown_queries = _judged(
+    queries, qrels, collection, unknown_queries = judged_queries(
         workspace, path, collection, split, progress
     )
     known = set(workspace.store.sources(workspace.collection(collection, create=False).id))
@@ -202,7 +202,7 @@ def explain_query(
 ) -> QueryExplanation:  # fmt: skip
     """One query under the microscope: each mode's top documents with their scores, and
     where each relevant document sits in each mode (the missed ones included)."""
-    queries, qrels, collection, _ = _judged(workspace, path, collection, split, None)
+    queries, qrels, collection, _ = judged_queries(workspace, path, collection, split, None)
     if query_id not in queries:
         known = ", ".join(list(queries)[:10])
         raise CitewiseError(f"no judged query {query_id!r} in {path} (some ids: {known})")

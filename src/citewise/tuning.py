@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CitewiseError
-from .evaluation import document_run, evaluate_run, load_beir, load_labelled_queries
+from .evaluation import document_run, evaluate_run, judged_queries
 from .retrieval import Candidates, RetrievalSettings, Retriever
 from .store import Collection
 
@@ -85,13 +85,10 @@ class TuneReport:
 
 def labels_from_file(workspace: Any, path: Path, collection: str | None, split: str,
                      progress: Any = None) -> tuple[Labels, str]:  # fmt: skip
-    """Labelled queries and the collection they judge; a BEIR corpus is ingested first."""
-    if path.is_dir():
-        data = load_beir(path, split)
-        name = collection or f"beir-{path.name}"
-        workspace.add_items(data.corpus_items(), name, progress)
-        return (data.queries, data.qrels), name
-    return load_labelled_queries(path), collection or "default"
+    """Labelled queries and the collection they judge, read as ``eval retrieval`` reads
+    them (a BEIR corpus is ingested first)."""
+    queries, qrels, name, _ = judged_queries(workspace, path, collection, split, progress)
+    return (queries, qrels), name
 
 
 def labels_from_feedback(workspace: Any, collection: str) -> Labels:

