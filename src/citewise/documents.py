@@ -17,6 +17,16 @@ from typing import Any
 _TIME_RANGE = re.compile(r"(\d+):(\d\d):(\d\d)-(\d+):(\d\d):(\d\d)$")
 
 
+def time_range(label: str) -> tuple[int, int] | None:
+    """The (start, end) seconds a transcript passage's label ends with:
+    ``Alice 00:01:02-00:01:35`` -> (62, 95)."""
+    match = _TIME_RANGE.search(label)
+    if match is None:
+        return None
+    h1, m1, s1, h2, m2, s2 = (int(g) for g in match.groups())
+    return h1 * 3600 + m1 * 60 + s1, h2 * 3600 + m2 * 60 + s2
+
+
 @dataclass(frozen=True)
 class Block:
     """A structural unit of a document: a paragraph, heading body, code block or list.
@@ -98,11 +108,7 @@ class Hit:
         """A transcript or recording passage's start and end, in seconds from the start."""
         if "transcript_format" not in self.metadata or not self.heading_path:
             return None
-        match = _TIME_RANGE.search(self.heading_path[-1])
-        if match is None:
-            return None
-        h1, m1, s1, h2, m2, s2 = (int(g) for g in match.groups())
-        return h1 * 3600 + m1 * 60 + s1, h2 * 3600 + m2 * 60 + s2
+        return time_range(self.heading_path[-1])
 
     @property
     def location(self) -> str:

@@ -489,6 +489,13 @@ class Store:
         return [dict(zip(names, row, strict=True)) | {"citations": json.loads(row[5])}
                 for row in rows]  # fmt: skip
 
+    def document_chunk_ids(self, document_id: int) -> list[int]:
+        """A document's chunk ids in document order."""
+        rows = self.db.execute(
+            "SELECT id FROM chunks WHERE document_id = ? ORDER BY ord", (document_id,)
+        )
+        return [row[0] for row in rows]
+
     def document_text(self, document_id: int) -> str:
         row = self.db.execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
         if row is None:

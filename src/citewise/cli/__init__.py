@@ -11,7 +11,7 @@ import click
 from dotenv import find_dotenv, load_dotenv
 
 from ..errors import CitewiseError
-from . import admin, evaluate, ingest, query, serving, tune, usage
+from . import admin, evaluate, ingest, query, serving, transcript, tune, usage
 from .common import Context
 
 
@@ -46,7 +46,7 @@ def cli(ctx: click.Context, workspace: str | None, debug: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (ingest, query, admin, evaluate, tune, serving, usage):
+for module in (ingest, query, admin, evaluate, tune, transcript, serving, usage):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -65,10 +65,11 @@ class AnthropicChatModel(BaseChatModel):
             context_window, tools=True, json_schema=True, prefill=True,
             usage_fields=frozenset({"prompt", "completion", "cached"}),
         )  # fmt: skip
+        parameters = inspect.signature(self._client.messages.create).parameters
         # Newer SDKs dropped sampling parameters from the Messages API.
-        self._takes_temperature = (
-            "temperature" in inspect.signature(self._client.messages.create).parameters
-        )
+        self._takes_temperature = "temperature" in parameters
+        # Structured outputs (output_config.format); older SDKs get a forced tool instead.
+        self._takes_output_config = "output_config" in parameters
 
     @classmethod
     def from_settings(
@@ -94,6 +95,14 @@ class AnthropicChatModel(BaseChatModel):
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in request.tools
             ]
+        schema = request.output_schema
+        forced_tool = schema is not None and not self._takes_output_config
+        if schema is not None and not forced_tool:
+            options["output_config"] = {"format": {"type": "json_schema", "schema": schema.schema}}
+        elif schema is not None:
+            options["tools"] = [{"name": schema.name, "description": "Give the answer.",
+                                 "input_schema": schema.schema}]  # fmt: skip
+            options["tool_choice"] = {"type": "tool", "name": schema.name}
         prompt = cached = completion = 0
         started = False  # the first event arrived
         finish: str | None = None
@@ -113,9 +122,14 @@ class AnthropicChatModel(BaseChatModel):
                             usage.input_tokens + cached + (usage.cache_creation_input_tokens or 0)
                         )
                         completion = usage.output_tokens or 0
+                    elif forced_tool and event.type == "content_block_delta":
+                        # The forced tool's arguments are the answer.
+                        if event.delta.type == "input_json_delta" and event.delta.partial_json:
+                            yield TextDelta(event.delta.partial_json)
                     elif (
                         event.type == "content_block_start"
                         and event.content_block.type == "tool_use"
+                        and not forced_tool
                     ):
                         blocks[event.index] = len(blocks)
                         yield ToolCallDelta(blocks[event.index], event.content_block.id,
@@ -130,6 +144,8 @@ class AnthropicChatModel(BaseChatModel):
                         completion = event.usage.output_tokens or completion
                         if event.delta.stop_reason:
                             finish = STOP_REASONS.get(event.delta.stop_reason, "stop")
+                            if forced_tool and finish == "tool_calls":
+                                finish = "stop"
             finally:
                 response.close()
         except (self._anthropic.AnthropicError, httpx.HTTPError) as exc:

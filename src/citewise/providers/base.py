@@ -36,6 +36,16 @@ class Tool:
 
 
 @dataclass(frozen=True)
+class OutputSchema:
+    """Answer with one JSON value valid against ``schema`` (a JSON Schema): a grammar for
+    the local model, the API's own JSON-schema mode for remote ones (``structured.py``
+    validates what comes back either way)."""
+
+    name: str  # [a-zA-Z0-9_-]{1,64}, as the APIs require
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Message:
     role: str  # system | user | assistant | tool
     content: str = ""
@@ -49,7 +59,9 @@ class ModelRequest:
     max_tokens: int = 256
     temperature: float = 0.0
     tools: tuple[Tool, ...] = ()
-    # What the call is for, as the ledger records it: answer | rewrite | judge | check.
+    output_schema: OutputSchema | None = None
+    # What the call is for, as the ledger records it: answer | rewrite | judge | check |
+    # title | classify.
     purpose: str = "answer"
     # Who is charged (an API key's or user's name; budgets apply to it) and for which
     # assistant: the ledger's accounts.

@@ -11,15 +11,18 @@ generates on this CPU (``llama_probe.py``), so a native crash becomes an error m
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings, cache_dir
-from ..errors import ModelError, ProviderError
+from ..errors import ConfigError, ModelError, ProviderError
 from .base import (
     BaseChatModel,
     Capabilities,
@@ -27,6 +30,7 @@ from .base import (
     Finished,
     Message,
     ModelRequest,
+    OutputSchema,
     TextDelta,
     TokenUsage,
 )
@@ -83,7 +87,7 @@ class LlamaCppModel(BaseChatModel):
             ) from exc
         self.model_id = model_path.stem
         self.context_window = context_window
-        self.capabilities = Capabilities(context_window, local=True)
+        self.capabilities = Capabilities(context_window, json_schema=True, local=True)
         self.model_path = model_path
         self.use_extra_bufts = checked_extra_bufts(model_path, cache_dir())
         try:
@@ -116,10 +120,17 @@ class LlamaCppModel(BaseChatModel):
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         prompt_tokens = self.count_messages(request.messages)
         finish = "cancelled"  # unless the model says otherwise (the reader closed us early)
+        options: dict[str, Any] = {}
+        if request.output_schema is not None:
+            # Sampling is constrained to the schema's grammar; a repetition penalty would
+            # fight the grammar's required punctuation and keys.
+            options = {"grammar": schema_grammar(request.output_schema),
+                       "repeat_penalty": 1.0, "frequency_penalty": 0.0}  # fmt: skip
         with self._lock:
             chunks = self._llm.create_chat_completion(
                 messages, max_tokens=request.max_tokens, temperature=request.temperature,
-                repeat_penalty=self.repeat_penalty, frequency_penalty=self.frequency_penalty,
+                **({"repeat_penalty": self.repeat_penalty,
+                    "frequency_penalty": self.frequency_penalty} | options),
                 stream=True, seed=0,
             )  # fmt: skip
             try:
@@ -157,6 +168,24 @@ class LlamaCppModel(BaseChatModel):
     def truncate(self, text: str, max_tokens: int) -> str:
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:max_tokens]
         return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
+
+
+def schema_grammar(output: OutputSchema) -> Any:
+    """The llama.cpp grammar (GBNF) that only lets the model write JSON valid against the
+    schema — converted by llama-cpp-python's port of llama.cpp's json_schema_to_grammar."""
+    return _grammar(json.dumps(output.schema, sort_keys=True), output.name)
+
+
+@lru_cache(maxsize=64)
+def _grammar(schema: str, name: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(schema, verbose=False)
+    except Exception as exc:  # the converter asserts on what it does not support
+        raise ConfigError(
+            f"the local model cannot follow the JSON schema {name!r}: {exc or type(exc).__name__}"
+        ) from exc
 
 
 def model_file(model: str) -> Path:

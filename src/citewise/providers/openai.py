@@ -88,6 +88,11 @@ class OpenAIChatModel(BaseChatModel):
                                                   "parameters": t.parameters}}
                 for t in request.tools
             ]  # fmt: skip
+        if request.output_schema is not None:
+            # Structured Outputs; vLLM, Ollama and llama.cpp's server take the same field.
+            options["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": request.output_schema.name, "schema": request.output_schema.schema,
+                "strict": strict_compatible(request.output_schema.schema)}}  # fmt: skip
         text: list[str] = []
         usage: TokenUsage | None = None
         finish: str | None = None
@@ -141,6 +146,23 @@ def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
             entry["tool_call_id"] = m.tool_call_id
         wire.append(entry)
     return wire
+
+
+def strict_compatible(schema: Any) -> bool:
+    """Whether OpenAI's strict mode takes the schema: every object closed
+    (``additionalProperties: false``) with all its properties required."""
+    if isinstance(schema, list):
+        return all(strict_compatible(s) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if "properties" in schema or schema.get("type") == "object":
+        closed = schema.get("additionalProperties") is False
+        if not closed or set(schema.get("required", ())) != set(schema.get("properties", {})):
+            return False
+    return all(strict_compatible(v) for k, v in schema.items() if k not in _LITERALS)
+
+
+_LITERALS = frozenset({"enum", "const", "default", "examples"})  # values, not schemas
 
 
 def _usage(usage: Any) -> TokenUsage:

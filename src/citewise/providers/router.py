@@ -365,7 +365,7 @@ class Router(BaseChatModel):
                                   total_s=time.monotonic() - started)  # fmt: skip
                     return
                 last_error = outcome
-                if not self._may_continue(outcome, sent):
+                if not self._may_continue(outcome, sent, request):
                     raise self._failure(outcome, attempts)
                 wait = None if sent.anything else self._backoff(retry, outcome)
                 if wait is None or retry == target.max_retries:
@@ -463,11 +463,11 @@ class Router(BaseChatModel):
         except Exception:
             return TokenUsage(estimated=True)
 
-    def _may_continue(self, error: ProviderError, sent: _Sent) -> bool:
+    def _may_continue(self, error: ProviderError, sent: _Sent, request: ModelRequest) -> bool:
         if error.kind in CALLER_KINDS:
             return self.policy.fallback_on_caller_errors and error.kind != "auth"
-        if sent.tool_calls:
-            return False  # a half-made tool call cannot be resumed elsewhere
+        if sent.tool_calls or (sent.text and request.output_schema is not None):
+            return False  # a half-made tool call or JSON value cannot be resumed elsewhere
         if sent.text:
             return self.policy.continue_after_first_token
         return True
