@@ -17,6 +17,7 @@ derived from it still cites the second of the recording it came from.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -262,20 +263,16 @@ def _cuts(text: str, words: list[tuple[int, str]], removed: dict[int, str]) -> t
 # -- chapters -----------------------------------------------------------------------------
 
 MIN_CHAPTER_SECONDS = 60
+TITLE_MAX = 60  # characters
 TITLE_SCHEMA = {
     "type": "object",
-    "properties": {"title": {"type": "string", "minLength": 3, "maxLength": 60}},
+    "properties": {"title": {"type": "string", "minLength": 3, "maxLength": TITLE_MAX}},
     "required": ["title"],
     "additionalProperties": False,
 }
 TITLE_PROMPT = (
     "You name the chapters of recorded meetings and talks. Given what was said in one "
     "chapter, reply with a short title of two to six words that names its topic."
-)
-_TITLE_EXAMPLE = (  # one worked example: small models copy the first sentence without it
-    "We need to hire two more support engineers before the summer. The job ads go out "
-    "on Monday and interviews start in May.",
-    '{"title": "Hiring support engineers"}',
 )
 TITLE_INPUT_TOKENS = 600  # of a chapter's text shown to the model
 
@@ -303,11 +300,13 @@ def chapters(
     cuts = topic_boundaries(vectors, [p.start for p in passages], passages[-1].end,
                             count, min_seconds) if vectors is not None else []  # fmt: skip
     groups = [passages[a:b] for a, b in zip([0, *cuts], [*cuts, len(passages)], strict=True)]
-    return [
-        Chapter(n, chapter_title(model, group), group[0].start, group[-1].end,
-                tuple(p.number for p in group))  # fmt: skip
-        for n, group in enumerate(groups, start=1)
-    ]
+    found = []
+    for n, group in enumerate(groups, start=1):
+        title = chapter_title(model, group)
+        found.append(
+            Chapter(n, title, group[0].start, group[-1].end, tuple(p.number for p in group))
+        )
+    return found
 
 
 def topic_boundaries(
@@ -339,7 +338,7 @@ def topic_boundaries(
             break
         edges = sorted([*chosen, int(i) + 1])
         bounds = [starts[0], *(starts[e] for e in edges), end]
-        if all(b - a >= min_seconds for a, b in zip(bounds, bounds[1:], strict=False)):
+        if all(b - a >= min_seconds for a, b in itertools.pairwise(bounds)):
             chosen = edges
     return chosen
 
@@ -365,13 +364,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def chapter_title(model: ChatModel, passages: Sequence[Passage]) -> str:
-    said = model.truncate(" ".join(p.text for p in passages), TITLE_INPUT_TOKENS)
-    example, answer = _TITLE_EXAMPLE
-    messages = [Message("system", TITLE_PROMPT), Message("user", example),
-                Message("assistant", answer), Message("user", said)]  # fmt: skip
+    # The cleaned words: "um, so the rocket" makes a worse title than "So the rocket".
+    said = " ".join(clean_text(p.text)[0] for p in passages)
+    said = model.truncate(said, TITLE_INPUT_TOKENS)
+    # No worked example: SmolLM2-135M answered a chapter with the example's title.
+    messages = [Message("system", TITLE_PROMPT), Message("user", said)]
     output = schema_of("chapter_title", TITLE_SCHEMA)
     value = generate_json(model, messages, output, max_tokens=40, purpose="title").value
-    return " ".join(str(value["title"]).split())
+    title = " ".join(str(value["title"]).split())
+    if len(title) >= TITLE_MAX and " " in title:
+        title = title.rsplit(" ", 1)[0]  # the grammar stopped it mid-word
+    return title.rstrip(" ,;:-")
 
 
 # -- classify -----------------------------------------------------------------------------
