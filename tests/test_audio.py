@@ -296,3 +296,13 @@ def test_the_cli_reports_minutes_transcribed_and_the_real_time_factor(recordings
     minutes = float(match.group(1))
     assert minutes == pytest.approx(2 * recordings["timing"]["second"][1] / 60, abs=0.1)
     assert 0 < float(match.group(2)) < 1  # faster than the recordings play
+    # And `citewise ask` answers from the video, citing the minute and second it was said.
+    asked = subprocess.run(
+        [CITEWISE, "--workspace", str(tmp_path / "ws"), "ask", "Who approves invoices?"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    cited = re.search(r"^\[1\] (meeting|talk) — .*> (\d+):(\d\d):(\d\d)-", asked.stdout, re.M)
+    assert cited, asked.stdout
+    second = int(cited.group(2)) * 3600 + int(cited.group(3)) * 60 + int(cited.group(4))
+    assert abs(second - recordings["timing"]["second"][0]) <= TOLERANCE_SECONDS + 1, asked.stdout
