@@ -32,7 +32,8 @@ import Stemmer
 from citewise import Workspace
 from citewise.evaluation import MEASURES, BeirDataset, document_run, evaluate_run, load_beir
 from citewise.index.sparse import SparseIndex
-from citewise.retrieval import _WORD, STOPWORDS, RetrievalSettings
+from citewise.keywords import _WORD, STOPWORDS
+from citewise.retrieval import RetrievalSettings
 from citewise.tuning import tune
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

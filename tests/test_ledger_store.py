@@ -51,7 +51,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path):
     """A factory: each call opens another connection to the same store (a replica)."""
     if request.param == "sqlite":
         from citewise.ledger_store import SqliteLedgerStore
-        from citewise.store import Store
+        from citewise.storage.sqlite import SqliteStore as Store
 
         stores: list = []
 

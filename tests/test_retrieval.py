@@ -7,7 +7,8 @@ import pytest
 
 from citewise import EmbedderMismatch, Workspace
 from citewise.errors import WorkspaceError
-from citewise.retrieval import confidence, dense_share, fts_query, fuse
+from citewise.keywords import fts_query
+from citewise.retrieval import confidence, dense_share, fuse
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pytest
 from citewise import Workspace
 from citewise.keys import create_key
 from citewise.server import create_app
-from citewise.store import Store
+from citewise.storage.sqlite import SqliteStore as Store
 from conftest import LiveServer
 
 pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)

@@ -104,6 +104,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_request_kb", 1024, "Largest JSON request body the server accepts (KB)."),
     Setting(
+        "store",
+        "",
+        "Where the workspace's documents, chunks, vectors, keys and runs live: empty for the "
+        "SQLite file in the workspace, or a PostgreSQL URL with pgvector shared by server "
+        "replicas (password from PGPASSWORD or ~/.pgpass, never in the URL).",
+    ),
+    Setting(
         "ledger_url",
         "",
         "PostgreSQL URL for the usage ledger and budgets, shared by server replicas "
@@ -149,6 +156,7 @@ class Settings:
     max_upload_mb: int
     max_document_mb: int
     max_request_kb: int
+    store: str
     ledger_url: str
     redis_url: str
     cors_origins: str
@@ -183,6 +191,8 @@ class Settings:
             raise ConfigError(
                 f"answer_check must be auto, strict, light, off or quote, not {self.answer_check!r}"
             )
+        if self.store:
+            check_database_url(self.store, "store", ("postgresql", "postgres"))
         if self.ledger_url:
             check_database_url(self.ledger_url, "ledger_url", ("postgresql", "postgres"))
         if self.redis_url:

@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import CitewiseError
 from .ingest import embedding_text
-from .store import Collection
+from .storage import Collection
 
 log = logging.getLogger(__name__)
 

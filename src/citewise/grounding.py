@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import Stemmer
 
 from .documents import Hit
-from .retrieval import STOPWORDS
+from .keywords import STOPWORDS
 
 MARKER = re.compile(r"\[(\d+)\]")
 _WORD = re.compile(r"\w+")

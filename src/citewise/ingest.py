@@ -24,7 +24,7 @@ from .documents import Chunk, Document
 from .embedders import Embedder
 from .errors import ParseError
 from .sources import Skipped, SourceItem, hash_file
-from .store import Collection, Store
+from .storage import Collection, Storage
 
 log = logging.getLogger(__name__)
 EMBED_BATCH_CHUNKS = 256
@@ -82,7 +82,7 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
 
 class Ingestor:
     def __init__(
-        self, store: Store, collection: Collection, embedder: Embedder,
+        self, store: Storage, collection: Collection, embedder: Embedder,
         chunk_tokens: int, chunk_overlap: int, max_document_mb: int = 64,
     ) -> None:  # fmt: skip
         self.store = store

@@ -15,7 +15,8 @@ import secrets
 from dataclasses import dataclass
 
 from .errors import WorkspaceError
-from .store import Store, now
+from .storage import KeyStore
+from .storage.sql import now
 
 SCOPES = ("ask", "ingest", "admin")
 ALL_COLLECTIONS = "*"
@@ -54,7 +55,7 @@ def hash_key(key: str) -> str:
 
 
 def create_key(
-    store: Store,
+    store: KeyStore,
     name: str,
     collections: list[str],
     scopes: list[str],
@@ -81,20 +82,20 @@ def create_key(
     return key, record
 
 
-def list_keys(store: Store, include_revoked: bool = False) -> list[ApiKey]:
+def list_keys(store: KeyStore, include_revoked: bool = False) -> list[ApiKey]:
     return [_record(row) for row in store.api_key_rows(include_revoked)]
 
 
-def revoke_key(store: Store, name: str) -> None:
+def revoke_key(store: KeyStore, name: str) -> None:
     if not store.revoke_api_key(name):
         raise WorkspaceError(f"no active key named {name!r}; `citewise keys list` shows them")
 
 
-def any_keys(store: Store) -> bool:
+def any_keys(store: KeyStore) -> bool:
     return store.any_api_keys()
 
 
-def authenticate(store: Store, key: str) -> ApiKey | None:
+def authenticate(store: KeyStore, key: str) -> ApiKey | None:
     """The active key record matching ``key``, or None. Read on every request: revocation is
     effective at once."""
     if not key.startswith(KEY_PREFIX):

@@ -18,7 +18,7 @@ from dataclasses import astuple, fields
 from typing import Any
 
 from .ledger import BudgetRule, Hold, LedgerRow
-from .store import Store
+from .storage.sqlite import SqliteStore
 
 _COLUMNS = [f.name for f in fields(LedgerRow)]
 _GROUPS = {"key": "key", "model": "target", "day": "substr(at, 1, 10)",
@@ -200,7 +200,7 @@ class LedgerSql:
 class SqliteLedgerStore(LedgerSql):
     """In the workspace database (migration ``_m003_ledger``)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
     def _db(self) -> sqlite3.Connection:

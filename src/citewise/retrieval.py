@@ -6,7 +6,6 @@ outside them is never a candidate.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -16,144 +15,11 @@ import numpy as np
 from .documents import Hit
 from .embedders import Embedder
 from .errors import EmbedderMismatch, WorkspaceError
-from .index import VectorIndexes
-from .index.sparse import MAX_QUERY_TERMS, SparseIndexes
-from .store import Collection, Store
+from .index.sparse import SparseIndexes
+from .storage import Collection, Storage, VectorSearch
 
 Mode = Literal["hybrid", "bm25", "dense"]
 RRF_K = 60
-
-# Common English function words: they match nearly every chunk and only slow BM25 down.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-    ]
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -163,26 +29,6 @@ class Ranked:
     bm25_rank: int | None = None
     dense_rank: int | None = None
     cosine: float | None = None
-
-
-def query_terms(text: str) -> list[str]:
-    """The words a keyword search scores, lower-cased, stop words removed (unless that
-    leaves none), in order, *every occurrence kept*.
-
-    A word repeated in a query counts once per occurrence, as in BM25's reference
-    implementations (Lucene, bm25s): a long query says what matters most by repeating
-    it. Dropping the repeats cost 0.052 nDCG@10 on CISI (median query 73 words).
-    """
-    words = [w.lower() for w in _WORD.findall(text)]
-    content = [w for w in words if w not in STOPWORDS] or words
-    return content[:MAX_QUERY_TERMS]
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the query's terms, each quoted (so no word is an operator).
-    FTS5's bm25() scores each OR-ed phrase, so a repeated term weighs once per repeat."""
-    terms = query_terms(text)
-    return " OR ".join(f'"{w}"' for w in terms) if terms else None
 
 
 @dataclass(frozen=True)
@@ -233,8 +79,8 @@ class Candidates:
 class Retriever:
     def __init__(
         self,
-        store: Store,
-        indexes: VectorIndexes,
+        store: Storage,
+        indexes: VectorSearch,
         embedder_for: Callable[[Collection], Embedder],
         settings: RetrievalSettings | None = None,
         candidates: int = 100,
@@ -299,8 +145,8 @@ class Retriever:
     def _bm25(self, query: str, collections: Sequence[Collection], depth: int,
               where: dict[str, Any] | None,
               weights: tuple[float, float, float]) -> list[tuple[int, float]]:  # fmt: skip
-        """Big collections with a current bm25s index use it; FTS5 scores the rest
-        (with the title, headings and body columns weighted by ``weights``)."""
+        """Big collections with a current bm25s index use it; the store's keyword search
+        scores the rest (the title, headings and body weighted by ``weights``)."""
         results: list[tuple[int, float]] = []
         rest = list(collections)
         if self.sparse is not None:
@@ -312,9 +158,9 @@ class Retriever:
                     continue
                 allowed = self.store.filtered_chunk_ids(collection.id, where) if where else None
                 results.extend(index.search(query, depth, allowed))
-        match = fts_query(query)
-        if rest and match is not None:
-            results.extend(self.store.bm25(match, [c.id for c in rest], depth, where, weights))
+        if rest:
+            ids = [c.id for c in rest]
+            results.extend(self.store.keyword_search(query, ids, depth, where, weights))
         results.sort(key=lambda pair: -pair[1])
         return results[:depth]
 

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import CitewiseError
 from .evaluation import document_run, evaluate_run, judged_queries
 from .retrieval import Candidates, RetrievalSettings, Retriever
-from .store import Collection
+from .storage import Collection
 
 DEPTH = 100
 FUSION_GRID = [("adaptive", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)] + [

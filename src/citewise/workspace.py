@@ -34,7 +34,8 @@ from .names import check_collection_name
 from .providers.base import Message
 from .retrieval import Mode, RetrievalSettings, Retriever, check_embedder
 from .sources import Skipped, SourceItem
-from .store import DATABASE_FILE, Collection, Store
+from .storage import Collection, Storage, open_storage
+from .storage.sqlite import DATABASE_FILE
 
 DEFAULT_COLLECTION = "default"
 
@@ -70,10 +71,16 @@ class Workspace:
     def __init__(self, path: Path, settings: Settings) -> None:
         self.path = path
         self.settings = settings
-        self.store = Store(path / DATABASE_FILE)
+        self.store: Storage = open_storage(settings.store, path)
         self.ledger = Ledger(ledger_store(settings, self.store))  # every model call, budgets
-        self.indexes = VectorIndexes(self.store, path / "index", settings.ann_threshold)
-        self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
+        # Vector search in the database where it can (pgvector); else indexes derived from
+        # the stored vectors, kept under index/.
+        self.indexes = self.store.native_vector_search(settings.ann_threshold) or VectorIndexes(
+            self.store, path / "index", settings.ann_threshold
+        )
+        # A bm25s index for big collections where keyword search is FTS5's.
+        self.sparse = (SparseIndexes(self.store, path / "index", settings.sparse_threshold)
+                       if self.store.keyword_index == "fts5" else None)  # fmt: skip
         self._embedders: dict[str, Embedder] = {}
         self._embedders_lock = threading.Lock()
         self._chat_models: dict[tuple, Any] = {}
@@ -85,7 +92,7 @@ class Workspace:
     ) -> Workspace:
         """Open a workspace (created on first use unless ``create=False``)."""
         directory = Path(path).expanduser() if path else default_workspace_dir()
-        if not (directory / DATABASE_FILE).exists():
+        if not (directory / DATABASE_FILE).exists() and not (directory / CONFIG_FILE).exists():
             if not create:
                 raise WorkspaceError(
                     f"no workspace at {directory}; create one with `citewise init`"
@@ -211,9 +218,13 @@ class Workspace:
         return report
 
     def refresh_indexes(self, collection: str = DEFAULT_COLLECTION) -> None:
-        """Bring a collection's derived keyword index up to date (built above
-        ``sparse_threshold`` chunks; until then, and whenever stale, FTS5 answers)."""
-        self.sparse.refresh(self.collection(collection, create=False))
+        """Bring a collection's indexes up to date: the derived keyword index (built above
+        ``sparse_threshold`` chunks; until then, and whenever stale, FTS5 answers) and, in
+        PostgreSQL, the HNSW index above ``ann_threshold``."""
+        target = self.collection(collection, create=False)
+        if self.sparse is not None:
+            self.sparse.refresh(target)
+        self.indexes.refresh(target)
 
     # -- search and ask ------------------------------------------------------------
 
@@ -309,9 +320,9 @@ class Workspace:
         ids, texts = self.chunk_texts(target)
         vectors = new.embed(texts) if texts else None
         self.store.replace_embeddings(target.id, ids, vectors, new.model_id, new.dim)
-        self.store.rebuild_fts()
+        self.store.rebuild_keyword_index()
         self.indexes.invalidate()
-        self.sparse.refresh(self.collection(collection, create=False))
+        self.refresh_indexes(collection)
         return len(ids)
 
     def chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
@@ -328,7 +339,8 @@ class Workspace:
         for c in self.store.collections():
             documents, chunks, tokens = self.store.counts(c.id)
             index = "hnsw" if chunks > self.settings.ann_threshold else "exact"
-            keyword = "bm25s" if self.sparse.current(c) is not None else "fts5"
+            derived = self.sparse is not None and self.sparse.current(c) is not None
+            keyword = "bm25s" if derived else self.store.keyword_index
             collections.append(
                 CollectionStatus(
                     c.name, c.embedder, c.dim, documents, chunks, tokens, index, keyword
@@ -338,19 +350,25 @@ class Workspace:
         return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())
 
 
-def ledger_store(settings: Settings, store: Store) -> Any:
-    """The workspace database, or a PostgreSQL database shared by server replicas."""
-    if settings.ledger_url:
+def ledger_store(settings: Settings, store: Storage) -> Any:
+    """The workspace database, or a PostgreSQL database shared by server replicas (the
+    ``ledger_url``'s, else the store's own when it is PostgreSQL)."""
+    url = settings.ledger_url or settings.store  # store: "" (SQLite) or PostgreSQL
+    if url:
         from .ledger_store_postgres import PostgresLedgerStore
 
-        return PostgresLedgerStore(settings.ledger_url)
-    return SqliteLedgerStore(store)
+        return PostgresLedgerStore(url)
+    return SqliteLedgerStore(store)  # type: ignore[arg-type]
 
 
-def init_workspace(directory: Path) -> Path:
+def init_workspace(directory: Path, store: str = "") -> Path:
+    """A workspace directory with its config file, its store created (and migrated)."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / CONFIG_FILE
     if not config.exists():
-        config.write_text(config_template(), encoding="utf-8")
-    Store(directory / DATABASE_FILE).close()
+        text = config_template()
+        if store:
+            text += f'\nstore = "{store}"\n'
+        config.write_text(text, encoding="utf-8")
+    open_storage(Settings.load(directory, store=store or None).store, directory).close()
     return directory

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import Collection, Store
+from ..storage import Collection, Storage
 from .exact import ExactIndex
 from .hnsw import HnswIndex
 
@@ -23,7 +23,7 @@ class _Cached:
 class VectorIndexes:
     """Per-collection vector indexes, built lazily and rebuilt when stale."""
 
-    def __init__(self, store: Store, directory: Path, ann_threshold: int) -> None:
+    def __init__(self, store: Storage, directory: Path, ann_threshold: int) -> None:
         self.store = store
         self.directory = directory
         self.ann_threshold = ann_threshold
@@ -73,6 +73,9 @@ class VectorIndexes:
         index.save(path)
         sidecar.write_text(json.dumps(stamp))
         return index
+
+    def refresh(self, collection: Collection) -> None:
+        """Nothing to do ahead of time: a stale index is rebuilt on its next search."""
 
     def invalidate(self) -> None:
         with self._lock:

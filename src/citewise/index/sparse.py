@@ -27,7 +27,8 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from ..store import Collection, Store
+from ..keywords import MAX_QUERY_TERMS
+from ..storage import Collection, Storage
 
 log = logging.getLogger(__name__)
 # FTS5's k1 and b, and its Porter stemmer: results stay close on either side of the threshold.
@@ -35,8 +36,6 @@ K1, B = 1.2, 0.75
 _STEMMER = Stemmer.Stemmer("porter")
 
 
-# Longer queries keep their first terms on both keyword paths: each costs scoring time.
-MAX_QUERY_TERMS = 1024
 # Recheck the disk for an index at most this often (another process may be building it).
 MISSING_RECHECK_SECONDS = 5.0
 
@@ -94,7 +93,7 @@ class SparseIndex:
 class SparseIndexes:
     """Per-collection sparse indexes above ``threshold`` chunks; FTS5 serves the rest."""
 
-    def __init__(self, store: Store, directory: Path, threshold: int) -> None:
+    def __init__(self, store: Storage, directory: Path, threshold: int) -> None:
         self.store = store
         self.directory = directory
         self.threshold = threshold

@@ -1,0 +1,192 @@
+"""What the rest of citewise needs from storage, as small protocols by concern.
+
+A backend (``sqlite.py``, the embedded default; ``postgres.py``, shared by server
+replicas) implements all of them over one database; ``tests/test_storage.py`` is the
+conformance suite every backend passes. No SQL lives outside the backend modules.
+
+Every change to a document is one transaction, so an interrupted ingest leaves whole
+documents or none; every write bumps the collection's ``generation``, which derived
+indexes (vector and keyword indexes kept outside the database) compare against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..documents import Chunk, Document, Hit
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    embedder: str
+    dim: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: int
+    collection: str
+    source: str
+    title: str
+    chunks: int
+    tokens: int
+    updated_at: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    id: int
+    content_hash: str
+    mtime_ns: int | None
+    size: int | None
+
+
+class CollectionStore(Protocol):
+    def collections(self) -> list[Collection]: ...
+    def collection(self, name: str) -> Collection | None: ...
+    def create_collection(self, name: str, embedder: str, dim: int) -> Collection: ...
+    def set_collection_embedder(self, collection_id: int, embedder: str, dim: int) -> None: ...
+    def collection_settings(
+        self, collection_id: int
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None: ...
+    def set_collection_settings(
+        self, collection_id: int, settings: dict[str, Any] | None, report: dict[str, Any]
+    ) -> None: ...
+    def counts(self, collection_id: int) -> tuple[int, int, int]:
+        """(documents, chunks, tokens) in a collection."""
+        ...
+
+
+class DocumentStore(Protocol):
+    """Documents, their chunks (spans of the document's text) and the chunks' vectors."""
+
+    def document_state(self, collection_id: int, source: str) -> DocumentState | None: ...
+    def touch_document(self, document_id: int, mtime_ns: int | None, size: int | None) -> None: ...
+    def replace_document(
+        self, collection_id: int, document: Document, chunks: Sequence[Chunk],
+        vectors: np.ndarray, mtime_ns: int | None = None, size: int | None = None,
+    ) -> int:  # fmt: skip
+        """Insert or replace a document, its chunks, vectors and keyword entries in one
+        transaction; returns its id."""
+        ...
+
+    def delete_documents(self, collection_id: int, document_ids: Sequence[int]) -> None: ...
+    def sources(self, collection_id: int) -> dict[str, int]: ...
+    def list_documents(
+        self, collection_id: int, limit: int = 100, offset: int = 0
+    ) -> list[DocumentRecord]: ...
+    def document(self, collection_id: int, document_id: int) -> DocumentRecord | None: ...
+    def document_text(self, document_id: int) -> str: ...
+    def document_chunk_ids(self, document_id: int) -> list[int]: ...
+    def chunk_ids(self, collection_id: int) -> list[int]: ...
+    def hits(self, chunk_ids: Sequence[int]) -> dict[int, Hit]:
+        """Stored chunks as unscored hits, by chunk id (missing ids are left out)."""
+        ...
+
+    def chunk_documents(self, chunk_ids: Sequence[int]) -> dict[int, int]: ...
+    def chunk_sources(self, chunk_ids: Sequence[int]) -> dict[int, str]: ...
+    def filtered_chunk_ids(self, collection_id: int, where: dict[str, Any]) -> np.ndarray:
+        """Chunks whose document's metadata matches ``where`` (``source`` is a glob)."""
+        ...
+
+    def search_texts(self, collection_id: int) -> Iterator[tuple[int, str]]:
+        """(chunk id, title + headings + body) of every chunk, streamed."""
+        ...
+
+    def vectors(self, collection_id: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """All (chunk ids, unit vectors) of a collection, in id order."""
+        ...
+
+    def replace_embeddings(
+        self, collection_id: int, ids: Sequence[int], vectors: np.ndarray | None,
+        embedder: str, dim: int,
+    ) -> None:  # fmt: skip
+        """New vectors for ``ids`` and the collection's new embedder, in one transaction."""
+        ...
+
+
+class KeywordSearch(Protocol):
+    keyword_index: str  # what status reports: fts5, postgres-bm25
+
+    def keyword_search(
+        self, query: str, collection_ids: Sequence[int], limit: int,
+        where: dict[str, Any] | None = None,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> list[tuple[int, float]]:  # fmt: skip
+        """(chunk id, BM25 score) best first, the title, headings and body weighted."""
+        ...
+
+    def rebuild_keyword_index(self) -> None: ...
+
+
+@runtime_checkable
+class VectorSearch(Protocol):
+    """Nearest chunks by cosine similarity; ``allowed`` restricts the search to those
+    chunk ids and never returns fewer than ``k`` when ``k`` of them exist."""
+
+    def search(
+        self, collection: Collection, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def backend(self, collection: Collection) -> str: ...
+
+    def refresh(self, collection: Collection) -> None:
+        """After writes: build what should exist now (pgvector's HNSW index)."""
+        ...
+
+    def invalidate(self) -> None: ...
+
+
+class KeyStore(Protocol):
+    """API keys: rows are (name, prefix, collections, scopes, rpm, tpm, created, revoked)."""
+
+    def insert_api_key(
+        self, name: str, prefix: str, key_hash: str, collections: list[str], scopes: list[str],
+        rpm: int | None, tpm: int | None,
+    ) -> bool: ...  # fmt: skip
+    def api_key_rows(self, include_revoked: bool = False) -> list[tuple]: ...
+    def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple, str]]: ...
+    def revoke_api_key(self, name: str) -> bool: ...
+    def any_api_keys(self) -> bool: ...
+
+
+class RunStore(Protocol):
+    """Ingest runs and the sources that failed in them."""
+
+    def start_run(self, collection_id: int) -> int: ...
+    def record_failure(self, run_id: int, source: str, reason: str) -> None: ...
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None: ...
+    def last_runs(self) -> list[dict[str, Any]]: ...
+
+
+class FeedbackStore(Protocol):
+    def add_feedback(
+        self, key_name: str, rating: int, question: str, answer: str,
+        citations: list[dict[str, Any]], model: str | None, comment: str | None,
+    ) -> int: ...  # fmt: skip
+    def feedback(self) -> list[dict[str, Any]]: ...
+
+
+class Storage(
+    CollectionStore, DocumentStore, KeywordSearch, KeyStore, RunStore, FeedbackStore, Protocol
+):
+    """Everything a workspace keeps, in one database."""
+
+    url: str  # where it is, for status and doctor (no password)
+
+    def native_vector_search(self, ann_threshold: int) -> VectorSearch | None:
+        """The backend's own vector search (pgvector); None: derived indexes search
+        :meth:`vectors` (``index/``)."""
+        ...
+
+    def integrity_problems(self) -> list[str]: ...
+    def schema_version(self) -> list[str]: ...
+    def close(self) -> None: ...

@@ -1,0 +1,478 @@
+"""PostgreSQL with pgvector: one database shared by every ``citewise serve`` replica
+(``pip install 'citewise[postgres]'``; ``store = "postgresql://user@host/db"``, the password
+from ``PGPASSWORD`` or ``~/.pgpass``).
+
+Tables live in the ``citewise`` schema and follow SQLite's (``sql.py`` holds the queries
+both run). What differs:
+
+- Vectors are pgvector columns. A collection above ``ann_threshold`` chunks gets its own
+  partial HNSW index; below it, and for every filtered search, the search is exact — a
+  filter applied after an HNSW scan (pgvector 0.6 has no iterative scans) returns fewer
+  than k rows when the filter is selective, so filtered searches never use it.
+- Keyword search is BM25 computed in SQL over a postings table (term, chunk, term
+  frequency in the title, headings and body, chunk length): FTS5's formula (k1 1.2, b 0.75,
+  its IDF, the columns weighted), its Porter stems, statistics kept per collection — where
+  ``ts_rank`` has no IDF and no length normalisation of BM25's kind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import numpy as np
+
+from ..documents import Chunk
+from ..errors import ConfigError, WorkspaceError
+from ..keywords import _WORD, STOPWORDS, query_terms
+from .base import Collection
+from .sql import SqlStore, now
+
+SCHEMA = "citewise"
+K1, B = 1.2, 0.75  # FTS5's
+# Most rows an HNSW scan may return (pgvector's hnsw.ef_search limit).
+MAX_EF_SEARCH = 1000
+
+_MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
+    ("_m001_initial", (
+        """CREATE TABLE collections (
+            id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, embedder TEXT NOT NULL,
+            dim INTEGER NOT NULL, generation BIGINT NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+            chunk_count BIGINT NOT NULL DEFAULT 0, term_count BIGINT NOT NULL DEFAULT 0)""",
+        """CREATE TABLE documents (
+            id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES collections(id),
+            source TEXT NOT NULL, title TEXT NOT NULL, content_hash TEXT NOT NULL,
+            mtime_ns BIGINT, size BIGINT, text TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT NOT NULL, UNIQUE (collection_id, source))""",
+        """CREATE TABLE chunks (
+            id BIGSERIAL PRIMARY KEY, document_id BIGINT NOT NULL REFERENCES documents(id),
+            collection_id BIGINT NOT NULL, ord INTEGER NOT NULL, start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL, page INTEGER, heading_path TEXT NOT NULL,
+            n_tokens INTEGER NOT NULL, n_terms INTEGER NOT NULL, embedding vector NOT NULL)""",
+        "CREATE INDEX chunks_by_document ON chunks(document_id)",
+        "CREATE INDEX chunks_by_collection ON chunks(collection_id)",
+        """CREATE TABLE chunk_terms (
+            collection_id BIGINT NOT NULL, term TEXT NOT NULL, chunk_id BIGINT NOT NULL,
+            tf_title REAL NOT NULL, tf_headings REAL NOT NULL, tf_body REAL NOT NULL,
+            dl INTEGER NOT NULL)""",
+        """CREATE INDEX chunk_terms_by_term ON chunk_terms(collection_id, term)
+            INCLUDE (chunk_id, tf_title, tf_headings, tf_body, dl)""",
+        "CREATE INDEX chunk_terms_by_chunk ON chunk_terms(chunk_id)",
+        """CREATE TABLE ingest_runs (
+            id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES collections(id),
+            started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
+            counts TEXT NOT NULL DEFAULT '{}')""",
+        """CREATE TABLE ingest_failures (
+            run_id BIGINT NOT NULL REFERENCES ingest_runs(id), source TEXT NOT NULL,
+            reason TEXT NOT NULL)""",
+        """CREATE TABLE api_keys (
+            id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
+            hash TEXT NOT NULL, collections TEXT NOT NULL, scopes TEXT NOT NULL, rpm INTEGER,
+            tpm INTEGER, created_at TEXT NOT NULL, revoked_at TEXT)""",
+        "CREATE INDEX api_keys_by_prefix ON api_keys(prefix)",
+        """CREATE TABLE feedback (
+            id BIGSERIAL PRIMARY KEY, key_name TEXT, rating INTEGER NOT NULL,
+            question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL, model TEXT,
+            comment TEXT, created_at TEXT NOT NULL)""",
+        """CREATE TABLE collection_settings (
+            collection_id BIGINT PRIMARY KEY REFERENCES collections(id), settings TEXT NOT NULL,
+            report TEXT NOT NULL, tuned_at TEXT NOT NULL)""",
+    )),
+]  # fmt: skip
+
+
+class PostgresStore(SqlStore):
+    """One connection per thread, in autocommit mode outside :meth:`transaction`."""
+
+    keyword_index = "postgres-bm25"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+            from pgvector.psycopg import register_vector
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError(
+                "a PostgreSQL store needs psycopg and pgvector; install them with "
+                "`pip install 'citewise[postgres]'`"
+            ) from exc
+        self._psycopg = psycopg
+        self._register_vector = register_vector
+        self.url = url
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+        self._migrate()
+
+    # -- connections and transactions ---------------------------------------------------
+
+    @property
+    def db(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _connect(self) -> Any:
+        try:
+            connection = self._psycopg.connect(self.url, autocommit=True)
+        except self._psycopg.Error as exc:
+            raise WorkspaceError(f"cannot connect to the store {_where(self.url)}: {exc}") from exc
+        errors = self._psycopg.errors
+        # Replicas starting together race to create these: one wins, the rest find them.
+        with suppress(errors.UniqueViolation, errors.DuplicateSchema):
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        connection.execute(f"SET search_path TO {SCHEMA}, public")
+        try:
+            with suppress(errors.UniqueViolation, errors.DuplicateObject):
+                connection.execute("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public")
+            self._register_vector(connection)
+        except self._psycopg.Error as exc:
+            connection.close()
+            raise ConfigError(
+                f"the store {_where(self.url)} needs the pgvector extension: {exc} "
+                "(install pgvector and let a superuser run `CREATE EXTENSION vector`)"
+            ) from exc
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.db.execute(sql.replace("?", "%s"), params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.db.transaction():
+            yield self.db
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            # One migrator at a time, whichever replica starts first.
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended('citewise-migrate', 0))")
+            self.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in self.execute("SELECT name FROM _migrations")}
+            for name, statements in _MIGRATIONS:
+                if name not in applied:
+                    for statement in statements:
+                        self.execute(statement)
+                    self.execute("INSERT INTO _migrations VALUES (?, ?)", (name, now()))
+
+    # -- chunks: pgvector columns and postings ---------------------------------------------
+
+    def _insert_chunks(self, collection_id: int, document_id: int, title: str, text: str,
+                       chunks: Sequence[Chunk], vectors: np.ndarray) -> None:  # fmt: skip
+        title_terms = Counter(_terms(title))
+        title_length = len(_tokens(title))
+        postings: list[tuple] = []
+        added_terms = 0
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            headings = " ".join(chunk.heading_path)
+            body = text[chunk.start : chunk.end]
+            length = title_length + len(_tokens(headings)) + len(_tokens(body))
+            chunk_id = self.execute(
+                'INSERT INTO chunks (document_id, collection_id, ord, start, "end", page, '
+                "heading_path, n_tokens, n_terms, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
+                (document_id, collection_id, chunk.ord, chunk.start, chunk.end, chunk.page,
+                 json.dumps(chunk.heading_path), chunk.n_tokens, length,
+                 np.asarray(vector, dtype=np.float32)),
+            ).fetchone()[0]  # fmt: skip
+            added_terms += length
+            head_terms, body_terms = Counter(_terms(headings)), Counter(_terms(body))
+            for term in title_terms.keys() | head_terms.keys() | body_terms.keys():
+                postings.append((collection_id, term, chunk_id, title_terms[term],
+                                 head_terms[term], body_terms[term], length))  # fmt: skip
+        with self.db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO chunk_terms (collection_id, term, chunk_id, tf_title, tf_headings, "
+                "tf_body, dl) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                postings,
+            )
+        self.execute(
+            "UPDATE collections SET chunk_count = chunk_count + ?, term_count = term_count + ? "
+            "WHERE id = ?",
+            (len(chunks), added_terms, collection_id),
+        )
+
+    def _delete_chunks(self, document_ids: Sequence[int]) -> None:
+        ids = [int(i) for i in document_ids]
+        removed = self.execute(
+            "SELECT collection_id, count(*), coalesce(sum(n_terms), 0) FROM chunks "
+            "WHERE document_id = ANY(?) GROUP BY collection_id",
+            (ids,),
+        ).fetchall()
+        self.execute(
+            "DELETE FROM chunk_terms WHERE chunk_id IN "
+            "(SELECT id FROM chunks WHERE document_id = ANY(?))",
+            (ids,),
+        )
+        self.execute("DELETE FROM chunks WHERE document_id = ANY(?)", (ids,))
+        for collection_id, count, terms in removed:
+            self.execute(
+                "UPDATE collections SET chunk_count = chunk_count - ?, term_count = term_count - ? "
+                "WHERE id = ?",
+                (count, terms, collection_id),
+            )
+
+    def _store_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        with self.db.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE chunks SET embedding = %s WHERE id = %s",
+                [
+                    (np.asarray(v, dtype=np.float32), int(i))
+                    for i, v in zip(ids, vectors, strict=True)
+                ],
+            )
+
+    def _metadata_condition(self, key: str) -> str:
+        path = "{" + ",".join(key.split(".")) + "}"
+        return f"(d.metadata::jsonb #> '{path}') = ?::jsonb"
+
+    def _metadata_parameter(self, key: str, value: Any) -> Any:
+        return json.dumps(value)
+
+    def _source_condition(self) -> str:
+        return "d.source ~ ?"
+
+    def _source_parameter(self, glob: str) -> Any:
+        return glob_regex(glob)
+
+    def vectors(self, collection_id: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.execute(
+            "SELECT id, embedding FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.asarray([r[1] for r in rows], dtype=np.float32).reshape(-1, dim)
+        return ids, matrix
+
+    def native_vector_search(self, ann_threshold: int) -> PgVectorSearch:
+        return PgVectorSearch(self, ann_threshold)
+
+    # -- keyword search: BM25 over the postings ------------------------------------------
+
+    def keyword_search(
+        self, query: str, collection_ids: Sequence[int], limit: int,
+        where: dict[str, Any] | None = None,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> list[tuple[int, float]]:  # fmt: skip
+        counts = Counter(stem(t) for t in query_terms(query))
+        if not counts or not collection_ids:
+            return []
+        terms, repeats = list(counts), [counts[t] for t in counts]
+        filters, params = self.metadata_filter(where)
+        join = (
+            "JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id"
+            if filters
+            else ""
+        )
+        ids = [int(i) for i in collection_ids]
+        rows = self.execute(
+            f"""WITH q AS (SELECT * FROM unnest(?::text[], ?::int[]) AS q(term, repeats)),
+            stats AS (SELECT greatest(sum(chunk_count), 1)::float8 AS n,
+                             greatest(sum(term_count), 1)::float8 / greatest(sum(chunk_count), 1) AS avgdl
+                      FROM collections WHERE id = ANY(?)),
+            df AS (SELECT t.term, count(*)::float8 AS hits FROM chunk_terms t JOIN q USING (term)
+                   WHERE t.collection_id = ANY(?) GROUP BY t.term),
+            idf AS (SELECT df.term, q.repeats * greatest(ln((stats.n - df.hits + 0.5) / (df.hits + 0.5)), 1e-6) AS weight
+                    FROM df JOIN q USING (term) CROSS JOIN stats)
+            SELECT t.chunk_id, sum(idf.weight * w.tf * {K1 + 1}
+                   / (w.tf + {K1} * (1 - {B} + {B} * t.dl / stats.avgdl))) AS score
+            FROM idf JOIN chunk_terms t ON t.term = idf.term AND t.collection_id = ANY(?)
+            CROSS JOIN stats
+            CROSS JOIN LATERAL (SELECT ? * t.tf_title + ? * t.tf_headings + ? * t.tf_body AS tf) w
+            {join}
+            WHERE w.tf > 0 {filters}
+            GROUP BY t.chunk_id ORDER BY score DESC, t.chunk_id LIMIT ?""",
+            [terms, repeats, ids, ids, ids, *weights, *params, limit],
+        )  # fmt: skip
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def rebuild_keyword_index(self) -> None:
+        """The postings are written with their chunks; their statistics are recounted."""
+        with self.transaction():
+            self.execute(
+                "UPDATE collections k SET chunk_count = s.chunks, term_count = s.terms FROM "
+                "(SELECT k2.id, count(c.id) AS chunks, coalesce(sum(c.n_terms), 0) AS terms "
+                "FROM collections k2 LEFT JOIN chunks c ON c.collection_id = k2.id GROUP BY k2.id) s "
+                "WHERE s.id = k.id"
+            )
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def integrity_problems(self) -> list[str]:
+        problems = []
+        bad = self.execute(
+            "SELECT count(*) FROM chunks c JOIN collections k ON k.id = c.collection_id "
+            "WHERE vector_dims(c.embedding) != k.dim"
+        ).fetchone()[0]
+        if bad:
+            problems.append(
+                f"{bad} chunk vectors have the wrong dimension (run `citewise reindex`)"
+            )
+        drift = self.execute(
+            "SELECT k.name FROM collections k LEFT JOIN chunks c ON c.collection_id = k.id "
+            "GROUP BY k.id, k.name, k.chunk_count HAVING count(c.id) != k.chunk_count"
+        ).fetchall()
+        problems += [f"collection {r[0]}: keyword statistics are stale (run `citewise reindex`)"
+                     for r in drift]  # fmt: skip
+        return problems
+
+
+class PgVectorSearch:
+    """Nearest chunks in pgvector: exact below the collection's HNSW threshold and for
+    every filtered search; the collection's partial HNSW index above it."""
+
+    def __init__(self, store: PostgresStore, ann_threshold: int) -> None:
+        self.store = store
+        self.ann_threshold = ann_threshold
+
+    def search(
+        self, collection: Collection, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        vector = np.asarray(query, dtype=np.float32)
+        if allowed is not None:
+            return self._exact_among(vector, k, allowed)
+        if self._has_hnsw(collection) and k <= MAX_EF_SEARCH:
+            ids, scores = self._approximate(collection, vector, k)
+            if len(ids) >= min(k, self._count(collection)):
+                return ids, scores
+        return self._exact(collection, vector, k)
+
+    def _approximate(
+        self, collection: Collection, vector: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cast = f"vector({collection.dim})"
+        with self.store.transaction():
+            self.store.execute(f"SET LOCAL hnsw.ef_search = {max(40, k)}")
+            rows = self.store.execute(
+                f"SELECT id, -(embedding::{cast} <#> ?::{cast}) FROM chunks "
+                f"WHERE collection_id = {int(collection.id)} "
+                f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT ?",
+                (vector, vector, k),
+            ).fetchall()
+        return _arrays(rows)
+
+    def _exact(
+        self, collection: Collection, vector: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # A materialised CTE keeps the planner off the HNSW index: every row is scored.
+        rows = self.store.execute(
+            "WITH s AS MATERIALIZED (SELECT id, embedding FROM chunks WHERE collection_id = ?) "
+            "SELECT id, -(embedding <#> ?) AS score FROM s ORDER BY score DESC, id LIMIT ?",
+            (int(collection.id), vector, k),
+        ).fetchall()
+        return _arrays(rows)
+
+    def _exact_among(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(allowed) == 0:
+            return _arrays([])
+        rows = self.store.execute(
+            "WITH s AS MATERIALIZED (SELECT id, embedding FROM chunks WHERE id = ANY(?)) "
+            "SELECT id, -(embedding <#> ?) AS score FROM s ORDER BY score DESC, id LIMIT ?",
+            ([int(i) for i in allowed], vector, k),
+        ).fetchall()
+        return _arrays(rows)
+
+    def _count(self, collection: Collection) -> int:
+        row = self.store.execute(
+            "SELECT chunk_count FROM collections WHERE id = ?", (int(collection.id),)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _index_name(self, collection: Collection) -> str:
+        return f"chunks_hnsw_{int(collection.id)}_{int(collection.dim)}"
+
+    def _has_hnsw(self, collection: Collection) -> bool:
+        row = self.store.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = ? AND indexname = ?",
+            (SCHEMA, self._index_name(collection)),
+        ).fetchone()
+        return row is not None
+
+    def backend(self, collection: Collection) -> str:
+        return "hnsw" if self._has_hnsw(collection) else "exact"
+
+    def refresh(self, collection: Collection) -> None:
+        """An HNSW index for a collection above the threshold (built once; pgvector keeps
+        it up to date on every insert and delete)."""
+        if self._count(collection) <= self.ann_threshold or self._has_hnsw(collection):
+            return
+        cast = f"vector({int(collection.dim)})"
+        self.store.execute(
+            f"CREATE INDEX IF NOT EXISTS {self._index_name(collection)} ON chunks USING hnsw "
+            f"((embedding::{cast}) vector_ip_ops) WHERE collection_id = {int(collection.id)}"
+        )
+
+    def invalidate(self) -> None:
+        """Nothing is cached outside the database."""
+
+
+def _arrays(rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    scores = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
+    return ids, scores
+
+
+# -- words, as FTS5's porter unicode61 tokenizer makes them ---------------------------------
+
+_STEMMER: Any = None
+
+
+def stem(word: str) -> str:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("porter")
+    return str(_STEMMER.stemWord(word))
+
+
+def _tokens(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _terms(text: str) -> list[str]:
+    """Indexed terms: Porter stems of the words, stop words left out (queries drop them)."""
+    return [stem(w) for w in _tokens(text) if w not in STOPWORDS]
+
+
+def glob_regex(glob: str) -> str:
+    """A PostgreSQL regular expression matching what SQLite's GLOB matches."""
+    out, i = ["^"], 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and "]" in glob[i + 1 :]:
+            end = glob.index("]", i + 1)
+            body = glob[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("^") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out) + "$"
+
+
+def _where(url: str) -> str:
+    from . import redacted
+
+    return redacted(url)

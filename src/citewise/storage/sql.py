@@ -1,0 +1,453 @@
+"""The queries SQLite and PostgreSQL share, written once with ``?`` parameters.
+
+A backend subclasses :class:`SqlStore` and supplies its connection, transactions, schema,
+the chunk rows (vector and keyword entries differ) and its metadata filter. Chunks are
+spans of their document's text, so chunk text is never stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from ..documents import Chunk, Document, Hit
+from ..errors import InvalidInput, WorkspaceError
+from .base import Collection, DocumentRecord, DocumentState
+
+# Chunk id lists are sent in parts: SQLite allows 999 parameters in one statement.
+ID_BATCH = 900
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SqlStore:
+    """Collections, documents, chunks, keys, runs and feedback over a DB-API connection."""
+
+    url: str
+
+    # -- what a backend supplies -----------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement on this thread's connection; returns its cursor."""
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """All statements inside commit together or not at all."""
+        raise NotImplementedError
+
+    def _insert_chunks(self, collection_id: int, document_id: int, title: str, text: str,
+                       chunks: Sequence[Chunk], vectors: np.ndarray) -> None:  # fmt: skip
+        raise NotImplementedError
+
+    def _delete_chunks(self, document_ids: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    def _metadata_condition(self, key: str) -> str:
+        """SQL comparing document ``d``'s metadata ``key`` with one parameter."""
+        raise NotImplementedError
+
+    def _source_condition(self) -> str:
+        """SQL matching ``d.source`` against one glob parameter."""
+        raise NotImplementedError
+
+    def _metadata_parameter(self, key: str, value: Any) -> Any:
+        return value
+
+    def _source_parameter(self, glob: str) -> Any:
+        return glob
+
+    def _store_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -- collections -------------------------------------------------------------------
+
+    def collections(self) -> list[Collection]:
+        rows = self.execute(
+            "SELECT id, name, embedder, dim, generation FROM collections ORDER BY name"
+        )
+        return [Collection(*row) for row in rows]
+
+    def collection(self, name: str) -> Collection | None:
+        row = self.execute(
+            "SELECT id, name, embedder, dim, generation FROM collections WHERE name = ?", (name,)
+        ).fetchone()
+        return Collection(*row) if row else None
+
+    def collection_settings(
+        self, collection_id: int
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A collection's tuned retrieval settings and the report behind them, if any."""
+        row = self.execute(
+            "SELECT settings, report FROM collection_settings WHERE collection_id = ?",
+            (collection_id,),
+        ).fetchone()
+        return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def set_collection_settings(
+        self, collection_id: int, settings: dict[str, Any] | None, report: dict[str, Any]
+    ) -> None:
+        """Save (or, with ``None``, remove) a collection's tuned retrieval settings."""
+        with self.transaction():
+            self.execute(
+                "DELETE FROM collection_settings WHERE collection_id = ?", (collection_id,)
+            )
+            if settings is not None:
+                self.execute(
+                    "INSERT INTO collection_settings VALUES (?, ?, ?, ?)",
+                    (collection_id, json.dumps(settings), json.dumps(report), now()),
+                )
+
+    def create_collection(self, name: str, embedder: str, dim: int) -> Collection:
+        with self.transaction():
+            self.execute(
+                "INSERT INTO collections (name, embedder, dim, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, embedder, dim, now()),
+            )
+        collection = self.collection(name)
+        assert collection is not None
+        return collection
+
+    def set_collection_embedder(self, collection_id: int, embedder: str, dim: int) -> None:
+        self.execute(
+            "UPDATE collections SET embedder = ?, dim = ?, generation = generation + 1 WHERE id = ?",
+            (embedder, dim, collection_id),
+        )
+
+    def chunk_ids(self, collection_id: int) -> list[int]:
+        rows = self.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.collection_id = ? ORDER BY c.id",
+            (collection_id,),
+        )
+        return [row[0] for row in rows]
+
+    def replace_embeddings(
+        self, collection_id: int, ids: Sequence[int], vectors: np.ndarray | None,
+        embedder: str, dim: int,
+    ) -> None:  # fmt: skip
+        """New vectors for ``ids`` and the collection's new embedder, in one transaction."""
+        with self.transaction():
+            if vectors is not None:
+                self._store_vectors(ids, vectors)
+            self.set_collection_embedder(collection_id, embedder, dim)
+
+    def counts(self, collection_id: int) -> tuple[int, int, int]:
+        """(documents, chunks, tokens) in a collection."""
+        row = self.execute(
+            "SELECT count(DISTINCT d.id), count(c.id), coalesce(sum(c.n_tokens), 0) FROM documents d "
+            "LEFT JOIN chunks c ON c.document_id = d.id WHERE d.collection_id = ?",
+            (collection_id,),
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # -- API keys (rows: name, prefix, collections, scopes, rpm, tpm, created, revoked) ---
+
+    def insert_api_key(
+        self, name: str, prefix: str, key_hash: str, collections: list[str], scopes: list[str],
+        rpm: int | None, tpm: int | None,
+    ) -> bool:  # fmt: skip
+        """False when a key of that name exists (revoked or not)."""
+        with self.transaction():
+            inserted = self.execute(
+                "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, prefix, key_hash, json.dumps(collections), json.dumps(scopes), rpm, tpm,
+                 now()),
+            )  # fmt: skip
+            return inserted.rowcount == 1
+
+    def api_key_rows(self, include_revoked: bool = False) -> list[tuple]:
+        sql = "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at FROM api_keys"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        return [tuple(row) for row in self.execute(sql + " ORDER BY name").fetchall()]
+
+    def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple, str]]:
+        """(row, stored hash) of every key, active or revoked, with this prefix."""
+        rows = self.execute(
+            "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at, hash "
+            "FROM api_keys WHERE prefix = ?",
+            (prefix,),
+        ).fetchall()
+        return [(tuple(row[:8]), row[8]) for row in rows]
+
+    def revoke_api_key(self, name: str) -> bool:
+        cursor = self.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+            (now(), name),
+        )
+        return cursor.rowcount > 0
+
+    def any_api_keys(self) -> bool:
+        return self.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
+    # -- documents -----------------------------------------------------------------------
+
+    def document_state(self, collection_id: int, source: str) -> DocumentState | None:
+        row = self.execute(
+            "SELECT id, content_hash, mtime_ns, size FROM documents WHERE collection_id = ? AND source = ?",
+            (collection_id, source),
+        ).fetchone()
+        return DocumentState(*row) if row else None
+
+    def touch_document(self, document_id: int, mtime_ns: int | None, size: int | None) -> None:
+        self.execute(
+            "UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?",
+            (mtime_ns, size, document_id),
+        )
+
+    def replace_document(
+        self,
+        collection_id: int,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        mtime_ns: int | None = None,
+        size: int | None = None,
+    ) -> int:
+        """Insert or replace a document and its chunks atomically; returns its id."""
+        with self.transaction():
+            # The collection's row first: writers to one collection queue here, and the
+            # generation they bump tells derived indexes what changed.
+            self._bump(collection_id)
+            existing = self.document_state(collection_id, document.source)
+            metadata = json.dumps(document.metadata)
+            if existing is not None:
+                self._delete_chunks([existing.id])
+                self.execute(
+                    "UPDATE documents SET title = ?, content_hash = ?, mtime_ns = ?, size = ?, "
+                    "text = ?, metadata = ?, updated_at = ? WHERE id = ?",
+                    (document.title, document.content_hash, mtime_ns, size, document.text,
+                     metadata, now(), existing.id),
+                )  # fmt: skip
+                document_id = existing.id
+            else:
+                document_id = self.execute(
+                    "INSERT INTO documents (collection_id, source, title, content_hash, mtime_ns, "
+                    "size, text, metadata, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id",
+                    (collection_id, document.source, document.title, document.content_hash,
+                     mtime_ns, size, document.text, metadata, now()),
+                ).fetchone()[0]  # fmt: skip
+            self._insert_chunks(collection_id, document_id, document.title, document.text,
+                                chunks, vectors)  # fmt: skip
+        return int(document_id)
+
+    def delete_documents(self, collection_id: int, document_ids: Sequence[int]) -> None:
+        if not document_ids:
+            return
+        with self.transaction():
+            self._bump(collection_id)
+            self._delete_chunks(document_ids)
+            for document_id in document_ids:
+                self.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+
+    def _bump(self, collection_id: int) -> None:
+        self.execute(
+            "UPDATE collections SET generation = generation + 1 WHERE id = ?", (collection_id,)
+        )
+
+    def sources(self, collection_id: int) -> dict[str, int]:
+        rows = self.execute(
+            "SELECT source, id FROM documents WHERE collection_id = ?", (collection_id,)
+        )
+        return {source: document_id for source, document_id in rows}
+
+    def list_documents(
+        self, collection_id: int, limit: int = 100, offset: int = 0
+    ) -> list[DocumentRecord]:
+        rows = self.execute(
+            _DOCUMENT_RECORD_SQL + " WHERE d.collection_id = ? GROUP BY d.id, k.name "
+            "ORDER BY d.source LIMIT ? OFFSET ?",
+            (collection_id, limit, offset),
+        )
+        return [_document_record(row) for row in rows]
+
+    def document(self, collection_id: int, document_id: int) -> DocumentRecord | None:
+        row = self.execute(
+            _DOCUMENT_RECORD_SQL + " WHERE d.collection_id = ? AND d.id = ? GROUP BY d.id, k.name",
+            (collection_id, document_id),
+        ).fetchone()
+        return _document_record(row) if row else None
+
+    def document_chunk_ids(self, document_id: int) -> list[int]:
+        """A document's chunk ids in document order."""
+        rows = self.execute(
+            "SELECT id FROM chunks WHERE document_id = ? ORDER BY ord", (document_id,)
+        )
+        return [row[0] for row in rows]
+
+    def document_text(self, document_id: int) -> str:
+        row = self.execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no document with id {document_id}")
+        return str(row[0])
+
+    # -- feedback --------------------------------------------------------------------
+
+    def add_feedback(
+        self, key_name: str, rating: int, question: str, answer: str,
+        citations: list[dict[str, Any]], model: str | None, comment: str | None,
+    ) -> int:  # fmt: skip
+        row = self.execute(
+            "INSERT INTO feedback (key_name, rating, question, answer, citations, model, comment, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (key_name, rating, question, answer, json.dumps(citations), model, comment, now()),
+        ).fetchone()
+        return int(row[0])
+
+    def feedback(self) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT id, key_name, rating, question, answer, citations, model, comment, created_at "
+            "FROM feedback ORDER BY id"
+        )
+        names = ("id", "key_name", "rating", "question", "answer", "citations", "model",
+                 "comment", "created_at")  # fmt: skip
+        return [dict(zip(names, row, strict=True)) | {"citations": json.loads(row[5])}
+                for row in rows]  # fmt: skip
+
+    # -- chunks --------------------------------------------------------------------------
+
+    def hits(self, chunk_ids: Sequence[int]) -> dict[int, Hit]:
+        """Stored chunks as unscored hits, by chunk id (missing ids are left out)."""
+        out: dict[int, Hit] = {}
+        for part in _parts(chunk_ids):
+            rows = self.execute(
+                "SELECT c.id, c.document_id, k.name, d.source, d.title, "
+                'substr(d.text, c.start + 1, c."end" - c.start), c.start, c."end", c.page, '
+                "c.heading_path, d.metadata FROM chunks c JOIN documents d ON d.id = c.document_id "
+                f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({_marks(part)})",
+                part,
+            )
+            for row in rows:
+                out[row[0]] = Hit(*row[:9], heading_path=tuple(json.loads(row[9])), score=0.0,
+                                  metadata=json.loads(row[10]))  # fmt: skip
+        return out
+
+    def filtered_chunk_ids(self, collection_id: int, where: dict[str, Any]) -> np.ndarray:
+        filters, params = self.metadata_filter(where)
+        rows = self.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"WHERE d.collection_id = ?{filters}",
+            [collection_id, *params],
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def metadata_filter(self, where: dict[str, Any] | None) -> tuple[str, list[Any]]:
+        """SQL conditions on document ``d`` (and parameters) for equality filters on its
+        metadata; ``source`` is a glob."""
+        if not where:
+            return "", []
+        clauses, params = [], []
+        for key, value in where.items():
+            if not key.replace("_", "").replace(".", "").isalnum():
+                raise InvalidInput(f"invalid metadata filter key {key!r}", param="where")
+            if key == "source":
+                clauses.append(f" AND {self._source_condition()}")
+                params.append(self._source_parameter(value))
+            else:
+                clauses.append(f" AND {self._metadata_condition(key)}")
+                params.append(self._metadata_parameter(key, value))
+        return "".join(clauses), params
+
+    def chunk_documents(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """The document id of each chunk (missing chunks are left out)."""
+        return self._per_chunk(chunk_ids, "SELECT id, document_id FROM chunks WHERE id IN ({})")
+
+    def chunk_sources(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        """The source of each chunk's document (missing chunks are left out)."""
+        return self._per_chunk(
+            chunk_ids,
+            "SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE c.id IN ({})",
+        )
+
+    def _per_chunk(self, chunk_ids: Sequence[int], sql: str) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for part in _parts(chunk_ids):
+            rows = self.execute(sql.format(_marks(part)), part)
+            out.update((int(chunk_id), value) for chunk_id, value in rows)
+        return out
+
+    def search_texts(self, collection_id: int) -> Iterator[tuple[int, str]]:
+        """(chunk id, title + headings + body) of every chunk of a collection, streamed."""
+        rows = self.execute(
+            "SELECT c.id, d.title, c.heading_path, "
+            'substr(d.text, c.start + 1, c."end" - c.start) FROM chunks c '
+            "JOIN documents d ON d.id = c.document_id WHERE d.collection_id = ? ORDER BY c.id",
+            (collection_id,),
+        )
+        for chunk_id, title, headings, body in rows:
+            yield chunk_id, "\n".join([title, " ".join(json.loads(headings)), body])
+
+    # -- ingest runs -----------------------------------------------------------------
+
+    def start_run(self, collection_id: int) -> int:
+        row = self.execute(
+            "INSERT INTO ingest_runs (collection_id, started_at, status) VALUES (?, ?, 'running') "
+            "RETURNING id",
+            (collection_id, now()),
+        ).fetchone()
+        return int(row[0])
+
+    def record_failure(self, run_id: int, source: str, reason: str) -> None:
+        self.execute("INSERT INTO ingest_failures VALUES (?, ?, ?)", (run_id, source, reason))
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None:
+        self.execute(
+            "UPDATE ingest_runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?",
+            (now(), status, json.dumps(counts), run_id),
+        )
+
+    def last_runs(self) -> list[dict[str, Any]]:
+        """The latest ingest run of each collection, with its failures."""
+        rows = self.execute(
+            "SELECT r.id, k.name, r.started_at, r.finished_at, r.status, r.counts FROM ingest_runs r "
+            "JOIN collections k ON k.id = r.collection_id WHERE r.id IN "
+            "(SELECT max(id) FROM ingest_runs GROUP BY collection_id) ORDER BY k.name"
+        ).fetchall()
+        runs = []
+        for run_id, name, started, finished, status, counts in rows:
+            failures = self.execute(
+                "SELECT source, reason FROM ingest_failures WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            runs.append({
+                "collection": name, "started_at": started, "finished_at": finished,
+                "status": status, "counts": json.loads(counts),
+                "failures": [tuple(f) for f in failures],
+            })  # fmt: skip
+        return runs
+
+    def schema_version(self) -> list[str]:
+        """The migrations applied, in order."""
+        rows = self.execute("SELECT name FROM _migrations ORDER BY name")
+        return [row[0] for row in rows]
+
+
+_DOCUMENT_RECORD_SQL = (
+    "SELECT d.id, k.name, d.source, d.title, count(c.id), coalesce(sum(c.n_tokens), 0), "
+    "d.updated_at, d.metadata FROM documents d JOIN collections k ON k.id = d.collection_id "
+    "LEFT JOIN chunks c ON c.document_id = d.id"
+)
+
+
+def _document_record(row: Sequence[Any]) -> DocumentRecord:
+    return DocumentRecord(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]), row[6],
+                          metadata=json.loads(row[7]))  # fmt: skip
+
+
+def _parts(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), ID_BATCH):
+        yield [int(i) for i in ids[start : start + ID_BATCH]]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
