@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -286,3 +287,31 @@ def served(workspace, key: str) -> Iterator[LiveServer]:
         live.key = key
         live.workspace = workspace
         yield live
+
+
+# -- PostgreSQL (pgserver: PostgreSQL 16 with pgvector, on a Unix socket) ---------------
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    runtime = tmp_path_factory.mktemp("runtime")
+    # pgserver keeps a lock in the user's runtime directory; CI shells have none set.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_RUNTIME_DIR", str(runtime))
+        import pgserver  # the dev extra installs it: PostgreSQL 16 binaries, no service
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        uri = server.get_uri()
+        assert "host=/" in uri  # a Unix socket: nothing listens on the network
+        yield uri
+        server.cleanup()
+
+
+def new_database(admin_uri: str) -> str:
+    """A new, empty database on the session's PostgreSQL server: its URL."""
+    import psycopg
+
+    name = "test_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin_uri, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return admin_uri.replace("/postgres?", f"/{name}?")

@@ -8,7 +8,6 @@ test gets a database of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -18,32 +17,9 @@ import pytest
 
 from citewise.errors import BudgetExceeded
 from citewise.ledger import BudgetRule, Ledger, LedgerRow, iso
+from conftest import new_database
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    runtime = tmp_path_factory.mktemp("runtime")
-    # pgserver keeps a lock in the user's runtime directory; CI shells have none set.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_RUNTIME_DIR", str(runtime))
-        import pgserver  # the dev extra installs it: PostgreSQL 16 binaries, no service
-
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-        uri = server.get_uri()
-        assert "host=/" in uri  # a Unix socket: nothing listens on the network
-        yield uri
-        server.cleanup()
-
-
-def new_database(admin_uri: str) -> str:
-    import psycopg
-
-    name = "ledger_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin_uri, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return admin_uri.replace("/postgres?", f"/{name}?")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
