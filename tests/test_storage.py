@@ -274,3 +274,36 @@ def test_hnsw_above_the_threshold_and_exact_when_filtered(open_workspace, tmp_pa
     allowed = ws.store.filtered_chunk_ids(collection.id, {"source": "*doc0?.md"})
     found, _ = ws.indexes.search(collection, vector, 10, allowed)
     assert sorted(found.tolist()) == sorted(allowed.tolist()) and len(found) == 10
+
+
+def test_migrate_copies_a_workspace_without_embedding_again(postgres, tmp_path) -> None:
+    directory = tmp_path / "ws"
+    with Workspace.open(directory) as ws:
+        ws.ingest([write_corpus(tmp_path / "corpus")])
+        key, _ = create_key(ws.store, "alice", ["*"], ["ask"])
+        ws.store.add_feedback("alice", 1, "q?", "a.", [], None, None)
+        answer = ws.ask("How do I rotate the API keys?", caller="alice")
+        before = {mode: [(Path(h.source).name, round(h.score, 4)) for h in ws.search(QUERY, 5, mode=mode)]
+                  for mode in ("bm25", "dense", "hybrid")}  # fmt: skip
+        stored = {d.document.source: d for d in ws.store.export_documents(ws.collection().id)}
+    url = new_database(postgres)
+    done = subprocess.run([CITEWISE, "-w", str(directory), "migrate", "--to", url],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Copied 7 documents" in done.stdout and "1 API keys" in done.stdout
+    assert f'store = "{url}"' in (directory / "citewise.toml").read_text()
+    with Workspace.open(directory) as ws:
+        assert ws.store.describe().startswith("PostgreSQL 16")
+        after = {mode: [(Path(h.source).name, round(h.score, 4)) for h in ws.search(QUERY, 5, mode=mode)]
+                 for mode in ("bm25", "dense", "hybrid")}  # fmt: skip
+        assert after == before
+        for copied in ws.store.export_documents(ws.collection().id):  # the very same vectors
+            original = stored[copied.document.source]
+            assert copied.chunks == original.chunks
+            np.testing.assert_array_equal(copied.vectors, original.vectors)
+        assert authenticate(ws.store, key).name == "alice"
+        assert len(ws.store.feedback()) == 1
+        assert [r.key for r in ws.ledger.rows()] == ["alice"] * len(answer.attempts)
+    again = subprocess.run([CITEWISE, "-w", str(directory), "migrate", "--to", url],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "Copied 0 documents" in again.stdout and "7 were there already" in again.stdout

@@ -14,7 +14,9 @@ named by ``api_key_env`` or from ``api_key_file``, which must lie outside the wo
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -358,6 +360,24 @@ def read_models(workspace: Path | None) -> tuple[dict[str, ModelAlias], dict[str
                 raise ConfigError(f"{path}: targets.{spec}.{key} must be a number") from exc
         targets[spec] = options
     return aliases, targets
+
+
+def set_config_value(path: Path, name: str, value: str) -> None:
+    """Set one top-level string setting in a ``citewise.toml``, keeping every other line
+    (and its comments) as it is."""
+    line = f"{name} = {json.dumps(value)}"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    pattern = re.compile(rf"^\s*{re.escape(name)}\s*=")
+    for i, existing in enumerate(lines):
+        if pattern.match(existing):
+            lines[i] = line
+            break
+    else:
+        first_table = next(
+            (i for i, x in enumerate(lines) if x.lstrip().startswith("[")), len(lines)
+        )
+        lines.insert(first_table, line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def config_template() -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import platformdirs
 
 from .answering import AnswerStream
-from .config import CONFIG_FILE, Settings, config_template
+from .config import CONFIG_FILE, Settings, check_database_url, config_template, set_config_value
 from .connectors import connector_for
 from .conversation import standalone_question
 from .documents import Answer, Hit
@@ -35,6 +35,7 @@ from .providers.base import Message
 from .retrieval import Mode, RetrievalSettings, Retriever, check_embedder
 from .sources import Skipped, SourceItem
 from .storage import Collection, Storage, open_storage
+from .storage.migrate import MigrationReport
 from .storage.sqlite import DATABASE_FILE
 
 DEFAULT_COLLECTION = "default"
@@ -325,6 +326,30 @@ class Workspace:
         self.refresh_indexes(collection)
         return len(ids)
 
+    def migrate(
+        self, to: str, switch: bool = True, progress: Callable[[str], None] | None = None
+    ) -> MigrationReport:
+        """Copy this workspace's store (and its ledger, unless ``ledger_url`` already shares
+        one) to ``to`` as stored — nothing is parsed or embedded again; with ``switch``, the
+        workspace's config then names ``to`` as its store."""
+        from .storage.migrate import copy_store
+
+        check_database_url(to, "the target store", ("postgresql", "postgres"))
+        target = open_storage(to, self.path)
+        try:
+            ledgers: tuple[Any, Any] = (None, None)
+            if not self.settings.ledger_url:
+                ledgers = (
+                    self.ledger.store,
+                    ledger_store(replace(self.settings, store=to), target),
+                )
+            report = copy_store(self.store, target, *ledgers, progress=progress)
+        finally:
+            target.close()
+        if switch:
+            set_config_value(self.path / CONFIG_FILE, "store", to)
+        return report
+
     def chunk_texts(self, collection: Collection) -> tuple[list[int], list[str]]:
         """Every chunk id of a collection and the text its embedder sees."""
         from .ingest import embedding_text
@@ -366,9 +391,8 @@ def init_workspace(directory: Path, store: str = "") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / CONFIG_FILE
     if not config.exists():
-        text = config_template()
-        if store:
-            text += f'\nstore = "{store}"\n'
-        config.write_text(text, encoding="utf-8")
+        config.write_text(config_template(), encoding="utf-8")
+    if store:
+        set_config_value(config, "store", store)
     open_storage(Settings.load(directory, store=store or None).store, directory).close()
     return directory

@@ -88,7 +88,7 @@ def _workspace_check(workspace: Any) -> str:
     problems = workspace.store.integrity_problems()
     if problems:
         raise CitewiseError("; ".join(problems))
-    return f"{workspace.path} is consistent"
+    return f"{workspace.path} is consistent; store: {workspace.store.describe()}"
 
 
 def _embedder_check(workspace: Any, spec: str | None) -> str:
@@ -125,6 +125,37 @@ def _local_generation_check(model: str) -> None:
         f"tokens/s in a child process, weight repacking {repacking}{note}; "
         f"llama-cpp-python {llama_version()}"
     )
+
+
+@click.command()
+@click.option("--to", "target", required=True, metavar="URL",
+              help="The PostgreSQL database to copy into (postgresql://user@host/db).")  # fmt: skip
+@click.option("--keep-config", is_flag=True,
+              help="Copy only; the workspace keeps using its current store.")  # fmt: skip
+@click.pass_obj
+def migrate(ctx: Context, target: str, keep_config: bool) -> None:
+    """Copy the workspace's documents, vectors, keys, feedback and ledger to another store.
+
+    Nothing is parsed or embedded again. Run it again after an interruption: documents
+    already copied are skipped. Then the workspace uses the new store (unless --keep-config)."""
+    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..storage import redacted
+
+    workspace = ctx.workspace()
+    columns = (TextColumn("[bold]Copying documents"), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task("copying", total=None)
+        report = workspace.migrate(target, switch=not keep_config,
+                                   progress=lambda source: bar.advance(task))  # fmt: skip
+    console.print(
+        f"Copied {report.documents} documents ({report.chunks} chunks, vectors as stored) in "
+        f"{report.collections} collections; {report.unchanged} were there already; "
+        f"{report.keys} API keys, {report.feedback} feedback entries, {report.ledger_rows} "
+        f"ledger rows, {report.budgets} budgets."
+    )
+    if not keep_config:
+        console.print(f"The workspace now uses {redacted(target)}.")
 
 
 @click.command()
@@ -191,4 +222,4 @@ def demo(ctx: Context, provider: str | None, model: str | None, base_url: str | 
     print_sources(stream.answer)
 
 
-COMMANDS: list[Callable[..., Any]] = [status, doctor, models, show_config, demo]
+COMMANDS: list[Callable[..., Any]] = [status, doctor, migrate, models, show_config, demo]

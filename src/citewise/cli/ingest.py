@@ -12,6 +12,7 @@ from ..connectors import BUILTIN_CONNECTORS
 from ..ingest import IngestReport
 from ..ingest import Progress as IngestProgress
 from ..sources import NO_SUCH_PATH
+from ..storage import redacted
 from ..workspace import DEFAULT_COLLECTION, default_workspace_dir, init_workspace
 from .common import Context, console, errors
 
@@ -25,12 +26,16 @@ collection_option = click.option(
 
 
 @click.command()
+@click.option("--store", default="", metavar="URL",
+              help="Keep the data in this PostgreSQL database (postgresql://user@host/db; the "
+              "password from PGPASSWORD or ~/.pgpass) instead of the workspace's SQLite file.")  # fmt: skip
 @click.pass_obj
-def init(ctx: Context) -> None:
+def init(ctx: Context, store: str) -> None:
     """Create a workspace (other commands create one on first use)."""
     directory = ctx.workspace_dir or default_workspace_dir()
-    init_workspace(directory)
-    console.print(f"Workspace ready at {directory} (settings: {directory / CONFIG_FILE})")
+    init_workspace(directory, store=store)
+    where = f"data in {redacted(store)}" if store else "data in its SQLite file"
+    console.print(f"Workspace ready at {directory} ({where}; settings: {directory / CONFIG_FILE})")
 
 
 source_option = click.option(

@@ -256,8 +256,19 @@ class PostgresStore(SqlStore):
             "SELECT id, embedding FROM chunks WHERE collection_id = ? ORDER BY id", (collection_id,)
         ).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.asarray([r[1] for r in rows], dtype=np.float32).reshape(-1, dim)
+        matrix = np.asarray([_numpy(r[1]) for r in rows], dtype=np.float32).reshape(-1, dim)
         return ids, matrix
+
+    def _vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        rows = self.execute(
+            "SELECT id, embedding FROM chunks WHERE id = ANY(?)", ([int(i) for i in chunk_ids],)
+        )
+        found = {r[0]: r[1] for r in rows}
+        return (
+            np.stack([_numpy(found[i]) for i in chunk_ids])
+            if chunk_ids
+            else np.zeros((0, 0), np.float32)
+        )
 
     def native_vector_search(self, ann_threshold: int) -> PgVectorSearch:
         return PgVectorSearch(self, ann_threshold)
@@ -312,6 +323,14 @@ class PostgresStore(SqlStore):
             )
 
     # -- maintenance ---------------------------------------------------------------------
+
+    def describe(self) -> str:
+        server = self.execute("SHOW server_version").fetchone()[0]
+        vector = self.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+        return (f"PostgreSQL {server} at {_where(self.url)}, pgvector {vector[0] if vector else '-'}, "
+                f"schema {self.schema_version()[-1]}")  # fmt: skip
 
     def integrity_problems(self) -> list[str]:
         problems = []
@@ -421,6 +440,13 @@ class PgVectorSearch:
 
     def invalidate(self) -> None:
         """Nothing is cached outside the database."""
+
+
+def _numpy(vector: Any) -> np.ndarray:
+    """A pgvector value as float32 (pgvector's Python package returns its own Vector)."""
+    return np.asarray(
+        vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32
+    )
 
 
 def _arrays(rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..documents import Chunk, Document, Hit
 from ..errors import InvalidInput, WorkspaceError
-from .base import Collection, DocumentRecord, DocumentState
+from .base import Collection, DocumentRecord, DocumentState, StoredDocument
 
 # Chunk id lists are sent in parts: SQLite allows 999 parameters in one statement.
 ID_BATCH = 900
@@ -189,6 +189,24 @@ class SqlStore:
     def any_api_keys(self) -> bool:
         return self.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
+    def export_api_keys(self) -> list[tuple]:
+        """Every key as stored, hash included: (name, prefix, hash, collections, scopes,
+        rpm, tpm, created_at, revoked_at)."""
+        rows = self.execute(
+            "SELECT name, prefix, hash, collections, scopes, rpm, tpm, created_at, revoked_at "
+            "FROM api_keys ORDER BY id"
+        )
+        return [tuple(row) for row in rows]
+
+    def import_api_key(self, row: Sequence[Any]) -> bool:
+        """A key from :meth:`export_api_keys` (False: one of that name is here already)."""
+        inserted = self.execute(
+            "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at, "
+            "revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            tuple(row),
+        )
+        return inserted.rowcount == 1
+
     # -- documents -----------------------------------------------------------------------
 
     def document_state(self, collection_id: int, source: str) -> DocumentState | None:
@@ -290,6 +308,35 @@ class SqlStore:
         if row is None:
             raise WorkspaceError(f"no document with id {document_id}")
         return str(row[0])
+
+    def export_documents(self, collection_id: int) -> Iterator[StoredDocument]:
+        """Every document of a collection with its chunks and vectors, as stored (what
+        ``citewise migrate`` copies without parsing or embedding again)."""
+        ids = [row[0] for row in self.execute(
+            "SELECT id FROM documents WHERE collection_id = ? ORDER BY id", (collection_id,))]  # fmt: skip
+        for document_id in ids:
+            row = self.execute(
+                "SELECT source, title, text, content_hash, metadata, mtime_ns, size "
+                "FROM documents WHERE id = ?",
+                (document_id,),
+            ).fetchone()
+            if row is None:  # deleted meanwhile
+                continue
+            source, title, text, content_hash, metadata, mtime_ns, size = row
+            chunk_rows = self.execute(
+                'SELECT id, ord, start, "end", page, heading_path, n_tokens FROM chunks '
+                "WHERE document_id = ? ORDER BY ord",
+                (document_id,),
+            ).fetchall()
+            chunks = [Chunk(o, a, b, text[a:b], n, tuple(json.loads(h)), p)
+                      for _, o, a, b, p, h, n in chunk_rows]  # fmt: skip
+            vectors = self._vectors_of([r[0] for r in chunk_rows])
+            document = Document(source, title, text, [], content_hash, json.loads(metadata))
+            yield StoredDocument(document, chunks, vectors, mtime_ns, size)
+
+    def _vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        """The vectors of these chunks, in this order."""
+        raise NotImplementedError
 
     # -- feedback --------------------------------------------------------------------
 

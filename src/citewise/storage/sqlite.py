@@ -273,6 +273,20 @@ class SqliteStore(SqlStore):
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
         return ids, matrix
 
+    def _vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        found: dict[int, bytes] = {}
+        for start in range(0, len(chunk_ids), 900):
+            part = list(chunk_ids[start : start + 900])
+            marks = ",".join("?" * len(part))
+            found.update(
+                self.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part)
+            )
+        return (
+            np.stack([np.frombuffer(found[i], dtype=np.float32) for i in chunk_ids])
+            if chunk_ids
+            else np.zeros((0, 0), np.float32)
+        )
+
     def native_vector_search(self, ann_threshold: int) -> VectorSearch | None:
         return None  # the derived indexes (index/manager.py) search the BLOBs
 
@@ -319,6 +333,9 @@ class SqliteStore(SqlStore):
             db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
 
     # -- maintenance ---------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"SQLite {sqlite3.sqlite_version} ({self.path.name}), schema {self.schema_version()[-1]}"
 
     def integrity_problems(self) -> list[str]:
         problems = [r[0] for r in self.execute("PRAGMA integrity_check") if r[0] != "ok"]
