@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -103,7 +104,10 @@ def _add_operational_routes(app: FastAPI) -> None:
             return JSONResponse({"status": "loading"}, 503)
         if service.startup_error:
             return JSONResponse({"status": "error", "error": service.startup_error}, 503)
-        return JSONResponse({"status": "ready", "auth": service.auth})
+        checks = await run_in_threadpool(service.dependencies)
+        if "error" in checks:
+            return JSONResponse({"status": "error", **checks}, 503)
+        return JSONResponse({"status": "ready", "auth": service.auth, **checks})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request, key: AdminKey) -> Response:

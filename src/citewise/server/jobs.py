@@ -1,16 +1,21 @@
-"""Background ingestion: uploads are queued and ingested one job at a time.
+"""Background ingestion: uploads are queued as jobs in the store and ingested by any
+server replica that shares it.
 
-Ingestion is CPU-bound (parsing, embedding), so one worker thread runs jobs in
-order while the server keeps answering. Each job reports per-file progress and
-errors; the documents themselves land in SQLite one transaction per file, so a
-server stopped mid-job keeps every finished file. When the server starts again, uploads
-it saved but had not finished ingesting are picked up (``resume``): a file already
-stored is unchanged and costs a stat; a half-written ``.part`` upload is removed.
+Ingestion is CPU-bound (parsing, embedding), so each replica runs one job at a time in a
+worker thread while it keeps answering. A replica holds a job by a lease it renews while
+it works and writes the job's per-file progress and errors to the store, so every
+replica reports the same job. When a replica stops (a crash, kill -9), its lease lapses
+and another replica — or the same one restarted — takes the job over; documents already
+stored are unchanged and cost a stat. A job whose replica stopped ``MAX_ATTEMPTS`` times
+fails with that reason instead of being lost. Uploads saved but never queued (a stop
+between the two) are queued again at start (``resume``); a half-written ``.part`` upload
+is removed.
 """
 
 from __future__ import annotations
 
-import queue
+import os
+import socket
 import threading
 import time
 import uuid
@@ -20,6 +25,7 @@ from typing import Any
 
 from ..connectors import detect_source
 from ..ingest import Progress
+from ..storage import JobRecord
 from ..workspace import Workspace
 
 
@@ -45,6 +51,7 @@ class Job:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0  # replicas that took it (more than one: a replica stopped)
 
     def as_json(self) -> dict[str, Any]:
         body = asdict(self)
@@ -53,28 +60,53 @@ class Job:
         body["total"] = len(self.files)
         return body
 
+    def state(self) -> dict[str, Any]:
+        """What the store keeps of the job."""
+        return asdict(self) | {"paths": [str(p) for p in self.paths]}
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> Job:
+        state = dict(record.state)
+        files = [FileState(**f) for f in state.pop("files")]
+        paths = [Path(p) for p in state.pop("paths")]
+        state |= {"id": record.id, "collection": record.collection, "status": record.status,
+                  "attempts": record.attempts}  # fmt: skip
+        return cls(files=files, paths=paths, **state)
+
+
+# A replica renews its lease on a running job every third of this; a job whose lease
+# lapsed (its replica stopped) is taken over by the next replica that looks.
+LEASE_SECONDS = float(os.environ.get("CITEWISE_JOB_LEASE_SECONDS", "30"))
+MAX_ATTEMPTS = 3
+POLL_SECONDS = 1.0  # how often an idle replica looks for queued jobs (its own wake it at once)
+SAVE_EVERY = 0.5  # seconds between progress writes
+
 
 class JobQueue:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self.jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._worker = threading.Thread(target=self._run, name="citewise-ingest", daemon=True)
-        self._worker.start()
+        self.store = workspace.store
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="citewise-ingest", daemon=True)
+        self._thread.start()
 
     def resume(self, uploads: Path) -> list[Job]:
-        """A job per collection for uploads a stopped server left unfinished."""
-        jobs = []
+        """A job per collection for uploads saved but never queued (a stop between the two);
+        uploads of unfinished jobs are left to those jobs."""
+        jobs: list[Job] = []
         if not uploads.is_dir():
             return jobs
+        queued = self.store.unfinished_job_files()
         for folder in sorted(p for p in uploads.iterdir() if p.is_dir()):
             for partial in folder.glob("*.part"):
                 partial.unlink(missing_ok=True)  # an upload cut off while it was written
             files = [(p.name, p) for p in sorted(folder.iterdir()) if p.is_file()]
-            collection = self.workspace.store.collection(folder.name)
-            stored = self.workspace.store.sources(collection.id) if collection else {}
-            unfinished = [(n, p) for n, p in files if str(p.resolve()) not in stored]
+            collection = self.store.collection(folder.name)
+            stored = self.store.sources(collection.id) if collection else {}
+            unfinished = [(n, p) for n, p in files
+                          if str(p.resolve()) not in stored and str(p) not in queued]  # fmt: skip
             if unfinished:
                 jobs.append(self.submit(folder.name, unfinished))
         return jobs
@@ -82,23 +114,22 @@ class JobQueue:
     def submit(self, collection: str, files: list[tuple[str, Path]]) -> Job:
         job = Job(uuid.uuid4().hex[:16], collection, [FileState(name) for name, _ in files],
                   [path for _, path in files])  # fmt: skip
-        with self._lock:
-            self.jobs[job.id] = job
-        self._queue.put(job)
+        self.store.create_job(job.id, collection, job.state())
+        self._wake.set()  # this replica looks at once; the others within POLL_SECONDS
         return job
 
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self.jobs.get(job_id)
+        record = self.store.job(job_id)
+        return Job.from_record(record) if record is not None else None
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            states = [job.status for job in self.jobs.values()]
-        return {state: states.count(state) for state in ("queued", "running", "done", "failed")}
+        found = self.store.job_counts()
+        return {state: found.get(state, 0) for state in ("queued", "running", "done", "failed")}
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=30)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
 
     def wait(self, job_id: str, timeout: float = 300) -> Job:
         """Block until a job ends (for the Python API and tests)."""
@@ -112,8 +143,23 @@ class JobQueue:
         raise TimeoutError(f"ingest job {job_id} still running after {timeout} s")
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            self._run_job(job)
+        while not self._stop.is_set():
+            try:
+                record = self.store.claim_job(self.worker, LEASE_SECONDS, MAX_ATTEMPTS)
+            except Exception:  # the store is unreachable for now: look again later
+                record = None
+            if record is None:
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+                continue
+            job = Job.from_record(record)
+            job.status = "running"
+            with _Lease(self, job):
+                self._run_job(job)
+            self._save(job)
+
+    def _save(self, job: Job) -> None:
+        self.store.save_job(job.id, self.worker, job.status, job.state(), LEASE_SECONDS)
 
     def _run_job(self, job: Job) -> None:
         job.status = "running"
@@ -146,7 +192,9 @@ class JobQueue:
                 outcomes[event.source] = event.outcome
                 state.status, state.chunks = "ingesting", event.chunks
             job.done = event.done
+            saver.maybe()
 
+        saver = _Throttled(lambda: self._save(job))
         report = self.workspace.ingest([p for p, _, _ in files], job.collection, progress,
                                        source="files")  # fmt: skip
         for source, outcome in outcomes.items():
@@ -177,3 +225,39 @@ class JobQueue:
 def _add_counts(job: Job, counts: dict[str, int]) -> None:
     for name, value in counts.items():
         job.counts[name] = job.counts.get(name, 0) + value
+
+
+class _Lease:
+    """Renews a running job's lease (with its progress) until the job ends."""
+
+    def __init__(self, queue: JobQueue, job: Job) -> None:
+        self.queue, self.job = queue, job
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="citewise-job-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=LEASE_SECONDS)
+
+    def _renew(self) -> None:
+        while not self._done.wait(LEASE_SECONDS / 3):
+            try:
+                self.queue._save(self.job)
+            except Exception:
+                continue
+
+
+class _Throttled:
+    def __init__(self, action: Any) -> None:
+        self.action = action
+        self.last = 0.0
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= SAVE_EVERY:
+            self.last = now
+            self.action()

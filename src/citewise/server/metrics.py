@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -49,9 +49,16 @@ class Metrics:
             "citewise_embedding_batches", "Embedder calls made by the micro-batcher.",
             registry=self.registry,
         )  # fmt: skip
+        # The store's jobs: every replica sharing it reports the same counts (aggregate
+        # with max, not sum); the counters above are this replica's own (sum them).
         self.jobs = Gauge(
-            "citewise_ingest_jobs", "Ingest jobs by state.", ["state"], registry=self.registry
-        )
+            "citewise_ingest_jobs", "Ingest jobs in the store by state.", ["state"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.replica = Info(
+            "citewise_replica", "This server process and the store it shares.",
+            registry=self.registry,
+        )  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -88,6 +88,9 @@ class RateLimiter:
     def _headers(self, requests: Bucket | None, tokens: Bucket | None) -> dict[str, str]:
         return ratelimit_headers(requests, tokens)
 
+    def ping(self) -> str:
+        return "in process"
+
     def close(self) -> None:
         pass
 
@@ -174,6 +177,11 @@ class RedisRateLimiter:
         keys = [f"{self.prefix}:{key}:requests", f"{self.prefix}:{key}:tokens"]
         allowed, kind, requests, tokens = self._script(keys=keys, args=[rpm or 0, tpm or 0, spend])
         return allowed == b"1", kind.decode(), float(requests), float(tokens)
+
+    def ping(self) -> str:
+        """Raises when Redis cannot be reached (readyz reports it)."""
+        self._redis.ping()
+        return "redis"
 
     def close(self) -> None:
         self._redis.close()

@@ -8,7 +8,6 @@ nothing is filtered out of a model's answer after the fact.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,14 +43,30 @@ class Service:
         self.jobs = JobQueue(workspace)
         for state in ("queued", "running", "done", "failed"):
             self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
+        self.metrics.replica.info({"replica": self.jobs.worker,
+                                   "store": workspace.store.url.split(":")[0]})  # fmt: skip
         workspace.ledger.listeners.append(self.count_usage)
         self.uploads = workspace.path / "uploads"
         self.resumed = self.jobs.resume(self.uploads)  # what a stopped server left unfinished
         self.root = str(workspace.path.resolve()) + "/"  # stripped from sources shown to callers
-        # Signs the web UI's links to recordings (server/media.py); new on every start.
-        self.media_secret = secrets.token_bytes(32)
+        # Signs the web UI's links to recordings (server/media.py): kept in the store, so a
+        # link made by one replica plays from any other.
+        self.media_secret = workspace.store.shared_secret("media-links")
         self.ready = threading.Event()
         self.startup_error: str | None = None
+
+    def dependencies(self) -> dict[str, str]:
+        """What readyz reports: the store's schema and the rate limiter's backend, each
+        reached now — or the first that cannot be."""
+        try:
+            store = self.workspace.store.schema_version()[-1]
+        except Exception as exc:  # a database that went away: not ready
+            return {"error": f"store: {exc}"}
+        try:
+            limits = self.limiter.ping()
+        except Exception as exc:
+            return {"error": f"rate limits: {exc}"}
+        return {"store": store, "rate_limits": limits, "replica": self.jobs.worker}
 
     def warm_up(self) -> None:
         """Load the embedder and the default chat model before the first request needs them."""

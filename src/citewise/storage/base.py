@@ -182,6 +182,30 @@ class RunStore(Protocol):
     def last_runs(self) -> list[dict[str, Any]]: ...
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    collection: str
+    status: str  # queued | running | done | failed
+    state: dict[str, Any]  # the job's files, progress and counts, as the server reports them
+    attempts: int
+    worker: str | None
+
+
+class JobStore(Protocol):
+    """Ingest jobs in the store, so any server replica may run one and every replica
+    reports it; a replica holds a job by a lease it renews while it works."""
+
+    def create_job(self, job_id: str, collection: str, state: dict[str, Any]) -> None: ...
+    def claim_job(self, worker: str, lease_s: float, max_attempts: int) -> JobRecord | None: ...
+    def save_job(self, job_id: str, worker: str, status: str, state: dict[str, Any],
+                 lease_s: float) -> bool: ...  # fmt: skip
+    def job(self, job_id: str) -> JobRecord | None: ...
+    def job_counts(self) -> dict[str, int]: ...
+    def unfinished_job_files(self) -> set[str]: ...
+    def shared_secret(self, name: str) -> bytes: ...
+
+
 class FeedbackStore(Protocol):
     def add_feedback(
         self, key_name: str, rating: int, question: str, answer: str,
@@ -191,7 +215,14 @@ class FeedbackStore(Protocol):
 
 
 class Storage(
-    CollectionStore, DocumentStore, KeywordSearch, KeyStore, RunStore, FeedbackStore, Protocol
+    CollectionStore,
+    DocumentStore,
+    KeywordSearch,
+    KeyStore,
+    RunStore,
+    JobStore,
+    FeedbackStore,
+    Protocol,
 ):
     """Everything a workspace keeps, in one database."""
 

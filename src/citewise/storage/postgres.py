@@ -83,6 +83,14 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             collection_id BIGINT PRIMARY KEY REFERENCES collections(id), settings TEXT NOT NULL,
             report TEXT NOT NULL, tuned_at TEXT NOT NULL)""",
     )),
+    ("_m002_jobs", (
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY, collection TEXT NOT NULL, status TEXT NOT NULL,
+            state TEXT NOT NULL, worker TEXT, lease_until DOUBLE PRECISION,
+            attempts INTEGER NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX jobs_by_status ON jobs(status, created_at)",
+        "CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    )),
 ]  # fmt: skip
 
 
@@ -90,6 +98,8 @@ class PostgresStore(SqlStore):
     """One connection per thread, in autocommit mode outside :meth:`transaction`."""
 
     keyword_index = "postgres-bm25"
+    # Replicas claiming jobs at once each get a different one instead of waiting.
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str) -> None:
         try:

@@ -8,6 +8,8 @@ spans of their document's text, so chunk text is never stored twice.
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
@@ -17,7 +19,7 @@ import numpy as np
 
 from ..documents import Chunk, Document, Hit
 from ..errors import InvalidInput, WorkspaceError
-from .base import Collection, DocumentRecord, DocumentState, StoredDocument
+from .base import Collection, DocumentRecord, DocumentState, JobRecord, StoredDocument
 
 # Chunk id lists are sent in parts: SQLite allows 999 parameters in one statement.
 ID_BATCH = 900
@@ -337,6 +339,85 @@ class SqlStore:
     def _vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
         """The vectors of these chunks, in this order."""
         raise NotImplementedError
+
+    # -- ingest jobs, shared by server replicas -----------------------------------------
+
+    # Added to the claim's SELECT where the database can skip rows another transaction
+    # holds (PostgreSQL); SQLite's one writer at a time needs nothing.
+    _skip_locked = ""
+
+    def create_job(self, job_id: str, collection: str, state: dict[str, Any]) -> None:
+        self.execute(
+            "INSERT INTO jobs (id, collection, status, state, attempts, created_at) "
+            "VALUES (?, ?, 'queued', ?, 0, ?)",
+            (job_id, collection, json.dumps(state), time.time()),
+        )
+
+    def claim_job(self, worker: str, lease_s: float, max_attempts: int) -> JobRecord | None:
+        """The oldest job that is queued, or running with a lapsed lease (its replica
+        stopped), now leased to ``worker``; a job that lapsed ``max_attempts`` times fails."""
+        while True:
+            with self.transaction():
+                now_s = time.time()
+                row = self.execute(
+                    "SELECT id, collection, state, attempts FROM jobs "
+                    "WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) "
+                    "ORDER BY created_at, id LIMIT 1" + self._skip_locked,
+                    (now_s,),
+                ).fetchone()
+                if row is None:
+                    return None
+                job_id, collection, state, attempts = row
+                state = json.loads(state)
+                if attempts >= max_attempts:
+                    state |= {"status": "failed", "finished_at": now_s, "error":
+                              f"the server running it stopped {attempts} times"}  # fmt: skip
+                    self.execute("UPDATE jobs SET status = 'failed', state = ? WHERE id = ?",
+                                 (json.dumps(state), job_id))  # fmt: skip
+                    continue
+                self.execute(
+                    "UPDATE jobs SET status = 'running', worker = ?, lease_until = ?, "
+                    "attempts = attempts + 1 WHERE id = ?",
+                    (worker, now_s + lease_s, job_id),
+                )
+                return JobRecord(job_id, collection, "running", state, attempts + 1, worker)
+
+    def save_job(self, job_id: str, worker: str, status: str, state: dict[str, Any],
+                 lease_s: float) -> bool:  # fmt: skip
+        """Record a job's progress and renew its lease; False when the lease was lost
+        (another replica took the job over)."""
+        cursor = self.execute(
+            "UPDATE jobs SET status = ?, state = ?, lease_until = ? WHERE id = ? AND worker = ?",
+            (status, json.dumps(state), time.time() + lease_s, job_id, worker),
+        )
+        return cursor.rowcount == 1
+
+    def job(self, job_id: str) -> JobRecord | None:
+        row = self.execute(
+            "SELECT id, collection, status, state, attempts, worker FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return JobRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+
+    def job_counts(self) -> dict[str, int]:
+        rows = self.execute("SELECT status, count(*) FROM jobs GROUP BY status")
+        return {status: int(count) for status, count in rows}
+
+    def unfinished_job_files(self) -> set[str]:
+        """The files of every queued or running job (their replicas will finish them)."""
+        rows = self.execute("SELECT state FROM jobs WHERE status IN ('queued', 'running')")
+        return {path for (state,) in rows for path in json.loads(state).get("paths", [])}
+
+    def shared_secret(self, name: str) -> bytes:
+        """A random secret every replica of the store shares (made on first use)."""
+        self.execute(
+            "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, secrets.token_hex(32)),
+        )
+        row = self.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes.fromhex(row[0])
 
     # -- feedback --------------------------------------------------------------------
 

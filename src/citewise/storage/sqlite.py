@@ -145,11 +145,34 @@ def _m004_collection_settings(db: sqlite3.Connection) -> None:
     )
 
 
+def _m005_jobs(db: sqlite3.Connection) -> None:
+    # Ingest jobs outlive the server process that queued them (server/jobs.py), and the
+    # secret that signs media links outlives a restart.
+    _run_script(
+        db,
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            collection TEXT NOT NULL,
+            status TEXT NOT NULL,
+            state TEXT NOT NULL,
+            worker TEXT,
+            lease_until REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX jobs_by_status ON jobs(status, created_at);
+        CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
     _m003_ledger,
     _m004_collection_settings,
+    _m005_jobs,
 ]
 
 

@@ -1,0 +1,210 @@
+"""SQLite and PostgreSQL side by side: retrieval quality, write throughput, search latency.
+
+    python benchmarks/storage.py [--workspaces DIR] [--sizes 100000] [--json FILE]
+
+One run on one machine, PostgreSQL 16 with pgvector 0.6 from ``pgserver`` (a Unix socket,
+default settings: 128 MB shared buffers):
+
+* **quality**: SciFact (train) and CISI (test) ingested once into SQLite, copied to
+  PostgreSQL by ``Workspace.migrate`` (the same chunks and vectors), every mode's nDCG@10
+  on each backend through ``Workspace.search``, and its p50 / p95 latency;
+* **writes**: the migration's own rate (documents and chunks a second into PostgreSQL,
+  no parsing or embedding) beside copying the same documents into a new SQLite store;
+* **scale**: collections grown to each ``--sizes`` with perturbed copies of SciFact's
+  chunks written through the storage API (``replace_document``: one transaction per
+  document, vectors and keyword entries included), hybrid search p50 / p95 unfiltered
+  and with a metadata filter that keeps 10% of the collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _stats import latency_ms
+from citewise import Workspace
+from citewise.documents import Chunk, Document
+from citewise.embedders.base import normalize
+from citewise.evaluation import document_run, evaluate_run, load_beir
+from citewise.storage.migrate import copy_store
+from citewise.workspace import init_workspace
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = {"scifact": "train", "cisi": "test"}
+DEPTH = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", type=Path, default=SHARED)
+    parser.add_argument("--workspaces", type=Path, default=Path("/tmp"),
+                        help="SQLite workspaces are <DIR>/citewise-bench-<dataset> (reused).")  # fmt: skip
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as admin:
+        results = {"postgres": server_version(admin), "quality": {}, "writes": {}, "scale": {}}
+        for name, split in DATASETS.items():
+            sqlite_ws = args.workspaces / f"citewise-bench-{name}"
+            data = load_beir(args.datasets / name, split)
+            with Workspace.open(sqlite_ws) as ws:
+                ws.add_items(data.corpus_items(), name)
+                ws.store.set_collection_settings(ws.collection(name).id, None, {})  # defaults
+            pg_ws = Path(tmp) / f"pg-{name}"
+            init_workspace(pg_ws, store=new_database(admin, name))
+            results["writes"][name] = copy_rates(sqlite_ws, pg_ws, Path(tmp) / f"copy-{name}")
+            results["quality"][name] = {
+                backend: quality(directory, name, data)
+                for backend, directory in (("sqlite", sqlite_ws), ("postgresql", pg_ws))
+            }
+            print(json.dumps({name: results["quality"][name]}, indent=1))
+        for size in args.sizes:
+            results["scale"][size] = scale(
+                args.workspaces / "citewise-bench-scifact", admin, Path(tmp), size
+            )
+            print(json.dumps({size: results["scale"][size]}, indent=1))
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+# -- a PostgreSQL server for the run ------------------------------------------------------
+
+
+class postgres_server:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __enter__(self) -> str:
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.root / "runtime"))
+        (self.root / "runtime").mkdir(exist_ok=True, mode=0o700)
+        import pgserver
+
+        self.server = pgserver.get_server(self.root / "pg", cleanup_mode="stop")
+        return str(self.server.get_uri())
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.cleanup()
+
+
+def new_database(admin: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS bench_{name}")
+        db.execute(f"CREATE DATABASE bench_{name}")
+    return admin.replace("/postgres?", f"/bench_{name}?")
+
+
+def server_version(admin: str) -> str:
+    import psycopg
+
+    with psycopg.connect(admin) as db:
+        return str(db.execute("SHOW server_version").fetchone()[0])
+
+
+# -- quality and latency ------------------------------------------------------------------
+
+
+def quality(directory: Path, name: str, data) -> dict:
+    rows = {}
+    with Workspace.open(directory) as ws:
+        for mode in ("bm25", "dense", "hybrid"):
+            times, run = [], {}
+            for qid, text in data.queries.items():
+                started = time.perf_counter()
+                hits = ws.search(text, DEPTH, [name], mode)
+                times.append(time.perf_counter() - started)
+                run[qid] = document_run(hits)
+            ndcg = evaluate_run(data.qrels, run)["mean"]["nDCG@10"]
+            rows[mode] = {"ndcg@10": round(ndcg, 4), **latency_ms([t * 1000 for t in times])}
+    return rows
+
+
+def copy_rates(sqlite_ws: Path, pg_ws: Path, copy_ws: Path) -> dict:
+    """Documents and chunks a second written by a migration into each backend."""
+    rates = {}
+    with Workspace.open(sqlite_ws) as source:
+        for backend, directory in (("postgresql", pg_ws), ("sqlite", copy_ws)):
+            if backend == "sqlite":
+                init_workspace(directory)
+            with Workspace.open(directory) as target_ws:
+                started = time.perf_counter()
+                report = copy_store(source.store, target_ws.store)
+                seconds = time.perf_counter() - started
+            rates[backend] = {"documents_per_s": round(report.documents / seconds, 1),
+                              "chunks_per_s": round(report.chunks / seconds, 1),
+                              "documents": report.documents}  # fmt: skip
+    return rates
+
+
+# -- scale --------------------------------------------------------------------------------
+
+
+def scale(seed_ws: Path, admin: str, tmp: Path, size: int) -> dict:
+    """Both backends grown to ``size`` chunks with the same copies; hybrid p50 / p95."""
+    rng = np.random.default_rng(0)
+    with Workspace.open(seed_ws) as seed:
+        originals = list(seed.store.export_documents(seed.collection("scifact").id))
+        queries = [q for _, q in list(load_beir(SHARED / "scifact", "train").queries.items())[:200]]
+    out = {}
+    for backend in ("sqlite", "postgresql"):
+        directory = tmp / f"scale-{backend}-{size}"
+        store = new_database(admin, f"scale{size}") if backend == "postgresql" else ""
+        init_workspace(directory, store=store)
+        with Workspace.open(directory) as ws:
+            collection = ws.collection("scale")
+            started = time.perf_counter()
+            chunks = grow(ws, collection.id, originals, size, rng)
+            write_s = time.perf_counter() - started
+            ws.refresh_indexes("scale")
+            out[backend] = {"chunks": chunks, "write_chunks_per_s": round(chunks / write_s, 1),
+                            "hybrid": measure(ws, queries, None),
+                            "hybrid, 10% filter": measure(ws, queries, {"shard": 3})}  # fmt: skip
+        print(backend, size, out[backend], file=sys.stderr)
+    return out
+
+
+def grow(ws: Workspace, collection_id: int, originals: list, size: int, rng) -> int:
+    made = 0
+    n = 0
+    while made < size:
+        stored = originals[n % len(originals)]
+        chunk = stored.chunks[n % len(stored.chunks)] if stored.chunks else None
+        n += 1
+        if chunk is None:
+            continue
+        words = [w for w in chunk.text.split() if rng.random() > 0.15] or chunk.text.split()[:1]
+        body = " ".join(words)
+        vector = normalize(stored.vectors[stored.chunks.index(chunk)][None, :]
+                           + rng.normal(0, 0.02, (1, stored.vectors.shape[1])).astype(np.float32))  # fmt: skip
+        document = Document(f"copy:{n}", stored.document.title, body, [], f"h{n}",
+                            {"shard": n % 10})  # fmt: skip
+        ws.store.replace_document(collection_id, document,
+                                  [Chunk(0, 0, len(body), body, chunk.n_tokens, chunk.heading_path)],
+                                  vector)  # fmt: skip
+        made += 1
+    return made
+
+
+def measure(ws: Workspace, queries: list[str], where: dict | None) -> dict:
+    for q in queries[:5]:  # warm caches and indexes
+        ws.search(q, 10, ["scale"], "hybrid", where)
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        ws.search(q, 10, ["scale"], "hybrid", where)
+        times.append((time.perf_counter() - started) * 1000)
+    return latency_ms(times) | {"mean": round(statistics.mean(times), 1)}
+
+
+if __name__ == "__main__":
+    main()
