@@ -66,6 +66,10 @@ def main() -> None:
                 for backend, directory in (("sqlite", sqlite_ws), ("postgresql", pg_ws))
             }
             print(json.dumps({name: results["quality"][name]}, indent=1))
+        results["replicas"] = replica_throughput(
+            args.workspaces / "citewise-bench-scifact", admin, Path(tmp)
+        )
+        print(json.dumps({"replicas": results["replicas"]}, indent=1))
         for size in args.sizes:
             results["scale"][size] = scale(
                 args.workspaces / "citewise-bench-scifact", admin, Path(tmp), size
@@ -204,6 +208,114 @@ def measure(ws: Workspace, queries: list[str], where: dict | None) -> dict:
         ws.search(q, 10, ["scale"], "hybrid", where)
         times.append((time.perf_counter() - started) * 1000)
     return latency_ms(times) | {"mean": round(statistics.mean(times), 1)}
+
+
+# -- replicas -----------------------------------------------------------------------------
+
+
+def replica_throughput(seed_ws: Path, admin: str, tmp: Path, seconds: float = 20.0) -> dict:
+    """Searches a second served by 1, 2 and 3 replicas sharing one store (SciFact, copied
+    into SQLite and into PostgreSQL) and one Redis, from 8 clients spread over them
+    (hybrid, k = 5). On one 2-core machine replicas share the cores: this measures what
+    sharing costs, not what more machines would add."""
+    import shutil
+    import subprocess
+
+    from citewise.config import set_config_value
+
+    redis_port = _free_port()
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
+                              "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)  # fmt: skip
+    queries = [q for _, q in list(load_beir(SHARED / "scifact", "train").queries.items())[:300]]
+    results = {}
+    try:
+        for backend in ("sqlite", "postgresql"):
+            directory = tmp / f"replicas-{backend}"
+            store = new_database(admin, "replicas") if backend == "postgresql" else ""
+            init_workspace(directory, store=store)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            set_config_value(directory / "citewise.toml", "redis_url", redis_url)
+            with Workspace.open(seed_ws) as source, Workspace.open(directory) as target:
+                copy_store(source.store, target.store)
+            results[backend] = _served(directory, queries, seconds)
+    finally:
+        redis.terminate()
+    return results
+
+
+def _served(directory: Path, queries: list[str], seconds: float) -> dict:
+    import signal
+    import subprocess
+
+    citewise = str(Path(sys.executable).with_name("citewise"))
+    results, replicas = {}, []
+    try:
+        for count in (1, 2, 3):
+            while len(replicas) < count:
+                port = _free_port()
+                process = subprocess.Popen([citewise, "-w", str(directory), "serve", "--port", str(port),
+                                            "--no-auth", "--log-level", "warning"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                replicas.append((f"http://127.0.0.1:{port}", process))
+                _wait_ready(replicas[-1][0])
+            latencies = _fleet([u for u, _ in replicas], queries, seconds)
+            results[count] = {
+                "requests_per_s": round(len(latencies) / seconds, 1),
+                **latency_ms(latencies),
+            }
+            print(count, results[count], file=sys.stderr)
+    finally:
+        for _, process in replicas:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+    return results
+
+
+def _fleet(urls: list[str], queries: list[str], seconds: float, clients: int = 8) -> list[float]:
+    """Latencies (ms) of searches sent by ``clients`` threads, round robin over ``urls``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+
+    def client(n: int) -> list[float]:
+        times = []
+        with httpx.Client(timeout=60) as http:
+            i = n
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                body = {"query": queries[i % len(queries)], "k": 5}
+                http.post(urls[i % len(urls)] + "/v1/search", json=body).raise_for_status()
+                times.append((time.perf_counter() - started) * 1000)
+                i += clients
+        return times
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [t for part in pool.map(client, range(clients)) for t in part]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_ready(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} never became ready")
 
 
 if __name__ == "__main__":

@@ -187,35 +187,42 @@ class PostgresStore(SqlStore):
                        chunks: Sequence[Chunk], vectors: np.ndarray) -> None:  # fmt: skip
         title_terms = Counter(_terms(title))
         title_length = len(_tokens(title))
-        postings: list[tuple] = []
-        added_terms = 0
+        rows, counts = [], []
         for chunk, vector in zip(chunks, vectors, strict=True):
             headings = " ".join(chunk.heading_path)
             body = text[chunk.start : chunk.end]
             length = title_length + len(_tokens(headings)) + len(_tokens(body))
-            chunk_id = self.execute(
-                'INSERT INTO chunks (document_id, collection_id, ord, start, "end", page, '
-                "heading_path, n_tokens, n_terms, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id",
-                (document_id, collection_id, chunk.ord, chunk.start, chunk.end, chunk.page,
-                 json.dumps(chunk.heading_path), chunk.n_tokens, length,
-                 np.asarray(vector, dtype=np.float32)),
-            ).fetchone()[0]  # fmt: skip
-            added_terms += length
-            head_terms, body_terms = Counter(_terms(headings)), Counter(_terms(body))
-            for term in title_terms.keys() | head_terms.keys() | body_terms.keys():
-                postings.append((collection_id, term, chunk_id, title_terms[term],
-                                 head_terms[term], body_terms[term], length))  # fmt: skip
+            rows.append((document_id, collection_id, chunk.ord, chunk.start, chunk.end, chunk.page,
+                         json.dumps(chunk.heading_path), chunk.n_tokens, length,
+                         np.asarray(vector, dtype=np.float32)))  # fmt: skip
+            counts.append((length, Counter(_terms(headings)), Counter(_terms(body))))
+        if not rows:
+            return
         with self.db.cursor() as cursor:
+            # One round trip for the chunks (a pipeline), one COPY for their postings.
             cursor.executemany(
-                "INSERT INTO chunk_terms (collection_id, term, chunk_id, tf_title, tf_headings, "
-                "tf_body, dl) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                postings,
-            )
+                'INSERT INTO chunks (document_id, collection_id, ord, start, "end", page, '
+                "heading_path, n_tokens, n_terms, embedding) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                rows, returning=True,
+            )  # fmt: skip
+            ids = []
+            while True:
+                ids.append(cursor.fetchone()[0])
+                if not cursor.nextset():
+                    break
+            with cursor.copy(
+                "COPY chunk_terms (collection_id, term, chunk_id, tf_title, tf_headings, tf_body, dl) "
+                "FROM STDIN"
+            ) as copy:
+                for chunk_id, (length, head_terms, body_terms) in zip(ids, counts, strict=True):
+                    for term in title_terms.keys() | head_terms.keys() | body_terms.keys():
+                        copy.write_row((collection_id, term, chunk_id, title_terms[term],
+                                        head_terms[term], body_terms[term], length))  # fmt: skip
         self.execute(
             "UPDATE collections SET chunk_count = chunk_count + ?, term_count = term_count + ? "
             "WHERE id = ?",
-            (len(chunks), added_terms, collection_id),
+            (len(chunks), sum(c[0] for c in counts), collection_id),
         )
 
     def _delete_chunks(self, document_ids: Sequence[int]) -> None:
