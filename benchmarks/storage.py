@@ -47,17 +47,25 @@ def main() -> None:
     parser.add_argument("--datasets", type=Path, default=SHARED)
     parser.add_argument("--workspaces", type=Path, default=Path("/tmp"),
                         help="SQLite workspaces are <DIR>/citewise-bench-<dataset> (reused).")  # fmt: skip
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--parts", nargs="*", default=["quality", "replicas", "scale"],
+                        help="Which parts to run (a partial run merges into --json).")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    results: dict = {"quality": {}, "writes": {}, "scale": {}}
+    if args.json and args.json.exists():
+        results |= json.loads(args.json.read_text())
     with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tmp)) as admin:
-        results = {"postgres": server_version(admin), "quality": {}, "writes": {}, "scale": {}}
+        results["postgres"] = server_version(admin)
+        seed = args.workspaces / "citewise-bench-scifact"
         for name, split in DATASETS.items():
             sqlite_ws = args.workspaces / f"citewise-bench-{name}"
             data = load_beir(args.datasets / name, split)
             with Workspace.open(sqlite_ws) as ws:
                 ws.add_items(data.corpus_items(), name)
                 ws.store.set_collection_settings(ws.collection(name).id, None, {})  # defaults
+            if "quality" not in args.parts:
+                continue
             pg_ws = Path(tmp) / f"pg-{name}"
             init_workspace(pg_ws, store=new_database(admin, name))
             results["writes"][name] = copy_rates(sqlite_ws, pg_ws, Path(tmp) / f"copy-{name}")
@@ -66,15 +74,15 @@ def main() -> None:
                 for backend, directory in (("sqlite", sqlite_ws), ("postgresql", pg_ws))
             }
             print(json.dumps({name: results["quality"][name]}, indent=1))
-        results["replicas"] = replica_throughput(
-            args.workspaces / "citewise-bench-scifact", admin, Path(tmp)
-        )
-        print(json.dumps({"replicas": results["replicas"]}, indent=1))
-        for size in args.sizes:
-            results["scale"][size] = scale(
-                args.workspaces / "citewise-bench-scifact", admin, Path(tmp), size
-            )
-            print(json.dumps({size: results["scale"][size]}, indent=1))
+        if "replicas" in args.parts:
+            results["replicas"] = replica_throughput(seed, admin, Path(tmp))
+            print(json.dumps({"replicas": results["replicas"]}, indent=1))
+        if "scale" in args.parts:
+            for size in args.sizes:
+                results["scale"][str(size)] = scale(seed, admin, Path(tmp), size)
+                print(json.dumps({size: results["scale"][str(size)]}, indent=1))
+                if args.json:  # a long run keeps what it measured so far
+                    args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -91,6 +91,49 @@ def test_hnsw_above_threshold_agrees_with_exact(ingested, tmp_path: Path) -> Non
         assert len(set(approx_ids) & set(exact_ids)) >= 4
 
 
+@pytest.mark.parametrize("ann_threshold", [1_000_000, 3])  # exact, then HNSW (usearch)
+def test_writes_update_the_vector_index_without_a_rebuild(
+    tmp_path: Path, ann_threshold: int
+) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    animals = ["Aardvarks eat ants.", "Bumblebees pollinate clover.", "Camels store fat.",
+               "Dolphins sleep with half their brain.", "Eels cross oceans to spawn."]  # fmt: skip
+    for n, text in enumerate(animals):
+        (folder / f"{n}.md").write_text(f"# Note {n}\n\n{text}\n")
+    with Workspace.open(tmp_path / "ws", ann_threshold=ann_threshold) as ws:
+        ws.ingest([folder])
+        assert names_dense(ws, "which animal stores fat") == "2.md"
+        indexes = ws.indexes
+        assert (indexes.builds, indexes.updates) == (1, 0)
+        (folder / "2.md").write_text("# Note 2\n\nFlamingos are pink from shrimp.\n")  # replaced
+        (folder / "4.md").unlink()  # deleted
+        (folder / "5.md").write_text("# Note 5\n\nGeckos climb glass.\n")  # added
+        ws.sync([folder])
+        assert names_dense(ws, "pink birds eating shrimp") == "2.md"
+        assert names_dense(ws, "lizards climbing windows") == "5.md"
+        collection = ws.collection()
+        hits = ws.search("eels crossing the ocean to spawn", 10, mode="dense")
+        assert "4.md" not in [Path(h.source).name for h in hits]
+        assert indexes.builds == 1 and indexes.updates >= 1  # changes applied, not reloaded
+        # The updated index holds exactly what the store holds.
+        assert sorted(indexes._get(collection).exact.ids) == sorted(
+            ws.store.chunk_ids(collection.id)
+        )
+        if ann_threshold == 3:
+            assert indexes.backend(collection) == "hnsw"
+    # A new process loads the saved graph and applies only later changes.
+    (folder / "6.md").write_text("# Note 6\n\nHedgehogs hibernate in leaves.\n")
+    with Workspace.open(tmp_path / "ws", ann_threshold=ann_threshold) as again:
+        again.ingest([folder])
+        assert names_dense(again, "hibernating hedgehogs") == "6.md"
+        assert names_dense(again, "which animal stores fat") != "2.md"
+
+
+def names_dense(ws: Workspace, query: str) -> str:
+    return Path(ws.search(query, 1, mode="dense")[0].source).name
+
+
 def test_index_is_rebuilt_after_writes(workspace: Workspace, tmp_path: Path) -> None:
     first = tmp_path / "a.md"
     first.write_text("# A\n\nAardvarks eat ants.\n")

@@ -79,9 +79,9 @@ class Workspace:
         self.indexes = self.store.native_vector_search(settings.ann_threshold) or VectorIndexes(
             self.store, path / "index", settings.ann_threshold
         )
-        # A bm25s index for big collections where keyword search is FTS5's.
-        self.sparse = (SparseIndexes(self.store, path / "index", settings.sparse_threshold)
-                       if self.store.keyword_index == "fts5" else None)  # fmt: skip
+        # A bm25s index for big collections (the store's keyword search answers below
+        # sparse_threshold, and whenever the derived index is stale).
+        self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
         self._embedders: dict[str, Embedder] = {}
         self._embedders_lock = threading.Lock()
         self._chat_models: dict[tuple, Any] = {}
@@ -223,8 +223,7 @@ class Workspace:
         ``sparse_threshold`` chunks; until then, and whenever stale, FTS5 answers) and, in
         PostgreSQL, the HNSW index above ``ann_threshold``."""
         target = self.collection(collection, create=False)
-        if self.sparse is not None:
-            self.sparse.refresh(target)
+        self.sparse.refresh(target)
         self.indexes.refresh(target)
 
     # -- search and ask ------------------------------------------------------------
@@ -364,8 +363,7 @@ class Workspace:
         for c in self.store.collections():
             documents, chunks, tokens = self.store.counts(c.id)
             index = "hnsw" if chunks > self.settings.ann_threshold else "exact"
-            derived = self.sparse is not None and self.sparse.current(c) is not None
-            keyword = "bm25s" if derived else self.store.keyword_index
+            keyword = "bm25s" if self.sparse.current(c) is not None else self.store.keyword_index
             collections.append(
                 CollectionStatus(
                     c.name, c.embedder, c.dim, documents, chunks, tokens, index, keyword

@@ -324,8 +324,8 @@ class PostgresStore(SqlStore):
             CROSS JOIN LATERAL (SELECT ? * t.tf_title + ? * t.tf_headings + ? * t.tf_body AS tf) w
             {join}
             WHERE w.tf > 0 {filters}
-            GROUP BY t.chunk_id ORDER BY score DESC, t.chunk_id LIMIT ?""",
-            [terms, repeats, ids, ids, ids, *weights, *params, limit],
+            GROUP BY t.chunk_id ORDER BY score DESC, t.chunk_id LIMIT {int(limit)}""",
+            [terms, repeats, ids, ids, ids, *weights, *params],
         )  # fmt: skip
         return [(int(r[0]), float(r[1])) for r in rows]
 
@@ -395,21 +395,25 @@ class PgVectorSearch:
         with self.store.transaction():
             self.store.execute(f"SET LOCAL hnsw.ef_search = {max(40, k)}")
             rows = self.store.execute(
-                f"SELECT id, -(embedding::{cast} <#> ?::{cast}) FROM chunks "
+                f"SELECT id, -(embedding::{cast} <#> %b::{cast}) FROM chunks "
                 f"WHERE collection_id = {int(collection.id)} "
-                f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT ?",
-                (vector, vector, k),
+                f"ORDER BY embedding::{cast} <#> %b::{cast} LIMIT {int(k)}",
+                (vector, vector),
             ).fetchall()
         return _arrays(rows)
+
+    # Exact searches order by the score, not by ``embedding::vector(n) <#> q`` as the HNSW
+    # indexes are built, so the planner cannot use one: every row is scored and none is
+    # filtered out late. Vectors go as binary (``%b``); LIMIT is a literal, which a
+    # prepared statement's generic plan would otherwise not know.
 
     def _exact(
         self, collection: Collection, vector: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        # A materialised CTE keeps the planner off the HNSW index: every row is scored.
         rows = self.store.execute(
-            "WITH s AS MATERIALIZED (SELECT id, embedding FROM chunks WHERE collection_id = ?) "
-            "SELECT id, -(embedding <#> ?) AS score FROM s ORDER BY score DESC, id LIMIT ?",
-            (int(collection.id), vector, k),
+            "SELECT id, -(embedding <#> %b) AS score FROM chunks WHERE collection_id = ? "
+            f"ORDER BY score DESC, id LIMIT {int(k)}",
+            (vector, int(collection.id)),
         ).fetchall()
         return _arrays(rows)
 
@@ -419,9 +423,9 @@ class PgVectorSearch:
         if len(allowed) == 0:
             return _arrays([])
         rows = self.store.execute(
-            "WITH s AS MATERIALIZED (SELECT id, embedding FROM chunks WHERE id = ANY(?)) "
-            "SELECT id, -(embedding <#> ?) AS score FROM s ORDER BY score DESC, id LIMIT ?",
-            ([int(i) for i in allowed], vector, k),
+            "SELECT id, -(embedding <#> %b) AS score FROM chunks WHERE id = ANY(?) "
+            f"ORDER BY score DESC, id LIMIT {int(k)}",
+            (vector, [int(i) for i in allowed]),
         ).fetchall()
         return _arrays(rows)
 
@@ -450,10 +454,13 @@ class PgVectorSearch:
         if self._count(collection) <= self.ann_threshold or self._has_hnsw(collection):
             return
         cast = f"vector({int(collection.dim)})"
-        self.store.execute(
-            f"CREATE INDEX IF NOT EXISTS {self._index_name(collection)} ON chunks USING hnsw "
-            f"((embedding::{cast}) vector_ip_ops) WHERE collection_id = {int(collection.id)}"
-        )
+        errors = self.store._psycopg.errors
+        # Replicas finishing ingests at once may both get here: one builds, the other finds it.
+        with suppress(errors.UniqueViolation, errors.DuplicateTable):
+            self.store.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._index_name(collection)} ON chunks USING hnsw "
+                f"((embedding::{cast}) vector_ip_ops) WHERE collection_id = {int(collection.id)}"
+            )
 
     def invalidate(self) -> None:
         """Nothing is cached outside the database."""

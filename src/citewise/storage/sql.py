@@ -356,6 +356,15 @@ class SqlStore:
     def claim_job(self, worker: str, lease_s: float, max_attempts: int) -> JobRecord | None:
         """The oldest job that is queued, or running with a lapsed lease (its replica
         stopped), now leased to ``worker``; a job that lapsed ``max_attempts`` times fails."""
+        # A read first: an idle replica polls, and a write transaction per poll would take
+        # SQLite's one write lock every second for nothing.
+        waiting = self.execute(
+            "SELECT 1 FROM jobs WHERE status = 'queued' OR (status = 'running' AND lease_until < ?) "
+            "LIMIT 1",
+            (time.time(),),
+        ).fetchone()
+        if waiting is None:
+            return None
         while True:
             with self.transaction():
                 now_s = time.time()

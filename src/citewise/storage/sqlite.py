@@ -167,13 +167,35 @@ def _m005_jobs(db: sqlite3.Connection) -> None:
     )
 
 
+def _m006_vector_changes(db: sqlite3.Connection) -> None:
+    # Which chunks each write added or removed, in order: the derived vector indexes
+    # (index/manager.py) apply these instead of reloading every vector after a write.
+    # AUTOINCREMENT: a sequence number is never reused, even after pruning.
+    _run_script(
+        db,
+        """
+        CREATE TABLE vector_changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            collection_id INTEGER NOT NULL,
+            chunk_id INTEGER NOT NULL,
+            added INTEGER NOT NULL
+        );
+        CREATE INDEX vector_changes_by_collection ON vector_changes(collection_id, seq);
+        ALTER TABLE collections ADD COLUMN vector_changes_floor INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
     _m003_ledger,
     _m004_collection_settings,
     _m005_jobs,
+    _m006_vector_changes,
 ]
+# Changes kept per collection; a derived index further behind than this rebuilds.
+KEPT_VECTOR_CHANGES = 200_000
 
 
 class SqliteStore(SqlStore):
@@ -261,6 +283,11 @@ class SqliteStore(SqlStore):
             "(SELECT id FROM chunks WHERE document_id = ?)",
             (document_id,),
         )
+        self.execute(
+            "INSERT INTO vector_changes (collection_id, chunk_id, added) "
+            "SELECT ?, id, 1 FROM chunks WHERE document_id = ?",
+            (collection_id, document_id),
+        )
 
     def _delete_chunks(self, document_ids: Sequence[int]) -> None:
         # External-content FTS5 needs the old values to remove a row from its index.
@@ -271,6 +298,12 @@ class SqliteStore(SqlStore):
                 "(SELECT id FROM chunks WHERE document_id = ?)",
                 (document_id,),
             )
+            self.execute(
+                "INSERT INTO vector_changes (collection_id, chunk_id, added) "
+                "SELECT d.collection_id, c.id, 0 FROM chunks c JOIN documents d "
+                "ON d.id = c.document_id WHERE c.document_id = ?",
+                (document_id,),
+            )
             self.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
 
     def _store_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
@@ -278,6 +311,67 @@ class SqliteStore(SqlStore):
             "UPDATE chunks SET embedding = ? WHERE id = ?",
             [(v.tobytes(), i) for i, v in zip(ids, vectors, strict=True)],
         )
+        self.db.executemany(  # a new vector for a chunk: applied like a chunk added again
+            "INSERT INTO vector_changes (collection_id, chunk_id, added) "
+            "SELECT d.collection_id, c.id, 1 FROM chunks c JOIN documents d "
+            "ON d.id = c.document_id WHERE c.id = ?",
+            [(int(i),) for i in ids],
+        )
+
+    # -- the change log the derived vector indexes follow --------------------------------
+
+    def vector_change_seq(self, collection_id: int) -> int:
+        """The latest change to a collection's vectors (0: none yet)."""
+        row = self.execute(
+            "SELECT max(seq) FROM vector_changes WHERE collection_id = ?", (collection_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def vector_changes(
+        self, collection_id: int, after: int
+    ) -> tuple[int, list[tuple[int, bool]]] | None:
+        """(latest seq, [(chunk id, added)] in order) since ``after``; None when the log
+        no longer reaches back that far (pruned): rebuild instead."""
+        floor = self.execute(
+            "SELECT vector_changes_floor FROM collections WHERE id = ?", (collection_id,)
+        ).fetchone()
+        if floor is None or after < floor[0]:
+            return None
+        rows = self.execute(
+            "SELECT seq, chunk_id, added FROM vector_changes WHERE collection_id = ? AND seq > ? "
+            "ORDER BY seq",
+            (collection_id, after),
+        ).fetchall()
+        latest = rows[-1][0] if rows else after
+        return latest, [(int(r[1]), bool(r[2])) for r in rows]
+
+    def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The current vectors of those chunks that still exist."""
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(chunk_ids), 900):
+            part = [int(i) for i in chunk_ids[start : start + 900]]
+            marks = ",".join("?" * len(part))
+            for chunk_id, blob in self.execute(
+                f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part
+            ):
+                found[int(chunk_id)] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def prune_vector_changes(self, collection_id: int, keep: int = KEPT_VECTOR_CHANGES) -> None:
+        """Forget all but the last ``keep`` changes; an index built before them rebuilds."""
+        with self.transaction():
+            floor = self.vector_change_seq(collection_id) - keep
+            if floor <= 0:
+                return
+            self.execute(
+                "DELETE FROM vector_changes WHERE collection_id = ? AND seq <= ?",
+                (collection_id, floor),
+            )
+            self.execute(
+                "UPDATE collections SET vector_changes_floor = max(vector_changes_floor, ?) "
+                "WHERE id = ?",
+                (floor, collection_id),
+            )
 
     def _metadata_condition(self, key: str) -> str:
         return f"json_extract(d.metadata, '$.{key}') = ?"
