@@ -49,16 +49,9 @@ class PostgresLedgerStore(LedgerSql):
     holds_table = "citewise_budget_holds"
 
     def __init__(self, url: str) -> None:
-        try:
-            import psycopg
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            from .errors import ConfigError
+        from .storage.postgres import psycopg_module
 
-            raise ConfigError(
-                "a PostgreSQL store needs psycopg; install it with "
-                "`pip install 'citewise[postgres]'`"
-            ) from exc
-        self._psycopg = psycopg
+        self._psycopg = psycopg_module()
         self.url = url
         self._local = threading.local()
         with self._transaction() as db:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -102,31 +101,15 @@ class PostgresStore(SqlStore):
     _skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str) -> None:
-        try:
-            import psycopg
-            from pgvector.psycopg import register_vector
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError(
-                "a PostgreSQL store needs psycopg and pgvector; install them with "
-                "`pip install 'citewise[postgres]'`"
-            ) from exc
-        self._psycopg = psycopg
+        self._psycopg = psycopg_module()
+        from pgvector.psycopg import register_vector
+
         self._register_vector = register_vector
         self.url = url
-        self._local = threading.local()
-        self._connections: list[Any] = []
-        self._connections_lock = threading.Lock()
+        self._open_connections()
         self._migrate()
 
     # -- connections and transactions ---------------------------------------------------
-
-    @property
-    def db(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
-            connection = self._connect()
-            self._local.connection = connection
-        return connection
 
     def _connect(self) -> Any:
         try:
@@ -148,8 +131,6 @@ class PostgresStore(SqlStore):
                 f"the store {_where(self.url)} needs the pgvector extension: {exc} "
                 "(install pgvector and let a superuser run `CREATE EXTENSION vector`)"
             ) from exc
-        with self._connections_lock:
-            self._connections.append(connection)
         return connection
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -159,13 +140,6 @@ class PostgresStore(SqlStore):
     def transaction(self) -> Iterator[Any]:
         with self.db.transaction():
             yield self.db
-
-    def close(self) -> None:
-        with self._connections_lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-        self._local = threading.local()
 
     def _migrate(self) -> None:
         with self.transaction():
@@ -520,6 +494,19 @@ def glob_regex(glob: str) -> str:
             out.append(re.escape(c))
         i += 1
     return "".join(out) + "$"
+
+
+def psycopg_module() -> Any:
+    """psycopg, or the extra to install (every PostgreSQL backend needs it)."""
+    try:
+        import pgvector.psycopg  # noqa: F401 - the store's vectors need it too
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            "PostgreSQL needs psycopg and pgvector; install them with "
+            "`pip install 'citewise[postgres]'`"
+        ) from exc
+    return psycopg
 
 
 def _where(url: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -34,7 +35,35 @@ class SqlStore:
 
     url: str
 
+    # -- connections: one per thread -------------------------------------------------
+
+    def _open_connections(self) -> None:
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+
+    @property
+    def db(self) -> Any:
+        """This thread's connection, opened on first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None or getattr(connection, "closed", False):
+            connection = self._connect()
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
     # -- what a backend supplies -----------------------------------------------------
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement on this thread's connection; returns its cursor."""
