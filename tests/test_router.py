@@ -123,7 +123,12 @@ def test_retries_and_fallbacks_cannot_overspend_a_budget(ingested, two_openai) -
     spent = sum(r.prompt_tokens + r.completion_tokens for r in rows)
     ws.close()
     assert spent <= 6 * worst, (spent, 6 * worst)
-    assert 1 <= outcomes.count("served") <= 3 and "refused" in outcomes
+    # At most three can be served (two calls each). How many are depends on timing: when six
+    # first calls take the six holds before any second call asks, all six break having
+    # spent their prompts, and none may go on — refusing them all is the budget working.
+    served = outcomes.count("served")
+    assert served <= 3 and "refused" in outcomes, outcomes
+    assert served == sum(r.status == "ok" for r in rows)  # the ledger agrees with the callers
 
 
 def test_without_continuation_a_broken_stream_ends_with_an_error_then_done(
