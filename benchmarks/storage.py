@@ -165,7 +165,9 @@ def scale(seed_ws: Path, admin: str, tmp: Path, size: int) -> dict:
     """Both backends grown to ``size`` chunks with the same copies; hybrid p50 / p95."""
     rng = np.random.default_rng(0)
     with Workspace.open(seed_ws) as seed:
-        originals = list(seed.store.export_documents(seed.collection("scifact").id))
+        originals = [
+            d for d in seed.store.export_documents(seed.collection("scifact").id) if d.chunks
+        ]
         queries = [q for _, q in list(load_beir(SHARED / "scifact", "train").queries.items())[:200]]
     out = {}
     for backend in ("sqlite", "postgresql"):
@@ -175,35 +177,42 @@ def scale(seed_ws: Path, admin: str, tmp: Path, size: int) -> dict:
         with Workspace.open(directory) as ws:
             collection = ws.collection("scale")
             started = time.perf_counter()
-            chunks = grow(ws, collection.id, originals, size, rng)
+            # A transaction a document up to 100k (as ingest writes); a million is written
+            # 1,000 documents a transaction, or PostgreSQL's commits alone take 40 minutes.
+            batch = 1 if size <= 100_000 else 1000
+            chunks = grow(ws, collection.id, originals, size, rng, batch)
             write_s = time.perf_counter() - started
             ws.refresh_indexes("scale")
             out[backend] = {"chunks": chunks, "write_chunks_per_s": round(chunks / write_s, 1),
+                            "documents_per_transaction": batch,
                             "hybrid": measure(ws, queries, None),
                             "hybrid, 10% filter": measure(ws, queries, {"shard": 3})}  # fmt: skip
         print(backend, size, out[backend], file=sys.stderr)
     return out
 
 
-def grow(ws: Workspace, collection_id: int, originals: list, size: int, rng) -> int:
-    made = 0
-    n = 0
+def grow(ws: Workspace, collection_id: int, originals: list, size: int, rng, batch: int) -> int:
+    """``size`` one-chunk copies through ``replace_document``, ``batch`` to a transaction."""
+    made, n = 0, 0
     while made < size:
-        stored = originals[n % len(originals)]
-        chunk = stored.chunks[n % len(stored.chunks)] if stored.chunks else None
-        n += 1
-        if chunk is None:
-            continue
-        words = [w for w in chunk.text.split() if rng.random() > 0.15] or chunk.text.split()[:1]
-        body = " ".join(words)
-        vector = normalize(stored.vectors[stored.chunks.index(chunk)][None, :]
-                           + rng.normal(0, 0.02, (1, stored.vectors.shape[1])).astype(np.float32))  # fmt: skip
-        document = Document(f"copy:{n}", stored.document.title, body, [], f"h{n}",
-                            {"shard": n % 10})  # fmt: skip
-        ws.store.replace_document(collection_id, document,
-                                  [Chunk(0, 0, len(body), body, chunk.n_tokens, chunk.heading_path)],
-                                  vector)  # fmt: skip
-        made += 1
+        with ws.store.transaction():
+            for _ in range(min(batch, size - made)):
+                stored = originals[n % len(originals)]
+                index = n % len(stored.chunks)
+                chunk = stored.chunks[index]
+                n += 1
+                words = [
+                    w for w in chunk.text.split() if rng.random() > 0.15
+                ] or chunk.text.split()[:1]
+                body = " ".join(words)
+                noise = rng.normal(0, 0.02, (1, stored.vectors.shape[1])).astype(np.float32)
+                vector = normalize(stored.vectors[index][None, :] + noise)
+                document = Document(f"copy:{n}", stored.document.title, body, [], f"h{n}",
+                                    {"shard": n % 10})  # fmt: skip
+                ws.store.replace_document(collection_id, document,
+                                          [Chunk(0, 0, len(body), body, chunk.n_tokens, chunk.heading_path)],
+                                          vector)  # fmt: skip
+                made += 1
     return made
 
 
