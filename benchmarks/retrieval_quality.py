@@ -71,12 +71,7 @@ def measure(name: str, root: Path, split: str, workspace: Path) -> dict:
     rows: dict[str, dict] = {"reference bm25s": scored(data, reference_run(root, data))}
     timings = {}
     for mode in ("bm25", "dense", "hybrid"):
-        times, run = [], {}
-        for qid, text in data.queries.items():
-            started = time.perf_counter()
-            hits = ws.search(text, DEPTH, [name], mode)
-            times.append(time.perf_counter() - started)
-            run[qid] = document_run(hits)
+        run, times = mode_run(ws, name, data, mode)
         timings[mode] = round(statistics.median(times) * 1000, 1)
         label = "hybrid (default: adaptive)" if mode == "hybrid" else mode
         rows[label] = scored(data, run, f"p50 {timings[mode]} ms")
@@ -85,6 +80,18 @@ def measure(name: str, root: Path, split: str, workspace: Path) -> dict:
     rows.update(cause_rows(ws, name, root, data))
     rows.update(tune_rows(ws, name, data))
     return rows
+
+
+def mode_run(ws: Workspace, name: str, data: BeirDataset, mode: str) -> tuple[Run, list[float]]:
+    """Each query's documents (judged by their best chunk) in one search mode, and each
+    search's time in seconds."""
+    times, run = [], {}
+    for qid, text in data.queries.items():
+        started = time.perf_counter()
+        hits = ws.search(text, DEPTH, [name], mode)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - started)
+        run[qid] = document_run(hits)
+    return run, times
 
 
 def scored(data: BeirDataset, run: Run, note: str = "") -> dict[str, float]:

@@ -33,13 +33,13 @@ from _stats import latency_ms
 from citewise import Workspace
 from citewise.documents import Chunk, Document
 from citewise.embedders.base import normalize
-from citewise.evaluation import document_run, evaluate_run, load_beir
+from citewise.evaluation import evaluate_run, load_beir
 from citewise.storage.migrate import copy_store
 from citewise.workspace import init_workspace
+from retrieval_quality import mode_run
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATASETS = {"scifact": "train", "cisi": "test"}
-DEPTH = 100
 
 
 def main() -> None:
@@ -130,12 +130,7 @@ def quality(directory: Path, name: str, data) -> dict:
     rows = {}
     with Workspace.open(directory) as ws:
         for mode in ("bm25", "dense", "hybrid"):
-            times, run = [], {}
-            for qid, text in data.queries.items():
-                started = time.perf_counter()
-                hits = ws.search(text, DEPTH, [name], mode)
-                times.append(time.perf_counter() - started)
-                run[qid] = document_run(hits)
+            run, times = mode_run(ws, name, data, mode)
             ndcg = evaluate_run(data.qrels, run)["mean"]["nDCG@10"]
             rows[mode] = {"ndcg@10": round(ndcg, 4), **latency_ms([t * 1000 for t in times])}
     return rows
