@@ -79,13 +79,13 @@ def _stored_document(
     target = workspace.store.collection(collection)
     if target is None:
         return None
-    sources = workspace.store.sources(target.id)
     candidates = [source]
     if not source.startswith(("http://", "https://")):
         candidates.append(str(Path(source).expanduser().resolve()))
     for candidate in candidates:
-        if candidate in sources:
-            return sources[candidate], candidate, collection
+        state = workspace.store.document_state(target.id, candidate)
+        if state is not None:
+            return state.id, candidate, collection
     if source.isdigit():
         record = workspace.store.document(target.id, int(source))
         if record is not None:

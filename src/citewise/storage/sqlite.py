@@ -371,17 +371,9 @@ class SqliteStore(SqlStore):
         return ids, matrix
 
     def _vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
-        found: dict[int, bytes] = {}
-        for start in range(0, len(chunk_ids), 900):
-            part = list(chunk_ids[start : start + 900])
-            marks = ",".join("?" * len(part))
-            found.update(
-                self.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part)
-            )
+        found = self.chunk_vectors(chunk_ids)
         return (
-            np.stack([np.frombuffer(found[i], dtype=np.float32) for i in chunk_ids])
-            if chunk_ids
-            else np.zeros((0, 0), np.float32)
+            np.stack([found[i] for i in chunk_ids]) if chunk_ids else np.zeros((0, 0), np.float32)
         )
 
     def native_vector_search(self, ann_threshold: int) -> VectorSearch | None:
