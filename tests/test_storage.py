@@ -168,6 +168,36 @@ def test_a_failed_write_leaves_the_previous_version_whole(open_workspace, tmp_pa
     assert ws.store.integrity_problems() == []
 
 
+def test_many_documents_in_one_transaction_and_a_failed_one_among_them(
+    open_workspace,
+) -> None:
+    """Bulk writers (``migrate``, the benchmarks) put many documents in one transaction;
+    one that fails inside it is rolled back alone, its counts with it."""
+    from citewise.documents import Chunk, Document
+
+    ws = open_workspace()
+    collection = ws.collection()
+    vector = np.eye(1, 384, dtype=np.float32)
+
+    def document(n: int) -> Document:
+        return Document(f"bulk:{n}", f"title {n}", f"rotating keys number {n}", [], f"h{n}")
+
+    with ws.store.transaction():
+        for n in range(12):
+            ws.store.replace_document(collection.id, document(n),
+                                      [Chunk(0, 0, 20, "rotating keys", 3)], vector)  # fmt: skip
+        with pytest.raises(ValueError):  # two chunks, one vector: fails half way through
+            ws.store.replace_document(collection.id, document(99),
+                                      [Chunk(0, 0, 5, "a", 1), Chunk(1, 5, 9, "b", 1)], vector)  # fmt: skip
+        ws.store.replace_document(collection.id, document(0),  # replaced in the same transaction
+                                  [Chunk(0, 0, 20, "rotating keys", 3)], vector)  # fmt: skip
+    assert ws.store.counts(collection.id)[:2] == (12, 12)
+    assert "bulk:99" not in ws.store.sources(collection.id)
+    assert ws.store.collection(collection.name).generation == 13  # one per successful write
+    assert len(ws.search("rotating keys", 20, mode="bm25")) == 12
+    assert ws.store.integrity_problems() == []
+
+
 def test_concurrent_writers_from_many_threads(open_workspace, tmp_path) -> None:
     folders = []
     for n in range(4):

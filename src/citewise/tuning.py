@@ -363,6 +363,7 @@ class EmbedderReport:
     seconds: float
     saved: bool
     embedder: str  # the saved model's spec ("" when nothing was saved)
+    held_out_fold: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -371,11 +372,15 @@ class EmbedderReport:
 def tune_embedder(
     workspace: Any, labels: Labels, collection: str, epochs: int = 3, dry_run: bool = False,
     progress: Callable[[str, int, int], None] | None = None, seed: int = 0,
+    held_out_fold: int = 0,
 ) -> EmbedderReport:  # fmt: skip
     """Fine-tune the embedder on four folds of the labels and measure it on the fifth
-    against the current one (the collection untouched: the held-out fold is searched with
-    vectors computed in memory). When it helps and this is no dry run, train on every
-    label, re-embed the collection with the result and save it as its embedder."""
+    (``held_out_fold``) against the current one (the collection untouched: the held-out
+    fold is searched with vectors computed in memory). When it helps and this is no dry
+    run, train on every label, re-embed the collection with the result and save it as its
+    embedder. One fold keeps the cost to one training run; a benchmark measures all five."""
+    if not 0 <= held_out_fold < 5:
+        raise CitewiseError(f"held_out_fold is one of 0-4, not {held_out_fold}")
     from .finetune import finetune_embedder, training_triples
 
     started = time.perf_counter()
@@ -385,8 +390,8 @@ def tune_embedder(
         raise CitewiseError(f"fine-tuning needs at least {5 * MIN_QUERIES_PER_FOLD} labelled "
                             f"queries in {collection!r}; found {len(queries)}")  # fmt: skip
     assignment = _folds(list(queries), 5, seed)
-    held = {q: t for q, t in queries.items() if assignment[q] == 0}
-    train = {q: t for q, t in queries.items() if assignment[q] != 0}
+    held = {q: t for q, t in queries.items() if assignment[q] == held_out_fold}
+    train = {q: t for q, t in queries.items() if assignment[q] != held_out_fold}
     retriever: Retriever = workspace.retriever()
     settings = retriever.settings_of([target])
 
@@ -413,7 +418,8 @@ def tune_embedder(
         )
         saved, spec = True, final.spec
     return EmbedderReport(collection, len(held), len(triples), current[0], tuned[0],
-                          current[1], tuned[1], time.perf_counter() - started, saved, spec)  # fmt: skip
+                          current[1], tuned[1], time.perf_counter() - started, saved, spec,
+                          held_out_fold)  # fmt: skip
 
 
 def _held_out_scores(workspace: Any, retriever: Retriever, target: Collection,

@@ -224,8 +224,15 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        if self.db.in_transaction:  # nested: the outer transaction commits
-            yield self.db
+        if self.db.in_transaction:  # nested: a savepoint; the outer transaction commits
+            self.db.execute("SAVEPOINT nested")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO nested")
+                self.db.execute("RELEASE nested")
+                raise
+            self.db.execute("RELEASE nested")
             return
         self.db.execute("BEGIN IMMEDIATE")
         try:
