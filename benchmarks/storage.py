@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--parts", nargs="*", default=["quality", "replicas", "scale"],
                         help="Which parts to run (a partial run merges into --json).")  # fmt: skip
+    parser.add_argument("--backends", nargs="*", default=["sqlite", "postgresql"],
+                        help="Which backends the scale part grows (merged into --json).")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict = {"quality": {}, "writes": {}, "scale": {}}
@@ -80,7 +82,9 @@ def main() -> None:
             print(json.dumps({"replicas": results["replicas"]}, indent=1))
         if "scale" in args.parts:
             for size in args.sizes:
-                results["scale"][str(size)] = scale(seed, admin, Path(tmp), size)
+                results["scale"][str(size)] = results["scale"].get(str(size), {}) | scale(
+                    seed, admin, Path(tmp), size, args.backends
+                )
                 print(json.dumps({size: results["scale"][str(size)]}, indent=1))
                 if args.json:  # a long run keeps what it measured so far
                     args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -166,7 +170,7 @@ def copy_rates(sqlite_ws: Path, pg_ws: Path, copy_ws: Path) -> dict:
 # -- scale --------------------------------------------------------------------------------
 
 
-def scale(seed_ws: Path, admin: str, tmp: Path, size: int) -> dict:
+def scale(seed_ws: Path, admin: str, tmp: Path, size: int, backends: list[str]) -> dict:
     """Both backends grown to ``size`` chunks with the same copies; hybrid p50 / p95."""
     rng = np.random.default_rng(0)
     with Workspace.open(seed_ws) as seed:
@@ -175,7 +179,7 @@ def scale(seed_ws: Path, admin: str, tmp: Path, size: int) -> dict:
         ]
         queries = [q for _, q in list(load_beir(SHARED / "scifact", "train").queries.items())[:200]]
     out = {}
-    for backend in ("sqlite", "postgresql"):
+    for backend in backends:
         directory = tmp / f"scale-{backend}-{size}"
         store = new_database(admin, f"scale{size}") if backend == "postgresql" else ""
         init_workspace(directory, store=store)

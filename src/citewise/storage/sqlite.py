@@ -185,6 +185,13 @@ def _m006_vector_changes(db: sqlite3.Connection) -> None:
     )
 
 
+def _m007_metadata_index(db: sqlite3.Connection) -> None:
+    # Metadata filters read each document's metadata. In the table that means walking past
+    # its text (overflow pages) row by row: 1.7 s at a million documents. This index holds
+    # the metadata beside the id, so the filter reads the index alone.
+    db.execute("CREATE INDEX documents_metadata ON documents(collection_id, metadata)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
@@ -192,6 +199,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m004_collection_settings,
     _m005_jobs,
     _m006_vector_changes,
+    _m007_metadata_index,
 ]
 # Changes kept per collection; a derived index further behind than this rebuilds.
 KEPT_VECTOR_CHANGES = 200_000
