@@ -6,7 +6,8 @@ The recordings are synthesised with espeak-ng (American voice, 140 words a minut
 known texts — so the reference transcript is exact — and put together with silences
 between paragraphs, as a meeting has, then encoded as MP3 by ffmpeg. Each is transcribed
 by citewise's recording parser (faster-whisper, int8, VAD) in a fresh process, so peak
-memory (VmHWM) is that transcription's own. WER is computed with jiwer on lower-cased
+memory (VmHWM) is that transcription's own, with greedy decoding and with 5 beams (the
+default). WER is computed with jiwer on lower-cased
 words without punctuation; numbers the speech spells out ("twelve") are compared as the
 model writes them, so digits count as errors where it writes "12" — the figure is an
 upper bound.
@@ -46,6 +47,7 @@ SCRIPTS = {
     ],
 }
 SILENCE_SECONDS = 4.0
+BEAMS = (1, 5)  # greedy, and the parser's default (CITEWISE_WHISPER_BEAM)
 
 
 def main() -> None:
@@ -56,16 +58,18 @@ def main() -> None:
     if args.one:
         transcribe_one(args.one)
         return
-    results = {}
+    results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, paragraphs in SCRIPTS.items():
             recording, seconds = synthesise(paragraphs, Path(tmp), name)
-            measured = measure(recording)
-            wer = word_error_rate(" ".join(paragraphs), measured.pop("text"))
-            results[name] = {"audio_seconds": round(seconds, 1), "wer": round(wer, 3),
-                             **measured, "rtf": round(measured["seconds"] / seconds, 3)}  # fmt: skip
-            print(f"{name:24s} WER {wer:.3f}  real-time factor {results[name]['rtf']:.3f}  "
-                  f"peak {measured['peak_mb']} MB", flush=True)  # fmt: skip
+            for beam in BEAMS:  # the default beside greedy decoding, on the same recording
+                measured = measure(recording, beam)
+                wer = word_error_rate(" ".join(paragraphs), measured.pop("text"))
+                row = {"audio_seconds": round(seconds, 1), "wer": round(wer, 3), **measured,
+                       "rtf": round(measured["seconds"] / seconds, 3)}  # fmt: skip
+                results[f"{name}, beam {beam}"] = row
+                print(f"{name:16s} beam {beam}  WER {wer:.3f}  real-time factor "
+                      f"{row['rtf']:.3f}  peak {row['peak_mb']} MB", flush=True)  # fmt: skip
     results["machine"] = {"cpus": os.cpu_count(), "model": "faster-whisper tiny.en int8 (packaged)"}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -97,10 +101,11 @@ def _wav_seconds(path: Path) -> float:
         return handle.getnframes() / handle.getframerate()
 
 
-def measure(recording: Path) -> dict:
+def measure(recording: Path, beam: int) -> dict:
     """Transcribe in a fresh process: its time (model load excluded) and peak memory."""
+    environment = os.environ | {"CITEWISE_WHISPER_BEAM": str(beam)}
     done = subprocess.run([sys.executable, __file__, "--one", str(recording)],
-                          check=True, capture_output=True, text=True)  # fmt: skip
+                          check=True, capture_output=True, text=True, env=environment)  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -81,7 +81,12 @@ def test_a_recording_is_searchable_and_cited_to_the_second(recordings, tmp_path,
         top = hits[0]
         assert Path(top.source).name == name
         said = re.sub(r"^\[[\d:]+\]\s*", "", top.text)
-        assert word_error_rate(SECOND, said) <= 0.35, said
+        # int8 kernels differ by CPU (AVX2, VNNI, AMX) and so does what tiny.en hears in
+        # synthetic speech: "finance team" came out as "fine and steam" or "phi-land steam"
+        # on some, three or four of the ten words. The sentence's facts must survive;
+        # transcription quality itself is measured by benchmarks/speech.py.
+        assert word_error_rate(SECOND, said) <= 0.5, said
+        assert re.search(r"approved by .* within three days", said, re.IGNORECASE), said
         start, end = time_range(top)
         assert top.seconds == (start, end)
         spoken_start, spoken_end = recordings["timing"]["second"]

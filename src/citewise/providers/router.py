@@ -24,12 +24,14 @@ and the ledger (``ledger.py``) records one row per attempt.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import queue
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -574,6 +576,20 @@ class _RepeatGuard:
         return "" if self.sent.startswith(self.buffer.lstrip()) else self.buffer
 
 
+# Model workers still running. A reader that leaves early stops its worker at the next event,
+# but not at once; a process that then exits tore llama.cpp's buffers down under a worker
+# still decoding and crashed (SIGSEGV in `citewise ask`, 1 exit in 12 on an AMX Xeon).
+_workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+EXIT_WAIT_SECONDS = 10.0  # a local model stops within a token; a hung remote one is let go
+
+
+@atexit.register
+def _wait_for_model_workers() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    for worker in list(_workers):
+        worker.join(timeout=max(deadline - time.monotonic(), 0.0))
+
+
 def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s: float,
             target: str) -> Iterator[Event]:  # fmt: skip
     """``events`` read in a worker thread, so the time to the first event, between events
@@ -606,6 +622,7 @@ def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s
                 close()
 
     worker = threading.Thread(target=pump, name=f"citewise-model-{target}", daemon=True)
+    _workers.add(worker)
     worker.start()
     started = time.monotonic()
     seen = False
