@@ -32,6 +32,7 @@ import numpy as np
 
 from _stats import latency_ms
 from citewise import Workspace
+from citewise.cpu import cpu_summary
 from citewise.documents import Chunk, Document
 from citewise.embedders.base import normalize
 from citewise.evaluation import evaluate_run, load_beir
@@ -192,7 +193,9 @@ def scale(seed_ws: Path, admin: str, tmp: Path, size: int, backends: list[str]) 
             chunks = grow(ws, collection.id, originals, size, rng, batch)
             write_s = time.perf_counter() - started
             ws.refresh_indexes("scale")
-            out[backend] = {"chunks": chunks, "write_chunks_per_s": round(chunks / write_s, 1),
+            # Backends grown in separate runs are compared only when this matches.
+            out[backend] = {"cpu": cpu_summary(), "date": time.strftime("%Y-%m-%d"),
+                            "chunks": chunks, "write_chunks_per_s": round(chunks / write_s, 1),
                             "documents_per_transaction": batch,
                             "hybrid": measure(ws, queries, None),
                             "hybrid, 10% filter": measure(ws, queries, {"shard": 3})}  # fmt: skip
