@@ -311,3 +311,17 @@ def test_the_cli_reports_minutes_transcribed_and_the_real_time_factor(recordings
     assert cited, asked.stdout
     second = int(cited.group(2)) * 3600 + int(cited.group(3)) * 60 + int(cited.group(4))
     assert abs(second - recordings["timing"]["second"][0]) <= TOLERANCE_SECONDS + 1, asked.stdout
+
+
+def test_the_beam_width_comes_from_the_environment_and_is_checked(monkeypatch) -> None:
+    from citewise.errors import ParseError
+    from citewise.parsers.audio import DEFAULT_BEAM, beam_size
+
+    monkeypatch.delenv("CITEWISE_WHISPER_BEAM", raising=False)
+    assert beam_size() == DEFAULT_BEAM == 5
+    monkeypatch.setenv("CITEWISE_WHISPER_BEAM", "1")
+    assert beam_size() == 1
+    for bad in ("0", "-2", "wide"):
+        monkeypatch.setenv("CITEWISE_WHISPER_BEAM", bad)
+        with pytest.raises(ParseError, match="CITEWISE_WHISPER_BEAM"):
+            beam_size()
