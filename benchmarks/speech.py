@@ -7,10 +7,9 @@ known texts — so the reference transcript is exact — and put together with s
 between paragraphs, as a meeting has, then encoded as MP3 by ffmpeg. Each is transcribed
 by citewise's recording parser (faster-whisper, int8, VAD) in a fresh process, so peak
 memory (VmHWM) is that transcription's own, with greedy decoding and with 5 beams (the
-default). WER is computed with jiwer on lower-cased
-words without punctuation; numbers the speech spells out ("twelve") are compared as the
-model writes them, so digits count as errors where it writes "12" — the figure is an
-upper bound.
+default). WER is computed with jiwer on lower-cased words without punctuation; numbers the
+speech spells out ("twelve") are compared as the model writes them, so digits count as
+errors where it writes "12" — the figure is an upper bound.
 """
 
 from __future__ import annotations

