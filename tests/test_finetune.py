@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from citewise import Workspace
+from citewise.embedders.onnx import OnnxEmbedder
 from citewise.evaluation import load_labelled_queries
 from citewise.tuning import reset, tune_embedder
 
@@ -73,6 +74,16 @@ def test_finetuned_model_exports_loads_and_serves_the_collection(catalogue, tmp_
     # A different model, still the same kind of model: close to where it started.
     agreement = (embedder.embed(texts) * base.embed(texts)).sum(axis=1)
     assert np.all(agreement < 0.9999) and np.all(agreement > 0.5)
+    # The export was traced on one unpadded sentence; the float model (what runs when the
+    # int8 build fails) pads batches, so the traced graph must still honour the mask.
+    float_model = OnnxEmbedder(model.spec, int8=False, description=embedder.description,
+                               files=(model.folder / "model.onnx",
+                                      model.folder / "tokenizer.json"))  # fmt: skip
+    mixed = ["short", *texts]  # padded to the longest text in one run
+    batched = float_model.embed_batch(mixed)
+    alone = np.concatenate([float_model.embed_batch([t]) for t in mixed])
+    assert not float_model.int8
+    np.testing.assert_allclose(batched, alone, atol=1e-4)
     # Served as the collection's embedder: its labelled queries now find their parts.
     ws.reindex("default", model.spec)
     from citewise.retrieval import RetrievalSettings
