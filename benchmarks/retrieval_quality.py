@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ import bm25s
 import Stemmer
 
 from citewise import Workspace
+from citewise.cpu import cpu_name
 from citewise.evaluation import MEASURES, BeirDataset, document_run, evaluate_run, load_beir
 from citewise.index.sparse import SparseIndex
 from citewise.keywords import _WORD, STOPWORDS
@@ -58,7 +60,8 @@ def main() -> None:
         results[name] = measure(name, root, split, args.workspaces / f"citewise-bench-{name}")
     summarise(results)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        measured = f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {cpu_name()}"
+        args.json.write_text(json.dumps(results | {"measured": measured}, indent=2) + "\n")
 
 
 def measure(name: str, root: Path, split: str, workspace: Path) -> dict:
