@@ -41,6 +41,7 @@ from citewise.tuning import tune
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATASETS = {"scifact": "train", "cisi": "test"}
 DEPTH = 100
+SCIFACT_TARGET = 0.74
 Run = dict[str, dict[str, float]]
 
 
@@ -324,6 +325,8 @@ def summarise(results: dict[str, dict]) -> None:
             "bm25 within 0.01 of bm25s": abs(bm25 - reference) <= 0.01,
             "hybrid >= max(bm25, dense)": hybrid >= best_single,
         }
+        if name == "scifact":  # the default's own target (issue 15), not reached: README
+            targets[f"hybrid >= {SCIFACT_TARGET}"] = hybrid >= SCIFACT_TARGET
         rows["targets"] = targets
         print(f"targets: {targets}")
 
