@@ -128,6 +128,9 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     from citewise import Workspace
+    # Ctrl-C as a terminal delivers it: a shell that starts the test run in the background
+    # leaves SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ws = Workspace.open(sys.argv[1])
     def on_progress(event):
         if event.done == int(sys.argv[3]):
