@@ -10,6 +10,7 @@ For each dataset, in one run on one machine:
   keyword side is FTS5 (collections below ``sparse_threshold``); the bm25s index that
   serves bigger collections is built here on the same chunks and measured too;
 * **fusion**: rrf, convex 0.5 and adaptive (the default) on the same candidate lists;
+* **tried**: changes to the default fusion measured toward SciFact's 0.74, not adopted;
 * **causes** of the keyword gap the issue reported, each changed alone and measured;
 * **tune**: ``citewise tune``'s cross-validated before/after (5 folds, nothing saved).
 
