@@ -117,6 +117,44 @@ def test_metadata_filters_compare_values_as_json(open_workspace, tmp_path) -> No
     assert not ws.search("rotate keys", 3, mode="bm25", where={"source": "/nowhere/*"})
 
 
+def test_metadata_filters_match_equal_values_only(open_workspace) -> None:
+    """A filter keeps the documents whose value at the key equals the one asked for (a
+    number is not its string, a list holding the value is not the value), the same on
+    SQLite's json_extract and PostgreSQL's indexed JSON containment."""
+    from citewise.documents import Chunk, Document
+
+    ws = open_workspace()
+    collection = ws.collection()
+    metadata = {
+        "a": {"team": "billing", "shard": 3, "tags": ["x", "y"], "owner": {"name": "ann"}},
+        "b": {"team": "billing", "shard": "3", "tags": "x", "owner": {"name": "bob"}},
+        "c": {"team": "support", "shard": 4, "owner": "ann"},
+    }
+    for name, values in metadata.items():
+        document = Document(f"doc:{name}", name, "rotating keys", [], f"h{name}", values)
+        ws.store.replace_document(collection.id, document, [Chunk(0, 0, 13, "rotating keys", 2)],
+                                  np.eye(1, 384, dtype=np.float32))  # fmt: skip
+    sources = {ids[0]: s for s, ids in ((s, ws.store.document_chunk_ids(d)) for s, d in
+                                        ws.store.sources(collection.id).items())}  # fmt: skip
+
+    def matching(where: dict) -> set[str]:
+        found = ws.store.filtered_chunk_ids(collection.id, where).tolist()
+        return {sources[c].removeprefix("doc:") for c in found}
+
+    assert matching({"team": "billing"}) == {"a", "b"}
+    assert matching({"shard": 3}) == {"a"}
+    assert matching({"shard": "3"}) == {"b"}
+    assert matching({"tags": "x"}) == {"b"}  # a's list holds "x" but is not "x"
+    assert matching({"owner.name": "ann"}) == {"a"}  # c's owner is "ann" itself, not nested
+    assert matching({"team": "billing", "shard": 3}) == {"a"}
+    assert matching({"team": "nobody"}) == set()
+    hits = ws.search("rotating keys", 5, mode="bm25", where={"owner.name": "bob"})
+    assert [h.source for h in hits] == ["doc:b"]
+    for value in ({"name": "ann"}, ["x", "y"], None):  # named, never a driver's error
+        with pytest.raises(InvalidInput, match="the value must be a string, number or boolean"):
+            ws.search("rotating keys", 5, where={"owner": value})
+
+
 def test_keys_runs_feedback_and_collection_settings(open_workspace) -> None:
     ws = open_workspace()
     key, _ = create_key(ws.store, "alice", ["docs"], ["ask"], rpm=60)

@@ -516,6 +516,11 @@ class SqlStore:
         for key, value in where.items():
             if not key.replace("_", "").replace(".", "").isalnum():
                 raise InvalidInput(f"invalid metadata filter key {key!r}", param="where")
+            if not isinstance(value, str | int | float | bool):
+                raise InvalidInput(
+                    f"metadata filter {key!r}: the value must be a string, number or boolean, "
+                    f"not {type(value).__name__}", param="where",
+                )  # fmt: skip
             if key == "source":
                 clauses.append(f" AND {self._source_condition()}")
                 params.append(self._source_parameter(value))
