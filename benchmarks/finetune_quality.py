@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
+from _stats import measured_on
 from citewise import Workspace
-from citewise.cpu import cpu_name
 from citewise.evaluation import load_beir
 from citewise.tuning import tune_embedder
 
@@ -48,9 +47,7 @@ def main() -> None:
     for fold in args.folds:
         report = tune_embedder(ws, (data.queries, data.qrels), args.collection, args.epochs,
                                dry_run=True, progress=_progress(), held_out_fold=fold)  # fmt: skip
-        results["folds"][str(fold)] = report.to_json() | {
-            "measured": f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {cpu_name()}"
-        }
+        results["folds"][str(fold)] = report.to_json() | {"measured": measured_on()}
         results |= _summary(results["folds"])
         print(json.dumps(results["folds"][str(fold)], indent=2), flush=True)
         if args.json:  # each fold is kept as soon as it is measured

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -31,12 +30,12 @@ from pathlib import Path
 import bm25s
 import Stemmer
 
+from _stats import measured_on
 from citewise import Workspace
-from citewise.cpu import cpu_name
 from citewise.evaluation import MEASURES, BeirDataset, document_run, evaluate_run, load_beir
 from citewise.index.sparse import SparseIndex
 from citewise.keywords import _WORD, STOPWORDS
-from citewise.retrieval import Candidates, RetrievalSettings, fuse
+from citewise.retrieval import Candidates, RetrievalSettings, fuse, with_document_support
 from citewise.tuning import tune
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -62,8 +61,7 @@ def main() -> None:
         results[name] = measure(name, root, split, args.workspaces / f"citewise-bench-{name}")
     summarise(results)
     if args.json:
-        measured = f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {cpu_name()}"
-        args.json.write_text(json.dumps(results | {"measured": measured}, indent=2) + "\n")
+        args.json.write_text(json.dumps(results | {"measured": measured_on()}, indent=2) + "\n")
 
 
 def measure(name: str, root: Path, split: str, workspace: Path) -> dict:
@@ -211,14 +209,7 @@ def attempt_rows(ws: Workspace, name: str, data: BeirDataset,
     def document_support(text: str) -> list[tuple[int, float]]:
         """A passage plus 0.3 times its document's next best passage."""
         ranked = retriever.rank(found[texts[text]], RetrievalSettings())
-        by_document: dict[int, list[float]] = {}
-        for r in ranked:
-            by_document.setdefault(documents[r.chunk_id], []).append(r.score)
-        boosted = []
-        for r in ranked:
-            others = [s for s in by_document[documents[r.chunk_id]] if s != r.score]
-            boosted.append((r.chunk_id, r.score + 0.3 * max(others, default=0.0)))
-        return sorted(boosted, key=lambda pair: -pair[1])
+        return [(r.chunk_id, r.score) for r in with_document_support(ranked, documents, 2, 0.3)]
 
     return {
         "tried: fusion per document": scored(data, chunk_run(ws, per_document, data)),

@@ -134,12 +134,10 @@ def test_metadata_filters_match_equal_values_only(open_workspace) -> None:
         document = Document(f"doc:{name}", name, "rotating keys", [], f"h{name}", values)
         ws.store.replace_document(collection.id, document, [Chunk(0, 0, 13, "rotating keys", 2)],
                                   np.eye(1, 384, dtype=np.float32))  # fmt: skip
-    sources = {ids[0]: s for s, ids in ((s, ws.store.document_chunk_ids(d)) for s, d in
-                                        ws.store.sources(collection.id).items())}  # fmt: skip
 
     def matching(where: dict) -> set[str]:
         found = ws.store.filtered_chunk_ids(collection.id, where).tolist()
-        return {sources[c].removeprefix("doc:") for c in found}
+        return {s.removeprefix("doc:") for s in ws.store.chunk_sources(found).values()}
 
     assert matching({"team": "billing"}) == {"a", "b"}
     assert matching({"shard": 3}) == {"a"}

@@ -288,11 +288,11 @@ def dense_share(
 
 
 def with_document_support(
-    ranked: list[Ranked], documents: dict[int, int], passages: int
+    ranked: list[Ranked], documents: dict[int, int], passages: int, weight: float = 1.0
 ) -> list[Ranked]:
-    """Each passage's score plus its document's next best ``passages - 1`` scores, so a
-    document that matches in several passages rises; passages keep their own order
-    within a document."""
+    """Each passage's score plus ``weight`` times its document's next best ``passages - 1``
+    scores, so a document that matches in several passages rises; passages keep their own
+    order within a document."""
     by_document: dict[int, list[float]] = {}
     for r in ranked:
         by_document.setdefault(documents.get(r.chunk_id, -r.chunk_id), []).append(r.score)
@@ -301,7 +301,7 @@ def with_document_support(
         scores = by_document[documents.get(r.chunk_id, -r.chunk_id)]
         others = list(scores)
         others.remove(r.score)
-        boosted.append(replace(r, score=r.score + sum(others[: passages - 1])))
+        boosted.append(replace(r, score=r.score + weight * sum(others[: passages - 1])))
     return sorted(boosted, key=lambda r: -r.score)
 
 
