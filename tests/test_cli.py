@@ -115,15 +115,37 @@ def test_doctor_checks_everything(tmp_path: Path) -> None:
     assert citewise("-w", str(ws), "ingest", str(tmp_path / "guide.md")).returncode == 0
     result = citewise("-w", str(ws), "doctor")
     assert result.returncode == 0, result.stdout
-    lines = [line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("✓")]
-    assert lines[:3] == ["✓ workspace", "✓ embedder all-MiniLM-L6-v2", "✓ collection default"]
-    assert lines[4] == "✓ chat provider local" and len(lines) == 5
+    lines = [line.split(": ")[0] for line in result.stdout.splitlines() if line.startswith("✓")]
+    assert lines[:4] == ["✓ workspace", "✓ embedder all-MiniLM-L6-v2", "✓ collection default",
+                         "✓ usage ledger"]  # fmt: skip
+    assert lines[5] == "✓ chat model local:smollm2-135m" and len(lines) == 6
     # llama.cpp generated in a child process before the model was loaded in this one.
     assert re.search(
         r"✓ llama\.cpp on .+: generates \d+ tokens/s in a child process", result.stdout
     )
     broken = citewise("-w", str(ws), "doctor", "--provider", "openai", env={"OPENAI_API_KEY": ""})
-    assert broken.returncode == 1 and "✗ chat provider openai: No key found" in broken.stdout
+    assert broken.returncode == 1 and "✗ chat model openai:" in broken.stdout
+    assert "No key found" in broken.stdout
+
+
+@pytest.mark.slow
+def test_doctor_checks_redis_and_every_target_of_a_chain(tmp_path: Path) -> None:
+    from citewise.config import set_config_value
+    from conftest import free_port
+
+    ws = tmp_path / "ws"
+    assert citewise("-w", str(ws), "init").returncode == 0
+    # "default" names a chain: its targets are checked, not a local model called "default".
+    set_config_value(ws / "citewise.toml", "model", "default")
+    set_config_value(ws / "citewise.toml", "redis_url", f"redis://127.0.0.1:{free_port()}/0")
+    with (ws / "citewise.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[models.default]\nchain = ["local:smollm2-135m", "openai:gpt-4o-mini"]\n')
+    result = citewise("-w", str(ws), "doctor", env={"OPENAI_API_KEY": ""})
+    assert result.returncode == 1
+    assert "unknown local model" not in result.stdout + result.stderr
+    assert "✓ chat model local:smollm2-135m" in result.stdout
+    assert "✗ chat model openai:gpt-4o-mini" in result.stdout  # the fallback is checked too
+    assert re.search(r"✗ rate limits \(Redis\): Redis cannot be reached", result.stdout)
 
 
 def test_errors_are_one_line_without_traceback(cli_workspace, tmp_path: Path) -> None:

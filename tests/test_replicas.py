@@ -49,20 +49,23 @@ class Cluster:
         return made.stdout.strip()
 
 
-def start_replica(workspace: Path) -> Replica:
+def start_replica(workspace: Path, admin_key: str) -> Replica:
     port = free_port()
-    process = subprocess.Popen(
-        [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "CITEWISE_JOB_LEASE_SECONDS": str(LEASE_SECONDS)},
-    )  # fmt: skip
+    # The log goes to a file: a pipe nobody reads fills up and blocks the server.
+    log = workspace.parent / f"replica-{port}.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+            env={**__import__("os").environ, "CITEWISE_JOB_LEASE_SECONDS": str(LEASE_SECONDS)},
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
-        assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+        assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "a replica never became ready"
         try:
-            ready = httpx.get(url + "/readyz", timeout=5)
+            ready = httpx.get(url + "/readyz", timeout=5, headers=auth(admin_key))
             if ready.status_code == 200:
                 return Replica(url, process, ready.json()["replica"])
         except httpx.TransportError:
@@ -81,7 +84,7 @@ def cluster(
         ws.ingest([write_corpus(root / "corpus")])
     made = Cluster(workspace, [])
     made.keys["admin"] = made.key("admin", "--scopes", "ask,ingest,admin")  # auth on from the start
-    made.replicas = [start_replica(workspace) for _ in range(3)]
+    made.replicas = [start_replica(workspace, made.keys["admin"]) for _ in range(3)]
     yield made
     for replica in made.replicas:
         replica.process.send_signal(signal.SIGINT)
@@ -94,13 +97,21 @@ def auth(key: str) -> dict[str, str]:
 
 
 def test_every_replica_reports_the_shared_store_and_redis(cluster: Cluster) -> None:
-    states = [httpx.get(r.url + "/readyz").json() for r in cluster.replicas]
-    assert {s["rate_limits"] for s in states} == {"redis"}
+    admin = auth(cluster.keys["admin"])
+    states = [httpx.get(r.url + "/readyz", headers=admin).json() for r in cluster.replicas]
+    assert {s["details"]["rate_limits"] for s in states} == {"redis"}
     from citewise.storage.postgres import _MIGRATIONS
 
     # Every replica reports the store's schema version: the newest migration, once.
-    assert {s["store"] for s in states} == {_MIGRATIONS[-1][0]}
+    assert {s["details"]["store"] for s in states} == {_MIGRATIONS[-1][0]}
     assert len({s["replica"] for s in states}) == 3
+    # Without a key: statuses only — no versions, backends or replica names.
+    public = httpx.get(cluster.replicas[0].url + "/readyz").json()
+    assert public == {
+        "status": "ready",
+        "auth": True,
+        "components": {"store": "ok", "ledger": "ok", "rate_limits": "ok", "model": "ok"},
+    }
 
 
 def test_a_rate_limit_holds_across_replicas(cluster: Cluster) -> None:
@@ -177,7 +188,7 @@ def test_an_upload_to_one_replica_is_searchable_from_another(cluster: Cluster) -
 
 def test_a_job_whose_replica_is_killed_is_taken_over(cluster: Cluster, tmp_path: Path) -> None:
     admin = auth(cluster.keys["admin"])
-    doomed = start_replica(cluster.workspace)
+    doomed = start_replica(cluster.workspace, cluster.keys["admin"])
     files = [("files", (f"memo{n:03d}.md", f"# Memo {n}\n\n" + f"Memo {n} says budget line {n}. " * 60))
              for n in range(150)]  # fmt: skip
     posted = httpx.post(doomed.url + "/v1/collections/default/documents", files=files, headers=admin,

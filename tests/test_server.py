@@ -55,7 +55,9 @@ def test_models_lists_the_assistant_and_the_embedder(client: openai.OpenAI) -> N
     assert ids == ["citewise", "all-MiniLM-L6-v2"]
 
 
-def test_chat_completion_answers_with_citations(client: openai.OpenAI) -> None:
+def test_chat_completion_answers_with_citations(
+    client: openai.OpenAI, ingested_template: Path
+) -> None:
     response = client.chat.completions.create(
         model="citewise", messages=[{"role": "user", "content": QUESTION}]
     )
@@ -67,10 +69,10 @@ def test_chat_completion_answers_with_citations(client: openai.OpenAI) -> None:
     assert citations, "a grounded answer lists what it cites"
     first = citations[0]
     assert first["title"] == "Deployment guide"
-    assert first["source"].endswith("guide.md")
+    assert first["source"] == "guide.md"  # relative to the folder ingested, not a server path
     assert first["heading_path"] == ["Deployment guide", "Rotating API keys"]
     assert "keyctl rotate --all" in first["quote"]
-    document = Path(first["source"]).read_text(encoding="utf-8")
+    document = (ingested_template / "corpus" / first["source"]).read_text(encoding="utf-8")
     assert document[first["quote_start"] : first["quote_end"]] == first["quote"]
     assert response.usage.prompt_tokens > 50
     assert response.usage.completion_tokens > 0
@@ -175,10 +177,11 @@ def test_error_shapes_follow_openai(client: openai.OpenAI, server: LiveServer) -
         client.embeddings.create(model="text-embedding-3-small", input="x")
     malformed = httpx.post(server.url + "/v1/chat/completions", headers=auth(server) | {
         "content-type": "application/json"}, content=b'{"model": "citewise", "messages": [')  # fmt: skip
-    assert malformed.status_code == 422
+    assert malformed.status_code == 400  # unreadable, like a body that is not UTF-8
     error = malformed.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert "JSON" in error["message"]
+    assert "JSON" in error["message"] and error["code"] == "invalid_json"
+    assert error["param"] is None  # no field is at fault (it was the byte offset)
     wrong_type = httpx.post(server.url + "/v1/search", headers=auth(server),
                             json={"query": "keys", "k": "many"})  # fmt: skip
     assert wrong_type.status_code == 422 and "k:" in wrong_type.json()["error"]["message"]

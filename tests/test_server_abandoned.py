@@ -42,11 +42,11 @@ def client(server: LiveServer, **options: float) -> openai.OpenAI:
 
 
 def seconds_until_the_model_is_free(server: LiveServer, limit: float = 120.0) -> float:
-    lock = server.workspace.chat_model().primary._lock  # the local model behind the router
+    turns = server.workspace.chat_model().primary._turns  # the local model behind the router
     started = time.monotonic()
-    while lock.locked() and time.monotonic() - started < limit:
+    while turns.busy() and time.monotonic() - started < limit:
         time.sleep(0.05)
-    assert not lock.locked(), f"the model was still busy after {limit:.0f} s"
+    assert not turns.busy(), f"the model was still busy after {limit:.0f} s"
     return time.monotonic() - started
 
 

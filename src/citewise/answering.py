@@ -248,7 +248,11 @@ class AnswerStream:
             usage = Usage(self.prompt.prompt_tokens if called else 0,
                           self.model.count_tokens(generated) if generated else 0,
                           estimated=called)  # fmt: skip
-            model, reason, target, attempts = self.model.model_id, "stop", "", []
+            model, reason = self.model.model_id, "stop"
+            # A routed call stopped by the checks still ran: its attempts (the last one
+            # "cancelled") are on the closed response, as the ledger recorded them.
+            attempts = list(getattr(self._response, "attempts", None) or [])
+            target = attempts[-1].target if attempts else ""
         return Answer(self.question, text, citations, list(self.prompt.hits), self.prompt.budget,
                       usage, model, refused=refused, warnings=warnings, extractive=extractive,
                       finish_reason=reason, target=target, attempts=attempts)  # fmt: skip

@@ -125,6 +125,13 @@ SETTINGS: tuple[Setting, ...] = (
         "password from REDIS_PASSWORD, never in the URL); empty: limits per process.",
     ),
     Setting(
+        "rate_limit_outage",
+        "closed",
+        "What keys with rate limits get while Redis (redis_url) cannot be reached: closed "
+        "(refused with 503 and Retry-After) or open (served unlimited, logged and counted "
+        "in citewise_dependency_unavailable_total).",
+    ),
+    Setting(
         "cors_origins",
         "",
         "Comma-separated origins whose browser apps may call the server's API "
@@ -161,6 +168,7 @@ class Settings:
     store: str
     ledger_url: str
     redis_url: str
+    rate_limit_outage: str
     cors_origins: str
 
     @classmethod
@@ -199,6 +207,12 @@ class Settings:
             check_database_url(self.ledger_url, "ledger_url", ("postgresql", "postgres"))
         if self.redis_url:
             check_database_url(self.redis_url, "redis_url", ("redis", "rediss", "unix"))
+        if self.base_url:
+            check_service_url(self.base_url, "base_url")
+        if self.rate_limit_outage not in ("closed", "open"):
+            raise ConfigError(
+                f"rate_limit_outage must be closed or open, not {self.rate_limit_outage!r}"
+            )
         if self.answer_tokens >= self.context_window:
             raise ConfigError("answer_tokens must be smaller than context_window")
 
@@ -207,17 +221,27 @@ class Settings:
 
 
 def check_database_url(url: str, setting: str, schemes: tuple[str, ...]) -> None:
-    """A database URL without a password: secrets stay out of the workspace's config."""
+    """A database URL without a password (nor any other credential, anywhere in it):
+    secrets stay out of the workspace's config and of everything citewise prints."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    if parts.scheme not in schemes:
+    from .secrets import POSTGRES_SECRETS, REDIS_SECRETS, check_no_secrets
+
+    check_no_secrets(url, setting, POSTGRES_SECRETS if "postgresql" in schemes else REDIS_SECRETS)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in schemes:
         raise ConfigError(f"{setting} must be a {schemes[0]}:// URL")
-    if parts.password:
-        where = "PGPASSWORD or a ~/.pgpass file" if schemes[0] == "postgresql" else "REDIS_PASSWORD"
-        raise ConfigError(
-            f"{setting} holds a password; keep it out of the URL and set {where} instead"
-        )
+
+
+def check_service_url(url: str, setting: str) -> None:
+    """An API server's URL (``base_url``) without a credential: keys come from
+    ``api_key_env`` or ``api_key_file``."""
+    from .secrets import API_SECRETS, check_no_secrets
+
+    check_no_secrets(url, setting, API_SECRETS)
 
 
 def env_var(name: str) -> str:
@@ -314,7 +338,7 @@ TARGET_OPTIONS: dict[str, type] = {
     "base_url": str, "api_key_env": str, "api_key_file": str, "context_window": int,
     "connect_timeout": float, "first_token_timeout": float,
     "first_token_per_1k_prompt": float, "gap_timeout": float, "total_timeout": float,
-    "max_retries": int, "input_price": float, "output_price": float,
+    "queue_timeout": float, "max_retries": int, "input_price": float, "output_price": float,
     "cached_input_price": float,
 }  # fmt: skip
 
@@ -358,6 +382,8 @@ def read_models(workspace: Path | None) -> tuple[dict[str, ModelAlias], dict[str
                 options[key] = TARGET_OPTIONS[key](raw)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{path}: targets.{spec}.{key} must be a number") from exc
+            if key == "base_url":
+                check_service_url(options[key], f"{path}: targets.{spec}.base_url")
         targets[spec] = options
     return aliases, targets
 

@@ -5,7 +5,9 @@
     ├── ConfigError            a setting is missing or invalid
     ├── WorkspaceError         the workspace is missing, locked or inconsistent
     │   ├── EmbedderMismatch   a collection was built with another embedder
-    │   └── LedgerUnavailable  the usage ledger cannot be written (the call is refused)
+    │   └── Unavailable        a shared dependency (store, ledger, rate limits) cannot
+    │       │                  be reached now: retry later (the server answers 503)
+    │       └── LedgerUnavailable  the usage ledger cannot be written (the call is refused)
     ├── ParseError             one input file could not be read (the ingest skips it)
     ├── ModelError             a model's files are missing or do not load
     ├── ProviderError          a chat or embedding provider failed (``kind`` says how)
@@ -45,8 +47,20 @@ class EmbedderMismatch(WorkspaceError):
     pass
 
 
-class LedgerUnavailable(WorkspaceError):
-    pass
+class Unavailable(WorkspaceError):
+    """A dependency other replicas share is down or unreachable: nothing the caller did
+    wrong, and retrying later will work. The message names the component, never its URL
+    or credentials (the driver's own message may carry both; it goes to the log only)."""
+
+    def __init__(self, component: str, message: str = "", retry_after: float = 5.0) -> None:
+        super().__init__(message or f"the {component} cannot be reached; retry shortly")
+        self.component = component  # store | ledger | rate_limits
+        self.retry_after = retry_after
+
+
+class LedgerUnavailable(Unavailable):
+    def __init__(self, message: str) -> None:
+        super().__init__("ledger", message)
 
 
 class ParseError(CitewiseError):

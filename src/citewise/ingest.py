@@ -52,15 +52,21 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class Progress:
-    """One item finished (``done`` of ``total``), for progress bars."""
+    """One item finished (``done`` of ``total``), for progress bars.
+
+    An added or updated item is stored with its batch: ``committed`` names the sources
+    whose documents the store holds since the event before (searchable now). The last
+    item's event names the last batch — except for a stream of unknown length, whose
+    last batch is reported by one more event, ``outcome`` "committed", naming no item."""
 
     done: int
     total: int | None  # None while a connector streams items of unknown number
     source: str
     chunks: int
     tokens: int
-    outcome: str  # added | updated | unchanged | failed | skipped
+    outcome: str  # added | updated | unchanged | failed | skipped (| committed)
     audio_seconds: float = 0.0  # the item's length when it was a recording, transcribed
+    committed: tuple[str, ...] = ()
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -115,6 +121,7 @@ class Ingestor:
         pending: list[_Pending] = []
         pending_since = time.monotonic()
         status = "interrupted"
+        done = 0
         try:
             for done, item in enumerate(items, start=1):
                 if not (isinstance(item, Skipped) and item.gone):
@@ -128,12 +135,18 @@ class Ingestor:
                     _audio_seconds(pending[-1].document) if outcome in ("added", "updated") else 0.0
                 )
                 report.audio_seconds += audio
-                if self._due(pending, pending_since):
-                    self._flush(pending, report)
+                # The last of a known number is stored before its event: that event
+                # then names every committed source (a stream's last batch gets its own).
+                last = total is not None and done == total
+                due = last or self._due(pending, pending_since)
+                committed = self._flush(pending, report) if due else []
                 if progress:
                     progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome,
-                                      audio))  # fmt: skip
-            self._flush(pending, report)
+                                      audio, tuple(committed)))  # fmt: skip
+            committed = self._flush(pending, report)
+            if progress and committed:
+                progress(Progress(done, total, "", 0, report.tokens, "committed",
+                                  committed=tuple(committed)))  # fmt: skip
             if delete_missing_under is not None:
                 roots = (
                     delete_missing_under()
@@ -207,9 +220,10 @@ class Ingestor:
             item.content_hash = hash_file(Path(item.source))
         return item.content_hash
 
-    def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
+    def _flush(self, pending: list[_Pending], report: IngestReport) -> list[str]:
+        """Embed and store what is pending; the sources stored."""
         if not pending:
-            return
+            return []
         texts = [
             embedding_text(p.document.title, c.heading_path, c.text)
             for p in pending
@@ -229,7 +243,9 @@ class Ingestor:
             report.added += not p.existing
             report.chunks += len(p.chunks)
             report.tokens += sum(c.n_tokens for c in p.chunks)
+        stored = [p.item.source for p in pending]
         pending.clear()
+        return stored
 
     def _delete_missing(self, seen: set[str], roots: list[str], failed: list[str]) -> int:
         """Delete what was not seen under ``roots`` — never what lies under a part that

@@ -112,6 +112,10 @@ class LedgerStore(Protocol):
 
     def budgets(self) -> list[BudgetRule]: ...
 
+    def ping(self) -> str:
+        """Raises when the ledger's database cannot be reached."""
+        ...
+
 
 def period_start(period: str, now: datetime) -> datetime:
     day = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -137,6 +141,9 @@ class Ledger:
         self.clock = clock
         # Called with each settled call's rows (the server's Prometheus counters).
         self.listeners: list[Callable[[Sequence[LedgerRow]], None]] = []
+
+    def ping(self) -> str:
+        return self.store.ping()
 
     def reserve(self, key: str, assistant: str, tokens: int, usd: float | None) -> Hold:
         """Hold the call's worst case against every budget that applies, or refuse it."""
@@ -164,8 +171,11 @@ class Ledger:
         except BudgetExceeded:
             raise
         except Exception as exc:  # fail closed: no ledger, no call
-            raise LedgerUnavailable(f"the usage ledger cannot be written, so the call is "
-                                 f"refused: {exc}") from exc  # fmt: skip
+            # The driver's message names hosts and users: the log has it, the caller not.
+            log.warning("the usage ledger cannot be written: %s", exc)
+            raise LedgerUnavailable(
+                "the usage ledger cannot be written, so the call is refused; retry shortly"
+            ) from exc
         if refused is not None:
             raise self._exceeded(refused, usd, now)
         for budget in soft:
@@ -188,7 +198,8 @@ class Ledger:
         try:
             self.store.settle([hold.id for hold in holds], rows)
         except Exception as exc:
-            raise LedgerUnavailable(f"the usage ledger could not record the call: {exc}") from exc
+            log.warning("the usage ledger could not record a call: %s", exc)
+            raise LedgerUnavailable("the usage ledger could not record the call") from exc
         for listener in self.listeners:
             listener(rows)
 

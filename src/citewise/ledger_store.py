@@ -72,6 +72,11 @@ class LedgerSql:
     def _sql(self, text: str) -> str:
         return text.replace("?", self.mark)
 
+    def ping(self) -> str:
+        """Raises when the ledger's database cannot be reached (readyz, doctor)."""
+        self._db().execute(f"SELECT COUNT(*) FROM {self.budgets_table}").fetchone()
+        return "ok"
+
     def reserve(
         self,
         hold: Hold,

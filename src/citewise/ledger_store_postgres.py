@@ -11,8 +11,9 @@ It passes the same conformance suite as the SQLite backend (``tests/test_ledger_
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from .ledger import Hold
@@ -40,6 +41,10 @@ _SCHEMA = (
 )
 
 
+# A connection idle longer than this is pinged before use (one round trip).
+IDLE_CHECK_S = 1.0
+
+
 class PostgresLedgerStore(LedgerSql):
     """One connection per thread; the schema is created on first use."""
 
@@ -59,10 +64,21 @@ class PostgresLedgerStore(LedgerSql):
                 db.execute(statement)
 
     def _db(self) -> Any:
+        """This thread's connection, checked first when it sat idle: a connection that a
+        database restart or a proxy closed meanwhile is replaced before a statement fails
+        on it, so the first call after an outage succeeds."""
         connection = getattr(self._local, "connection", None)
+        idle = time.monotonic() - getattr(self._local, "used", 0.0)
+        if connection is not None and not connection.closed and idle > IDLE_CHECK_S:
+            try:
+                connection.execute("SELECT 1")
+            except self._psycopg.Error:
+                with suppress(Exception):
+                    connection.close()
         if connection is None or connection.closed:
-            connection = self._psycopg.connect(self.url, autocommit=True)
+            connection = self._psycopg.connect(self.url, autocommit=True, connect_timeout=5)
             self._local.connection = connection
+        self._local.used = time.monotonic()
         return connection
 
     @contextmanager

@@ -11,9 +11,13 @@ from pathlib import Path
 
 from .errors import InvalidInput
 
-# A letter or digit first (so never ".", ".." or "-x"), then letters, digits, . _ -
-COLLECTION_NAME = re.compile(r"[^\W_][\w.-]{0,63}")
-COLLECTION_NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# An ASCII letter or digit first (so never ".", ".." or "-x"), then ASCII letters, digits,
+# . _ - : no look-alikes ("Ａ", fullwidth, beside "A"), nothing Unicode normalises to another
+# name, and a folder name every file system and URL keeps as it is.
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+COLLECTION_NAME_RULE = (
+    "1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
 
 
 def check_collection_name(name: str) -> str:

@@ -10,6 +10,7 @@ answer = ws.ask("How do I rotate the keys?")
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -93,13 +94,14 @@ class Workspace:
     ) -> Workspace:
         """Open a workspace (created on first use unless ``create=False``)."""
         directory = Path(path).expanduser() if path else default_workspace_dir()
+        loaded = Settings.load(directory, **settings)  # refused before anything is created
         if not (directory / DATABASE_FILE).exists() and not (directory / CONFIG_FILE).exists():
             if not create:
                 raise WorkspaceError(
                     f"no workspace at {directory}; create one with `citewise init`"
                 )
             init_workspace(directory)
-        return cls(directory, Settings.load(directory, **settings))
+        return cls(directory, loaded)
 
     def close(self) -> None:
         self.store.close()
@@ -385,12 +387,41 @@ def ledger_store(settings: Settings, store: Storage) -> Any:
 
 
 def init_workspace(directory: Path, store: str = "") -> Path:
-    """A workspace directory with its config file, its store created (and migrated)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """A workspace directory with its config file, its store created (and migrated).
+
+    All or nothing: the settings are checked (no secret in a URL) and the store reached
+    before the config file is written; when anything fails, what this call created (the
+    directory, its database file, its config) is removed again."""
+    settings = Settings.load(directory, store=store or None)  # refuses before any write
     config = directory / CONFIG_FILE
-    if not config.exists():
-        config.write_text(config_template(), encoding="utf-8")
-    if store:
-        set_config_value(config, "store", store)
-    open_storage(Settings.load(directory, store=store or None).store, directory).close()
+    created = _first_missing(directory)
+    before = set(directory.iterdir()) if created is None else set()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        open_storage(settings.store, directory).close()  # reachable, migrated
+        if not config.exists():
+            config.write_text(config_template(), encoding="utf-8")
+        if store:
+            set_config_value(config, "store", store)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            for path in set(directory.iterdir()) - before:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
     return directory
+
+
+def _first_missing(directory: Path) -> Path | None:
+    """The outermost of ``directory`` and its parents that does not exist yet (what
+    ``mkdir(parents=True)`` would create), or None when ``directory`` exists."""
+    missing = None
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        missing = path
+    return missing

@@ -11,6 +11,7 @@ import click
 from dotenv import find_dotenv, load_dotenv
 
 from ..errors import CitewiseError
+from ..secrets import redact_logs, redact_url
 from . import admin, evaluate, ingest, query, serving, transcript, tune, usage
 from .common import Context
 
@@ -24,7 +25,7 @@ class CitewiseGroup(click.Group):
         except CitewiseError as exc:
             if ctx.meta.get("debug") or os.environ.get("CITEWISE_RAISE_ERRORS"):
                 raise
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(redact_url(str(exc))) from exc
 
 
 @click.group(cls=CitewiseGroup)
@@ -42,6 +43,8 @@ def cli(ctx: click.Context, workspace: str | None, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        redact_logs(handler)  # no URL secret in a log line or traceback
     ctx.obj = Context(workspace)
     ctx.call_on_close(ctx.obj.close)
 

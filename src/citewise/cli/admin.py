@@ -13,7 +13,8 @@ from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
 from ..embedders import CATALOGUE
 from ..errors import CitewiseError
 from ..providers.base import Message, complete
-from .common import Context, console, errors, model_options, to_json
+from ..secrets import redact_url
+from .common import Context, console, errors, esc, model_options, to_json
 from .ingest import print_report, progress_bar
 from .query import print_sources
 
@@ -27,29 +28,32 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         console.out(to_json(report))
         return
-    console.print(f"Workspace {report.path} · {report.disk_bytes / 1e6:.1f} MB on disk")
+    console.print(
+        f"Workspace {report.path} · {report.disk_bytes / 1e6:.1f} MB on disk", markup=False
+    )
     table = Table(
         "collection", "documents", "chunks", "tokens", "embedder", "vector index", "keyword index"
     )
     for c in report.collections:
         table.add_row(
-            c.name,
+            esc(c.name),
             str(c.documents),
             str(c.chunks),
             f"{c.tokens:,}",
-            f"{c.embedder} ({c.dim}d)",
-            c.vector_index,
-            c.keyword_index,
+            esc(f"{c.embedder} ({c.dim}d)"),
+            esc(c.vector_index),
+            esc(c.keyword_index),
         )
     console.print(table)
     for run in report.runs:
         if run["status"] != "complete":
             console.print(
-                f"[yellow]ingest into {run['collection']} started {run['started_at']} did not finish "
-                f"({run['status']}); run it again to pick up where it stopped[/yellow]"
+                f"[yellow]ingest into {esc(run['collection'])} started {esc(run['started_at'])} "
+                f"did not finish ({esc(run['status'])}); run it again to pick up where it "
+                "stopped[/yellow]"
             )
         for source, reason in run["failures"]:
-            console.print(f"[red]failed[/red] {source}: {reason}")
+            console.print(f"[red]failed[/red] {esc(source)}: {esc(reason)}")
 
 
 @click.command()
@@ -64,10 +68,10 @@ def doctor(ctx: Context, provider: str | None, model: str | None, base_url: str 
         nonlocal problems
         try:
             detail = action()
-            console.print(f"[green]✓[/green] {label}: {detail}")
+            console.print(f"[green]✓[/green] {esc(label)}: {esc(redact_url(detail))}")
         except (CitewiseError, OSError, ImportError) as exc:
             problems += 1
-            console.print(f"[red]✗[/red] {label}: {exc}")
+            console.print(f"[red]✗[/red] {esc(label)}: {esc(redact_url(str(exc)))}")
 
     workspace = ctx.workspace(
         provider=provider, model=model, base_url=base_url, context_window=context_window
@@ -79,9 +83,39 @@ def doctor(ctx: Context, provider: str | None, model: str | None, base_url: str 
             f"collection {collection.name}",
             lambda c=collection: _embedder_check(workspace, c.embedder),
         )
-    check(f"chat provider {workspace.settings.provider}", lambda: _provider_check(workspace))
+    check("usage ledger", workspace.ledger.ping)
+    if workspace.settings.redis_url:
+        check("rate limits (Redis)", lambda: _redis_check(workspace.settings))
+    for target in _chain_targets(workspace):
+        check(f"chat model {target.spec}", lambda t=target: _target_check(workspace, t))
     if problems:
         raise SystemExit(1)
+
+
+def _redis_check(settings: Any) -> str:
+    from ..server.ratelimit import limiter_for
+
+    limiter = limiter_for(settings.redis_url)
+    try:
+        limiter.ping()
+    except Exception as exc:  # redis-py's errors: named, credentials masked by check()
+        raise CitewiseError(f"Redis cannot be reached: {exc}") from exc
+    finally:
+        limiter.close()
+    return f"{settings.redis_url} answers"
+
+
+def _chain_targets(workspace: Any) -> list[Any]:
+    """Every target the configured model may call: an alias's whole chain, or the one
+    provider:model the settings name."""
+    from ..config import read_models
+    from ..providers import make_target
+
+    aliases, options = read_models(workspace.path)
+    alias = aliases.get(workspace.settings.model)
+    provider, model = workspace.settings.provider, workspace.settings.model
+    specs = list(alias.chain) if alias else [f"{provider}:{model}"]
+    return [make_target(spec, workspace.settings, options) for spec in specs]
 
 
 def _workspace_check(workspace: Any) -> str:
@@ -100,10 +134,17 @@ def _embedder_check(workspace: Any, spec: str | None) -> str:
     return f"{embedder.model_id} loads and embeds ({len(vector)} dimensions{compute})"
 
 
-def _provider_check(workspace: Any) -> str:
-    if workspace.settings.provider == "local":
-        _local_generation_check(workspace.settings.model)
-    model = workspace.chat_model()
+def _target_check(workspace: Any, target: Any) -> str:
+    """One target of the chain, loaded and asked directly (no fallback hides it failing)."""
+    if target.provider == "local":
+        _local_generation_check(target.model)
+    router = workspace.chat_model()
+    try:
+        model = router.model(target)
+    except CitewiseError:
+        raise
+    except Exception as exc:  # a provider's own error on load: named, not a traceback
+        raise CitewiseError(f"{target.spec} does not load: {exc}") from exc
     reply = complete(model, [Message("user", "Say OK.")], 4, 0.0, purpose="check")
     return f"{model.model_id} answers ({reply.strip()[:20]!r})"
 
@@ -121,9 +162,9 @@ def _local_generation_check(model: str) -> None:
     repacking = "on" if working.use_extra_bufts else "off"
     note = " (it crashed with repacking on)" if len(results) > 1 else ""
     console.print(
-        f"[green]✓[/green] llama.cpp on {cpu_summary()}: generates {working.tokens_per_s:.0f} "
-        f"tokens/s in a child process, weight repacking {repacking}{note}; "
-        f"llama-cpp-python {llama_version()}"
+        f"[green]✓[/green] llama.cpp on {esc(cpu_summary())}: generates "
+        f"{working.tokens_per_s:.0f} tokens/s in a child process, weight repacking "
+        f"{repacking}{note}; llama-cpp-python {esc(llama_version())}"
     )
 
 
@@ -155,7 +196,7 @@ def migrate(ctx: Context, target: str, keep_config: bool) -> None:
         f"ledger rows, {report.budgets} budgets."
     )
     if not keep_config:
-        console.print(f"The workspace now uses {redacted(target)}.")
+        console.print(f"The workspace now uses {redacted(target)}.", markup=False)
 
 
 @click.command()
@@ -189,9 +230,9 @@ def show_config(ctx: Context) -> None:
         value = getattr(settings, setting.name)
         table.add_row(
             setting.name,
-            str(value),
+            esc(redact_url(str(value))),
             name + (" (set)" if os.environ.get(name) else ""),
-            setting.help,
+            esc(setting.help),
         )
     console.print(table)
     console.print("Precedence: flag > citewise.toml in the workspace > environment > default.")
@@ -208,12 +249,13 @@ def demo(ctx: Context, provider: str | None, model: str | None, base_url: str | 
         provider=provider, model=model, base_url=base_url, context_window=context_window
     )
     errors.print(
-        f"Indexing the Python language reference into {workspace.path} ({DEMO_COLLECTION})…"
+        f"Indexing the Python language reference into {workspace.path} ({DEMO_COLLECTION})…",
+        markup=False,
     )
     with progress_bar() as on_progress:
         report = workspace.add_items(demo_items(), DEMO_COLLECTION, on_progress)
     print_report(report)
-    console.print(f"\n[bold]Q: {question}[/bold]\n")
+    console.print(f"\n[bold]Q: {esc(question)}[/bold]\n")
     stream = workspace.ask_stream(question, [DEMO_COLLECTION])
     for delta in stream:
         console.out(delta, end="", highlight=False)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ..workspace import Workspace
 
@@ -57,6 +58,13 @@ def to_json(value: Any) -> str:
         raise TypeError(type(obj).__name__)
 
     return json.dumps(asdict(value) if is_dataclass(value) else value, default=default, indent=2)
+
+
+def esc(value: object) -> str:
+    """Any text that is not ours (document text, titles, paths, sources, errors, hints,
+    names given on the command line) as it must go into a rich markup string: shown
+    verbatim, never read as markup ("[/bold]" crashed, "[audio]" vanished)."""
+    return escape(str(value))
 
 
 def one_line(text: str, limit: int = 160) -> str:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..answer_eval import evaluate_answers
 from ..evaluation import MEASURES, MODES, QueryExplanation, evaluate_retrieval, explain_query
-from .common import Context, console, errors, model_options
+from .common import Context, console, errors, esc, model_options
 from .ingest import progress_bar
 
 
@@ -61,7 +61,7 @@ def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
     table = Table(
         "mode",
         *MEASURES.values(),
-        title=f"{report.queries} queries · collection {report.collection}",
+        title=f"{report.queries} queries · collection {esc(report.collection)}",
     )
     for mode, means in report.means.items():
         table.add_row(mode, *(f"{means[label]:.3f}" for label in MEASURES.values()))
@@ -75,14 +75,14 @@ def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
 
 
 def _print_explanation(explained: QueryExplanation) -> None:
-    console.print(f"[bold]{explained.query_id}[/bold]: {explained.query}")
+    console.print(f"[bold]{esc(explained.query_id)}[/bold]: {esc(explained.query)}")
     relevant = ", ".join(f"{d} ({g})" for d, g in explained.relevant.items())
     console.print(f"relevant: {relevant}", markup=False)
     for mode, result in explained.modes.items():
         table = Table("rank", "document", "score", "relevant",
                       title=f"{mode} · nDCG@10 {result.ndcg10:.3f}")  # fmt: skip
         for rank, doc in enumerate(result.top, start=1):
-            table.add_row(str(rank), doc.document, f"{doc.score:.4f}",
+            table.add_row(str(rank), esc(doc.document), f"{doc.score:.4f}",
                           str(doc.relevance) if doc.relevance else "")  # fmt: skip
         console.print(table)
         for document, rank in result.ranks.items():
@@ -131,7 +131,9 @@ def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_p
             workspace, questions, list(collections) or None, judge,
             lambda done, total: status.update(f"Answering… {done}/{total}"), caller,
         )  # fmt: skip
-    table = Table("measure", "value", title=f"{len(report.cases)} questions · model {report.model}")
+    table = Table(
+        "measure", "value", title=f"{len(report.cases)} questions · model {esc(report.model)}"
+    )
     for name, value in report.means.items():
         table.add_row(name.replace("_", " "), f"{value:.3f}")
     console.print(table)
@@ -141,7 +143,7 @@ def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_p
 def _save(report: Any, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(asdict(report), indent=1) + "\n", encoding="utf-8")
-    console.print(f"Per-question results: {output}")
+    console.print(f"Per-question results: {output}", markup=False)
 
 
 def _stamp() -> str:

@@ -14,7 +14,7 @@ from ..ingest import Progress as IngestProgress
 from ..sources import NO_SUCH_PATH
 from ..storage import redacted
 from ..workspace import DEFAULT_COLLECTION, default_workspace_dir, init_workspace
-from .common import Context, console, errors
+from .common import Context, console, errors, esc
 
 collection_option = click.option(
     "--collection",
@@ -35,7 +35,10 @@ def init(ctx: Context, store: str) -> None:
     directory = ctx.workspace_dir or default_workspace_dir()
     init_workspace(directory, store=store)
     where = f"data in {redacted(store)}" if store else "data in its SQLite file"
-    console.print(f"Workspace ready at {directory} ({where}; settings: {directory / CONFIG_FILE})")
+    console.print(
+        f"Workspace ready at {directory} ({where}; settings: {directory / CONFIG_FILE})",
+        markup=False,
+    )
 
 
 source_option = click.option(
@@ -108,9 +111,9 @@ def exit_if_nothing_read(report: IngestReport) -> None:
 @click.pass_obj
 def reindex(ctx: Context, collection: str, embedder: str | None) -> None:
     """Re-embed a collection and rebuild its full-text index."""
-    with console.status(f"Re-embedding {collection}…"):
+    with console.status(f"Re-embedding {esc(collection)}…"):
         count = ctx.workspace().reindex(collection, embedder)
-    console.print(f"Re-embedded {count} chunks in {collection}.")
+    console.print(f"Re-embedded {count} chunks in {collection}.", markup=False)
 
 
 @contextmanager
@@ -155,9 +158,9 @@ def print_report(report: IngestReport) -> None:
         f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s){audio}"
     )
     for item in report.failed:
-        errors.print(f"[red]failed[/red] {item.source}: {item.reason}")
+        errors.print(f"[red]failed[/red] {esc(item.source)}: {esc(item.reason)}")
     for item in report.skipped:
-        errors.print(f"[yellow]skipped[/yellow] {item.source}: {item.reason}")
+        errors.print(f"[yellow]skipped[/yellow] {esc(item.source)}: {esc(item.reason)}")
 
 
 COMMANDS: list[Callable[..., Any]] = [init, ingest, sync, reindex]

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..documents import Answer, Hit
-from .common import Context, console, errors, model_options, one_line, to_json
+from .common import Context, console, errors, esc, model_options, one_line, to_json
 
 collections_option = click.option(
     "--collection",
@@ -57,9 +57,10 @@ def search(ctx: Context, query: str, k: int, mode: str, collections: tuple[str, 
 
 def print_hit(rank: int, hit: Hit) -> None:
     console.print(
-        f"[bold]{rank}. {hit.title}[/bold] [dim]({hit.url or hit.source} · {hit.location} · score {hit.score:.3f})[/dim]"
+        f"[bold]{rank}. {esc(hit.title)}[/bold] [dim]({esc(hit.url or hit.source)} · "
+        f"{esc(hit.location)} · score {hit.score:.3f})[/dim]"
     )
-    console.print(f"   {one_line(hit.text, 300)}")
+    console.print(f"   {one_line(hit.text, 300)}", markup=False)
 
 
 @click.command()
@@ -94,7 +95,7 @@ def ask(ctx: Context, question: str, collections: tuple[str, ...], where: tuple[
     console.out("")
     print_sources(answer)
     for warning in answer.warnings:
-        errors.print(f"[yellow]warning:[/yellow] {warning}")
+        errors.print(f"[yellow]warning:[/yellow] {esc(warning)}")
     if verbose:
         print_budget(answer)
 
@@ -114,7 +115,7 @@ def print_sources(answer: Answer) -> None:
 
 def print_budget(answer: Answer) -> None:
     budget = answer.budget
-    console.print(f"\n[dim]model {answer.model}[/dim]")
+    console.print(f"\n[dim]model {esc(answer.model)}[/dim]")
     if budget is None:
         console.print("[dim]no passage was relevant enough; the model was not called[/dim]")
         return
@@ -127,19 +128,18 @@ def print_budget(answer: Answer) -> None:
     estimated = " (estimated: the call was stopped early)" if answer.usage.estimated else ""
     console.print(
         f"[dim]usage: {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} "
-        f"completion tokens{estimated}; answered by {answer.target or 'no model'}, "
-        f"finish reason {answer.finish_reason}[/dim]"
+        f"completion tokens{estimated}; answered by {esc(answer.target or 'no model')}, "
+        f"finish reason {esc(answer.finish_reason)}[/dim]"
     )
     for attempt in answer.attempts:
         if attempt.status != "ok":
             console.print(
-                f"[dim]  tried {attempt.target}: {attempt.status} ({attempt.error})[/dim]"
+                f"[dim]  tried {esc(attempt.target)}: {esc(attempt.status)} ({esc(attempt.error)})[/dim]"
             )
     for n, hit in enumerate(answer.hits, start=1):
         console.print(
             f"[dim]  [{n}] score {hit.score:.3f} cosine {hit.cosine or 0:.3f} "
-            f"bm25 #{hit.bm25_rank} dense #{hit.dense_rank} {hit.title}[/dim]",
-            markup=True,
+            f"bm25 #{hit.bm25_rank} dense #{hit.dense_rank} {esc(hit.title)}[/dim]"
         )
 
 

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from ..keys import SCOPES, create_key, list_keys, revoke_key
-from .common import Context, console, errors, to_json
+from .common import Context, console, errors, esc, to_json
 
 
 @click.command()
@@ -30,7 +30,8 @@ def serve(ctx: Context, host: str, port: int, auth: bool | None, log_level: str,
 
     workspace = ctx.workspace()
     errors.print(
-        f"citewise serving {workspace.path} on http://{host}:{port}  (web UI at /, API at /v1)"
+        f"citewise serving {workspace.path} on http://{host}:{port}  (web UI at /, API at /v1)",
+        markup=False,
     )
     run_server(workspace, host, port, auth, log_level, batching)
 
@@ -55,7 +56,8 @@ def create(ctx: Context, name: str, collections: str, scopes: str, rpm: int | No
     key, record = create_key(ctx.workspace().store, name, _split(collections), _split(scopes),
                              rpm, tpm)  # fmt: skip
     errors.print(f"Created key {record.name!r} for collections {', '.join(record.collections)} "
-                 f"with scopes {', '.join(record.scopes)}. It is shown only now:")  # fmt: skip
+                 f"with scopes {', '.join(record.scopes)}. It is shown only now:",
+                 markup=False)  # fmt: skip
     console.out(key)
 
 
@@ -71,8 +73,9 @@ def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
         return
     table = Table("name", "prefix", "collections", "scopes", "rpm", "tpm", "created", "revoked")
     for r in records:
-        table.add_row(r.name, r.prefix + "…", ",".join(r.collections), ",".join(r.scopes),
-                      str(r.rpm or "-"), str(r.tpm or "-"), r.created_at, r.revoked_at or "")  # fmt: skip
+        table.add_row(esc(r.name), esc(r.prefix + "…"), esc(",".join(r.collections)),
+                      esc(",".join(r.scopes)), str(r.rpm or "-"), str(r.tpm or "-"),
+                      esc(r.created_at), esc(r.revoked_at or ""))  # fmt: skip
     console.print(table)
 
 
@@ -82,7 +85,7 @@ def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
 def revoke(ctx: Context, name: str) -> None:
     """Revoke a key; the server refuses it from the next request on."""
     revoke_key(ctx.workspace().store, name)
-    console.print(f"Revoked {name!r}.")
+    console.print(f"Revoked {name!r}.", markup=False)
 
 
 def _split(value: str) -> list[str]:

@@ -18,7 +18,7 @@ from ..transcripts import (
     clean,
     load_transcript,
 )
-from .common import Context, console, errors, model_options, one_line, to_json
+from .common import Context, console, errors, esc, model_options, one_line, to_json
 
 collection_option = click.option(
     "--collection", "-c", default="default", show_default=True,
@@ -59,7 +59,7 @@ def clean_command(ctx: Context, source: str, collection: str, form: str,
         return
     output.write_text(text, encoding="utf-8")
     cuts = sum(len(c.cuts) for c in cleaned)
-    errors.print(f"Wrote {output}: {len(cleaned)} passages, {cuts} cuts.")
+    errors.print(f"Wrote {output}: {len(cleaned)} passages, {cuts} cuts.", markup=False)
 
 
 def _clean_output(transcript: Transcript, cleaned: Sequence[CleanPassage], form: str) -> str:
@@ -117,7 +117,7 @@ def chapters_command(ctx: Context, source: str, collection: str, count: int | No
             {"number": c.number, "title": c.title, "start_seconds": c.start,
              "end_seconds": c.end, "passages": list(c.passages)} for c in found]}))  # fmt: skip
         return
-    console.print(f"[bold]{transcript.title}[/bold]: {len(found)} chapters")
+    console.print(f"[bold]{esc(transcript.title)}[/bold]: {len(found)} chapters")
     for c in found:
         console.print(f"{clock(c.start)}-{clock(c.end)}  {c.title}", markup=False)
 
@@ -149,7 +149,9 @@ def classify_command(ctx: Context, source: str, collection: str, labels: tuple[s
              "end_seconds": x.passage.end, "label": x.label, "score": x.score}
             for x in labelled]}))  # fmt: skip
         return
-    console.print(f"[bold]{transcript.title}[/bold]: {len(labelled)} passages (by {used})")
+    console.print(
+        f"[bold]{esc(transcript.title)}[/bold]: {len(labelled)} passages (by {esc(used)})"
+    )
     for x in labelled:
         p = x.passage
         console.print(f"{clock(p.start)}-{clock(p.end)}  {x.label:<18} {one_line(p.text, 90)}",

@@ -18,7 +18,7 @@ from ..tuning import (
     tune,
     tune_embedder,
 )
-from .common import Context, console, errors, to_json
+from .common import Context, console, errors, esc, to_json
 
 
 @click.command("tune")
@@ -58,7 +58,8 @@ def tune_command(ctx: Context, labels: Path | None, collection: str | None, spli
         name = collection or "default"
         if forget:
             had = reset(workspace, name)
-            console.print(f"{name}: tuned settings {'removed' if had else 'were not set'}")
+            console.print(f"{name}: tuned settings {'removed' if had else 'were not set'}",
+                          markup=False)  # fmt: skip
             return
         saved = workspace.store.collection_settings(workspace.collection(name, create=False).id)
         console.print_json(json.dumps(saved[0] if saved else None))
@@ -97,7 +98,7 @@ def tune_command(ctx: Context, labels: Path | None, collection: str | None, spli
 
 def _print(report: TuneReport, dry_run: bool) -> None:
     title = (f"{report.queries} labelled queries · {len(report.folds)} folds · "
-             f"{report.combinations} combinations · collection {report.collection}")  # fmt: skip
+             f"{report.combinations} combinations · collection {esc(report.collection)}")  # fmt: skip
     table = Table("held-out fold", "queries", "current nDCG@10", "tuned nDCG@10", title=title)
     for number, fold in enumerate(report.folds, start=1):
         table.add_row(str(number), str(fold.queries), f"{fold.current:.3f}", f"{fold.tuned:.3f}")
@@ -111,11 +112,12 @@ def _print(report: TuneReport, dry_run: bool) -> None:
         f"{after.others_dropped:.0%} (F2 {after.f2:.3f})"
     )
     changed = {k: v for k, v in report.chosen.items() if report.current.get(k) != v}
-    console.print("chosen: " + (json.dumps(changed) if changed else "the current settings"))
+    console.print("chosen: " + (json.dumps(changed) if changed else "the current settings"),
+                  markup=False)  # fmt: skip
     for note in report.notes:
-        errors.print(f"[yellow]note:[/yellow] {note}")
+        errors.print(f"[yellow]note:[/yellow] {esc(note)}")
     if report.saved:
-        console.print(f"saved to collection {report.collection}")
+        console.print(f"saved to collection {report.collection}", markup=False)
     elif dry_run and changed:
         console.print("dry run: nothing saved")
 
@@ -128,7 +130,8 @@ def _print_embedder(report: EmbedderReport, dry_run: bool) -> None:
         f"dense {report.dense_before:.3f} → {report.dense_after:.3f}"
     )
     if report.saved:
-        console.print(f"collection {report.collection} re-embedded with {report.embedder}")
+        console.print(f"collection {report.collection} re-embedded with {report.embedder}",
+                      markup=False)  # fmt: skip
     elif report.after <= report.before:
         errors.print("[yellow]note:[/yellow] the fine-tuned embedder did not help; not saved")
     elif dry_run:

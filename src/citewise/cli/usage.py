@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from ..ledger import GROUPS, METRICS, PERIODS, SUBJECT_KINDS, BudgetRule
-from .common import Context, console, errors, to_json
+from .common import Context, console, errors, esc, to_json
 
 
 @click.command()
@@ -31,7 +31,8 @@ def usage(ctx: Context, group_by: str, since: str | None, key: str | None, calls
         table = Table("time", "key", "purpose", "target", "status", "prompt", "completion",
                       "cost $", "seconds")  # fmt: skip
         for r in rows:
-            table.add_row(r.at[:19], r.key or "-", r.purpose, r.target, r.status,
+            table.add_row(esc(r.at[:19]), esc(r.key or "-"), esc(r.purpose), esc(r.target),
+                          esc(r.status),
                           f"{r.prompt_tokens}{'~' if r.estimated else ''}", str(r.completion_tokens),
                           _usd(r.cost_usd), f"{r.latency_s:.2f}")  # fmt: skip
         console.print(table)
@@ -45,7 +46,7 @@ def usage(ctx: Context, group_by: str, since: str | None, key: str | None, calls
                   "completion tokens", "cached", "cost $")  # fmt: skip
     for row in summary:
         cost = _usd(row["cost_usd"]) + (" + unpriced" if row["unpriced_calls"] else "")
-        table.add_row(str(row[group_by] or "-"), str(row["calls"]), str(row["cancelled"]),
+        table.add_row(esc(row[group_by] or "-"), str(row["calls"]), str(row["cancelled"]),
                       str(row["failed"]),
                       f"{row['prompt_tokens']:,}", f"{row['completion_tokens']:,}",
                       f"{row['cached_tokens']:,}", cost)  # fmt: skip
@@ -79,7 +80,7 @@ def set_budget(ctx: Context, subject: str, usd: float | None, tokens: int | None
     metric, amount = ("usd", usd) if usd is not None else ("tokens", float(tokens or 0))
     rule = BudgetRule(kind, name, metric, period, amount, hard=not soft)
     ctx.workspace().ledger.set_budget(rule)
-    errors.print(f"Set {rule.describe()}{' (soft)' if soft else ''}.")
+    errors.print(f"Set {rule.describe()}{' (soft)' if soft else ''}.", markup=False)
 
 
 @budgets.command("list")
@@ -94,7 +95,8 @@ def list_budgets(ctx: Context, as_json: bool) -> None:
     table = Table("subject", "limit", "per", "kind")
     for r in rules:
         limit = f"${r.amount:g}" if r.metric == "usd" else f"{r.amount:,.0f} tokens"
-        table.add_row(f"{r.kind}:{r.subject}", limit, r.period, "hard" if r.hard else "soft")
+        table.add_row(esc(f"{r.kind}:{r.subject}"), limit, esc(r.period),
+                      "hard" if r.hard else "soft")  # fmt: skip
     console.print(table)
 
 
@@ -108,7 +110,7 @@ def remove_budget(ctx: Context, subject: str, metric: str, period: str) -> None:
     kind, name = _subject(subject)
     if not ctx.workspace().ledger.remove_budget(kind, name, metric, period):
         raise click.ClickException(f"no {metric} budget per {period} for {subject}")
-    errors.print(f"Removed the {metric} budget per {period} of {subject}.")
+    errors.print(f"Removed the {metric} budget per {period} of {subject}.", markup=False)
 
 
 def _subject(subject: str) -> tuple[str, str]:

@@ -116,10 +116,21 @@ class Finished:
     target: str = ""  # "provider:model" of the target that answered
     first_token_s: float | None = None
     total_s: float = 0.0
+    queue_s: float = 0.0  # waiting for a turn at a one-request-at-a-time model
     attempts: tuple[Any, ...] = ()  # router.Attempt, one per call tried (failed ones too)
 
 
-Event = TextDelta | ToolCallDelta | Finished
+@dataclass(frozen=True)
+class Admitted:
+    """A model that serves one request at a time (the local one) yields this first, when
+    the request's turn comes: the time before it is queueing, bounded by the target's
+    ``queue_timeout``, not the provider being slow (the first-token clock starts here).
+    The router consumes it; its callers never see it."""
+
+    waited_s: float
+
+
+Event = TextDelta | ToolCallDelta | Finished | Admitted
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,8 @@ class Capabilities:
     local: bool = False  # runs in this process: first-token time grows with the prompt
     # The API continues a trailing assistant message (Anthropic's prefill); others restart.
     prefill: bool = False
+    # Serves one request at a time and yields Admitted when a request's turn comes.
+    queues: bool = False
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,7 @@ from typing import Any
 from ..config import Settings, cache_dir
 from ..errors import ConfigError, ModelError, ProviderError
 from .base import (
+    Admitted,
     BaseChatModel,
     Capabilities,
     Event,
@@ -35,6 +37,7 @@ from .base import (
     TokenUsage,
 )
 from .llama_probe import checked_extra_bufts, llama_model_params, requantized
+from .turns import FairTurns
 
 # Llama() reads its model parameters from a function the loader swaps (llama_probe.py);
 # models load one at a time.
@@ -87,7 +90,7 @@ class LlamaCppModel(BaseChatModel):
             ) from exc
         self.model_id = model_path.stem
         self.context_window = context_window
-        self.capabilities = Capabilities(context_window, json_schema=True, local=True)
+        self.capabilities = Capabilities(context_window, json_schema=True, local=True, queues=True)
         self.model_path = model_path
         self.use_extra_bufts = checked_extra_bufts(model_path, cache_dir())
         try:
@@ -107,8 +110,8 @@ class LlamaCppModel(BaseChatModel):
                 eos_token=vocab.token_get_text(self._llm.token_eos()),
                 bos_token=vocab.token_get_text(self._llm.token_bos()),
             )
-        # One llama.cpp context serves one request at a time.
-        self._lock = threading.Lock()
+        # One llama.cpp context serves one request at a time; callers take turns.
+        self._turns = FairTurns()
 
     @classmethod
     def from_settings(
@@ -126,7 +129,11 @@ class LlamaCppModel(BaseChatModel):
             # fight the grammar's required punctuation and keys.
             options = {"grammar": schema_grammar(request.output_schema),
                        "repeat_penalty": 1.0, "frequency_penalty": 0.0}  # fmt: skip
-        with self._lock:
+        queued = time.monotonic()
+        with self._turns.turn(request.caller):
+            # Time spent above is queueing: the router's first-token clock starts now, and
+            # a reader that left meanwhile closes us here, before any token is made.
+            yield Admitted(time.monotonic() - queued)
             chunks = self._llm.create_chat_completion(
                 messages, max_tokens=request.max_tokens, temperature=request.temperature,
                 **({"repeat_penalty": self.repeat_penalty,

@@ -40,6 +40,7 @@ from typing import Any
 from ..errors import CALLER_KINDS, CitewiseError, ProviderError
 from ..ledger import Ledger, LedgerRow, iso, new_call_id
 from .base import (
+    Admitted,
     BaseChatModel,
     Capabilities,
     ChatModel,
@@ -51,6 +52,7 @@ from .base import (
     TokenUsage,
     ToolCallDelta,
 )
+from .turns import reader_gone_when
 
 log = logging.getLogger("citewise.router")
 # How a target without prefill is asked to go on from another's broken-off answer.
@@ -102,6 +104,10 @@ class Target:
     first_token_per_1k_prompt: float = 0.0
     gap_timeout: float = 30.0
     total_timeout: float = 600.0
+    # A model that serves one request at a time (local): longest wait for a turn. Waiting
+    # is queueing, not the provider failing: it never counts against the first-token
+    # timeout or the circuit breaker; past it the request is refused as "busy" (503).
+    queue_timeout: float = 120.0
     max_retries: int = 2
     price: Price = field(default_factory=Price)
 
@@ -127,13 +133,14 @@ class Attempt:
     target: str
     provider: str
     model: str
-    status: str  # ok | error | timeout | circuit_open | cancelled
+    status: str  # ok | error | timeout | busy | circuit_open | cancelled
     usage: TokenUsage = field(default_factory=TokenUsage)
     cost_usd: float | None = 0.0
     latency_s: float = 0.0
     first_token_s: float | None = None
     error: str | None = None
     kind: str | None = None  # the ProviderError kind when it failed
+    queue_s: float = 0.0  # waiting for a turn at a one-request-at-a-time model
 
 
 @dataclass
@@ -400,12 +407,18 @@ class Router(BaseChatModel):
         error: ProviderError | None = None
         finished: Finished | None = None
         repeat = _RepeatGuard("".join(sent.text))
+        queued = 0.0
         try:
             model = self._loaded(target)
             request = self._continued(request, sent, model)
             deadline = target.first_token_deadline(model.count_messages(request.messages))
+            queue_s = target.queue_timeout if model.capabilities.queues else None
             for event in watched(model.generate(request), deadline, target.gap_timeout,
-                                 target.total_timeout, target.spec):  # fmt: skip
+                                 target.total_timeout, target.spec, queue_s):  # fmt: skip
+                if isinstance(event, Admitted):
+                    queued = event.waited_s
+                    started = time.monotonic()  # latency and first token count from here
+                    continue
                 if isinstance(event, Finished):
                     finished = event
                     continue
@@ -427,7 +440,7 @@ class Router(BaseChatModel):
                 yield TextDelta(rest)
             status = "ok"
         except ProviderError as exc:
-            error, status = exc, "timeout" if exc.kind == "timeout" else "error"
+            error, status = exc, {"timeout": "timeout", "busy": "busy"}.get(exc.kind, "error")
         except Exception as exc:  # a loader or provider bug fails this target only
             error, status = ProviderError(f"{target.spec} failed: {exc!r}", kind="server"), "error"
         finally:
@@ -447,9 +460,10 @@ class Router(BaseChatModel):
                 target.spec, target.provider, target.model, status, usage,
                 target.price.cost(usage), time.monotonic() - started, first,
                 None if error is None else str(error), None if error is None else error.kind,
+                queued,
             ))  # fmt: skip
         if finished is not None:
-            return replace(finished, first_token_s=first)
+            return replace(finished, first_token_s=first, queue_s=queued)
         assert error is not None
         return error
 
@@ -476,7 +490,7 @@ class Router(BaseChatModel):
 
     def _backoff(self, retry: int, error: ProviderError) -> float | None:
         """Seconds to wait before retrying the same target; None: move on instead."""
-        if error.kind in ("timeout", "unavailable") or error.kind in CALLER_KINDS:
+        if error.kind in ("timeout", "unavailable", "busy") or error.kind in CALLER_KINDS:
             return None  # a slow target stays slow: the next one answers sooner
         if error.retry_after is not None:
             return error.retry_after if error.retry_after <= self.policy.max_retry_wait else None
@@ -591,10 +605,14 @@ def _wait_for_model_workers() -> None:
 
 
 def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s: float,
-            target: str) -> Iterator[Event]:  # fmt: skip
+            target: str, queue_s: float | None = None) -> Iterator[Event]:  # fmt: skip
     """``events`` read in a worker thread, so the time to the first event, between events
     and in all can be bounded. Closing this stops the worker at its next event (a local
-    model frees its lock there)."""
+    model frees its turn there).
+
+    With ``queue_s``, the model queues requests: it yields :class:`Admitted` when this
+    one's turn comes, at most ``queue_s`` seconds from now, and every other clock starts
+    then — waiting in line is not the provider being slow."""
     inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
     stop = threading.Event()
 
@@ -610,9 +628,10 @@ def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s
 
     def pump() -> None:
         try:
-            for event in events:
-                if not hand_over("event", event):
-                    return
+            with reader_gone_when(stop):  # a request still waiting for its turn leaves the line
+                for event in events:
+                    if not hand_over("event", event):
+                        return
             hand_over("end", None)
         except BaseException as exc:  # handed to the reader
             hand_over("error", exc)
@@ -626,13 +645,24 @@ def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s
     worker.start()
     started = time.monotonic()
     seen = False
+    waiting = queue_s is not None
     try:
         while True:
-            left = total_s - (time.monotonic() - started)
-            wait = min(gap_s if seen else first_token_s, left)
+            elapsed = time.monotonic() - started
+            left = total_s - elapsed
+            wait = (
+                (queue_s or 0.0) - elapsed
+                if waiting
+                else min(gap_s if seen else first_token_s, left)
+            )
             try:
                 kind, item = inbox.get(timeout=max(wait, 0.0))
             except queue.Empty:
+                if waiting:
+                    raise ProviderError(
+                        f"{target} is busy: no turn within {queue_s:g} s (it serves one "
+                        "request at a time); retry shortly", kind="busy", retry_after=5.0,
+                    ) from None  # fmt: skip
                 what = (f"no token for {gap_s:g} s" if seen and wait < left
                         else f"no first token within {first_token_s:g} s" if not seen
                         else f"no complete answer within {total_s:g} s")  # fmt: skip
@@ -641,7 +671,10 @@ def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s
                 return
             if kind == "error":
                 raise item
-            seen = True
+            if isinstance(item, Admitted):
+                waiting, started = False, time.monotonic()
+            else:
+                waiting, seen = False, True
             yield item
     finally:
         stop.set()

@@ -8,6 +8,7 @@ import sys
 
 from ..errors import ConfigError
 from ..keys import any_keys
+from ..secrets import redact_logs
 from ..workspace import Workspace
 from .app import create_app
 
@@ -48,6 +49,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080,
 def _log_json_access_lines(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    redact_logs(handler)
     access = logging.getLogger("citewise.access")
     access.handlers[:] = [handler]
     access.setLevel(level.upper())

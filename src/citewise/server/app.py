@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -22,6 +22,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import Unavailable
+from ..secrets import redact_url
 from ..workspace import Workspace
 from . import data_routes, media, openai_routes
 from .auth import AdminKey, AskKey, identify, needs_key, service_of
@@ -31,6 +33,8 @@ from .errors import (
     error_body,
     error_response,
     http_error_handler,
+    unavailable,
+    unavailable_handler,
     validation_error_handler,
 )
 from .service import Service
@@ -44,6 +48,23 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
 
 # On every response: no content-type sniffing, no referrer leaking a URL to elsewhere.
 SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+# On every response of the web app (its page and its files, by any path): its CSP, and no
+# framing by another site (X-Frame-Options for browsers that predate frame-ancestors).
+WEB_HEADERS = ((b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"))
+# What a cross-origin browser app may send: any request header (mirrored back). The origin
+# is what is trusted; credentials are bearer keys, never cookies, so a listed origin gains
+# nothing a header list would hold back, and openai-node's own headers (x-stainless-os,
+# x-stainless-retry-count, …, openai-organization, openai-project, openai-beta,
+# idempotency-key) change between releases.
+CORS_ALLOW_HEADERS = ["*"]
+# Response headers a browser app may read: rate limits, routing, and what the SDKs read
+# to decide on a retry (x-should-retry, retry-after) or to report a failure (x-request-id).
+CORS_EXPOSE_HEADERS = [
+    "Retry-After", "x-should-retry", "x-request-id", "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", "x-citewise-target",
+    "x-citewise-attempts",
+]  # fmt: skip
 
 
 def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = True) -> FastAPI:
@@ -57,10 +78,12 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
 
     # No Swagger page: it loads scripts from a CDN. The schema itself needs a key.
     app = FastAPI(
-        title="citewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
-    )
+        title="citewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+        dependencies=[Depends(known_query_only)],
+    )  # fmt: skip
     app.state.service = service
     app.add_exception_handler(APIError, api_error_handler)
+    app.add_exception_handler(Unavailable, unavailable_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -70,15 +93,12 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     _add_operational_routes(app)
     _add_web_routes(app)
     origins = [o.strip().rstrip("/") for o in service.settings.cors_origins.split(",") if o.strip()]
-    if origins:  # browser apps on these origins may call the API (keys still required)
-        app.add_middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"], max_age=600,
-            expose_headers=["Retry-After", "x-ratelimit-limit-requests",
-                            "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-                            "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-                            "x-ratelimit-reset-tokens", "x-citewise-target", "x-citewise-attempts"],
-        )  # fmt: skip
+    # Browser apps on these origins may call the API (keys still required). Without any,
+    # every preflight is refused the same way: 400, "Disallowed CORS origin".
+    app.add_middleware(
+        CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600,
+    )  # fmt: skip
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 
@@ -99,15 +119,25 @@ def _add_operational_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
+        """503 only when this replica cannot serve (still loading, its model failed to
+        load): a load balancer takes it out. A shared dependency that is down (store,
+        ledger, Redis) is "degraded" with 200 — every replica sees the same outage, and
+        draining them all would turn a blip into a full outage; requests that need it get
+        503 with Retry-After meanwhile. Without an admin key only statuses are shown."""
         service = service_of(request)
         if not service.ready.is_set():
             return JSONResponse({"status": "loading"}, 503)
-        if service.startup_error:
-            return JSONResponse({"status": "error", "error": service.startup_error}, 503)
-        checks = await run_in_threadpool(service.dependencies)
-        if "error" in checks:
-            return JSONResponse({"status": "error", **checks}, 503)
-        return JSONResponse({"status": "ready", "auth": service.auth, **checks})
+        status, details = await run_in_threadpool(service.dependencies)
+        model = "error" if service.startup_error else "ok"
+        body: dict[str, Any] = {
+            "status": "error" if service.startup_error else
+                      "degraded" if "unavailable" in status.values() else "ready",
+            "auth": service.auth, "components": {**status, "model": model},
+        }  # fmt: skip
+        if await _is_admin(service, request):
+            details["model"] = redact_url(service.startup_error or "loaded")
+            body |= {"details": details, "replica": service.jobs.worker}
+        return JSONResponse(body, 503 if service.startup_error else 200)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request, key: AdminKey) -> Response:
@@ -115,12 +145,55 @@ def _add_operational_routes(app: FastAPI) -> None:
                         media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
 
 
+async def _is_admin(service: Service, request: Request) -> bool:
+    """Whether the request carries a key with the admin scope (any caller without auth)."""
+    if "authorization" not in request.headers and service.auth:
+        return False
+    try:
+        key = await identify(service, request.headers)
+    except (APIError, Unavailable):
+        return False
+    return key.allows_scope("admin")
+
+
+async def known_query_only(request: Request) -> None:
+    """Every API route refuses a query argument it does not take (a 400 naming it), as
+    OpenAI's API refuses an unknown one: a misspelt ``?group-by=`` is not silently ignored."""
+    if not request.url.path.startswith("/v1/") or not request.query_params:
+        return
+    known = _query_names(request.scope.get("route"))
+    for name in request.query_params:
+        if name not in known:
+            shown = name if len(name) <= 64 else name[:64] + "…"
+            raise APIError(400, f"Unrecognized query parameter {shown!r} for "
+                           f"{request.method} {request.url.path}", code="unknown_parameter",
+                           param=shown)  # fmt: skip
+
+
+def _query_names(route: Any) -> set[str]:
+    """The query arguments a route takes, its dependencies' included (a short walk: only
+    requests with a query string take it)."""
+    names: set[str] = set()
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is not None:
+            names.update(field.alias for field in dependant.query_params)
+            pending.extend(dependant.dependencies)
+    return names
+
+
+def _is_web(path: str) -> bool:
+    """The web app's paths: its page and its files (headers: WEB_HEADERS)."""
+    return path in ("/", "/static") or path.startswith("/static/")
+
+
 def _add_web_routes(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(str(WEB / "index.html"), headers={"Content-Security-Policy": CSP})
+        return FileResponse(str(WEB / "index.html"))  # with WEB_HEADERS (the middleware)
 
 
 class BodyTooLarge(Exception):
@@ -174,7 +247,8 @@ class ObservabilityMiddleware:
                     headers = list(message.get("headers", []))
                     present = {name.lower() for name, _ in headers}
                     headers.append((b"x-request-id", request_id.encode()))
-                    for name, value in SECURITY_HEADERS:
+                    web = WEB_HEADERS if _is_web(scope["path"]) else ()
+                    for name, value in (*SECURITY_HEADERS, *web):
                         if name not in present:
                             headers.append((name, value))
                     for name, value in state.get("ratelimit_headers", {}).items():
@@ -190,6 +264,11 @@ class ObservabilityMiddleware:
             except BodyTooLarge:
                 if not status["sent"]:
                     await self._reject(send, status, limit)
+            except Unavailable as exc:  # raised where no route's handler sees it
+                self.service.metrics.outages.labels(exc.component, "refused").inc()
+                status["code"] = 503
+                if not status["sent"]:
+                    await error_response(unavailable(exc))(scope, receive, send_with_headers)
             except Exception:
                 # Answered here, not by Starlette's outermost handler, which re-raises:
                 # uvicorn then drops the keep-alive connection and the request would go
@@ -213,6 +292,11 @@ class ObservabilityMiddleware:
             state["key"] = await identify(self.service, Headers(scope=scope))
         except APIError as error:
             await error_response(error)(scope, _no_body, send)
+            return False
+        except Unavailable as exc:  # the keys live in the store: no store, no answer
+            self.service.metrics.outages.labels(exc.component, "refused").inc()
+            status["code"] = 503
+            await error_response(unavailable(exc))(scope, _no_body, send)
             return False
         state["key_name"] = state["key"].name
         return True
@@ -250,6 +334,9 @@ class ObservabilityMiddleware:
                 "path": scope["path"], "route": template, "status": code,
                 "duration_ms": round(seconds * 1000, 2), "key": state.get("key_name"),
                 "client": client[0],
+                # A stream answered 200 and then failed: an error all the same.
+                "outcome": "error" if code >= 400 or "stream_error" in state else "ok",
+                "error": state.get("stream_error"),
             }))  # fmt: skip
 
 

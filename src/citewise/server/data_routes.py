@@ -4,6 +4,7 @@ ingest jobs, answer feedback and the usage ledger."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..keys import ApiKey
+from ..ledger import GROUPS, iso
 from ..names import COLLECTION_NAME
 from .auth import AskKey, IngestKey, service_of
 from .errors import APIError, guarded
@@ -29,11 +31,11 @@ async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResp
 
     def run() -> list:  # in a worker thread: the database is read here
         collections = service.scope(key, body.collections)
-        return service.workspace.search(body.query, body.k, collections, body.mode, where)
+        hits = service.workspace.search(body.query, body.k, collections, body.mode, where)
+        return [hit_json(h, n, service.shown) for n, h in enumerate(hits, start=1)]
 
-    hits = await run_in_threadpool(guarded, run)
-    return JSONResponse({"object": "list", "query": body.query,
-                         "data": [hit_json(h, n, service.root) for n, h in enumerate(hits, start=1)]})  # fmt: skip
+    data = await run_in_threadpool(guarded, run)
+    return JSONResponse({"object": "list", "query": body.query, "data": data})
 
 
 @router.get("/v1/collections")
@@ -60,9 +62,22 @@ async def upload(
     if not files:
         raise APIError(422, "Send one or more files in the multipart field 'files'", param="files")
     limit = service.settings.max_upload_mb * 1024 * 1024
+    # The job lives in the store: with the store down, refuse before a file is kept.
+    await run_in_threadpool(service.jobs.counts)
     saved = await run_in_threadpool(_save_uploads, service, name, files, limit)
-    job = service.jobs.submit(name, saved)
+    job = await run_in_threadpool(_submit, service, name, saved)
     return JSONResponse(job.as_json(), status_code=202)
+
+
+def _submit(service: Service, collection: str, saved: list[tuple[str, Path]]) -> Any:
+    """The upload's job; if the store fails now, the files it would have read are removed,
+    so a refused upload (503) leaves nothing behind that no job will ever ingest."""
+    try:
+        return service.jobs.submit(collection, saved)
+    except Exception:
+        for _, path in saved:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _save_uploads(service: Service, collection: str, files: list[UploadFile], limit: int) -> list:
@@ -97,12 +112,10 @@ async def list_documents(
 ) -> JSONResponse:  # fmt: skip
     service = service_of(request)
     target = await run_in_threadpool(_readable, service, key, collection)
-    records = await run_in_threadpool(
-        service.workspace.store.list_documents, target.id, limit, offset
-    )
-    return JSONResponse(
-        {"object": "list", "data": [_record_json(r, service.root) for r in records]}
-    )
+    data = await run_in_threadpool(lambda: [
+        _record_json(r, service) for r in service.workspace.store.list_documents(target.id, limit, offset)
+    ])  # fmt: skip
+    return JSONResponse({"object": "list", "data": data})
 
 
 @router.get("/v1/collections/{collection}/documents/{document_id}")
@@ -119,7 +132,7 @@ async def get_document(
     if around is not None:
         offset = max(0, min(around, length) - window // 2)
         text = text[offset : offset + window]
-    body = _record_json(record, service.root) | {
+    body = (await run_in_threadpool(_record_json, record, service)) | {
         "text": text,
         "text_offset": offset,
         "length": length,
@@ -157,6 +170,10 @@ async def usage(
 ) -> JSONResponse:  # fmt: skip
     """The usage ledger: totals grouped by key, model, day, assistant or purpose, or every
     call with ``calls=true``. An admin key reads everyone's; another key only its own."""
+    if group_by not in GROUPS:
+        raise APIError(422, f"group_by must be one of {', '.join(GROUPS)}; got {group_by!r}",
+                       code="invalid_request", param="group_by")  # fmt: skip
+    since = _moment(since)
     if not key.allows_scope("admin"):
         if key_name not in (None, key.name):
             raise APIError(403, "This key may read only its own usage", type="permission_error",
@@ -180,6 +197,20 @@ async def feedback(body: FeedbackRequest, request: Request, key: AskKey) -> JSON
     return JSONResponse({"id": feedback_id, "object": "feedback"}, status_code=201)
 
 
+def _moment(since: str | None) -> str | None:
+    """``since`` as the ledger stores times (ISO 8601, UTC), or a 422 naming it: a time
+    the server cannot read would otherwise filter by text and answer with nothing."""
+    if since is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise APIError(422, f"since must be an ISO 8601 date or time (e.g. 2026-12-01 or "
+                       f"2026-12-01T08:00:00Z); got {since!r}", code="invalid_request",
+                       param="since") from None  # fmt: skip
+    return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
 def _readable(service: Service, key: ApiKey, collection: str) -> Any:
     if not key.allows_collection(collection):
         raise APIError(403, f"This key may not read the collection '{collection}'",
@@ -201,9 +232,10 @@ def _document(service: Service, key: ApiKey, collection: str, document_id: int) 
     return target, record
 
 
-def _record_json(record: Any, root: str) -> dict[str, Any]:
+def _record_json(record: Any, service: Service) -> dict[str, Any]:
+    """A document as callers see it: no server paths (source_paths.py). Reads the store."""
     body = {"object": "document", **asdict(record)}
-    if body["source"].startswith(root):
-        body["source"] = body["source"][len(root) :]
-    body["metadata"] = public_metadata(body["metadata"], root)
+    body["source"] = service.shown.shown(record.source, record.collection)
+    body["metadata"] = public_metadata(record.metadata, service.shown, record.source,
+                                       record.collection)  # fmt: skip
     return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,8 @@ from ..errors import (
     BudgetExceeded,
     CitewiseError,
     InvalidInput,
-    LedgerUnavailable,
     ProviderError,
+    Unavailable,
 )
 
 
@@ -55,9 +56,16 @@ def from_citewise(exc: CitewiseError) -> APIError:
         # The SDKs retry a 429 unless told not to: waiting does not refill a budget.
         return APIError(429, str(exc), type="insufficient_quota", code="insufficient_quota",
                         headers={"x-should-retry": "false"})  # fmt: skip
-    if isinstance(exc, LedgerUnavailable):
-        return APIError(503, str(exc), type="server_error", code="ledger_unavailable")
+    if isinstance(exc, Unavailable):
+        return unavailable(exc)
     return APIError(400, str(exc), code=type(exc).__name__)
+
+
+def unavailable(exc: Unavailable) -> APIError:
+    """A shared dependency that is down: 503 with ``Retry-After`` (the SDKs retry it), its
+    code naming the component (``store_unavailable``), never its URL or the driver's words."""
+    return APIError(503, str(exc), type="server_error", code=f"{exc.component}_unavailable",
+                    headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})  # fmt: skip
 
 
 def guarded(function: Callable[[], Any]) -> Any:
@@ -75,6 +83,9 @@ def _from_provider(exc: ProviderError) -> APIError:
                         headers=headers)  # fmt: skip
     if exc.kind == "invalid_request":
         return APIError(400, str(exc), code="upstream_invalid_request", headers=headers)
+    if exc.kind == "busy":  # every turn at the local model is taken: come back shortly
+        headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+        return APIError(503, str(exc), type="server_error", code="model_busy", headers=headers)
     if exc.kind == "timeout":
         return APIError(504, str(exc), type="server_error", code="upstream_timeout",
                         headers=headers)  # fmt: skip
@@ -102,6 +113,12 @@ def error_response(error: APIError) -> JSONResponse:
     )
 
 
+async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Unavailable)
+    request.app.state.service.metrics.outages.labels(exc.component, "refused").inc()
+    return error_response(unavailable(exc))
+
+
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     return error_response(exc)
@@ -112,11 +129,29 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     problems = []
     param = None
     for error in exc.errors():
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        if error.get("type") == "json_invalid":
+            # Its loc is a byte offset, not a field: the body as a whole is unreadable.
+            reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+            return error_response(APIError(
+                400, f"The request body is not valid JSON ({reason}, at byte "
+                f"{error['loc'][-1]})", code="invalid_json"))  # fmt: skip
+        where = _field_path(error)
         param = param or where or None
         problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
     message = "Invalid request - " + "; ".join(problems)
     return error_response(APIError(422, message, code="invalid_request", param=param))
+
+
+def _field_path(error: dict) -> str:
+    """The field an error is about, as the caller named it (``messages.0.content``,
+    ``limit``): without FastAPI's location prefix (body, query, path)."""
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    field = (error.get("ctx") or {}).get("field")  # an ignored field (schemas.py)
+    if field:
+        loc.append(field)
+    return ".".join(str(part) for part in loc)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -188,11 +188,19 @@ class JobQueue:
         def progress(event: Progress) -> None:
             state = by_path.get(event.source)
             if state is not None:
-                # Parsed, not yet stored: "added" waits until the ingest has committed.
                 outcomes[event.source] = event.outcome
-                state.status, state.chunks = "ingesting", event.chunks
+                state.chunks = event.chunks
+                # Parsed, not yet stored: "added" waits until its batch is committed.
+                stored = event.outcome not in ("added", "updated")
+                state.status = event.outcome if stored else "ingesting"
+            for source in event.committed:  # stored now: searchable, so say so
+                if source in by_path and source in outcomes:
+                    by_path[source].status = outcomes[source]
             job.done = event.done
-            saver.maybe()
+            if event.committed:
+                saver.now()  # a reader polling the job sees it at once
+            else:
+                saver.maybe()
 
         saver = _Throttled(lambda: self._save(job))
         report = self.workspace.ingest([p for p, _, _ in files], job.collection, progress,
@@ -257,7 +265,9 @@ class _Throttled:
         self.last = 0.0
 
     def maybe(self) -> None:
-        now = time.monotonic()
-        if now - self.last >= SAVE_EVERY:
-            self.last = now
-            self.action()
+        if time.monotonic() - self.last >= SAVE_EVERY:
+            self.now()
+
+    def now(self) -> None:
+        self.last = time.monotonic()
+        self.action()

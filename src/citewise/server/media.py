@@ -43,7 +43,9 @@ async def media_link(collection: str, document_id: int, request: Request, key: A
         raise APIError(404, f"Document {document_id} in '{collection}' has no recording to play",
                        code="media_not_found")  # fmt: skip
     expires = int(time.time()) + LINK_SECONDS
-    claims = {"c": collection, "d": document_id, "k": key.name, "e": expires}
+    # The key's prefix too: a key created later under a revoked key's name (keys.py lets
+    # the name be reused) does not bring the revoked key's links back.
+    claims = {"c": collection, "d": document_id, "k": key.name, "p": key.prefix, "e": expires}
     return JSONResponse({"object": "media_link", "expires_at": expires,
                          "url": f"/media/{sign(service.media_secret, claims)}"})  # fmt: skip
 
@@ -52,7 +54,7 @@ async def media_link(collection: str, document_id: int, request: Request, key: A
 async def media(token: str, request: Request) -> FileResponse:
     service = service_of(request)
     claims = verify(service.media_secret, token)
-    key = await run_in_threadpool(_active_key, service, claims["k"])
+    key = await run_in_threadpool(_active_key, service, claims["k"], claims.get("p"))
     if key is None or not key.allows_collection(claims["c"]):
         raise APIError(403, "This link's key is revoked or no longer reads the collection",
                        type="permission_error", code="link_revoked")  # fmt: skip
@@ -82,10 +84,11 @@ def verify(secret: bytes, token: str) -> dict[str, Any]:
     return claims
 
 
-def _active_key(service: Any, name: str) -> ApiKey | None:
+def _active_key(service: Any, name: str, prefix: str | None) -> ApiKey | None:
     if not service.auth:
         return OPEN_ACCESS
-    return next((k for k in list_keys(service.workspace.store) if k.name == name), None)
+    keys = list_keys(service.workspace.store)
+    return next((k for k in keys if k.name == name and k.prefix == prefix), None)
 
 
 def _b64(data: bytes) -> str:

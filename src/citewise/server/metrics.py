@@ -41,6 +41,21 @@ class Metrics:
             "citewise_model_cost_usd", "Model cost in USD by target and key (priced targets).",
             ["model", "key"], registry=self.registry,
         )  # fmt: skip
+        self.model_queue = Histogram(
+            "citewise_model_queue_seconds",
+            "Time answers waited for a turn at a one-request-at-a-time (local) model.",
+            buckets=(*LATENCY_BUCKETS, 120, 300), registry=self.registry,
+        )  # fmt: skip
+        self.stream_errors = Counter(
+            "citewise_stream_errors",
+            "Streams that began with 200 and ended in an error event, by OpenAI error type.",
+            ["type"], registry=self.registry,
+        )  # fmt: skip
+        self.outages = Counter(
+            "citewise_dependency_unavailable",
+            "Requests that met an unreachable shared dependency (store, ledger, rate limits).",
+            ["component", "action"], registry=self.registry,
+        )  # fmt: skip
         self.rate_limited = Counter(
             "citewise_rate_limited", "Requests refused by a rate limit.", ["limit"],
             registry=self.registry,

@@ -28,6 +28,7 @@ from .auth import AskKey, service_of
 from .errors import APIError, attempts_header, error_body, from_citewise, guarded
 from .schemas import ChatCompletionRequest, EmbeddingRequest
 from .service import Service
+from .source_paths import SourcePaths
 
 DISCONNECT_POLL_S = 0.5  # how often a non-streamed answer checks that its client is there
 # Longest wait for a token being made when its reader left (a long prompt's first token).
@@ -65,15 +66,23 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _sse(service, key, stream, completion_id, created, body.model, include_usage)
+        outcome: dict[str, Any] = request.scope.setdefault("state", {})
+        events = _sse(service, key, stream, completion_id, created, body.model, include_usage,
+                      outcome)  # fmt: skip
         return StreamingResponse(_until_disconnected(request, stream, events),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
     answer = await _answer_unless_disconnected(request, stream)
     await run_in_threadpool(_account, service, key, answer)
+    # In a worker thread: showing a source may read its collection's folder from the store.
+    citations, results = await run_in_threadpool(
+        lambda: ([citation_json(c, service.shown) for c in answer.citations],
+                 [hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, start=1)])
+    )  # fmt: skip
     headers = {"x-citewise-target": answer.target} if answer.target else {}
     if answer.attempts:
         headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
+        headers["x-citewise-queue-ms"] = str(round(queue_seconds(answer) * 1000))
     return JSONResponse(headers=headers, content={
         "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
         "choices": [{
@@ -81,8 +90,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
             "logprobs": None, "finish_reason": _finish_reason(answer),
         }],
         "usage": _usage(answer), "system_fingerprint": None,
-        "citations": [citation_json(c, service.root) for c in answer.citations],
-        "search_results": [hit_json(h, n, service.root) for n, h in enumerate(answer.hits, start=1)],
+        "citations": citations, "search_results": results,
         "citewise": route_json(answer),
     })  # fmt: skip
 
@@ -164,8 +172,12 @@ def _consume(stream: AnswerStream) -> Answer:
 
 def _sse(
     service: Service, key: ApiKey, stream: AnswerStream, completion_id: str, created: int,
-    model: str, include_usage: bool,
+    model: str, include_usage: bool, outcome: dict[str, Any],
 ) -> Iterator[str]:  # fmt: skip
+    """The answer as server-sent events. An error after the 200 went out is an error
+    event in the stream, and ``outcome["stream_error"]`` tells the access log and the
+    metrics that this 200 ended as an error."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                 "model": model, "system_fingerprint": None,
@@ -177,7 +189,7 @@ def _sse(
     # The passages the model sees, numbered as its [n] markers will be: a client can
     # render markers as links while the text streams.
     yield chunk({"role": "assistant", "content": ""},
-                search_results=[hit_json(h, n, service.root) for n, h in enumerate(sources, start=1)])  # fmt: skip
+                search_results=[hit_json(h, n, service.shown) for n, h in enumerate(sources, start=1)])  # fmt: skip
     deltas = iter(stream)
     try:
         for delta in deltas:
@@ -186,6 +198,8 @@ def _sse(
         error = from_citewise(exc) if isinstance(exc, CitewiseError) else None
         kind = error.type if error else "server_error"
         service.metrics.errors.labels(kind).inc()
+        service.metrics.stream_errors.labels(kind).inc()
+        outcome["stream_error"] = error.code if error and error.code else kind
         body = error_body(str(exc), kind, error.code if error else None)
         if isinstance(exc, ProviderError) and exc.attempts:
             body["citewise"] = {"attempts": [attempt_json(a) for a in exc.attempts]}
@@ -198,7 +212,7 @@ def _sse(
     assert answer is not None
     _account(service, key, answer)
     yield chunk({}, _finish_reason(answer), citewise=route_json(answer),
-                citations=[citation_json(c, service.root) for c in answer.citations])  # fmt: skip
+                citations=[citation_json(c, service.shown) for c in answer.citations])  # fmt: skip
     if include_usage:  # the last chunk: usage, and again which targets answered
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                 "model": model, "choices": [], "usage": _usage(answer),
@@ -207,7 +221,14 @@ def _sse(
     yield "data: [DONE]\n\n"
 
 
+def queue_seconds(answer: Answer) -> float:
+    """Time the answer's model calls waited for their turns (local models queue)."""
+    return sum(getattr(attempt, "queue_s", 0.0) for attempt in answer.attempts)
+
+
 def _account(service: Service, key: ApiKey, answer: Answer) -> None:
+    if answer.attempts:
+        service.metrics.model_queue.observe(queue_seconds(answer))
     # Token counters by model and key come from the ledger (Service); this is the rate limit.
     total = answer.usage.prompt_tokens + answer.usage.completion_tokens
     service.limiter.spend_tokens(key.name, key.tpm, total)
@@ -234,13 +255,16 @@ def attempt_json(attempt: Any) -> dict[str, Any]:
     return {"target": attempt.target, "status": attempt.status, "error": attempt.error,
             "prompt_tokens": attempt.usage.prompt_tokens,
             "completion_tokens": attempt.usage.completion_tokens,
-            "estimated": attempt.usage.estimated, "latency_s": round(attempt.latency_s, 4)}  # fmt: skip
+            "estimated": attempt.usage.estimated, "latency_s": round(attempt.latency_s, 4),
+            "queue_s": round(getattr(attempt, "queue_s", 0.0), 4)}  # fmt: skip
 
 
-def hit_json(hit: Hit, number: int | None = None, root: str = "") -> dict[str, Any]:
-    """A passage as the API shows it. Sources inside the workspace (uploads) are shown
-    relative to it (``uploads/docs/report.pdf``): callers need not see server paths."""
-    source = hit.source[len(root) :] if root and hit.source.startswith(root) else hit.source
+def hit_json(hit: Hit, number: int | None = None, shown: SourcePaths | None = None
+             ) -> dict[str, Any]:  # fmt: skip
+    """A passage as the API shows it. Callers never see server paths: an upload is shown
+    relative to the workspace (``uploads/docs/report.pdf``), another file relative to its
+    ingest root (source_paths.py). Reads the store: call it from a worker thread."""
+    source = shown.shown(hit.source, hit.collection) if shown else hit.source
     body = {
         "title": hit.title, "source": source, "url": hit.url,
         "collection": hit.collection, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
@@ -249,21 +273,21 @@ def hit_json(hit: Hit, number: int | None = None, root: str = "") -> dict[str, A
         "start_seconds": hit.seconds[0] if hit.seconds else None,
         "end_seconds": hit.seconds[1] if hit.seconds else None,
         "cosine": None if hit.cosine is None else round(hit.cosine, 6), "text": hit.text,
-        "metadata": public_metadata(hit.metadata, root),
+        "metadata": public_metadata(hit.metadata, shown, hit.source, hit.collection),
     }  # fmt: skip
     return {"number": number, **body} if number is not None else body
 
 
-def public_metadata(metadata: dict[str, Any], root: str) -> dict[str, Any]:
+def public_metadata(metadata: dict[str, Any], shown: SourcePaths | None, source: str,
+                    collection: str) -> dict[str, Any]:  # fmt: skip
     """Metadata for callers: no principals (they are for permission checks), no server paths."""
-    return {
-        k: (v[len(root) :] if root and isinstance(v, str) and v.startswith(root) else v)
-        for k, v in metadata.items() if not k.startswith("principal")
-    }  # fmt: skip
+    if shown is not None:
+        return shown.metadata(metadata, source, collection)
+    return {k: v for k, v in metadata.items() if not k.startswith("principal")}
 
 
-def citation_json(citation: Citation, root: str = "") -> dict[str, Any]:
-    body = hit_json(citation.hit, citation.number, root)
+def citation_json(citation: Citation, shown: SourcePaths | None = None) -> dict[str, Any]:
+    body = hit_json(citation.hit, citation.number, shown)
     body.pop("text")
     return body | {"quote": citation.quote, "quote_start": citation.quote_start,
                    "quote_end": citation.quote_end}  # fmt: skip

@@ -13,11 +13,16 @@ enforce the limit once, not N times.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..errors import Unavailable
+
+log = logging.getLogger("citewise.ratelimit")
 
 
 @dataclass
@@ -146,18 +151,29 @@ return {tostring(allowed), kind, tostring(req or -1), tostring(tok or -1)}
 class RedisRateLimiter:
     """The same buckets, in Redis, shared by every replica (``redis_url``)."""
 
-    def __init__(self, url: str, prefix: str = "citewise:ratelimit") -> None:
+    def __init__(
+        self, url: str, prefix: str = "citewise:ratelimit", fail_open: bool = False,
+        on_outage: Callable[[str], None] | None = None,
+    ) -> None:  # fmt: skip
         import os
 
         import redis
 
         password = os.environ.get("REDIS_PASSWORD") or None  # never in the URL (config)
-        self._redis = redis.Redis.from_url(url, password=password, socket_timeout=5)
+        # Short timeouts: with Redis gone, a request learns it in a second, not a minute.
+        self._redis = redis.Redis.from_url(url, password=password, socket_timeout=2,
+                                           socket_connect_timeout=2, health_check_interval=10)  # fmt: skip
         self._script = self._redis.register_script(_BUCKETS_LUA)
+        self._errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
         self.prefix = prefix
+        self.fail_open = fail_open
+        self.on_outage = on_outage or (lambda action: None)
 
     def check(self, key: str, rpm: int | None, tpm: int | None) -> Verdict:
-        allowed, kind, requests, tokens = self._run(key, rpm, tpm, 0)
+        try:
+            allowed, kind, requests, tokens = self._run(key, rpm, tpm, 0)
+        except self._errors as exc:
+            return self._outage(exc)
         buckets = (_bucket(rpm, requests), _bucket(tpm, tokens))
         headers = ratelimit_headers(*buckets)
         if allowed:
@@ -168,7 +184,25 @@ class RedisRateLimiter:
 
     def spend_tokens(self, key: str, tpm: int | None, amount: int) -> None:
         if tpm and amount > 0:
-            self._run(key, None, tpm, amount)
+            try:
+                self._run(key, None, tpm, amount)
+            except self._errors as exc:
+                # The answer is made and paid for: its tokens go uncounted, never refused.
+                log.warning("rate limits: Redis cannot be reached; %d tokens of key %r "
+                            "not counted (%s)", amount, key, type(exc).__name__)  # fmt: skip
+                self.on_outage("uncounted")
+
+    def _outage(self, exc: Exception) -> Verdict:
+        """Redis is down: keys with limits are refused (closed, the default) or served
+        without limits (open), as ``rate_limit_outage`` says. Keys without limits never
+        reach Redis, so they are served either way."""
+        log.warning("rate limits: Redis cannot be reached (%s); failing %s",
+                    type(exc).__name__, "open" if self.fail_open else "closed")  # fmt: skip
+        if self.fail_open:
+            self.on_outage("served")
+            return Verdict(True, "requests", 0.0, {})
+        raise Unavailable("rate_limits", "the rate limiter (Redis) cannot be reached, and "
+                          "limits fail closed; retry shortly") from exc  # fmt: skip
 
     def _run(self, key: str, rpm: int | None, tpm: int | None,
              spend: int) -> tuple[bool, str, float, float]:  # fmt: skip
@@ -191,9 +225,13 @@ def _bucket(limit: int | None, level: float) -> Bucket | None:
     return Bucket(float(limit), level, 0.0) if limit else None
 
 
-def limiter_for(redis_url: str) -> RateLimiter | RedisRateLimiter:
+def limiter_for(
+    redis_url: str, fail_open: bool = False, on_outage: Callable[[str], None] | None = None
+) -> RateLimiter | RedisRateLimiter:
     """Buckets in this process, or in Redis when replicas share them."""
-    return RedisRateLimiter(redis_url) if redis_url else RateLimiter()
+    if not redis_url:
+        return RateLimiter()
+    return RedisRateLimiter(redis_url, fail_open=fail_open, on_outage=on_outage)
 
 
 def openai_duration(seconds: float) -> str:

@@ -1,10 +1,12 @@
-"""Request bodies. Unknown fields are accepted and ignored, as OpenAI's API does."""
+"""Request bodies. Unknown fields are accepted and ignored, as OpenAI's API does (but
+must hold valid Unicode, like every other field)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class _Body(BaseModel):
@@ -17,6 +19,34 @@ class _Body(BaseModel):
         surrogate ("\\ud83d"), which the tokenizers, SQLite and the log cannot."""
         _check_encodable(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable_extras(cls, data: Any) -> Any:
+        """Fields a body may carry and citewise ignores (``user``, ``metadata``, …) are
+        not stored, but still must be text the server can log: an unpaired surrogate in
+        one is refused like anywhere else, naming the field (``ctx.field``: errors.py)."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if name in cls.model_fields:
+                    continue  # checked by _encodable, after its own validation
+                try:
+                    _check_encodable(name)
+                    _check_encodable(value)
+                except ValueError as exc:
+                    shown = name if _encodable(name) else None
+                    raise PydanticCustomError(
+                        "unencodable_text", "{problem}", {"problem": str(exc), "field": shown}
+                    ) from None
+        return data
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_encodable(value: Any) -> None:

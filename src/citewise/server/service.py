@@ -17,11 +17,13 @@ from ..embedders.batching import BatchingEmbedder
 from ..keys import ApiKey, any_keys, authenticate
 from ..ledger import LedgerRow
 from ..names import COLLECTION_NAME, COLLECTION_NAME_RULE, check_collection_name, inside
+from ..secrets import redact_url
 from ..workspace import Workspace
 from .errors import APIError
 from .jobs import JobQueue
 from .metrics import Metrics
 from .ratelimit import limiter_for
+from .source_paths import SourcePaths
 
 
 class Service:
@@ -33,8 +35,11 @@ class Service:
         # Auth is on when asked for, or (by default) as soon as any key exists.
         self.auth = any_keys(workspace.store) if auth is None else auth
         self.assistants: dict[str, Assistant] = read_assistants(workspace.path)
-        self.limiter = limiter_for(self.settings.redis_url)
         self.metrics = Metrics()
+        self.limiter = limiter_for(
+            self.settings.redis_url, fail_open=self.settings.rate_limit_outage == "open",
+            on_outage=lambda action: self.metrics.outages.labels("rate_limits", action).inc(),
+        )  # fmt: skip
         self.embedder: BatchingEmbedder | None = None
         if batching:
             self.embedder = BatchingEmbedder(workspace.embedder())
@@ -49,24 +54,28 @@ class Service:
         self.uploads = workspace.path / "uploads"
         self.resumed = self.jobs.resume(self.uploads)  # what a stopped server left unfinished
         self.root = str(workspace.path.resolve()) + "/"  # stripped from sources shown to callers
+        self.shown = SourcePaths(workspace.store, self.root)  # sources as callers see them
         # Signs the web UI's links to recordings (server/media.py): kept in the store, so a
         # link made by one replica plays from any other.
         self.media_secret = workspace.store.shared_secret("media-links")
         self.ready = threading.Event()
         self.startup_error: str | None = None
 
-    def dependencies(self) -> dict[str, str]:
-        """What readyz reports: the store's schema and the rate limiter's backend, each
-        reached now — or the first that cannot be."""
-        try:
-            store = self.workspace.store.schema_version()[-1]
-        except Exception as exc:  # a database that went away: not ready
-            return {"error": f"store: {exc}"}
-        try:
-            limits = self.limiter.ping()
-        except Exception as exc:
-            return {"error": f"rate limits: {exc}"}
-        return {"store": store, "rate_limits": limits, "replica": self.jobs.worker}
+    def dependencies(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Each shared dependency reached now: its status ("ok" or "unavailable", what
+        anyone may see) and, for operators, what answered (the schema version, the rate
+        limiter's backend) or why not (the driver's message, credentials masked)."""
+        status, details = {}, {}
+        probes = {"store": lambda: self.workspace.store.schema_version()[-1],
+                  "ledger": self.workspace.ledger.ping, "rate_limits": self.limiter.ping}  # fmt: skip
+        for name, probe in probes.items():
+            try:
+                details[name] = str(probe())
+                status[name] = "ok"
+            except Exception as exc:  # a dependency that went away: degraded, not down
+                status[name] = "unavailable"
+                details[name] = redact_url(f"{type(exc).__name__}: {exc}")
+        return status, details
 
     def warm_up(self) -> None:
         """Load the embedder and the default chat model before the first request needs them."""

@@ -51,12 +51,10 @@ def open_storage(url: str, workspace: Path) -> Storage:
 
 
 def redacted(url: str) -> str:
-    """The URL without a password, for messages and status."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    """The URL without a password (nor any other secret), for messages and status."""
+    from ..secrets import redact_url
+
+    return redact_url(url)
 
 
 def _sqlite(url: str, workspace: Path) -> Storage:

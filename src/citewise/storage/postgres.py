@@ -18,21 +18,23 @@ both run). What differs:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import numpy as np
 
 from ..documents import Chunk
-from ..errors import ConfigError, WorkspaceError
+from ..errors import ConfigError, Unavailable, WorkspaceError
 from ..keywords import _WORD, STOPWORDS, query_terms
 from .base import Collection
 from .sql import SqlStore, now
 
 SCHEMA = "citewise"
+log = logging.getLogger("citewise.store")
 K1, B = 1.2, 0.75  # FTS5's
 # Most rows an HNSW scan may return (pgvector's hnsw.ef_search limit).
 MAX_EF_SEARCH = 1000
@@ -117,7 +119,9 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> Any:
         try:
-            connection = self._psycopg.connect(self.url, autocommit=True)
+            connection = self._psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        except self._psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
         except self._psycopg.Error as exc:
             raise WorkspaceError(f"cannot connect to the store {_where(self.url)}: {exc}") from exc
         errors = self._psycopg.errors
@@ -138,7 +142,69 @@ class PostgresStore(SqlStore):
         return connection
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.db.execute(sql.replace("?", "%s"), params)
+        """Outside a transaction, a statement that meets a dead connection (the server
+        restarted, a proxy dropped it) runs once more on a fresh one, so the first request
+        after an outage succeeds; inside one, the transaction is lost and the caller hears
+        :class:`Unavailable`."""
+        sql = sql.replace("?", "%s")
+        connection = self.db
+        try:
+            return connection.execute(sql, params)
+        except self._psycopg.OperationalError as exc:
+            if not self._lost(exc, connection):
+                raise  # a statement timeout or a lock: the connection itself is fine
+            self._forget_connection()
+            if self._pending_counters():
+                raise self._unavailable(exc) from exc
+            try:
+                return self.db.execute(sql, params)
+            except self._psycopg.OperationalError as again:
+                self._forget_connection()
+                raise self._unavailable(again) from again
+
+    @staticmethod
+    def _lost(exc: Exception, connection: Any) -> bool:
+        """Whether an error means the connection is gone (class 08, or the server shutting
+        down: 57P01-57P03) rather than the statement failing on a live connection."""
+        state = getattr(exc, "sqlstate", None) or ""
+        return (
+            connection.closed
+            or connection.broken
+            or state.startswith("08")
+            or state in ("57P01", "57P02", "57P03")
+        )
+
+    def _forget_connection(self) -> None:
+        """Drops this thread's connection; the next statement opens a new one."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with self._connections_lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+            with suppress(Exception):
+                connection.close()
+
+    def _unavailable(self, exc: Exception) -> Unavailable:
+        # The driver's words name the host, port, user and database: logged, not returned.
+        log.warning("the store %s cannot be reached: %s", _where(self.url), exc)
+        return Unavailable("store", "the store (PostgreSQL) cannot be reached; retry shortly")
+
+    def _begin(self, exits: ExitStack, outermost: bool) -> Any:
+        """Enters a transaction; the outermost one retries once on a fresh connection
+        when BEGIN meets a dead one (nothing has run in it yet)."""
+        for attempt in range(2):
+            connection = self.db
+            try:
+                exits.enter_context(connection.transaction())
+                return connection
+            except self._psycopg.OperationalError as exc:
+                if not self._lost(exc, connection):
+                    raise
+                self._forget_connection()
+                if attempt or not outermost:
+                    raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -151,10 +217,18 @@ class PostgresStore(SqlStore):
         stack = self._pending_counters()
         stack.append(Counter())
         try:
-            with self.db.transaction():
-                yield self.db
+            with ExitStack() as exits:
+                db = self._begin(exits, outermost=len(stack) == 1)
+                yield db
                 if len(stack) == 1:
                     self._write_counters(stack[0])
+        except self._psycopg.OperationalError as exc:
+            stack.pop()
+            connection = getattr(self._local, "connection", None)
+            if connection is not None and not self._lost(exc, connection):
+                raise
+            self._forget_connection()
+            raise self._unavailable(exc) from exc
         except BaseException:
             stack.pop()
             raise

@@ -185,8 +185,15 @@ class SqlStore:
         self, name: str, prefix: str, key_hash: str, collections: list[str], scopes: list[str],
         rpm: int | None, tpm: int | None,
     ) -> bool:  # fmt: skip
-        """False when a key of that name exists (revoked or not)."""
+        """False when an active key of that name exists. A revoked key gives its name up:
+        its row stays (for the record) as ``NAME (revoked #ID)``, which no key name can be."""
         with self.transaction():
+            revoked = self.execute(
+                "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NOT NULL", (name,)
+            ).fetchone()
+            if revoked is not None:
+                self.execute("UPDATE api_keys SET name = ? WHERE id = ?",
+                             (f"{name} (revoked #{revoked[0]})", revoked[0]))  # fmt: skip
             inserted = self.execute(
                 "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
