@@ -87,6 +87,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/server.py --json benchmarks/results/server.json
 	$(BIN)/python benchmarks/connectors.py --json benchmarks/results/connectors.json
 	$(BIN)/python benchmarks/router.py --json benchmarks/results/router.json
+	$(BIN)/python benchmarks/overload.py --json benchmarks/results/overload.json
 	$(BIN)/python benchmarks/answer_quality.py --json benchmarks/results/answer_quality.json
 	$(BIN)/python benchmarks/speech.py --json benchmarks/results/speech.json
 	$(BIN)/python benchmarks/transcript_tasks.py --json benchmarks/results/transcript_tasks.json
