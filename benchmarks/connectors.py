@@ -88,10 +88,19 @@ def sentence(rng: random.Random, low: int = 8, high: int = 24) -> str:
 
 def make_slack(path: Path, messages: int, seed: int = 0) -> None:
     rng = random.Random(seed)
-    users = [{"id": f"U{i:04d}", "team_id": "TBENCH", "name": f"user{i}",
-              "profile": {"real_name": f"User {i}"}} for i in range(50)]  # fmt: skip
-    channels = [{"id": f"C{i:04d}", "name": f"channel-{i}", "members": [u["id"] for u in users[:20]]}
-                for i in range(20)]  # fmt: skip
+    users = [
+        {
+            "id": f"U{i:04d}",
+            "team_id": "TBENCH",
+            "name": f"user{i}",
+            "profile": {"real_name": f"User {i}"},
+        }
+        for i in range(50)
+    ]
+    channels = [
+        {"id": f"C{i:04d}", "name": f"channel-{i}", "members": [u["id"] for u in users[:20]]}
+        for i in range(20)
+    ]
     per_channel = messages // len(channels)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
         out.writestr("users.json", json.dumps(users))
@@ -105,8 +114,12 @@ def make_slack(path: Path, messages: int, seed: int = 0) -> None:
                 clock += timedelta(minutes=rng.randint(1, 90))
                 root_ts = f"{clock.timestamp():.6f}"
                 replies = rng.choice([0, 0, 0, 2, 3, 5]) if written + 6 < per_channel else 0
-                message = {"type": "message", "user": rng.choice(users)["id"], "ts": root_ts,
-                           "text": sentence(rng) + f" <@{rng.choice(users)['id']}> :tada:"}  # fmt: skip
+                message = {
+                    "type": "message",
+                    "user": rng.choice(users)["id"],
+                    "ts": root_ts,
+                    "text": sentence(rng) + f" <@{rng.choice(users)['id']}> :tada:",
+                }
                 if replies:
                     message["thread_ts"] = root_ts
                 day = clock.strftime("%Y-%m-%d")
@@ -115,8 +128,14 @@ def make_slack(path: Path, messages: int, seed: int = 0) -> None:
                 for r in range(replies):
                     when = clock + timedelta(minutes=5 * (r + 1))
                     days.setdefault(when.strftime("%Y-%m-%d"), []).append(
-                        {"type": "message", "user": rng.choice(users)["id"], "thread_ts": root_ts,
-                         "ts": f"{when.timestamp():.6f}", "text": sentence(rng)})  # fmt: skip
+                        {
+                            "type": "message",
+                            "user": rng.choice(users)["id"],
+                            "thread_ts": root_ts,
+                            "ts": f"{when.timestamp():.6f}",
+                            "text": sentence(rng),
+                        }
+                    )
                     written += 1
             for day_name, day_messages in days.items():
                 out.writestr(f"{channel['name']}/{day_name}.json", json.dumps(day_messages))
@@ -175,9 +194,14 @@ def measure(kind: str, location: Path, workspace: Path | None) -> dict:
     else:
         with Workspace.open(workspace) as ws:
             report = ws.ingest([location], source=kind)
-        result = {"documents": report.added + report.updated + report.unchanged,
-                  "added": report.added, "unchanged": report.unchanged, "chunks": report.chunks,
-                  "tokens": report.tokens, "failed": len(report.failed)}  # fmt: skip
+        result = {
+            "documents": report.added + report.updated + report.unchanged,
+            "added": report.added,
+            "unchanged": report.unchanged,
+            "chunks": report.chunks,
+            "tokens": report.tokens,
+            "failed": len(report.failed),
+        }
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
@@ -226,8 +250,11 @@ def main() -> None:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| export | size | parse only (time / peak RSS) | parse, ¼ export | ingest (time / peak RSS) "
-             "| throughput | re-ingest unchanged |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| export | size | parse only (time / peak RSS) | parse, ¼ export | ingest (time / peak RSS) "
+        "| throughput | re-ingest unchanged |",
+        "|---|---|---|---|---|---|---|",
+    ]
     names = {"slack": "Slack, {items:,} messages", "gmail": "Gmail mbox, {items:,} mails"}
     for kind, template in names.items():
         row = results[kind]
@@ -242,7 +269,7 @@ def markdown(results: dict) -> str:
             f"{parse['peak_rss_mb']} MB | {quarter['seconds']} s / {quarter['peak_rss_mb']} MB | "
             f"{ingest['seconds']} s / {ingest['peak_rss_mb']} MB | {row['items_per_s']:,} items/s, "
             f"{ingest['documents']:,} documents, {ingest['tokens']:,} tokens | {again['seconds']} s |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 

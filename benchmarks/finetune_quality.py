@@ -45,8 +45,15 @@ def main() -> None:
     results = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
     results.setdefault("folds", {})
     for fold in args.folds:
-        report = tune_embedder(ws, (data.queries, data.qrels), args.collection, args.epochs,
-                               dry_run=True, progress=_progress(), held_out_fold=fold)  # fmt: skip
+        report = tune_embedder(
+            ws,
+            (data.queries, data.qrels),
+            args.collection,
+            args.epochs,
+            dry_run=True,
+            progress=_progress(),
+            held_out_fold=fold,
+        )
         results["folds"][str(fold)] = report.to_json() | {"measured": measured_on()}
         results |= _summary(results["folds"])
         print(json.dumps(results["folds"][str(fold)], indent=2), flush=True)
@@ -60,8 +67,9 @@ def _progress():
 
     def progress(stage: str, done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
-            print(f"{stage}: step {done}/{total} ({time.perf_counter() - started:.0f} s)",
-                  flush=True)  # fmt: skip
+            print(
+                f"{stage}: step {done}/{total} ({time.perf_counter() - started:.0f} s)", flush=True
+            )
 
     return progress
 
@@ -75,11 +83,17 @@ def _summary(folds: dict) -> dict:
         return round(sum(f[key] * f["held_out_queries"] for f in measured) / queries, 4)
 
     after = mean("after")
-    return {"folds_measured": len(measured), "queries": queries,
-            "hybrid_before": mean("before"), "hybrid_after": after,
-            "dense_before": mean("dense_before"), "dense_after": mean("dense_after"),
-            "target": {f"hybrid >= {TARGET} over the five folds":
-                       len(measured) == FOLDS and after >= TARGET}}  # fmt: skip
+    return {
+        "folds_measured": len(measured),
+        "queries": queries,
+        "hybrid_before": mean("before"),
+        "hybrid_after": after,
+        "dense_before": mean("dense_before"),
+        "dense_after": mean("dense_after"),
+        "target": {
+            f"hybrid >= {TARGET} over the five folds": len(measured) == FOLDS and after >= TARGET
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -55,8 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path,
-                        help="Leave the workspace here (emptied first) for the next benchmarks.")  # fmt: skip
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="Leave the workspace here (emptied first) for the next benchmarks.",
+    )
     args = parser.parse_args()
     if not args.source.exists():
         sys.exit(f"{args.source} not found (SciFact lives in ../shared/datasets/scifact)")
@@ -67,14 +70,16 @@ def main() -> None:
         report, queries = ingest(ws, args.source)
         result = {
             "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
-            "documents": report.added, "chunks": report.chunks, "tokens": report.tokens,
+            "documents": report.added,
+            "chunks": report.chunks,
+            "tokens": report.tokens,
             "ingest_seconds": round(report.seconds, 1),
             "documents_per_second": round(report.added / report.seconds, 1),
             "tokens_per_second": round(report.tokens / report.seconds),
             "peak_rss_mb_after_ingest": round(peak_rss_mb()),
             "queries": len(queries),
             "search_ms": {},
-        }  # fmt: skip
+        }
         for mode in ("hybrid", "bm25", "dense"):
             latencies = time_searches(ws, queries, mode)
             result["search_ms"][mode] = latency_ms(latencies)

@@ -62,8 +62,11 @@ def one_round(router, burst: int, quiet: int, max_tokens: int) -> dict:
             quiet_latency.append(done - asked)
             overtaken.append(sum(f.done() and f.result() < done for f in bursts))
         finished = [f.result() for f in bursts]
-    return {"quiet_s": quiet_latency, "burst_total_s": max(finished) - started,
-            "burst_done_before_quiet": overtaken}  # fmt: skip
+    return {
+        "quiet_s": quiet_latency,
+        "burst_total_s": max(finished) - started,
+        "burst_done_before_quiet": overtaken,
+    }
 
 
 def run(burst: int, quiet: int, rounds: int, max_tokens: int) -> dict:

@@ -143,8 +143,17 @@ def child(name: str, dataset: Path) -> None:
         ingest, run = globals()[f"run_{name}"](corpus, queries, tmp)
     means = evaluate_run(qrels, run)["mean"]
     peak = peak_rss_mb()
-    print(json.dumps({"pipeline": name, "ingest_s": round(ingest, 3), "documents": len(corpus),
-                      "peak_rss_mb": round(peak), **{k: round(v, 3) for k, v in means.items()}}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "pipeline": name,
+                "ingest_s": round(ingest, 3),
+                "documents": len(corpus),
+                "peak_rss_mb": round(peak),
+                **{k: round(v, 3) for k, v in means.items()},
+            }
+        )
+    )
 
 
 def peak_rss_mb() -> float:
@@ -184,13 +193,16 @@ def embedding_throughput(dataset: Path, n: int = 500, rounds: int = 3) -> dict[s
         reference_rates.append(n / (time.perf_counter() - started))
     cosines = (a * np.asarray(b)).sum(axis=1)
     speedups = [x / y for x, y in zip(ours_rates, reference_rates, strict=True)]
-    return {"texts": n, "rounds": rounds,
-            "citewise_texts_per_s": round(statistics.median(ours_rates), 1),
-            "sentence_transformers_texts_per_s": round(statistics.median(reference_rates), 1),
-            "speedup": round(statistics.median(speedups), 2),
-            "speedup_range": [round(min(speedups), 2), round(max(speedups), 2)],
-            "cosine_mean": round(float(cosines.mean()), 4),
-            "cosine_min": round(float(cosines.min()), 4)}  # fmt: skip
+    return {
+        "texts": n,
+        "rounds": rounds,
+        "citewise_texts_per_s": round(statistics.median(ours_rates), 1),
+        "sentence_transformers_texts_per_s": round(statistics.median(reference_rates), 1),
+        "speedup": round(statistics.median(speedups), 2),
+        "speedup_range": [round(min(speedups), 2), round(max(speedups), 2)],
+        "cosine_mean": round(float(cosines.mean()), 4),
+        "cosine_min": round(float(cosines.min()), 4),
+    }
 
 
 def main() -> None:
@@ -208,8 +220,12 @@ def main() -> None:
     results = {"embedding": embedding_throughput(args.dataset), "pipelines": []}
     print(json.dumps(results["embedding"]), flush=True)
     for name in args.pipelines:
-        out = subprocess.run([sys.executable, __file__, str(args.dataset), "--child", name],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, str(args.dataset), "--child", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["documents_per_s"] = round(row["documents"] / row["ingest_s"], 1)
         results["pipelines"].append(row)

@@ -48,8 +48,12 @@ Run = dict[str, dict[str, float]]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", type=Path, default=SHARED)
-    parser.add_argument("--workspaces", type=Path, default=Path("/tmp"),
-                        help="Workspaces are <DIR>/citewise-bench-<dataset> (reused).")  # fmt: skip
+    parser.add_argument(
+        "--workspaces",
+        type=Path,
+        default=Path("/tmp"),
+        help="Workspaces are <DIR>/citewise-bench-<dataset> (reused).",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = {}
@@ -111,18 +115,27 @@ def show(label: str, row: dict) -> None:
 # -- the reference and citewise's own bm25s path ---------------------------------------
 
 
-def reference_run(root: Path, data: BeirDataset, k1: float = 1.5, method: str = "lucene",
-                  stemmer: str = "english", deduplicate: bool = False) -> Run:  # fmt: skip
+def reference_run(
+    root: Path,
+    data: BeirDataset,
+    k1: float = 1.5,
+    method: str = "lucene",
+    stemmer: str = "english",
+    deduplicate: bool = False,
+) -> Run:
     corpus = [json.loads(line) for line in (root / "corpus.jsonl").open()]
     ids = [str(doc["_id"]) for doc in corpus]
     texts = [f"{doc.get('title') or ''} {doc.get('text') or ''}" for doc in corpus]
     stem = Stemmer.Stemmer(stemmer)
     retriever = bm25s.BM25(k1=k1, b=0.75, method=method)
-    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stem, show_progress=False),
-                    show_progress=False)  # fmt: skip
+    retriever.index(
+        bm25s.tokenize(texts, stopwords="en", stemmer=stem, show_progress=False),
+        show_progress=False,
+    )
     queries = list(data.queries.items())
-    tokenized = bm25s.tokenize([t for _, t in queries], stopwords="en", stemmer=stem,
-                               return_ids=False, show_progress=False)  # fmt: skip
+    tokenized = bm25s.tokenize(
+        [t for _, t in queries], stopwords="en", stemmer=stem, return_ids=False, show_progress=False
+    )
     run: Run = {}
     for (qid, _), tokens in zip(queries, tokenized, strict=True):
         tokens = [t for t in tokens if t in retriever.vocab_dict]
@@ -136,8 +149,9 @@ def reference_run(root: Path, data: BeirDataset, k1: float = 1.5, method: str = 
     return run
 
 
-def chunk_run(ws: Workspace, ranked: Callable[[str], list[tuple[int, float]]],
-              data: BeirDataset) -> Run:  # fmt: skip
+def chunk_run(
+    ws: Workspace, ranked: Callable[[str], list[tuple[int, float]]], data: BeirDataset
+) -> Run:
     """A document run from (chunk id, score) lists: each document scores as its best chunk."""
     run: Run = {}
     for qid, text in data.queries.items():
@@ -179,8 +193,9 @@ def fusion_rows(ws: Workspace, name: str, data: BeirDataset) -> dict[str, dict]:
     return rows
 
 
-def attempt_rows(ws: Workspace, name: str, data: BeirDataset,
-                 found: dict[str, Candidates]) -> dict[str, dict]:  # fmt: skip
+def attempt_rows(
+    ws: Workspace, name: str, data: BeirDataset, found: dict[str, Candidates]
+) -> dict[str, dict]:
     """Changes to the default fusion tried toward SciFact's 0.74 and not adopted (README),
     each on the same candidate lists as the default."""
     retriever, collections = ws.retriever(), ws.collections([name])
@@ -222,8 +237,9 @@ def attempt_rows(ws: Workspace, name: str, data: BeirDataset,
     }
 
 
-def _best_per_document(pairs: list[tuple[int, float]], documents: dict[int, int]
-                       ) -> list[tuple[int, float]]:  # fmt: skip
+def _best_per_document(
+    pairs: list[tuple[int, float]], documents: dict[int, int]
+) -> list[tuple[int, float]]:
     seen: set[int] = set()
     best = []
     for chunk_id, score in pairs:

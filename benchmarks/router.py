@@ -38,9 +38,13 @@ def direct(client: openai.OpenAI) -> tuple[float, float]:
     started = time.perf_counter()
     first = None
     stream = client.chat.completions.create(
-        model="model-a", messages=MESSAGES, max_tokens=64, temperature=0.0, stream=True,
+        model="model-a",
+        messages=MESSAGES,
+        max_tokens=64,
+        temperature=0.0,
+        stream=True,
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     for chunk in stream:
         if first is None and chunk.choices and chunk.choices[0].delta.content:
             first = time.perf_counter() - started
@@ -64,13 +68,14 @@ def run(calls: int) -> dict:
             f'[models.bench]\nchain = ["openai:model-a"]\n[targets."openai:model-a"]\n'
             f'base_url = "{url}"\napi_key_env = "STANDIN_KEY"\ninput_price = 0.15\n'
             f"output_price = 0.6\n"
-        )  # fmt: skip
+        )
         ws.close()
         ws = Workspace.open(Path(tmp) / "ws", model="bench")
         ws.ledger.set_budget(BudgetRule("key", "bench", "usd", "day", 1000.0))
         client = openai.OpenAI(base_url=url, api_key="sk-standin", max_retries=0)
-        request = ModelRequest.of([Message("user", MESSAGES[0]["content"])], max_tokens=64,
-                                  caller="bench")  # fmt: skip
+        request = ModelRequest.of(
+            [Message("user", MESSAGES[0]["content"])], max_tokens=64, caller="bench"
+        )
         for _ in range(20):  # warm both paths (connections, imports)
             direct(client)
             routed(ws, request)
@@ -84,15 +89,18 @@ def run(calls: int) -> dict:
         rows = len(ws.ledger.rows())
         ws.close()
     results = {
-        name: {"first_token_ms": latency_ms([f * 1000 for f, _ in values], 2),
-               "total_ms": latency_ms([t * 1000 for _, t in values], 2)}
+        name: {
+            "first_token_ms": latency_ms([f * 1000 for f, _ in values], 2),
+            "total_ms": latency_ms([t * 1000 for _, t in values], 2),
+        }
         for name, values in sides.items()
-    }  # fmt: skip
+    }
     routed_, direct_ = results["citewise router"], results["openai SDK direct"]
     added = {
         f"{measure}_{q}": round(routed_[measure][q] - direct_[measure][q], 2)
-        for measure in ("first_token_ms", "total_ms") for q in ("p50", "p99")
-    }  # fmt: skip
+        for measure in ("first_token_ms", "total_ms")
+        for q in ("p50", "p99")
+    }
     return {"calls": calls, "ledger_rows": rows, "results": results, "router_adds": added}
 
 
@@ -104,12 +112,16 @@ def main() -> None:
     report = run(args.calls)
     print(f"{'':20} {'first token p50/p99 ms':>24} {'total p50/p99 ms':>20}")
     for name, r in report["results"].items():
-        print(f"{name:20} {r['first_token_ms']['p50']:>11} / {r['first_token_ms']['p99']:<10} "
-              f"{r['total_ms']['p50']:>8} / {r['total_ms']['p99']}")  # fmt: skip
+        print(
+            f"{name:20} {r['first_token_ms']['p50']:>11} / {r['first_token_ms']['p99']:<10} "
+            f"{r['total_ms']['p50']:>8} / {r['total_ms']['p99']}"
+        )
     adds = report["router_adds"]
-    print(f"router adds: {adds['first_token_ms_p50']} ms (p50) / {adds['first_token_ms_p99']} ms "
-          f"(p99) to the first token, {adds['total_ms_p50']} / {adds['total_ms_p99']} ms in all "
-          f"({report['ledger_rows']} ledger rows written)")  # fmt: skip
+    print(
+        f"router adds: {adds['first_token_ms_p50']} ms (p50) / {adds['first_token_ms_p99']} ms "
+        f"(p99) to the first token, {adds['total_ms_p50']} / {adds['total_ms_p99']} ms in all "
+        f"({report['ledger_rows']} ledger rows written)"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

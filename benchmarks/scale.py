@@ -84,10 +84,14 @@ def measure(ws: Workspace, queries: list[str]) -> dict[str, float]:
     collection = ws.collection("scale")
     cached = ws.indexes._get(collection)
     summary = latency_ms(latencies)
-    return {"p50_ms": summary["p50"], "p95_ms": summary["p95"], "p99_ms": summary["p99"],
-            "vector_index": ws.indexes.backend(collection),
-            "vector_memory_mb": round(cached.exact.vectors.nbytes / 1e6),
-            "database_mb": round(ws.store.path.stat().st_size / 1e6)}  # fmt: skip
+    return {
+        "p50_ms": summary["p50"],
+        "p95_ms": summary["p95"],
+        "p99_ms": summary["p99"],
+        "vector_index": ws.indexes.backend(collection),
+        "vector_memory_mb": round(cached.exact.vectors.nbytes / 1e6),
+        "database_mb": round(ws.store.path.stat().st_size / 1e6),
+    }
 
 
 def seed_from(seed: Path, workspace: Path) -> None:
@@ -105,8 +109,11 @@ def keyword_index(ws: Workspace, seconds: float) -> dict:
     if ws.sparse.current(collection) is None:
         return {"keyword_index": "fts5"}
     files = ws.sparse._path(collection).glob("*")
-    return {"keyword_index": "bm25s", "keyword_build_s": round(seconds, 1),
-            "keyword_index_mb": round(sum(f.stat().st_size for f in files) / 1e6)}  # fmt: skip
+    return {
+        "keyword_index": "bm25s",
+        "keyword_build_s": round(seconds, 1),
+        "keyword_index_mb": round(sum(f.stat().st_size for f in files) / 1e6),
+    }
 
 
 def main() -> None:
@@ -115,9 +122,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/citewise-scale"))
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--seed", type=Path,
-                        help="A workspace with SciFact ingested as 'scifact' (ingest_search.py --keep) "
-                             "to start from instead of ingesting it again.")  # fmt: skip
+    parser.add_argument(
+        "--seed",
+        type=Path,
+        help="A workspace with SciFact ingested as 'scifact' (ingest_search.py --keep) "
+        "to start from instead of ingesting it again.",
+    )
     args = parser.parse_args()
     shutil.rmtree(args.workspace, ignore_errors=True)  # every run grows from SciFact alone
     if args.seed:
@@ -134,8 +144,11 @@ def main() -> None:
             started = time.perf_counter()
             ws.refresh_indexes("scale")  # what an ingest does after writing
             built = time.perf_counter() - started
-            row = {"chunks": chunk_count(ws, collection_id), **measure(ws, queries),
-                   **keyword_index(ws, built)}  # fmt: skip
+            row = {
+                "chunks": chunk_count(ws, collection_id),
+                **measure(ws, queries),
+                **keyword_index(ws, built),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:

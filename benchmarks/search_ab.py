@@ -95,8 +95,13 @@ def claims(path: Path, limit: int) -> list[str]:
 
 def run(src: Path, workspace: Path, mode: str, queries: list[str]) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(workspace), mode, json.dumps(queries)],
-                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(workspace), mode, json.dumps(queries)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -107,13 +112,18 @@ def summarise(samples: dict[str, list[float]], sets: dict[str, list[str]]) -> di
             row = {}
             for version in ("baseline", "this"):
                 times = sorted(samples[f"{mode} {label} {version}"])
-                row[version] = {"p50_ms": round(statistics.median(times) * 1000, 1),
-                                "p95_ms": round(times[int(0.95 * (len(times) - 1))] * 1000, 1)}  # fmt: skip
+                row[version] = {
+                    "p50_ms": round(statistics.median(times) * 1000, 1),
+                    "p95_ms": round(times[int(0.95 * (len(times) - 1))] * 1000, 1),
+                }
             row["p50 ratio"] = round(row["this"]["p50_ms"] / row["baseline"]["p50_ms"], 2)
             results[f"{mode}, {label}"] = row
-            print(f"{mode:6s} {label:16s} baseline p50 {row['baseline']['p50_ms']} ms "
-                  f"p95 {row['baseline']['p95_ms']} ms · this p50 {row['this']['p50_ms']} ms "
-                  f"p95 {row['this']['p95_ms']} ms · ratio {row['p50 ratio']}", flush=True)  # fmt: skip
+            print(
+                f"{mode:6s} {label:16s} baseline p50 {row['baseline']['p50_ms']} ms "
+                f"p95 {row['baseline']['p95_ms']} ms · this p50 {row['this']['p50_ms']} ms "
+                f"p95 {row['this']['p95_ms']} ms · ratio {row['p50 ratio']}",
+                flush=True,
+            )
     return results
 
 

@@ -42,8 +42,16 @@ from citewise import Workspace
 from citewise.keys import create_key
 from conftest import CITEWISE, write_corpus
 
-QUERIES = ["rotate the API keys", "emergency assembly point", "refunds card", "backups kept",
-           "visitor parking", "meal allowance abroad", "office opening hours", "fire drills"]  # fmt: skip
+QUERIES = [
+    "rotate the API keys",
+    "emergency assembly point",
+    "refunds card",
+    "backups kept",
+    "visitor parking",
+    "meal allowance abroad",
+    "office opening hours",
+    "fire drills",
+]
 CHAT = "How do I rotate the API keys?"
 CHAT_TOKENS = 16
 CONCURRENCY = (1, 8, 32)
@@ -60,10 +68,20 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [CITEWISE, "-w", str(workspace), "serve", "--port", str(self.port),
-             "--log-level", "warning", *flags],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                CITEWISE,
+                "-w",
+                str(workspace),
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *flags,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -123,10 +141,14 @@ def overhead(server: Server, key: str, ws: Workspace) -> list[dict]:
         ).status_code
 
     async def chat(client: httpx.AsyncClient, i: int) -> int:
-        body = {"model": "citewise", "max_tokens": CHAT_TOKENS,
-                "messages": [{"role": "user", "content": CHAT}]}  # fmt: skip
-        return (await client.post(server.url + "/v1/chat/completions", json=body,
-                                  headers=headers)).status_code  # fmt: skip
+        body = {
+            "model": "citewise",
+            "max_tokens": CHAT_TOKENS,
+            "messages": [{"role": "user", "content": CHAT}],
+        }
+        return (
+            await client.post(server.url + "/v1/chat/completions", json=body, headers=headers)
+        ).status_code
 
     settings = dataclasses.replace(ws.settings, answer_tokens=CHAT_TOKENS)
 
@@ -149,12 +171,19 @@ def overhead(server: Server, key: str, ws: Workspace) -> list[dict]:
     return rows
 
 
-def _overhead_row(name: str, clients: int, served: list[float], local: list[float],
-                  statuses: dict[int, int]) -> dict:  # fmt: skip
+def _overhead_row(
+    name: str, clients: int, served: list[float], local: list[float], statuses: dict[int, int]
+) -> dict:
     s, l_ = latency_ms(served, 2), latency_ms(local, 2)
-    return {"endpoint": name, "clients": clients, "server": s, "in_process": l_,
-            "added_p50_ms": round(s["p50"] - l_["p50"], 2),
-            "added_p99_ms": round(s["p99"] - l_["p99"], 2), "statuses": statuses}  # fmt: skip
+    return {
+        "endpoint": name,
+        "clients": clients,
+        "server": s,
+        "in_process": l_,
+        "added_p50_ms": round(s["p50"] - l_["p50"], 2),
+        "added_p99_ms": round(s["p99"] - l_["p99"], 2),
+        "statuses": statuses,
+    }
 
 
 def embeddings(server: Server, key: str) -> list[dict]:
@@ -170,8 +199,14 @@ def embeddings(server: Server, key: str) -> list[dict]:
     for clients in CONCURRENCY:
         asyncio.run(drive(clients, 20, embed))
         latencies, statuses, elapsed = asyncio.run(drive(clients, 400, embed))
-        rows.append({"clients": clients, "requests_per_s": round(400 / elapsed, 1),
-                     "latency_ms": latency_ms(latencies, 2), "statuses": statuses})  # fmt: skip
+        rows.append(
+            {
+                "clients": clients,
+                "requests_per_s": round(400 / elapsed, 1),
+                "latency_ms": latency_ms(latencies, 2),
+                "statuses": statuses,
+            }
+        )
     return rows
 
 
@@ -181,8 +216,11 @@ def load(server: Server, keys: dict[str, str], seconds: float) -> dict:
         headers = {"Authorization": f"Bearer {key}"}
         kind = i % 16
         if kind == 5:
-            body = {"model": "citewise", "max_tokens": CHAT_TOKENS,
-                    "messages": [{"role": "user", "content": CHAT}]}  # fmt: skip
+            body = {
+                "model": "citewise",
+                "max_tokens": CHAT_TOKENS,
+                "messages": [{"role": "user", "content": CHAT}],
+            }
             response = await client.post(
                 server.url + "/v1/chat/completions", json=body, headers=headers
             )
@@ -216,10 +254,15 @@ def load(server: Server, keys: dict[str, str], seconds: float) -> dict:
 
     latencies, statuses, elapsed = asyncio.run(run())
     unexpected = sum(n for status, n in statuses.items() if status not in (200, 429))
-    return {"clients": 32, "seconds": round(elapsed, 1), "requests": len(latencies),
-            "requests_per_s": round(len(latencies) / elapsed, 1),
-            "latency_ms": latency_ms(latencies, 1), "statuses": statuses,
-            "unexpected_errors": unexpected}  # fmt: skip
+    return {
+        "clients": 32,
+        "seconds": round(elapsed, 1),
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms": latency_ms(latencies, 1),
+        "statuses": statuses,
+        "unexpected_errors": unexpected,
+    }
 
 
 def main() -> None:
@@ -232,8 +275,10 @@ def main() -> None:
         workspace = root / "ws"
         with Workspace.open(workspace) as ws:
             ws.ingest([write_corpus(root / "corpus")])
-            keys = {"open": create_key(ws.store, "open", ["*"], ["ask"])[0],
-                    "limited": create_key(ws.store, "limited", ["*"], ["ask"], rpm=60)[0]}  # fmt: skip
+            keys = {
+                "open": create_key(ws.store, "open", ["*"], ["ask"])[0],
+                "limited": create_key(ws.store, "limited", ["*"], ["ask"], rpm=60)[0],
+            }
         results: dict = {"machine": f"{os.cpu_count()} cores", "python": sys.version.split()[0]}
         server = Server(workspace)
         with Workspace.open(workspace) as ws:
@@ -258,22 +303,34 @@ def main() -> None:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| endpoint | clients | server p50 / p99 ms | in-process p50 / p99 ms | added p50 / p99 ms |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| endpoint | clients | server p50 / p99 ms | in-process p50 / p99 ms | added p50 / p99 ms |",
+        "|---|---|---|---|---|",
+    ]
     for row in results["overhead"]:
         s, l_ = row["server"], row["in_process"]
-        lines.append(f"| {row['endpoint']} | {row['clients']} | {s['p50']} / {s['p99']} | "
-                     f"{l_['p50']} / {l_['p99']} | {row['added_p50_ms']} / {row['added_p99_ms']} |")  # fmt: skip
-    lines += ["", "| embeddings clients | batched req/s | unbatched req/s | batched p50 ms | unbatched p50 ms |",
-              "|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {row['endpoint']} | {row['clients']} | {s['p50']} / {s['p99']} | "
+            f"{l_['p50']} / {l_['p99']} | {row['added_p50_ms']} / {row['added_p99_ms']} |"
+        )
+    lines += [
+        "",
+        "| embeddings clients | batched req/s | unbatched req/s | batched p50 ms | unbatched p50 ms |",
+        "|---|---|---|---|---|",
+    ]
     for on, off in zip(results["embeddings_batched"], results["embeddings_unbatched"], strict=True):
-        lines.append(f"| {on['clients']} | {on['requests_per_s']} | {off['requests_per_s']} | "
-                     f"{on['latency_ms']['p50']} | {off['latency_ms']['p50']} |")  # fmt: skip
+        lines.append(
+            f"| {on['clients']} | {on['requests_per_s']} | {off['requests_per_s']} | "
+            f"{on['latency_ms']['p50']} | {off['latency_ms']['p50']} |"
+        )
     load_ = results["load"]
-    lines += ["", f"Load: {load_['clients']} clients for {load_['seconds']} s, {load_['requests']} "
-              f"requests ({load_['requests_per_s']}/s), p50/p95/p99 {load_['latency_ms']['p50']}/"
-              f"{load_['latency_ms']['p95']}/{load_['latency_ms']['p99']} ms, statuses "
-              f"{load_['statuses']}, unexpected errors {load_['unexpected_errors']}."]  # fmt: skip
+    lines += [
+        "",
+        f"Load: {load_['clients']} clients for {load_['seconds']} s, {load_['requests']} "
+        f"requests ({load_['requests_per_s']}/s), p50/p95/p99 {load_['latency_ms']['p50']}/"
+        f"{load_['latency_ms']['p95']}/{load_['latency_ms']['p99']} ms, statuses "
+        f"{load_['statuses']}, unexpected errors {load_['unexpected_errors']}.",
+    ]
     return "\n".join(lines)
 
 

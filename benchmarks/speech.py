@@ -64,11 +64,18 @@ def main() -> None:
             for beam in BEAMS:  # the default beside greedy decoding, on the same recording
                 measured = measure(recording, beam)
                 wer = word_error_rate(" ".join(paragraphs), measured.pop("text"))
-                row = {"audio_seconds": round(seconds, 1), "wer": round(wer, 3), **measured,
-                       "rtf": round(measured["seconds"] / seconds, 3)}  # fmt: skip
+                row = {
+                    "audio_seconds": round(seconds, 1),
+                    "wer": round(wer, 3),
+                    **measured,
+                    "rtf": round(measured["seconds"] / seconds, 3),
+                }
                 results[f"{name}, beam {beam}"] = row
-                print(f"{name:16s} beam {beam}  WER {wer:.3f}  real-time factor "
-                      f"{row['rtf']:.3f}  peak {row['peak_mb']} MB", flush=True)  # fmt: skip
+                print(
+                    f"{name:16s} beam {beam}  WER {wer:.3f}  real-time factor "
+                    f"{row['rtf']:.3f}  peak {row['peak_mb']} MB",
+                    flush=True,
+                )
     results["machine"] = {"cpus": os.cpu_count(), "model": "faster-whisper tiny.en int8 (packaged)"}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -79,18 +86,49 @@ def synthesise(paragraphs: list[str], folder: Path, name: str) -> tuple[Path, fl
     parts = []
     for number, paragraph in enumerate(paragraphs):
         wav = folder / f"{slug}-{number}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), paragraph],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), paragraph],
+            check=True,
+            capture_output=True,
+        )
         parts.append(wav)
     silence = folder / "silence.wav"
-    subprocess.run(["ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t",
-                    str(SILENCE_SECONDS), str(silence)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=22050:cl=mono",
+            "-t",
+            str(SILENCE_SECONDS),
+            str(silence),
+        ],
+        check=True,
+        capture_output=True,
+    )
     inputs = [p for part in parts for p in (part, silence)][:-1]
     listing = folder / f"{slug}.txt"
     listing.write_text("".join(f"file '{p}'\n" for p in inputs))
     recording = folder / f"{slug}.mp3"
-    subprocess.run(["ffmpeg", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-b:a", "64k", str(recording)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-b:a",
+            "64k",
+            str(recording),
+        ],
+        check=True,
+        capture_output=True,
+    )
     seconds = sum(_wav_seconds(p) for p in inputs)
     return recording, seconds
 
@@ -103,8 +141,13 @@ def _wav_seconds(path: Path) -> float:
 def measure(recording: Path, beam: int) -> dict:
     """Transcribe in a fresh process: its time (model load excluded) and peak memory."""
     environment = os.environ | {"CITEWISE_WHISPER_BEAM": str(beam)}
-    done = subprocess.run([sys.executable, __file__, "--one", str(recording)],
-                          check=True, capture_output=True, text=True, env=environment)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", str(recording)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -47,13 +47,25 @@ DATASETS = {"scifact": "train", "cisi": "test"}
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", type=Path, default=SHARED)
-    parser.add_argument("--workspaces", type=Path, default=Path("/tmp"),
-                        help="SQLite workspaces are <DIR>/citewise-bench-<dataset> (reused).")  # fmt: skip
+    parser.add_argument(
+        "--workspaces",
+        type=Path,
+        default=Path("/tmp"),
+        help="SQLite workspaces are <DIR>/citewise-bench-<dataset> (reused).",
+    )
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
-    parser.add_argument("--parts", nargs="*", default=["quality", "replicas", "scale"],
-                        help="Which parts to run (a partial run merges into --json).")  # fmt: skip
-    parser.add_argument("--backends", nargs="*", default=["sqlite", "postgresql"],
-                        help="Which backends the scale part grows (merged into --json).")  # fmt: skip
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        default=["quality", "replicas", "scale"],
+        help="Which parts to run (a partial run merges into --json).",
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="*",
+        default=["sqlite", "postgresql"],
+        help="Which backends the scale part grows (merged into --json).",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict = {"quality": {}, "writes": {}, "scale": {}}
@@ -162,9 +174,11 @@ def copy_rates(sqlite_ws: Path, pg_ws: Path, copy_ws: Path) -> dict:
                 started = time.perf_counter()
                 report = copy_store(source.store, target_ws.store)
                 seconds = time.perf_counter() - started
-            rates[backend] = {"documents_per_s": round(report.documents / seconds, 1),
-                              "chunks_per_s": round(report.chunks / seconds, 1),
-                              "documents": report.documents}  # fmt: skip
+            rates[backend] = {
+                "documents_per_s": round(report.documents / seconds, 1),
+                "chunks_per_s": round(report.chunks / seconds, 1),
+                "documents": report.documents,
+            }
     return rates
 
 
@@ -194,11 +208,15 @@ def scale(seed_ws: Path, admin: str, tmp: Path, size: int, backends: list[str]) 
             write_s = time.perf_counter() - started
             ws.refresh_indexes("scale")
             # Backends grown in separate runs are compared only when this matches.
-            out[backend] = {"cpu": cpu_summary(), "date": time.strftime("%Y-%m-%d"),
-                            "chunks": chunks, "write_chunks_per_s": round(chunks / write_s, 1),
-                            "documents_per_transaction": batch,
-                            "hybrid": measure(ws, queries, None),
-                            "hybrid, 10% filter": measure(ws, queries, {"shard": 3})}  # fmt: skip
+            out[backend] = {
+                "cpu": cpu_summary(),
+                "date": time.strftime("%Y-%m-%d"),
+                "chunks": chunks,
+                "write_chunks_per_s": round(chunks / write_s, 1),
+                "documents_per_transaction": batch,
+                "hybrid": measure(ws, queries, None),
+                "hybrid, 10% filter": measure(ws, queries, {"shard": 3}),
+            }
         print(backend, size, out[backend], file=sys.stderr)
     return out
 
@@ -219,11 +237,15 @@ def grow(ws: Workspace, collection_id: int, originals: list, size: int, rng, bat
                 body = " ".join(words)
                 noise = rng.normal(0, 0.02, (1, stored.vectors.shape[1])).astype(np.float32)
                 vector = normalize(stored.vectors[index][None, :] + noise)
-                document = Document(f"copy:{n}", stored.document.title, body, [], f"h{n}",
-                                    {"shard": n % 10})  # fmt: skip
-                ws.store.replace_document(collection_id, document,
-                                          [Chunk(0, 0, len(body), body, chunk.n_tokens, chunk.heading_path)],
-                                          vector)  # fmt: skip
+                document = Document(
+                    f"copy:{n}", stored.document.title, body, [], f"h{n}", {"shard": n % 10}
+                )
+                ws.store.replace_document(
+                    collection_id,
+                    document,
+                    [Chunk(0, 0, len(body), body, chunk.n_tokens, chunk.heading_path)],
+                    vector,
+                )
                 made += 1
     return made
 
@@ -253,9 +275,20 @@ def replica_throughput(seed_ws: Path, admin: str, tmp: Path, seconds: float = 20
     from citewise.config import set_config_value
 
     redis_port = _free_port()
-    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
-                              "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL)  # fmt: skip
+    redis = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(redis_port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     queries = [q for _, q in list(load_beir(SHARED / "scifact", "train").queries.items())[:300]]
     results = {}
     try:
@@ -283,9 +316,21 @@ def _served(directory: Path, queries: list[str], seconds: float) -> dict:
         for count in (1, 2, 3):
             while len(replicas) < count:
                 port = _free_port()
-                process = subprocess.Popen([citewise, "-w", str(directory), "serve", "--port", str(port),
-                                            "--no-auth", "--log-level", "warning"],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                process = subprocess.Popen(
+                    [
+                        citewise,
+                        "-w",
+                        str(directory),
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--no-auth",
+                        "--log-level",
+                        "warning",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 replicas.append((f"http://127.0.0.1:{port}", process))
                 _wait_ready(replicas[-1][0])
             latencies = _fleet([u for u, _ in replicas], queries, seconds)

@@ -107,8 +107,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, Workspace.open(Path(tmp) / "ws") as ws:
         embedder, model = ws.embedder(), ws.chat_model()
-        results = {"chapters": chapter_scores(embedder), "classify": classify_scores(embedder, model),
-                   "model": f"local:{model.model_id}", "embedder": embedder.model_id}  # fmt: skip
+        results = {
+            "chapters": chapter_scores(embedder),
+            "classify": classify_scores(embedder, model),
+            "model": f"local:{model.model_id}",
+            "embedder": embedder.model_id,
+        }
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -125,8 +129,11 @@ def transcript_of(name: str) -> tuple[Transcript, list[str]]:
 
 
 def chapter_scores(embedder) -> dict:
-    scores: dict[str, list[tuple[float, float]]] = {"tiling": [], "tiling, true count": [],
-                                                     "evenly spaced, true count": []}  # fmt: skip
+    scores: dict[str, list[tuple[float, float]]] = {
+        "tiling": [],
+        "tiling, true count": [],
+        "evenly spaced, true count": [],
+    }
     seconds = 0.0
     for name in MEETINGS:
         transcript, topics = transcript_of(name)
@@ -139,12 +146,19 @@ def chapter_scores(embedder) -> dict:
         count = len(truth) + 1
         forced = topic_boundaries(vectors, starts, transcript.passages[-1].end, count, 40)
         even = [round(len(topics) * k / count) for k in range(1, count)]
-        for method, cuts in (("tiling", found), ("tiling, true count", forced),
-                             ("evenly spaced, true count", even)):  # fmt: skip
+        for method, cuts in (
+            ("tiling", found),
+            ("tiling, true count", forced),
+            ("evenly spaced, true count", even),
+        ):
             scores[method].append((pk(truth, cuts, len(topics)), f1(truth, cuts)))
-    summary = {m: {"pk": round(float(np.mean([s[0] for s in v])), 3),
-                   "boundary_f1": round(float(np.mean([s[1] for s in v])), 3)}
-               for m, v in scores.items()}  # fmt: skip
+    summary = {
+        m: {
+            "pk": round(float(np.mean([s[0] for s in v])), 3),
+            "boundary_f1": round(float(np.mean([s[1] for s in v])), 3),
+        }
+        for m, v in scores.items()
+    }
     summary["tiling"]["seconds_per_passage"] = round(
         seconds / sum(len(v) for m in MEETINGS.values() for v in m.values()), 4
     )
@@ -165,9 +179,13 @@ def classify_scores(embedder, model) -> dict:
             right[method] += sum(x.label == t for x, t in zip(labelled, topics, strict=True))
         right["first label"] += sum(t == labels[0] for t in topics)
         total += len(topics)
-    return {m: {"accuracy": round(r / total, 3),
-                **({"seconds_per_passage": round(seconds[m] / total, 4)} if m in seconds else {})}
-            for m, r in right.items()} | {"passages": total}  # fmt: skip
+    return {
+        m: {
+            "accuracy": round(r / total, 3),
+            **({"seconds_per_passage": round(seconds[m] / total, 4)} if m in seconds else {}),
+        }
+        for m, r in right.items()
+    } | {"passages": total}
 
 
 def pk(truth: list[int], found: list[int], n: int) -> float:
@@ -177,8 +195,10 @@ def pk(truth: list[int], found: list[int], n: int) -> float:
     def chapter(cuts: list[int], i: int) -> int:
         return sum(1 for c in cuts if c <= i)
 
-    errors = sum((chapter(truth, i) == chapter(truth, i + k)) != (chapter(found, i) == chapter(found, i + k))
-                 for i in range(n - k))  # fmt: skip
+    errors = sum(
+        (chapter(truth, i) == chapter(truth, i + k)) != (chapter(found, i) == chapter(found, i + k))
+        for i in range(n - k)
+    )
     return errors / (n - k)
 
 

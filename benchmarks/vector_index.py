@@ -94,10 +94,17 @@ def main() -> None:
             / len(base_documents(a, len(docs)))
             for a, b in zip(exact_ids, hnsw_ids, strict=True)
         )
-        row = {"chunks": size, "exact_p50_ms": round(percentile(exact_ms, 50), 2), "exact_p95_ms": round(percentile(exact_ms, 95), 2),
-               "exact_mb": round(vectors.nbytes / 1e6), "hnsw_p50_ms": round(percentile(hnsw_ms, 50), 2),
-               "hnsw_p95_ms": round(percentile(hnsw_ms, 95), 2), "hnsw_recall_at_10": round(recall, 3),
-               "hnsw_build_s": round(build_s, 1), "hnsw_mb": round(hnsw.index.memory_usage / 1e6)}  # fmt: skip
+        row = {
+            "chunks": size,
+            "exact_p50_ms": round(percentile(exact_ms, 50), 2),
+            "exact_p95_ms": round(percentile(exact_ms, 95), 2),
+            "exact_mb": round(vectors.nbytes / 1e6),
+            "hnsw_p50_ms": round(percentile(hnsw_ms, 50), 2),
+            "hnsw_p95_ms": round(percentile(hnsw_ms, 95), 2),
+            "hnsw_recall_at_10": round(recall, 3),
+            "hnsw_build_s": round(build_s, 1),
+            "hnsw_mb": round(hnsw.index.memory_usage / 1e6),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.json:

@@ -16,14 +16,29 @@ def stored_documents(workspace, collection: str = "default") -> dict:
 
 TEAM = "T0CITEWISE"
 USERS = [
-    {"id": "U01ALICE", "team_id": TEAM, "name": "alice", "real_name": "Alice Chen",
-     "profile": {"real_name": "Alice Chen", "display_name": "Alice Chen"}},
-    {"id": "U02BOB", "team_id": TEAM, "name": "bob", "real_name": "Bob Martin",
-     "profile": {"real_name": "Bob Martin", "display_name": ""}},
-    {"id": "U03ZOE", "team_id": TEAM, "name": "zoé", "real_name": "Zoé Dupont",
-     "profile": {"real_name": "Zoé Dupont", "display_name": "Zoé"}},
+    {
+        "id": "U01ALICE",
+        "team_id": TEAM,
+        "name": "alice",
+        "real_name": "Alice Chen",
+        "profile": {"real_name": "Alice Chen", "display_name": "Alice Chen"},
+    },
+    {
+        "id": "U02BOB",
+        "team_id": TEAM,
+        "name": "bob",
+        "real_name": "Bob Martin",
+        "profile": {"real_name": "Bob Martin", "display_name": ""},
+    },
+    {
+        "id": "U03ZOE",
+        "team_id": TEAM,
+        "name": "zoé",
+        "real_name": "Zoé Dupont",
+        "profile": {"real_name": "Zoé Dupont", "display_name": "Zoé"},
+    },
     {"id": "B01DEPLOY", "team_id": TEAM, "name": "deploybot", "is_bot": True, "profile": {}},
-]  # fmt: skip
+]
 # 2026-01-05 10:02:00 UTC and onwards
 T0 = 1767607320
 
@@ -36,44 +51,91 @@ def slack_messages(variant: str = "v1") -> dict[str, dict[str, list[dict[str, An
     """channel folder → day file → messages."""
     root = ts(0)
     general_day1 = [
-        {"type": "message", "subtype": "channel_join", "user": "U03ZOE", "ts": ts(-600),
-         "text": "<@U03ZOE> has joined the channel"},
-        {"type": "message", "user": "U01ALICE", "ts": root, "thread_ts": root, "reply_count": 2,
-         "text": "How do we rotate the staging database password? <@U02BOB> you did it last time",
-         "edited": {"user": "U01ALICE", "ts": ts(30)} if variant == "v2" else None},
-        {"type": "message", "user": "U02BOB", "ts": ts(120), "thread_ts": root,
-         "parent_user_id": "U01ALICE",
-         "text": "Run `vault rotate staging-db` then restart the API pods :tada: "
-                 "see <https://wiki.example.com/db|the runbook>"},
-        {"type": "message", "subtype": "bot_message", "bot_id": "B01DEPLOY", "ts": ts(200),
-         "text": "Deploy #412 finished"},
-        {"type": "message", "user": "U03ZOE", "ts": ts(3 * 3600),
-         "text": "Lunch is on the 4th floor today &amp; tomorrow :pizza:"},
-        {"type": "message", "user": "U01ALICE", "ts": ts(3 * 3600 + 60),
-         "text": "Thanks Zoé! <!here> the café closes at 15:00"},
-    ]  # fmt: skip
+        {
+            "type": "message",
+            "subtype": "channel_join",
+            "user": "U03ZOE",
+            "ts": ts(-600),
+            "text": "<@U03ZOE> has joined the channel",
+        },
+        {
+            "type": "message",
+            "user": "U01ALICE",
+            "ts": root,
+            "thread_ts": root,
+            "reply_count": 2,
+            "text": "How do we rotate the staging database password? <@U02BOB> you did it last time",
+            "edited": {"user": "U01ALICE", "ts": ts(30)} if variant == "v2" else None,
+        },
+        {
+            "type": "message",
+            "user": "U02BOB",
+            "ts": ts(120),
+            "thread_ts": root,
+            "parent_user_id": "U01ALICE",
+            "text": "Run `vault rotate staging-db` then restart the API pods :tada: "
+            "see <https://wiki.example.com/db|the runbook>",
+        },
+        {
+            "type": "message",
+            "subtype": "bot_message",
+            "bot_id": "B01DEPLOY",
+            "ts": ts(200),
+            "text": "Deploy #412 finished",
+        },
+        {
+            "type": "message",
+            "user": "U03ZOE",
+            "ts": ts(3 * 3600),
+            "text": "Lunch is on the 4th floor today &amp; tomorrow :pizza:",
+        },
+        {
+            "type": "message",
+            "user": "U01ALICE",
+            "ts": ts(3 * 3600 + 60),
+            "text": "Thanks Zoé! <!here> the café closes at 15:00",
+        },
+    ]
     if variant == "v2":
         general_day1[1]["text"] = (
             "How do we rotate the staging database password every quarter? <@U02BOB> you did it"
         )
     general_day2 = [
         # A reply a day later, to yesterday's thread.
-        {"type": "message", "user": "U01ALICE", "ts": ts(86400), "thread_ts": root,
-         "text": "Done, the new password is in the vault."},
-    ]  # fmt: skip
+        {
+            "type": "message",
+            "user": "U01ALICE",
+            "ts": ts(86400),
+            "thread_ts": root,
+            "text": "Done, the new password is in the vault.",
+        },
+    ]
     random_day = [
-        {"type": "message", "user": "U02BOB", "ts": ts(5000),
-         "text": "The office plants are watered on Fridays by the facilities team."},
-    ]  # fmt: skip
+        {
+            "type": "message",
+            "user": "U02BOB",
+            "ts": ts(5000),
+            "text": "The office plants are watered on Fridays by the facilities team.",
+        },
+    ]
     design_day = [
-        {"type": "message", "user": "U03ZOE", "ts": ts(7000), "thread_ts": ts(7000),
-         "text": "Logo v3 uses the teal #0F766E as primary colour", "files": [
-             {"id": "F1", "name": "logo-v3.png", "title": "Logo v3"}]},
-    ]  # fmt: skip
+        {
+            "type": "message",
+            "user": "U03ZOE",
+            "ts": ts(7000),
+            "thread_ts": ts(7000),
+            "text": "Logo v3 uses the teal #0F766E as primary colour",
+            "files": [{"id": "F1", "name": "logo-v3.png", "title": "Logo v3"}],
+        },
+    ]
     dm_day = [
-        {"type": "message", "user": "U01ALICE", "ts": ts(9000),
-         "text": "Can you review my expense report by Thursday?"},
-    ]  # fmt: skip
+        {
+            "type": "message",
+            "user": "U01ALICE",
+            "ts": ts(9000),
+            "text": "Can you review my expense report by Thursday?",
+        },
+    ]
     export = {
         "general": {"2026-01-05.json": general_day1, "2026-01-06.json": general_day2},
         "random": {"2026-01-05.json": random_day},
@@ -83,27 +145,56 @@ def slack_messages(variant: str = "v1") -> dict[str, dict[str, list[dict[str, An
     if variant == "v2":
         del export["random"]  # the random channel's only message was deleted
         export["general"]["2026-01-07.json"] = [
-            {"type": "message", "user": "U02BOB", "ts": ts(2 * 86400),
-             "text": "Reminder: the quarterly security review is on March 3rd."},
-        ]  # fmt: skip
+            {
+                "type": "message",
+                "user": "U02BOB",
+                "ts": ts(2 * 86400),
+                "text": "Reminder: the quarterly security review is on March 3rd.",
+            },
+        ]
     return export
 
 
-def make_slack_export(root: Path, variant: str = "v1", broken_day: bool = False,
-                      as_zip: bool = True) -> Path:  # fmt: skip
+def make_slack_export(
+    root: Path, variant: str = "v1", broken_day: bool = False, as_zip: bool = True
+) -> Path:
     folder = root / f"slack-{variant}"
     folder.mkdir(parents=True, exist_ok=True)
     channels = [
-        {"id": "C01GENERAL", "name": "general", "created": T0 - 86400, "creator": "U01ALICE",
-         "members": ["U01ALICE", "U02BOB", "U03ZOE"], "topic": {"value": "Company-wide"}},
-        {"id": "C02RANDOM", "name": "random", "created": T0 - 86400, "creator": "U02BOB",
-         "members": ["U01ALICE", "U02BOB"]},
-    ]  # fmt: skip
-    groups = [{"id": "G01DESIGN", "name": "design", "created": T0, "creator": "U03ZOE",
-               "members": ["U03ZOE", "U01ALICE"], "is_private": True}]  # fmt: skip
+        {
+            "id": "C01GENERAL",
+            "name": "general",
+            "created": T0 - 86400,
+            "creator": "U01ALICE",
+            "members": ["U01ALICE", "U02BOB", "U03ZOE"],
+            "topic": {"value": "Company-wide"},
+        },
+        {
+            "id": "C02RANDOM",
+            "name": "random",
+            "created": T0 - 86400,
+            "creator": "U02BOB",
+            "members": ["U01ALICE", "U02BOB"],
+        },
+    ]
+    groups = [
+        {
+            "id": "G01DESIGN",
+            "name": "design",
+            "created": T0,
+            "creator": "U03ZOE",
+            "members": ["U03ZOE", "U01ALICE"],
+            "is_private": True,
+        }
+    ]
     dms = [{"id": "D01AB", "created": T0, "members": ["U01ALICE", "U02BOB"]}]
-    files = {"users.json": USERS, "channels.json": channels, "groups.json": groups,
-             "dms.json": dms, "mpims.json": []}  # fmt: skip
+    files = {
+        "users.json": USERS,
+        "channels.json": channels,
+        "groups.json": groups,
+        "dms.json": dms,
+        "mpims.json": [],
+    }
     for name, content in files.items():
         (folder / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     for channel, days in slack_messages(variant).items():
@@ -127,9 +218,19 @@ def make_slack_export(root: Path, variant: str = "v1", broken_day: bool = False,
     return archive
 
 
-def _mail(subject: str, sender: str, to: str, date: str, body: str, message_id: str,
-          thrid: str | None = None, labels: str = "Inbox", reply_to: str | None = None,
-          html: str | None = None, attachments: list[tuple[str, bytes, str]] = ()):  # fmt: skip
+def _mail(
+    subject: str,
+    sender: str,
+    to: str,
+    date: str,
+    body: str,
+    message_id: str,
+    thrid: str | None = None,
+    labels: str = "Inbox",
+    reply_to: str | None = None,
+    html: str | None = None,
+    attachments: list[tuple[str, bytes, str]] = (),
+):
     from email.message import EmailMessage
 
     message = EmailMessage()
@@ -179,43 +280,101 @@ def make_mbox(root: Path, variant: str = "v1") -> Path:
     from conftest import make_pdf
 
     root.mkdir(parents=True, exist_ok=True)
-    agenda = make_pdf(root / "agenda.pdf", ["Day one: strategy.", "Day two: the boat trip leaves at 9:15."],
-                      title="Offsite agenda")  # fmt: skip
+    agenda = make_pdf(
+        root / "agenda.pdf",
+        ["Day one: strategy.", "Day two: the boat trip leaves at 9:15."],
+        title="Offsite agenda",
+    )
     path = root / f"All mail Including Spam and Trash {variant}.mbox"
     path.unlink(missing_ok=True)
     box = mailbox.mbox(path)
     thread = "1789000000000000001"
-    box.add(_mail("Q3 offsite venue", "Alice Chen <alice@example.com>", "team@example.com",
-                  "Mon, 05 Jan 2026 10:00:00 +0000",
-                  "Hi all, the Q3 offsite will be at the Lakeside Lodge in Annecy, 14-16 September.",
-                  "offsite-1@example.com", thread, "Inbox,Important"))  # fmt: skip
-    box.add(_mail("Re: Q3 offsite venue", "Bob Martin <bob@example.com>", "team@example.com",
-                  "Mon, 05 Jan 2026 11:30:00 +0000",
-                  "Great, I booked the coach from Lyon.\n\nOn Mon, Jan 5, 2026 at 10:00 Alice Chen wrote:\n"
-                  "> Hi all, the Q3 offsite will be at the Lakeside Lodge in Annecy, 14-16 September.",
-                  "offsite-2@example.com", thread, "Inbox", reply_to="offsite-1@example.com",
-                  html="<div>Great, I booked the coach from Lyon.</div><div class='gmail_quote'>"
-                       "On Mon Alice wrote:<blockquote>Hi all, the Q3 offsite will be at the "
-                       "Lakeside Lodge in Annecy</blockquote></div>"))  # fmt: skip
-    attachments = [("agenda.pdf", agenda.read_bytes(), "application/pdf"),
-                   ("scan.pdf", b"%PDF-1.4 truncated", "application/pdf"),
-                   ("photo.jpg", b"\xff\xd8\xff\xe0 jpeg", "image/jpeg")]  # fmt: skip
-    box.add(_mail("Re: Q3 offsite venue", "Zoé Dupont <zoe@example.com>", "team@example.com",
-                  "Tue, 06 Jan 2026 08:15:00 +0000", "Agenda attached — café at 8:30 each morning.",
-                  "offsite-3@example.com", thread, "Inbox", reply_to="offsite-2@example.com",
-                  attachments=attachments))  # fmt: skip
+    box.add(
+        _mail(
+            "Q3 offsite venue",
+            "Alice Chen <alice@example.com>",
+            "team@example.com",
+            "Mon, 05 Jan 2026 10:00:00 +0000",
+            "Hi all, the Q3 offsite will be at the Lakeside Lodge in Annecy, 14-16 September.",
+            "offsite-1@example.com",
+            thread,
+            "Inbox,Important",
+        )
+    )
+    box.add(
+        _mail(
+            "Re: Q3 offsite venue",
+            "Bob Martin <bob@example.com>",
+            "team@example.com",
+            "Mon, 05 Jan 2026 11:30:00 +0000",
+            "Great, I booked the coach from Lyon.\n\nOn Mon, Jan 5, 2026 at 10:00 Alice Chen wrote:\n"
+            "> Hi all, the Q3 offsite will be at the Lakeside Lodge in Annecy, 14-16 September.",
+            "offsite-2@example.com",
+            thread,
+            "Inbox",
+            reply_to="offsite-1@example.com",
+            html="<div>Great, I booked the coach from Lyon.</div><div class='gmail_quote'>"
+            "On Mon Alice wrote:<blockquote>Hi all, the Q3 offsite will be at the "
+            "Lakeside Lodge in Annecy</blockquote></div>",
+        )
+    )
+    attachments = [
+        ("agenda.pdf", agenda.read_bytes(), "application/pdf"),
+        ("scan.pdf", b"%PDF-1.4 truncated", "application/pdf"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0 jpeg", "image/jpeg"),
+    ]
+    box.add(
+        _mail(
+            "Re: Q3 offsite venue",
+            "Zoé Dupont <zoe@example.com>",
+            "team@example.com",
+            "Tue, 06 Jan 2026 08:15:00 +0000",
+            "Agenda attached — café at 8:30 each morning.",
+            "offsite-3@example.com",
+            thread,
+            "Inbox",
+            reply_to="offsite-2@example.com",
+            attachments=attachments,
+        )
+    )
     # A thread Gmail ids are missing from (an older export): chained by References.
-    box.add(_mail("Invoice 2231", "Accounts <accounts@vendor.example>", "me@example.com",
-                  "Mon, 05 Jan 2026 15:00:00 +0000",
-                  "Invoice 2231 for 1,240 EUR is due on 31 January.", "invoice-1@example.com"))  # fmt: skip
+    box.add(
+        _mail(
+            "Invoice 2231",
+            "Accounts <accounts@vendor.example>",
+            "me@example.com",
+            "Mon, 05 Jan 2026 15:00:00 +0000",
+            "Invoice 2231 for 1,240 EUR is due on 31 January.",
+            "invoice-1@example.com",
+        )
+    )
     box.add(mailbox.mboxMessage(BAD_CHARSET))
-    box.add(_mail("You won a prize", "spam@lottery.example", "me@example.com",
-                  "Mon, 05 Jan 2026 12:00:00 +0000", "Claim your prize now, the code is WIN-777.",
-                  "spam-1@example.com", "1789000000000000009", "Spam"))  # fmt: skip
+    box.add(
+        _mail(
+            "You won a prize",
+            "spam@lottery.example",
+            "me@example.com",
+            "Mon, 05 Jan 2026 12:00:00 +0000",
+            "Claim your prize now, the code is WIN-777.",
+            "spam-1@example.com",
+            "1789000000000000009",
+            "Spam",
+        )
+    )
     if variant == "v2":
-        box.add(_mail("Re: Q3 offsite venue", "Alice Chen <alice@example.com>", "team@example.com",
-                      "Wed, 07 Jan 2026 09:00:00 +0000", "Update: dinner on the 15th is at 19:30.",
-                      "offsite-4@example.com", thread, "Inbox", reply_to="offsite-3@example.com"))  # fmt: skip
+        box.add(
+            _mail(
+                "Re: Q3 offsite venue",
+                "Alice Chen <alice@example.com>",
+                "team@example.com",
+                "Wed, 07 Jan 2026 09:00:00 +0000",
+                "Update: dinner on the 15th is at 19:30.",
+                "offsite-4@example.com",
+                thread,
+                "Inbox",
+                reply_to="offsite-3@example.com",
+            )
+        )
     box.flush()
     box.close()
     return path
@@ -224,8 +383,9 @@ def make_mbox(root: Path, variant: str = "v1") -> Path:
 WIKI, ONCALL, TASKS, LOGIN, RECIPES = ("1" * 32, "2" * 32, "3" * 32, "4" * 32, "5" * 32)
 
 
-def make_notion_export(root: Path, variant: str = "v1", broken_csv: bool = False,
-                       nested_zip: bool = True) -> Path:  # fmt: skip
+def make_notion_export(
+    root: Path, variant: str = "v1", broken_csv: bool = False, nested_zip: bool = True
+) -> Path:
     """The layout of Notion's "Markdown & CSV" export."""
     from urllib.parse import quote
 
@@ -240,16 +400,24 @@ def make_notion_export(root: Path, variant: str = "v1", broken_csv: bool = False
     link = quote(f"Engineering Wiki {WIKI}/On-call {ONCALL}.md")
     (folder / f"Engineering Wiki {WIKI}.md").write_text(
         f"# Engineering Wiki\n\nWelcome to the wiki. See [the on-call guide]({link}) and "
-        f"[Tasks]({quote(f'Engineering Wiki {WIKI}/Tasks {TASKS}.csv')}).\n", encoding="utf-8")  # fmt: skip
+        f"[Tasks]({quote(f'Engineering Wiki {WIKI}/Tasks {TASKS}.csv')}).\n",
+        encoding="utf-8",
+    )
     minutes = "15" if variant == "v1" else "10"
     (wiki_dir / f"On-call {ONCALL}.md").write_text(
         f"# On-call\n\nThe rota changes every Monday.\n\n## Escalation\n\n"
         f"Page the secondary engineer after {minutes} minutes without an acknowledgement.\n",
-        encoding="utf-8")  # fmt: skip
-    make_pdf(oncall_dir / "pager-runbook.pdf", ["Pager runbook", "Reset the pager with the red button."],
-             title="Pager runbook")  # fmt: skip
-    rows = [("Fix login bug", "Done", "Alice", "2026-01-10"),
-            ("Migrate to Postgres 17", "In progress", "Bob", "2026-02-01")]  # fmt: skip
+        encoding="utf-8",
+    )
+    make_pdf(
+        oncall_dir / "pager-runbook.pdf",
+        ["Pager runbook", "Reset the pager with the red button."],
+        title="Pager runbook",
+    )
+    rows = [
+        ("Fix login bug", "Done", "Alice", "2026-01-10"),
+        ("Migrate to Postgres 17", "In progress", "Bob", "2026-02-01"),
+    ]
     hidden = [("Café menu ☕", "Backlog", "Zoé", "")]
     header = "Name,Status,Owner,Due\n"
     (wiki_dir / f"Tasks {TASKS}.csv").write_text(
@@ -262,7 +430,9 @@ def make_notion_export(root: Path, variant: str = "v1", broken_csv: bool = False
     if variant == "v1":
         (tasks_dir / f"Fix login bug {LOGIN}.md").write_text(
             "# Fix login bug\n\nStatus: Done\nOwner: Alice\n\n"
-            "The session cookie lacked SameSite=Lax, so Safari dropped it.\n", encoding="utf-8")  # fmt: skip
+            "The session cookie lacked SameSite=Lax, so Safari dropped it.\n",
+            encoding="utf-8",
+        )
         (folder / f"Recipes {RECIPES}.md").write_text(
             "# Recipes\n\nThe team's tarte tatin uses six apples.\n", encoding="utf-8"
         )
@@ -321,12 +491,17 @@ def make_drive_takeout(
     (drive / "Finance").mkdir(parents=True, exist_ok=True)
     (drive / "Sales").mkdir(parents=True, exist_ok=True)
     amount = 120000 if variant == "v1" else 135000
-    make_xlsx(drive / "Finance" / "Budget.xlsx",
-              [("Platform", "Q1", amount, "Alice"), ("Design", "Q1", 40000, "Zoé")])  # fmt: skip
-    make_pptx(drive / "Sales" / "Kickoff deck.pptx", [
-        ("Kickoff 2026", "Welcome", ""),
-        ("Roadmap", "Launch the mobile app in May", "Stress the May date."),
-    ])  # fmt: skip
+    make_xlsx(
+        drive / "Finance" / "Budget.xlsx",
+        [("Platform", "Q1", amount, "Alice"), ("Design", "Q1", 40000, "Zoé")],
+    )
+    make_pptx(
+        drive / "Sales" / "Kickoff deck.pptx",
+        [
+            ("Kickoff 2026", "Welcome", ""),
+            ("Roadmap", "Launch the mobile app in May", "Stress the May date."),
+        ],
+    )
     make_docx(drive / "Travel policy.docx")
     if variant == "v1":
         make_pdf(drive / "Safety.pdf", ["Safety first.", "Fire exits are on every floor."])

@@ -121,8 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if behaviour.startswith("429:"):
             self.script.record(Served(behaviour, body, time.monotonic()))
-            self._json(429, self._error("rate_limit_error", "stand-in: slow down"),
-                       {"retry-after": behaviour.split(":")[1]})  # fmt: skip
+            self._json(
+                429,
+                self._error("rate_limit_error", "stand-in: slow down"),
+                {"retry-after": behaviour.split(":")[1]},
+            )
             return True
         if behaviour == "400_context":
             self.script.record(Served(behaviour, body, time.monotonic()))
@@ -147,13 +150,17 @@ class OpenAIStandIn(_Handler):
         behaviour = self.script.next_behaviour()
         if self._early_failure(behaviour, body):
             return
-        served = self.script.record(Served(behaviour, body, time.monotonic(),
-                                           prompt_tokens_of(body)))  # fmt: skip
+        served = self.script.record(
+            Served(behaviour, body, time.monotonic(), prompt_tokens_of(body))
+        )
         self._start_stream()
         if behaviour.startswith("slow:") and not self._wait(float(behaviour.split(":")[1])):
             return
-        limit = int(behaviour.split(":")[1]) if behaviour.split(":")[0] in (
-            "reset", "error_body", "no_done") else None  # fmt: skip
+        limit = (
+            int(behaviour.split(":")[1])
+            if behaviour.split(":")[0] in ("reset", "error_body", "no_done")
+            else None
+        )
         if behaviour == "tool_call":
             self._send_tool_call(body, served)
             return
@@ -178,8 +185,12 @@ class OpenAIStandIn(_Handler):
 
     def _send_tool_call(self, body: dict[str, Any], served: Served) -> None:
         arguments = json.dumps({"city": "Paris"})
-        first = {"index": 0, "id": "call_1", "type": "function",
-                 "function": {"name": body["tools"][0]["function"]["name"], "arguments": ""}}  # fmt: skip
+        first = {
+            "index": 0,
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": body["tools"][0]["function"]["name"], "arguments": ""},
+        }
         self._event(
             {"choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]},
             body,
@@ -195,9 +206,12 @@ class OpenAIStandIn(_Handler):
         if self.script.usage is not None:
             served.prompt_tokens, served.completion_tokens = self.script.usage
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
-                     "total_tokens": served.prompt_tokens + served.completion_tokens,
-                     "prompt_tokens_details": {"cached_tokens": served.cached_tokens}}  # fmt: skip
+            usage = {
+                "prompt_tokens": served.prompt_tokens,
+                "completion_tokens": served.completion_tokens,
+                "total_tokens": served.prompt_tokens + served.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": served.cached_tokens},
+            }
             self._event({"choices": [], "usage": usage}, body)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
@@ -213,8 +227,13 @@ class OpenAIStandIn(_Handler):
         # no_done: the stream just stops (the handler closes the connection)
 
     def _event(self, payload: dict[str, Any], body: dict[str, Any]) -> None:
-        chunk = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0,
-                 "model": body["model"], **payload}  # fmt: skip
+        chunk = {
+            "id": "chatcmpl-standin",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body["model"],
+            **payload,
+        }
         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.flush()
 
@@ -232,36 +251,77 @@ class AnthropicStandIn(_Handler):
         if self._early_failure(behaviour, body):
             return
         cached = 12
-        served = self.script.record(Served(behaviour, body, time.monotonic(),
-                                           prompt_tokens_of(body) + cached, 0, cached))  # fmt: skip
+        served = self.script.record(
+            Served(behaviour, body, time.monotonic(), prompt_tokens_of(body) + cached, 0, cached)
+        )
         self._start_stream()
         if behaviour.startswith("slow:") and not self._wait(float(behaviour.split(":")[1])):
             return
-        limit = int(behaviour.split(":")[1]) if behaviour.split(":")[0] in (
-            "reset", "error_body", "no_done") else None  # fmt: skip
-        usage = {"input_tokens": served.prompt_tokens - cached, "output_tokens": 1,
-                 "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}  # fmt: skip
-        message = {"id": "msg_standin", "type": "message", "role": "assistant", "content": [],
-                   "model": body["model"], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+        limit = (
+            int(behaviour.split(":")[1])
+            if behaviour.split(":")[0] in ("reset", "error_body", "no_done")
+            else None
+        )
+        usage = {
+            "input_tokens": served.prompt_tokens - cached,
+            "output_tokens": 1,
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": 0,
+        }
+        message = {
+            "id": "msg_standin",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": body["model"],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
         self._event("message_start", {"type": "message_start", "message": message})
-        self._event("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "text", "text": ""}})  # fmt: skip
+        self._event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
         words = self._words()[: body.get("max_tokens") or None]
         for n, word in enumerate(words):
             if limit is not None and n == limit:
                 if behaviour.startswith("reset"):
                     self._reset()
                 elif behaviour.startswith("error_body"):
-                    self._event("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                                     "message": "stand-in: overloaded"}})  # fmt: skip
+                    self._event(
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {
+                                "type": "overloaded_error",
+                                "message": "stand-in: overloaded",
+                            },
+                        },
+                    )
                 return
-            self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "text_delta", "text": word}})  # fmt: skip
+            self._event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": word},
+                },
+            )
             served.completion_tokens += 1
         self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        self._event("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                      "usage": {"output_tokens": served.completion_tokens}})  # fmt: skip
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": served.completion_tokens},
+            },
+        )
         self._event("message_stop", {"type": "message_stop"})
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
@@ -273,8 +333,9 @@ class AnthropicStandIn(_Handler):
 def stand_in(kind: str, script: Script | None = None) -> Iterator[tuple[str, Script]]:
     """A stand-in server on loopback: (base URL for the SDK, its script)."""
     script = script or Script()
-    handler = type("Handler", (OpenAIStandIn if kind == "openai" else AnthropicStandIn,),
-                   {"script": script})  # fmt: skip
+    handler = type(
+        "Handler", (OpenAIStandIn if kind == "openai" else AnthropicStandIn,), {"script": script}
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -35,9 +35,14 @@ def hit(n: int, source: str) -> Hit:
 def test_citation_precision_recall_and_marker_validity_by_hand() -> None:
     hits = [hit(1, "/docs/a.md"), hit(2, "/docs/b.md"), hit(3, "/docs/c.md")]
     answer = Answer(
-        "q", "Claim one [1]. Claim two [2]. Bogus [7].",
-        [Citation(1, hits[0], "x", 0, 1), Citation(2, hits[1], "y", 0, 1)], hits, None, Usage(), "m",
-    )  # fmt: skip
+        "q",
+        "Claim one [1]. Claim two [2]. Bogus [7].",
+        [Citation(1, hits[0], "x", 0, 1), Citation(2, hits[1], "y", 0, 1)],
+        hits,
+        None,
+        Usage(),
+        "m",
+    )
     case = AnswerCase("1", "q", [], ["a.md", "/docs/c.md"], True)
     result = score_case(case, answer)
     assert result.citation_precision == pytest.approx(1 / 2)  # a.md is gold, b.md is not
@@ -90,10 +95,22 @@ def test_cli_with_a_judge(ingested, tmp_path: Path) -> None:
     ws.close()
     out = tmp_path / "answers.json"
     result = subprocess.run(
-        [CITEWISE, "-w", str(ws.path), "eval", "answers", str(write_questions(tmp_path / "qa.jsonl")),
-         "--judge-provider", "local", "--output", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            CITEWISE,
+            "-w",
+            str(ws.path),
+            "eval",
+            "answers",
+            str(write_questions(tmp_path / "qa.jsonl")),
+            "--judge-provider",
+            "local",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "refusal rate unanswerable" in result.stdout and "citation recall" in result.stdout
     saved = json.loads(out.read_text())

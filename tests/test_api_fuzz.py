@@ -40,8 +40,10 @@ def fuzzed_server(
 
 @pytest.mark.slow
 def test_no_route_breaks_under_generated_requests(fuzzed_server: LiveServer) -> None:
-    raw = httpx.get(fuzzed_server.url + "/openapi.json",
-                    headers={"Authorization": f"Bearer {fuzzed_server.key}"}).json()  # fmt: skip
+    raw = httpx.get(
+        fuzzed_server.url + "/openapi.json",
+        headers={"Authorization": f"Bearer {fuzzed_server.key}"},
+    ).json()
     operations = [
         result.ok() for result in schemathesis.openapi.from_dict(raw).get_all_operations()
     ]
@@ -51,8 +53,13 @@ def test_no_route_breaks_under_generated_requests(fuzzed_server: LiveServer) -> 
         # Positive cases follow the schema; negative ones break it on purpose.
 
         @given(case=operation.as_strategy(mode))
-        @settings(max_examples=15, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=15,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def no_500(case: schemathesis.Case) -> None:
             check_case(case, fuzzed_server)
 

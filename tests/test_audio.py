@@ -37,21 +37,54 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # American voice, 140 words a minute: what tiny.en transcribes well enough to search.
     run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(root / "first.wav"), FIRST)
     run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(root / "second.wav"), SECOND)
-    run("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t", str(GAP_SECONDS),
-        str(root / "gap.wav"))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=22050:cl=mono",
+        "-t",
+        str(GAP_SECONDS),
+        str(root / "gap.wav"),
+    )
     first = seconds_of(root / "first.wav")
     second_starts = first + GAP_SECONDS
     timing = {"second": (second_starts, second_starts + seconds_of(root / "second.wav"))}
     joined = root / "meeting.wav"
-    run("ffmpeg", "-y", "-i", str(root / "first.wav"), "-i", str(root / "gap.wav"),
-        "-i", str(root / "second.wav"), "-filter_complex", "[0][1][2]concat=n=3:v=0:a=1",
-        str(joined))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-i",
+        str(root / "first.wav"),
+        "-i",
+        str(root / "gap.wav"),
+        "-i",
+        str(root / "second.wav"),
+        "-filter_complex",
+        "[0][1][2]concat=n=3:v=0:a=1",
+        str(joined),
+    )
     media = root / "media"
     media.mkdir()
     run("ffmpeg", "-y", "-i", str(joined), "-b:a", "64k", str(media / "meeting.mp3"))
     # A video: a black picture with the meeting as its sound track.
-    run("ffmpeg", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-i", str(joined),
-        "-shortest", "-c:v", "libx264", "-c:a", "aac", str(media / "talk.mp4"))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=64x64:r=5",
+        "-i",
+        str(joined),
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        str(media / "talk.mp4"),
+    )
     return {"root": root, "media": media, "timing": timing, "joined": joined}
 
 
@@ -104,12 +137,32 @@ def test_bad_recordings_are_named_and_the_rest_is_ingested(recordings, tmp_path)
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(recordings["media"] / "meeting.mp3", folder / "good.mp3")
-    run("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "20",
-        str(folder / "silence.wav"))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=16000:cl=mono",
+        "-t",
+        "20",
+        str(folder / "silence.wav"),
+    )
     (folder / "corrupt.mp3").write_bytes(b"ID3\x03\x00not really an mp3" * 200)
     (folder / "empty.m4a").write_bytes(b"")
-    run("ffmpeg", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-t", "3",
-        "-c:v", "libx264", str(folder / "mute.mp4"))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=64x64:r=5",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        str(folder / "mute.mp4"),
+    )
     good = recordings["media"] / "meeting.mp3"
     truncated = folder / "truncated.mp3"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
@@ -140,14 +193,25 @@ def test_a_recording_uploaded_to_the_server_is_searchable(recordings, tmp_path) 
     headers = {"Authorization": f"Bearer {key}"}
     mp3 = recordings["media"] / "meeting.mp3"
     with LiveServer(create_app(workspace)) as live:
-        response = httpx.post(live.url + "/v1/collections/calls/documents", headers=headers,
-                              files=[("files", (mp3.name, mp3.read_bytes()))], timeout=30)  # fmt: skip
+        response = httpx.post(
+            live.url + "/v1/collections/calls/documents",
+            headers=headers,
+            files=[("files", (mp3.name, mp3.read_bytes()))],
+            timeout=30,
+        )
         assert response.status_code == 202, response.text
         job = live.service.jobs.wait(response.json()["id"])
         assert (job.status, job.files[0].status) == ("done", "added")
-        hits = httpx.post(live.url + "/v1/search", headers=headers, timeout=30, json={
-            "query": "how long does invoice approval take", "collections": ["calls"], "k": 1,
-        }).json()["data"]  # fmt: skip
+        hits = httpx.post(
+            live.url + "/v1/search",
+            headers=headers,
+            timeout=30,
+            json={
+                "query": "how long does invoice approval take",
+                "collections": ["calls"],
+                "k": 1,
+            },
+        ).json()["data"]
     workspace.close()
     (hit,) = hits
     assert hit["source"].endswith("meeting.mp3") and hit["metadata"]["media"] is True
@@ -166,12 +230,33 @@ def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, t
     import sys
 
     gap = 3480.0
-    run("ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t", str(gap),
-        str(tmp_path / "gap.wav"))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=22050:cl=mono",
+        "-t",
+        str(gap),
+        str(tmp_path / "gap.wav"),
+    )
     long = tmp_path / "all-hands.mp3"
-    run("ffmpeg", "-y", "-i", str(recordings["root"] / "first.wav"), "-i", str(tmp_path / "gap.wav"),
-        "-i", str(recordings["root"] / "second.wav"), "-filter_complex",
-        "[0][1][2]concat=n=3:v=0:a=1", "-b:a", "32k", str(long))  # fmt: skip
+    run(
+        "ffmpeg",
+        "-y",
+        "-i",
+        str(recordings["root"] / "first.wav"),
+        "-i",
+        str(tmp_path / "gap.wav"),
+        "-i",
+        str(recordings["root"] / "second.wav"),
+        "-filter_complex",
+        "[0][1][2]concat=n=3:v=0:a=1",
+        "-b:a",
+        "32k",
+        str(long),
+    )
     # parse() transcribes in a child process: its peak is the largest child's (ru_maxrss).
     script = (
         "import json, resource, sys; from pathlib import Path\n"
@@ -180,8 +265,13 @@ def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, t
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
         "print(json.dumps({'text': d.text, 'peak_mb': peak // 1024}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(long)], capture_output=True,
-                          text=True, timeout=600, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(long)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     lines = [line for line in result["text"].splitlines() if line.strip()]
     assert len(lines) == 2, lines
@@ -236,8 +326,9 @@ def test_media_links_are_signed_ranged_and_die_with_their_key(media_site) -> Non
     from citewise.keys import create_key
 
     other, _ = create_key(media_site.workspace.store, "reader", ["elsewhere"], ["ask"])
-    denied = httpx.post(media_site.url + path, headers={"Authorization": f"Bearer {other}"},
-                        timeout=30)  # fmt: skip
+    denied = httpx.post(
+        media_site.url + path, headers={"Authorization": f"Bearer {other}"}, timeout=30
+    )
     assert denied.status_code in (403, 404)
 
 
@@ -292,11 +383,16 @@ def test_the_cli_reports_minutes_transcribed_and_the_real_time_factor(recordings
 
     done = subprocess.run(
         [CITEWISE, "--workspace", str(tmp_path / "ws"), "ingest", str(recordings["media"])],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    match = re.search(r"added 2.*· ([\d.]+) min of recordings transcribed "
-                      r"\(real-time factor ([\d.]+)\)", done.stdout)  # fmt: skip
+    match = re.search(
+        r"added 2.*· ([\d.]+) min of recordings transcribed "
+        r"\(real-time factor ([\d.]+)\)",
+        done.stdout,
+    )
     assert match, done.stdout
     minutes = float(match.group(1))
     assert minutes == pytest.approx(2 * recordings["timing"]["second"][1] / 60, abs=0.1)
@@ -304,8 +400,10 @@ def test_the_cli_reports_minutes_transcribed_and_the_real_time_factor(recordings
     # And `citewise ask` answers from the video, citing the minute and second it was said.
     asked = subprocess.run(
         [CITEWISE, "--workspace", str(tmp_path / "ws"), "ask", "Who approves invoices?"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert asked.returncode == 0, asked.stderr
     cited = re.search(r"^\[1\] (meeting|talk) — .*> (\d+):(\d\d):(\d\d)-", asked.stdout, re.M)
     assert cited, asked.stdout

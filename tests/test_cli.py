@@ -17,9 +17,13 @@ def citewise(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CITEWISE, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+        [CITEWISE, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +120,12 @@ def test_doctor_checks_everything(tmp_path: Path) -> None:
     result = citewise("-w", str(ws), "doctor")
     assert result.returncode == 0, result.stdout
     lines = [line.split(": ")[0] for line in result.stdout.splitlines() if line.startswith("✓")]
-    assert lines[:4] == ["✓ workspace", "✓ embedder all-MiniLM-L6-v2", "✓ collection default",
-                         "✓ usage ledger"]  # fmt: skip
+    assert lines[:4] == [
+        "✓ workspace",
+        "✓ embedder all-MiniLM-L6-v2",
+        "✓ collection default",
+        "✓ usage ledger",
+    ]
     assert lines[5] == "✓ chat model local:smollm2-135m" and len(lines) == 6
     # llama.cpp generated in a child process before the model was loaded in this one.
     assert re.search(

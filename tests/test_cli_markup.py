@@ -105,9 +105,12 @@ def test_status_prints_bracketed_failures_verbatim(bracket_workspace) -> None:
 def test_ask_prints_bracketed_sources_and_titles_verbatim(bracket_workspace) -> None:
     ws, _, _ = bracket_workspace
     result = citewise(
-        "-w", str(ws), "ask", "When does the translation freeze for the kde-isl team start?",
+        "-w",
+        str(ws),
+        "ask",
+        "When does the translation freeze for the kde-isl team start?",
         "--verbose",
-    )  # fmt: skip
+    )
     assert_no_traceback(result)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -128,8 +131,10 @@ def test_missing_extra_hint_prints_verbatim(tmp_path: Path) -> None:
     ws = str(tmp_path / "ws")
     ingest = subprocess.run(
         [sys.executable, "-c", WITHOUT_AUDIO_EXTRA, "-w", ws, "ingest", str(recordings)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert_no_traceback(ingest)
     assert ingest.returncode == 1  # nothing could be read
     expected = (

@@ -26,8 +26,12 @@ def test_xlsx_rows_keep_their_headers(tmp_path: Path) -> None:
 
 
 def test_pptx_one_passage_per_slide_with_notes(tmp_path: Path) -> None:
-    parsed = parse_file(make_pptx(tmp_path / "d.pptx", [("Intro", "Hello", ""),
-                                                        ("Roadmap", "Ship in May", "Say May twice.")]))  # fmt: skip
+    parsed = parse_file(
+        make_pptx(
+            tmp_path / "d.pptx",
+            [("Intro", "Hello", ""), ("Roadmap", "Ship in May", "Say May twice.")],
+        )
+    )
     assert [b.heading_path for b in parsed.blocks] == [("Slide 1: Intro",), ("Slide 2: Roadmap",)]
     assert "Notes: Say May twice." in parsed.text
     assert parsed.title == "Intro"
@@ -42,8 +46,12 @@ def test_takeout_parts_are_read_together(workspace, tmp_path: Path) -> None:
     assert report.added == 4
     assert [s.source for s in report.skipped] == ["drive://photo.jpg"]
     docs = stored_documents(workspace)
-    assert set(docs) == {"drive://Finance/Budget.xlsx", "drive://Sales/Kickoff deck.pptx",
-                         "drive://Travel policy.docx", "drive://Safety.pdf"}  # fmt: skip
+    assert set(docs) == {
+        "drive://Finance/Budget.xlsx",
+        "drive://Sales/Kickoff deck.pptx",
+        "drive://Travel policy.docx",
+        "drive://Safety.pdf",
+    }
     assert docs["drive://Finance/Budget.xlsx"].metadata["format"] == "Google Sheets or Excel"
     hit = workspace.search("when does the mobile app launch", k=1)[0]
     assert hit.source == "drive://Sales/Kickoff deck.pptx"

@@ -49,9 +49,11 @@ def test_citation_points_to_the_message_and_attachment_page(workspace, tmp_path:
     hit = workspace.search("when does the boat trip leave", k=1)[0]
     assert hit.source == THREAD
     assert hit.page == 2
-    assert hit.heading_path == ("Q3 offsite venue",
-                                "Zoé Dupont 2026-01-06 08:15 <offsite-3@example.com>",
-                                "attachment agenda.pdf")  # fmt: skip
+    assert hit.heading_path == (
+        "Q3 offsite venue",
+        "Zoé Dupont 2026-01-06 08:15 <offsite-3@example.com>",
+        "attachment agenda.pdf",
+    )
     answer = workspace.ask("Where will the Q3 offsite be?")
     assert "Lakeside Lodge" in answer.text
     assert answer.citations and answer.citations[0].hit.source == THREAD
@@ -88,5 +90,9 @@ def test_source_gmail_on_a_file_that_is_not_an_mbox_says_so(workspace, tmp_path:
     report = workspace.ingest([notes], source="gmail")
     assert report.added == 0
     assert [(f.source, f.reason) for f in report.failed] == [
-        (str(notes), "not an mbox file: it must start with a 'From ' line "
-                     "(Gmail exports mail as .mbox files in Google Takeout)")]  # fmt: skip
+        (
+            str(notes),
+            "not an mbox file: it must start with a 'From ' line "
+            "(Gmail exports mail as .mbox files in Google Takeout)",
+        )
+    ]

@@ -80,8 +80,10 @@ def test_whole_workspace_flag_from_the_cli(tmp_path: Path) -> None:
             return f"notion://{RECIPES}/{RECIPES}" in stored_documents(workspace)
 
     runner, ws = CliRunner(), str(tmp_path / "ws")
-    for args in (["ingest", str(make_notion_export(tmp_path / "a", "v1"))],
-                 ["ingest", str(make_notion_export(tmp_path / "b", "v2"))]):  # fmt: skip
+    for args in (
+        ["ingest", str(make_notion_export(tmp_path / "a", "v1"))],
+        ["ingest", str(make_notion_export(tmp_path / "b", "v2"))],
+    ):
         result = runner.invoke(cli, ["-w", ws, *args])
         assert result.exit_code == 0, result.output
     assert recipes_stored()
@@ -123,8 +125,10 @@ def test_macos_zip_metadata_is_not_a_failure_and_deletes_still_work(
 ) -> None:
     """A zip made on macOS holds __MACOSX/._Page.md AppleDouble files beside the export."""
     folder = make_notion_export(tmp_path, nested_zip=False)
-    apple = {f"__MACOSX/{folder.name}/._Recipes {RECIPES}.md": b"\x00\x05\x16\x07binary",
-             f"{folder.name}/.DS_Store": b"\x00\x00\x00\x01Bud1"}  # fmt: skip
+    apple = {
+        f"__MACOSX/{folder.name}/._Recipes {RECIPES}.md": b"\x00\x05\x16\x07binary",
+        f"{folder.name}/.DS_Store": b"\x00\x00\x00\x01Bud1",
+    }
     first = _zip_folder(folder, tmp_path / "v1.zip", apple)
     assert detect_source(str(first)) == "notion"
     report = workspace.ingest([first])
@@ -149,7 +153,8 @@ def test_an_export_of_databases_only_is_detected(workspace, tmp_path: Path) -> N
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / f"Reading list {TASKS}.csv").write_text(
-        "Name,Author\nDune,Frank Herbert\nEmma,Jane Austen\n", encoding="utf-8")  # fmt: skip
+        "Name,Author\nDune,Frank Herbert\nEmma,Jane Austen\n", encoding="utf-8"
+    )
     assert detect_source(str(folder)) == "notion"
     report = workspace.ingest([folder])
     titles = {d.title for d in stored_documents(workspace).values()}
@@ -162,7 +167,8 @@ def test_a_linked_database_view_does_not_duplicate_its_row_pages(workspace, tmp_
     board = folder / f"Team board {'6' * 32}"
     board.mkdir()
     (board / f"Tasks {'7' * 32}.csv").write_text(
-        "Name,Status,Owner,Due\nFix login bug,Done,Alice,2026-01-10\n", encoding="utf-8")  # fmt: skip
+        "Name,Status,Owner,Due\nFix login bug,Done,Alice,2026-01-10\n", encoding="utf-8"
+    )
     report = workspace.ingest([folder])
     titles = [d.title for d in stored_documents(workspace).values()]
     assert report.failed == []

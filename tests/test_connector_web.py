@@ -12,23 +12,30 @@ from citewise.connectors import detect_source
 from conftest import make_pdf
 from exports import stored_documents
 
-BOILERPLATE = ("<nav><a href='/'>Home</a> | <a href='/about'>About</a> | Products | Pricing | "
-               "Careers | Contact</nav>")  # fmt: skip
+BOILERPLATE = (
+    "<nav><a href='/'>Home</a> | <a href='/about'>About</a> | Products | Pricing | "
+    "Careers | Contact</nav>"
+)
 FOOTER = "<footer>© 2026 Example Corp · Privacy · Terms · Cookie settings</footer>"
 
 
 def page(title: str, body: str, canonical: str | None = None) -> str:
     link = f"<link rel='canonical' href='{canonical}'>" if canonical else ""
-    return (f"<!doctype html><html><head><title>{title}</title>{link}</head><body>{BOILERPLATE}"
-            f"<main><article><h1>{title}</h1>{body}</article></main>{FOOTER}</body></html>")  # fmt: skip
+    return (
+        f"<!doctype html><html><head><title>{title}</title>{link}</head><body>{BOILERPLATE}"
+        f"<main><article><h1>{title}</h1>{body}</article></main>{FOOTER}</body></html>"
+    )
 
 
 class Site:
     """Pages by path; change them between crawls."""
 
     def __init__(self, tmp_path: Path) -> None:
-        pdf = make_pdf(tmp_path / "pricing.pdf", ["Pricing sheet.", "The team plan costs 12 euros per seat."],
-                       title="Pricing")  # fmt: skip
+        pdf = make_pdf(
+            tmp_path / "pricing.pdf",
+            ["Pricing sheet.", "The team plan costs 12 euros per seat."],
+            title="Pricing",
+        )
         self.pages: dict[str, tuple[int, str, bytes]] = {
             "/robots.txt": (200, "text/plain", b"User-agent: *\nDisallow: /private/\n"),
             "/": (
@@ -161,9 +168,15 @@ def test_recrawl_updates_and_deletes_only_when_complete(workspace, site: Site) -
         "text/html",
         page("Fixed", "<p>The broken page now works fine.</p>").encode(),
     )
-    site.pages["/guide/"] = (200, "text/html", page("Installation guide", (
-        "<h2>Upgrading</h2><p>Run <code>example upgrade --channel lts</code> instead.</p>"),
-        canonical="/guide/").encode())  # fmt: skip
+    site.pages["/guide/"] = (
+        200,
+        "text/html",
+        page(
+            "Installation guide",
+            ("<h2>Upgrading</h2><p>Run <code>example upgrade --channel lts</code> instead.</p>"),
+            canonical="/guide/",
+        ).encode(),
+    )
     report = workspace.ingest([site.url + "/"], max_depth=2)
     assert report.failed == []
     assert (report.added, report.updated, report.deleted) == (1, 1, 1)
@@ -185,8 +198,10 @@ def test_page_limit_and_unreachable_site(workspace, site: Site) -> None:
 
 
 def test_sitemap_drives_the_crawl(workspace, site: Site) -> None:
-    sitemap = (f"<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
-               f"<url><loc>{site.url}/about</loc></url><url><loc>{site.url}/d</loc></url></urlset>")  # fmt: skip
+    sitemap = (
+        f"<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>"
+        f"<url><loc>{site.url}/about</loc></url><url><loc>{site.url}/d</loc></url></urlset>"
+    )
     site.pages["/sitemap.xml"] = (200, "application/xml", sitemap.encode())
     report = workspace.ingest([site.url + "/"])
     assert report.added == 2

@@ -65,8 +65,10 @@ def test_third_party_connector_by_entry_point(tmp_path: Path) -> None:
         "[citewise.connectors]\nrecipes = recipes_connector:Recipes\n"
     )
     recipes = tmp_path / "family.recipes"
-    recipes.write_text("Tarte tatin: caramelise six apples in butter, then bake under pastry.\n"
-                       "Ratatouille: stew courgettes, aubergines and tomatoes slowly.\n")  # fmt: skip
+    recipes.write_text(
+        "Tarte tatin: caramelise six apples in butter, then bake under pastry.\n"
+        "Ratatouille: stew courgettes, aubergines and tomatoes slowly.\n"
+    )
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(package)!r})
@@ -87,14 +89,46 @@ def test_third_party_connector_by_entry_point(tmp_path: Path) -> None:
 def test_cli_ingests_an_export_with_a_streamed_progress(tmp_path: Path) -> None:
     export = make_slack_export(tmp_path)
     workspace = tmp_path / "ws"
-    result = subprocess.run([CITEWISE, "-w", str(workspace), "ingest", str(export), "-c", "slack"],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [CITEWISE, "-w", str(workspace), "ingest", str(export), "-c", "slack"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("added 5, updated 0, unchanged 0, failed 0")
-    forced = subprocess.run([CITEWISE, "-w", str(workspace), "ingest", str(export), "-c", "files2",
-                             "--source", "files"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    forced = subprocess.run(
+        [
+            CITEWISE,
+            "-w",
+            str(workspace),
+            "ingest",
+            str(export),
+            "-c",
+            "files2",
+            "--source",
+            "files",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert forced.returncode == 0
     assert "a zip archive read as plain files" in forced.stderr
-    asked = subprocess.run([CITEWISE, "-w", str(workspace), "search", "staging database password",
-                            "-c", "slack", "-k", "1"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    asked = subprocess.run(
+        [
+            CITEWISE,
+            "-w",
+            str(workspace),
+            "search",
+            "staging database password",
+            "-c",
+            "slack",
+            "-k",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "slack://T0CITEWISE/archives/C01GENERAL/p1767607320000100" in asked.stdout

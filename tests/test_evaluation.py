@@ -127,9 +127,20 @@ def test_cli_prints_the_table_and_saves_per_query_results(tmp_path: Path) -> Non
     dataset = write_beir(tmp_path / "tiny")
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [CITEWISE, "-w", str(tmp_path / "ws"), "eval", "retrieval", str(dataset), "--output", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            CITEWISE,
+            "-w",
+            str(tmp_path / "ws"),
+            "eval",
+            "retrieval",
+            str(dataset),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "nDCG@10" in result.stdout and "hybrid" in result.stdout and "bm25" in result.stdout
     assert (
@@ -163,10 +174,22 @@ def test_explain_one_query_per_mode(workspace: Workspace, tmp_path: Path) -> Non
 def test_cli_explain_prints_rankings_and_misses(tmp_path: Path) -> None:
     dataset = write_beir(tmp_path / "fruit")
     result = subprocess.run(
-        [CITEWISE, "-w", str(tmp_path / "ws"), "eval", "retrieval", str(dataset),
-         "--explain", "q1", "--mode", "bm25"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            CITEWISE,
+            "-w",
+            str(tmp_path / "ws"),
+            "eval",
+            "retrieval",
+            str(dataset),
+            "--explain",
+            "q1",
+            "--mode",
+            "bm25",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "q1: red apples orchard" in result.stdout
     assert "bm25 · nDCG@10" in result.stdout and "d1" in result.stdout

@@ -62,12 +62,19 @@ def test_finetuned_model_exports_loads_and_serves_the_collection(catalogue, tmp_
     before = reciprocal_ranks(ws, labels)
     triples = training_triples(ws, ws.collection(), queries, qrels)
     steps = []
-    model = finetune_embedder(triples, tmp_path / "model", epochs=3, batch_size=8,
-                              progress=lambda done, total: steps.append((done, total)))  # fmt: skip
+    model = finetune_embedder(
+        triples,
+        tmp_path / "model",
+        epochs=3,
+        batch_size=8,
+        progress=lambda done, total: steps.append((done, total)),
+    )
     assert steps[-1] == (15, 15) and model.examples == 40
     assert {p.name for p in model.folder.iterdir()} == {
-        "model.onnx", "tokenizer.json", "citewise-model.json",
-    }  # fmt: skip
+        "model.onnx",
+        "tokenizer.json",
+        "citewise-model.json",
+    }
     embedder = load_embedder(model.spec)
     base = ws.embedder()
     texts = [t.positive for t in triples[:5]]
@@ -76,9 +83,12 @@ def test_finetuned_model_exports_loads_and_serves_the_collection(catalogue, tmp_
     assert np.all(agreement < 0.9999) and np.all(agreement > 0.5)
     # The export was traced on one unpadded sentence; the float model (what runs when the
     # int8 build fails) pads batches, so the traced graph must still honour the mask.
-    float_model = OnnxEmbedder(model.spec, int8=False, description=embedder.description,
-                               files=(model.folder / "model.onnx",
-                                      model.folder / "tokenizer.json"))  # fmt: skip
+    float_model = OnnxEmbedder(
+        model.spec,
+        int8=False,
+        description=embedder.description,
+        files=(model.folder / "model.onnx", model.folder / "tokenizer.json"),
+    )
     mixed = ["short", *texts]  # padded to the longest text in one run
     batched = float_model.embed_batch(mixed)
     alone = np.concatenate([float_model.embed_batch([t]) for t in mixed])

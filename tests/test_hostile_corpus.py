@@ -61,8 +61,10 @@ def without_root_powers(*command: str) -> list[str]:
 def ingest_as_a_user(workspace: Path, mode: str, folder: Path) -> dict:
     result = subprocess.run(
         without_root_powers(sys.executable, "-c", CHILD, str(workspace), mode, str(folder)),
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -87,9 +89,10 @@ def build_hostile_folder(root: Path) -> dict[str, str]:
     locked_dir.chmod(0)
     (root / "._handbook.md").write_bytes(b"\x00\x05\x16\x07AppleDouble")  # hidden: ignored
     bomb = root / "bomb.zip"
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out, out.open(
-        "zeros.bin", "w", force_zip64=True
-    ) as member:  # fmt: skip
+    with (
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out,
+        out.open("zeros.bin", "w", force_zip64=True) as member,
+    ):
         for _ in range(300):
             member.write(b"\0" * (1 << 20))
     (root / "one-line.txt").write_text("x" * 2_000_000)  # no whitespace at all

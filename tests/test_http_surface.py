@@ -34,12 +34,25 @@ ORIGIN = "https://app.example.com"
 # call, so what a browser's preflight asks for: its platform headers, the retry count and
 # timeout, the helpers' markers, organization and project, and OpenAI-Beta.
 OPENAI_NODE_HEADERS = [
-    "authorization", "content-type", "accept", "x-stainless-os", "x-stainless-lang",
-    "x-stainless-package-version", "x-stainless-runtime", "x-stainless-runtime-version",
-    "x-stainless-arch", "x-stainless-retry-count", "x-stainless-timeout",
-    "x-stainless-helper-method", "x-stainless-poll-helper", "x-stainless-custom-poll-interval",
-    "openai-organization", "openai-project", "openai-beta", "idempotency-key",
-]  # fmt: skip
+    "authorization",
+    "content-type",
+    "accept",
+    "x-stainless-os",
+    "x-stainless-lang",
+    "x-stainless-package-version",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-arch",
+    "x-stainless-retry-count",
+    "x-stainless-timeout",
+    "x-stainless-helper-method",
+    "x-stainless-poll-helper",
+    "x-stainless-custom-poll-interval",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "idempotency-key",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,25 +91,36 @@ def error_of(response: httpx.Response) -> dict:
 
 def test_openai_node_preflight_from_a_listed_origin_is_allowed(surface: LiveServer) -> None:
     asked = ",".join(OPENAI_NODE_HEADERS)
-    preflight = httpx.options(surface.url + "/v1/chat/completions", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": asked})  # fmt: skip
+    preflight = httpx.options(
+        surface.url + "/v1/chat/completions",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked,
+        },
+    )
     assert preflight.status_code == 200, preflight.text
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
     assert set(OPENAI_NODE_HEADERS) <= {h.lower() for h in allowed}
     assert "access-control-allow-credentials" not in preflight.headers  # keys, never cookies
     # The call itself: the page may read what the SDK reads (request id, retry advice).
-    call = httpx.get(surface.url + "/v1/models", headers={
-        "Origin": ORIGIN, **bearer(surface.keys["reader"])})  # fmt: skip
+    call = httpx.get(
+        surface.url + "/v1/models", headers={"Origin": ORIGIN, **bearer(surface.keys["reader"])}
+    )
     assert call.status_code == 200 and call.headers["access-control-allow-origin"] == ORIGIN
     exposed = call.headers["access-control-expose-headers"].lower()
     for name in ("x-request-id", "x-should-retry", "retry-after", "x-ratelimit-remaining-requests"):
         assert name in exposed
     # Another origin is refused, whatever it asks for.
-    other = httpx.options(surface.url + "/v1/chat/completions", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": asked})  # fmt: skip
+    other = httpx.options(
+        surface.url + "/v1/chat/completions",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked,
+        },
+    )
     assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
 
 
@@ -107,9 +131,14 @@ def test_without_cors_origins_every_preflight_gets_400(tmp_path: Path, workspace
     try:
         client = TestClient(app)
         for origin in (ORIGIN, "https://evil.example"):
-            preflight = client.options("/v1/chat/completions", headers={
-                "Origin": origin, "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization,content-type"})  # fmt: skip
+            preflight = client.options(
+                "/v1/chat/completions",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization,content-type",
+                },
+            )
             assert preflight.status_code == 400, preflight.text  # as README says; not 405
             assert "access-control-allow-origin" not in preflight.headers
     finally:
@@ -143,9 +172,11 @@ def test_every_path_serving_the_web_app_carries_its_security_headers(surface: Li
 
 
 def test_malformed_json_names_no_field(surface: LiveServer) -> None:
-    response = httpx.post(surface.url + "/v1/search", content=b'{"query": "parking", "k": }',
-                          headers={"Content-Type": "application/json",
-                                   **bearer(surface.keys["reader"])})  # fmt: skip
+    response = httpx.post(
+        surface.url + "/v1/search",
+        content=b'{"query": "parking", "k": }',
+        headers={"Content-Type": "application/json", **bearer(surface.keys["reader"])},
+    )
     assert response.status_code == 400, response.text
     error = error_of(response)
     assert error["param"] is None and error["code"] == "invalid_json"
@@ -165,20 +196,27 @@ def test_invalid_query_values_name_the_argument(surface: LiveServer) -> None:
         assert response.status_code == 422, (path, response.text)
         error = error_of(response)
         assert (error["param"], error["code"], error["type"]) == (
-            param, "invalid_request", "invalid_request_error"), path  # fmt: skip
+            param,
+            "invalid_request",
+            "invalid_request_error",
+        ), path
     # A time it can read is taken, with or without a zone.
     for since in ("2000-01-01", "2000-01-01T08:00:00Z", "2000-01-01T08:00:00+02:00"):
         ok = httpx.get(surface.url + "/v1/usage", params={"since": since}, headers=reader)
         assert ok.status_code == 200, (since, ok.text)
-    future = httpx.get(surface.url + "/v1/usage", params={"since": "2999-01-01", "calls": "true"},
-                       headers=reader)  # fmt: skip
+    future = httpx.get(
+        surface.url + "/v1/usage", params={"since": "2999-01-01", "calls": "true"}, headers=reader
+    )
     assert future.status_code == 200 and future.json()["data"] == []
 
 
 def test_unknown_query_arguments_are_refused_by_name(surface: LiveServer) -> None:
     reader = bearer(surface.keys["reader"])
-    cases = {"/v1/models?foo=1": "foo", "/v1/usage?group-by=model": "group-by",
-             "/v1/collections/default/documents?limit=5&ofset=10": "ofset"}  # fmt: skip
+    cases = {
+        "/v1/models?foo=1": "foo",
+        "/v1/usage?group-by=model": "group-by",
+        "/v1/collections/default/documents?limit=5&ofset=10": "ofset",
+    }
     for path, param in cases.items():
         response = httpx.get(surface.url + path, headers=reader)
         assert response.status_code == 400, (path, response.text)
@@ -187,8 +225,12 @@ def test_unknown_query_arguments_are_refused_by_name(surface: LiveServer) -> Non
     post = httpx.post(surface.url + "/v1/search?debug=1", headers=reader, json={"query": "parking"})
     assert post.status_code == 400 and error_of(post)["param"] == "debug"
     # What a route takes still works, and routes outside the API are not concerned.
-    assert httpx.get(surface.url + "/v1/collections/default/documents?limit=1&offset=0",
-                     headers=reader).status_code == 200  # fmt: skip
+    assert (
+        httpx.get(
+            surface.url + "/v1/collections/default/documents?limit=1&offset=0", headers=reader
+        ).status_code
+        == 200
+    )
     assert httpx.get(surface.url + "/healthz?probe=1").status_code == 200
 
 
@@ -208,8 +250,11 @@ def test_a_lone_surrogate_in_an_ignored_field_is_named(surface: LiveServer) -> N
         error = error_of(response)
         assert error["param"] == param and "surrogate" in error["message"], (body, error)
     # Ignored fields of valid text are still ignored, as OpenAI's API does.
-    fine = httpx.post(surface.url + "/v1/search", headers=reader,
-                      json={"query": "parking", "user": "someone", "metadata": {"a": "b"}})  # fmt: skip
+    fine = httpx.post(
+        surface.url + "/v1/search",
+        headers=reader,
+        json={"query": "parking", "user": "someone", "metadata": {"a": "b"}},
+    )
     assert fine.status_code == 200, fine.text
 
 
@@ -220,8 +265,11 @@ def test_sources_never_show_server_paths(surface: LiveServer) -> None:
     reader = bearer(surface.keys["reader"])
     corpus = str(surface.corpus.resolve())
     server_paths = (corpus, str(surface.workspace.path.resolve()))
-    found = httpx.post(surface.url + "/v1/search", headers=reader,
-                       json={"query": "thermostat target temperature", "k": 10}).json()["data"]  # fmt: skip
+    found = httpx.post(
+        surface.url + "/v1/search",
+        headers=reader,
+        json={"query": "thermostat target temperature", "k": 10},
+    ).json()["data"]
     shown = {hit["source"] for hit in found}
     assert "src/thermostat.py" in shown, shown  # relative to the folder that was ingested
     for hit in found:
@@ -230,15 +278,32 @@ def test_sources_never_show_server_paths(surface: LiveServer) -> None:
     listed = httpx.get(surface.url + "/v1/collections/default/documents", headers=reader)
     documents = listed.json()["data"]
     assert {"guide.md", "safety.pdf", "travel.docx", "src/thermostat.py"} <= {
-        d["source"] for d in documents}  # fmt: skip
-    one = httpx.get(surface.url + f"/v1/collections/default/documents/{documents[0]['id']}",
-                    headers=reader)  # fmt: skip
-    answer = httpx.post(surface.url + "/v1/chat/completions", headers=reader, timeout=60, json={
-        "model": "citewise", "messages": [{"role": "user", "content": "Where do visitors park?"}]})  # fmt: skip
+        d["source"] for d in documents
+    }
+    one = httpx.get(
+        surface.url + f"/v1/collections/default/documents/{documents[0]['id']}", headers=reader
+    )
+    answer = httpx.post(
+        surface.url + "/v1/chat/completions",
+        headers=reader,
+        timeout=60,
+        json={
+            "model": "citewise",
+            "messages": [{"role": "user", "content": "Where do visitors park?"}],
+        },
+    )
     assert answer.status_code == 200 and answer.json()["citations"], answer.text
-    with httpx.stream("POST", surface.url + "/v1/chat/completions", headers=reader, timeout=60,
-                      json={"model": "citewise", "stream": True, "messages": [
-                          {"role": "user", "content": "Where do visitors park?"}]}) as stream:  # fmt: skip
+    with httpx.stream(
+        "POST",
+        surface.url + "/v1/chat/completions",
+        headers=reader,
+        timeout=60,
+        json={
+            "model": "citewise",
+            "stream": True,
+            "messages": [{"role": "user", "content": "Where do visitors park?"}],
+        },
+    ) as stream:
         streamed = "".join(stream.iter_text())
     assert '"search_results"' in streamed and '"citations"' in streamed
     for text in (json.dumps(found), listed.text, one.text, answer.text, streamed):
@@ -312,8 +377,9 @@ def test_upload_job_files_read_added_once_committed(ingested, tmp_path: Path) ->
     finally:
         queue.close()
     assert job.status == "done" and {f.status for f in job.files} == {"added"}
-    before_refresh = [states for kind, states in saved[: saved.index(("refresh", {}))]
-                      if kind == "save"]  # fmt: skip
+    before_refresh = [
+        states for kind, states in saved[: saved.index(("refresh", {}))] if kind == "save"
+    ]
     # Saved before the job ended: the files read "added" as soon as they were committed.
     assert before_refresh and set(before_refresh[-1].values()) == {"added"}, saved
 
@@ -324,8 +390,11 @@ def test_collection_names_are_ascii(surface: LiveServer) -> None:
             check_collection_name(name)
     assert check_collection_name("Docs_2.v-1") == "Docs_2.v-1"
     admin = bearer(surface.keys["admin"])
-    response = httpx.post(surface.url + "/v1/collections/%EF%BC%A1/documents", headers=admin,
-                          files=[("files", ("a.md", b"# A\n\nText.\n"))])  # fmt: skip
+    response = httpx.post(
+        surface.url + "/v1/collections/%EF%BC%A1/documents",
+        headers=admin,
+        files=[("files", ("a.md", b"# A\n\nText.\n"))],
+    )
     assert response.status_code == 422 and error_of(response)["param"] == "collection"
 
 
@@ -340,8 +409,14 @@ def test_an_answer_the_checks_stopped_names_its_target_and_attempts(
     with stand_in("openai") as (url, script):
         # The model loops: the checks stop it at the repeat and cancel the generation.
         script.reply = "Keys are rotated with keyctl rotate. [1] " * 6
-        lines = ["", "[models.chain]", 'chain = ["openai:model-a"]', '[targets."openai:model-a"]',
-                 f'base_url = "{url}"', 'api_key_env = "STANDIN_KEY"']  # fmt: skip
+        lines = [
+            "",
+            "[models.chain]",
+            'chain = ["openai:model-a"]',
+            '[targets."openai:model-a"]',
+            f'base_url = "{url}"',
+            'api_key_env = "STANDIN_KEY"',
+        ]
         with (ws.path / "citewise.toml").open("a", encoding="utf-8") as config:
             config.write("\n".join(lines) + "\n")
         chained = Workspace.open(ws.path, model="chain")
@@ -359,6 +434,7 @@ def test_an_answer_the_checks_stopped_names_its_target_and_attempts(
     route = body["citewise"]
     assert route["target"] == "openai:model-a", route
     assert [(a["target"], a["status"]) for a in route["attempts"]] == [
-        ("openai:model-a", "cancelled")]  # fmt: skip
+        ("openai:model-a", "cancelled")
+    ]
     assert raw.headers["x-citewise-target"] == "openai:model-a"
     assert raw.headers["x-citewise-attempts"] == "openai:model-a=cancelled"

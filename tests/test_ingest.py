@@ -145,8 +145,10 @@ def _ingest_and_kill(
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(ws_dir), str(corpus), str(at), signal_name],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_killed_ingest_leaves_a_consistent_store_and_resumes(tmp_path: Path) -> None:

@@ -53,15 +53,35 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path):
         store.close()
 
 
-def row(key: str, prompt: int, completion: int, cost: float | None, at: datetime = NOW,
-        target: str = "openai:m", status: str = "ok") -> LedgerRow:  # fmt: skip
+def row(
+    key: str,
+    prompt: int,
+    completion: int,
+    cost: float | None,
+    at: datetime = NOW,
+    target: str = "openai:m",
+    status: str = "ok",
+) -> LedgerRow:
     return LedgerRow(
-        call_id=uuid.uuid4().hex, attempt=1, at=iso(at), key=key, assistant="support",
-        purpose="answer", alias="default", target=target, provider=target.split(":")[0],
-        model=target.split(":")[1], prompt_tokens=prompt, completion_tokens=completion,
-        cached_tokens=0, estimated=False, cost_usd=cost, latency_s=0.5, first_token_s=0.1,
+        call_id=uuid.uuid4().hex,
+        attempt=1,
+        at=iso(at),
+        key=key,
+        assistant="support",
+        purpose="answer",
+        alias="default",
+        target=target,
+        provider=target.split(":")[0],
+        model=target.split(":")[1],
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=0,
+        estimated=False,
+        cost_usd=cost,
+        latency_s=0.5,
+        first_token_s=0.1,
         status=status,
-    )  # fmt: skip
+    )
 
 
 def test_rows_and_holds_settle_in_one_step(backend) -> None:
@@ -70,7 +90,9 @@ def test_rows_and_holds_settle_in_one_step(backend) -> None:
     ledger.settle([hold], [row("alice", 100, 20, 0.002), row("alice", 0, 0, None, status="error")])
     rows = ledger.rows()
     assert [(r.key, r.prompt_tokens, r.completion_tokens, r.status) for r in rows] == [
-        ("alice", 100, 20, "ok"), ("alice", 0, 0, "error")]  # fmt: skip
+        ("alice", 100, 20, "ok"),
+        ("alice", 0, 0, "error"),
+    ]
     assert rows[0].cost_usd == pytest.approx(0.002) and rows[1].cost_usd is None
     assert rows[0] == ledger.rows(key="alice")[0]  # every field survives the round trip
     # The hold is gone: a budget of exactly what was spent allows nothing more.
@@ -121,13 +143,28 @@ def test_assistant_budgets_and_soft_budgets(backend) -> None:
 
 def test_summary_groups_and_totals(backend) -> None:
     store = backend()
-    store.settle([], [row("a", 10, 5, 0.25), row("a", 20, 5, None, target="local:s"),
-                      row("b", 1, 1, 0.5, status="cancelled")])  # fmt: skip
+    store.settle(
+        [],
+        [
+            row("a", 10, 5, 0.25),
+            row("a", 20, 5, None, target="local:s"),
+            row("b", 1, 1, 0.5, status="cancelled"),
+        ],
+    )
     ledger = Ledger(store, clock=lambda: NOW)
     by_key = {r["key"]: r for r in ledger.summary("key")}
-    assert by_key["a"] == {"key": "a", "calls": 2, "ok": 2, "cancelled": 0, "failed": 0,
-                           "prompt_tokens": 30, "completion_tokens": 10, "cached_tokens": 0,
-                           "cost_usd": 0.25, "unpriced_calls": 1}  # fmt: skip
+    assert by_key["a"] == {
+        "key": "a",
+        "calls": 2,
+        "ok": 2,
+        "cancelled": 0,
+        "failed": 0,
+        "prompt_tokens": 30,
+        "completion_tokens": 10,
+        "cached_tokens": 0,
+        "cost_usd": 0.25,
+        "unpriced_calls": 1,
+    }
     assert by_key["b"]["cancelled"] == 1
     assert [r["model"] for r in ledger.summary("model")] == ["local:s", "openai:m"]
     assert [r["day"] for r in ledger.summary("day")] == ["2026-12-01"]
@@ -169,7 +206,10 @@ def test_a_workspace_charges_a_shared_postgres_ledger(postgres: str, tmp_path: P
             assert b.ledger.budgets() == a.ledger.budgets()  # the same budgets everywhere
             b.ledger.store.settle([], [row("gina", 5, 5, 0.0)])
         with pytest.raises(BudgetExceeded):
-            a.ask_stream("Where do visitors park?", caller="gina", settings=replace(
-                a.settings, answer_check="off"))  # fmt: skip
+            a.ask_stream(
+                "Where do visitors park?",
+                caller="gina",
+                settings=replace(a.settings, answer_check="off"),
+            )
     with pytest.raises(ConfigError, match="PGPASSWORD"):
         Workspace.open(tmp_path / "c", ledger_url="postgresql://app:s3cret@db.internal/app")

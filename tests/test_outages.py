@@ -70,10 +70,22 @@ class Redis:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed: apt-get install redis-server"
         self.process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis
 
         client = redis.Redis(host="127.0.0.1", port=self.port)
@@ -116,9 +128,10 @@ def start_replica(workspace: Path, log: Path) -> tuple[str, subprocess.Popen]:
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=stderr,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
             env={**os.environ, "CITEWISE_JOB_LEASE_SECONDS": "3"},
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -144,8 +157,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         with Workspace.open(workspace) as ws:
             ws.ingest([write_corpus(root / "corpus")])
             made = Fleet(workspace, postgres, redis)
-            for name, scopes, rpm in (("admin", ["ask", "ingest", "admin"], None),
-                                      ("limited", ["ask"], 100_000), ("open", ["ask"], None)):  # fmt: skip
+            for name, scopes, rpm in (
+                ("admin", ["ask", "ingest", "admin"], None),
+                ("limited", ["ask"], 100_000),
+                ("open", ["ask"], None),
+            ):
                 made.keys[name], _ = create_key(ws.store, name, ["*"], scopes, rpm=rpm)
         for n in range(3):
             url, process = start_replica(workspace, root / f"replica-{n}.log")
@@ -179,20 +195,33 @@ def call(fleet: Fleet, n: int) -> Outcome:
         if n % 3 == 0:
             name = f"note-{uuid.uuid4().hex[:8]}.md"
             files = {"files": (name, f"# Note {n}\n\nThe outage drill number {n}.\n".encode())}
-            response = httpx.post(url + "/v1/collections/default/documents", files=files,
-                                  headers=fleet.headers("admin"), timeout=30)  # fmt: skip
+            response = httpx.post(
+                url + "/v1/collections/default/documents",
+                files=files,
+                headers=fleet.headers("admin"),
+                timeout=30,
+            )
             what = "upload"
         else:
-            response = httpx.post(url + "/v1/search", json={"query": "rotate the keys", "k": 2},
-                                  headers=fleet.headers("admin"), timeout=30)  # fmt: skip
+            response = httpx.post(
+                url + "/v1/search",
+                json={"query": "rotate the keys", "k": 2},
+                headers=fleet.headers("admin"),
+                timeout=30,
+            )
             what = "search"
     except httpx.TransportError as exc:  # a replica that stops answering is a failure too
         return Outcome(time.monotonic(), "transport", 0, None, type(exc).__name__)
-    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}  # fmt: skip
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
     code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
     job = body.get("id") if what == "upload" and response.status_code == 202 else None
-    return Outcome(time.monotonic(), what, response.status_code,
-                   response.headers.get("retry-after"), code, job)  # fmt: skip
+    return Outcome(
+        time.monotonic(), what, response.status_code, response.headers.get("retry-after"), code, job
+    )
 
 
 def load_through(
@@ -325,8 +354,9 @@ def test_rate_limits_with_redis_unreachable_follow_the_setting(ingested, policy:
     key, _ = create_key(workspace.store, "limited", ["*"], ["ask", "admin"], rpm=10)
     with LiveServer(create_app(workspace)) as live:
         headers = {"Authorization": f"Bearer {key}"}
-        response = httpx.post(live.url + "/v1/search", json={"query": "rotate", "k": 1},
-                              headers=headers)  # fmt: skip
+        response = httpx.post(
+            live.url + "/v1/search", json={"query": "rotate", "k": 1}, headers=headers
+        )
         metrics = httpx.get(live.url + "/metrics", headers=headers)
     workspace.close()
     if policy == "closed":

@@ -97,8 +97,7 @@ def model_taken(router) -> Iterator[None]:
 
 
 def ask(router, caller: str, max_tokens: int = 8) -> list:
-    request = ModelRequest.of([Message("user", "Say hello.")], max_tokens=max_tokens,
-                              caller=caller)  # fmt: skip
+    request = ModelRequest.of([Message("user", "Say hello.")], max_tokens=max_tokens, caller=caller)
     return list(router.generate(request))
 
 
@@ -156,14 +155,21 @@ def test_two_keys_under_a_burst_the_quiet_key_is_served_next(ingested) -> None:
     burst, _ = create_key(ws.store, "burst", ["*"], ["ask"])
     quiet, _ = create_key(ws.store, "quiet", ["*"], ["ask"])
     admin, _ = create_key(ws.store, "admin", ["*"], ["admin"])
-    body = {"model": "citewise", "max_tokens": 24,
-            "messages": [{"role": "user", "content": "How are the API keys rotated?"}]}  # fmt: skip
+    body = {
+        "model": "citewise",
+        "max_tokens": 24,
+        "messages": [{"role": "user", "content": "How are the API keys rotated?"}],
+    }
     with LiveServer(create_app(ws)) as live:
         router = ws.chat_model()
 
         def chat(key: str) -> tuple[int, float, dict]:
-            response = httpx.post(live.url + "/v1/chat/completions", json=body, timeout=300,
-                                  headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+            response = httpx.post(
+                live.url + "/v1/chat/completions",
+                json=body,
+                timeout=300,
+                headers={"Authorization": f"Bearer {key}"},
+            )
             return response.status_code, time.monotonic(), dict(response.headers)
 
         with ThreadPoolExecutor(8) as pool, model_taken(router):
@@ -176,8 +182,9 @@ def test_two_keys_under_a_burst_the_quiet_key_is_served_next(ingested) -> None:
             wait_until(lambda: router.primary._turns.waiting() == 7, 120)
         results = [call.result(timeout=600) for call in burst_calls]
         quiet_status, quiet_done, quiet_headers = quiet_call.result(timeout=600)
-        metrics = httpx.get(live.url + "/metrics",
-                            headers={"Authorization": f"Bearer {admin}"}).text  # fmt: skip
+        metrics = httpx.get(
+            live.url + "/metrics", headers={"Authorization": f"Bearer {admin}"}
+        ).text
     assert quiet_status == 200 and all(status == 200 for status, _, _ in results)
     # The quiet key went second in line, not seventh: at most one burst answer before it.
     assert sum(done < quiet_done for _, done, _ in results) <= 1

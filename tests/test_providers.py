@@ -45,10 +45,25 @@ def start_llama_server(gguf_path: Path, log_dir: Path, *extra: str) -> tuple[sub
     log = log_dir / "server.log"
     with log.open("wb") as handle:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-c", SERVER_WITH_SAFE_PARAMS, "--model", str(gguf_path),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", *extra],
-            stdout=handle, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                SERVER_WITH_SAFE_PARAMS,
+                "--model",
+                str(gguf_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--model_alias",
+                "smollm2",
+                *extra,
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -118,8 +133,12 @@ class OpenAIEmbeddingsStandIn(BaseHTTPRequestHandler):
             {"object": "embedding", "index": i, "embedding": v.tolist()}
             for i, v in enumerate(vectors)
         ]
-        payload = {"object": "list", "data": data[::-1], "model": body["model"],
-                   "usage": {"prompt_tokens": 1, "total_tokens": 1}}  # fmt: skip
+        payload = {
+            "object": "list",
+            "data": data[::-1],
+            "model": body["model"],
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        }
         raw = json.dumps(payload).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
@@ -258,13 +277,52 @@ class AnthropicStandIn(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.end_headers()
         events = [
-            ("message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": body["model"], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 50, "output_tokens": 1}}}),
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            *[("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word + " "}}) for word in reply.split()],
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_1",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [],
+                        "model": body["model"],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": 50, "output_tokens": 1},
+                    },
+                },
+            ),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            *[
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": word + " "},
+                    },
+                )
+                for word in reply.split()
+            ],
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 9}}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": 9},
+                },
+            ),
             ("message_stop", {"type": "message_stop"}),
-        ]  # fmt: skip
+        ]
         for name, data in events:
             self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
@@ -351,6 +409,10 @@ events.close()
 def test_a_process_that_leaves_a_local_stream_early_exits_after_its_worker(wait, status) -> None:
     """With the exit wait (the default) no model worker outlives the interpreter; without
     it one does — the check itself can fail."""
-    done = subprocess.run([sys.executable, "-c", LEAVE_EARLY_AND_EXIT, str(wait)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", LEAVE_EARLY_AND_EXIT, str(wait)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == status, (done.stdout, done.stderr)

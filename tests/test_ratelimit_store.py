@@ -99,9 +99,11 @@ def test_a_server_enforces_redis_limits(redis_url: str, ingested, tmp_path: Path
     second = Workspace.open(ws.path, redis_url=redis_url)
     with LiveServer(create_app(first)) as a, LiveServer(create_app(second)) as b:
         statuses = [
-            httpx.get(server.url + "/v1/collections", headers={"Authorization": f"Bearer {key}"}).status_code
+            httpx.get(
+                server.url + "/v1/collections", headers={"Authorization": f"Bearer {key}"}
+            ).status_code
             for server in (a, b, a, b, a, b)
-        ]  # fmt: skip
+        ]
     first.close()
     second.close()
     assert statuses == [200, 200, 200, 200, 429, 429]

@@ -40,8 +40,12 @@ class Cluster:
     keys: dict[str, str] = field(default_factory=dict)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([CITEWISE, "-w", str(self.workspace), *args], capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [CITEWISE, "-w", str(self.workspace), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def key(self, name: str, *options: str) -> str:
         made = self.cli("keys", "create", "--name", name, *options)
@@ -56,9 +60,10 @@ def start_replica(workspace: Path, admin_key: str) -> Replica:
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=stderr,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
             env={**__import__("os").environ, "CITEWISE_JOB_LEASE_SECONDS": str(LEASE_SECONDS)},
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -139,13 +144,17 @@ def test_a_budget_burst_cannot_overspend(cluster: Cluster) -> None:
     key = cluster.key("spender", "--scopes", "ask")
     budget = 1200
     assert cluster.cli("budgets", "set", "key:spender", "--tokens", str(budget)).returncode == 0
-    body = {"model": "citewise", "max_tokens": 24,
-            "messages": [{"role": "user", "content": "How do I rotate the API keys?"}]}  # fmt: skip
+    body = {
+        "model": "citewise",
+        "max_tokens": 24,
+        "messages": [{"role": "user", "content": "How do I rotate the API keys?"}],
+    }
 
     def ask(n: int) -> int:
         replica = cluster.replicas[n % 3]
-        response = httpx.post(replica.url + "/v1/chat/completions", json=body, headers=auth(key),
-                              timeout=300)  # fmt: skip
+        response = httpx.post(
+            replica.url + "/v1/chat/completions", json=body, headers=auth(key), timeout=300
+        )
         return response.status_code
 
     with ThreadPoolExecutor(9) as fleet:
@@ -174,25 +183,32 @@ def test_an_upload_to_one_replica_is_searchable_from_another(cluster: Cluster) -
     admin = auth(cluster.keys["admin"])
     first, second, third = cluster.replicas
     note = ("zeppelin.md", b"# Airship\n\nThe zeppelin hangar opens at dawn on Tuesdays.\n")
-    posted = httpx.post(first.url + "/v1/collections/default/documents", files=[("files", note)],
-                        headers=admin)  # fmt: skip
+    posted = httpx.post(
+        first.url + "/v1/collections/default/documents", files=[("files", note)], headers=admin
+    )
     assert posted.status_code == 202, posted.text
     job = wait_for_job(
         second, posted.json()["id"], admin
     )  # reported by a replica that did not queue it
     assert job["status"] == "done" and job["files"][0]["status"] == "added"
-    found = httpx.post(third.url + "/v1/search", json={"query": "when does the zeppelin hangar open",
-                                                       "k": 1}, headers=admin).json()  # fmt: skip
+    found = httpx.post(
+        third.url + "/v1/search",
+        json={"query": "when does the zeppelin hangar open", "k": 1},
+        headers=admin,
+    ).json()
     assert "zeppelin hangar" in found["data"][0]["text"]
 
 
 def test_a_job_whose_replica_is_killed_is_taken_over(cluster: Cluster, tmp_path: Path) -> None:
     admin = auth(cluster.keys["admin"])
     doomed = start_replica(cluster.workspace, cluster.keys["admin"])
-    files = [("files", (f"memo{n:03d}.md", f"# Memo {n}\n\n" + f"Memo {n} says budget line {n}. " * 60))
-             for n in range(150)]  # fmt: skip
-    posted = httpx.post(doomed.url + "/v1/collections/default/documents", files=files, headers=admin,
-                        timeout=120)  # fmt: skip
+    files = [
+        ("files", (f"memo{n:03d}.md", f"# Memo {n}\n\n" + f"Memo {n} says budget line {n}. " * 60))
+        for n in range(150)
+    ]
+    posted = httpx.post(
+        doomed.url + "/v1/collections/default/documents", files=files, headers=admin, timeout=120
+    )
     assert posted.status_code == 202
     job_id = posted.json()["id"]
     with Workspace.open(cluster.workspace) as ws:
@@ -209,8 +225,11 @@ def test_a_job_whose_replica_is_killed_is_taken_over(cluster: Cluster, tmp_path:
     job = wait_for_job(cluster.replicas[0], job_id, admin, timeout=300)
     assert job["status"] == "done" and job["attempts"] == 2, job
     assert {f["status"] for f in job["files"]} <= {"added", "unchanged"}
-    found = httpx.post(cluster.replicas[1].url + "/v1/search",
-                       json={"query": "memo 149 budget line 149", "k": 1}, headers=admin).json()  # fmt: skip
+    found = httpx.post(
+        cluster.replicas[1].url + "/v1/search",
+        json={"query": "memo 149 budget line 149", "k": 1},
+        headers=admin,
+    ).json()
     assert "Memo 149" in found["data"][0]["text"]
 
 

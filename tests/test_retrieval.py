@@ -97,8 +97,13 @@ def test_writes_update_the_vector_index_without_a_rebuild(
 ) -> None:
     folder = tmp_path / "notes"
     folder.mkdir()
-    animals = ["Aardvarks eat ants.", "Bumblebees pollinate clover.", "Camels store fat.",
-               "Dolphins sleep with half their brain.", "Eels cross oceans to spawn."]  # fmt: skip
+    animals = [
+        "Aardvarks eat ants.",
+        "Bumblebees pollinate clover.",
+        "Camels store fat.",
+        "Dolphins sleep with half their brain.",
+        "Eels cross oceans to spawn.",
+    ]
     for n, text in enumerate(animals):
         (folder / f"{n}.md").write_text(f"# Note {n}\n\n{text}\n")
     with Workspace.open(tmp_path / "ws", ann_threshold=ann_threshold) as ws:

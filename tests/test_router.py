@@ -33,9 +33,17 @@ def configure(ws_path: Path, chain: list[tuple[str, str]], **alias: object) -> N
     lines = ["", "[models.chain]", f"chain = {json.dumps([spec for spec, _ in chain])}"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in alias.items()]
     for spec, url in chain:
-        lines += [f'[targets."{spec}"]', f'base_url = "{url}"', 'api_key_env = "STANDIN_KEY"',
-                  "first_token_timeout = 3", "gap_timeout = 3", "max_retries = 1",
-                  "input_price = 1.0", "output_price = 4.0", "cached_input_price = 0.5"]  # fmt: skip
+        lines += [
+            f'[targets."{spec}"]',
+            f'base_url = "{url}"',
+            'api_key_env = "STANDIN_KEY"',
+            "first_token_timeout = 3",
+            "gap_timeout = 3",
+            "max_retries = 1",
+            "input_price = 1.0",
+            "output_price = 4.0",
+            "cached_input_price = 0.5",
+        ]
     with (ws_path / "citewise.toml").open("a", encoding="utf-8") as config:
         config.write("\n".join(lines) + "\n")
 
@@ -62,13 +70,22 @@ def test_mid_stream_failure_continues_on_the_next_target_as_one_stream(
 ) -> None:
     (url_a, a), (url_b, b) = two_openai
     a.behaviours.append("reset:3")
-    ws = chain_workspace(ingested, [("openai:model-a", url_a), ("openai:model-b", url_b)],
-                         continue_after_first_token=True)  # fmt: skip
+    ws = chain_workspace(
+        ingested,
+        [("openai:model-a", url_a), ("openai:model-b", url_b)],
+        continue_after_first_token=True,
+    )
     with LiveServer(create_app(ws, auth=False)) as live:
         client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
-        chunks = list(client.chat.completions.create(
-            model="citewise", messages=[{"role": "user", "content": QUESTION}], stream=True,
-            stream_options={"include_usage": True}, max_tokens=40))  # fmt: skip
+        chunks = list(
+            client.chat.completions.create(
+                model="citewise",
+                messages=[{"role": "user", "content": QUESTION}],
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=40,
+            )
+        )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finals = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
@@ -89,7 +106,10 @@ def test_mid_stream_failure_continues_on_the_next_target_as_one_stream(
     ]
     assert rows[0].estimated and rows[0].completion_tokens > 0  # counted from what arrived
     assert (rows[1].prompt_tokens, rows[1].completion_tokens, rows[1].estimated) == (
-        b.served[0].prompt_tokens, b.served[0].completion_tokens, False)  # fmt: skip
+        b.served[0].prompt_tokens,
+        b.served[0].completion_tokens,
+        False,
+    )
     assert chunks[-1].usage.completion_tokens == b.served[0].completion_tokens
     assert chunks[-1].model_extra["citewise"]["target"] == "openai:model-b"  # in the last chunk
     ws.close()
@@ -100,8 +120,11 @@ def test_retries_and_fallbacks_cannot_overspend_a_budget(ingested, two_openai) -
     need two calls (a break mid-answer, then the next target) at a budget for 6 calls."""
     (url_a, a), (url_b, b) = two_openai
     a.default, b.delay_per_chunk = "reset:2", 0.02
-    ws = chain_workspace(ingested, [("openai:model-a", url_a), ("openai:model-b", url_b)],
-                         continue_after_first_token=True)  # fmt: skip
+    ws = chain_workspace(
+        ingested,
+        [("openai:model-a", url_a), ("openai:model-b", url_b)],
+        continue_after_first_token=True,
+    )
     probe = ws.ask_stream(QUESTION, settings=replace(ws.settings, answer_tokens=50))
     probe.close()
     assert probe.prompt is not None
@@ -150,8 +173,11 @@ def test_without_continuation_a_broken_stream_ends_with_an_error_then_done(
             events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
         client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
         with pytest.raises(openai.APIError, match="error in the stream"):  # never half an answer
-            list(client.chat.completions.create(model="citewise", stream=True,
-                 messages=[{"role": "user", "content": QUESTION}]))  # fmt: skip
+            list(
+                client.chat.completions.create(
+                    model="citewise", stream=True, messages=[{"role": "user", "content": QUESTION}]
+                )
+            )
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["type"] == "server_error" and "error in the stream" in error["message"]
@@ -166,13 +192,15 @@ def test_failure_before_the_first_token_falls_back_and_says_so(ingested, two_ope
     with LiveServer(create_app(ws, auth=False)) as live:
         client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
-            model="citewise", messages=[{"role": "user", "content": QUESTION}])  # fmt: skip
+            model="citewise", messages=[{"role": "user", "content": QUESTION}]
+        )
         completion = raw.parse()
     assert "rotated" in completion.choices[0].message.content
     assert raw.headers["x-citewise-target"] == "openai:model-b"
     # model-a: its own retry (500 is transient), then the fallback.
     assert raw.headers["x-citewise-attempts"] == (
-        "openai:model-a=error, openai:model-a=error, openai:model-b=ok")  # fmt: skip
+        "openai:model-a=error, openai:model-a=error, openai:model-b=ok"
+    )
     assert len(a.served) == 2 and len(b.served) == 1
     ws.close()
 
@@ -215,7 +243,9 @@ def test_a_silent_target_times_out_and_the_next_answers(ingested, two_openai) ->
     ws.close()
     assert answer.target == "openai:model-b"
     assert [(x.target, x.status) for x in answer.attempts] == [
-        ("openai:model-a", "timeout"), ("openai:model-b", "ok")]  # fmt: skip
+        ("openai:model-a", "timeout"),
+        ("openai:model-b", "ok"),
+    ]
     assert "no first token within 3 s" in answer.attempts[0].error
     assert len(a.served) == 1 and len(b.served) == 1  # a slow target is not retried
 
@@ -228,8 +258,11 @@ def test_the_callers_fault_does_not_fall_back(ingested, two_openai) -> None:
         ws.ask(QUESTION)
     assert failure.value.kind == "context_length" and not b.served and len(a.served) == 1
     with LiveServer(create_app(ws, auth=False)) as live:
-        response = httpx.post(live.url + "/v1/chat/completions", timeout=60, json={
-            "model": "citewise", "messages": [{"role": "user", "content": QUESTION}]})  # fmt: skip
+        response = httpx.post(
+            live.url + "/v1/chat/completions",
+            timeout=60,
+            json={"model": "citewise", "messages": [{"role": "user", "content": QUESTION}]},
+        )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_length_exceeded"
     ws.close()
@@ -238,13 +271,17 @@ def test_the_callers_fault_does_not_fall_back(ingested, two_openai) -> None:
 def test_the_circuit_breaker_spares_a_dead_single_target(ingested) -> None:
     with stand_in("openai") as (url, script):
         script.default = "500"
-        ws = chain_workspace(ingested, [("openai:model-a", url)], breaker_failures=2,
-                             breaker_cooldown=1.0)  # fmt: skip
+        ws = chain_workspace(
+            ingested, [("openai:model-a", url)], breaker_failures=2, breaker_cooldown=1.0
+        )
         with LiveServer(create_app(ws, auth=False)) as live:
 
             def ask() -> httpx.Response:
-                return httpx.post(live.url + "/v1/chat/completions", timeout=60, json={
-                    "model": "citewise", "messages": [{"role": "user", "content": QUESTION}]})  # fmt: skip
+                return httpx.post(
+                    live.url + "/v1/chat/completions",
+                    timeout=60,
+                    json={"model": "citewise", "messages": [{"role": "user", "content": QUESTION}]},
+                )
 
             first = ask()  # two tries (one retry): the breaker opens
             assert first.status_code == 502 and len(script.served) == 2
@@ -274,7 +311,10 @@ def test_the_ledger_holds_what_the_provider_reported(ingested, kind: str) -> Non
         False,
     )
     assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (
-        served.prompt_tokens, served.completion_tokens, served.cached_tokens)  # fmt: skip
+        served.prompt_tokens,
+        served.completion_tokens,
+        served.cached_tokens,
+    )
     fresh = served.prompt_tokens - served.cached_tokens
     expected = (fresh * 1.0 + served.cached_tokens * 0.5 + served.completion_tokens * 4.0) / 1e6
     assert row.cost_usd == pytest.approx(expected)
@@ -282,15 +322,21 @@ def test_the_ledger_holds_what_the_provider_reported(ingested, kind: str) -> Non
 
 
 def test_tool_calls_stream_through_the_contract_and_are_never_continued(ingested) -> None:
-    tool = Tool("weather", "The weather in a city", {"type": "object",
-                "properties": {"city": {"type": "string"}}})  # fmt: skip
+    tool = Tool(
+        "weather",
+        "The weather in a city",
+        {"type": "object", "properties": {"city": {"type": "string"}}},
+    )
     request = ModelRequest.of(
         [Message("user", "Weather in Paris?")], tools=(tool,), purpose="tools"
     )
     with stand_in("openai") as (url_a, a), stand_in("openai") as (url_b, b):
         a.behaviours.append("tool_call")
-        ws = chain_workspace(ingested, [("openai:model-a", url_a), ("openai:model-b", url_b)],
-                             continue_after_first_token=True)  # fmt: skip
+        ws = chain_workspace(
+            ingested,
+            [("openai:model-a", url_a), ("openai:model-b", url_b)],
+            continue_after_first_token=True,
+        )
         events = list(ws.chat_model().generate(request))
         calls = [e for e in events if isinstance(e, ToolCallDelta)]
         assert (
@@ -324,10 +370,16 @@ def test_a_budget_burst_cannot_overspend(ingested) -> None:
         with LiveServer(create_app(ws)) as live:
 
             def ask(_: int) -> httpx.Response:
-                return httpx.post(live.url + "/v1/chat/completions", timeout=120,
-                                  headers={"Authorization": f"Bearer {key}"},
-                                  json={"model": "citewise", "max_tokens": 50,
-                                        "messages": [{"role": "user", "content": QUESTION}]})  # fmt: skip
+                return httpx.post(
+                    live.url + "/v1/chat/completions",
+                    timeout=120,
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={
+                        "model": "citewise",
+                        "max_tokens": 50,
+                        "messages": [{"role": "user", "content": QUESTION}],
+                    },
+                )
 
             with ThreadPoolExecutor(50) as pool:
                 responses = list(pool.map(ask, range(50)))
@@ -350,8 +402,10 @@ def test_budgets_refuse_in_the_python_api_and_fail_closed_without_a_price(ingest
     assert ws.ask(QUESTION, caller="dave").text  # others are not limited
     with stand_in("openai") as (url, _):
         with (ws.path / "citewise.toml").open("a") as config:  # a remote target with no price
-            config.write(f'\n[models.unpriced]\nchain = ["openai:m"]\n[targets."openai:m"]\n'
-                         f'base_url = "{url}"\napi_key_env = "STANDIN_KEY"\n')  # fmt: skip
+            config.write(
+                f'\n[models.unpriced]\nchain = ["openai:m"]\n[targets."openai:m"]\n'
+                f'base_url = "{url}"\napi_key_env = "STANDIN_KEY"\n'
+            )
         ws.ledger.set_budget(BudgetRule("key", "erin", "usd", "day", 5.0))
         priced = Workspace.open(ws.path, model="unpriced")
         with pytest.raises(BudgetExceeded, match="no price configured"):
@@ -366,15 +420,18 @@ def test_usage_from_the_cli_the_api_and_prometheus(ingested) -> None:
         reader = create_key(ws.store, "reader", ["*"], ["ask"])[0]
         with LiveServer(create_app(ws)) as live:
             for key in (admin, reader):
-                httpx.post(live.url + "/v1/chat/completions", timeout=60,
-                           headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "citewise", "messages": [{"role": "user", "content": QUESTION}]},
-                           ).raise_for_status()  # fmt: skip
+                httpx.post(
+                    live.url + "/v1/chat/completions",
+                    timeout=60,
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"model": "citewise", "messages": [{"role": "user", "content": QUESTION}]},
+                ).raise_for_status()
             own = httpx.get(
                 live.url + "/v1/usage", headers={"Authorization": f"Bearer {reader}"}
             ).json()
-            everyone = httpx.get(live.url + "/v1/usage?group_by=model",
-                                 headers={"Authorization": f"Bearer {admin}"}).json()  # fmt: skip
+            everyone = httpx.get(
+                live.url + "/v1/usage?group_by=model", headers={"Authorization": f"Bearer {admin}"}
+            ).json()
             other = httpx.get(
                 live.url + "/v1/usage?key=admin", headers={"Authorization": f"Bearer {reader}"}
             )
@@ -386,8 +443,10 @@ def test_usage_from_the_cli_the_api_and_prometheus(ingested) -> None:
     assert everyone["data"][0]["model"] == "openai:model-a" and everyone["data"][0]["calls"] == 2
     assert other.status_code == 403
     served = script.served[0]
-    assert (f'citewise_model_tokens_total{{key="reader",kind="completion",model="openai:model-a"}} '
-            f"{float(served.completion_tokens)}") in metrics  # fmt: skip
+    assert (
+        f'citewise_model_tokens_total{{key="reader",kind="completion",model="openai:model-a"}} '
+        f"{float(served.completion_tokens)}"
+    ) in metrics
     assert 'citewise_model_cost_usd_total{key="admin",model="openai:model-a"}' in metrics
     result = CliRunner().invoke(cli, ["-w", str(ws.path), "usage", "--json"])
     assert result.exit_code == 0, result.output
@@ -407,13 +466,18 @@ def test_the_local_model_reports_its_real_token_counts(ingested, max_tokens: int
     final = events[-1]
     llm = model.primary._llm
     reference = llm.create_chat_completion(
-        [{"role": "user", "content": messages[0].content}], max_tokens=max_tokens, temperature=0.0,
+        [{"role": "user", "content": messages[0].content}],
+        max_tokens=max_tokens,
+        temperature=0.0,
         repeat_penalty=model.primary.repeat_penalty,
-        frequency_penalty=model.primary.frequency_penalty, seed=0,
-    )["usage"]  # fmt: skip
+        frequency_penalty=model.primary.frequency_penalty,
+        seed=0,
+    )["usage"]
     assert not final.usage.estimated
     assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (
-        reference["prompt_tokens"], reference["completion_tokens"])  # fmt: skip
+        reference["prompt_tokens"],
+        reference["completion_tokens"],
+    )
     assert final.finish_reason == ("length" if max_tokens == 24 else "stop")
     assert final.target == "local:smollm2-135m" and final.provider == "local"
     (row,) = ws.ledger.rows()

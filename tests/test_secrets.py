@@ -78,9 +78,12 @@ IDS = [f"{setting}-{secret}" for setting, _, secret in SECRET_URLS]
 def citewise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CITEWISE_")}
     return subprocess.run(
-        [CITEWISE, *args], capture_output=True, text=True, timeout=300,
+        [CITEWISE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**base, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 # -- refused when settings load ---------------------------------------------------------
@@ -181,9 +184,14 @@ def test_redact_url_keeps_what_is_not_secret() -> None:
 
 def test_log_records_and_tracebacks_are_masked() -> None:
     record = logging.LogRecord(
-        "citewise.store", logging.WARNING, __file__, 1,
-        "the store %s cannot be reached: %s", ("postgresql://u:LogPw1@db/app", "refused"), None,
-    )  # fmt: skip
+        "citewise.store",
+        logging.WARNING,
+        __file__,
+        1,
+        "the store %s cannot be reached: %s",
+        ("postgresql://u:LogPw1@db/app", "refused"),
+        None,
+    )
     try:
         raise RuntimeError("connect to redis://:LogPw2@cache/0 failed")
     except RuntimeError:
@@ -255,9 +263,13 @@ def test_cli_failed_init_leaves_nothing(tmp_path: Path) -> None:
     behind, and the password from PGPASSWORD is never printed."""
     ws = tmp_path / "ws"
     result = citewise(
-        "-w", str(ws), "init", "--store", "postgresql://u@127.0.0.1:1/db",
+        "-w",
+        str(ws),
+        "init",
+        "--store",
+        "postgresql://u@127.0.0.1:1/db",
         env={"PGPASSWORD": "EnvPw1", "PGCONNECT_TIMEOUT": "3"},
-    )  # fmt: skip
+    )
     assert result.returncode != 0, result.stdout
     assert "EnvPw1" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr

@@ -34,15 +34,27 @@ def free_port() -> int:
 
 
 def run(*args: str, workspace: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CITEWISE, "-w", str(workspace), *args], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [CITEWISE, "-w", str(workspace), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_keys_and_serve_with_the_readme_snippet(ingested_template: Path, tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     shutil.copytree(ingested_template / "ws", workspace)
-    created = run("keys", "create", "--name", "alice", "--collections", "default",
-                  "--scopes", "ask", "--rpm", "30", workspace=workspace)  # fmt: skip
+    created = run(
+        "keys",
+        "create",
+        "--name",
+        "alice",
+        "--collections",
+        "default",
+        "--scopes",
+        "ask",
+        "--rpm",
+        "30",
+        workspace=workspace,
+    )
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert re.fullmatch(r"cw-[\w-]{40,}", key)
@@ -52,8 +64,12 @@ def test_keys_and_serve_with_the_readme_snippet(ingested_template: Path, tmp_pat
     assert duplicate.returncode != 0 and "exists" in duplicate.stderr
 
     port = free_port()
-    server = subprocess.Popen([CITEWISE, "-w", str(workspace), "serve", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [CITEWISE, "-w", str(workspace), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -68,15 +84,17 @@ def test_keys_and_serve_with_the_readme_snippet(ingested_template: Path, tmp_pat
         assert httpx.get(url + "/readyz").json()["auth"] is True
 
         snippet = readme_snippet().replace("http://127.0.0.1:8080", url).replace("cw-…", key)
-        answer = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
-                                timeout=120)  # fmt: skip
+        answer = subprocess.run(
+            [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120
+        )
         assert answer.returncode == 0, answer.stderr
         assert "keyctl rotate" in answer.stdout
         assert "[1] Deployment guide (Deployment guide > Rotating API keys" in answer.stdout
 
         assert run("keys", "revoke", "alice", workspace=workspace).returncode == 0
-        refused = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
-                                 timeout=120)  # fmt: skip
+        refused = subprocess.run(
+            [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120
+        )
         assert refused.returncode != 0 and "AuthenticationError" in refused.stderr
     finally:
         server.send_signal(signal.SIGINT)

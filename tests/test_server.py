@@ -86,9 +86,11 @@ def test_streamed_answer_matches_and_carries_citations(client: openai.OpenAI) ->
         model="citewise", messages=[{"role": "user", "content": QUESTION}]
     )
     stream = client.chat.completions.create(
-        model="citewise", messages=[{"role": "user", "content": QUESTION}], stream=True,
+        model="citewise",
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
@@ -102,10 +104,14 @@ def test_streamed_answer_matches_and_carries_citations(client: openai.OpenAI) ->
 
 
 def test_stream_is_server_sent_events_ending_with_done(server: LiveServer) -> None:
-    body = {"model": "citewise", "stream": True,
-            "messages": [{"role": "user", "content": QUESTION}]}  # fmt: skip
-    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
-                      headers=auth(server), timeout=120) as response:  # fmt: skip
+    body = {
+        "model": "citewise",
+        "stream": True,
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    with httpx.stream(
+        "POST", server.url + "/v1/chat/completions", json=body, headers=auth(server), timeout=120
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line for line in response.iter_lines() if line]
     assert all(line.startswith("data: ") for line in events)
@@ -144,9 +150,12 @@ def test_embeddings_equal_the_in_process_embedder(
     assert vectors.shape == (2, 384)
     assert np.allclose(vectors, expected, atol=1e-5)
     assert response.usage.prompt_tokens == 7
-    raw = httpx.post(server.url + "/v1/embeddings", headers=auth(server), timeout=30,
-                     json={"model": "all-MiniLM-L6-v2", "input": "rotate the keys",
-                           "encoding_format": "base64"}).json()  # fmt: skip
+    raw = httpx.post(
+        server.url + "/v1/embeddings",
+        headers=auth(server),
+        timeout=30,
+        json={"model": "all-MiniLM-L6-v2", "input": "rotate the keys", "encoding_format": "base64"},
+    ).json()
     decoded = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(decoded, expected[0], atol=1e-5)
 
@@ -175,26 +184,36 @@ def test_error_shapes_follow_openai(client: openai.OpenAI, server: LiveServer) -
         client.chat.completions.create(model="citewise", messages=[])
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="text-embedding-3-small", input="x")
-    malformed = httpx.post(server.url + "/v1/chat/completions", headers=auth(server) | {
-        "content-type": "application/json"}, content=b'{"model": "citewise", "messages": [')  # fmt: skip
+    malformed = httpx.post(
+        server.url + "/v1/chat/completions",
+        headers=auth(server) | {"content-type": "application/json"},
+        content=b'{"model": "citewise", "messages": [',
+    )
     assert malformed.status_code == 400  # unreadable, like a body that is not UTF-8
     error = malformed.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert "JSON" in error["message"] and error["code"] == "invalid_json"
     assert error["param"] is None  # no field is at fault (it was the byte offset)
-    wrong_type = httpx.post(server.url + "/v1/search", headers=auth(server),
-                            json={"query": "keys", "k": "many"})  # fmt: skip
+    wrong_type = httpx.post(
+        server.url + "/v1/search", headers=auth(server), json={"query": "keys", "k": "many"}
+    )
     assert wrong_type.status_code == 422 and "k:" in wrong_type.json()["error"]["message"]
-    assistant_last = httpx.post(server.url + "/v1/chat/completions", headers=auth(server), json={
-        "model": "citewise", "messages": [{"role": "assistant", "content": "hello"}]})  # fmt: skip
+    assistant_last = httpx.post(
+        server.url + "/v1/chat/completions",
+        headers=auth(server),
+        json={"model": "citewise", "messages": [{"role": "assistant", "content": "hello"}]},
+    )
     assert assistant_last.status_code == 422
     unknown_path = httpx.get(server.url + "/v1/nothing", headers=auth(server))
     assert unknown_path.status_code == 404 and "error" in unknown_path.json()
 
 
 def test_search_endpoint_ranks_passages(server: LiveServer) -> None:
-    response = httpx.post(server.url + "/v1/search", headers=auth(server),
-                          json={"query": "emergency assembly point", "k": 3})  # fmt: skip
+    response = httpx.post(
+        server.url + "/v1/search",
+        headers=auth(server),
+        json={"query": "emergency assembly point", "k": 3},
+    )
     assert response.status_code == 200
     hits = response.json()["data"]
     assert hits[0]["title"] == "Safety procedures"
@@ -210,8 +229,12 @@ def test_upload_ingests_in_the_background_then_list_get_delete(
         ("files", ("orchard.txt", b"The orchard is watered every Tuesday at dawn.\n")),
         ("files", ("broken.pdf", b"%PDF-1.4 not really")),
     ]
-    response = httpx.post(server.url + "/v1/collections/garden/documents", headers=auth(server),
-                          files=files, timeout=30)  # fmt: skip
+    response = httpx.post(
+        server.url + "/v1/collections/garden/documents",
+        headers=auth(server),
+        files=files,
+        timeout=30,
+    )
     assert response.status_code == 202
     job = response.json()
     assert [f["name"] for f in job["files"]] == ["greenhouse.md", "orchard.txt", "broken.pdf"]
@@ -228,15 +251,19 @@ def test_upload_ingests_in_the_background_then_list_get_delete(
     assert set(documents) == {"Greenhouse", "orchard"}
     greenhouse = documents["Greenhouse"]
     assert greenhouse["chunks"] == 1
-    text = httpx.get(f"{server.url}/v1/collections/garden/documents/{greenhouse['id']}",
-                     headers=auth(server), params={"around": 20, "window": 200}).json()  # fmt: skip
+    text = httpx.get(
+        f"{server.url}/v1/collections/garden/documents/{greenhouse['id']}",
+        headers=auth(server),
+        params={"around": 20, "window": 200},
+    ).json()
     assert "31 degrees" in text["text"] and text["text_offset"] == 0
 
     search = {"query": "when do the greenhouse fans start", "collections": ["garden"], "k": 1}
     found = httpx.post(server.url + "/v1/search", headers=auth(server), json=search).json()
     assert found["data"][0]["title"] == "Greenhouse"
-    deleted = httpx.delete(f"{server.url}/v1/collections/garden/documents/{greenhouse['id']}",
-                           headers=auth(server))  # fmt: skip
+    deleted = httpx.delete(
+        f"{server.url}/v1/collections/garden/documents/{greenhouse['id']}", headers=auth(server)
+    )
     assert deleted.json()["deleted"] is True
     after = httpx.post(server.url + "/v1/search", headers=auth(server), json=search).json()
     assert all(h["title"] != "Greenhouse" for h in after["data"])
@@ -248,15 +275,19 @@ def test_health_ready_and_metrics(server: LiveServer, client: openai.OpenAI) -> 
     assert httpx.get(server.url + "/readyz").json()["status"] == "ready"
     client.models.list()
     answer = client.chat.completions.create(
-        model="citewise", messages=[{"role": "user", "content": "Where do visitors park?"}],
+        model="citewise",
+        messages=[{"role": "user", "content": "Where do visitors park?"}],
         max_tokens=5,
-    )  # fmt: skip
+    )
     assert httpx.get(server.url + "/metrics").status_code == 401
     metrics = httpx.get(server.url + "/metrics", headers=auth(server)).text
     assert 'citewise_requests_total{method="GET",route="/v1/models",status="200"}' in metrics
     assert "citewise_request_duration_seconds_bucket" in metrics
-    counted = re.search(r'citewise_model_tokens_total\{key="tester",kind="completion",'
-                        r'model="local:smollm2-135m"\} (\d+)', metrics)  # fmt: skip
+    counted = re.search(
+        r'citewise_model_tokens_total\{key="tester",kind="completion",'
+        r'model="local:smollm2-135m"\} (\d+)',
+        metrics,
+    )
     assert counted and int(counted.group(1)) >= answer.usage.completion_tokens > 0
     assert answer.usage.completion_tokens <= 5  # the model's own count, within max_tokens
 
@@ -307,11 +338,17 @@ def test_bounded_load_has_no_errors_but_intended_429s(server: LiveServer) -> Non
             key = limited if number % 4 == 0 else server.key
             headers = {"Authorization": f"Bearer {key}"}
             if i % 2:
-                response = await client.post(server.url + "/v1/embeddings", headers=headers,
-                                             json={"model": "all-MiniLM-L6-v2", "input": f"q {i}"})  # fmt: skip
+                response = await client.post(
+                    server.url + "/v1/embeddings",
+                    headers=headers,
+                    json={"model": "all-MiniLM-L6-v2", "input": f"q {i}"},
+                )
             else:
-                response = await client.post(server.url + "/v1/search", headers=headers,
-                                             json={"query": f"backups {i}", "k": 5})  # fmt: skip
+                response = await client.post(
+                    server.url + "/v1/search",
+                    headers=headers,
+                    json={"query": f"backups {i}", "k": 5},
+                )
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             i += 1
 
@@ -329,14 +366,21 @@ def test_an_uploaded_export_goes_through_its_connector(server: LiveServer, tmp_p
     from exports import make_slack_export
 
     export = make_slack_export(tmp_path)
-    response = httpx.post(server.url + "/v1/collections/team-chat/documents", headers=auth(server),
-                          files=[("files", (export.name, export.read_bytes()))], timeout=30)  # fmt: skip
+    response = httpx.post(
+        server.url + "/v1/collections/team-chat/documents",
+        headers=auth(server),
+        files=[("files", (export.name, export.read_bytes()))],
+        timeout=30,
+    )
     job = server.service.jobs.wait(response.json()["id"])
     state = job.files[0]
     assert (job.status, state.kind, state.status) == ("done", "slack", "added")
     assert state.documents["added"] == 5
-    hit = httpx.post(server.url + "/v1/search", headers=auth(server), json={
-        "query": "staging database password", "collections": ["team-chat"], "k": 1}).json()["data"][0]  # fmt: skip
+    hit = httpx.post(
+        server.url + "/v1/search",
+        headers=auth(server),
+        json={"query": "staging database password", "collections": ["team-chat"], "k": 1},
+    ).json()["data"][0]
     assert hit["source"].startswith("slack://T0CITEWISE/archives/C01GENERAL/")
     assert hit["metadata"]["channel"] == "#general" and "principals" not in hit["metadata"]
 
@@ -348,10 +392,16 @@ def test_uploads_of_one_name_both_survive_and_added_means_stored(server: LiveSer
         ("files", ("notes.md", b"# Notes\n\nThe first notes mention apricots.\n")),
         ("files", ("notes.md", b"# Notes\n\nThe second notes mention blueberries.\n")),
     ]
-    files += [("files", (f"batch-{i}.md", f"# Batch {i}\n\nBatch fact {i}.\n".encode()))
-              for i in range(150)]  # fmt: skip
-    response = httpx.post(server.url + "/v1/collections/dupes/documents", headers=auth(server),
-                          files=files, timeout=60)  # fmt: skip
+    files += [
+        ("files", (f"batch-{i}.md", f"# Batch {i}\n\nBatch fact {i}.\n".encode()))
+        for i in range(150)
+    ]
+    response = httpx.post(
+        server.url + "/v1/collections/dupes/documents",
+        headers=auth(server),
+        files=files,
+        timeout=60,
+    )
     assert response.status_code == 202
     job_id = response.json()["id"]
     assert [f["name"] for f in response.json()["files"][:2]] == ["notes.md", "notes (2).md"]

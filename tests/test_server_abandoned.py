@@ -69,9 +69,10 @@ def test_a_stream_closed_after_a_few_chunks_frees_the_model(server: LiveServer) 
     stream.close()
     assert seconds_until_the_model_is_free(server) < whole / 2
     short = client(server).chat.completions.create(
-        model="citewise", messages=[{"role": "user", "content": "Where do visitors park?"}],
+        model="citewise",
+        messages=[{"role": "user", "content": "Where do visitors park?"}],
         max_tokens=5,
-    )  # fmt: skip
+    )
     assert short.choices[0].message.content
 
 

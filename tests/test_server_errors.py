@@ -58,8 +58,11 @@ def test_a_lone_surrogate_is_a_422_on_every_route_and_the_connection_lives(
             # The same keep-alive connection answers the next request.
             assert client.get("/healthz").status_code == 200, path
         # Bytes that are not UTF-8 at all: a 400 that says so, with a code.
-        invalid = client.post("/v1/search", content=b'{"query": "\xff\xfe"}',
-                              headers={"Content-Type": "application/json"})  # fmt: skip
+        invalid = client.post(
+            "/v1/search",
+            content=b'{"query": "\xff\xfe"}',
+            headers={"Content-Type": "application/json"},
+        )
         assert invalid.status_code == 400
         assert invalid.json()["error"]["code"] == "invalid_json"
         assert "UTF-8" in invalid.json()["error"]["message"]
@@ -80,9 +83,11 @@ def test_an_internal_failure_is_logged_counted_and_keeps_the_connection(
         response = client.post("/v1/search", json={"query": "rotate keys", "mode": "bm25"})
         assert response.status_code == 500
         assert response.json()["error"] == {
-            "message": "The server hit an internal error.", "type": "server_error",
-            "param": None, "code": None,
-        }  # fmt: skip
+            "message": "The server hit an internal error.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
         assert "chunks_fts" not in response.text  # no internals leak to the client
         assert client.get("/healthz").status_code == 200
         deadline = time.monotonic() + 5  # the line is written once the response has gone

@@ -132,8 +132,12 @@ def test_metadata_filters_match_equal_values_only(open_workspace) -> None:
     }
     for name, values in metadata.items():
         document = Document(f"doc:{name}", name, "rotating keys", [], f"h{name}", values)
-        ws.store.replace_document(collection.id, document, [Chunk(0, 0, 13, "rotating keys", 2)],
-                                  np.eye(1, 384, dtype=np.float32))  # fmt: skip
+        ws.store.replace_document(
+            collection.id,
+            document,
+            [Chunk(0, 0, 13, "rotating keys", 2)],
+            np.eye(1, 384, dtype=np.float32),
+        )
 
     def matching(where: dict) -> set[str]:
         found = ws.store.filtered_chunk_ids(collection.id, where).tolist()
@@ -220,13 +224,22 @@ def test_many_documents_in_one_transaction_and_a_failed_one_among_them(
 
     with ws.store.transaction():
         for n in range(12):
-            ws.store.replace_document(collection.id, document(n),
-                                      [Chunk(0, 0, 20, "rotating keys", 3)], vector)  # fmt: skip
+            ws.store.replace_document(
+                collection.id, document(n), [Chunk(0, 0, 20, "rotating keys", 3)], vector
+            )
         with pytest.raises(ValueError):  # two chunks, one vector: fails half way through
-            ws.store.replace_document(collection.id, document(99),
-                                      [Chunk(0, 0, 5, "a", 1), Chunk(1, 5, 9, "b", 1)], vector)  # fmt: skip
-        ws.store.replace_document(collection.id, document(0),  # replaced in the same transaction
-                                  [Chunk(0, 0, 20, "rotating keys", 3)], vector)  # fmt: skip
+            ws.store.replace_document(
+                collection.id,
+                document(99),
+                [Chunk(0, 0, 5, "a", 1), Chunk(1, 5, 9, "b", 1)],
+                vector,
+            )
+        ws.store.replace_document(
+            collection.id,
+            document(0),  # replaced in the same transaction
+            [Chunk(0, 0, 20, "rotating keys", 3)],
+            vector,
+        )
     assert ws.store.counts(collection.id)[:2] == (12, 12)
     assert "bulk:99" not in ws.store.sources(collection.id)
     assert ws.store.collection(collection.name).generation == 13  # one per successful write
@@ -281,8 +294,12 @@ def test_a_killed_ingest_leaves_whole_documents_and_a_rerun_finishes(
     ws = open_workspace()
     ws.collection()
     env = {**os.environ, "CITEWISE_WORKSPACE": str(open_workspace.directory)}
-    child = subprocess.Popen([CITEWISE, "ingest", str(folder)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    child = subprocess.Popen(
+        [CITEWISE, "ingest", str(folder)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while ws.store.counts(ws.collection().id)[0] < 20 and time.monotonic() < deadline:
         assert child.poll() is None, child.stderr.read()  # type: ignore[union-attr]
@@ -313,9 +330,14 @@ def test_keyword_ranking_matches_across_backends(postgres, tmp_path) -> None:
             ws.ingest([corpus])
             rankings[backend] = [
                 [(Path(h.source).name, h.heading_path) for h in ws.search(q, 5, mode="bm25")]
-                for q in (QUERY, "refunds disputes finance team", "fire drill assembly point",
-                          "thermostat temperature", "backups nightly")
-            ]  # fmt: skip
+                for q in (
+                    QUERY,
+                    "refunds disputes finance team",
+                    "fire drill assembly point",
+                    "thermostat temperature",
+                    "backups nightly",
+                )
+            ]
     assert rankings["postgresql"] == rankings["sqlite"]
 
 
@@ -349,19 +371,27 @@ def test_migrate_copies_a_workspace_without_embedding_again(postgres, tmp_path) 
         key, _ = create_key(ws.store, "alice", ["*"], ["ask"])
         ws.store.add_feedback("alice", 1, "q?", "a.", [], None, None)
         answer = ws.ask("How do I rotate the API keys?", caller="alice")
-        before = {mode: [(Path(h.source).name, round(h.score, 4)) for h in ws.search(QUERY, 5, mode=mode)]
-                  for mode in ("bm25", "dense", "hybrid")}  # fmt: skip
+        before = {
+            mode: [(Path(h.source).name, round(h.score, 4)) for h in ws.search(QUERY, 5, mode=mode)]
+            for mode in ("bm25", "dense", "hybrid")
+        }
         stored = {d.document.source: d for d in ws.store.export_documents(ws.collection().id)}
     url = new_database(postgres)
-    done = subprocess.run([CITEWISE, "-w", str(directory), "migrate", "--to", url],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [CITEWISE, "-w", str(directory), "migrate", "--to", url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "Copied 7 documents" in done.stdout and "1 API keys" in done.stdout
     assert f'store = "{url}"' in (directory / "citewise.toml").read_text()
     with Workspace.open(directory) as ws:
         assert ws.store.describe().startswith("PostgreSQL 16")
-        after = {mode: [(Path(h.source).name, round(h.score, 4)) for h in ws.search(QUERY, 5, mode=mode)]
-                 for mode in ("bm25", "dense", "hybrid")}  # fmt: skip
+        after = {
+            mode: [(Path(h.source).name, round(h.score, 4)) for h in ws.search(QUERY, 5, mode=mode)]
+            for mode in ("bm25", "dense", "hybrid")
+        }
         assert after == before
         for copied in ws.store.export_documents(ws.collection().id):  # the very same vectors
             original = stored[copied.document.source]
@@ -370,6 +400,10 @@ def test_migrate_copies_a_workspace_without_embedding_again(postgres, tmp_path) 
         assert authenticate(ws.store, key).name == "alice"
         assert len(ws.store.feedback()) == 1
         assert [r.key for r in ws.ledger.rows()] == ["alice"] * len(answer.attempts)
-    again = subprocess.run([CITEWISE, "-w", str(directory), "migrate", "--to", url],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [CITEWISE, "-w", str(directory), "migrate", "--to", url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "Copied 0 documents" in again.stdout and "7 were there already" in again.stdout

@@ -30,10 +30,16 @@ TICKET = {
 @pytest.mark.slow
 def test_the_local_model_writes_valid_json_on_the_first_try(workspace: Workspace) -> None:
     model = workspace.chat_model()
-    ask = [Message("user", "The export button crashes the app on every click. Write a long, "
-                           "detailed report of everything that went wrong.")]  # fmt: skip
-    answer = generate_json(model, ask, schema_of("ticket", TICKET), max_tokens=120,
-                           purpose="classify", caller="alice")  # fmt: skip
+    ask = [
+        Message(
+            "user",
+            "The export button crashes the app on every click. Write a long, "
+            "detailed report of everything that went wrong.",
+        )
+    ]
+    answer = generate_json(
+        model, ask, schema_of("ticket", TICKET), max_tokens=120, purpose="classify", caller="alice"
+    )
     jsonschema.validate(answer.value, TICKET)
     assert len(answer.value["summary"]) <= 12  # asked for a long report: the grammar held it
     assert answer.target == "local:smollm2-135m"
@@ -54,19 +60,26 @@ def test_openai_gets_its_json_schema_field_and_a_bad_answer_is_retried_then_refu
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     with stand_in("openai") as (url, script):
         script.reply = '{"kind": "bug", "summary": "export crash", "tags": ["export"]}'
-        with Workspace.open(tmp_path / "ws", provider="openai", base_url=url,
-                            model="gpt-test") as ws:  # fmt: skip
-            answer = generate_json(ws.chat_model(), [Message("user", "Export crashes")],
-                                   schema_of("ticket", TICKET))  # fmt: skip
+        with Workspace.open(
+            tmp_path / "ws", provider="openai", base_url=url, model="gpt-test"
+        ) as ws:
+            answer = generate_json(
+                ws.chat_model(), [Message("user", "Export crashes")], schema_of("ticket", TICKET)
+            )
             assert answer.value["kind"] == "bug" and answer.target == "openai:gpt-test"
             sent = script.served[-1].body["response_format"]
-            assert sent == {"type": "json_schema",
-                            "json_schema": {"name": "ticket", "schema": TICKET, "strict": True}}  # fmt: skip
+            assert sent == {
+                "type": "json_schema",
+                "json_schema": {"name": "ticket", "schema": TICKET, "strict": True},
+            }
             # A server that ignores the schema (or a model that breaks it) is caught.
             script.reply = '{"kind": "complaint", "summary": "x", "tags": []}'
             with pytest.raises(ModelError, match=r"at kind: 'complaint' is not one of"):
-                generate_json(ws.chat_model(), [Message("user", "Export crashes")],
-                              schema_of("ticket", TICKET))  # fmt: skip
+                generate_json(
+                    ws.chat_model(),
+                    [Message("user", "Export crashes")],
+                    schema_of("ticket", TICKET),
+                )
             retry = script.served[-1].body["messages"]
             assert retry[-2] == {"role": "assistant", "content": script.reply}
             assert "'complaint' is not one of" in retry[-1]["content"]
@@ -77,10 +90,12 @@ def test_anthropic_gets_its_output_format(tmp_path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     with stand_in("anthropic") as (url, script):
         script.reply = '{"kind": "question", "summary": "how to", "tags": []}'
-        with Workspace.open(tmp_path / "ws", provider="anthropic", base_url=url,
-                            model="claude-test") as ws:  # fmt: skip
-            answer = generate_json(ws.chat_model(), [Message("user", "How do I export?")],
-                                   schema_of("ticket", TICKET))  # fmt: skip
+        with Workspace.open(
+            tmp_path / "ws", provider="anthropic", base_url=url, model="claude-test"
+        ) as ws:
+            answer = generate_json(
+                ws.chat_model(), [Message("user", "How do I export?")], schema_of("ticket", TICKET)
+            )
     assert answer.value == json.loads(script.reply)
     body = script.served[-1].body
     assert body["output_config"] == {"format": {"type": "json_schema", "schema": TICKET}}

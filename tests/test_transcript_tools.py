@@ -20,19 +20,31 @@ from conftest import CITEWISE
 TOPICS = ("space", "gardening", "money")
 # Twelve 20-second turns, four on each topic, with fillers, a false start and repeats.
 TURNS = [
-    ("Alice", "Um, so the rocket launch is, uh, our first topic. The second stage engine test slipped by two weeks."),
-    ("Bob", "The the launch moves to March because the engine needs another firing on the test stand."),
+    (
+        "Alice",
+        "Um, so the rocket launch is, uh, our first topic. The second stage engine test slipped by two weeks.",
+    ),
+    (
+        "Bob",
+        "The the launch moves to March because the engine needs another firing on the test stand.",
+    ),
     ("Alice", "Fuel tanks for the rocket arrive next week, and the launch pad crew is ready."),
     ("Bob", "We we went- we were told the weather window for the launch opens in mid March."),
-    ("Alice", "Now the garden. The tomatoes need more water in this heat, you know, every evening."),
+    (
+        "Alice",
+        "Now the garden. The tomatoes need more water in this heat, you know, every evening.",
+    ),
     ("Bob", "The roses should be pruned in autumn, and the herbs near the kitchen need new soil."),
     ("Alice", "I think, I think we should plant more basil and mint beside the vegetable beds."),
     ("Bob", "The compost heap is full, so the garden gets fresh compost for the flower beds."),
     ("Alice", "Last, the budget. The quarterly budget is over by ten percent, mostly cloud costs."),
     ("Bob", "Finance wants a plan to cut spending on servers by the end of the year."),
-    ("Alice", "Uh, we could move the test machines to cheaper instances and save money every month."),
+    (
+        "Alice",
+        "Uh, we could move the test machines to cheaper instances and save money every month.",
+    ),
     ("Bob", "The budget review with finance is on Friday, and the invoices are due then."),
-]  # fmt: skip
+]
 TURN_SECONDS = 20
 
 
@@ -40,8 +52,11 @@ def vtt(turns: list[tuple[str, str]]) -> str:
     lines = ["WEBVTT", ""]
     for n, (speaker, said) in enumerate(turns):
         start, end = n * TURN_SECONDS, (n + 1) * TURN_SECONDS
-        lines += [f"00:{start // 60:02d}:{start % 60:02d}.000 --> 00:{end // 60:02d}:{end % 60:02d}.000",
-                  f"<v {speaker}>{said}", ""]  # fmt: skip
+        lines += [
+            f"00:{start // 60:02d}:{start % 60:02d}.000 --> 00:{end // 60:02d}:{end % 60:02d}.000",
+            f"<v {speaker}>{said}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -60,17 +75,29 @@ def meeting(tmp_path: Path) -> tuple[Path, Path]:
     return ws, path
 
 
-@pytest.mark.parametrize(("said", "cleaned", "kinds"), [
-    ("So, um, we decided to, uh, ship it.", "So we decided to ship it.", ["filler", "filler"]),
-    ("Um, so we we went- we were going to the the store.",
-     "So we were going to the store.", ["filler", "repeat", "false start", "repeat"]),
-    ("It was, you know, really hard. I mean, the tests failed.",
-     "It was really hard. The tests failed.", ["filler", "filler"]),
-    ("I think, I think we should go.", "I think we should go.", ["repeat"]),
-    ("We had had enough. I mean it. You know the answer.",  # not fillers here
-     "We had had enough. I mean it. You know the answer.", []),
-    ("Uh.", "", ["filler"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("said", "cleaned", "kinds"),
+    [
+        ("So, um, we decided to, uh, ship it.", "So we decided to ship it.", ["filler", "filler"]),
+        (
+            "Um, so we we went- we were going to the the store.",
+            "So we were going to the store.",
+            ["filler", "repeat", "false start", "repeat"],
+        ),
+        (
+            "It was, you know, really hard. I mean, the tests failed.",
+            "It was really hard. The tests failed.",
+            ["filler", "filler"],
+        ),
+        ("I think, I think we should go.", "I think we should go.", ["repeat"]),
+        (
+            "We had had enough. I mean it. You know the answer.",  # not fillers here
+            "We had had enough. I mean it. You know the answer.",
+            [],
+        ),
+        ("Uh.", "", ["filler"]),
+    ],
+)
 def test_clean_removes_fillers_false_starts_and_repeats(said, cleaned, kinds) -> None:
     text, cuts = clean_text(said)
     assert text == cleaned
@@ -102,8 +129,9 @@ def test_clean_keeps_each_passage_s_time_in_every_format(meeting, tmp_path) -> N
     # The cleaned WebVTT is a transcript like any other: ingested, it cites the same seconds.
     cleaned = tmp_path / "clean" / "meeting-clean.vtt"
     cleaned.parent.mkdir()
-    result = citewise("-w", str(ws), "transcript", "clean", str(path), "--format", "vtt",
-                      "-o", str(cleaned))  # fmt: skip
+    result = citewise(
+        "-w", str(ws), "transcript", "clean", str(path), "--format", "vtt", "-o", str(cleaned)
+    )
     assert result.returncode == 0 and "12 passages, 8 cuts" in result.stderr, result.stderr
     with Workspace.open(tmp_path / "ws2") as other:
         other.ingest([cleaned])
@@ -119,7 +147,10 @@ def test_chapters_split_where_the_topic_changes_and_cite_their_times(meeting) ->
     chapters = json.loads(result.stdout)["chapters"]
     assert [c["passages"] for c in chapters] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
     assert [(c["start_seconds"], c["end_seconds"]) for c in chapters] == [
-        (0, 80), (80, 160), (160, 240)]  # fmt: skip
+        (0, 80),
+        (80, 160),
+        (160, 240),
+    ]
     for chapter, n in zip(chapters, range(0, 12, 4), strict=True):
         # Titled by the local model within the schema, from the chapter's own words.
         title = chapter["title"]
@@ -130,8 +161,11 @@ def test_chapters_split_where_the_topic_changes_and_cite_their_times(meeting) ->
         rows = workspace.ledger.rows()
     assert [r.purpose for r in rows] == ["title"] * 3 and {r.status for r in rows} == {"ok"}
 
-    two = json.loads(citewise("-w", str(ws), "transcript", "chapters", str(path), "--json",
-                              "--count", "2").stdout)["chapters"]  # fmt: skip
+    two = json.loads(
+        citewise(
+            "-w", str(ws), "transcript", "chapters", str(path), "--json", "--count", "2"
+        ).stdout
+    )["chapters"]
     assert len(two) == 2 and two[1]["passages"][0] in (5, 9)  # cut at a real topic change
 
     text = citewise("-w", str(ws), "transcript", "chapters", str(path)).stdout
@@ -151,8 +185,9 @@ def test_topic_boundaries_respect_the_shortest_chapter() -> None:
 @pytest.mark.slow
 def test_classify_by_embeddings_and_by_the_model_within_the_labels(meeting) -> None:
     ws, path = meeting
-    result = citewise("-w", str(ws), "transcript", "classify", str(path), "--json",
-                      "--labels", ",".join(TOPICS))  # fmt: skip
+    result = citewise(
+        "-w", str(ws), "transcript", "classify", str(path), "--json", "--labels", ",".join(TOPICS)
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["method"] == "embeddings"  # the default with the local model
@@ -160,8 +195,20 @@ def test_classify_by_embeddings_and_by_the_model_within_the_labels(meeting) -> N
     assert [p["label"] for p in report["passages"]] == expected
     assert [p["start_seconds"] for p in report["passages"]] == [n * 20 for n in range(12)]
 
-    result = citewise("-w", str(ws), "transcript", "classify", str(path), "--json",
-                      "--labels", "space", "--labels", "gardening,money", "--method", "model")  # fmt: skip
+    result = citewise(
+        "-w",
+        str(ws),
+        "transcript",
+        "classify",
+        str(path),
+        "--json",
+        "--labels",
+        "space",
+        "--labels",
+        "gardening,money",
+        "--method",
+        "model",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["method"] == "model"
@@ -213,23 +260,49 @@ def test_a_recording_is_chaptered_at_the_second_its_topic_changes(tmp_path) -> N
     parts, starts, at = [], [], 0.0
     for n, (_, sentence) in enumerate(SPOKEN):
         wav = tmp_path / f"s{n}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), sentence],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), sentence],
+            check=True,
+            capture_output=True,
+        )
         silence = tmp_path / f"gap{n}.wav"
-        subprocess.run(["ffmpeg", "-y", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono",
-                        "-t", str(SILENCE_SECONDS), str(silence)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "anullsrc=r=22050:cl=mono",
+                "-t",
+                str(SILENCE_SECONDS),
+                str(silence),
+            ],
+            check=True,
+            capture_output=True,
+        )
         parts += [wav, silence]
         starts.append(at)
         at += _seconds(wav) + SILENCE_SECONDS
     recording = tmp_path / "standup.mp3"
     inputs = [arg for p in parts for arg in ("-i", str(p))]
-    subprocess.run(["ffmpeg", "-y", *inputs, "-filter_complex",
-                    "".join(f"[{i}]" for i in range(len(parts))) + f"concat=n={len(parts)}:v=0:a=1",
-                    str(recording)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            *inputs,
+            "-filter_complex",
+            "".join(f"[{i}]" for i in range(len(parts))) + f"concat=n={len(parts)}:v=0:a=1",
+            str(recording),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ws = tmp_path / "ws"
     assert citewise("-w", str(ws), "ingest", str(recording)).returncode == 0
-    result = citewise("-w", str(ws), "transcript", "chapters", str(recording), "--json",
-                      "--min-seconds", "30")  # fmt: skip
+    result = citewise(
+        "-w", str(ws), "transcript", "chapters", str(recording), "--json", "--min-seconds", "30"
+    )
     assert result.returncode == 0, result.stderr
     chapters = json.loads(result.stdout)["chapters"]
     assert [c["passages"] for c in chapters] == [[1, 2], [3, 4]]

@@ -69,7 +69,9 @@ def locations(parsed) -> list[tuple[str, str]]:
 def test_srt_groups_cues_by_speaker_and_time(tmp_path: Path) -> None:
     parsed = parse_file(write(tmp_path, "planning.srt", SRT))
     assert [label for label, _ in locations(parsed)] == [
-        "Alice 00:00:01-00:00:09", "Bob 00:01:10-00:01:20"]  # fmt: skip
+        "Alice 00:00:01-00:00:09",
+        "Bob 00:01:10-00:01:20",
+    ]
     assert "3rd of March" in locations(parsed)[0][1]
     assert parsed.metadata["speakers"] == ["Alice", "Bob"]
     assert parsed.metadata["transcript_format"] == "srt"
@@ -77,8 +79,10 @@ def test_srt_groups_cues_by_speaker_and_time(tmp_path: Path) -> None:
 
 def test_webvtt_voices_and_unicode(tmp_path: Path) -> None:
     parsed = parse_file(write(tmp_path, "cafe.vtt", VTT))
-    assert locations(parsed)[0] == ("Chloé 00:00:02-00:00:05",
-                                    "[00:00:02] Chloé: Bonjour, the café reopens après the renovation.")  # fmt: skip
+    assert locations(parsed)[0] == (
+        "Chloé 00:00:02-00:00:05",
+        "[00:00:02] Chloé: Bonjour, the café reopens après the renovation.",
+    )
     assert locations(parsed)[1][0] == "Dev 00:02:03-00:02:07"
 
 
@@ -93,7 +97,10 @@ def test_speaker_labelled_paragraphs(tmp_path: Path) -> None:
     parsed = parse_file(write(tmp_path, "pilot.txt", SPEAKERS))
     found = locations(parsed)
     assert [label for label, _ in found] == [
-        "Maria Lopez 00:00:05-00:01:42", "Tom 00:01:42-00:03:10", "Maria Lopez 00:03:10-00:03:10"]  # fmt: skip
+        "Maria Lopez 00:00:05-00:01:42",
+        "Tom 00:01:42-00:03:10",
+        "Maria Lopez 00:03:10-00:03:10",
+    ]
     assert "forty tablets in the first shipment" in found[1][1]
 
 
@@ -132,8 +139,11 @@ def test_ask_cites_the_speaker_and_timestamp(workspace, tmp_path: Path) -> None:
 
 def test_webvtt_cues_with_unreadable_timings_are_named(workspace, tmp_path: Path) -> None:
     vtt = tmp_path / "call.vtt"
-    vtt.write_text(VTT.replace("00:02:03.250 --> 00:02:07.900", "00:02:03,250 --> 00:02:07.900")
-                   + "\n0:5 --> 0:7\n<v Dev>Garbled.\n", encoding="utf-8")  # fmt: skip
+    vtt.write_text(
+        VTT.replace("00:02:03.250 --> 00:02:07.900", "00:02:03,250 --> 00:02:07.900")
+        + "\n0:5 --> 0:7\n<v Dev>Garbled.\n",
+        encoding="utf-8",
+    )
     report = workspace.ingest([vtt])
     assert report.added == 1  # the readable cue is kept
     reasons = {s.source: s.reason for s in report.failed}
@@ -164,4 +174,7 @@ def test_whisper_cpp_speaker_turns_start_new_passages(tmp_path: Path) -> None:
     ]
     assert "SPEAKER_TURN" not in document.text
     assert [b.heading_path[-1] for b in passages] == [
-        "00:00:00-00:00:04", "00:00:04-00:00:09", "00:00:09-00:00:12"]  # fmt: skip
+        "00:00:00-00:00:04",
+        "00:00:04-00:00:09",
+        "00:00:09-00:00:12",
+    ]

@@ -110,16 +110,20 @@ def test_tune_cli_dry_run_reports_and_saves_nothing(catalogue) -> None:
     env_workspace = ["--workspace", str(ws.path)]
     result = subprocess.run(
         [CITEWISE, *env_workspace, "tune", str(labels), "--dry-run", "--json", "--folds", "3"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["saved"] is False and report["after"] > report["before"]
-    shown = subprocess.run([CITEWISE, *env_workspace, "tune", "--show"],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    shown = subprocess.run(
+        [CITEWISE, *env_workspace, "tune", "--show"], capture_output=True, text=True, timeout=120
+    )
     assert shown.returncode == 0 and shown.stdout.strip() == "null"
-    missing = subprocess.run([CITEWISE, *env_workspace, "tune"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    missing = subprocess.run(
+        [CITEWISE, *env_workspace, "tune"], capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode != 0 and "LABELS" in missing.stderr
 
 
@@ -140,12 +144,27 @@ def test_feedback_becomes_labels(catalogue) -> None:
     sources = ws.store.sources(ws.collection().id)
     first, second = sorted(sources)[:2]
     inside = str(ws.path.resolve()) + "/uploads/a.md"
-    ws.store.add_feedback("k", 1, "Delivery of QX?", "Two days [1].",
-                          [{"source": first, "collection": "default"}], None, None)  # fmt: skip
-    ws.store.add_feedback("k", -1, "delivery of  qx?", "No idea [1].",
-                          [{"source": second}, {"source": "uploads/a.md"}], None, None)  # fmt: skip
-    ws.store.add_feedback("k", 1, "Other collection", "x",
-                          [{"source": first, "collection": "ops"}], None, None)  # fmt: skip
+    ws.store.add_feedback(
+        "k",
+        1,
+        "Delivery of QX?",
+        "Two days [1].",
+        [{"source": first, "collection": "default"}],
+        None,
+        None,
+    )
+    ws.store.add_feedback(
+        "k",
+        -1,
+        "delivery of  qx?",
+        "No idea [1].",
+        [{"source": second}, {"source": "uploads/a.md"}],
+        None,
+        None,
+    )
+    ws.store.add_feedback(
+        "k", 1, "Other collection", "x", [{"source": first, "collection": "ops"}], None, None
+    )
     queries, qrels = labels_from_feedback(ws, "default")
     # One question however it was typed; 👍 sources relevant, 👎-only ones judged not;
     # sources the API showed relative to the workspace are made whole again.
@@ -170,8 +189,11 @@ def test_document_support_adds_a_documents_next_passages() -> None:
     documents = {1: 10, 2: 20, 3: 20, 4: 10}
     boosted = with_document_support(ranked, documents, 2)
     assert [(r.chunk_id, round(r.score, 2)) for r in boosted] == [
-        (2, 1.5), (3, 1.5), (1, 1.0), (4, 1.0),
-    ]  # fmt: skip
+        (2, 1.5),
+        (3, 1.5),
+        (1, 1.0),
+        (4, 1.0),
+    ]
     assert with_document_support(ranked, documents, 1) == ranked
 
 

@@ -19,8 +19,14 @@ from conftest import LiveServer
 pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "web"
 TIMEOUT_MS = 60_000
 

@@ -169,9 +169,13 @@ def judge_faithfulness(judge: ChatModel, answer: Answer, caller: str = "") -> fl
 
 
 def evaluate_answers(
-    workspace: Any, path: Path, collections: list[str] | None = None, judge: ChatModel | None = None,
-    progress: Any = None, caller: str = "",
-) -> AnswerReport:  # fmt: skip
+    workspace: Any,
+    path: Path,
+    collections: list[str] | None = None,
+    judge: ChatModel | None = None,
+    progress: Any = None,
+    caller: str = "",
+) -> AnswerReport:
     cases = load_answer_cases(path)
     results = []
     for done, case in enumerate(cases, start=1):
@@ -190,9 +194,21 @@ def evaluate_answers(
 def summarize(results: list[CaseResult]) -> dict[str, float]:
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
-    means = {name: _mean([getattr(r, name) for r in results]) for name in
-             ("exact_match", "token_f1", "citation_precision", "citation_recall", "marker_validity",
-              "invalid_marker", "repetitive", "extractive", "seconds", "faithfulness")}  # fmt: skip
+    means = {
+        name: _mean([getattr(r, name) for r in results])
+        for name in (
+            "exact_match",
+            "token_f1",
+            "citation_precision",
+            "citation_recall",
+            "marker_validity",
+            "invalid_marker",
+            "repetitive",
+            "extractive",
+            "seconds",
+            "faithfulness",
+        )
+    }
     means["refusal_rate_unanswerable"] = _mean([float(r.refused) for r in unanswerable])
     means["false_refusal_rate"] = _mean([float(r.refused) for r in answerable])
     return {k: v for k, v in means.items() if v is not None}

@@ -84,10 +84,14 @@ def build_prompt(
         messages = _messages(question, chosen)
         total = model.count_messages(messages)
     budget = Budget(
-        context_window=window, system_tokens=total - question_tokens - sum(costs),
-        question_tokens=question_tokens, passage_tokens=costs, answer_reserve=reserve,
-        dropped_passages=len(hits) - len(chosen), question_truncated=truncated,
-    )  # fmt: skip
+        context_window=window,
+        system_tokens=total - question_tokens - sum(costs),
+        question_tokens=question_tokens,
+        passage_tokens=costs,
+        answer_reserve=reserve,
+        dropped_passages=len(hits) - len(chosen),
+        question_truncated=truncated,
+    )
     return Prompt(messages, chosen, budget, total, warnings)
 
 
@@ -113,8 +117,15 @@ class AnswerStream:
     claim never reaches the reader.
     """
 
-    def __init__(self, question: str, hits: Sequence[Hit], model: ChatModel, settings: Settings,
-                 caller: str = "", assistant: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        model: ChatModel,
+        settings: Settings,
+        caller: str = "",
+        assistant: str = "",
+    ) -> None:
         self.question = question
         self.model = model
         self.settings = settings
@@ -133,14 +144,19 @@ class AnswerStream:
     def start(self) -> AnswerStream:
         """Call the model (unless there is nothing to ask it): a budget that refuses the
         call raises here, before any text is promised to a reader."""
-        if self._response is None and self.prompt is not None and self.prompt.hits and (
-            self.settings.answer_check != "quote"
-        ):  # fmt: skip
+        if (
+            self._response is None
+            and self.prompt is not None
+            and self.prompt.hits
+            and (self.settings.answer_check != "quote")
+        ):
             request = ModelRequest.of(
-                self.prompt.messages, max_tokens=self.settings.answer_tokens,
-                temperature=self.settings.temperature, caller=self.caller,
+                self.prompt.messages,
+                max_tokens=self.settings.answer_tokens,
+                temperature=self.settings.temperature,
+                caller=self.caller,
                 assistant=self.assistant,
-            )  # fmt: skip
+            )
             self._response = self.model.generate(request)
         return self
 
@@ -160,9 +176,16 @@ class AnswerStream:
             yield NOTHING_FOUND
             warnings = self.prompt.warnings if self.prompt else []
             self.answer = Answer(
-                self.question, NOTHING_FOUND, [], [], None, Usage(), self.model.model_id,
-                refused=True, warnings=warnings,
-            )  # fmt: skip
+                self.question,
+                NOTHING_FOUND,
+                [],
+                [],
+                None,
+                Usage(),
+                self.model.model_id,
+                refused=True,
+                warnings=warnings,
+            )
             return
         guard = AnswerGuard(
             self.prompt.hits, self.question, strict_checks(self.settings, self.model)
@@ -245,17 +268,31 @@ class AnswerStream:
         else:  # no model call (quoted), or the checks stopped it before its end
             generated = "".join(self._generated)
             called = bool(generated) or self.settings.answer_check != "quote"
-            usage = Usage(self.prompt.prompt_tokens if called else 0,
-                          self.model.count_tokens(generated) if generated else 0,
-                          estimated=called)  # fmt: skip
+            usage = Usage(
+                self.prompt.prompt_tokens if called else 0,
+                self.model.count_tokens(generated) if generated else 0,
+                estimated=called,
+            )
             model, reason = self.model.model_id, "stop"
             # A routed call stopped by the checks still ran: its attempts (the last one
             # "cancelled") are on the closed response, as the ledger recorded them.
             attempts = list(getattr(self._response, "attempts", None) or [])
             target = attempts[-1].target if attempts else ""
-        return Answer(self.question, text, citations, list(self.prompt.hits), self.prompt.budget,
-                      usage, model, refused=refused, warnings=warnings, extractive=extractive,
-                      finish_reason=reason, target=target, attempts=attempts)  # fmt: skip
+        return Answer(
+            self.question,
+            text,
+            citations,
+            list(self.prompt.hits),
+            self.prompt.budget,
+            usage,
+            model,
+            refused=refused,
+            warnings=warnings,
+            extractive=extractive,
+            finish_reason=reason,
+            target=target,
+            attempts=attempts,
+        )
 
 
 def strict_checks(settings: Settings, model: ChatModel) -> bool:

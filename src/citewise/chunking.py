@@ -104,13 +104,15 @@ def _split_long(
             window = ends[first : first + max_tokens]
             window_start = s if first == 0 else s + ends[first - 1]
             window_end = e if first + max_tokens >= len(ends) else s + window[-1]
-            units.extend(_char_windows(text, window_start, window_end, len(window),
-                                       max_chars, token_offsets))  # fmt: skip
+            units.extend(
+                _char_windows(text, window_start, window_end, len(window), max_chars, token_offsets)
+            )
     return units
 
 
-def _char_windows(text: str, start: int, end: int, n_tokens: int, max_chars: int,
-                  token_offsets: TokenOffsets) -> list[_Unit]:  # fmt: skip
+def _char_windows(
+    text: str, start: int, end: int, n_tokens: int, max_chars: int, token_offsets: TokenOffsets
+) -> list[_Unit]:
     """A token window, cut again where it holds too many characters for its tokens."""
     if end - start <= max_chars:
         return [_Unit(start, end, n_tokens)]

@@ -335,12 +335,21 @@ class ModelAlias:
 # ``[targets."provider:model"]``: per-target connection, limits and price (USD per
 # million tokens).
 TARGET_OPTIONS: dict[str, type] = {
-    "base_url": str, "api_key_env": str, "api_key_file": str, "context_window": int,
-    "connect_timeout": float, "first_token_timeout": float,
-    "first_token_per_1k_prompt": float, "gap_timeout": float, "total_timeout": float,
-    "queue_timeout": float, "max_retries": int, "input_price": float, "output_price": float,
+    "base_url": str,
+    "api_key_env": str,
+    "api_key_file": str,
+    "context_window": int,
+    "connect_timeout": float,
+    "first_token_timeout": float,
+    "first_token_per_1k_prompt": float,
+    "gap_timeout": float,
+    "total_timeout": float,
+    "queue_timeout": float,
+    "max_retries": int,
+    "input_price": float,
+    "output_price": float,
     "cached_input_price": float,
-}  # fmt: skip
+}
 
 
 def read_models(workspace: Path | None) -> tuple[dict[str, ModelAlias], dict[str, dict]]:

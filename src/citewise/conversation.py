@@ -23,9 +23,13 @@ MAX_HISTORY_TURNS = 6
 
 
 def standalone_question(
-    history: Sequence[Message], question: str, model: ChatModel | None, settings: Settings,
-    caller: str = "", assistant: str = "",
-) -> str:  # fmt: skip
+    history: Sequence[Message],
+    question: str,
+    model: ChatModel | None,
+    settings: Settings,
+    caller: str = "",
+    assistant: str = "",
+) -> str:
     """The question to search for and answer, given the conversation before it."""
     earlier = [m.content.strip() for m in history if m.role == "user" and m.content.strip()]
     if not earlier:
@@ -50,8 +54,9 @@ def _model_rewrite(
     conversation = "\n".join(f"{m.role}: {m.content.strip()}" for m in turns)
     prompt = f"Conversation:\n{conversation}\n\nLast question: {question}\n\nRewritten question:"
     messages = [Message("system", REWRITE_PROMPT), Message("user", prompt)]
-    text = complete(model, messages, 96, 0.0, purpose="rewrite", caller=caller,
-                    assistant=assistant).strip()  # fmt: skip
+    text = complete(
+        model, messages, 96, 0.0, purpose="rewrite", caller=caller, assistant=assistant
+    ).strip()
     return text if _looks_like_a_question(text, question) else None
 
 

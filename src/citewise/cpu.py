@@ -10,9 +10,21 @@ from pathlib import Path
 CPUINFO = Path("/proc/cpuinfo")
 # The instruction-set extensions native code picks kernels by, in the order worth naming.
 NOTABLE_FLAGS = (
-    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-    "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve",
-)  # fmt: skip
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+)
 
 
 def read_cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:

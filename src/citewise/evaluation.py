@@ -23,8 +23,12 @@ from typing import Any
 from .errors import CitewiseError
 from .sources import SourceItem, text_item
 
-MEASURES = {"ndcg_cut_10": "nDCG@10", "recall_10": "Recall@10", "recall_100": "Recall@100",
-            "recip_rank": "MRR@10"}  # fmt: skip
+MEASURES = {
+    "ndcg_cut_10": "nDCG@10",
+    "recall_10": "Recall@10",
+    "recall_100": "Recall@100",
+    "recip_rank": "MRR@10",
+}
 
 
 @dataclass
@@ -39,9 +43,11 @@ class BeirDataset:
             if "_id" not in record:
                 raise CitewiseError(f"{self.root / 'corpus.jsonl'}:{line_no}: record has no _id")
             yield text_item(
-                str(record["_id"]), record.get("title") or "", record.get("text") or "",
+                str(record["_id"]),
+                record.get("title") or "",
+                record.get("text") or "",
                 {"beir_id": str(record["_id"])},
-            )  # fmt: skip
+            )
 
 
 def load_beir(root: Path, split: str = "train") -> BeirDataset:
@@ -152,9 +158,14 @@ def judged_queries(
 
 
 def evaluate_retrieval(
-    workspace: Any, path: Path, collection: str | None = None, split: str = "train",
-    modes: tuple[str, ...] = MODES, depth: int = 100, progress: Any = None,
-) -> RetrievalReport:  # fmt: skip
+    workspace: Any,
+    path: Path,
+    collection: str | None = None,
+    split: str = "train",
+    modes: tuple[str, ...] = MODES,
+    depth: int = 100,
+    progress: Any = None,
+) -> RetrievalReport:
     """Ingest (if BEIR) and evaluate every mode; per-query values are kept."""
     queries, qrels, collection, unknown_queries = judged_queries(
         workspace, path, collection, split, progress
@@ -197,9 +208,15 @@ class QueryExplanation:
 
 
 def explain_query(
-    workspace: Any, path: Path, query_id: str, collection: str | None = None,
-    split: str = "train", modes: tuple[str, ...] = MODES, top: int = 10, depth: int = 100,
-) -> QueryExplanation:  # fmt: skip
+    workspace: Any,
+    path: Path,
+    query_id: str,
+    collection: str | None = None,
+    split: str = "train",
+    modes: tuple[str, ...] = MODES,
+    top: int = 10,
+    depth: int = 100,
+) -> QueryExplanation:
     """One query under the microscope: each mode's top documents with their scores, and
     where each relevant document sits in each mode (the missed ones included)."""
     queries, qrels, collection, _ = judged_queries(workspace, path, collection, split, None)
@@ -214,6 +231,7 @@ def explain_query(
         ndcg = evaluate_run({query_id: qrels[query_id]}, {query_id: scores})["mean"]["nDCG@10"]
         explained[mode] = ModeExplanation(
             [RankedDocument(d, scores[d], relevant.get(d, 0)) for d in ranking[:top]],
-            {d: ranking.index(d) + 1 if d in scores else None for d in relevant}, ndcg,
-        )  # fmt: skip
+            {d: ranking.index(d) + 1 if d in scores else None for d in relevant},
+            ndcg,
+        )
     return QueryExplanation(query_id, queries[query_id], relevant, explained)

@@ -68,8 +68,12 @@ def base_model() -> str:
     return HUB_BASE_MODEL
 
 
-def training_triples(workspace: Any, collection: Collection, queries: dict[str, str],
-                     qrels: dict[str, dict[str, int]]) -> list[Triple]:  # fmt: skip
+def training_triples(
+    workspace: Any,
+    collection: Collection,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+) -> list[Triple]:
     """One triple per labelled (query, relevant document) found in the collection."""
     retriever = workspace.retriever()
     triples = []
@@ -92,10 +96,15 @@ def _passage(hit: Any) -> str:
 
 
 def finetune_embedder(
-    triples: list[Triple], folder: Path, base: str | None = None, epochs: int = 3,
-    batch_size: int = 32, learning_rate: float = 2e-5, seed: int = 0,
+    triples: list[Triple],
+    folder: Path,
+    base: str | None = None,
+    epochs: int = 3,
+    batch_size: int = 32,
+    learning_rate: float = 2e-5,
+    seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> FineTuned:  # fmt: skip
+) -> FineTuned:
     """Train on ``triples`` and export the model to ``folder`` (replaced if it exists)."""
     try:
         import torch
@@ -139,8 +148,14 @@ def finetune_embedder(
                 progress(steps, total)
     model.eval()
     export_onnx(model, folder, base or base_model())
-    return FineTuned(folder, f"local:{folder.resolve()}", len(triples), epochs,
-                     time.perf_counter() - started, float(loss.detach()))  # fmt: skip
+    return FineTuned(
+        folder,
+        f"local:{folder.resolve()}",
+        len(triples),
+        epochs,
+        time.perf_counter() - started,
+        float(loss.detach()),
+    )
 
 
 def export_onnx(model: Any, folder: Path, base: str) -> None:
@@ -161,28 +176,41 @@ def export_onnx(model: Any, folder: Path, base: str) -> None:
             self.transformer = transformer
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
-                                    token_type_ids=token_type_ids).last_hidden_state  # fmt: skip
+            return self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     encoded = model.tokenizer(["an example sentence"], return_tensors="pt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {name: {0: "batch", 1: "tokens"} for name in names}
     with torch.no_grad():
         torch.onnx.export(
-            Encoder().eval(), (encoded["input_ids"], encoded["attention_mask"],
-                               encoded["token_type_ids"]),
-            str(staging / "model.onnx"), input_names=names, output_names=["last_hidden_state"],
+            Encoder().eval(),
+            (encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"]),
+            str(staging / "model.onnx"),
+            input_names=names,
+            output_names=["last_hidden_state"],
             dynamic_axes=axes | {"last_hidden_state": {0: "batch", 1: "tokens"}},
-            opset_version=17, dynamo=False,
-        )  # fmt: skip
+            opset_version=17,
+            dynamo=False,
+        )
     model.tokenizer.save_pretrained(str(staging / "tokenizer"))
     shutil.move(str(staging / "tokenizer" / "tokenizer.json"), staging / "tokenizer.json")
     shutil.rmtree(staging / "tokenizer")
     config = transformer.config
-    (staging / "citewise-model.json").write_text(json.dumps({
-        "dim": int(config.hidden_size), "max_tokens": int(model.max_seq_length),
-        "heads": int(config.num_attention_heads), "base": base,
-        "license": "Apache-2.0 (all-MiniLM-L6-v2)" if "MiniLM" in base or PACKAGED_BASE in base else "",
-    }, indent=2))  # fmt: skip
+    (staging / "citewise-model.json").write_text(
+        json.dumps(
+            {
+                "dim": int(config.hidden_size),
+                "max_tokens": int(model.max_seq_length),
+                "heads": int(config.num_attention_heads),
+                "base": base,
+                "license": "Apache-2.0 (all-MiniLM-L6-v2)"
+                if "MiniLM" in base or PACKAGED_BASE in base
+                else "",
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)

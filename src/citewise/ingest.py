@@ -45,9 +45,16 @@ class IngestReport:
     audio_seconds: float = 0.0  # recordings transcribed
 
     def counts(self) -> dict[str, int]:
-        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-                "deleted": self.deleted, "failed": len(self.failed), "skipped": len(self.skipped),
-                "chunks": self.chunks, "tokens": self.tokens}  # fmt: skip
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "failed": len(self.failed),
+            "skipped": len(self.skipped),
+            "chunks": self.chunks,
+            "tokens": self.tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -88,9 +95,14 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
 
 class Ingestor:
     def __init__(
-        self, store: Storage, collection: Collection, embedder: Embedder,
-        chunk_tokens: int, chunk_overlap: int, max_document_mb: int = 64,
-    ) -> None:  # fmt: skip
+        self,
+        store: Storage,
+        collection: Collection,
+        embedder: Embedder,
+        chunk_tokens: int,
+        chunk_overlap: int,
+        max_document_mb: int = 64,
+    ) -> None:
         self.store = store
         self.collection = collection
         self.embedder = embedder
@@ -141,12 +153,25 @@ class Ingestor:
                 due = last or self._due(pending, pending_since)
                 committed = self._flush(pending, report) if due else []
                 if progress:
-                    progress(Progress(done, total, item.source, n_chunks, report.tokens, outcome,
-                                      audio, tuple(committed)))  # fmt: skip
+                    progress(
+                        Progress(
+                            done,
+                            total,
+                            item.source,
+                            n_chunks,
+                            report.tokens,
+                            outcome,
+                            audio,
+                            tuple(committed),
+                        )
+                    )
             committed = self._flush(pending, report)
             if progress and committed:
-                progress(Progress(done, total, "", 0, report.tokens, "committed",
-                                  committed=tuple(committed)))  # fmt: skip
+                progress(
+                    Progress(
+                        done, total, "", 0, report.tokens, "committed", committed=tuple(committed)
+                    )
+                )
             if delete_missing_under is not None:
                 roots = (
                     delete_missing_under()
@@ -252,10 +277,12 @@ class Ingestor:
         failed (a folder that could not be listed is not a folder that was emptied)."""
         stored = self.store.sources(self.collection.id)
         gone = [
-            doc_id for source, doc_id in stored.items()
-            if source not in seen and any(_is_under(source, root) for root in roots)
+            doc_id
+            for source, doc_id in stored.items()
+            if source not in seen
+            and any(_is_under(source, root) for root in roots)
             and not any(_is_under(source, part) for part in failed)
-        ]  # fmt: skip
+        ]
         self.store.delete_documents(self.collection.id, gone)
         return len(gone)
 

@@ -110,5 +110,13 @@ def authenticate(store: KeyStore, key: str) -> ApiKey | None:
 
 def _record(row: tuple) -> ApiKey:
     name, prefix, collections, scopes, rpm, tpm, created, revoked = row
-    return ApiKey(name, prefix, tuple(json.loads(collections)), tuple(json.loads(scopes)),
-                  rpm, tpm, created, revoked)  # fmt: skip
+    return ApiKey(
+        name,
+        prefix,
+        tuple(json.loads(collections)),
+        tuple(json.loads(scopes)),
+        rpm,
+        tpm,
+        created,
+        revoked,
+    )

@@ -179,16 +179,22 @@ class Ledger:
         if refused is not None:
             raise self._exceeded(refused, usd, now)
         for budget in soft:
-            log.warning("soft budget exceeded: %s (key %r, assistant %r); the call goes ahead",
-                        budget, key, assistant)  # fmt: skip
+            log.warning(
+                "soft budget exceeded: %s (key %r, assistant %r); the call goes ahead",
+                budget,
+                key,
+                assistant,
+            )
         return hold
 
     def _exceeded(self, rule: BudgetRule, usd: float | None, now: datetime) -> BudgetExceeded:
         resets = iso(period_end(rule.period, now))[:19] + "Z"
         if rule.metric == "usd" and usd is None:
-            message = (f"{rule.describe()} is in USD, but a model in this chain has no price "
-                       f"configured, so the call's cost cannot be bounded; set input_price and "
-                       f"output_price for it in citewise.toml")  # fmt: skip
+            message = (
+                f"{rule.describe()} is in USD, but a model in this chain has no price "
+                f"configured, so the call's cost cannot be bounded; set input_price and "
+                f"output_price for it in citewise.toml"
+            )
         else:
             message = f"This call would exceed {rule.describe()}; it resets at {resets}"
         return BudgetExceeded(message, rule.describe(), resets)
@@ -205,8 +211,9 @@ class Ledger:
 
     # -- reading ---------------------------------------------------------------------
 
-    def summary(self, group_by: str = "key", since: str | None = None,
-                key: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    def summary(
+        self, group_by: str = "key", since: str | None = None, key: str | None = None
+    ) -> list[dict[str, Any]]:
         """Calls, tokens and cost grouped by key, model, day, assistant or purpose."""
         if group_by not in GROUPS:
             raise ConfigError(f"usage groups by {', '.join(GROUPS)}, not {group_by!r}")

@@ -21,8 +21,13 @@ from .ledger import BudgetRule, Hold, LedgerRow
 from .storage.sqlite import SqliteStore
 
 _COLUMNS = [f.name for f in fields(LedgerRow)]
-_GROUPS = {"key": "key", "model": "target", "day": "substr(at, 1, 10)",
-           "assistant": "assistant", "purpose": "purpose"}  # fmt: skip
+_GROUPS = {
+    "key": "key",
+    "model": "target",
+    "day": "substr(at, 1, 10)",
+    "assistant": "assistant",
+    "purpose": "purpose",
+}
 
 
 def migrate_ledger(db: sqlite3.Connection) -> None:
@@ -111,30 +116,39 @@ class LedgerSql:
         spent = "cost_usd" if rule.metric == "usd" else "prompt_tokens + completion_tokens"
         held = "usd" if rule.metric == "usd" else "tokens"
         spent_sum = db.execute(
-            self._sql(f"SELECT COALESCE(SUM({spent}), 0) FROM {self.ledger_table} "
-                      f"WHERE {column} = ? AND at >= ?"),
+            self._sql(
+                f"SELECT COALESCE(SUM({spent}), 0) FROM {self.ledger_table} "
+                f"WHERE {column} = ? AND at >= ?"
+            ),
             (rule.subject, since[rule.period]),
-        ).fetchone()[0]  # fmt: skip
+        ).fetchone()[0]
         held_sum = db.execute(
-            self._sql(f"SELECT COALESCE(SUM({held}), 0) FROM {self.holds_table} "
-                      f"WHERE {column} = ? AND expires_at > ?"),
+            self._sql(
+                f"SELECT COALESCE(SUM({held}), 0) FROM {self.holds_table} "
+                f"WHERE {column} = ? AND expires_at > ?"
+            ),
             (rule.subject, since["now"]),
-        ).fetchone()[0]  # fmt: skip
+        ).fetchone()[0]
         return float(spent_sum) + float(held_sum)
 
     def settle(self, hold_ids: Sequence[str], rows: Sequence[LedgerRow]) -> None:
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._transaction() as db:
             if hold_ids:
-                self._executemany(db, self._sql(f"DELETE FROM {self.holds_table} WHERE id = ?"),
-                                  [(h,) for h in hold_ids])  # fmt: skip
+                self._executemany(
+                    db,
+                    self._sql(f"DELETE FROM {self.holds_table} WHERE id = ?"),
+                    [(h,) for h in hold_ids],
+                )
             if rows:
                 self._executemany(
                     db,
-                    self._sql(f"INSERT INTO {self.ledger_table} ({', '.join(_COLUMNS)}) "
-                              f"VALUES ({placeholders})"),
+                    self._sql(
+                        f"INSERT INTO {self.ledger_table} ({', '.join(_COLUMNS)}) "
+                        f"VALUES ({placeholders})"
+                    ),
                     [astuple(row) for row in rows],
-                )  # fmt: skip
+                )
 
     def rows(self, since: str | None = None, key: str | None = None) -> list[LedgerRow]:
         where, params = self._filters(since, key)
@@ -156,8 +170,17 @@ class LedgerSql:
             f"GROUP BY 1 ORDER BY 1",
             params,
         )
-        names = ["calls", "ok", "cancelled", "failed", "prompt_tokens", "completion_tokens",
-                 "cached_tokens", "cost_usd", "unpriced_calls"]  # fmt: skip
+        names = [
+            "calls",
+            "ok",
+            "cancelled",
+            "failed",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cost_usd",
+            "unpriced_calls",
+        ]
         return [
             {group_by: row[0], **{n: _number(v) for n, v in zip(names, row[1:], strict=True)}}
             for row in cursor
@@ -177,10 +200,12 @@ class LedgerSql:
     def remove_budget(self, kind: str, subject: str, metric: str, period: str) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
-                self._sql(f"DELETE FROM {self.budgets_table} "
-                          f"WHERE kind = ? AND subject = ? AND metric = ? AND period = ?"),
+                self._sql(
+                    f"DELETE FROM {self.budgets_table} "
+                    f"WHERE kind = ? AND subject = ? AND metric = ? AND period = ?"
+                ),
                 (kind, subject, metric, period),
-            )  # fmt: skip
+            )
             return cursor.rowcount > 0
 
     def budgets(self) -> list[BudgetRule]:

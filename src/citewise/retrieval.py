@@ -46,10 +46,13 @@ class RetrievalSettings:
     embedder: str = ""  # the collection's own embedder (a fine-tuned one); "": the workspace's
 
     def to_json(self) -> dict[str, Any]:
-        body = {"fusion": self.fusion, "dense_weight": self.dense_weight,
-                "bm25_weights": list(self.bm25_weights),
-                "document_passages": self.document_passages,
-                "min_relevance": self.min_relevance}  # fmt: skip
+        body = {
+            "fusion": self.fusion,
+            "dense_weight": self.dense_weight,
+            "bm25_weights": list(self.bm25_weights),
+            "document_passages": self.document_passages,
+            "min_relevance": self.min_relevance,
+        }
         return body | ({"embedder": self.embedder} if self.embedder else {})
 
     @classmethod
@@ -125,9 +128,14 @@ class Retriever:
         return self._hits(ranked, cosines)
 
     def find(
-        self, query: str, collections: Sequence[Collection], depth: int, mode: Mode = "hybrid",
-        where: dict[str, Any] | None = None, settings: RetrievalSettings | None = None,
-    ) -> Candidates:  # fmt: skip
+        self,
+        query: str,
+        collections: Sequence[Collection],
+        depth: int,
+        mode: Mode = "hybrid",
+        where: dict[str, Any] | None = None,
+        settings: RetrievalSettings | None = None,
+    ) -> Candidates:
         """Each ranking's best ``depth`` passages for the query (the modes' own lists)."""
         weights = (settings or self.settings).bm25_weights
         allowed = _AllowedChunks(self.store, where)
@@ -143,9 +151,14 @@ class Retriever:
             ranked = with_document_support(ranked, documents, settings.document_passages)
         return ranked
 
-    def _bm25(self, query: str, collections: Sequence[Collection], depth: int,
-              allowed: _AllowedChunks,
-              weights: tuple[float, float, float]) -> list[tuple[int, float]]:  # fmt: skip
+    def _bm25(
+        self,
+        query: str,
+        collections: Sequence[Collection],
+        depth: int,
+        allowed: _AllowedChunks,
+        weights: tuple[float, float, float],
+    ) -> list[tuple[int, float]]:
         """Big collections with a current bm25s index use it; the store's keyword search
         scores the rest (the title, headings and body weighted by ``weights``)."""
         results: list[tuple[int, float]] = []
@@ -164,8 +177,9 @@ class Retriever:
         results.sort(key=lambda pair: -pair[1])
         return results[:depth]
 
-    def _dense(self, query: str, collections: Sequence[Collection], depth: int,
-               allowed: _AllowedChunks) -> list[tuple[int, float]]:  # fmt: skip
+    def _dense(
+        self, query: str, collections: Sequence[Collection], depth: int, allowed: _AllowedChunks
+    ) -> list[tuple[int, float]]:
         results: list[tuple[int, float]] = []
         for collection, vector in self._query_vectors(query, collections):
             ids, scores = self.indexes.search(collection, vector, depth, allowed.of(collection))

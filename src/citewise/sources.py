@@ -95,8 +95,11 @@ def _zip_reason(path: Path, name: str) -> Skipped:
         zipfile.ZipFile(path).close()  # reads the directory only: never inflates anything
     except (zipfile.BadZipFile, OSError) as exc:
         return Skipped(name, f"corrupt or truncated zip archive: {exc}", failed=True)
-    return Skipped(name, "a zip archive read as plain files: exports (Slack, Notion, Google "
-                   "Drive) are read by their connector (--source NAME); unzip anything else")  # fmt: skip
+    return Skipped(
+        name,
+        "a zip archive read as plain files: exports (Slack, Notion, Google "
+        "Drive) are read by their connector (--source NAME); unzip anything else",
+    )
 
 
 def _shown(path: Path) -> str:

@@ -74,8 +74,9 @@ def generate_json(
 def _with_instruction(messages: Sequence[Message], output: OutputSchema) -> list[Message]:
     """``messages`` with the schema stated in the system message: models told what to
     write fill the fields better than models only constrained to it."""
-    rule = ("Reply with only a JSON value valid against this JSON Schema: "
-            + json.dumps(output.schema, separators=(",", ":")))  # fmt: skip
+    rule = "Reply with only a JSON value valid against this JSON Schema: " + json.dumps(
+        output.schema, separators=(",", ":")
+    )
     if messages and messages[0].role == "system":
         return [replace(messages[0], content=f"{messages[0].content}\n\n{rule}"), *messages[1:]]
     return [Message("system", rule), *messages]

@@ -69,8 +69,9 @@ def load_transcript(
 
     parsed = parse_file(path)
     spans = [(b.start, b.end, b.heading_path[-1]) for b in parsed.blocks if _timed(b)]
-    return _transcript(str(path.resolve()), parsed.title or path.stem, parsed.text, spans,
-                       parsed.metadata)  # fmt: skip
+    return _transcript(
+        str(path.resolve()), parsed.title or path.stem, parsed.text, spans, parsed.metadata
+    )
 
 
 def _stored_document(
@@ -102,8 +103,9 @@ def _stored_transcript(
     if not ordered:
         raise WorkspaceError(f"{source}: the document has no passages")
     spans = [(h.start, h.end, h.heading_path[-1]) for h in ordered if h.heading_path]
-    return _transcript(source, ordered[0].title, store.document_text(document_id), spans,
-                       ordered[0].metadata)  # fmt: skip
+    return _transcript(
+        source, ordered[0].title, store.document_text(document_id), spans, ordered[0].metadata
+    )
 
 
 def _timed(block: Block) -> bool:
@@ -187,8 +189,9 @@ def clean_text(text: str) -> tuple[str, tuple[Cut, ...]]:
     return _rebuild(words, removed), _cuts(text, words, removed)
 
 
-def _mark_filler_phrases(words: list[tuple[int, str]], cores: list[str],
-                         removed: dict[int, str]) -> None:  # fmt: skip
+def _mark_filler_phrases(
+    words: list[tuple[int, str]], cores: list[str], removed: dict[int, str]
+) -> None:
     for phrase in FILLER_PHRASES:
         n = len(phrase)
         for i in range(len(words) - n + 1):
@@ -297,8 +300,11 @@ def chapters(
     the topic changes found, each at least ``min_seconds`` long), each titled by ``model``."""
     passages = transcript.passages
     vectors = embedder.embed([p.text for p in passages]) if len(passages) > 1 else None
-    cuts = topic_boundaries(vectors, [p.start for p in passages], passages[-1].end,
-                            count, min_seconds) if vectors is not None else []  # fmt: skip
+    cuts = (
+        topic_boundaries(vectors, [p.start for p in passages], passages[-1].end, count, min_seconds)
+        if vectors is not None
+        else []
+    )
     groups = [passages[a:b] for a, b in zip([0, *cuts], [*cuts, len(passages)], strict=True)]
     found = []
     for n, group in enumerate(groups, start=1):
@@ -325,9 +331,14 @@ def topic_boundaries(
     n = len(vectors)
     if n < 2 or count == 1:
         return []
-    similarity = np.array([_cosine(vectors[max(0, g - window) : g].mean(axis=0),
-                                   vectors[g : g + window].mean(axis=0))
-                           for g in range(1, n)])  # fmt: skip
+    similarity = np.array(
+        [
+            _cosine(
+                vectors[max(0, g - window) : g].mean(axis=0), vectors[g : g + window].mean(axis=0)
+            )
+            for g in range(1, n)
+        ]
+    )
     depth = np.array([_depth(similarity, i) for i in range(len(similarity))])
     cutoff = depth.mean() + depth.std() / 2
     chosen: list[int] = []
@@ -429,19 +440,26 @@ def _by_similarity(transcript: Transcript, labels: list[str], embedder: Embedder
     described = [LABEL_TEMPLATE.format(label) for label in labels]
     similarity = embedder.embed([p.text for p in passages]) @ embedder.embed(described).T
     best = similarity.argmax(axis=1)
-    return [Labelled(p, labels[int(b)], round(float(similarity[i, b]), 4))
-            for i, (p, b) in enumerate(zip(passages, best, strict=True))]  # fmt: skip
+    return [
+        Labelled(p, labels[int(b)], round(float(similarity[i, b]), 4))
+        for i, (p, b) in enumerate(zip(passages, best, strict=True))
+    ]
 
 
 def _by_model(transcript: Transcript, labels: list[str], model: ChatModel) -> list[Labelled]:
-    schema = {"type": "object", "properties": {"label": {"enum": labels}},
-              "required": ["label"], "additionalProperties": False}  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"label": {"enum": labels}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
     output = schema_of("passage_label", schema)
     system = Message("system", CLASSIFY_PROMPT.format(labels=", ".join(labels)))
     labelled = []
     for p in transcript.passages:
         said = model.truncate(p.text, TITLE_INPUT_TOKENS)
-        value = generate_json(model, [system, Message("user", said)], output, max_tokens=30,
-                              purpose="classify").value  # fmt: skip
+        value = generate_json(
+            model, [system, Message("user", said)], output, max_tokens=30, purpose="classify"
+        ).value
         labelled.append(Labelled(p, str(value["label"])))
     return labelled

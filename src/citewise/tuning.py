@@ -31,9 +31,11 @@ from .retrieval import Candidates, RetrievalSettings, Retriever
 from .storage import Collection
 
 DEPTH = 100
-FUSION_GRID = [("adaptive", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)] + [
-    ("convex", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)
-] + [("rrf", 0.5)]  # fmt: skip
+FUSION_GRID = (
+    [("adaptive", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    + [("convex", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    + [("rrf", 0.5)]
+)
 # Title, headings, body. FTS5's bm25() fixes k1 and b (1.2, 0.75); its column weights
 # are the BM25 parameters a collection can change (BM25F-style field weighting).
 BM25_WEIGHTS = [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.5, 1.0, 1.0), (1.0, 1.0, 2.0)]
@@ -83,8 +85,9 @@ class TuneReport:
         return asdict(self)
 
 
-def labels_from_file(workspace: Any, path: Path, collection: str | None, split: str,
-                     progress: Any = None) -> tuple[Labels, str]:  # fmt: skip
+def labels_from_file(
+    workspace: Any, path: Path, collection: str | None, split: str, progress: Any = None
+) -> tuple[Labels, str]:
     """Labelled queries and the collection they judge, read as ``eval retrieval`` reads
     them (a BEIR corpus is ingested first)."""
     queries, qrels, name, _ = judged_queries(workspace, path, collection, split, progress)
@@ -112,9 +115,14 @@ def labels_from_feedback(workspace: Any, collection: str) -> Labels:
 
 
 def tune(
-    workspace: Any, labels: Labels, collection: str, folds: int = 5, dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None, seed: int = 0,
-) -> TuneReport:  # fmt: skip
+    workspace: Any,
+    labels: Labels,
+    collection: str,
+    folds: int = 5,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    seed: int = 0,
+) -> TuneReport:
     """Choose, cross-validate and (unless ``dry_run`` or no better) save the settings."""
     target = workspace.collection(collection, create=False)
     queries, qrels = _answerable(workspace, target, *labels)
@@ -130,9 +138,15 @@ def tune(
     weights = BM25_WEIGHTS if workspace.sparse.current(target) is None else [(1.0, 1.0, 1.0)]
     kept = _candidate_lists(retriever, target, queries, weights, progress)
     sources = workspace.store.chunk_sources(
-        sorted({c for lists in kept.values() for found in lists.values() for c, _ in
-                found.bm25 + found.dense})
-    )  # fmt: skip
+        sorted(
+            {
+                c
+                for lists in kept.values()
+                for found in lists.values()
+                for c, _ in found.bm25 + found.dense
+            }
+        )
+    )
     grid, current_row = _grid(current, weights)
     ids = list(queries)
     scores = _score_grid(retriever, grid, kept, qrels, sources, ids)  # [settings, query]
@@ -141,14 +155,20 @@ def tune(
     for fold in range(folds):
         train = np.array([assignment[q] != fold for q in ids])
         best_row = _choose(scores[:, train], current_row)
-        results.append(FoldResult(int((~train).sum()), float(scores[current_row, ~train].mean()),
-                                  float(scores[best_row, ~train].mean()),
-                                  grid[best_row].to_json()))  # fmt: skip
+        results.append(
+            FoldResult(
+                int((~train).sum()),
+                float(scores[current_row, ~train].mean()),
+                float(scores[best_row, ~train].mean()),
+                grid[best_row].to_json(),
+            )
+        )
     before, after = _weighted(results, "current"), _weighted(results, "tuned")
     # Ranking settings change only when held-out queries say so; the threshold likewise.
     ranking = grid[_choose(scores, current_row)] if after > before else grid[current_row]
-    fits = _relevance_fits(retriever, target, kept, qrels, sources, queries, ranking,
-                           workspace.settings.top_k)  # fmt: skip
+    fits = _relevance_fits(
+        retriever, target, kept, qrels, sources, queries, ranking, workspace.settings.top_k
+    )
     relevance_before = _fit(fits, ids, current.min_relevance)
     relevance_after = _held_out_threshold(fits, ids, assignment, folds)
     threshold = current.min_relevance
@@ -162,9 +182,20 @@ def tune(
         notes.append("min_relevance kept: no threshold did better on held-out queries")
     saved = chosen != current and not dry_run
     report = TuneReport(
-        collection, len(queries), results, current.to_json(), chosen.to_json(), before, after,
-        relevance_before, relevance_after, saved, len(grid), skipped, notes,
-    )  # fmt: skip
+        collection,
+        len(queries),
+        results,
+        current.to_json(),
+        chosen.to_json(),
+        before,
+        after,
+        relevance_before,
+        relevance_after,
+        saved,
+        len(grid),
+        skipped,
+        notes,
+    )
     if saved:
         workspace.store.set_collection_settings(target.id, chosen.to_json(), report.to_json())
     return report
@@ -184,8 +215,9 @@ def reset(workspace: Any, collection: str) -> bool:
 # -- the pieces ------------------------------------------------------------------------
 
 
-def _answerable(workspace: Any, target: Collection, queries: dict[str, str],
-                qrels: dict[str, dict[str, int]]) -> Labels:  # fmt: skip
+def _answerable(
+    workspace: Any, target: Collection, queries: dict[str, str], qrels: dict[str, dict[str, int]]
+) -> Labels:
     """The labelled queries with at least one relevant document in the collection."""
     known = set(workspace.store.sources(target.id))
     kept_queries, kept_qrels = {}, {}
@@ -197,9 +229,12 @@ def _answerable(workspace: Any, target: Collection, queries: dict[str, str],
 
 
 def _candidate_lists(
-    retriever: Retriever, target: Collection, queries: dict[str, str],
-    weights: list[tuple[float, float, float]], progress: Callable[[int, int], None] | None,
-) -> dict[str, dict[tuple[float, float, float], Candidates]]:  # fmt: skip
+    retriever: Retriever,
+    target: Collection,
+    queries: dict[str, str],
+    weights: list[tuple[float, float, float]],
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, dict[tuple[float, float, float], Candidates]]:
     """Each query's keyword list per column weighting and its vector list, searched once."""
     kept = {}
     for done, (qid, text) in enumerate(queries.items(), start=1):
@@ -210,14 +245,16 @@ def _candidate_lists(
     return kept
 
 
-def _keyword(retriever: Retriever, target: Collection, text: str,
-             weights: tuple[float, float, float]) -> list[tuple[int, float]]:  # fmt: skip
+def _keyword(
+    retriever: Retriever, target: Collection, text: str, weights: tuple[float, float, float]
+) -> list[tuple[int, float]]:
     settings = RetrievalSettings(bm25_weights=weights)
     return retriever.find(text, [target], DEPTH, "bm25", settings=settings).bm25
 
 
-def _grid(current: RetrievalSettings, weights: list[tuple[float, float, float]]
-          ) -> tuple[list[RetrievalSettings], int]:  # fmt: skip
+def _grid(
+    current: RetrievalSettings, weights: list[tuple[float, float, float]]
+) -> tuple[list[RetrievalSettings], int]:
     """Every combination, and the row of the current settings (added when off the grid)."""
     grid = [
         RetrievalSettings(
@@ -235,10 +272,13 @@ def _grid(current: RetrievalSettings, weights: list[tuple[float, float, float]]
 
 
 def _score_grid(
-    retriever: Retriever, grid: list[RetrievalSettings],
+    retriever: Retriever,
+    grid: list[RetrievalSettings],
     kept: dict[str, dict[tuple[float, float, float], Candidates]],
-    qrels: dict[str, dict[str, int]], sources: dict[int, str], ids: list[str],
-) -> np.ndarray:  # fmt: skip
+    qrels: dict[str, dict[str, int]],
+    sources: dict[int, str],
+    ids: list[str],
+) -> np.ndarray:
     """nDCG@10 of every settings combination on every query."""
     scores = np.zeros((len(grid), len(ids)))
     for row, settings in enumerate(grid):
@@ -290,11 +330,16 @@ def _weighted(results: list[FoldResult], attribute: str) -> float:
 _Fits = dict[str, list[tuple[float, bool]]]
 
 
-def _relevance_fits(retriever: Retriever, target: Collection,
-                    kept: dict[str, dict[tuple[float, float, float], Candidates]],
-                    qrels: dict[str, dict[str, int]], sources: dict[int, str],
-                    queries: dict[str, str], settings: RetrievalSettings,
-                    top_k: int) -> _Fits:  # fmt: skip
+def _relevance_fits(
+    retriever: Retriever,
+    target: Collection,
+    kept: dict[str, dict[tuple[float, float, float], Candidates]],
+    qrels: dict[str, dict[str, int]],
+    sources: dict[int, str],
+    queries: dict[str, str],
+    settings: RetrievalSettings,
+    top_k: int,
+) -> _Fits:
     fits: _Fits = {}
     for qid, lists in kept.items():
         found = lists[settings.bm25_weights]
@@ -332,8 +377,9 @@ def _best_threshold(fits: _Fits, ids: list[str]) -> RelevanceFit:
     return max((_fit(fits, ids, t) for t in MIN_RELEVANCE), key=lambda f: (f.f2, -f.threshold))
 
 
-def _held_out_threshold(fits: _Fits, ids: list[str], assignment: dict[str, int],
-                        folds: int) -> RelevanceFit:  # fmt: skip
+def _held_out_threshold(
+    fits: _Fits, ids: list[str], assignment: dict[str, int], folds: int
+) -> RelevanceFit:
     """Each fold judged with the threshold chosen on the others, pooled."""
     pooled: _Fits = {}
     thresholds = []
@@ -370,10 +416,15 @@ class EmbedderReport:
 
 
 def tune_embedder(
-    workspace: Any, labels: Labels, collection: str, epochs: int = 3, dry_run: bool = False,
-    progress: Callable[[str, int, int], None] | None = None, seed: int = 0,
+    workspace: Any,
+    labels: Labels,
+    collection: str,
+    epochs: int = 3,
+    dry_run: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+    seed: int = 0,
     held_out_fold: int = 0,
-) -> EmbedderReport:  # fmt: skip
+) -> EmbedderReport:
     """Fine-tune the embedder on four folds of the labels and measure it on the fifth
     (``held_out_fold``) against the current one (the collection untouched: the held-out
     fold is searched with vectors computed in memory). When it helps and this is no dry
@@ -387,8 +438,10 @@ def tune_embedder(
     target = workspace.collection(collection, create=False)
     queries, qrels = _answerable(workspace, target, *labels)
     if len(queries) < 5 * MIN_QUERIES_PER_FOLD:
-        raise CitewiseError(f"fine-tuning needs at least {5 * MIN_QUERIES_PER_FOLD} labelled "
-                            f"queries in {collection!r}; found {len(queries)}")  # fmt: skip
+        raise CitewiseError(
+            f"fine-tuning needs at least {5 * MIN_QUERIES_PER_FOLD} labelled "
+            f"queries in {collection!r}; found {len(queries)}"
+        )
     assignment = _folds(list(queries), 5, seed)
     held = {q: t for q, t in queries.items() if assignment[q] == held_out_fold}
     train = {q: t for q, t in queries.items() if assignment[q] != held_out_fold}
@@ -400,31 +453,57 @@ def tune_embedder(
 
     triples = training_triples(workspace, target, train, qrels)
     models = workspace.path / "models"
-    fold_model = finetune_embedder(triples, models / f"{collection}.fold", epochs=epochs,
-                                   seed=seed, progress=report("training on 4 folds"))  # fmt: skip
+    fold_model = finetune_embedder(
+        triples,
+        models / f"{collection}.fold",
+        epochs=epochs,
+        seed=seed,
+        progress=report("training on 4 folds"),
+    )
     current = _held_out_scores(workspace, retriever, target, held, qrels, settings, None)
-    tuned = _held_out_scores(workspace, retriever, target, held, qrels, settings,
-                             workspace.embedder(fold_model.spec))  # fmt: skip
+    tuned = _held_out_scores(
+        workspace, retriever, target, held, qrels, settings, workspace.embedder(fold_model.spec)
+    )
     shutil.rmtree(fold_model.folder, ignore_errors=True)
     saved, spec = False, ""
     if tuned[0] > current[0] and not dry_run:
         name = f"{collection}-{time.strftime('%Y%m%d-%H%M%S')}"
-        final = finetune_embedder(training_triples(workspace, target, queries, qrels),
-                                  models / name, epochs=epochs, seed=seed,
-                                  progress=report("training on all labels"))  # fmt: skip
+        final = finetune_embedder(
+            training_triples(workspace, target, queries, qrels),
+            models / name,
+            epochs=epochs,
+            seed=seed,
+            progress=report("training on all labels"),
+        )
         workspace.reindex(collection, final.spec)
         workspace.store.set_collection_settings(
             target.id, replace(settings, embedder=final.spec).to_json(), {}
         )
         saved, spec = True, final.spec
-    return EmbedderReport(collection, len(held), len(triples), current[0], tuned[0],
-                          current[1], tuned[1], time.perf_counter() - started, saved, spec,
-                          held_out_fold)  # fmt: skip
+    return EmbedderReport(
+        collection,
+        len(held),
+        len(triples),
+        current[0],
+        tuned[0],
+        current[1],
+        tuned[1],
+        time.perf_counter() - started,
+        saved,
+        spec,
+        held_out_fold,
+    )
 
 
-def _held_out_scores(workspace: Any, retriever: Retriever, target: Collection,
-                     held: dict[str, str], qrels: dict[str, dict[str, int]],
-                     settings: RetrievalSettings, embedder: Any) -> tuple[float, float]:  # fmt: skip
+def _held_out_scores(
+    workspace: Any,
+    retriever: Retriever,
+    target: Collection,
+    held: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    settings: RetrievalSettings,
+    embedder: Any,
+) -> tuple[float, float]:
     """Mean hybrid and dense nDCG@10 of the held-out queries; with ``embedder``, the
     vectors are that model's, computed in memory (the stored ones are not touched)."""
     if embedder is not None:
@@ -440,8 +519,11 @@ def _held_out_scores(workspace: Any, retriever: Retriever, target: Collection,
             found = Candidates(found.bm25, [(int(chunk_ids[i]), float(scores[i])) for i in top])
         sources = workspace.store.chunk_sources([c for c, _ in found.bm25 + found.dense])
         hybrid_run[qid] = _document_scores(retriever.rank(found, settings)[:DEPTH], sources)
-        dense_run[qid] = document_run([_Scored(sources[c], s) for c, s in found.dense
-                                       if c in sources])  # fmt: skip
+        dense_run[qid] = document_run(
+            [_Scored(sources[c], s) for c, s in found.dense if c in sources]
+        )
     judged = {q: qrels[q] for q in held}
-    return (evaluate_run(judged, hybrid_run)["mean"]["nDCG@10"],
-            evaluate_run(judged, dense_run)["mean"]["nDCG@10"])  # fmt: skip
+    return (
+        evaluate_run(judged, hybrid_run)["mean"]["nDCG@10"],
+        evaluate_run(judged, dense_run)["mean"]["nDCG@10"],
+    )

@@ -183,9 +183,14 @@ class Workspace:
         return self._ingest(locations, collection, progress, source, options, sync=True)
 
     def _ingest(
-        self, locations: Iterable[str | Path], collection: str,
-        progress: ProgressCallback | None, source: str | None, options: dict[str, Any], sync: bool,
-    ) -> IngestReport:  # fmt: skip
+        self,
+        locations: Iterable[str | Path],
+        collection: str,
+        progress: ProgressCallback | None,
+        source: str | None,
+        options: dict[str, Any],
+        sync: bool,
+    ) -> IngestReport:
         connectors = [connector_for(str(location), source, **options) for location in locations]
 
         def items() -> Iterator[SourceItem | Skipped]:
@@ -193,8 +198,12 @@ class Workspace:
                 yield from connector.items()
 
         def deletable() -> list[str]:
-            return [scope for c in connectors if sync or c.name != "files"
-                    for scope in c.complete_scopes()]  # fmt: skip
+            return [
+                scope
+                for c in connectors
+                if sync or c.name != "files"
+                for scope in c.complete_scopes()
+            ]
 
         # Files are listed up front (a known total gives the progress bar an ETA);
         # connectors stream, so an export is never held in memory whole.
@@ -213,9 +222,13 @@ class Workspace:
         embedder = self._collection_embedder(target)
         check_embedder(target, embedder)
         ingestor = Ingestor(
-            self.store, target, embedder, self.settings.chunk_tokens,
-            self.settings.chunk_overlap, self.settings.max_document_mb,
-        )  # fmt: skip
+            self.store,
+            target,
+            embedder,
+            self.settings.chunk_tokens,
+            self.settings.chunk_overlap,
+            self.settings.max_document_mb,
+        )
         report = ingestor.run(items, progress, delete_missing_under)
         self.refresh_indexes(collection)
         return report
@@ -233,13 +246,18 @@ class Workspace:
     def retriever(self) -> Retriever:
         """Search over the workspace's collections, each with its tuned settings if any."""
         defaults = RetrievalSettings(
-            fusion=self.settings.fusion, dense_weight=self.settings.dense_weight,
+            fusion=self.settings.fusion,
+            dense_weight=self.settings.dense_weight,
             min_relevance=self.settings.min_relevance,
-        )  # fmt: skip
+        )
         return Retriever(
-            self.store, self.indexes, self._collection_embedder, defaults, sparse=self.sparse,
+            self.store,
+            self.indexes,
+            self._collection_embedder,
+            defaults,
+            sparse=self.sparse,
             settings_for=self.tuned_settings,
-        )  # fmt: skip
+        )
 
     def tuned_settings(self, collection: Collection) -> RetrievalSettings | None:
         """The collection's own retrieval settings (``citewise tune``), if it has any."""
@@ -306,8 +324,9 @@ class Workspace:
     ) -> Answer:
         """The whole answer; ``caller`` and ``assistant`` are charged in the usage ledger
         (their budgets apply)."""
-        stream = self.ask_stream(question, collections, where, history, caller=caller,
-                                 assistant=assistant)  # fmt: skip
+        stream = self.ask_stream(
+            question, collections, where, history, caller=caller, assistant=assistant
+        )
         for _ in stream:
             pass
         assert stream.answer is not None

@@ -30,9 +30,12 @@ class CitewiseGroup(click.Group):
 
 @click.group(cls=CitewiseGroup)
 @click.option(
-    "--workspace", "-w", envvar="CITEWISE_WORKSPACE", type=click.Path(file_okay=False),
+    "--workspace",
+    "-w",
+    envvar="CITEWISE_WORKSPACE",
+    type=click.Path(file_okay=False),
     help="Workspace directory (default: $CITEWISE_WORKSPACE or a per-user data directory).",
-)  # fmt: skip
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
 @click.version_option(package_name="citewise")
 @click.pass_context

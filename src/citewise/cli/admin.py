@@ -59,8 +59,13 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.command()
 @model_options
 @click.pass_obj
-def doctor(ctx: Context, provider: str | None, model: str | None, base_url: str | None,
-           context_window: int | None) -> None:  # fmt: skip
+def doctor(
+    ctx: Context,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    context_window: int | None,
+) -> None:
     """Check the workspace, the models and the provider; say what to fix."""
     problems = 0
 
@@ -169,10 +174,16 @@ def _local_generation_check(model: str) -> None:
 
 
 @click.command()
-@click.option("--to", "target", required=True, metavar="URL",
-              help="The PostgreSQL database to copy into (postgresql://user@host/db).")  # fmt: skip
-@click.option("--keep-config", is_flag=True,
-              help="Copy only; the workspace keeps using its current store.")  # fmt: skip
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="The PostgreSQL database to copy into (postgresql://user@host/db).",
+)
+@click.option(
+    "--keep-config", is_flag=True, help="Copy only; the workspace keeps using its current store."
+)
 @click.pass_obj
 def migrate(ctx: Context, target: str, keep_config: bool) -> None:
     """Copy the workspace's documents, vectors, keys, feedback and ledger to another store.
@@ -187,8 +198,9 @@ def migrate(ctx: Context, target: str, keep_config: bool) -> None:
     columns = (TextColumn("[bold]Copying documents"), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=True) as bar:
         task = bar.add_task("copying", total=None)
-        report = workspace.migrate(target, switch=not keep_config,
-                                   progress=lambda source: bar.advance(task))  # fmt: skip
+        report = workspace.migrate(
+            target, switch=not keep_config, progress=lambda source: bar.advance(task)
+        )
     console.print(
         f"Copied {report.documents} documents ({report.chunks} chunks, vectors as stored) in "
         f"{report.collections} collections; {report.unchanged} were there already; "
@@ -242,8 +254,14 @@ def show_config(ctx: Context) -> None:
 @model_options
 @click.option("--question", default=DEMO_QUESTION, show_default=True)
 @click.pass_obj
-def demo(ctx: Context, provider: str | None, model: str | None, base_url: str | None,
-         context_window: int | None, question: str) -> None:  # fmt: skip
+def demo(
+    ctx: Context,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    context_window: int | None,
+    question: str,
+) -> None:
     """Index Python's own language reference (offline) and answer a question from it."""
     workspace = ctx.workspace(
         provider=provider, model=model, base_url=base_url, context_window=context_window

@@ -39,11 +39,21 @@ def evaluate() -> None:
 @click.option(
     "--output", type=click.Path(path_type=Path), help="Where to save per-query results (JSON)."
 )
-@click.option("--explain", "query_id",
-              help="Show one query: each mode's top documents and where the relevant ones sit.")  # fmt: skip
+@click.option(
+    "--explain",
+    "query_id",
+    help="Show one query: each mode's top documents and where the relevant ones sit.",
+)
 @click.pass_obj
-def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
-              modes: tuple[str, ...], output: Path | None, query_id: str | None) -> None:  # fmt: skip
+def retrieval(
+    ctx: Context,
+    dataset: Path,
+    collection: str | None,
+    split: str,
+    modes: tuple[str, ...],
+    output: Path | None,
+    query_id: str | None,
+) -> None:
     """nDCG@10, Recall@10/@100 and MRR@10 per retrieval mode on DATASET.
 
     DATASET is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a JSONL file of
@@ -51,8 +61,9 @@ def retrieval(ctx: Context, dataset: Path, collection: str | None, split: str,
     """
     workspace = ctx.workspace()
     if query_id is not None:
-        _print_explanation(explain_query(workspace, dataset, query_id, collection, split,
-                                         modes or MODES))  # fmt: skip
+        _print_explanation(
+            explain_query(workspace, dataset, query_id, collection, split, modes or MODES)
+        )
         return
     with progress_bar() as on_progress:
         report = evaluate_retrieval(
@@ -79,11 +90,16 @@ def _print_explanation(explained: QueryExplanation) -> None:
     relevant = ", ".join(f"{d} ({g})" for d, g in explained.relevant.items())
     console.print(f"relevant: {relevant}", markup=False)
     for mode, result in explained.modes.items():
-        table = Table("rank", "document", "score", "relevant",
-                      title=f"{mode} · nDCG@10 {result.ndcg10:.3f}")  # fmt: skip
+        table = Table(
+            "rank", "document", "score", "relevant", title=f"{mode} · nDCG@10 {result.ndcg10:.3f}"
+        )
         for rank, doc in enumerate(result.top, start=1):
-            table.add_row(str(rank), esc(doc.document), f"{doc.score:.4f}",
-                          str(doc.relevance) if doc.relevance else "")  # fmt: skip
+            table.add_row(
+                str(rank),
+                esc(doc.document),
+                f"{doc.score:.4f}",
+                str(doc.relevance) if doc.relevance else "",
+            )
         console.print(table)
         for document, rank in result.ranks.items():
             if rank is None or rank > len(result.top):
@@ -104,12 +120,27 @@ def _print_explanation(explained: QueryExplanation) -> None:
     "--output", type=click.Path(path_type=Path), help="Where to save per-question results (JSON)."
 )
 @model_options
-@click.option("--as", "caller", default="", envvar="CITEWISE_USER",
-              help="Charge the model calls (answers and judge) to this user or key name.")  # fmt: skip
+@click.option(
+    "--as",
+    "caller",
+    default="",
+    envvar="CITEWISE_USER",
+    help="Charge the model calls (answers and judge) to this user or key name.",
+)
 @click.pass_obj
-def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_provider: str | None,
-            judge_model: str | None, output: Path | None, provider: str | None, model: str | None,
-            base_url: str | None, context_window: int | None, caller: str) -> None:  # fmt: skip
+def answers(
+    ctx: Context,
+    questions: Path,
+    collections: tuple[str, ...],
+    judge_provider: str | None,
+    judge_model: str | None,
+    output: Path | None,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    context_window: int | None,
+    caller: str,
+) -> None:
     """Answer correctness, citation precision/recall and refusals on QUESTIONS (JSONL).
 
     Each line: {"question": ..., "answers": [...], "sources": [...]} or, for a question
@@ -128,9 +159,13 @@ def answers(ctx: Context, questions: Path, collections: tuple[str, ...], judge_p
         judge = workspace.chat_model(judge_settings)  # its calls are in the ledger too
     with console.status("Answering…") as status:
         report = evaluate_answers(
-            workspace, questions, list(collections) or None, judge,
-            lambda done, total: status.update(f"Answering… {done}/{total}"), caller,
-        )  # fmt: skip
+            workspace,
+            questions,
+            list(collections) or None,
+            judge,
+            lambda done, total: status.update(f"Answering… {done}/{total}"),
+            caller,
+        )
     table = Table(
         "measure", "value", title=f"{len(report.cases)} questions · model {esc(report.model)}"
     )

@@ -26,9 +26,13 @@ collection_option = click.option(
 
 
 @click.command()
-@click.option("--store", default="", metavar="URL",
-              help="Keep the data in this PostgreSQL database (postgresql://user@host/db; the "
-              "password from PGPASSWORD or ~/.pgpass) instead of the workspace's SQLite file.")  # fmt: skip
+@click.option(
+    "--store",
+    default="",
+    metavar="URL",
+    help="Keep the data in this PostgreSQL database (postgresql://user@host/db; the "
+    "password from PGPASSWORD or ~/.pgpass) instead of the workspace's SQLite file.",
+)
 @click.pass_obj
 def init(ctx: Context, store: str) -> None:
     """Create a workspace (other commands create one on first use)."""
@@ -42,16 +46,34 @@ def init(ctx: Context, store: str) -> None:
 
 
 source_option = click.option(
-    "--source", "-s", type=click.Choice(sorted(BUILTIN_CONNECTORS)), default=None,
+    "--source",
+    "-s",
+    type=click.Choice(sorted(BUILTIN_CONNECTORS)),
+    default=None,
     help="Kind of source (default: detected from each path or URL).",
-)  # fmt: skip
+)
 crawl_options = (
-    click.option("--max-pages", type=click.IntRange(min=1), help="Web: most pages to fetch (default 200)."),
-    click.option("--max-depth", type=click.IntRange(min=0), help="Web: most links from the start page (default 3)."),
-    click.option("--include-spam-trash", is_flag=True, default=None, help="Gmail: also ingest Spam and Trash."),
-    click.option("--whole-workspace", is_flag=True, default=None,
-                 help="Notion: the export is the whole workspace; pages of trees missing from it are deleted."),
-)  # fmt: skip
+    click.option(
+        "--max-pages", type=click.IntRange(min=1), help="Web: most pages to fetch (default 200)."
+    ),
+    click.option(
+        "--max-depth",
+        type=click.IntRange(min=0),
+        help="Web: most links from the start page (default 3).",
+    ),
+    click.option(
+        "--include-spam-trash",
+        is_flag=True,
+        default=None,
+        help="Gmail: also ingest Spam and Trash.",
+    ),
+    click.option(
+        "--whole-workspace",
+        is_flag=True,
+        default=None,
+        help="Notion: the export is the whole workspace; pages of trees missing from it are deleted.",
+    ),
+)
 
 
 def connector_options(function: Any) -> Any:
@@ -65,8 +87,9 @@ def connector_options(function: Any) -> Any:
 @collection_option
 @connector_options
 @click.pass_obj
-def ingest(ctx: Context, paths: tuple[str, ...], collection: str, source: str | None,
-           **options: Any) -> None:  # fmt: skip
+def ingest(
+    ctx: Context, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
+) -> None:
     """Add files, folders, exports (Slack, Notion, Gmail .mbox, Drive Takeout) or a website URL.
 
     Files: Markdown, text, reST, HTML, PDF, DOCX, XLSX, PPTX, code, transcripts (SRT, WebVTT,
@@ -85,8 +108,9 @@ def ingest(ctx: Context, paths: tuple[str, ...], collection: str, source: str | 
 @collection_option
 @connector_options
 @click.pass_obj
-def sync(ctx: Context, paths: tuple[str, ...], collection: str, source: str | None,
-         **options: Any) -> None:  # fmt: skip
+def sync(
+    ctx: Context, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
+) -> None:
     """Like ingest, and remove documents whose files are gone."""
     workspace = ctx.workspace()
     given = {k: v for k, v in options.items() if v is not None}
@@ -119,10 +143,14 @@ def reindex(ctx: Context, collection: str, embedder: str | None) -> None:
 @contextmanager
 def progress_bar() -> Any:
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[chunks]} chunks"), TextColumn("{task.fields[rate]} tok/s"),
-        TextColumn("{task.fields[audio]}"), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[chunks]} chunks"),
+        TextColumn("{task.fields[rate]} tok/s"),
+        TextColumn("{task.fields[audio]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=errors, transient=True) as bar:
         task = bar.add_task("Ingesting", total=None, chunks=0, rate="-", audio="")
         state = {"chunks": 0, "audio": 0.0}
@@ -133,10 +161,20 @@ def progress_bar() -> Any:
             elapsed = bar.tasks[task].elapsed or 0
             rate = f"{event.tokens / elapsed:,.0f}" if elapsed > 0 and event.tokens else "-"
             # Recordings: minutes transcribed, and the real-time factor of the run so far.
-            audio = (f"{state['audio'] / 60:,.1f} audio min, real-time factor "
-                     f"{elapsed / state['audio']:.3f}" if state["audio"] else "")  # fmt: skip
-            bar.update(task, total=event.total, completed=event.done, chunks=state["chunks"],
-                       rate=rate, audio=audio)  # fmt: skip
+            audio = (
+                f"{state['audio'] / 60:,.1f} audio min, real-time factor "
+                f"{elapsed / state['audio']:.3f}"
+                if state["audio"]
+                else ""
+            )
+            bar.update(
+                task,
+                total=event.total,
+                completed=event.done,
+                chunks=state["chunks"],
+                rate=rate,
+                audio=audio,
+            )
 
         yield on_progress
 
@@ -151,8 +189,10 @@ def print_report(report: IngestReport) -> None:
     rate = report.tokens / report.seconds if report.seconds else 0
     audio = ""
     if report.audio_seconds:
-        audio = (f" · {report.audio_seconds / 60:,.1f} min of recordings transcribed "
-                 f"(real-time factor {report.seconds / report.audio_seconds:.3f})")  # fmt: skip
+        audio = (
+            f" · {report.audio_seconds / 60:,.1f} min of recordings transcribed "
+            f"(real-time factor {report.seconds / report.audio_seconds:.3f})"
+        )
     console.print(
         f"{', '.join(parts)} · {report.chunks} chunks, {report.tokens:,} tokens "
         f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s){audio}"

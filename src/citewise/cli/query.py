@@ -17,9 +17,11 @@ collections_option = click.option(
     help="Limit to these collections (repeatable).",
 )
 where_option = click.option(
-    "--where", multiple=True, metavar="KEY=VALUE",
+    "--where",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Filter on document metadata, e.g. language=python or source='docs/*' (repeatable).",
-)  # fmt: skip
+)
 
 
 def parse_where(pairs: tuple[str, ...]) -> dict[str, Any] | None:
@@ -42,8 +44,15 @@ def parse_where(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 @where_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def search(ctx: Context, query: str, k: int, mode: str, collections: tuple[str, ...],
-           where: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
+def search(
+    ctx: Context,
+    query: str,
+    k: int,
+    mode: str,
+    collections: tuple[str, ...],
+    where: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Show the passages that best match QUERY, with their sources."""
     hits = ctx.workspace().search(query, k, collections or None, mode, parse_where(where))  # type: ignore[arg-type]
     if as_json:
@@ -72,18 +81,32 @@ def print_hit(rank: int, hit: Hit) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole answer as JSON (no streaming)."
 )
-@click.option("--as", "caller", default="", envvar="CITEWISE_USER",
-              help="Charge the model calls to this user or key name (its budgets apply).")  # fmt: skip
+@click.option(
+    "--as",
+    "caller",
+    default="",
+    envvar="CITEWISE_USER",
+    help="Charge the model calls to this user or key name (its budgets apply).",
+)
 @click.pass_obj
-def ask(ctx: Context, question: str, collections: tuple[str, ...], where: tuple[str, ...],
-        provider: str | None, model: str | None, base_url: str | None, context_window: int | None,
-        verbose: bool, as_json: bool, caller: str) -> None:  # fmt: skip
+def ask(
+    ctx: Context,
+    question: str,
+    collections: tuple[str, ...],
+    where: tuple[str, ...],
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    context_window: int | None,
+    verbose: bool,
+    as_json: bool,
+    caller: str,
+) -> None:
     """Answer QUESTION from your documents, citing sources as [1], [2]."""
     workspace = ctx.workspace(
         provider=provider, model=model, base_url=base_url, context_window=context_window
     )
-    stream = workspace.ask_stream(question, collections or None, parse_where(where),
-                                  caller=caller)  # fmt: skip
+    stream = workspace.ask_stream(question, collections or None, parse_where(where), caller=caller)
     for delta in stream:
         if not as_json:
             console.out(delta, end="", highlight=False)

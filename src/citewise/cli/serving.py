@@ -13,18 +13,34 @@ from .common import Context, console, errors, esc, to_json
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind; anything but loopback requires API keys.")  # fmt: skip
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; anything but loopback requires API keys.",
+)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--auth/--no-auth", default=None,
-              help="Require API keys (default: on as soon as any key exists).")  # fmt: skip
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
-@click.option("--batching/--no-batching", default=True, show_default=True,
-              help="Share embedder calls between concurrent requests.")  # fmt: skip
+@click.option(
+    "--auth/--no-auth",
+    default=None,
+    help="Require API keys (default: on as soon as any key exists).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--batching/--no-batching",
+    default=True,
+    show_default=True,
+    help="Share embedder calls between concurrent requests.",
+)
 @click.pass_obj
-def serve(ctx: Context, host: str, port: int, auth: bool | None, log_level: str,
-          batching: bool) -> None:  # fmt: skip
+def serve(
+    ctx: Context, host: str, port: int, auth: bool | None, log_level: str, batching: bool
+) -> None:
     """Serve the workspace: an OpenAI-compatible API at /v1 and a web UI at /."""
     from ..server import serve as run_server
 
@@ -43,21 +59,33 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", required=True, help="A name for the key (shown in logs and metrics).")
-@click.option("--collections", default="*", show_default=True,
-              help="Comma-separated collections the key may use; * for all.")  # fmt: skip
-@click.option("--scopes", default="ask", show_default=True,
-              help=f"Comma-separated scopes: {', '.join(SCOPES)}.")  # fmt: skip
+@click.option(
+    "--collections",
+    default="*",
+    show_default=True,
+    help="Comma-separated collections the key may use; * for all.",
+)
+@click.option(
+    "--scopes",
+    default="ask",
+    show_default=True,
+    help=f"Comma-separated scopes: {', '.join(SCOPES)}.",
+)
 @click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute (default: no limit).")
 @click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute (default: no limit).")
 @click.pass_obj
-def create(ctx: Context, name: str, collections: str, scopes: str, rpm: int | None,
-           tpm: int | None) -> None:  # fmt: skip
+def create(
+    ctx: Context, name: str, collections: str, scopes: str, rpm: int | None, tpm: int | None
+) -> None:
     """Create a key and print it once; only its hash is stored."""
-    key, record = create_key(ctx.workspace().store, name, _split(collections), _split(scopes),
-                             rpm, tpm)  # fmt: skip
-    errors.print(f"Created key {record.name!r} for collections {', '.join(record.collections)} "
-                 f"with scopes {', '.join(record.scopes)}. It is shown only now:",
-                 markup=False)  # fmt: skip
+    key, record = create_key(
+        ctx.workspace().store, name, _split(collections), _split(scopes), rpm, tpm
+    )
+    errors.print(
+        f"Created key {record.name!r} for collections {', '.join(record.collections)} "
+        f"with scopes {', '.join(record.scopes)}. It is shown only now:",
+        markup=False,
+    )
     console.out(key)
 
 
@@ -73,9 +101,16 @@ def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
         return
     table = Table("name", "prefix", "collections", "scopes", "rpm", "tpm", "created", "revoked")
     for r in records:
-        table.add_row(esc(r.name), esc(r.prefix + "…"), esc(",".join(r.collections)),
-                      esc(",".join(r.scopes)), str(r.rpm or "-"), str(r.tpm or "-"),
-                      esc(r.created_at), esc(r.revoked_at or ""))  # fmt: skip
+        table.add_row(
+            esc(r.name),
+            esc(r.prefix + "…"),
+            esc(",".join(r.collections)),
+            esc(",".join(r.scopes)),
+            str(r.rpm or "-"),
+            str(r.tpm or "-"),
+            esc(r.created_at),
+            esc(r.revoked_at or ""),
+        )
     console.print(table)
 
 

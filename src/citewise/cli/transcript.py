@@ -21,10 +21,13 @@ from ..transcripts import (
 from .common import Context, console, errors, esc, model_options, one_line, to_json
 
 collection_option = click.option(
-    "--collection", "-c", default="default", show_default=True,
+    "--collection",
+    "-c",
+    default="default",
+    show_default=True,
     help="Collection the recording or transcript was ingested into (else SOURCE is read "
     "as a file: a recording is transcribed first).",
-)  # fmt: skip
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -40,13 +43,24 @@ def transcript_group() -> None:
 @transcript_group.command("clean")
 @click.argument("source")
 @collection_option
-@click.option("--format", "form", type=click.Choice(["text", "vtt", "srt", "json"]),
-              default="text", show_default=True, help="Output format.")  # fmt: skip
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of standard output.")  # fmt: skip
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["text", "vtt", "srt", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
 @click.pass_obj
-def clean_command(ctx: Context, source: str, collection: str, form: str,
-                  output: Path | None) -> None:  # fmt: skip
+def clean_command(
+    ctx: Context, source: str, collection: str, form: str, output: Path | None
+) -> None:
     """Remove filler words ("um", "uh", ", you know,"), cut-off words and repeated words.
 
     The JSON lists each cut (kind, words, character offsets) beside the cleaned text and
@@ -65,21 +79,36 @@ def clean_command(ctx: Context, source: str, collection: str, form: str,
 def _clean_output(transcript: Transcript, cleaned: Sequence[CleanPassage], form: str) -> str:
     kept = [c for c in cleaned if c.text]
     if form == "json":
-        return to_json({"source": transcript.source, "title": transcript.title,
-                        "passages": [_clean_json(c) for c in cleaned]}) + "\n"  # fmt: skip
+        return (
+            to_json(
+                {
+                    "source": transcript.source,
+                    "title": transcript.title,
+                    "passages": [_clean_json(c) for c in cleaned],
+                }
+            )
+            + "\n"
+        )
     if form == "srt":
         import srt
 
-        return srt.compose([srt.Subtitle(n, timedelta(seconds=c.passage.start),
-                                         timedelta(seconds=c.passage.end), _said(c))
-                            for n, c in enumerate(kept, start=1)])  # fmt: skip
+        return srt.compose(
+            [
+                srt.Subtitle(
+                    n,
+                    timedelta(seconds=c.passage.start),
+                    timedelta(seconds=c.passage.end),
+                    _said(c),
+                )
+                for n, c in enumerate(kept, start=1)
+            ]
+        )
     if form == "vtt":
         lines = ["WEBVTT", ""]
         for c in kept:
             lines += [f"{clock(c.passage.start)}.000 --> {clock(c.passage.end)}.000", _said(c), ""]
         return "\n".join(lines)
-    return "".join(f"[{clock(c.passage.start)}-{clock(c.passage.end)}] {_said(c)}\n"
-                   for c in kept)  # fmt: skip
+    return "".join(f"[{clock(c.passage.start)}-{clock(c.passage.end)}] {_said(c)}\n" for c in kept)
 
 
 def _said(c: CleanPassage) -> str:
@@ -88,34 +117,72 @@ def _said(c: CleanPassage) -> str:
 
 def _clean_json(c: CleanPassage) -> dict:
     p = c.passage
-    return {"number": p.number, "start_seconds": p.start, "end_seconds": p.end,
-            "speaker": p.speaker, "text": c.text, "original": p.text,
-            "cuts": [{"kind": k.kind, "text": k.text, "start": k.start, "end": k.end}
-                     for k in c.cuts]}  # fmt: skip
+    return {
+        "number": p.number,
+        "start_seconds": p.start,
+        "end_seconds": p.end,
+        "speaker": p.speaker,
+        "text": c.text,
+        "original": p.text,
+        "cuts": [{"kind": k.kind, "text": k.text, "start": k.start, "end": k.end} for k in c.cuts],
+    }
 
 
 @transcript_group.command("chapters")
 @click.argument("source")
 @collection_option
-@click.option("--count", "-n", type=click.IntRange(min=1),
-              help="Exactly this many chapters (default: one per topic change found).")  # fmt: skip
-@click.option("--min-seconds", default=60, show_default=True, type=click.IntRange(min=0),
-              help="Shortest chapter.")  # fmt: skip
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(min=1),
+    help="Exactly this many chapters (default: one per topic change found).",
+)
+@click.option(
+    "--min-seconds",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Shortest chapter.",
+)
 @model_options
 @json_option
 @click.pass_obj
-def chapters_command(ctx: Context, source: str, collection: str, count: int | None,
-                     min_seconds: int, provider: str | None, model: str | None,
-                     base_url: str | None, context_window: int | None, as_json: bool) -> None:  # fmt: skip
+def chapters_command(
+    ctx: Context,
+    source: str,
+    collection: str,
+    count: int | None,
+    min_seconds: int,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    context_window: int | None,
+    as_json: bool,
+) -> None:
     """Split SOURCE where its topic changes and title each chapter with the chat model."""
-    workspace = ctx.workspace(provider=provider, model=model, base_url=base_url,
-                              context_window=context_window)  # fmt: skip
+    workspace = ctx.workspace(
+        provider=provider, model=model, base_url=base_url, context_window=context_window
+    )
     transcript = load_transcript(workspace, source, collection)
     found = chapters(transcript, workspace.embedder(), workspace.chat_model(), count, min_seconds)
     if as_json:
-        click.echo(to_json({"source": transcript.source, "chapters": [
-            {"number": c.number, "title": c.title, "start_seconds": c.start,
-             "end_seconds": c.end, "passages": list(c.passages)} for c in found]}))  # fmt: skip
+        click.echo(
+            to_json(
+                {
+                    "source": transcript.source,
+                    "chapters": [
+                        {
+                            "number": c.number,
+                            "title": c.title,
+                            "start_seconds": c.start,
+                            "end_seconds": c.end,
+                            "passages": list(c.passages),
+                        }
+                        for c in found
+                    ],
+                }
+            )
+        )
         return
     console.print(f"[bold]{esc(transcript.title)}[/bold]: {len(found)} chapters")
     for c in found:
@@ -125,37 +192,73 @@ def chapters_command(ctx: Context, source: str, collection: str, count: int | No
 @transcript_group.command("classify")
 @click.argument("source")
 @collection_option
-@click.option("--labels", "-l", required=True, multiple=True,
-              help="The labels, comma-separated or repeated: --labels pricing,bug,other.")  # fmt: skip
-@click.option("--method", type=click.Choice(METHODS), default="auto", show_default=True,
-              help="model: the chat model, constrained to the labels; embeddings: the label "
-              "nearest each passage; auto: embeddings for a local model, else model.")  # fmt: skip
+@click.option(
+    "--labels",
+    "-l",
+    required=True,
+    multiple=True,
+    help="The labels, comma-separated or repeated: --labels pricing,bug,other.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="auto",
+    show_default=True,
+    help="model: the chat model, constrained to the labels; embeddings: the label "
+    "nearest each passage; auto: embeddings for a local model, else model.",
+)
 @model_options
 @json_option
 @click.pass_obj
-def classify_command(ctx: Context, source: str, collection: str, labels: tuple[str, ...],
-                     method: str, provider: str | None, model: str | None, base_url: str | None,
-                     context_window: int | None, as_json: bool) -> None:  # fmt: skip
+def classify_command(
+    ctx: Context,
+    source: str,
+    collection: str,
+    labels: tuple[str, ...],
+    method: str,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    context_window: int | None,
+    as_json: bool,
+) -> None:
     """Label each passage of SOURCE with one of the given labels."""
-    workspace = ctx.workspace(provider=provider, model=model, base_url=base_url,
-                              context_window=context_window)  # fmt: skip
+    workspace = ctx.workspace(
+        provider=provider, model=model, base_url=base_url, context_window=context_window
+    )
     transcript = load_transcript(workspace, source, collection)
     names = [name for group in labels for name in group.split(",")]
-    labelled, used = classify(transcript, names, workspace.embedder(), workspace.chat_model(),
-                              method)  # fmt: skip
+    labelled, used = classify(
+        transcript, names, workspace.embedder(), workspace.chat_model(), method
+    )
     if as_json:
-        click.echo(to_json({"source": transcript.source, "method": used, "passages": [
-            {"number": x.passage.number, "start_seconds": x.passage.start,
-             "end_seconds": x.passage.end, "label": x.label, "score": x.score}
-            for x in labelled]}))  # fmt: skip
+        click.echo(
+            to_json(
+                {
+                    "source": transcript.source,
+                    "method": used,
+                    "passages": [
+                        {
+                            "number": x.passage.number,
+                            "start_seconds": x.passage.start,
+                            "end_seconds": x.passage.end,
+                            "label": x.label,
+                            "score": x.score,
+                        }
+                        for x in labelled
+                    ],
+                }
+            )
+        )
         return
     console.print(
         f"[bold]{esc(transcript.title)}[/bold]: {len(labelled)} passages (by {esc(used)})"
     )
     for x in labelled:
         p = x.passage
-        console.print(f"{clock(p.start)}-{clock(p.end)}  {x.label:<18} {one_line(p.text, 90)}",
-                      markup=False)  # fmt: skip
+        console.print(
+            f"{clock(p.start)}-{clock(p.end)}  {x.label:<18} {one_line(p.text, 90)}", markup=False
+        )
 
 
 COMMANDS = [transcript_group]

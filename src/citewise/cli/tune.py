@@ -23,11 +23,15 @@ from .common import Context, console, errors, esc, to_json
 
 @click.command("tune")
 @click.argument("labels", required=False, type=click.Path(exists=True, path_type=Path))
-@click.option("--collection", "-c",
-              help="Collection to tune (default: beir-<name> for BEIR, else default).")  # fmt: skip
+@click.option(
+    "--collection", "-c", help="Collection to tune (default: beir-<name> for BEIR, else default)."
+)
 @click.option("--split", default="train", show_default=True, help="BEIR qrels split.")
-@click.option("--feedback", is_flag=True,
-              help="Also learn from the server's 👍/👎 answer feedback (alone when no LABELS).")  # fmt: skip
+@click.option(
+    "--feedback",
+    is_flag=True,
+    help="Also learn from the server's 👍/👎 answer feedback (alone when no LABELS).",
+)
 @click.option("--folds", default=5, show_default=True, help="Cross-validation folds.")
 @click.option("--dry-run", is_flag=True, help="Report only; save nothing.")
 @click.option("--show", is_flag=True, help="Show the collection's tuned settings and stop.")
@@ -42,9 +46,20 @@ from .common import Context, console, errors, esc, to_json
 @click.option("--epochs", default=3, show_default=True, help="Fine-tuning epochs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def tune_command(ctx: Context, labels: Path | None, collection: str | None, split: str,
-                 feedback: bool, folds: int, dry_run: bool, show: bool, forget: bool,
-                 finetune: bool, epochs: int, as_json: bool) -> None:  # fmt: skip
+def tune_command(
+    ctx: Context,
+    labels: Path | None,
+    collection: str | None,
+    split: str,
+    feedback: bool,
+    folds: int,
+    dry_run: bool,
+    show: bool,
+    forget: bool,
+    finetune: bool,
+    epochs: int,
+    as_json: bool,
+) -> None:
     """Learn a collection's retrieval settings from labelled queries.
 
     LABELS is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a JSONL file of
@@ -58,8 +73,9 @@ def tune_command(ctx: Context, labels: Path | None, collection: str | None, spli
         name = collection or "default"
         if forget:
             had = reset(workspace, name)
-            console.print(f"{name}: tuned settings {'removed' if had else 'were not set'}",
-                          markup=False)  # fmt: skip
+            console.print(
+                f"{name}: tuned settings {'removed' if had else 'were not set'}", markup=False
+            )
             return
         saved = workspace.store.collection_settings(workspace.collection(name, create=False).id)
         console.print_json(json.dumps(saved[0] if saved else None))
@@ -77,16 +93,24 @@ def tune_command(ctx: Context, labels: Path | None, collection: str | None, spli
         queries, qrels = {**queries, **more_queries}, {**qrels, **more_qrels}
     with console.status("Searching…") as status:
         report = tune(
-            workspace, (queries, qrels), collection, folds, dry_run,
+            workspace,
+            (queries, qrels),
+            collection,
+            folds,
+            dry_run,
             lambda done, total: status.update(f"Searching… {done}/{total} labelled queries"),
-        )  # fmt: skip
+        )
     embedder = None
     if finetune:
         with console.status("Fine-tuning the embedder…") as status:
             embedder = tune_embedder(
-                workspace, (queries, qrels), collection, epochs, dry_run,
+                workspace,
+                (queries, qrels),
+                collection,
+                epochs,
+                dry_run,
                 lambda stage, done, total: status.update(f"Fine-tuning: {stage} {done}/{total}"),
-            )  # fmt: skip
+            )
     if as_json:
         body = report.to_json() | ({"embedder": embedder.to_json()} if embedder else {})
         click.echo(to_json(body))
@@ -97,8 +121,10 @@ def tune_command(ctx: Context, labels: Path | None, collection: str | None, spli
 
 
 def _print(report: TuneReport, dry_run: bool) -> None:
-    title = (f"{report.queries} labelled queries · {len(report.folds)} folds · "
-             f"{report.combinations} combinations · collection {esc(report.collection)}")  # fmt: skip
+    title = (
+        f"{report.queries} labelled queries · {len(report.folds)} folds · "
+        f"{report.combinations} combinations · collection {esc(report.collection)}"
+    )
     table = Table("held-out fold", "queries", "current nDCG@10", "tuned nDCG@10", title=title)
     for number, fold in enumerate(report.folds, start=1):
         table.add_row(str(number), str(fold.queries), f"{fold.current:.3f}", f"{fold.tuned:.3f}")
@@ -112,8 +138,9 @@ def _print(report: TuneReport, dry_run: bool) -> None:
         f"{after.others_dropped:.0%} (F2 {after.f2:.3f})"
     )
     changed = {k: v for k, v in report.chosen.items() if report.current.get(k) != v}
-    console.print("chosen: " + (json.dumps(changed) if changed else "the current settings"),
-                  markup=False)  # fmt: skip
+    console.print(
+        "chosen: " + (json.dumps(changed) if changed else "the current settings"), markup=False
+    )
     for note in report.notes:
         errors.print(f"[yellow]note:[/yellow] {esc(note)}")
     if report.saved:
@@ -130,8 +157,9 @@ def _print_embedder(report: EmbedderReport, dry_run: bool) -> None:
         f"dense {report.dense_before:.3f} → {report.dense_after:.3f}"
     )
     if report.saved:
-        console.print(f"collection {report.collection} re-embedded with {report.embedder}",
-                      markup=False)  # fmt: skip
+        console.print(
+            f"collection {report.collection} re-embedded with {report.embedder}", markup=False
+        )
     elif report.after <= report.before:
         errors.print("[yellow]note:[/yellow] the fine-tuned embedder did not help; not saved")
     elif dry_run:

@@ -10,8 +10,14 @@ from .common import Context, console, errors, esc, to_json
 
 
 @click.command()
-@click.option("--by", "group_by", type=click.Choice(GROUPS), default="key", show_default=True,
-              help="Group the calls by this.")  # fmt: skip
+@click.option(
+    "--by",
+    "group_by",
+    type=click.Choice(GROUPS),
+    default="key",
+    show_default=True,
+    help="Group the calls by this.",
+)
 @click.option(
     "--since", help="Only calls at or after this ISO date or time (UTC), e.g. 2026-12-01."
 )
@@ -19,8 +25,9 @@ from .common import Context, console, errors, esc, to_json
 @click.option("--calls", is_flag=True, help="List every call instead of totals.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def usage(ctx: Context, group_by: str, since: str | None, key: str | None, calls: bool,
-          as_json: bool) -> None:  # fmt: skip
+def usage(
+    ctx: Context, group_by: str, since: str | None, key: str | None, calls: bool, as_json: bool
+) -> None:
     """Model calls from the usage ledger: tokens, cost and status, by key, model or day."""
     ledger = ctx.workspace().ledger
     if calls:
@@ -28,13 +35,29 @@ def usage(ctx: Context, group_by: str, since: str | None, key: str | None, calls
         if as_json:
             console.out(to_json([row for row in rows]))
             return
-        table = Table("time", "key", "purpose", "target", "status", "prompt", "completion",
-                      "cost $", "seconds")  # fmt: skip
+        table = Table(
+            "time",
+            "key",
+            "purpose",
+            "target",
+            "status",
+            "prompt",
+            "completion",
+            "cost $",
+            "seconds",
+        )
         for r in rows:
-            table.add_row(esc(r.at[:19]), esc(r.key or "-"), esc(r.purpose), esc(r.target),
-                          esc(r.status),
-                          f"{r.prompt_tokens}{'~' if r.estimated else ''}", str(r.completion_tokens),
-                          _usd(r.cost_usd), f"{r.latency_s:.2f}")  # fmt: skip
+            table.add_row(
+                esc(r.at[:19]),
+                esc(r.key or "-"),
+                esc(r.purpose),
+                esc(r.target),
+                esc(r.status),
+                f"{r.prompt_tokens}{'~' if r.estimated else ''}",
+                str(r.completion_tokens),
+                _usd(r.cost_usd),
+                f"{r.latency_s:.2f}",
+            )
         console.print(table)
         return
     summary = ledger.summary(group_by, since, key)
@@ -42,14 +65,28 @@ def usage(ctx: Context, group_by: str, since: str | None, key: str | None, calls
         console.out(to_json(summary))
         return
     # Cancelled: stopped early on purpose (the answer checks, or the reader left).
-    table = Table(group_by, "calls", "cancelled", "failed", "prompt tokens",
-                  "completion tokens", "cached", "cost $")  # fmt: skip
+    table = Table(
+        group_by,
+        "calls",
+        "cancelled",
+        "failed",
+        "prompt tokens",
+        "completion tokens",
+        "cached",
+        "cost $",
+    )
     for row in summary:
         cost = _usd(row["cost_usd"]) + (" + unpriced" if row["unpriced_calls"] else "")
-        table.add_row(esc(row[group_by] or "-"), str(row["calls"]), str(row["cancelled"]),
-                      str(row["failed"]),
-                      f"{row['prompt_tokens']:,}", f"{row['completion_tokens']:,}",
-                      f"{row['cached_tokens']:,}", cost)  # fmt: skip
+        table.add_row(
+            esc(row[group_by] or "-"),
+            str(row["calls"]),
+            str(row["cancelled"]),
+            str(row["failed"]),
+            f"{row['prompt_tokens']:,}",
+            f"{row['completion_tokens']:,}",
+            f"{row['cached_tokens']:,}",
+            cost,
+        )
     console.print(table)
     if not summary:
         errors.print("No model calls recorded yet.")
@@ -71,8 +108,9 @@ def budgets() -> None:
 @click.option("--per", "period", type=click.Choice(PERIODS), default="day", show_default=True)
 @click.option("--soft", is_flag=True, help="Report overruns but let calls through.")
 @click.pass_obj
-def set_budget(ctx: Context, subject: str, usd: float | None, tokens: int | None, period: str,
-               soft: bool) -> None:  # fmt: skip
+def set_budget(
+    ctx: Context, subject: str, usd: float | None, tokens: int | None, period: str, soft: bool
+) -> None:
     """Set a budget for SUBJECT: key:NAME or assistant:NAME (a user given with --as is a key)."""
     kind, name = _subject(subject)
     if (usd is None) == (tokens is None):
@@ -95,8 +133,9 @@ def list_budgets(ctx: Context, as_json: bool) -> None:
     table = Table("subject", "limit", "per", "kind")
     for r in rules:
         limit = f"${r.amount:g}" if r.metric == "usd" else f"{r.amount:,.0f} tokens"
-        table.add_row(esc(f"{r.kind}:{r.subject}"), limit, esc(r.period),
-                      "hard" if r.hard else "soft")  # fmt: skip
+        table.add_row(
+            esc(f"{r.kind}:{r.subject}"), limit, esc(r.period), "hard" if r.hard else "soft"
+        )
     console.print(table)
 
 

@@ -50,8 +50,10 @@ class Archive:
         self._zips.append(archive)
         self._inflated += sum(info.file_size for info in archive.infolist())
         if self._inflated > MAX_TOTAL_BYTES:
-            raise ArchiveTooLarge(f"the archive inflates to {_mb(self._inflated)}, over the "
-                                  f"{_mb(MAX_TOTAL_BYTES)} limit (a zip bomb?)")  # fmt: skip
+            raise ArchiveTooLarge(
+                f"the archive inflates to {_mb(self._inflated)}, over the "
+                f"{_mb(MAX_TOTAL_BYTES)} limit (a zip bomb?)"
+            )
         for info in archive.infolist():
             if info.is_dir() or os_metadata(info.filename):
                 continue
@@ -88,8 +90,10 @@ class Archive:
 
 def _check_member(info: zipfile.ZipInfo) -> None:
     if info.file_size > MAX_MEMBER_BYTES:
-        raise ArchiveTooLarge(f"{info.filename} inflates to {_mb(info.file_size)}, over the "
-                              f"{_mb(MAX_MEMBER_BYTES)} limit for one file in an archive")  # fmt: skip
+        raise ArchiveTooLarge(
+            f"{info.filename} inflates to {_mb(info.file_size)}, over the "
+            f"{_mb(MAX_MEMBER_BYTES)} limit for one file in an archive"
+        )
 
 
 def _mb(size: int) -> str:

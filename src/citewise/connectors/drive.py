@@ -23,8 +23,11 @@ from .base import BaseConnector
 
 _PART = re.compile(r"^(?P<stem>.+)-(?P<n>\d{3})\.zip$", re.I)
 DRIVE_DIR = re.compile(r"^(?:.*/)?Takeout/(?:Drive|Google Drive)/", re.I)
-CONVERTED = {".docx": "Google Docs or Word", ".xlsx": "Google Sheets or Excel",
-             ".pptx": "Google Slides or PowerPoint"}  # fmt: skip
+CONVERTED = {
+    ".docx": "Google Docs or Word",
+    ".xlsx": "Google Sheets or Excel",
+    ".pptx": "Google Slides or PowerPoint",
+}
 
 
 class DriveTakeout(BaseConnector):
@@ -34,9 +37,11 @@ class DriveTakeout(BaseConnector):
     def detect(cls, location: str) -> bool:
         path = Path(location).expanduser()
         if path.is_dir():
-            return (path / "Takeout" / "Drive").is_dir() or (
-                path.name.lower() == "takeout" and (path / "Drive").is_dir()
-            ) or any(_PART.match(p.name) and _is_drive_zip(p) for p in path.glob("*.zip"))  # fmt: skip
+            return (
+                (path / "Takeout" / "Drive").is_dir()
+                or (path.name.lower() == "takeout" and (path / "Drive").is_dir())
+                or any(_PART.match(p.name) and _is_drive_zip(p) for p in path.glob("*.zip"))
+            )
         return path.suffix.lower() == ".zip" and _is_drive_zip(path)
 
     def items(self) -> Iterator[SourceItem | Skipped]:
@@ -90,9 +95,13 @@ class DriveTakeout(BaseConnector):
         source = f"drive://{relative}"
         content_hash = hashlib.sha256(data).hexdigest()
         folders = tuple(PurePosixPath(relative).parts[:-1])
-        metadata = {"source_type": "drive", "path": relative, "folder": "/".join(folders),
-                    "format": CONVERTED.get(PurePosixPath(filename).suffix.lower(), "file"),
-                    "updated_at": archive.modified(name).isoformat()}  # fmt: skip
+        metadata = {
+            "source_type": "drive",
+            "path": relative,
+            "folder": "/".join(folders),
+            "format": CONVERTED.get(PurePosixPath(filename).suffix.lower(), "file"),
+            "updated_at": archive.modified(name).isoformat(),
+        }
 
         def load() -> Document:
             with tempfile.TemporaryDirectory() as tmp:
@@ -100,10 +109,22 @@ class DriveTakeout(BaseConnector):
                 local.write_bytes(data)
                 parsed = parse_file(local)
             title = PurePosixPath(filename).stem  # the name the file has in Drive
-            blocks = [Block(b.start, b.end, (title, *b.heading_path) if b.heading_path[:1] != (title,)
-                            else b.heading_path, b.page, b.kind) for b in parsed.blocks]  # fmt: skip
-            return document_from_parsed(source, ParsedDocument(parsed.text, blocks, title, parsed.metadata),
-                                        content_hash, metadata)  # fmt: skip
+            blocks = [
+                Block(
+                    b.start,
+                    b.end,
+                    (title, *b.heading_path) if b.heading_path[:1] != (title,) else b.heading_path,
+                    b.page,
+                    b.kind,
+                )
+                for b in parsed.blocks
+            ]
+            return document_from_parsed(
+                source,
+                ParsedDocument(parsed.text, blocks, title, parsed.metadata),
+                content_hash,
+                metadata,
+            )
 
         return SourceItem(source=source, content_hash=content_hash, load=load)
 

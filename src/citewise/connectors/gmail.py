@@ -72,8 +72,12 @@ class GmailMbox(BaseConnector):
         self._complete, self._incomplete = [], set()
         try:
             if not _starts_like_mbox(path):
-                yield Skipped(str(path), "not an mbox file: it must start with a 'From ' line "
-                              "(Gmail exports mail as .mbox files in Google Takeout)", failed=True)  # fmt: skip
+                yield Skipped(
+                    str(path),
+                    "not an mbox file: it must start with a 'From ' line "
+                    "(Gmail exports mail as .mbox files in Google Takeout)",
+                    failed=True,
+                )
                 return
             box = mailbox.mbox(path, create=False)
             threads, owner, problems = self._index(box, path)
@@ -109,9 +113,15 @@ class GmailMbox(BaseConnector):
                 date = _date(headers.get("Date"))
                 thrid = str(headers.get("X-GM-THRID") or "").strip() or None
                 references = _ids(str(headers.get("References") or "")) + _ids(
-                    str(headers.get("In-Reply-To") or ""))  # fmt: skip
-                labels = [x.strip() for x in str(headers.get("X-Gmail-Labels")
-                          or headers.get("X-GM-LABELS") or "").split(",") if x.strip()]  # fmt: skip
+                    str(headers.get("In-Reply-To") or "")
+                )
+                labels = [
+                    x.strip()
+                    for x in str(
+                        headers.get("X-Gmail-Labels") or headers.get("X-GM-LABELS") or ""
+                    ).split(",")
+                    if x.strip()
+                ]
                 for _, address in getaddresses([str(headers.get("Delivered-To") or "")]):
                     owners[address.lower()] += 1
             except Exception as exc:  # a malformed message must not stop the mailbox
@@ -130,8 +140,11 @@ class GmailMbox(BaseConnector):
         content_hash = hashlib.sha256(
             "".join(e.digest for e in thread.entries).encode()
         ).hexdigest()
-        return SourceItem(source=source, content_hash=content_hash,
-                          load=lambda: self._document(box, thread, source, content_hash))  # fmt: skip
+        return SourceItem(
+            source=source,
+            content_hash=content_hash,
+            load=lambda: self._document(box, thread, source, content_hash),
+        )
 
     def _document(
         self, box: mailbox.mbox, thread: _Thread, source: str, content_hash: str
@@ -172,11 +185,15 @@ class GmailMbox(BaseConnector):
             )
         first, last = thread.entries[0], thread.entries[-1]
         metadata: dict[str, Any] = {
-            "source_type": "gmail", "subject": subject, "labels": labels,
-            "authors": participants, "message_ids": [e.message_id for e in thread.entries],
-            "created_at": first.date.isoformat(), "updated_at": last.date.isoformat(),
+            "source_type": "gmail",
+            "subject": subject,
+            "labels": labels,
+            "authors": participants,
+            "message_ids": [e.message_id for e in thread.entries],
+            "created_at": first.date.isoformat(),
+            "updated_at": last.date.isoformat(),
             "principals": [self.owner],
-        }  # fmt: skip
+        }
         if thread.id.isdigit():  # Gmail's own thread id opens the thread in the web app
             metadata["url"] = f"https://mail.google.com/mail/u/0/#all/{int(thread.id):x}"
         parsed = ParsedDocument(builder.text, builder.blocks, subject)

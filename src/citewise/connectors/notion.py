@@ -114,25 +114,40 @@ class NotionExport(BaseConnector):
     def _ids(self, name: str) -> list[str]:
         return [n.id for part in PurePosixPath(name).parts if (n := node(part))]
 
-    def _items_for(self, export: Archive, path: Path, name: str,
-                   titles: dict[str, Node]) -> Iterator[SourceItem | Skipped]:  # fmt: skip
+    def _items_for(
+        self, export: Archive, path: Path, name: str, titles: dict[str, Node]
+    ) -> Iterator[SourceItem | Skipped]:
         ids = self._ids(name)
         here = node(PurePosixPath(name).name)
-        ancestors = tuple(titles[i].title for i in ids[:-1]) if here else tuple(
-            titles[i].title for i in ids)  # fmt: skip
+        ancestors = (
+            tuple(titles[i].title for i in ids[:-1])
+            if here
+            else tuple(titles[i].title for i in ids)
+        )
         top = ids[0] if ids else None
         if name.endswith(".md") and here:
             yield self._page(export, path, name, here, ancestors, titles, top or here.id)
         elif name.endswith(".csv") and here:
-            if name.endswith(".csv") and not name.endswith("_all.csv") and export.has(
-                    name[: -len(".csv")] + "_all.csv"):  # fmt: skip
+            if (
+                name.endswith(".csv")
+                and not name.endswith("_all.csv")
+                and export.has(name[: -len(".csv")] + "_all.csv")
+            ):
                 return  # the _all.csv holds the same rows and those hidden by views
             yield from self._database(export, path, name, here, ancestors, top or here.id)
         elif top and supported(PurePosixPath(name)) and not name.endswith((".md", ".csv")):
             yield self._attachment(export, path, name, ancestors, top)
 
-    def _page(self, export: Archive, path: Path, name: str, page: Node,
-              ancestors: tuple[str, ...], titles: dict[str, Node], top: str) -> SourceItem | Skipped:  # fmt: skip
+    def _page(
+        self,
+        export: Archive,
+        path: Path,
+        name: str,
+        page: Node,
+        ancestors: tuple[str, ...],
+        titles: dict[str, Node],
+        top: str,
+    ) -> SourceItem | Skipped:
         try:
             raw = export.read(name).decode("utf-8")
         except (UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
@@ -141,20 +156,36 @@ class NotionExport(BaseConnector):
         text = _resolve_links(raw, titles)
         source = f"notion://{top}/{page.id}"
         content_hash = hashlib.sha256(("/".join(ancestors) + "\x00" + text).encode()).hexdigest()
-        metadata = {"source_type": "notion", "page_id": page.id, "path": list(ancestors),
-                    "url": f"https://www.notion.so/{page.id}", "properties": _properties(text)}  # fmt: skip
+        metadata = {
+            "source_type": "notion",
+            "page_id": page.id,
+            "path": list(ancestors),
+            "url": f"https://www.notion.so/{page.id}",
+            "properties": _properties(text),
+        }
 
         def load() -> Document:
             blocks, heading = markdown_blocks(text)
-            prefixed = [Block(b.start, b.end, (*ancestors, *(b.heading_path or (page.title,))),
-                              b.page, b.kind) for b in blocks]  # fmt: skip
+            prefixed = [
+                Block(
+                    b.start, b.end, (*ancestors, *(b.heading_path or (page.title,))), b.page, b.kind
+                )
+                for b in blocks
+            ]
             parsed = ParsedDocument(text, prefixed, heading or page.title)
             return document_from_parsed(source, parsed, content_hash, metadata)
 
         return SourceItem(source=source, content_hash=content_hash, load=load)
 
-    def _database(self, export: Archive, path: Path, name: str, database: Node,
-                  ancestors: tuple[str, ...], top: str) -> Iterator[SourceItem | Skipped]:  # fmt: skip
+    def _database(
+        self,
+        export: Archive,
+        path: Path,
+        name: str,
+        database: Node,
+        ancestors: tuple[str, ...],
+        top: str,
+    ) -> Iterator[SourceItem | Skipped]:
         try:
             rows = list(
                 csv.DictReader(io.StringIO(export.read(name).decode("utf-8-sig"), newline=""))
@@ -164,8 +195,13 @@ class NotionExport(BaseConnector):
             yield Skipped(f"{path}/{name}", f"unreadable database: {exc}", failed=True)
             return
         folder = name[: -len("_all.csv")] if name.endswith("_all.csv") else name[: -len(".csv")]
-        pages = {n.title for other in export.names if other.startswith(folder + "/")
-                 and other.count("/") == folder.count("/") + 1 and (n := node(other))}  # fmt: skip
+        pages = {
+            n.title
+            for other in export.names
+            if other.startswith(folder + "/")
+            and other.count("/") == folder.count("/") + 1
+            and (n := node(other))
+        }
         # A linked view of a database elsewhere exports its rows again, without row pages
         # beside them: rows that are pages of a database of that name are those pages.
         pages |= self._row_page_titles.get(database.title, set())
@@ -179,17 +215,28 @@ class NotionExport(BaseConnector):
                 continue  # the row's own page carries its properties
             source = f"notion://{top}/{database.id}/row/{hashlib.sha256(title.encode()).hexdigest()[:16]}"
             builder = TextBuilder()
-            builder.add(f"{title}\n\n" + "\n".join(f"{k}: {v}" for k, v in values.items()
-                                                   if v and k != title_key),
-                        (*ancestors, database.title, title))  # fmt: skip
+            builder.add(
+                f"{title}\n\n"
+                + "\n".join(f"{k}: {v}" for k, v in values.items() if v and k != title_key),
+                (*ancestors, database.title, title),
+            )
             content_hash = hashlib.sha256(builder.text.encode()).hexdigest()
-            metadata = {"source_type": "notion", "database": database.title,
-                        "database_id": database.id, "row": line, "properties": values,
-                        "url": f"https://www.notion.so/{database.id}"}  # fmt: skip
+            metadata = {
+                "source_type": "notion",
+                "database": database.title,
+                "database_id": database.id,
+                "row": line,
+                "properties": values,
+                "url": f"https://www.notion.so/{database.id}",
+            }
             parsed = ParsedDocument(builder.text, builder.blocks, f"{database.title}: {title}")
-            yield SourceItem(source=source, content_hash=content_hash,
-                             load=lambda s=source, p=parsed, h=content_hash, m=metadata:
-                             document_from_parsed(s, p, h, m))  # fmt: skip
+            yield SourceItem(
+                source=source,
+                content_hash=content_hash,
+                load=lambda s=source, p=parsed, h=content_hash, m=metadata: document_from_parsed(
+                    s, p, h, m
+                ),
+            )
 
     @staticmethod
     def _row_pages(export: Archive) -> dict[str, set[str]]:
@@ -203,8 +250,9 @@ class NotionExport(BaseConnector):
                 titles.setdefault(parent.title, set()).add(page.title)
         return titles
 
-    def _attachment(self, export: Archive, path: Path, name: str,
-                    ancestors: tuple[str, ...], top: str) -> SourceItem:  # fmt: skip
+    def _attachment(
+        self, export: Archive, path: Path, name: str, ancestors: tuple[str, ...], top: str
+    ) -> SourceItem:
         data = export.read(name)
         source = f"notion://{top}/files/{name}"
         content_hash = hashlib.sha256(data).hexdigest()
@@ -215,13 +263,19 @@ class NotionExport(BaseConnector):
                 local = Path(tmp) / filename
                 local.write_bytes(data)
                 parsed = parse_file(local)
-            blocks = [Block(b.start, b.end, (*ancestors, filename, *b.heading_path), b.page, b.kind)
-                      for b in parsed.blocks]  # fmt: skip
+            blocks = [
+                Block(b.start, b.end, (*ancestors, filename, *b.heading_path), b.page, b.kind)
+                for b in parsed.blocks
+            ]
             document = ParsedDocument(
                 parsed.text, blocks, parsed.title or filename, parsed.metadata
             )
-            return document_from_parsed(source, document, content_hash,
-                                        {"source_type": "notion", "attached_to": list(ancestors)})  # fmt: skip
+            return document_from_parsed(
+                source,
+                document,
+                content_hash,
+                {"source_type": "notion", "attached_to": list(ancestors)},
+            )
 
         return SourceItem(source=source, content_hash=content_hash, load=load)
 

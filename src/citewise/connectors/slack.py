@@ -105,9 +105,12 @@ class SlackExport(BaseConnector):
         for user in records:
             profile = user.get("profile") or {}
             names[user["id"]] = (
-                profile.get("display_name") or profile.get("real_name") or user.get("real_name")
-                or user.get("name") or user["id"]
-            )  # fmt: skip
+                profile.get("display_name")
+                or profile.get("real_name")
+                or user.get("real_name")
+                or user.get("name")
+                or user["id"]
+            )
             if user.get("team_id"):
                 teams.append(user["team_id"])
         team = max(set(teams), key=teams.count) if teams else "workspace"
@@ -116,8 +119,12 @@ class SlackExport(BaseConnector):
     def _conversations(self, export: Archive, users: dict[str, str]) -> list[Conversation]:
         self._listing_ok = True
         found: list[Conversation] = []
-        for listing, kind in (("channels.json", "channel"), ("groups.json", "private"),
-                              ("mpims.json", "group-dm"), ("dms.json", "dm")):  # fmt: skip
+        for listing, kind in (
+            ("channels.json", "channel"),
+            ("groups.json", "private"),
+            ("mpims.json", "group-dm"),
+            ("dms.json", "dm"),
+        ):
             if not export.has(listing):
                 continue
             try:
@@ -139,19 +146,31 @@ class SlackExport(BaseConnector):
     # -- messages → threads and windows → items --------------------------------------------
 
     def _conversation_items(
-        self, export: Archive, path: Path, conversation: Conversation,
-        users: dict[str, str], scope: str,
-    ) -> Iterator[SourceItem | Skipped]:  # fmt: skip
+        self,
+        export: Archive,
+        path: Path,
+        conversation: Conversation,
+        users: dict[str, str],
+        scope: str,
+    ) -> Iterator[SourceItem | Skipped]:
         messages: list[dict[str, Any]] = []
-        days = sorted(n for n in export.names if n.startswith(conversation.folder + "/")
-                      and _DAY_FILE.match(n.rsplit("/", 1)[-1]))  # fmt: skip
+        days = sorted(
+            n
+            for n in export.names
+            if n.startswith(conversation.folder + "/") and _DAY_FILE.match(n.rsplit("/", 1)[-1])
+        )
         for day in days:
             try:
                 loaded = json.loads(export.read(day))
                 if not isinstance(loaded, list):
                     raise ValueError("expected a JSON array of messages")
-            except (json.JSONDecodeError, UnicodeDecodeError, ValueError, zipfile.BadZipFile,
-                    OSError) as exc:  # fmt: skip
+            except (
+                json.JSONDecodeError,
+                UnicodeDecodeError,
+                ValueError,
+                zipfile.BadZipFile,
+                OSError,
+            ) as exc:
                 self._broken(scope)
                 yield Skipped(f"{path}/{day}", f"malformed day file: {exc}", failed=True)
                 continue
@@ -159,8 +178,13 @@ class SlackExport(BaseConnector):
         for group in _group(messages):
             yield self._item(conversation, group, users, scope)
 
-    def _item(self, conversation: Conversation, group: list[dict[str, Any]],
-              users: dict[str, str], scope: str) -> SourceItem:  # fmt: skip
+    def _item(
+        self,
+        conversation: Conversation,
+        group: list[dict[str, Any]],
+        users: dict[str, str],
+        scope: str,
+    ) -> SourceItem:
         root = group[0]
         threaded = bool(root.get("thread_ts")) and root.get("thread_ts") == root.get("ts")
         source = f"{scope}/p{root['ts'].replace('.', '')}"
@@ -180,18 +204,24 @@ class SlackExport(BaseConnector):
         first_words = " ".join(render(root, users).split()[:8])
         title = f"{conversation.name}: {first_words}"
         metadata = {
-            "source_type": "slack", "channel": conversation.name, "channel_id": conversation.id,
-            "conversation_kind": conversation.kind, "thread_ts": root["ts"] if threaded else None,
+            "source_type": "slack",
+            "channel": conversation.name,
+            "channel_id": conversation.id,
+            "conversation_kind": conversation.kind,
+            "thread_ts": root["ts"] if threaded else None,
             "locator": f"archives/{conversation.id}/p{root['ts'].replace('.', '')}",
-            "authors": authors, "created_at": started.isoformat(),
-            "updated_at": _when(max(((m.get("edited") or {}).get("ts") or m["ts"] for m in group),
-                                    key=float)).isoformat(),
+            "authors": authors,
+            "created_at": started.isoformat(),
+            "updated_at": _when(
+                max(((m.get("edited") or {}).get("ts") or m["ts"] for m in group), key=float)
+            ).isoformat(),
             "principals": [users.get(m, m) for m in conversation.members],
             "principal_ids": conversation.members,
-        }  # fmt: skip
+        }
         text = builder.text
-        content_hash = hashlib.sha256((title + "\x00" + text + json.dumps(metadata, sort_keys=True))
-                                      .encode()).hexdigest()  # fmt: skip
+        content_hash = hashlib.sha256(
+            (title + "\x00" + text + json.dumps(metadata, sort_keys=True)).encode()
+        ).hexdigest()
         parsed = ParsedDocument(text, builder.blocks, title)
 
         def load() -> Document:
@@ -202,8 +232,13 @@ class SlackExport(BaseConnector):
 
 def _group(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Threads (root + replies, wherever their days) and time windows of the rest."""
-    kept = [m for m in messages if m.get("subtype") in KEPT_SUBTYPES and not m.get("bot_id")
-            and (m.get("text") or m.get("files"))]  # fmt: skip
+    kept = [
+        m
+        for m in messages
+        if m.get("subtype") in KEPT_SUBTYPES
+        and not m.get("bot_id")
+        and (m.get("text") or m.get("files"))
+    ]
     kept.sort(key=lambda m: float(m["ts"]))
     threads: dict[str, list[dict[str, Any]]] = {}
     loose: list[dict[str, Any]] = []
@@ -217,12 +252,16 @@ def _group(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
             threads.setdefault(thread, []).append(message)
         else:
             loose.append(message)
-    groups = [sorted(t, key=lambda m: (m["ts"] != m.get("thread_ts"), float(m["ts"])))
-              for t in threads.values()]  # fmt: skip
+    groups = [
+        sorted(t, key=lambda m: (m["ts"] != m.get("thread_ts"), float(m["ts"])))
+        for t in threads.values()
+    ]
     window: list[dict[str, Any]] = []
     for message in loose:
-        if window and (float(message["ts"]) - float(window[-1]["ts"]) > WINDOW_GAP
-                       or len(window) >= WINDOW_MESSAGES):  # fmt: skip
+        if window and (
+            float(message["ts"]) - float(window[-1]["ts"]) > WINDOW_GAP
+            or len(window) >= WINDOW_MESSAGES
+        ):
             groups.append(window)
             window = []
         window.append(message)
@@ -257,8 +296,13 @@ def render(message: dict[str, Any], users: dict[str, str]) -> str:
 
 def _author(message: dict[str, Any], users: dict[str, str]) -> str:
     profile = message.get("user_profile") or {}
-    return users.get(message.get("user", "")) or profile.get("real_name") or message.get(
-        "username") or message.get("user") or "unknown"  # fmt: skip
+    return (
+        users.get(message.get("user", ""))
+        or profile.get("real_name")
+        or message.get("username")
+        or message.get("user")
+        or "unknown"
+    )
 
 
 def _when(ts: str) -> datetime:

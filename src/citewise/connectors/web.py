@@ -70,8 +70,11 @@ class WebConnector(BaseConnector):
         parts = urlsplit(start)
         self.origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         max_pages = int(self.options.get("max_pages") or DEFAULT_MAX_PAGES)
-        max_depth = int(self.options.get("max_depth") if self.options.get("max_depth") is not None
-                        else DEFAULT_MAX_DEPTH)  # fmt: skip
+        max_depth = int(
+            self.options.get("max_depth")
+            if self.options.get("max_depth") is not None
+            else DEFAULT_MAX_DEPTH
+        )
         concurrency = int(self.options.get("concurrency") or DEFAULT_CONCURRENCY)
         with httpx.Client(
             headers={"User-Agent": USER_AGENT}, timeout=20, follow_redirects=True
@@ -137,8 +140,9 @@ class WebConnector(BaseConnector):
         return Page(str(response.url), response.status_code, content_type, response.content)
 
     def _sitemap_urls(self, start: str, robots: Protego) -> list[str]:
-        candidates = [start] if start.endswith(".xml") else [
-            *robots.sitemaps, self.origin + "/sitemap.xml"]  # fmt: skip
+        candidates = (
+            [start] if start.endswith(".xml") else [*robots.sitemaps, self.origin + "/sitemap.xml"]
+        )
         for candidate in candidates:
             urls = self._read_sitemap(candidate, depth=0)
             if urls:
@@ -200,16 +204,26 @@ class WebConnector(BaseConnector):
         if canonical in canonical_seen:
             return None  # another URL of a page already read (?utm=…, /index.html)
         canonical_seen.add(canonical)
-        text = trafilatura.extract(html, url=canonical, output_format="markdown",
-                                   include_comments=False, include_tables=True, favor_precision=True)  # fmt: skip
+        text = trafilatura.extract(
+            html,
+            url=canonical,
+            output_format="markdown",
+            include_comments=False,
+            include_tables=True,
+            favor_precision=True,
+        )
         if not text or not text.strip():
             return Skipped(canonical, "no main content found on the page", failed=False)
         title_tag = soup.find("title")
         title = (title_tag.get_text(strip=True) if title_tag else "") or canonical
         text = text.strip() + "\n"
         content_hash = hashlib.sha256((title + "\x00" + text).encode()).hexdigest()
-        metadata = {"source_type": "web", "url": canonical, "fetched_url": page.url,
-                    "site": self.origin} | _page_metadata(html, canonical)  # fmt: skip
+        metadata = {
+            "source_type": "web",
+            "url": canonical,
+            "fetched_url": page.url,
+            "site": self.origin,
+        } | _page_metadata(html, canonical)
 
         def load() -> Document:
             blocks, _ = markdown_blocks(text)
@@ -238,8 +252,9 @@ class WebConnector(BaseConnector):
                     parsed = parse_file(local)
                 except ParseError as exc:
                     raise ParseError(f"{url}: {exc}") from exc
-            return document_from_parsed(url, parsed, content_hash,
-                                        {"source_type": "web", "url": url, "site": self.origin})  # fmt: skip
+            return document_from_parsed(
+                url, parsed, content_hash, {"source_type": "web", "url": url, "site": self.origin}
+            )
 
         return SourceItem(source=url, content_hash=content_hash, load=load)
 

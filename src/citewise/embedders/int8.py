@@ -97,16 +97,26 @@ def build_int8_model(
         _optimize_basic(model.SerializeToString(), basic)
         options = FusionOptions("bert")
         options.enable_skip_layer_norm = False  # see DISABLED_FUSIONS
-        optimize_model(str(basic), model_type="bert", num_heads=heads, hidden_size=hidden,
-                       optimization_options=options, opt_level=0).save_model_to_file(str(fused))  # fmt: skip
+        optimize_model(
+            str(basic),
+            model_type="bert",
+            num_heads=heads,
+            hidden_size=hidden,
+            optimization_options=options,
+            opt_level=0,
+        ).save_model_to_file(str(fused))
         with _quiet_root_logger():
             quantize_dynamic(
-                fused, quantized, per_channel=True, reduce_range=reduce_range,
-                weight_type=QuantType.QInt8, op_types_to_quantize=OP_TYPES,
+                fused,
+                quantized,
+                per_channel=True,
+                reduce_range=reduce_range,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=OP_TYPES,
                 # Fused ops are in ONNX Runtime's domain, which onnx's shape inference
                 # cannot type; everything in these models is float.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )  # fmt: skip
+            )
         # Atomic: a process that finds the file finds all of it.
         os.replace(quantized, target)
 

@@ -38,7 +38,16 @@ class LocalOnnxEmbedder(OnnxEmbedder):
                 raise ModelError(f"{path}: missing from the local model folder")
         name = f"local:{folder}"
         description = ModelDescription(
-            name, dim, max_tokens, "", "", "", _NOT_PACKAGED, _NOT_PACKAGED,
-            license=str(described.get("license", "")), size_mb=0.0, heads=heads,
-        )  # fmt: skip
+            name,
+            dim,
+            max_tokens,
+            "",
+            "",
+            "",
+            _NOT_PACKAGED,
+            _NOT_PACKAGED,
+            license=str(described.get("license", "")),
+            size_mb=0.0,
+            heads=heads,
+        )
         super().__init__(name, threads, description=description, files=files)

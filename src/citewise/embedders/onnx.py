@@ -32,9 +32,13 @@ class OnnxEmbedder(BaseEmbedder):
     (see ``int8.py``); ``int8=False`` runs the model file as it is."""
 
     def __init__(
-        self, name: str, threads: int | None = None, int8: bool | None = None,
-        description: ModelDescription | None = None, files: tuple[Path, Path] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        name: str,
+        threads: int | None = None,
+        int8: bool | None = None,
+        description: ModelDescription | None = None,
+        files: tuple[Path, Path] | None = None,
+    ) -> None:
         self.description = description or CATALOGUE[name]
         self.model_id = name
         self.dim = self.description.dim
@@ -90,8 +94,12 @@ def _int8_or_none(model_file: Path, description: ModelDescription) -> Path | Non
     try:
         return int8_model(model_file, sha256_of(model_file), description.heads, description.dim)
     except Exception as exc:  # any failure still leaves a working (slower) model
-        log.warning("using %s in float32: building its int8 version failed (%s: %s)",
-                    model_file, type(exc).__name__, exc)  # fmt: skip
+        log.warning(
+            "using %s in float32: building its int8 version failed (%s: %s)",
+            model_file,
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 
@@ -102,9 +110,11 @@ def _session(model_file: Path, threads: int) -> ort.InferenceSession:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return ort.InferenceSession(
-        str(model_file), options, providers=["CPUExecutionProvider"],
+        str(model_file),
+        options,
+        providers=["CPUExecutionProvider"],
         disabled_optimizers=list(DISABLED_FUSIONS),
-    )  # fmt: skip
+    )
 
 
 def resolve_model_files(description: ModelDescription) -> tuple[Path, Path]:

@@ -18,9 +18,13 @@ class HnswIndex:
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray) -> HnswIndex:
         index = Index(
-            ndim=vectors.shape[1], metric="ip", dtype="f16",
-            connectivity=16, expansion_add=128, expansion_search=256,
-        )  # fmt: skip
+            ndim=vectors.shape[1],
+            metric="ip",
+            dtype="f16",
+            connectivity=16,
+            expansion_add=128,
+            expansion_search=256,
+        )
         if len(ids):
             index.add(ids.astype(np.uint64), vectors, threads=os.cpu_count() or 1)
         return cls(index)

@@ -94,8 +94,9 @@ class VectorIndexes:
             hnsw = self._load_or_build_hnsw(collection, seq, ids, vectors)
         return _Cached(seq, collection.embedder, ExactIndex(ids, vectors), hnsw)
 
-    def _apply(self, collection: Collection, cached: _Cached, seq: int,
-               changes: list[tuple[int, bool]]) -> _Cached:  # fmt: skip
+    def _apply(
+        self, collection: Collection, cached: _Cached, seq: int, changes: list[tuple[int, bool]]
+    ) -> _Cached:
         """The cached index with the changes applied: removed chunks dropped, added (or
         re-embedded) chunks' current vectors fetched and put in."""
         self.updates += 1
@@ -105,8 +106,12 @@ class VectorIndexes:
         keep = ~np.isin(cached.exact.ids, touched)
         new_ids = np.fromiter(fetched, dtype=np.int64, count=len(fetched))
         ids = np.concatenate([cached.exact.ids[keep], new_ids])
-        vectors = np.vstack([cached.exact.vectors[keep],
-                             np.asarray(list(fetched.values()), dtype=np.float32).reshape(-1, collection.dim)])  # fmt: skip
+        vectors = np.vstack(
+            [
+                cached.exact.vectors[keep],
+                np.asarray(list(fetched.values()), dtype=np.float32).reshape(-1, collection.dim),
+            ]
+        )
         order = np.argsort(ids, kind="stable")  # exact search of a subset needs sorted ids
         exact = ExactIndex(ids[order], vectors[order])
         hnsw = cached.hnsw
@@ -125,8 +130,13 @@ class VectorIndexes:
         return path, path.with_suffix(".json")
 
     def _stamp(self, collection: Collection, seq: int, count: int) -> dict:
-        return {"seq": seq, "count": count, "dim": collection.dim,
-                "embedder": collection.embedder, "citewise": version("citewise")}  # fmt: skip
+        return {
+            "seq": seq,
+            "count": count,
+            "dim": collection.dim,
+            "embedder": collection.embedder,
+            "citewise": version("citewise"),
+        }
 
     def _load_or_build_hnsw(
         self, collection: Collection, seq: int, ids: np.ndarray, vectors: np.ndarray
@@ -137,8 +147,11 @@ class VectorIndexes:
         if path.exists() and sidecar.exists():
             saved = json.loads(sidecar.read_text())
             current = self._stamp(collection, saved.get("seq", -1), saved.get("count", -1))
-            changes = self.store.vector_changes(collection.id, saved.get("seq", -1)) \
-                if saved == current else None  # fmt: skip
+            changes = (
+                self.store.vector_changes(collection.id, saved.get("seq", -1))
+                if saved == current
+                else None
+            )
             if changes is not None and changes[0] <= seq:
                 index = HnswIndex.load(path)
                 final = dict(changes[1])

@@ -42,8 +42,9 @@ MISSING_RECHECK_SECONDS = 5.0
 
 def tokenize(texts: list[str], return_ids: bool = False):  # list[list[str]] or bm25s.Tokenized
     """Queries and chunks are tokenized alike: Porter stems, English stop words dropped."""
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, return_ids=return_ids,
-                          show_progress=False)  # fmt: skip
+    return bm25s.tokenize(
+        texts, stopwords="en", stemmer=_STEMMER, return_ids=return_ids, show_progress=False
+    )
 
 
 @dataclass
@@ -74,8 +75,9 @@ class SparseIndex:
         if allowed is not None:
             mask = np.isin(self.ids, allowed).astype(np.float32)
         k = min(k, len(self.ids))
-        rows, scores = self.retriever.retrieve([tokens], k=k, show_progress=False, n_threads=1,
-                                               weight_mask=mask)  # fmt: skip
+        rows, scores = self.retriever.retrieve(
+            [tokens], k=k, show_progress=False, n_threads=1, weight_mask=mask
+        )
         return [
             (int(self.ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0
         ]

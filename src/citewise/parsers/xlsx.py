@@ -46,8 +46,11 @@ def _add_sheet(builder: TextBuilder, sheet) -> None:
         if header is None:
             header = [c or f"column {i + 1}" for i, c in enumerate(cells)]
             continue
-        line = "; ".join(f"{header[i] if i < len(header) else f'column {i + 1}'}: {c}"
-                         for i, c in enumerate(cells) if c)  # fmt: skip
+        line = "; ".join(
+            f"{header[i] if i < len(header) else f'column {i + 1}'}: {c}"
+            for i, c in enumerate(cells)
+            if c
+        )
         if not pending:
             first_row = number
         pending.append(line)

@@ -28,13 +28,22 @@ BUILTIN_PROVIDERS = {
 }
 # A local model's first token waits for the prompt to be read (and for the model, which
 # serves one request at a time): its timeouts are generous and grow with the prompt.
-LOCAL_TIMEOUTS = {"first_token_timeout": 120.0, "first_token_per_1k_prompt": 30.0,
-                  "gap_timeout": 60.0, "total_timeout": 1800.0}  # fmt: skip
+LOCAL_TIMEOUTS = {
+    "first_token_timeout": 120.0,
+    "first_token_per_1k_prompt": 30.0,
+    "gap_timeout": 60.0,
+    "total_timeout": 1800.0,
+}
 
 __all__ = [
-    "BUILTIN_PROVIDERS", "BaseChatModel", "ChatModel", "Message", "ModelRequest", "Router",
+    "BUILTIN_PROVIDERS",
+    "BaseChatModel",
+    "ChatModel",
+    "Message",
+    "ModelRequest",
+    "Router",
     "load_chat_model",
-]  # fmt: skip
+]
 
 
 def load_chat_model(settings: Settings, workspace: Path | None = None) -> Router:
@@ -43,9 +52,11 @@ def load_chat_model(settings: Settings, workspace: Path | None = None) -> Router
     if alias is not None:
         specs = list(alias.chain)
         policy = Policy(
-            alias.continue_after_first_token, alias.fallback_on_caller_errors,
-            breaker_failures=alias.breaker_failures, breaker_cooldown=alias.breaker_cooldown,
-        )  # fmt: skip
+            alias.continue_after_first_token,
+            alias.fallback_on_caller_errors,
+            breaker_failures=alias.breaker_failures,
+            breaker_cooldown=alias.breaker_cooldown,
+        )
     else:
         specs, policy = [f"{settings.provider}:{settings.model}"], Policy()
     chain = [make_target(spec, settings, target_options) for spec in specs]
@@ -55,8 +66,9 @@ def load_chat_model(settings: Settings, workspace: Path | None = None) -> Router
             target_settings(settings, target), workspace, target
         )
 
-    router = Router(alias.name if alias else chain[0].spec, chain, load, policy,
-                    settings.context_window)  # fmt: skip
+    router = Router(
+        alias.name if alias else chain[0].spec, chain, load, policy, settings.context_window
+    )
     router.primary  # noqa: B018 - the first target loads now: a missing key or model says so at once
     return router
 
@@ -85,10 +97,14 @@ def make_target(spec: str, settings: Settings, configured: dict[str, dict[str, A
 def target_settings(settings: Settings, target: Target) -> Settings:
     """The settings a target's provider is built from."""
     return dataclasses.replace(
-        settings, provider=target.provider, model=target.model, base_url=target.base_url,
-        api_key_env=target.api_key_env, api_key_file=target.api_key_file,
+        settings,
+        provider=target.provider,
+        model=target.model,
+        base_url=target.base_url,
+        api_key_env=target.api_key_env,
+        api_key_file=target.api_key_file,
         context_window=target.context_window or settings.context_window,
-    )  # fmt: skip
+    )
 
 
 def provider_class(name: str) -> type:

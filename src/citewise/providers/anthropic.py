@@ -33,8 +33,14 @@ if TYPE_CHECKING:
     from .router import Target
 
 DEFAULT_MODEL = "claude-sonnet-5-5"  # current per the installed SDK's model list
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "stop"}  # fmt: skip
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "stop",
+}
 
 
 class AnthropicChatModel(BaseChatModel):
@@ -56,15 +62,20 @@ class AnthropicChatModel(BaseChatModel):
 
         self._anthropic = anthropic
         self._client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url or None, max_retries=0,
+            api_key=api_key,
+            base_url=base_url or None,
+            max_retries=0,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-        )  # fmt: skip
+        )
         self.model_id = model
         self.context_window = context_window
         self.capabilities = Capabilities(
-            context_window, tools=True, json_schema=True, prefill=True,
+            context_window,
+            tools=True,
+            json_schema=True,
+            prefill=True,
             usage_fields=frozenset({"prompt", "completion", "cached"}),
-        )  # fmt: skip
+        )
         parameters = inspect.signature(self._client.messages.create).parameters
         # Newer SDKs dropped sampling parameters from the Messages API.
         self._takes_temperature = "temperature" in parameters
@@ -77,8 +88,13 @@ class AnthropicChatModel(BaseChatModel):
     ) -> AnthropicChatModel:
         key = resolve_api_key(settings, "ANTHROPIC_API_KEY", workspace)
         assert key is not None
-        return cls(settings.model or DEFAULT_MODEL, key, settings.base_url,
-                   settings.context_window, **socket_timeouts(target))  # fmt: skip
+        return cls(
+            settings.model or DEFAULT_MODEL,
+            key,
+            settings.base_url,
+            settings.context_window,
+            **socket_timeouts(target),
+        )
 
     def generate(self, request: ModelRequest) -> Iterator[Event]:
         httpx = http_library(self._anthropic)
@@ -100,8 +116,13 @@ class AnthropicChatModel(BaseChatModel):
         if schema is not None and not forced_tool:
             options["output_config"] = {"format": {"type": "json_schema", "schema": schema.schema}}
         elif schema is not None:
-            options["tools"] = [{"name": schema.name, "description": "Give the answer.",
-                                 "input_schema": schema.schema}]  # fmt: skip
+            options["tools"] = [
+                {
+                    "name": schema.name,
+                    "description": "Give the answer.",
+                    "input_schema": schema.schema,
+                }
+            ]
             options["tool_choice"] = {"type": "tool", "name": schema.name}
         prompt = cached = completion = 0
         started = False  # the first event arrived
@@ -109,9 +130,12 @@ class AnthropicChatModel(BaseChatModel):
         blocks: dict[int, int] = {}  # content block index -> tool call index
         try:
             response = self._client.messages.create(
-                model=self.model_id, messages=wire_messages(request.messages),
-                max_tokens=request.max_tokens, stream=True, **options,
-            )  # fmt: skip
+                model=self.model_id,
+                messages=wire_messages(request.messages),
+                max_tokens=request.max_tokens,
+                stream=True,
+                **options,
+            )
             try:
                 for event in response:
                     started = True
@@ -132,14 +156,16 @@ class AnthropicChatModel(BaseChatModel):
                         and not forced_tool
                     ):
                         blocks[event.index] = len(blocks)
-                        yield ToolCallDelta(blocks[event.index], event.content_block.id,
-                                            event.content_block.name)  # fmt: skip
+                        yield ToolCallDelta(
+                            blocks[event.index], event.content_block.id, event.content_block.name
+                        )
                     elif event.type == "content_block_delta":
                         if event.delta.type == "text_delta" and event.delta.text:
                             yield TextDelta(event.delta.text)
                         elif event.delta.type == "input_json_delta":
-                            yield ToolCallDelta(blocks.get(event.index, 0),
-                                                arguments=event.delta.partial_json)  # fmt: skip
+                            yield ToolCallDelta(
+                                blocks.get(event.index, 0), arguments=event.delta.partial_json
+                            )
                     elif event.type == "message_delta":
                         completion = event.usage.output_tokens or completion
                         if event.delta.stop_reason:
@@ -154,8 +180,9 @@ class AnthropicChatModel(BaseChatModel):
                 error.usage = TokenUsage(prompt, completion, cached)
             raise error from exc
         if finish is None:
-            raise ProviderError(f"{where} ended the stream before the model finished",
-                                kind="stream")  # fmt: skip
+            raise ProviderError(
+                f"{where} ended the stream before the model finished", kind="stream"
+            )
         yield Finished(TokenUsage(prompt, completion, cached), finish, self.name, self.model_id)
 
 
@@ -175,8 +202,15 @@ def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
             content: list[dict[str, Any]] = (
                 [{"type": "text", "text": m.content}] if m.content else []
             )
-            content += [{"type": "tool_use", "id": c.id, "name": c.name,
-                         "input": json.loads(c.arguments or "{}")} for c in m.tool_calls]  # fmt: skip
+            content += [
+                {
+                    "type": "tool_use",
+                    "id": c.id,
+                    "name": c.name,
+                    "input": json.loads(c.arguments or "{}"),
+                }
+                for c in m.tool_calls
+            ]
             wire.append({"role": "assistant", "content": content})
         else:
             wire.append({"role": m.role, "content": m.content})

@@ -209,12 +209,20 @@ def text_of(events: Iterator[Event]) -> tuple[str, Finished | None]:
     return "".join(parts), finished
 
 
-def complete(model: ChatModel, messages: Sequence[Message], max_tokens: int = 256,
-             temperature: float = 0.0, **request: Any) -> str:  # fmt: skip
+def complete(
+    model: ChatModel,
+    messages: Sequence[Message],
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    **request: Any,
+) -> str:
     """The text of one whole call through ``model``'s contract; ``request`` sets the
     other :class:`ModelRequest` fields (purpose, caller, assistant)."""
-    return text_of(model.generate(ModelRequest.of(
-        messages, max_tokens=max_tokens, temperature=temperature, **request)))[0]  # fmt: skip
+    return text_of(
+        model.generate(
+            ModelRequest.of(messages, max_tokens=max_tokens, temperature=temperature, **request)
+        )
+    )[0]
 
 
 def http_library(sdk: Any) -> Any:
@@ -242,8 +250,9 @@ def _sdk_error(sdk: Any, exc: Exception, where: str) -> ProviderError:
     if isinstance(exc, sdk.APITimeoutError | httpx.TimeoutException):
         return ProviderError(f"{where} timed out ({exc})", kind="timeout")
     if isinstance(exc, sdk.APIConnectionError):
-        return ProviderError(f"cannot reach {where}; is the server running? ({exc})",
-                             kind="connection")  # fmt: skip
+        return ProviderError(
+            f"cannot reach {where}; is the server running? ({exc})", kind="connection"
+        )
     if isinstance(exc, httpx.HTTPError):  # the connection broke while the stream was read
         return ProviderError(f"{where} broke off the response: {exc!r}", kind="stream")
     if isinstance(exc, sdk.APIStatusError):
@@ -254,13 +263,24 @@ def _sdk_error(sdk: Any, exc: Exception, where: str) -> ProviderError:
         if status in (401, 403):
             return ProviderError(f"{where} rejected the API key: {text}", "auth", status)
         if status == 429:
-            return ProviderError(f"{where} is rate limiting: {text}", "rate_limit", status,
-                                 retry_after_seconds(exc.response.headers))  # fmt: skip
+            return ProviderError(
+                f"{where} is rate limiting: {text}",
+                "rate_limit",
+                status,
+                retry_after_seconds(exc.response.headers),
+            )
         if status >= 500:
-            return ProviderError(f"{where} failed ({status}): {text}", "server", status,
-                                 retry_after_seconds(exc.response.headers))  # fmt: skip
-        kind = "context_length" if "context" in text.lower() and "length" in text.lower() else (
-            "invalid_request")  # fmt: skip
+            return ProviderError(
+                f"{where} failed ({status}): {text}",
+                "server",
+                status,
+                retry_after_seconds(exc.response.headers),
+            )
+        kind = (
+            "context_length"
+            if "context" in text.lower() and "length" in text.lower()
+            else ("invalid_request")
+        )
         return ProviderError(f"{where} refused the request ({status}): {text}", kind, status)
     if isinstance(exc, sdk.APIError):  # an error event inside a 200 stream
         return ProviderError(f"{where} sent an error in the stream: {exc}", kind="stream")
@@ -272,8 +292,10 @@ def socket_timeouts(target: Any) -> dict[str, float]:
     deadlines (first token, gap) fire first; these only catch a dead socket."""
     if target is None:
         return {}
-    return {"connect_timeout": target.connect_timeout,
-            "read_timeout": max(target.first_token_timeout, target.gap_timeout) + 5}  # fmt: skip
+    return {
+        "connect_timeout": target.connect_timeout,
+        "read_timeout": max(target.first_token_timeout, target.gap_timeout) + 5,
+    }
 
 
 def retry_after_seconds(headers: Any) -> float | None:

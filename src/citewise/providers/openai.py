@@ -34,8 +34,13 @@ if TYPE_CHECKING:
     from .router import Target
 
 DEFAULT_MODEL = "gpt-4o-mini"
-FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
-                  "function_call": "tool_calls", "content_filter": "stop"}  # fmt: skip
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "stop",
+}
 
 
 class OpenAIChatModel(BaseChatModel):
@@ -59,23 +64,32 @@ class OpenAIChatModel(BaseChatModel):
         # Local servers ignore the key, but the SDK insists on one. Retries are the
         # router's (it honours Retry-After and falls back), so the SDK makes none.
         self._client = openai.OpenAI(
-            api_key=api_key or "not-needed", base_url=base_url or None, max_retries=0,
+            api_key=api_key or "not-needed",
+            base_url=base_url or None,
+            max_retries=0,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-        )  # fmt: skip
+        )
         self.model_id = model
         self.context_window = context_window
         self.capabilities = Capabilities(
-            context_window, tools=True, json_schema=True,
+            context_window,
+            tools=True,
+            json_schema=True,
             usage_fields=frozenset({"prompt", "completion", "cached"}),
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_settings(
         cls, settings: Settings, workspace: Path | None = None, target: Target | None = None
     ) -> OpenAIChatModel:
         key = resolve_api_key(settings, "OPENAI_API_KEY", workspace, required=not settings.base_url)
-        return cls(settings.model or DEFAULT_MODEL, key, settings.base_url,
-                   settings.context_window, **socket_timeouts(target))  # fmt: skip
+        return cls(
+            settings.model or DEFAULT_MODEL,
+            key,
+            settings.base_url,
+            settings.context_window,
+            **socket_timeouts(target),
+        )
 
     def generate(self, request: ModelRequest) -> Iterator[Event]:
         httpx = http_library(self._openai)
@@ -84,24 +98,39 @@ class OpenAIChatModel(BaseChatModel):
         options: dict[str, Any] = {}
         if request.tools:
             options["tools"] = [
-                {"type": "function", "function": {"name": t.name, "description": t.description,
-                                                  "parameters": t.parameters}}
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
                 for t in request.tools
-            ]  # fmt: skip
+            ]
         if request.output_schema is not None:
             # Structured Outputs; vLLM, Ollama and llama.cpp's server take the same field.
-            options["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": request.output_schema.name, "schema": request.output_schema.schema,
-                "strict": strict_compatible(request.output_schema.schema)}}  # fmt: skip
+            options["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.output_schema.name,
+                    "schema": request.output_schema.schema,
+                    "strict": strict_compatible(request.output_schema.schema),
+                },
+            }
         text: list[str] = []
         usage: TokenUsage | None = None
         finish: str | None = None
         try:
             response = self._client.chat.completions.create(
-                model=self.model_id, messages=wire_messages(request.messages),
-                max_tokens=request.max_tokens, temperature=request.temperature, stream=True,
-                stream_options={"include_usage": True}, **options,
-            )  # fmt: skip
+                model=self.model_id,
+                messages=wire_messages(request.messages),
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                stream=True,
+                stream_options={"include_usage": True},
+                **options,
+            )
             try:
                 for chunk in response:
                     if chunk.usage is not None:
@@ -114,8 +143,12 @@ class OpenAIChatModel(BaseChatModel):
                         yield TextDelta(choice.delta.content)
                     for call in choice.delta.tool_calls or ():
                         function = call.function
-                        yield ToolCallDelta(call.index, call.id, function and function.name,
-                                            (function and function.arguments) or "")  # fmt: skip
+                        yield ToolCallDelta(
+                            call.index,
+                            call.id,
+                            function and function.name,
+                            (function and function.arguments) or "",
+                        )
                     if choice.finish_reason:
                         finish = FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
             finally:
@@ -123,11 +156,15 @@ class OpenAIChatModel(BaseChatModel):
         except (self._openai.OpenAIError, httpx.HTTPError) as exc:
             raise sdk_error(self._openai, exc, where, streaming=bool(text)) from exc
         if finish is None:
-            raise ProviderError(f"{where} ended the stream before the model finished",
-                                kind="stream")  # fmt: skip
+            raise ProviderError(
+                f"{where} ended the stream before the model finished", kind="stream"
+            )
         if usage is None:  # the server reports no usage: count what was sent and received
-            usage = TokenUsage(self.count_messages(request.messages),
-                               self.count_tokens("".join(text)), estimated=True)  # fmt: skip
+            usage = TokenUsage(
+                self.count_messages(request.messages),
+                self.count_tokens("".join(text)),
+                estimated=True,
+            )
         yield Finished(usage, finish, self.name, self.model_id)
 
 
@@ -138,10 +175,13 @@ def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.tool_calls:
             entry["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
                 for c in m.tool_calls
-            ]  # fmt: skip
+            ]
         if m.tool_call_id:
             entry["tool_call_id"] = m.tool_call_id
         wire.append(entry)

@@ -80,8 +80,11 @@ class Price:
         assert self.input is not None and self.output is not None
         cached_rate = self.input if self.cached_input is None else self.cached_input
         fresh = usage.prompt_tokens - usage.cached_tokens
-        return (fresh * self.input + usage.cached_tokens * cached_rate
-                + usage.completion_tokens * self.output) / 1_000_000  # fmt: skip
+        return (
+            fresh * self.input
+            + usage.cached_tokens * cached_rate
+            + usage.completion_tokens * self.output
+        ) / 1_000_000
 
 
 FREE = Price(0.0, 0.0, 0.0)
@@ -159,8 +162,13 @@ class CircuitBreaker:
     """Closed → open after ``failures`` transient failures within ``window`` s → after
     ``cooldown`` s one probe call (half-open) → closed on success, open again on failure."""
 
-    def __init__(self, failures: int, window: float, cooldown: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        failures: int,
+        window: float,
+        cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.failures, self.window, self.cooldown, self.clock = failures, window, cooldown, clock
         self._recent: list[float] = []
         self._opened_at: float | None = None
@@ -332,15 +340,29 @@ class Router(BaseChatModel):
         rows = []
         for number, a in enumerate(attempts, start=1):
             u = a.usage
-            rows.append(LedgerRow(
-                call_id=call_id, attempt=number, at=at, key=request.caller,
-                assistant=request.assistant, purpose=request.purpose, alias=self.alias,
-                target=a.target, provider=a.provider, model=a.model,
-                prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                cached_tokens=u.cached_tokens, estimated=u.estimated, cost_usd=a.cost_usd,
-                latency_s=a.latency_s, first_token_s=a.first_token_s, status=a.status,
-                error=a.error,
-            ))  # fmt: skip
+            rows.append(
+                LedgerRow(
+                    call_id=call_id,
+                    attempt=number,
+                    at=at,
+                    key=request.caller,
+                    assistant=request.assistant,
+                    purpose=request.purpose,
+                    alias=self.alias,
+                    target=a.target,
+                    provider=a.provider,
+                    model=a.model,
+                    prompt_tokens=u.prompt_tokens,
+                    completion_tokens=u.completion_tokens,
+                    cached_tokens=u.cached_tokens,
+                    estimated=u.estimated,
+                    cost_usd=a.cost_usd,
+                    latency_s=a.latency_s,
+                    first_token_s=a.first_token_s,
+                    status=a.status,
+                    error=a.error,
+                )
+            )
         return rows
 
     def _route(
@@ -361,17 +383,29 @@ class Router(BaseChatModel):
                     before_another_call()
                 permit = breaker_for(target, self.policy).allow()
                 if permit is None:  # asked before each call: a failed probe is not retried
-                    attempts.append(Attempt(target.spec, target.provider, target.model,
-                                            "circuit_open", error="circuit open after failures"))  # fmt: skip
+                    attempts.append(
+                        Attempt(
+                            target.spec,
+                            target.provider,
+                            target.model,
+                            "circuit_open",
+                            error="circuit open after failures",
+                        )
+                    )
                     last_error = last_error or ProviderError(
                         f"{target.spec} is skipped after repeated failures (circuit open)",
-                        kind="server")  # fmt: skip
+                        kind="server",
+                    )
                     break
                 calls += 1
                 outcome = yield from self._attempt(target, request, sent, attempts, permit)
                 if isinstance(outcome, Finished):
-                    yield replace(outcome, target=target.spec, attempts=tuple(attempts),
-                                  total_s=time.monotonic() - started)  # fmt: skip
+                    yield replace(
+                        outcome,
+                        target=target.spec,
+                        attempts=tuple(attempts),
+                        total_s=time.monotonic() - started,
+                    )
                     return
                 last_error = outcome
                 if not self._may_continue(outcome, sent, request):
@@ -396,8 +430,14 @@ class Router(BaseChatModel):
         left = max(1, request.max_tokens - model.count_tokens(partial))
         return replace(request, messages=tuple(messages), max_tokens=left)
 
-    def _attempt(self, target: Target, request: ModelRequest, sent: _Sent,
-                 attempts: list[Attempt], permit: str) -> Iterator[Event]:  # fmt: skip
+    def _attempt(
+        self,
+        target: Target,
+        request: ModelRequest,
+        sent: _Sent,
+        attempts: list[Attempt],
+        permit: str,
+    ) -> Iterator[Event]:
         """One call; yields its events and returns its Finished event or its error."""
         breaker = breaker_for(target, self.policy)
         started = time.monotonic()
@@ -413,8 +453,14 @@ class Router(BaseChatModel):
             request = self._continued(request, sent, model)
             deadline = target.first_token_deadline(model.count_messages(request.messages))
             queue_s = target.queue_timeout if model.capabilities.queues else None
-            for event in watched(model.generate(request), deadline, target.gap_timeout,
-                                 target.total_timeout, target.spec, queue_s):  # fmt: skip
+            for event in watched(
+                model.generate(request),
+                deadline,
+                target.gap_timeout,
+                target.total_timeout,
+                target.spec,
+                queue_s,
+            ):
                 if isinstance(event, Admitted):
                     queued = event.waited_s
                     started = time.monotonic()  # latency and first token count from here
@@ -456,12 +502,21 @@ class Router(BaseChatModel):
                 breaker.failed()
             else:
                 breaker.released(permit)
-            attempts.append(Attempt(
-                target.spec, target.provider, target.model, status, usage,
-                target.price.cost(usage), time.monotonic() - started, first,
-                None if error is None else str(error), None if error is None else error.kind,
-                queued,
-            ))  # fmt: skip
+            attempts.append(
+                Attempt(
+                    target.spec,
+                    target.provider,
+                    target.model,
+                    status,
+                    usage,
+                    target.price.cost(usage),
+                    time.monotonic() - started,
+                    first,
+                    None if error is None else str(error),
+                    None if error is None else error.kind,
+                    queued,
+                )
+            )
         if finished is not None:
             return replace(finished, first_token_s=first, queue_s=queued)
         assert error is not None
@@ -474,8 +529,11 @@ class Router(BaseChatModel):
             return TokenUsage(estimated=True)
         try:
             model = self.model(target)
-            return TokenUsage(model.count_messages(request.messages),
-                              model.count_tokens(text) if text else 0, estimated=True)  # fmt: skip
+            return TokenUsage(
+                model.count_messages(request.messages),
+                model.count_tokens(text) if text else 0,
+                estimated=True,
+            )
         except Exception:
             return TokenUsage(estimated=True)
 
@@ -548,8 +606,10 @@ class ChargedResponse(Iterator[Event]):
                 rows = self._router.ledger_rows(self._request, self.attempts)
                 self._ledger.settle(self._holds, rows)
             except Exception:
-                log.exception("the usage ledger could not record a call; its budget hold "
-                              "stays until it expires")  # fmt: skip
+                log.exception(
+                    "the usage ledger could not record a call; its budget hold "
+                    "stays until it expires"
+                )
                 if not quietly:
                     raise
                 return
@@ -604,8 +664,14 @@ def _wait_for_model_workers() -> None:
         worker.join(timeout=max(deadline - time.monotonic(), 0.0))
 
 
-def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s: float,
-            target: str, queue_s: float | None = None) -> Iterator[Event]:  # fmt: skip
+def watched(
+    events: Iterator[Event],
+    first_token_s: float,
+    gap_s: float,
+    total_s: float,
+    target: str,
+    queue_s: float | None = None,
+) -> Iterator[Event]:
     """``events`` read in a worker thread, so the time to the first event, between events
     and in all can be bounded. Closing this stops the worker at its next event (a local
     model frees its turn there).
@@ -661,11 +727,17 @@ def watched(events: Iterator[Event], first_token_s: float, gap_s: float, total_s
                 if waiting:
                     raise ProviderError(
                         f"{target} is busy: no turn within {queue_s:g} s (it serves one "
-                        "request at a time); retry shortly", kind="busy", retry_after=5.0,
-                    ) from None  # fmt: skip
-                what = (f"no token for {gap_s:g} s" if seen and wait < left
-                        else f"no first token within {first_token_s:g} s" if not seen
-                        else f"no complete answer within {total_s:g} s")  # fmt: skip
+                        "request at a time); retry shortly",
+                        kind="busy",
+                        retry_after=5.0,
+                    ) from None
+                what = (
+                    f"no token for {gap_s:g} s"
+                    if seen and wait < left
+                    else f"no first token within {first_token_s:g} s"
+                    if not seen
+                    else f"no complete answer within {total_s:g} s"
+                )
                 raise ProviderError(f"{target} timed out: {what}", kind="timeout") from None
             if kind == "end":
                 return

@@ -24,8 +24,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080,
-          auth: bool | None = None, log_level: str = "info", batching: bool = True) -> None:  # fmt: skip
+def serve(
+    workspace: Workspace,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    auth: bool | None = None,
+    log_level: str = "info",
+    batching: bool = True,
+) -> None:
     """Run the server until interrupted. Binding beyond loopback requires API keys."""
     import uvicorn
 
@@ -42,8 +48,14 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080,
         raise ConfigError("authentication is on but no key exists: `citewise keys create` one")
     _log_json_access_lines(log_level)
     app = create_app(workspace, auth=auth, batching=batching)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=5)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _log_json_access_lines(level: str) -> None:

@@ -42,8 +42,10 @@ from .service import Service
 access_log = logging.getLogger("citewise.access")
 WEB = files("citewise") / "web"
 # The UI loads only its own files: no inline script, no third-party origin.
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")  # fmt: skip
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 # On every response: no content-type sniffing, no referrer leaking a URL to elsewhere.
@@ -60,11 +62,18 @@ CORS_ALLOW_HEADERS = ["*"]
 # Response headers a browser app may read: rate limits, routing, and what the SDKs read
 # to decide on a retry (x-should-retry, retry-after) or to report a failure (x-request-id).
 CORS_EXPOSE_HEADERS = [
-    "Retry-After", "x-should-retry", "x-request-id", "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", "x-citewise-target",
+    "Retry-After",
+    "x-should-retry",
+    "x-request-id",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "x-citewise-target",
     "x-citewise-attempts",
-]  # fmt: skip
+]
 
 
 def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = True) -> FastAPI:
@@ -78,9 +87,13 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
 
     # No Swagger page: it loads scripts from a CDN. The schema itself needs a key.
     app = FastAPI(
-        title="citewise", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+        title="citewise",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         dependencies=[Depends(known_query_only)],
-    )  # fmt: skip
+    )
     app.state.service = service
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(Unavailable, unavailable_handler)
@@ -96,9 +109,13 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     # Browser apps on these origins may call the API (keys still required). Without any,
     # every preflight is refused the same way: 400, "Disallowed CORS origin".
     app.add_middleware(
-        CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600,
-    )  # fmt: skip
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age=600,
+    )
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 
@@ -130,10 +147,14 @@ def _add_operational_routes(app: FastAPI) -> None:
         status, details = await run_in_threadpool(service.dependencies)
         model = "error" if service.startup_error else "ok"
         body: dict[str, Any] = {
-            "status": "error" if service.startup_error else
-                      "degraded" if "unavailable" in status.values() else "ready",
-            "auth": service.auth, "components": {**status, "model": model},
-        }  # fmt: skip
+            "status": "error"
+            if service.startup_error
+            else "degraded"
+            if "unavailable" in status.values()
+            else "ready",
+            "auth": service.auth,
+            "components": {**status, "model": model},
+        }
         if await _is_admin(service, request):
             details["model"] = redact_url(service.startup_error or "loaded")
             body |= {"details": details, "replica": service.jobs.worker}
@@ -141,8 +162,10 @@ def _add_operational_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request, key: AdminKey) -> Response:
-        return Response(service_of(request).metrics.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+        return Response(
+            service_of(request).metrics.render(),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
 
 async def _is_admin(service: Service, request: Request) -> bool:
@@ -165,9 +188,12 @@ async def known_query_only(request: Request) -> None:
     for name in request.query_params:
         if name not in known:
             shown = name if len(name) <= 64 else name[:64] + "…"
-            raise APIError(400, f"Unrecognized query parameter {shown!r} for "
-                           f"{request.method} {request.url.path}", code="unknown_parameter",
-                           param=shown)  # fmt: skip
+            raise APIError(
+                400,
+                f"Unrecognized query parameter {shown!r} for {request.method} {request.url.path}",
+                code="unknown_parameter",
+                param=shown,
+            )
 
 
 def _query_names(route: Any) -> set[str]:
@@ -307,12 +333,24 @@ class ObservabilityMiddleware:
         return self.service.settings.max_request_kb * 1024
 
     async def _reject(self, send: Send, status: dict, limit: int) -> None:
-        body = json.dumps(error_body(f"Request body larger than {limit} bytes",
-                                     "invalid_request_error", "request_too_large")).encode()  # fmt: skip
+        body = json.dumps(
+            error_body(
+                f"Request body larger than {limit} bytes",
+                "invalid_request_error",
+                "request_too_large",
+            )
+        ).encode()
         status["code"], status["sent"] = 413, True
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _observe(
@@ -329,15 +367,24 @@ class ObservabilityMiddleware:
             metrics.errors.labels(_error_type(code)).inc()
         if access_log.isEnabledFor(logging.INFO):
             client = scope.get("client") or ("", 0)
-            access_log.info(json.dumps({
-                "ts": round(time.time(), 3), "request_id": request_id, "method": scope["method"],
-                "path": scope["path"], "route": template, "status": code,
-                "duration_ms": round(seconds * 1000, 2), "key": state.get("key_name"),
-                "client": client[0],
-                # A stream answered 200 and then failed: an error all the same.
-                "outcome": "error" if code >= 400 or "stream_error" in state else "ok",
-                "error": state.get("stream_error"),
-            }))  # fmt: skip
+            access_log.info(
+                json.dumps(
+                    {
+                        "ts": round(time.time(), 3),
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": template,
+                        "status": code,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "key": state.get("key_name"),
+                        "client": client[0],
+                        # A stream answered 200 and then failed: an error all the same.
+                        "outcome": "error" if code >= 400 or "stream_error" in state else "ok",
+                        "error": state.get("stream_error"),
+                    }
+                )
+            )
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -351,6 +398,11 @@ def _content_length(scope: Scope) -> int | None:
 
 
 def _error_type(code: int) -> str:
-    return {401: "authentication_error", 403: "permission_error", 404: "not_found",
-            413: "request_too_large", 422: "invalid_request_error",
-            429: "rate_limit_error"}.get(code, "server_error" if code >= 500 else "invalid_request_error")  # fmt: skip
+    return {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found",
+        413: "request_too_large",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(code, "server_error" if code >= 500 else "invalid_request_error")

@@ -30,8 +30,12 @@ def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
             key = await _identify(service, request.headers) if service.auth else OPEN_ACCESS
         request.state.key_name = key.name
         if not key.allows_scope(scope):
-            raise APIError(403, f"This key lacks the '{scope}' scope",
-                           type="permission_error", code="insufficient_scope")  # fmt: skip
+            raise APIError(
+                403,
+                f"This key lacks the '{scope}' scope",
+                type="permission_error",
+                code="insufficient_scope",
+            )
         # In a worker thread: with redis_url the buckets are a network call away.
         verdict = await run_in_threadpool(service.limiter.check, key.name, key.rpm, key.tpm)
         request.state.ratelimit_headers = verdict.headers
@@ -39,11 +43,16 @@ def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
             service.metrics.rate_limited.labels(verdict.kind).inc()
             limit = verdict.headers.get(f"x-ratelimit-limit-{verdict.kind}")
             raise APIError(
-                429, f"Rate limit reached for {verdict.kind} per minute (limit {limit}); "
+                429,
+                f"Rate limit reached for {verdict.kind} per minute (limit {limit}); "
                 f"retry in {verdict.retry_after:.1f} s",
-                type=verdict.kind, code="rate_limit_exceeded",
-                headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after))), **verdict.headers},
-            )  # fmt: skip
+                type=verdict.kind,
+                code="rate_limit_exceeded",
+                headers={
+                    "Retry-After": str(max(1, math.ceil(verdict.retry_after))),
+                    **verdict.headers,
+                },
+            )
         return key
 
     return dependency
@@ -62,8 +71,12 @@ async def identify(service: Service, headers: Headers) -> ApiKey:
 async def _identify(service: Service, headers: Headers) -> ApiKey:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise APIError(401, "You didn't provide an API key. Send it as 'Authorization: Bearer "
-                       "<key>'; `citewise keys create` makes one.", code="missing_api_key")  # fmt: skip
+        raise APIError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer "
+            "<key>'; `citewise keys create` makes one.",
+            code="missing_api_key",
+        )
     key = await run_in_threadpool(service.authenticate, token.strip())
     if key is None:
         raise APIError(401, "Incorrect or revoked API key provided.", code="invalid_api_key")

@@ -43,20 +43,33 @@ async def collections(request: Request, key: AskKey) -> JSONResponse:
     service = service_of(request)
     status = await run_in_threadpool(service.workspace.status)
     data = [
-        {"object": "collection", "name": c.name, "documents": c.documents, "chunks": c.chunks,
-         "embedder": c.embedder}
-        for c in status.collections if key.allows_collection(c.name)
-    ]  # fmt: skip
-    return JSONResponse({"object": "list", "data": data,
-                         "writable": "ingest" in key.scopes or "admin" in key.scopes,
-                         "key": key.name})  # fmt: skip
+        {
+            "object": "collection",
+            "name": c.name,
+            "documents": c.documents,
+            "chunks": c.chunks,
+            "embedder": c.embedder,
+        }
+        for c in status.collections
+        if key.allows_collection(c.name)
+    ]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "writable": "ingest" in key.scopes or "admin" in key.scopes,
+            "key": key.name,
+        }
+    )
 
 
 @router.post("/v1/collections/{collection}/documents", status_code=202)
 async def upload(
-    collection: str, files: list[UploadFile], request: Request,
+    collection: str,
+    files: list[UploadFile],
+    request: Request,
     key: IngestKey,
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     service = service_of(request)
     name = service.writable_collection(key, collection)
     if not files:
@@ -97,8 +110,11 @@ def _save_uploads(service: Service, collection: str, files: list[UploadFile], li
                 if total > limit:
                     out.close()
                     partial.unlink(missing_ok=True)
-                    raise APIError(413, f"Upload larger than {limit // (1024 * 1024)} MB",
-                                   code="upload_too_large")  # fmt: skip
+                    raise APIError(
+                        413,
+                        f"Upload larger than {limit // (1024 * 1024)} MB",
+                        code="upload_too_large",
+                    )
                 out.write(block)
         partial.replace(target)  # a re-upload replaces the file; ingest sees it changed
         saved.append((name, target))
@@ -107,22 +123,32 @@ def _save_uploads(service: Service, collection: str, files: list[UploadFile], li
 
 @router.get("/v1/collections/{collection}/documents")
 async def list_documents(
-    collection: str, request: Request, key: AskKey, limit: int = Query(100, ge=1, le=1000),
+    collection: str,
+    request: Request,
+    key: AskKey,
+    limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     service = service_of(request)
     target = await run_in_threadpool(_readable, service, key, collection)
-    data = await run_in_threadpool(lambda: [
-        _record_json(r, service) for r in service.workspace.store.list_documents(target.id, limit, offset)
-    ])  # fmt: skip
+    data = await run_in_threadpool(
+        lambda: [
+            _record_json(r, service)
+            for r in service.workspace.store.list_documents(target.id, limit, offset)
+        ]
+    )
     return JSONResponse({"object": "list", "data": data})
 
 
 @router.get("/v1/collections/{collection}/documents/{document_id}")
 async def get_document(
-    collection: str, document_id: int, request: Request, key: AskKey,
-    around: int | None = Query(None, ge=0), window: int = Query(4000, ge=100, le=200_000),
-) -> JSONResponse:  # fmt: skip
+    collection: str,
+    document_id: int,
+    request: Request,
+    key: AskKey,
+    around: int | None = Query(None, ge=0),
+    window: int = Query(4000, ge=100, le=200_000),
+) -> JSONResponse:
     """A document and its text — or, with ``around``, the ``window`` characters around an offset
     (how the web UI shows a cited span in context)."""
     service = service_of(request)
@@ -165,19 +191,32 @@ async def job_status(job_id: str, request: Request, key: IngestKey) -> JSONRespo
 
 @router.get("/v1/usage")
 async def usage(
-    request: Request, key: AskKey, group_by: str = Query("key"), since: str | None = None,
-    calls: bool = False, key_name: str | None = Query(None, alias="key"),
-) -> JSONResponse:  # fmt: skip
+    request: Request,
+    key: AskKey,
+    group_by: str = Query("key"),
+    since: str | None = None,
+    calls: bool = False,
+    key_name: str | None = Query(None, alias="key"),
+) -> JSONResponse:
     """The usage ledger: totals grouped by key, model, day, assistant or purpose, or every
     call with ``calls=true``. An admin key reads everyone's; another key only its own."""
     if group_by not in GROUPS:
-        raise APIError(422, f"group_by must be one of {', '.join(GROUPS)}; got {group_by!r}",
-                       code="invalid_request", param="group_by")  # fmt: skip
+        raise APIError(
+            422,
+            f"group_by must be one of {', '.join(GROUPS)}; got {group_by!r}",
+            code="invalid_request",
+            param="group_by",
+        )
     since = _moment(since)
     if not key.allows_scope("admin"):
         if key_name not in (None, key.name):
-            raise APIError(403, "This key may read only its own usage", type="permission_error",
-                           code="insufficient_scope", param="key")  # fmt: skip
+            raise APIError(
+                403,
+                "This key may read only its own usage",
+                type="permission_error",
+                code="insufficient_scope",
+                param="key",
+            )
         key_name = key.name
     ledger = service_of(request).workspace.ledger
     if calls:
@@ -191,9 +230,15 @@ async def usage(
 async def feedback(body: FeedbackRequest, request: Request, key: AskKey) -> JSONResponse:
     service = service_of(request)
     feedback_id = await run_in_threadpool(
-        service.workspace.store.add_feedback, key.name, body.rating, body.question, body.answer,
-        body.citations, body.model, body.comment,
-    )  # fmt: skip
+        service.workspace.store.add_feedback,
+        key.name,
+        body.rating,
+        body.question,
+        body.answer,
+        body.citations,
+        body.model,
+        body.comment,
+    )
     return JSONResponse({"id": feedback_id, "object": "feedback"}, status_code=201)
 
 
@@ -205,16 +250,24 @@ def _moment(since: str | None) -> str | None:
     try:
         moment = datetime.fromisoformat(since.strip())
     except ValueError:
-        raise APIError(422, f"since must be an ISO 8601 date or time (e.g. 2026-12-01 or "
-                       f"2026-12-01T08:00:00Z); got {since!r}", code="invalid_request",
-                       param="since") from None  # fmt: skip
+        raise APIError(
+            422,
+            f"since must be an ISO 8601 date or time (e.g. 2026-12-01 or "
+            f"2026-12-01T08:00:00Z); got {since!r}",
+            code="invalid_request",
+            param="since",
+        ) from None
     return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
 
 
 def _readable(service: Service, key: ApiKey, collection: str) -> Any:
     if not key.allows_collection(collection):
-        raise APIError(403, f"This key may not read the collection '{collection}'",
-                       type="permission_error", code="collection_forbidden")  # fmt: skip
+        raise APIError(
+            403,
+            f"This key may not read the collection '{collection}'",
+            type="permission_error",
+            code="collection_forbidden",
+        )
     target = service.workspace.store.collection(collection)
     if target is None:
         raise APIError(404, f"No collection named '{collection}'", code="collection_not_found")
@@ -236,6 +289,7 @@ def _record_json(record: Any, service: Service) -> dict[str, Any]:
     """A document as callers see it: no server paths (source_paths.py). Reads the store."""
     body = {"object": "document", **asdict(record)}
     body["source"] = service.shown.shown(record.source, record.collection)
-    body["metadata"] = public_metadata(record.metadata, service.shown, record.source,
-                                       record.collection)  # fmt: skip
+    body["metadata"] = public_metadata(
+        record.metadata, service.shown, record.source, record.collection
+    )
     return body

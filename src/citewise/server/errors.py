@@ -54,8 +54,13 @@ def from_citewise(exc: CitewiseError) -> APIError:
         return _from_provider(exc)
     if isinstance(exc, BudgetExceeded):
         # The SDKs retry a 429 unless told not to: waiting does not refill a budget.
-        return APIError(429, str(exc), type="insufficient_quota", code="insufficient_quota",
-                        headers={"x-should-retry": "false"})  # fmt: skip
+        return APIError(
+            429,
+            str(exc),
+            type="insufficient_quota",
+            code="insufficient_quota",
+            headers={"x-should-retry": "false"},
+        )
     if isinstance(exc, Unavailable):
         return unavailable(exc)
     return APIError(400, str(exc), code=type(exc).__name__)
@@ -64,8 +69,13 @@ def from_citewise(exc: CitewiseError) -> APIError:
 def unavailable(exc: Unavailable) -> APIError:
     """A shared dependency that is down: 503 with ``Retry-After`` (the SDKs retry it), its
     code naming the component (``store_unavailable``), never its URL or the driver's words."""
-    return APIError(503, str(exc), type="server_error", code=f"{exc.component}_unavailable",
-                    headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})  # fmt: skip
+    return APIError(
+        503,
+        str(exc),
+        type="server_error",
+        code=f"{exc.component}_unavailable",
+        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+    )
 
 
 def guarded(function: Callable[[], Any]) -> Any:
@@ -79,23 +89,26 @@ def guarded(function: Callable[[], Any]) -> Any:
 def _from_provider(exc: ProviderError) -> APIError:
     headers = {"x-citewise-attempts": attempts_header(exc.attempts)} if exc.attempts else {}
     if exc.kind == "context_length":
-        return APIError(400, str(exc), code="context_length_exceeded", param="messages",
-                        headers=headers)  # fmt: skip
+        return APIError(
+            400, str(exc), code="context_length_exceeded", param="messages", headers=headers
+        )
     if exc.kind == "invalid_request":
         return APIError(400, str(exc), code="upstream_invalid_request", headers=headers)
     if exc.kind == "busy":  # every turn at the local model is taken: come back shortly
         headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
         return APIError(503, str(exc), type="server_error", code="model_busy", headers=headers)
     if exc.kind == "timeout":
-        return APIError(504, str(exc), type="server_error", code="upstream_timeout",
-                        headers=headers)  # fmt: skip
-    if exc.kind in ("rate_limit", "unavailable") or (all(
-        getattr(a, "status", "") == "circuit_open" for a in exc.attempts
-    ) and exc.attempts):  # fmt: skip
+        return APIError(
+            504, str(exc), type="server_error", code="upstream_timeout", headers=headers
+        )
+    if exc.kind in ("rate_limit", "unavailable") or (
+        all(getattr(a, "status", "") == "circuit_open" for a in exc.attempts) and exc.attempts
+    ):
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        return APIError(503, str(exc), type="server_error", code="upstream_unavailable",
-                        headers=headers)  # fmt: skip
+        return APIError(
+            503, str(exc), type="server_error", code="upstream_unavailable", headers=headers
+        )
     # connection, server, stream, auth (the server's key, not the caller's): a bad gateway
     return APIError(502, str(exc), type="server_error", code="upstream_error", headers=headers)
 
@@ -132,9 +145,13 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         if error.get("type") == "json_invalid":
             # Its loc is a byte offset, not a field: the body as a whole is unreadable.
             reason = (error.get("ctx") or {}).get("error", "invalid JSON")
-            return error_response(APIError(
-                400, f"The request body is not valid JSON ({reason}, at byte "
-                f"{error['loc'][-1]})", code="invalid_json"))  # fmt: skip
+            return error_response(
+                APIError(
+                    400,
+                    f"The request body is not valid JSON ({reason}, at byte {error['loc'][-1]})",
+                    code="invalid_json",
+                )
+            )
         where = _field_path(error)
         param = param or where or None
         problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")

@@ -69,8 +69,12 @@ class Job:
         state = dict(record.state)
         files = [FileState(**f) for f in state.pop("files")]
         paths = [Path(p) for p in state.pop("paths")]
-        state |= {"id": record.id, "collection": record.collection, "status": record.status,
-                  "attempts": record.attempts}  # fmt: skip
+        state |= {
+            "id": record.id,
+            "collection": record.collection,
+            "status": record.status,
+            "attempts": record.attempts,
+        }
         return cls(files=files, paths=paths, **state)
 
 
@@ -105,15 +109,20 @@ class JobQueue:
             files = [(p.name, p) for p in sorted(folder.iterdir()) if p.is_file()]
             collection = self.store.collection(folder.name)
             stored = self.store.sources(collection.id) if collection else {}
-            unfinished = [(n, p) for n, p in files
-                          if str(p.resolve()) not in stored and str(p) not in queued]  # fmt: skip
+            unfinished = [
+                (n, p) for n, p in files if str(p.resolve()) not in stored and str(p) not in queued
+            ]
             if unfinished:
                 jobs.append(self.submit(folder.name, unfinished))
         return jobs
 
     def submit(self, collection: str, files: list[tuple[str, Path]]) -> Job:
-        job = Job(uuid.uuid4().hex[:16], collection, [FileState(name) for name, _ in files],
-                  [path for _, path in files])  # fmt: skip
+        job = Job(
+            uuid.uuid4().hex[:16],
+            collection,
+            [FileState(name) for name, _ in files],
+            [path for _, path in files],
+        )
         self.store.create_job(job.id, collection, job.state())
         self._wake.set()  # this replica looks at once; the others within POLL_SECONDS
         return job
@@ -203,8 +212,9 @@ class JobQueue:
                 saver.maybe()
 
         saver = _Throttled(lambda: self._save(job))
-        report = self.workspace.ingest([p for p, _, _ in files], job.collection, progress,
-                                       source="files")  # fmt: skip
+        report = self.workspace.ingest(
+            [p for p, _, _ in files], job.collection, progress, source="files"
+        )
         for source, outcome in outcomes.items():
             by_path[source].status = outcome
         for failure in [*report.failed, *report.skipped]:
@@ -224,8 +234,11 @@ class JobQueue:
             state.error = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
             if len(report.failed) > 5:
                 state.error += f" (and {len(report.failed) - 5} more)"
-        state.status = "failed" if report.failed and not (report.added or report.updated or
-                                                          report.unchanged) else "added"  # fmt: skip
+        state.status = (
+            "failed"
+            if report.failed and not (report.added or report.updated or report.unchanged)
+            else "added"
+        )
         _add_counts(job, report.counts())
         job.done += 1
 

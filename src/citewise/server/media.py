@@ -34,20 +34,29 @@ LINK_SECONDS = 3600
 
 
 @router.post("/v1/collections/{collection}/documents/{document_id}/media")
-async def media_link(collection: str, document_id: int, request: Request, key: AskKey
-                     ) -> JSONResponse:  # fmt: skip
+async def media_link(
+    collection: str, document_id: int, request: Request, key: AskKey
+) -> JSONResponse:
     """A link that plays the document's recording for the next hour (for ``<audio src>``)."""
     service = service_of(request)
     _, record = await run_in_threadpool(_document, service, key, collection, document_id)
     if not record.metadata.get("media") or not Path(record.source).is_file():
-        raise APIError(404, f"Document {document_id} in '{collection}' has no recording to play",
-                       code="media_not_found")  # fmt: skip
+        raise APIError(
+            404,
+            f"Document {document_id} in '{collection}' has no recording to play",
+            code="media_not_found",
+        )
     expires = int(time.time()) + LINK_SECONDS
     # The key's prefix too: a key created later under a revoked key's name (keys.py lets
     # the name be reused) does not bring the revoked key's links back.
     claims = {"c": collection, "d": document_id, "k": key.name, "p": key.prefix, "e": expires}
-    return JSONResponse({"object": "media_link", "expires_at": expires,
-                         "url": f"/media/{sign(service.media_secret, claims)}"})  # fmt: skip
+    return JSONResponse(
+        {
+            "object": "media_link",
+            "expires_at": expires,
+            "url": f"/media/{sign(service.media_secret, claims)}",
+        }
+    )
 
 
 @router.get("/media/{token}")
@@ -56,8 +65,12 @@ async def media(token: str, request: Request) -> FileResponse:
     claims = verify(service.media_secret, token)
     key = await run_in_threadpool(_active_key, service, claims["k"], claims.get("p"))
     if key is None or not key.allows_collection(claims["c"]):
-        raise APIError(403, "This link's key is revoked or no longer reads the collection",
-                       type="permission_error", code="link_revoked")  # fmt: skip
+        raise APIError(
+            403,
+            "This link's key is revoked or no longer reads the collection",
+            type="permission_error",
+            code="link_revoked",
+        )
     _, record = await run_in_threadpool(_document, service, key, claims["c"], claims["d"])
     path = Path(record.source)
     if not path.is_file():
@@ -75,12 +88,17 @@ def verify(secret: bytes, token: str) -> dict[str, Any]:
     body, _, signature = token.partition(".")
     expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
     if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):
-        raise APIError(403, "This media link is not valid", type="permission_error",
-                       code="invalid_link")  # fmt: skip
+        raise APIError(
+            403, "This media link is not valid", type="permission_error", code="invalid_link"
+        )
     claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     if claims["e"] < time.time():
-        raise APIError(403, "This media link has expired; open the citation again",
-                       type="permission_error", code="link_expired")  # fmt: skip
+        raise APIError(
+            403,
+            "This media link has expired; open the citation again",
+            type="permission_error",
+            code="link_expired",
+        )
     return claims
 
 

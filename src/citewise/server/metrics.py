@@ -11,13 +11,18 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "citewise_requests", "HTTP requests served.", ["method", "route", "status"],
+            "citewise_requests",
+            "HTTP requests served.",
+            ["method", "route", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "citewise_request_duration_seconds", "Time to the end of the response.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "citewise_request_duration_seconds",
+            "Time to the end of the response.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "citewise_tokens",
             "Embedding tokens processed (model tokens: citewise_model_tokens).",
@@ -25,55 +30,72 @@ class Metrics:
             registry=self.registry,
         )
         self.errors = Counter(
-            "citewise_errors", "Error responses, by OpenAI error type.", ["type"],
+            "citewise_errors",
+            "Error responses, by OpenAI error type.",
+            ["type"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         # From the usage ledger: every model call, fallbacks and rewrites included.
         self.model_calls = Counter(
-            "citewise_model_calls", "Model calls by target and status.", ["model", "status"],
+            "citewise_model_calls",
+            "Model calls by target and status.",
+            ["model", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.model_tokens = Counter(
-            "citewise_model_tokens", "Model tokens by target, key and kind (prompt, completion, cached).",
-            ["model", "key", "kind"], registry=self.registry,
-        )  # fmt: skip
+            "citewise_model_tokens",
+            "Model tokens by target, key and kind (prompt, completion, cached).",
+            ["model", "key", "kind"],
+            registry=self.registry,
+        )
         self.model_cost = Counter(
-            "citewise_model_cost_usd", "Model cost in USD by target and key (priced targets).",
-            ["model", "key"], registry=self.registry,
-        )  # fmt: skip
+            "citewise_model_cost_usd",
+            "Model cost in USD by target and key (priced targets).",
+            ["model", "key"],
+            registry=self.registry,
+        )
         self.model_queue = Histogram(
             "citewise_model_queue_seconds",
             "Time answers waited for a turn at a one-request-at-a-time (local) model.",
-            buckets=(*LATENCY_BUCKETS, 120, 300), registry=self.registry,
-        )  # fmt: skip
+            buckets=(*LATENCY_BUCKETS, 120, 300),
+            registry=self.registry,
+        )
         self.stream_errors = Counter(
             "citewise_stream_errors",
             "Streams that began with 200 and ended in an error event, by OpenAI error type.",
-            ["type"], registry=self.registry,
-        )  # fmt: skip
+            ["type"],
+            registry=self.registry,
+        )
         self.outages = Counter(
             "citewise_dependency_unavailable",
             "Requests that met an unreachable shared dependency (store, ledger, rate limits).",
-            ["component", "action"], registry=self.registry,
-        )  # fmt: skip
+            ["component", "action"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
-            "citewise_rate_limited", "Requests refused by a rate limit.", ["limit"],
+            "citewise_rate_limited",
+            "Requests refused by a rate limit.",
+            ["limit"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.embedding_batches = Gauge(
-            "citewise_embedding_batches", "Embedder calls made by the micro-batcher.",
+            "citewise_embedding_batches",
+            "Embedder calls made by the micro-batcher.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         # The store's jobs: every replica sharing it reports the same counts (aggregate
         # with max, not sum); the counters above are this replica's own (sum them).
         self.jobs = Gauge(
-            "citewise_ingest_jobs", "Ingest jobs in the store by state.", ["state"],
+            "citewise_ingest_jobs",
+            "Ingest jobs in the store by state.",
+            ["state"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.replica = Info(
-            "citewise_replica", "This server process and the store it shares.",
+            "citewise_replica",
+            "This server process and the store it shares.",
             registry=self.registry,
-        )  # fmt: skip
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -58,8 +58,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
 
     def start() -> AnswerStream:  # in a worker thread: the database is read here
         collections = service.scope(key, body.collections, assistant)
-        return service.workspace.ask_stream(question, collections, where, history, settings,
-                                            caller=key.name, assistant=assistant.name)  # fmt: skip
+        return service.workspace.ask_stream(
+            question,
+            collections,
+            where,
+            history,
+            settings,
+            caller=key.name,
+            assistant=assistant.name,
+        )
 
     stream = await run_in_threadpool(guarded, start)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
@@ -67,32 +74,49 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
-        events = _sse(service, key, stream, completion_id, created, body.model, include_usage,
-                      outcome)  # fmt: skip
-        return StreamingResponse(_until_disconnected(request, stream, events),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+        events = _sse(
+            service, key, stream, completion_id, created, body.model, include_usage, outcome
+        )
+        return StreamingResponse(
+            _until_disconnected(request, stream, events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     answer = await _answer_unless_disconnected(request, stream)
     await run_in_threadpool(_account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
     citations, results = await run_in_threadpool(
-        lambda: ([citation_json(c, service.shown) for c in answer.citations],
-                 [hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, start=1)])
-    )  # fmt: skip
+        lambda: (
+            [citation_json(c, service.shown) for c in answer.citations],
+            [hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, start=1)],
+        )
+    )
     headers = {"x-citewise-target": answer.target} if answer.target else {}
     if answer.attempts:
         headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
         headers["x-citewise-queue-ms"] = str(round(queue_seconds(answer) * 1000))
-    return JSONResponse(headers=headers, content={
-        "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-        "choices": [{
-            "index": 0, "message": {"role": "assistant", "content": answer.text, "refusal": None},
-            "logprobs": None, "finish_reason": _finish_reason(answer),
-        }],
-        "usage": _usage(answer), "system_fingerprint": None,
-        "citations": citations, "search_results": results,
-        "citewise": route_json(answer),
-    })  # fmt: skip
+    return JSONResponse(
+        headers=headers,
+        content={
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(answer),
+                }
+            ],
+            "usage": _usage(answer),
+            "system_fingerprint": None,
+            "citations": citations,
+            "search_results": results,
+            "citewise": route_json(answer),
+        },
+    )
 
 
 def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]:
@@ -103,8 +127,12 @@ def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]
     """
     last = body.messages[-1]
     if last.role != "user" or not last.text().strip():
-        raise APIError(422, "The last message must be a non-empty user message",
-                       code="invalid_messages", param="messages")  # fmt: skip
+        raise APIError(
+            422,
+            "The last message must be a non-empty user message",
+            code="invalid_messages",
+            param="messages",
+        )
     history = [
         Message(m.role, m.text()) for m in body.messages[:-1] if m.role in ("user", "assistant")
     ]
@@ -171,25 +199,38 @@ def _consume(stream: AnswerStream) -> Answer:
 
 
 def _sse(
-    service: Service, key: ApiKey, stream: AnswerStream, completion_id: str, created: int,
-    model: str, include_usage: bool, outcome: dict[str, Any],
-) -> Iterator[str]:  # fmt: skip
+    service: Service,
+    key: ApiKey,
+    stream: AnswerStream,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    outcome: dict[str, Any],
+) -> Iterator[str]:
     """The answer as server-sent events. An error after the 200 went out is an error
     event in the stream, and ``outcome["stream_error"]`` tells the access log and the
     metrics that this 200 ended as an error."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "system_fingerprint": None,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                **extra}  # fmt: skip
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
         return f"data: {json.dumps(body)}\n\n"
 
     sources = stream.prompt.hits if stream.prompt else []
     # The passages the model sees, numbered as its [n] markers will be: a client can
     # render markers as links while the text streams.
-    yield chunk({"role": "assistant", "content": ""},
-                search_results=[hit_json(h, n, service.shown) for n, h in enumerate(sources, start=1)])  # fmt: skip
+    yield chunk(
+        {"role": "assistant", "content": ""},
+        search_results=[hit_json(h, n, service.shown) for n, h in enumerate(sources, start=1)],
+    )
     deltas = iter(stream)
     try:
         for delta in deltas:
@@ -211,12 +252,22 @@ def _sse(
     answer = stream.answer
     assert answer is not None
     _account(service, key, answer)
-    yield chunk({}, _finish_reason(answer), citewise=route_json(answer),
-                citations=[citation_json(c, service.shown) for c in answer.citations])  # fmt: skip
+    yield chunk(
+        {},
+        _finish_reason(answer),
+        citewise=route_json(answer),
+        citations=[citation_json(c, service.shown) for c in answer.citations],
+    )
     if include_usage:  # the last chunk: usage, and again which targets answered
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "choices": [], "usage": _usage(answer),
-                "citewise": route_json(answer)}  # fmt: skip
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": _usage(answer),
+            "citewise": route_json(answer),
+        }
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"
 
@@ -236,9 +287,12 @@ def _account(service: Service, key: ApiKey, answer: Answer) -> None:
 
 def _usage(answer: Answer) -> dict[str, Any]:
     prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": answer.usage.cached_tokens}}  # fmt: skip
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": answer.usage.cached_tokens},
+    }
 
 
 def _finish_reason(answer: Answer) -> str:
@@ -252,34 +306,50 @@ def route_json(answer: Answer) -> dict[str, Any]:
 
 
 def attempt_json(attempt: Any) -> dict[str, Any]:
-    return {"target": attempt.target, "status": attempt.status, "error": attempt.error,
-            "prompt_tokens": attempt.usage.prompt_tokens,
-            "completion_tokens": attempt.usage.completion_tokens,
-            "estimated": attempt.usage.estimated, "latency_s": round(attempt.latency_s, 4),
-            "queue_s": round(getattr(attempt, "queue_s", 0.0), 4)}  # fmt: skip
+    return {
+        "target": attempt.target,
+        "status": attempt.status,
+        "error": attempt.error,
+        "prompt_tokens": attempt.usage.prompt_tokens,
+        "completion_tokens": attempt.usage.completion_tokens,
+        "estimated": attempt.usage.estimated,
+        "latency_s": round(attempt.latency_s, 4),
+        "queue_s": round(getattr(attempt, "queue_s", 0.0), 4),
+    }
 
 
-def hit_json(hit: Hit, number: int | None = None, shown: SourcePaths | None = None
-             ) -> dict[str, Any]:  # fmt: skip
+def hit_json(
+    hit: Hit, number: int | None = None, shown: SourcePaths | None = None
+) -> dict[str, Any]:
     """A passage as the API shows it. Callers never see server paths: an upload is shown
     relative to the workspace (``uploads/docs/report.pdf``), another file relative to its
     ingest root (source_paths.py). Reads the store: call it from a worker thread."""
     source = shown.shown(hit.source, hit.collection) if shown else hit.source
     body = {
-        "title": hit.title, "source": source, "url": hit.url,
-        "collection": hit.collection, "document_id": hit.document_id, "chunk_id": hit.chunk_id,
-        "page": hit.page, "heading_path": list(hit.heading_path), "location": hit.location,
-        "start": hit.start, "end": hit.end, "score": round(hit.score, 6),
+        "title": hit.title,
+        "source": source,
+        "url": hit.url,
+        "collection": hit.collection,
+        "document_id": hit.document_id,
+        "chunk_id": hit.chunk_id,
+        "page": hit.page,
+        "heading_path": list(hit.heading_path),
+        "location": hit.location,
+        "start": hit.start,
+        "end": hit.end,
+        "score": round(hit.score, 6),
         "start_seconds": hit.seconds[0] if hit.seconds else None,
         "end_seconds": hit.seconds[1] if hit.seconds else None,
-        "cosine": None if hit.cosine is None else round(hit.cosine, 6), "text": hit.text,
+        "cosine": None if hit.cosine is None else round(hit.cosine, 6),
+        "text": hit.text,
         "metadata": public_metadata(hit.metadata, shown, hit.source, hit.collection),
-    }  # fmt: skip
+    }
     return {"number": number, **body} if number is not None else body
 
 
-def public_metadata(metadata: dict[str, Any], shown: SourcePaths | None, source: str,
-                    collection: str) -> dict[str, Any]:  # fmt: skip
+def public_metadata(
+    metadata: dict[str, Any], shown: SourcePaths | None, source: str, collection: str
+) -> dict[str, Any]:
     """Metadata for callers: no principals (they are for permission checks), no server paths."""
     if shown is not None:
         return shown.metadata(metadata, source, collection)
@@ -289,8 +359,11 @@ def public_metadata(metadata: dict[str, Any], shown: SourcePaths | None, source:
 def citation_json(citation: Citation, shown: SourcePaths | None = None) -> dict[str, Any]:
     body = hit_json(citation.hit, citation.number, shown)
     body.pop("text")
-    return body | {"quote": citation.quote, "quote_start": citation.quote_start,
-                   "quote_end": citation.quote_end}  # fmt: skip
+    return body | {
+        "quote": citation.quote,
+        "quote_start": citation.quote_start,
+        "quote_end": citation.quote_end,
+    }
 
 
 # -- embeddings and models -----------------------------------------------------------
@@ -302,12 +375,20 @@ async def embeddings(body: EmbeddingRequest, request: Request, key: AskKey) -> J
     embedder = service.workspace.embedder()
     names = {service.settings.embedder, embedder.model_id}
     if body.model not in names:
-        raise APIError(404, f"The embedding model '{body.model}' does not exist; this server "
-                       f"embeds with '{service.settings.embedder}'", code="model_not_found",
-                       param="model")  # fmt: skip
+        raise APIError(
+            404,
+            f"The embedding model '{body.model}' does not exist; this server "
+            f"embeds with '{service.settings.embedder}'",
+            code="model_not_found",
+            param="model",
+        )
     if body.dimensions is not None and body.dimensions != embedder.dim:
-        raise APIError(422, f"'{body.model}' makes {embedder.dim}-dimensional vectors only",
-                       code="invalid_dimensions", param="dimensions")  # fmt: skip
+        raise APIError(
+            422,
+            f"'{body.model}' makes {embedder.dim}-dimensional vectors only",
+            code="invalid_dimensions",
+            param="dimensions",
+        )
     texts = body.texts()
     if len(texts) > 2048 or any(not t for t in texts):
         raise APIError(422, "input must hold 1 to 2048 non-empty strings", param="input")
@@ -315,10 +396,18 @@ async def embeddings(body: EmbeddingRequest, request: Request, key: AskKey) -> J
     tokens = sum(len(offsets) for offsets in embedder.token_offsets(texts))
     service.metrics.tokens.labels("embedding").inc(tokens)
     await run_in_threadpool(service.limiter.spend_tokens, key.name, key.tpm, tokens)
-    data = [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
-            for i, v in enumerate(vectors)]  # fmt: skip
-    return JSONResponse({"object": "list", "data": data, "model": body.model,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
@@ -337,8 +426,9 @@ async def model(model_id: str, request: Request, key: AskKey) -> JSONResponse:
     for entry in _model_list(service_of(request)):
         if entry["id"] == model_id:
             return JSONResponse(entry)
-    raise APIError(404, f"The model '{model_id}' does not exist", code="model_not_found",
-                   param="model")  # fmt: skip
+    raise APIError(
+        404, f"The model '{model_id}' does not exist", code="model_not_found", param="model"
+    )
 
 
 def _model_list(service: Service) -> list[dict[str, Any]]:

@@ -152,17 +152,25 @@ class RedisRateLimiter:
     """The same buckets, in Redis, shared by every replica (``redis_url``)."""
 
     def __init__(
-        self, url: str, prefix: str = "citewise:ratelimit", fail_open: bool = False,
+        self,
+        url: str,
+        prefix: str = "citewise:ratelimit",
+        fail_open: bool = False,
         on_outage: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         import os
 
         import redis
 
         password = os.environ.get("REDIS_PASSWORD") or None  # never in the URL (config)
         # Short timeouts: with Redis gone, a request learns it in a second, not a minute.
-        self._redis = redis.Redis.from_url(url, password=password, socket_timeout=2,
-                                           socket_connect_timeout=2, health_check_interval=10)  # fmt: skip
+        self._redis = redis.Redis.from_url(
+            url,
+            password=password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            health_check_interval=10,
+        )
         self._script = self._redis.register_script(_BUCKETS_LUA)
         self._errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
         self.prefix = prefix
@@ -188,24 +196,34 @@ class RedisRateLimiter:
                 self._run(key, None, tpm, amount)
             except self._errors as exc:
                 # The answer is made and paid for: its tokens go uncounted, never refused.
-                log.warning("rate limits: Redis cannot be reached; %d tokens of key %r "
-                            "not counted (%s)", amount, key, type(exc).__name__)  # fmt: skip
+                log.warning(
+                    "rate limits: Redis cannot be reached; %d tokens of key %r not counted (%s)",
+                    amount,
+                    key,
+                    type(exc).__name__,
+                )
                 self.on_outage("uncounted")
 
     def _outage(self, exc: Exception) -> Verdict:
         """Redis is down: keys with limits are refused (closed, the default) or served
         without limits (open), as ``rate_limit_outage`` says. Keys without limits never
         reach Redis, so they are served either way."""
-        log.warning("rate limits: Redis cannot be reached (%s); failing %s",
-                    type(exc).__name__, "open" if self.fail_open else "closed")  # fmt: skip
+        log.warning(
+            "rate limits: Redis cannot be reached (%s); failing %s",
+            type(exc).__name__,
+            "open" if self.fail_open else "closed",
+        )
         if self.fail_open:
             self.on_outage("served")
             return Verdict(True, "requests", 0.0, {})
-        raise Unavailable("rate_limits", "the rate limiter (Redis) cannot be reached, and "
-                          "limits fail closed; retry shortly") from exc  # fmt: skip
+        raise Unavailable(
+            "rate_limits",
+            "the rate limiter (Redis) cannot be reached, and limits fail closed; retry shortly",
+        ) from exc
 
-    def _run(self, key: str, rpm: int | None, tpm: int | None,
-             spend: int) -> tuple[bool, str, float, float]:  # fmt: skip
+    def _run(
+        self, key: str, rpm: int | None, tpm: int | None, spend: int
+    ) -> tuple[bool, str, float, float]:
         if not rpm and not tpm:
             return True, "", -1.0, -1.0
         keys = [f"{self.prefix}:{key}:requests", f"{self.prefix}:{key}:tokens"]

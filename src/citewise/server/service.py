@@ -37,9 +37,10 @@ class Service:
         self.assistants: dict[str, Assistant] = read_assistants(workspace.path)
         self.metrics = Metrics()
         self.limiter = limiter_for(
-            self.settings.redis_url, fail_open=self.settings.rate_limit_outage == "open",
+            self.settings.redis_url,
+            fail_open=self.settings.rate_limit_outage == "open",
             on_outage=lambda action: self.metrics.outages.labels("rate_limits", action).inc(),
-        )  # fmt: skip
+        )
         self.embedder: BatchingEmbedder | None = None
         if batching:
             self.embedder = BatchingEmbedder(workspace.embedder())
@@ -48,8 +49,9 @@ class Service:
         self.jobs = JobQueue(workspace)
         for state in ("queued", "running", "done", "failed"):
             self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
-        self.metrics.replica.info({"replica": self.jobs.worker,
-                                   "store": workspace.store.url.split(":")[0]})  # fmt: skip
+        self.metrics.replica.info(
+            {"replica": self.jobs.worker, "store": workspace.store.url.split(":")[0]}
+        )
         workspace.ledger.listeners.append(self.count_usage)
         self.uploads = workspace.path / "uploads"
         self.resumed = self.jobs.resume(self.uploads)  # what a stopped server left unfinished
@@ -66,8 +68,11 @@ class Service:
         anyone may see) and, for operators, what answered (the schema version, the rate
         limiter's backend) or why not (the driver's message, credentials masked)."""
         status, details = {}, {}
-        probes = {"store": lambda: self.workspace.store.schema_version()[-1],
-                  "ledger": self.workspace.ledger.ping, "rate_limits": self.limiter.ping}  # fmt: skip
+        probes = {
+            "store": lambda: self.workspace.store.schema_version()[-1],
+            "ledger": self.workspace.ledger.ping,
+            "rate_limits": self.limiter.ping,
+        }
         for name, probe in probes.items():
             try:
                 details[name] = str(probe())
@@ -114,8 +119,12 @@ class Service:
         assistant = self.assistants.get(name)
         if assistant is None:
             known = ", ".join(sorted(self.assistants))
-            raise APIError(404, f"The model '{name}' does not exist; available: {known}",
-                           code="model_not_found", param="model")  # fmt: skip
+            raise APIError(
+                404,
+                f"The model '{name}' does not exist; available: {known}",
+                code="model_not_found",
+                param="model",
+            )
         return assistant
 
     def scope(
@@ -127,8 +136,12 @@ class Service:
         if wanted:
             for name in wanted:
                 if not key.allows_collection(name):
-                    raise APIError(403, f"This key may not read the collection '{name}'",
-                                   type="permission_error", code="collection_forbidden")  # fmt: skip
+                    raise APIError(
+                        403,
+                        f"This key may not read the collection '{name}'",
+                        type="permission_error",
+                        code="collection_forbidden",
+                    )
             unknown = [n for n in wanted if n not in existing]
             if unknown and requested:
                 raise APIError(
@@ -139,11 +152,19 @@ class Service:
 
     def writable_collection(self, key: ApiKey, name: str) -> str:
         if not COLLECTION_NAME.fullmatch(name):
-            raise APIError(422, f"Collection names use {COLLECTION_NAME_RULE}",
-                           code="invalid_collection", param="collection")  # fmt: skip
+            raise APIError(
+                422,
+                f"Collection names use {COLLECTION_NAME_RULE}",
+                code="invalid_collection",
+                param="collection",
+            )
         if not key.allows_collection(name):
-            raise APIError(403, f"This key may not write to the collection '{name}'",
-                           type="permission_error", code="collection_forbidden")  # fmt: skip
+            raise APIError(
+                403,
+                f"This key may not write to the collection '{name}'",
+                type="permission_error",
+                code="collection_forbidden",
+            )
         return name
 
     def upload_dir(self, collection: str) -> Path:

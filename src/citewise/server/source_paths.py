@@ -50,10 +50,12 @@ class SourcePaths:
         """Metadata for callers: no principals (they are for permission checks), and every
         server path (``path``, which files carry) shown as :meth:`shown` shows sources."""
         return {
-            key: self.shown(value, collection) if _is_path_value(value, source, self.root)
+            key: self.shown(value, collection)
+            if _is_path_value(value, source, self.root)
             else value
-            for key, value in metadata.items() if not key.startswith("principal")
-        }  # fmt: skip
+            for key, value in metadata.items()
+            if not key.startswith("principal")
+        }
 
     def _folder(self, collection: str, source: str) -> str | None:
         folder, read_at = self._folders.get(collection, (None, 0.0))
@@ -67,8 +69,11 @@ class SourcePaths:
         record = self.store.collection(collection)
         if record is None:
             return None
-        files = [s for s in self.store.sources(record.id)
-                 if is_server_path(s) and not (self.root and s.startswith(self.root))]  # fmt: skip
+        files = [
+            s
+            for s in self.store.sources(record.id)
+            if is_server_path(s) and not (self.root and s.startswith(self.root))
+        ]
         if not files:
             return None
         try:

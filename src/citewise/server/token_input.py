@@ -33,15 +33,18 @@ def decode_token_ids(arrays: Sequence[Sequence[int]]) -> list[str]:
         encoding = _cl100k()
     except Exception as exc:
         raise APIError(
-            422, "input as token ids needs the cl100k_base vocabulary, which is not "
+            422,
+            "input as token ids needs the cl100k_base vocabulary, which is not "
             f"available here ({exc}); send the text itself (LangChain: "
-            "OpenAIEmbeddings(check_embedding_ctx_length=False))", param="input",
-        ) from exc  # fmt: skip
+            "OpenAIEmbeddings(check_embedding_ctx_length=False))",
+            param="input",
+        ) from exc
     limit = encoding.n_vocab
     texts = []
     for array in arrays:
         if any(not 0 <= token < limit for token in array):
-            raise APIError(422, f"token ids must lie in 0..{limit - 1} (cl100k_base)",
-                           param="input")  # fmt: skip
+            raise APIError(
+                422, f"token ids must lie in 0..{limit - 1} (cl100k_base)", param="input"
+            )
         texts.append(encoding.decode(list(array)))
     return texts

@@ -82,9 +82,14 @@ class DocumentStore(Protocol):
     def document_state(self, collection_id: int, source: str) -> DocumentState | None: ...
     def touch_document(self, document_id: int, mtime_ns: int | None, size: int | None) -> None: ...
     def replace_document(
-        self, collection_id: int, document: Document, chunks: Sequence[Chunk],
-        vectors: np.ndarray, mtime_ns: int | None = None, size: int | None = None,
-    ) -> int:  # fmt: skip
+        self,
+        collection_id: int,
+        document: Document,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        mtime_ns: int | None = None,
+        size: int | None = None,
+    ) -> int:
         """Insert or replace a document, its chunks, vectors and keyword entries in one
         transaction; returns its id."""
         ...
@@ -119,9 +124,13 @@ class DocumentStore(Protocol):
     def export_documents(self, collection_id: int) -> Iterator[StoredDocument]: ...
 
     def replace_embeddings(
-        self, collection_id: int, ids: Sequence[int], vectors: np.ndarray | None,
-        embedder: str, dim: int,
-    ) -> None:  # fmt: skip
+        self,
+        collection_id: int,
+        ids: Sequence[int],
+        vectors: np.ndarray | None,
+        embedder: str,
+        dim: int,
+    ) -> None:
         """New vectors for ``ids`` and the collection's new embedder, in one transaction."""
         ...
 
@@ -130,10 +139,13 @@ class KeywordSearch(Protocol):
     keyword_index: str  # what status reports: fts5, postgres-bm25
 
     def keyword_search(
-        self, query: str, collection_ids: Sequence[int], limit: int,
+        self,
+        query: str,
+        collection_ids: Sequence[int],
+        limit: int,
         where: dict[str, Any] | None = None,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    ) -> list[tuple[int, float]]:  # fmt: skip
+    ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first, the title, headings and body weighted."""
         ...
 
@@ -162,9 +174,15 @@ class KeyStore(Protocol):
     """API keys: rows are (name, prefix, collections, scopes, rpm, tpm, created, revoked)."""
 
     def insert_api_key(
-        self, name: str, prefix: str, key_hash: str, collections: list[str], scopes: list[str],
-        rpm: int | None, tpm: int | None,
-    ) -> bool: ...  # fmt: skip
+        self,
+        name: str,
+        prefix: str,
+        key_hash: str,
+        collections: list[str],
+        scopes: list[str],
+        rpm: int | None,
+        tpm: int | None,
+    ) -> bool: ...
     def api_key_rows(self, include_revoked: bool = False) -> list[tuple]: ...
     def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple, str]]: ...
     def revoke_api_key(self, name: str) -> bool: ...
@@ -198,8 +216,9 @@ class JobStore(Protocol):
 
     def create_job(self, job_id: str, collection: str, state: dict[str, Any]) -> None: ...
     def claim_job(self, worker: str, lease_s: float, max_attempts: int) -> JobRecord | None: ...
-    def save_job(self, job_id: str, worker: str, status: str, state: dict[str, Any],
-                 lease_s: float) -> bool: ...  # fmt: skip
+    def save_job(
+        self, job_id: str, worker: str, status: str, state: dict[str, Any], lease_s: float
+    ) -> bool: ...
     def job(self, job_id: str) -> JobRecord | None: ...
     def job_counts(self) -> dict[str, int]: ...
     def unfinished_job_files(self) -> set[str]: ...
@@ -208,9 +227,15 @@ class JobStore(Protocol):
 
 class FeedbackStore(Protocol):
     def add_feedback(
-        self, key_name: str, rating: int, question: str, answer: str,
-        citations: list[dict[str, Any]], model: str | None, comment: str | None,
-    ) -> int: ...  # fmt: skip
+        self,
+        key_name: str,
+        rating: int,
+        question: str,
+        answer: str,
+        citations: list[dict[str, Any]],
+        model: str | None,
+        comment: str | None,
+    ) -> int: ...
     def feedback(self) -> list[dict[str, Any]]: ...
 
 

@@ -53,8 +53,14 @@ def copy_store(
             if state is not None and state.content_hash == stored.document.content_hash:
                 report.unchanged += 1
                 continue
-            target.replace_document(copied.id, stored.document, stored.chunks, stored.vectors,
-                                    stored.mtime_ns, stored.size)  # fmt: skip
+            target.replace_document(
+                copied.id,
+                stored.document,
+                stored.chunks,
+                stored.vectors,
+                stored.mtime_ns,
+                stored.size,
+            )
             report.documents += 1
             report.chunks += len(stored.chunks)
             if progress is not None:
@@ -62,8 +68,15 @@ def copy_store(
     report.keys = sum(target.import_api_key(row) for row in source.export_api_keys())
     if not target.feedback():  # feedback has no natural key: copied into an empty target only
         for f in source.feedback():
-            target.add_feedback(f["key_name"], f["rating"], f["question"], f["answer"],
-                                f["citations"], f["model"], f["comment"])  # fmt: skip
+            target.add_feedback(
+                f["key_name"],
+                f["rating"],
+                f["question"],
+                f["answer"],
+                f["citations"],
+                f["model"],
+                f["comment"],
+            )
             report.feedback += 1
     if source_ledger is not None and target_ledger is not None:
         _copy_ledger(source_ledger, target_ledger, report)

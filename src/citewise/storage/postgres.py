@@ -40,63 +40,72 @@ K1, B = 1.2, 0.75  # FTS5's
 MAX_EF_SEARCH = 1000
 
 _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
-    ("_m001_initial", (
-        """CREATE TABLE collections (
+    (
+        "_m001_initial",
+        (
+            """CREATE TABLE collections (
             id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, embedder TEXT NOT NULL,
             dim INTEGER NOT NULL, generation BIGINT NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
             chunk_count BIGINT NOT NULL DEFAULT 0, term_count BIGINT NOT NULL DEFAULT 0)""",
-        """CREATE TABLE documents (
+            """CREATE TABLE documents (
             id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES collections(id),
             source TEXT NOT NULL, title TEXT NOT NULL, content_hash TEXT NOT NULL,
             mtime_ns BIGINT, size BIGINT, text TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
             updated_at TEXT NOT NULL, UNIQUE (collection_id, source))""",
-        """CREATE TABLE chunks (
+            """CREATE TABLE chunks (
             id BIGSERIAL PRIMARY KEY, document_id BIGINT NOT NULL REFERENCES documents(id),
             collection_id BIGINT NOT NULL, ord INTEGER NOT NULL, start INTEGER NOT NULL,
             "end" INTEGER NOT NULL, page INTEGER, heading_path TEXT NOT NULL,
             n_tokens INTEGER NOT NULL, n_terms INTEGER NOT NULL, embedding vector NOT NULL)""",
-        "CREATE INDEX chunks_by_document ON chunks(document_id)",
-        "CREATE INDEX chunks_by_collection ON chunks(collection_id)",
-        """CREATE TABLE chunk_terms (
+            "CREATE INDEX chunks_by_document ON chunks(document_id)",
+            "CREATE INDEX chunks_by_collection ON chunks(collection_id)",
+            """CREATE TABLE chunk_terms (
             collection_id BIGINT NOT NULL, term TEXT NOT NULL, chunk_id BIGINT NOT NULL,
             tf_title REAL NOT NULL, tf_headings REAL NOT NULL, tf_body REAL NOT NULL,
             dl INTEGER NOT NULL)""",
-        """CREATE INDEX chunk_terms_by_term ON chunk_terms(collection_id, term)
+            """CREATE INDEX chunk_terms_by_term ON chunk_terms(collection_id, term)
             INCLUDE (chunk_id, tf_title, tf_headings, tf_body, dl)""",
-        "CREATE INDEX chunk_terms_by_chunk ON chunk_terms(chunk_id)",
-        """CREATE TABLE ingest_runs (
+            "CREATE INDEX chunk_terms_by_chunk ON chunk_terms(chunk_id)",
+            """CREATE TABLE ingest_runs (
             id BIGSERIAL PRIMARY KEY, collection_id BIGINT NOT NULL REFERENCES collections(id),
             started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
             counts TEXT NOT NULL DEFAULT '{}')""",
-        """CREATE TABLE ingest_failures (
+            """CREATE TABLE ingest_failures (
             run_id BIGINT NOT NULL REFERENCES ingest_runs(id), source TEXT NOT NULL,
             reason TEXT NOT NULL)""",
-        """CREATE TABLE api_keys (
+            """CREATE TABLE api_keys (
             id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
             hash TEXT NOT NULL, collections TEXT NOT NULL, scopes TEXT NOT NULL, rpm INTEGER,
             tpm INTEGER, created_at TEXT NOT NULL, revoked_at TEXT)""",
-        "CREATE INDEX api_keys_by_prefix ON api_keys(prefix)",
-        """CREATE TABLE feedback (
+            "CREATE INDEX api_keys_by_prefix ON api_keys(prefix)",
+            """CREATE TABLE feedback (
             id BIGSERIAL PRIMARY KEY, key_name TEXT, rating INTEGER NOT NULL,
             question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL, model TEXT,
             comment TEXT, created_at TEXT NOT NULL)""",
-        """CREATE TABLE collection_settings (
+            """CREATE TABLE collection_settings (
             collection_id BIGINT PRIMARY KEY REFERENCES collections(id), settings TEXT NOT NULL,
             report TEXT NOT NULL, tuned_at TEXT NOT NULL)""",
-    )),
-    ("_m002_jobs", (
-        """CREATE TABLE jobs (
+        ),
+    ),
+    (
+        "_m002_jobs",
+        (
+            """CREATE TABLE jobs (
             id TEXT PRIMARY KEY, collection TEXT NOT NULL, status TEXT NOT NULL,
             state TEXT NOT NULL, worker TEXT, lease_until DOUBLE PRECISION,
             attempts INTEGER NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL)""",
-        "CREATE INDEX jobs_by_status ON jobs(status, created_at)",
-        "CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    )),
-    ("_m003_metadata_index", (
-        """CREATE INDEX documents_by_metadata ON documents
+            "CREATE INDEX jobs_by_status ON jobs(status, created_at)",
+            "CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ),
+    ),
+    (
+        "_m003_metadata_index",
+        (
+            """CREATE INDEX documents_by_metadata ON documents
             USING gin ((metadata::jsonb) jsonb_path_ops)""",
-    )),
-]  # fmt: skip
+        ),
+    ),
+]
 
 
 class PostgresStore(SqlStore):
@@ -254,9 +263,13 @@ class PostgresStore(SqlStore):
             self.execute(
                 "UPDATE collections SET generation = generation + ?, "
                 "chunk_count = chunk_count + ?, term_count = term_count + ? WHERE id = ?",
-                (changes[(collection_id, "generation")], changes[(collection_id, "chunks")],
-                 changes[(collection_id, "terms")], collection_id),
-            )  # fmt: skip
+                (
+                    changes[(collection_id, "generation")],
+                    changes[(collection_id, "chunks")],
+                    changes[(collection_id, "terms")],
+                    collection_id,
+                ),
+            )
 
     def _bump(self, collection_id: int) -> None:
         # Writers to one collection still queue on its row; the lock adds no row version.
@@ -279,8 +292,15 @@ class PostgresStore(SqlStore):
 
     # -- chunks: pgvector columns and postings ---------------------------------------------
 
-    def _insert_chunks(self, collection_id: int, document_id: int, title: str, text: str,
-                       chunks: Sequence[Chunk], vectors: np.ndarray) -> None:  # fmt: skip
+    def _insert_chunks(
+        self,
+        collection_id: int,
+        document_id: int,
+        title: str,
+        text: str,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+    ) -> None:
         title_terms = Counter(_terms(title))
         title_length = len(_tokens(title))
         rows, counts = [], []
@@ -288,9 +308,20 @@ class PostgresStore(SqlStore):
             headings = " ".join(chunk.heading_path)
             body = text[chunk.start : chunk.end]
             length = title_length + len(_tokens(headings)) + len(_tokens(body))
-            rows.append((document_id, collection_id, chunk.ord, chunk.start, chunk.end, chunk.page,
-                         json.dumps(chunk.heading_path), chunk.n_tokens, length,
-                         np.asarray(vector, dtype=np.float32)))  # fmt: skip
+            rows.append(
+                (
+                    document_id,
+                    collection_id,
+                    chunk.ord,
+                    chunk.start,
+                    chunk.end,
+                    chunk.page,
+                    json.dumps(chunk.heading_path),
+                    chunk.n_tokens,
+                    length,
+                    np.asarray(vector, dtype=np.float32),
+                )
+            )
             counts.append((length, Counter(_terms(headings)), Counter(_terms(body))))
         if not rows:
             return
@@ -300,8 +331,9 @@ class PostgresStore(SqlStore):
                 'INSERT INTO chunks (document_id, collection_id, ord, start, "end", page, '
                 "heading_path, n_tokens, n_terms, embedding) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                rows, returning=True,
-            )  # fmt: skip
+                rows,
+                returning=True,
+            )
             ids = []
             while True:
                 ids.append(cursor.fetchone()[0])
@@ -313,8 +345,17 @@ class PostgresStore(SqlStore):
             ) as copy:
                 for chunk_id, (length, head_terms, body_terms) in zip(ids, counts, strict=True):
                     for term in title_terms.keys() | head_terms.keys() | body_terms.keys():
-                        copy.write_row((collection_id, term, chunk_id, title_terms[term],
-                                        head_terms[term], body_terms[term], length))  # fmt: skip
+                        copy.write_row(
+                            (
+                                collection_id,
+                                term,
+                                chunk_id,
+                                title_terms[term],
+                                head_terms[term],
+                                body_terms[term],
+                                length,
+                            )
+                        )
         self._add_to_counters(collection_id, chunks=len(chunks), terms=sum(c[0] for c in counts))
 
     def _delete_chunks(self, document_ids: Sequence[int]) -> None:
@@ -387,10 +428,13 @@ class PostgresStore(SqlStore):
     # -- keyword search: BM25 over the postings ------------------------------------------
 
     def keyword_search(
-        self, query: str, collection_ids: Sequence[int], limit: int,
+        self,
+        query: str,
+        collection_ids: Sequence[int],
+        limit: int,
         where: dict[str, Any] | None = None,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    ) -> list[tuple[int, float]]:  # fmt: skip
+    ) -> list[tuple[int, float]]:
         counts = Counter(stem(t) for t in query_terms(query))
         if not counts or not collection_ids:
             return []
@@ -420,7 +464,7 @@ class PostgresStore(SqlStore):
             WHERE w.tf > 0 {filters}
             GROUP BY t.chunk_id ORDER BY score DESC, t.chunk_id LIMIT {int(limit)}""",
             [terms, repeats, ids, ids, ids, *weights, *params],
-        )  # fmt: skip
+        )
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def rebuild_keyword_index(self) -> None:
@@ -440,8 +484,10 @@ class PostgresStore(SqlStore):
         vector = self.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
         ).fetchone()
-        return (f"PostgreSQL {server} at {_where(self.url)}, pgvector {vector[0] if vector else '-'}, "
-                f"schema {self.schema_version()[-1]}")  # fmt: skip
+        return (
+            f"PostgreSQL {server} at {_where(self.url)}, pgvector {vector[0] if vector else '-'}, "
+            f"schema {self.schema_version()[-1]}"
+        )
 
     def integrity_problems(self) -> list[str]:
         problems = []
@@ -457,8 +503,10 @@ class PostgresStore(SqlStore):
             "SELECT k.name FROM collections k LEFT JOIN chunks c ON c.collection_id = k.id "
             "GROUP BY k.id, k.name, k.chunk_count HAVING count(c.id) != k.chunk_count"
         ).fetchall()
-        problems += [f"collection {r[0]}: keyword statistics are stale (run `citewise reindex`)"
-                     for r in drift]  # fmt: skip
+        problems += [
+            f"collection {r[0]}: keyword statistics are stale (run `citewise reindex`)"
+            for r in drift
+        ]
         return problems
 
 

@@ -73,8 +73,15 @@ class SqlStore:
         """All statements inside commit together or not at all."""
         raise NotImplementedError
 
-    def _insert_chunks(self, collection_id: int, document_id: int, title: str, text: str,
-                       chunks: Sequence[Chunk], vectors: np.ndarray) -> None:  # fmt: skip
+    def _insert_chunks(
+        self,
+        collection_id: int,
+        document_id: int,
+        title: str,
+        text: str,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+    ) -> None:
         raise NotImplementedError
 
     def _delete_chunks(self, document_ids: Sequence[int]) -> None:
@@ -161,9 +168,13 @@ class SqlStore:
         return [row[0] for row in rows]
 
     def replace_embeddings(
-        self, collection_id: int, ids: Sequence[int], vectors: np.ndarray | None,
-        embedder: str, dim: int,
-    ) -> None:  # fmt: skip
+        self,
+        collection_id: int,
+        ids: Sequence[int],
+        vectors: np.ndarray | None,
+        embedder: str,
+        dim: int,
+    ) -> None:
         """New vectors for ``ids`` and the collection's new embedder, in one transaction."""
         with self.transaction():
             if vectors is not None:
@@ -182,9 +193,15 @@ class SqlStore:
     # -- API keys (rows: name, prefix, collections, scopes, rpm, tpm, created, revoked) ---
 
     def insert_api_key(
-        self, name: str, prefix: str, key_hash: str, collections: list[str], scopes: list[str],
-        rpm: int | None, tpm: int | None,
-    ) -> bool:  # fmt: skip
+        self,
+        name: str,
+        prefix: str,
+        key_hash: str,
+        collections: list[str],
+        scopes: list[str],
+        rpm: int | None,
+        tpm: int | None,
+    ) -> bool:
         """False when an active key of that name exists. A revoked key gives its name up:
         its row stays (for the record) as ``NAME (revoked #ID)``, which no key name can be."""
         with self.transaction():
@@ -192,14 +209,24 @@ class SqlStore:
                 "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NOT NULL", (name,)
             ).fetchone()
             if revoked is not None:
-                self.execute("UPDATE api_keys SET name = ? WHERE id = ?",
-                             (f"{name} (revoked #{revoked[0]})", revoked[0]))  # fmt: skip
+                self.execute(
+                    "UPDATE api_keys SET name = ? WHERE id = ?",
+                    (f"{name} (revoked #{revoked[0]})", revoked[0]),
+                )
             inserted = self.execute(
                 "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, prefix, key_hash, json.dumps(collections), json.dumps(scopes), rpm, tpm,
-                 now()),
-            )  # fmt: skip
+                (
+                    name,
+                    prefix,
+                    key_hash,
+                    json.dumps(collections),
+                    json.dumps(scopes),
+                    rpm,
+                    tpm,
+                    now(),
+                ),
+            )
             return inserted.rowcount == 1
 
     def api_key_rows(self, include_revoked: bool = False) -> list[tuple]:
@@ -281,20 +308,38 @@ class SqlStore:
                 self.execute(
                     "UPDATE documents SET title = ?, content_hash = ?, mtime_ns = ?, size = ?, "
                     "text = ?, metadata = ?, updated_at = ? WHERE id = ?",
-                    (document.title, document.content_hash, mtime_ns, size, document.text,
-                     metadata, now(), existing.id),
-                )  # fmt: skip
+                    (
+                        document.title,
+                        document.content_hash,
+                        mtime_ns,
+                        size,
+                        document.text,
+                        metadata,
+                        now(),
+                        existing.id,
+                    ),
+                )
                 document_id = existing.id
             else:
                 document_id = self.execute(
                     "INSERT INTO documents (collection_id, source, title, content_hash, mtime_ns, "
                     "size, text, metadata, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "RETURNING id",
-                    (collection_id, document.source, document.title, document.content_hash,
-                     mtime_ns, size, document.text, metadata, now()),
-                ).fetchone()[0]  # fmt: skip
-            self._insert_chunks(collection_id, document_id, document.title, document.text,
-                                chunks, vectors)  # fmt: skip
+                    (
+                        collection_id,
+                        document.source,
+                        document.title,
+                        document.content_hash,
+                        mtime_ns,
+                        size,
+                        document.text,
+                        metadata,
+                        now(),
+                    ),
+                ).fetchone()[0]
+            self._insert_chunks(
+                collection_id, document_id, document.title, document.text, chunks, vectors
+            )
         return int(document_id)
 
     def delete_documents(self, collection_id: int, document_ids: Sequence[int]) -> None:
@@ -350,8 +395,12 @@ class SqlStore:
     def export_documents(self, collection_id: int) -> Iterator[StoredDocument]:
         """Every document of a collection with its chunks and vectors, as stored (what
         ``citewise migrate`` copies without parsing or embedding again)."""
-        ids = [row[0] for row in self.execute(
-            "SELECT id FROM documents WHERE collection_id = ? ORDER BY id", (collection_id,))]  # fmt: skip
+        ids = [
+            row[0]
+            for row in self.execute(
+                "SELECT id FROM documents WHERE collection_id = ? ORDER BY id", (collection_id,)
+            )
+        ]
         for document_id in ids:
             row = self.execute(
                 "SELECT source, title, text, content_hash, metadata, mtime_ns, size "
@@ -366,8 +415,10 @@ class SqlStore:
                 "WHERE document_id = ? ORDER BY ord",
                 (document_id,),
             ).fetchall()
-            chunks = [Chunk(o, a, b, text[a:b], n, tuple(json.loads(h)), p)
-                      for _, o, a, b, p, h, n in chunk_rows]  # fmt: skip
+            chunks = [
+                Chunk(o, a, b, text[a:b], n, tuple(json.loads(h)), p)
+                for _, o, a, b, p, h, n in chunk_rows
+            ]
             vectors = self._vectors_of([r[0] for r in chunk_rows])
             document = Document(source, title, text, [], content_hash, json.loads(metadata))
             yield StoredDocument(document, chunks, vectors, mtime_ns, size)
@@ -415,10 +466,15 @@ class SqlStore:
                 job_id, collection, state, attempts = row
                 state = json.loads(state)
                 if attempts >= max_attempts:
-                    state |= {"status": "failed", "finished_at": now_s, "error":
-                              f"the server running it stopped {attempts} times"}  # fmt: skip
-                    self.execute("UPDATE jobs SET status = 'failed', state = ? WHERE id = ?",
-                                 (json.dumps(state), job_id))  # fmt: skip
+                    state |= {
+                        "status": "failed",
+                        "finished_at": now_s,
+                        "error": f"the server running it stopped {attempts} times",
+                    }
+                    self.execute(
+                        "UPDATE jobs SET status = 'failed', state = ? WHERE id = ?",
+                        (json.dumps(state), job_id),
+                    )
                     continue
                 self.execute(
                     "UPDATE jobs SET status = 'running', worker = ?, lease_until = ?, "
@@ -427,8 +483,9 @@ class SqlStore:
                 )
                 return JobRecord(job_id, collection, "running", state, attempts + 1, worker)
 
-    def save_job(self, job_id: str, worker: str, status: str, state: dict[str, Any],
-                 lease_s: float) -> bool:  # fmt: skip
+    def save_job(
+        self, job_id: str, worker: str, status: str, state: dict[str, Any], lease_s: float
+    ) -> bool:
         """Record a job's progress and renew its lease; False when the lease was lost
         (another replica took the job over)."""
         cursor = self.execute(
@@ -467,9 +524,15 @@ class SqlStore:
     # -- feedback --------------------------------------------------------------------
 
     def add_feedback(
-        self, key_name: str, rating: int, question: str, answer: str,
-        citations: list[dict[str, Any]], model: str | None, comment: str | None,
-    ) -> int:  # fmt: skip
+        self,
+        key_name: str,
+        rating: int,
+        question: str,
+        answer: str,
+        citations: list[dict[str, Any]],
+        model: str | None,
+        comment: str | None,
+    ) -> int:
         row = self.execute(
             "INSERT INTO feedback (key_name, rating, question, answer, citations, model, comment, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -482,10 +545,20 @@ class SqlStore:
             "SELECT id, key_name, rating, question, answer, citations, model, comment, created_at "
             "FROM feedback ORDER BY id"
         )
-        names = ("id", "key_name", "rating", "question", "answer", "citations", "model",
-                 "comment", "created_at")  # fmt: skip
-        return [dict(zip(names, row, strict=True)) | {"citations": json.loads(row[5])}
-                for row in rows]  # fmt: skip
+        names = (
+            "id",
+            "key_name",
+            "rating",
+            "question",
+            "answer",
+            "citations",
+            "model",
+            "comment",
+            "created_at",
+        )
+        return [
+            dict(zip(names, row, strict=True)) | {"citations": json.loads(row[5])} for row in rows
+        ]
 
     # -- chunks --------------------------------------------------------------------------
 
@@ -501,8 +574,12 @@ class SqlStore:
                 part,
             )
             for row in rows:
-                out[row[0]] = Hit(*row[:9], heading_path=tuple(json.loads(row[9])), score=0.0,
-                                  metadata=json.loads(row[10]))  # fmt: skip
+                out[row[0]] = Hit(
+                    *row[:9],
+                    heading_path=tuple(json.loads(row[9])),
+                    score=0.0,
+                    metadata=json.loads(row[10]),
+                )
         return out
 
     def filtered_chunk_ids(self, collection_id: int, where: dict[str, Any]) -> np.ndarray:
@@ -526,8 +603,9 @@ class SqlStore:
             if not isinstance(value, str | int | float | bool):
                 raise InvalidInput(
                     f"metadata filter {key!r}: the value must be a string, number or boolean, "
-                    f"not {type(value).__name__}", param="where",
-                )  # fmt: skip
+                    f"not {type(value).__name__}",
+                    param="where",
+                )
             if key == "source":
                 clauses.append(f" AND {self._source_condition()}")
                 params.append(self._source_parameter(value))
@@ -597,11 +675,16 @@ class SqlStore:
             failures = self.execute(
                 "SELECT source, reason FROM ingest_failures WHERE run_id = ?", (run_id,)
             ).fetchall()
-            runs.append({
-                "collection": name, "started_at": started, "finished_at": finished,
-                "status": status, "counts": json.loads(counts),
-                "failures": [tuple(f) for f in failures],
-            })  # fmt: skip
+            runs.append(
+                {
+                    "collection": name,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "status": status,
+                    "counts": json.loads(counts),
+                    "failures": [tuple(f) for f in failures],
+                }
+            )
         return runs
 
     def schema_version(self) -> list[str]:
@@ -618,8 +701,16 @@ _DOCUMENT_RECORD_SQL = (
 
 
 def _document_record(row: Sequence[Any]) -> DocumentRecord:
-    return DocumentRecord(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]), row[6],
-                          metadata=json.loads(row[7]))  # fmt: skip
+    return DocumentRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        int(row[4]),
+        int(row[5]),
+        row[6],
+        metadata=json.loads(row[7]),
+    )
 
 
 def _parts(ids: Sequence[int]) -> Iterator[list[int]]:

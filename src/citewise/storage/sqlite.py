@@ -263,15 +263,32 @@ class SqliteStore(SqlStore):
 
     # -- chunks: vectors as BLOBs, keywords in FTS5 ------------------------------------
 
-    def _insert_chunks(self, collection_id: int, document_id: int, title: str, text: str,
-                       chunks: Sequence[Chunk], vectors: np.ndarray) -> None:  # fmt: skip
+    def _insert_chunks(
+        self,
+        collection_id: int,
+        document_id: int,
+        title: str,
+        text: str,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+    ) -> None:
         self.db.executemany(
             "INSERT INTO chunks (document_id, ord, start, end, page, heading_path, n_tokens, "
             "embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(document_id, c.ord, c.start, c.end, c.page, json.dumps(c.heading_path),
-              c.n_tokens, np.asarray(v, dtype=np.float32).tobytes())
-             for c, v in zip(chunks, vectors, strict=True)],
-        )  # fmt: skip
+            [
+                (
+                    document_id,
+                    c.ord,
+                    c.start,
+                    c.end,
+                    c.page,
+                    json.dumps(c.heading_path),
+                    c.n_tokens,
+                    np.asarray(v, dtype=np.float32).tobytes(),
+                )
+                for c, v in zip(chunks, vectors, strict=True)
+            ],
+        )
         self.execute(
             "INSERT INTO chunks_fts (rowid, title, headings, body) "
             "SELECT id, title, headings, body FROM chunk_search_text WHERE id IN "
@@ -397,10 +414,13 @@ class SqliteStore(SqlStore):
     # -- keyword search ------------------------------------------------------------------
 
     def keyword_search(
-        self, query: str, collection_ids: Sequence[int], limit: int,
+        self,
+        query: str,
+        collection_ids: Sequence[int],
+        limit: int,
         where: dict[str, Any] | None = None,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    ) -> list[tuple[int, float]]:  # fmt: skip
+    ) -> list[tuple[int, float]]:
         match = fts_query(query)
         return [] if match is None else self.bm25(match, collection_ids, limit, where, weights)
 
