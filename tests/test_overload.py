@@ -19,7 +19,7 @@ from citewise import ProviderError, Workspace
 from citewise.keys import create_key
 from citewise.providers.base import Message, ModelRequest, TextDelta
 from citewise.providers.router import breaker_for
-from citewise.providers.turns import FairTurns
+from citewise.providers.turns import Abandoned, FairTurns, QueueFull, reader_gone_when
 from citewise.server import create_app
 from conftest import LiveServer
 
@@ -191,3 +191,84 @@ def test_two_keys_under_a_burst_the_quiet_key_is_served_next(ingested) -> None:
     assert int(quiet_headers["x-citewise-queue-ms"]) > 0
     assert 'status="circuit_open"' not in metrics and 'status="timeout"' not in metrics
     assert "citewise_model_queue_seconds_count" in metrics
+
+
+def test_a_caller_that_leaves_while_queued_leaves_the_line_at_once(tmp_path: Path) -> None:
+    ws = local_workspace(tmp_path / "ws", queue_timeout=60)
+    router = ws.chat_model()
+    left = threading.Event()
+    request = ModelRequest.of(
+        [Message("user", "Say hello.")], max_tokens=8, caller="gone", cancelled=left
+    )
+    with ThreadPoolExecutor(1) as pool, model_taken(router):
+        waiting = pool.submit(lambda: list(router.generate(request)))
+        wait_until(lambda: router.primary._turns.waiting() == 1)
+        hung_up = time.monotonic()
+        left.set()
+        with pytest.raises(ProviderError) as refused:
+            waiting.result(timeout=10)
+        # Out of the line within the poll interval, long before its turn would come.
+        assert time.monotonic() - hung_up < 5
+        assert refused.value.kind == "cancelled"
+        assert [a.status for a in refused.value.attempts] == ["cancelled"]
+        wait_until(lambda: router.primary._turns.waiting() == 0, 5)
+    assert breaker_for(router.chain[0], router.policy).state == "closed"
+    ws.close()
+
+
+def test_a_full_line_refuses_at_once() -> None:
+    turns = FairTurns(max_waiting=1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    def take(caller: str) -> None:
+        with turns.turn(caller):
+            ran.append(caller)
+            release.wait(30)
+
+    threads = [threading.Thread(target=take, args=(c,)) for c in ("a", "b")]
+    threads[0].start()
+    wait_until(turns.busy)
+    threads[1].start()
+    wait_until(lambda: turns.waiting() == 1)
+    started = time.monotonic()
+    with pytest.raises(QueueFull), turns.turn("c"):
+        ran.append("c")
+    assert time.monotonic() - started < 1  # refused at once, not after a wait
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert ran == ["a", "b"] and not turns.busy() and turns.waiting() == 0
+
+
+def test_a_wait_interrupted_by_its_reader_gives_the_turn_on() -> None:
+    turns = FairTurns()
+    gone = threading.Event()
+    order: list[str] = []
+    release = threading.Event()
+
+    def hold() -> None:
+        with turns.turn("a"):
+            release.wait(30)
+
+    def abandoned() -> None:
+        with reader_gone_when(gone), pytest.raises(Abandoned), turns.turn("b"):
+            order.append("b ran")
+
+    def patient() -> None:
+        with turns.turn("c"):
+            order.append("c ran")
+
+    threads = [threading.Thread(target=f) for f in (hold, abandoned, patient)]
+    threads[0].start()
+    wait_until(turns.busy)
+    threads[1].start()
+    wait_until(lambda: turns.waiting() == 1)
+    threads[2].start()
+    wait_until(lambda: turns.waiting() == 2)
+    gone.set()
+    wait_until(lambda: turns.waiting() == 1)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert order == ["c ran"] and not turns.busy()

@@ -156,6 +156,7 @@ class AnswerStream:
                 temperature=self.settings.temperature,
                 caller=self.caller,
                 assistant=self.assistant,
+                cancelled=self._cancelled,
             )
             self._response = self.model.generate(request)
         return self

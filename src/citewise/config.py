@@ -1,12 +1,20 @@
 """Settings: one table, one precedence.
 
-A setting's value comes from the first of these that has it:
+A setting's value comes from the first of these that has it (as pip, git, Docker and
+twelve-factor apps do: an operator overrides a committed file from the environment):
 
 1. an explicit argument (CLI flag or Python keyword),
-2. the workspace's ``citewise.toml``,
-3. a ``CITEWISE_<NAME>`` environment variable (a ``.env`` file in the current
-   directory is read by the CLI),
+2. a ``CITEWISE_<NAME>`` environment variable (a ``.env`` file in the current
+   directory is read by the CLI, without replacing variables already set),
+3. the workspace's ``citewise.toml``,
 4. the default in :data:`SETTINGS`.
+
+An empty value counts as unset at every level. Every environment variable citewise
+reads is a row of :data:`SETTINGS` (``tests/test_config.py`` holds the code to it), so
+``citewise config`` shows and documents it. Rows marked ``env_only`` belong to the
+process, not to a workspace (where caches live, which workspace opens): they are read
+from the environment alone, through :func:`setting_from_env`, and are neither
+``citewise.toml`` keys nor :class:`Settings` fields.
 
 Secrets never live here: a provider's key is read from the environment variable
 named by ``api_key_env`` or from ``api_key_file``, which must lie outside the workspace.
@@ -18,9 +26,10 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigError
 
@@ -37,7 +46,7 @@ def cache_dir() -> Path:
     every workspace; ``CITEWISE_CACHE_DIR`` moves it."""
     import platformdirs
 
-    override = os.environ.get("CITEWISE_CACHE_DIR")
+    override = setting_from_env("cache_dir", str)
     return Path(override) if override else Path(platformdirs.user_cache_dir("citewise"))
 
 
@@ -46,6 +55,9 @@ class Setting:
     name: str
     default: Any
     help: str
+    # The process's, not a workspace's: read from CITEWISE_<NAME> alone (never from
+    # citewise.toml), through setting_from_env; not a field of Settings.
+    env_only: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -137,8 +149,80 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated origins whose browser apps may call the server's API "
         "(e.g. https://app.example.com); empty: same origin only.",
     ),
+    # Environment only: they belong to the process, not to one workspace.
+    Setting(
+        "workspace",
+        "",
+        "Workspace directory when no --workspace flag is given; empty: a per-user data "
+        "directory (~/.local/share/citewise/default on Linux).",
+        env_only=True,
+    ),
+    Setting(
+        "cache_dir",
+        "",
+        "Per-user cache for derived files (the int8 embedder, model checks), outside every "
+        "workspace; empty: the platform's user cache directory.",
+        env_only=True,
+    ),
+    Setting(
+        "model_dir",
+        "",
+        "Folder of catalogue embedders (<name>/model.onnx and tokenizer.json), tried before "
+        "the packaged and Hugging Face Hub copies; empty: not used.",
+        env_only=True,
+    ),
+    Setting(
+        "whisper_model",
+        "tiny.en",
+        "faster-whisper model that transcribes audio and video (tiny.en is packaged; others "
+        "are fetched from the Hugging Face Hub).",
+        env_only=True,
+    ),
+    Setting(
+        "whisper_beam",
+        5,
+        "Beam width when transcribing (1 decodes greedily: faster, less accurate).",
+        env_only=True,
+    ),
+    Setting(
+        "finetune_base",
+        "",
+        "Model that `citewise tune --finetune-embedder` starts from; empty: the packaged "
+        "all-MiniLM-L6-v2 weights, else the Hub's.",
+        env_only=True,
+    ),
+    Setting(
+        "job_lease_seconds",
+        30.0,
+        "Seconds a server holds an ingest job between lease renewals; a stopped server's "
+        "job is taken over after this.",
+        env_only=True,
+    ),
+    Setting(
+        "user",
+        "",
+        "User or key name that `citewise ask` and `citewise eval answers` charge model "
+        "calls to when --as is not given (its budgets apply).",
+        env_only=True,
+    ),
+    Setting(
+        "raise_errors",
+        False,
+        "Let citewise's own errors end the CLI with a traceback instead of one line "
+        "(as --debug does).",
+        env_only=True,
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+# The settings a workspace's citewise.toml may hold (the fields of Settings).
+WORKSPACE_SETTINGS = tuple(s for s in SETTINGS if not s.env_only)
+# Where a value came from, as `citewise config` shows it.
+FROM_ARGUMENT, FROM_ENVIRONMENT, FROM_FILE, FROM_DEFAULT = (
+    "argument",
+    "environment",
+    CONFIG_FILE,
+    "default",
+)
 
 
 @dataclass(frozen=True)
@@ -174,17 +258,34 @@ class Settings:
     @classmethod
     def load(cls, workspace: Path | None = None, **overrides: Any) -> Settings:
         file_values = read_config_file(workspace / CONFIG_FILE) if workspace else {}
-        values = {}
-        for setting in SETTINGS:
-            raw = _first_set(
-                overrides.get(setting.name),
-                file_values.get(setting.name),
-                os.environ.get(env_var(setting.name)),
+        return cls.resolve(file_values, overrides)[0]
+
+    @classmethod
+    def resolve(
+        cls, file_values: Mapping[str, Any], overrides: Mapping[str, Any]
+    ) -> tuple[Settings, dict[str, str]]:
+        """The settings from explicit arguments, the environment, a parsed
+        ``citewise.toml`` and the defaults, first found wins; with where each value
+        came from (``FROM_ARGUMENT``, ``FROM_ENVIRONMENT``, ``FROM_FILE``, ``FROM_DEFAULT``)."""
+        refuse_unknown(overrides, "Settings")
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for setting in WORKSPACE_SETTINGS:
+            candidates = (
+                (FROM_ARGUMENT, overrides.get(setting.name)),
+                (FROM_ENVIRONMENT, _from_env(setting)),
+                (FROM_FILE, file_values.get(setting.name)),
             )
-            values[setting.name] = coerce(setting, raw) if raw is not None else setting.default
+            source, raw = next(
+                ((s, v) for s, v in candidates if v is not None and v != ""),
+                (FROM_DEFAULT, None),
+            )
+            origin = env_var(setting.name) if source == FROM_ENVIRONMENT else source
+            values[setting.name] = setting.default if raw is None else coerce(setting, raw, origin)
+            sources[setting.name] = source
         settings = cls(**values)
         settings.validate()
-        return settings
+        return settings, sources
 
     def validate(self) -> None:
         if self.fusion not in ("adaptive", "convex", "rrf"):
@@ -245,22 +346,49 @@ def check_service_url(url: str, setting: str) -> None:
 
 
 def env_var(name: str) -> str:
+    """The environment variable of setting ``name``: ``CITEWISE_<NAME>``."""
     return f"CITEWISE_{name.upper()}"
 
 
-def _first_set(*candidates: Any) -> Any:
-    for value in candidates:
-        if value is not None and value != "":
-            return value
-    return None
+def _from_env(setting: Setting) -> str | None:
+    """The one place citewise reads a ``CITEWISE_*`` variable; empty counts as unset."""
+    return os.environ.get(env_var(setting.name)) or None
 
 
-def coerce(setting: Setting, raw: Any) -> Any:
+_Value = TypeVar("_Value", str, int, float, bool)
+
+
+def setting_from_env(name: str, kind: type[_Value]) -> _Value:
+    """An environment-only setting (``env_only`` in :data:`SETTINGS`): its
+    ``CITEWISE_<NAME>`` variable as ``kind``, else its default. Read when needed, never
+    at import, so a test or a server started later sees the value of the moment."""
+    setting = _BY_NAME[name]
+    if not setting.env_only or type(setting.default) is not kind:
+        raise TypeError(f"{name!r} is not an environment-only {kind.__name__} setting")
+    raw = _from_env(setting)
+    value = setting.default if raw is None else coerce(setting, raw, env_var(name))
+    assert isinstance(value, kind)
+    return value
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def coerce(setting: Setting, raw: Any, origin: str = "") -> Any:
+    """``raw`` (an argument, a TOML value or an environment string) as the type of the
+    setting's default; ``origin`` names where it came from in the error."""
     kind = type(setting.default)
+    where = f"{origin}: " if origin else ""
+    if kind is bool and isinstance(raw, str):
+        if raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ConfigError(f"{where}setting {setting.name!r} wants true or false, got {raw!r}")
     try:
         return kind(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {setting.name!r} wants a {kind.__name__}, got {raw!r}") from exc
+        raise ConfigError(
+            f"{where}setting {setting.name!r} wants a {kind.__name__}, got {raw!r}"
+        ) from exc
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -270,12 +398,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    unknown = sorted(set(data) - set(_BY_NAME) - {"assistants", "models", "targets"})
+    refuse_unknown(data.keys() - {"assistants", "models", "targets"}, str(path))
+    return data
+
+
+def refuse_unknown(names: Iterable[str], where: str) -> None:
+    """Names that are no workspace setting, refused: a typo, or an environment-only
+    setting that only ``CITEWISE_<NAME>`` sets."""
+    workspace = {s.name for s in WORKSPACE_SETTINGS}
+    env_only = sorted(env_var(n) for n in names if n in _BY_NAME and n not in workspace)
+    if env_only:
+        raise ConfigError(f"{where}: {', '.join(env_only)} can only be set in the environment")
+    unknown = sorted(n for n in names if n not in _BY_NAME)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; see `citewise config` for the list"
+            f"{where}: unknown setting(s) {', '.join(unknown)}; see `citewise config` for the list"
         )
-    return data
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@
     │       └── LedgerUnavailable  the usage ledger cannot be written (the call is refused)
     ├── ParseError             one input file could not be read (the ingest skips it)
     ├── ModelError             a model's files are missing or do not load
-    ├── ProviderError          a chat or embedding provider failed (``kind`` says how)
+    ├── ProviderError          a chat or embedding provider failed (``kind``, a
+    │   │                      ProviderErrorKind, says how)
     │   └── MissingAPIKey      the provider needs a key that is not set
     └── BudgetExceeded         a spending budget does not allow the call
 
@@ -20,6 +21,7 @@ its traceback.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 
@@ -71,39 +73,73 @@ class ModelError(CitewiseError):
     pass
 
 
-# How a provider call failed. The router retries and falls back on the transient kinds;
-# the caller's faults fail fast (another target would refuse the same request).
+class ProviderErrorKind(str, Enum):
+    """How a provider call failed. A ``str`` enum: it compares equal to its value, so
+    ``error.kind == "timeout"`` reads as before, but an unknown kind is refused when the
+    error is made instead of drifting through the router and the server unnoticed."""
+
+    # Transient: worth a retry or another target.
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    RATE_LIMIT = "rate_limit"
+    SERVER = "server"
+    STREAM = "stream"
+    UNAVAILABLE = "unavailable"  # it does not load: missing key, model or package
+    # Neither the provider's fault nor the caller's: every turn at a one-request-at-a-time
+    # model is taken (the router moves on; the breaker is untouched; 503 with Retry-After).
+    BUSY = "busy"
+    # The caller left while the request waited for its turn: it never ran.
+    CANCELLED = "cancelled"
+    # The caller's fault: another target would refuse the same request.
+    INVALID_REQUEST = "invalid_request"
+    AUTH = "auth"
+    CONTEXT_LENGTH = "context_length"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def transient(self) -> bool:
+        return self in TRANSIENT_KINDS
+
+
+# The router retries and falls back on the transient kinds; the caller's faults fail fast.
 TRANSIENT_KINDS = frozenset(
-    {"connection", "timeout", "rate_limit", "server", "stream", "unavailable"}
+    {
+        ProviderErrorKind.CONNECTION,
+        ProviderErrorKind.TIMEOUT,
+        ProviderErrorKind.RATE_LIMIT,
+        ProviderErrorKind.SERVER,
+        ProviderErrorKind.STREAM,
+        ProviderErrorKind.UNAVAILABLE,
+    }
 )
-CALLER_KINDS = frozenset({"invalid_request", "auth", "context_length"})
+CALLER_KINDS = frozenset(
+    {ProviderErrorKind.INVALID_REQUEST, ProviderErrorKind.AUTH, ProviderErrorKind.CONTEXT_LENGTH}
+)
 
 
 class ProviderError(CitewiseError):
-    """A model or embedding provider failed.
-
-    ``kind``: connection | timeout | rate_limit | server | stream | unavailable (it does not
-    load: missing key, model or package) — transient: worth a retry or another target — or invalid_request | auth | context_length (the request or the key
-    is at fault). ``status`` is the provider's HTTP status, ``retry_after`` its advice.
-    """
+    """A model or embedding provider failed: ``kind`` (a :class:`ProviderErrorKind`) says
+    how, ``status`` is the provider's HTTP status, ``retry_after`` its advice."""
 
     def __init__(
         self,
         message: str,
-        kind: str = "server",
+        kind: ProviderErrorKind | str = ProviderErrorKind.SERVER,
         status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind = ProviderErrorKind(kind)  # a misspelt kind fails here, where it is made
         self.status = status
         self.retry_after = retry_after
-        self.attempts: tuple = ()  # the router's record of targets tried (router.Attempt)
+        self.attempts: tuple[Any, ...] = ()  # the router's record of targets tried (Attempt)
         self.usage: Any = None  # TokenUsage the provider reported before it failed, if any
 
     @property
     def transient(self) -> bool:
-        return self.kind in TRANSIENT_KINDS
+        return self.kind.transient
 
 
 class MissingAPIKey(ProviderError):

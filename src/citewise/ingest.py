@@ -22,7 +22,7 @@ import numpy as np
 from .chunking import chunk_document
 from .documents import Chunk, Document
 from .embedders import Embedder
-from .errors import ParseError
+from .errors import ParseError, Unavailable
 from .sources import Skipped, SourceItem, hash_file
 from .storage import Collection, Storage
 
@@ -229,6 +229,8 @@ class Ingestor:
             chunks = chunk_document(
                 document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap
             )
+        except Unavailable:
+            raise  # the store went away: no file is at fault, and the run stops here
         except Exception as exc:  # one bad file must not stop the rest; Ctrl-C still does
             reason = str(exc) if isinstance(exc, ParseError) else f"{type(exc).__name__}: {exc}"
             log.warning(

@@ -20,11 +20,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from .errors import BudgetExceeded, ConfigError, LedgerUnavailable
+from .errors import BudgetExceeded, CitewiseError, ConfigError, LedgerUnavailable
 
 log = logging.getLogger("citewise.budgets")
+T = TypeVar("T")
 METRICS = ("usd", "tokens")
 PERIODS = ("day", "month")
 SUBJECT_KINDS = ("key", "assistant")
@@ -143,7 +144,18 @@ class Ledger:
         self.listeners: list[Callable[[Sequence[LedgerRow]], None]] = []
 
     def ping(self) -> str:
-        return self.store.ping()
+        return self._read(self.store.ping)
+
+    def _read(self, read: Callable[[], T]) -> T:
+        """A read of the ledger's database; its outage is :class:`LedgerUnavailable` (503),
+        the driver's words (hosts, users) going to the log only."""
+        try:
+            return read()
+        except CitewiseError:
+            raise
+        except Exception as exc:
+            log.warning("the usage ledger cannot be read: %s", exc)
+            raise LedgerUnavailable("the usage ledger cannot be read; retry shortly") from exc
 
     def reserve(self, key: str, assistant: str, tokens: int, usd: float | None) -> Hold:
         """Hold the call's worst case against every budget that applies, or refuse it."""
@@ -217,13 +229,13 @@ class Ledger:
         """Calls, tokens and cost grouped by key, model, day, assistant or purpose."""
         if group_by not in GROUPS:
             raise ConfigError(f"usage groups by {', '.join(GROUPS)}, not {group_by!r}")
-        return self.store.summary(group_by, since, key)
+        return self._read(lambda: self.store.summary(group_by, since, key))
 
     def rows(self, since: str | None = None, key: str | None = None) -> list[LedgerRow]:
-        return self.store.rows(since, key)
+        return self._read(lambda: self.store.rows(since, key))
 
     def budgets(self) -> list[BudgetRule]:
-        return self.store.budgets()
+        return self._read(self.store.budgets)
 
     def remove_budget(self, kind: str, subject: str, metric: str, period: str) -> bool:
         return self.store.remove_budget(kind, subject, metric, period)

@@ -76,7 +76,11 @@ class PostgresLedgerStore(LedgerSql):
                 with suppress(Exception):
                     connection.close()
         if connection is None or connection.closed:
-            connection = self._psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            from .storage.postgres import KEEPALIVES
+
+            connection = self._psycopg.connect(
+                self.url, autocommit=True, connect_timeout=5, **KEEPALIVES
+            )
             self._local.connection = connection
         self._local.used = time.monotonic()
         return connection

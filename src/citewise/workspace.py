@@ -26,11 +26,9 @@ from .conversation import standalone_question
 from .documents import Answer, Hit
 from .embedders import Embedder, load_embedder
 from .errors import WorkspaceError
-from .index import VectorIndexes
 from .index.sparse import SparseIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
-from .ledger import Ledger
-from .ledger_store import SqliteLedgerStore
+from .ledger import Ledger, LedgerStore
 from .names import check_collection_name
 from .providers.base import Message
 from .retrieval import Mode, RetrievalSettings, Retriever, check_embedder
@@ -77,9 +75,7 @@ class Workspace:
         self.ledger = Ledger(ledger_store(settings, self.store))  # every model call, budgets
         # Vector search in the database where it can (pgvector); else indexes derived from
         # the stored vectors, kept under index/.
-        self.indexes = self.store.native_vector_search(settings.ann_threshold) or VectorIndexes(
-            self.store, path / "index", settings.ann_threshold
-        )
+        self.indexes = self.store.vector_search(path / "index", settings.ann_threshold)
         # A bm25s index for big collections (the store's keyword search answers below
         # sparse_threshold, and whenever the derived index is stale).
         self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
@@ -357,7 +353,7 @@ class Workspace:
         check_database_url(to, "the target store", ("postgresql", "postgres"))
         target = open_storage(to, self.path)
         try:
-            ledgers: tuple[Any, Any] = (None, None)
+            ledgers: tuple[LedgerStore | None, LedgerStore | None] = (None, None)
             if not self.settings.ledger_url:
                 ledgers = (
                     self.ledger.store,
@@ -394,15 +390,14 @@ class Workspace:
         return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())
 
 
-def ledger_store(settings: Settings, store: Storage) -> Any:
-    """The workspace database, or a PostgreSQL database shared by server replicas (the
-    ``ledger_url``'s, else the store's own when it is PostgreSQL)."""
-    url = settings.ledger_url or settings.store  # store: "" (SQLite) or PostgreSQL
-    if url:
+def ledger_store(settings: Settings, store: Storage) -> LedgerStore:
+    """The PostgreSQL database ``ledger_url`` names, shared by server replicas, else the
+    store's own database (SQLite's workspace file, or the PostgreSQL store)."""
+    if settings.ledger_url:
         from .ledger_store_postgres import PostgresLedgerStore
 
-        return PostgresLedgerStore(url)
-    return SqliteLedgerStore(store)  # type: ignore[arg-type]
+        return PostgresLedgerStore(settings.ledger_url)
+    return store.ledger_store()
 
 
 def init_workspace(directory: Path, store: str = "") -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from dotenv import find_dotenv, load_dotenv
 
-from ..errors import CitewiseError
+from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_logs, redact_url
 from . import admin, evaluate, ingest, query, serving, transcript, tune, usage
 from .common import Context
@@ -25,7 +25,15 @@ class CitewiseGroup(click.Group):
         except CitewiseError as exc:
             if ctx.meta.get("debug") or os.environ.get("CITEWISE_RAISE_ERRORS"):
                 raise
-            raise click.ClickException(redact_url(str(exc))) from exc
+            error = click.ClickException(redact_url(str(exc)))
+            error.exit_code = exit_code(exc)
+            raise error from exc
+
+
+def exit_code(exc: CitewiseError) -> int:
+    """1, or 75 (sysexits' EX_TEMPFAIL) when a shared dependency is down: a script or
+    a scheduler may retry the command later."""
+    return 75 if isinstance(exc, Unavailable) else 1
 
 
 @click.group(cls=CitewiseGroup)

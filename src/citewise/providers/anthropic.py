@@ -30,6 +30,13 @@ from .base import (
 )
 
 if TYPE_CHECKING:
+    from anthropic.types import (
+        MessageParam,
+        TextBlockParam,
+        ToolResultBlockParam,
+        ToolUseBlockParam,
+    )
+
     from .router import Target
 
 DEFAULT_MODEL = "claude-sonnet-5-5"  # current per the installed SDK's model list
@@ -186,20 +193,24 @@ class AnthropicChatModel(BaseChatModel):
         yield Finished(TokenUsage(prompt, completion, cached), finish, self.name, self.model_id)
 
 
-def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+def wire_messages(messages: Sequence[Message]) -> list[MessageParam]:
     """Turns in the Messages API shape: tool calls as tool_use blocks, results as
     tool_result blocks in a user turn; system text goes in ``system`` instead."""
     import json
 
-    wire: list[dict[str, Any]] = []
+    wire: list[MessageParam] = []
     for m in messages:
         if m.role == "system":
             continue
         if m.role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            block: ToolResultBlockParam = {
+                "type": "tool_result",
+                "tool_use_id": m.tool_call_id or "",
+                "content": m.content,
+            }
             wire.append({"role": "user", "content": [block]})
         elif m.tool_calls:
-            content: list[dict[str, Any]] = (
+            content: list[TextBlockParam | ToolUseBlockParam] = (
                 [{"type": "text", "text": m.content}] if m.content else []
             )
             content += [
@@ -212,6 +223,8 @@ def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
                 for c in m.tool_calls
             ]
             wire.append({"role": "assistant", "content": content})
+        elif m.role == "assistant":
+            wire.append({"role": "assistant", "content": m.content})
         else:
-            wire.append({"role": m.role, "content": m.content})
+            wire.append({"role": "user", "content": m.content})
     return wire

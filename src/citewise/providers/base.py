@@ -10,10 +10,11 @@ retries, fallbacks, the usage ledger and budgets attach in one place.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..config import Settings
 from ..errors import ConfigError, MissingAPIKey, ProviderError
@@ -45,9 +46,12 @@ class OutputSchema:
     schema: dict[str, Any]
 
 
+Role = Literal["system", "user", "assistant", "tool"]
+
+
 @dataclass(frozen=True)
 class Message:
-    role: str  # system | user | assistant | tool
+    role: Role
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
     tool_call_id: str | None = None  # a tool turn: the call it answers
@@ -67,6 +71,9 @@ class ModelRequest:
     # assistant: the ledger's accounts.
     caller: str = ""
     assistant: str = ""
+    # Set when the caller leaves (a client that hung up): a request still waiting for its
+    # turn at a one-request-at-a-time model leaves the line without running.
+    cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, messages: Sequence[Message], **options: Any) -> ModelRequest:

@@ -10,6 +10,7 @@ generates on this CPU (``llama_probe.py``), so a native crash becomes an error m
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -37,11 +38,14 @@ from .base import (
     TokenUsage,
 )
 from .llama_probe import checked_extra_bufts, llama_model_params, requantized
-from .turns import FairTurns
+from .turns import FairTurns, QueueFull, reader_left
 
 # Llama() reads its model parameters from a function the loader swaps (llama_probe.py);
 # models load one at a time.
 _loading = threading.Lock()
+# Most requests that may wait for the model at once; more are refused as busy (503) at
+# once — each waiter holds one of the server's worker threads (AnyIO's pool has 40).
+MAX_WAITING = 24
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class LlamaCppModel(BaseChatModel):
                 bos_token=vocab.token_get_text(self._llm.token_bos()),
             )
         # One llama.cpp context serves one request at a time; callers take turns.
-        self._turns = FairTurns()
+        self._turns = FairTurns(max_waiting=MAX_WAITING)
 
     @classmethod
     def from_settings(
@@ -139,10 +143,18 @@ class LlamaCppModel(BaseChatModel):
                 "frequency_penalty": 0.0,
             }
         queued = time.monotonic()
-        with self._turns.turn(request.caller):
-            # Time spent above is queueing: the router's first-token clock starts now, and
-            # a reader that left meanwhile closes us here, before any token is made.
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self._turns.turn(request.caller))
+            except QueueFull as exc:
+                raise ProviderError(
+                    f"{self.model_id} is busy: {exc}; retry shortly", kind="busy", retry_after=5
+                ) from exc
+            # Time spent above is queueing: the router's first-token clock starts now. A
+            # reader that left meanwhile closes us at this yield, or is seen just after it.
             yield Admitted(time.monotonic() - queued)
+            if reader_left():
+                return
             chunks = self._llm.create_chat_completion(
                 messages,
                 max_tokens=request.max_tokens,

@@ -460,6 +460,7 @@ class Router(BaseChatModel):
                 target.total_timeout,
                 target.spec,
                 queue_s,
+                request.cancelled,
             ):
                 if isinstance(event, Admitted):
                     queued = event.waited_s
@@ -486,7 +487,10 @@ class Router(BaseChatModel):
                 yield TextDelta(rest)
             status = "ok"
         except ProviderError as exc:
-            error, status = exc, {"timeout": "timeout", "busy": "busy"}.get(exc.kind, "error")
+            error = exc
+            status = {"timeout": "timeout", "busy": "busy", "cancelled": "cancelled"}.get(
+                exc.kind, "error"
+            )
         except Exception as exc:  # a loader or provider bug fails this target only
             error, status = ProviderError(f"{target.spec} failed: {exc!r}", kind="server"), "error"
         finally:
@@ -513,7 +517,7 @@ class Router(BaseChatModel):
                     time.monotonic() - started,
                     first,
                     None if error is None else str(error),
-                    None if error is None else error.kind,
+                    None if error is None else error.kind.value,
                     queued,
                 )
             )
@@ -538,6 +542,8 @@ class Router(BaseChatModel):
             return TokenUsage(estimated=True)
 
     def _may_continue(self, error: ProviderError, sent: _Sent, request: ModelRequest) -> bool:
+        if error.kind == "cancelled":
+            return False  # nobody is waiting for an answer any more
         if error.kind in CALLER_KINDS:
             return self.policy.fallback_on_caller_errors and error.kind != "auth"
         if sent.tool_calls or (sent.text and request.output_schema is not None):
@@ -664,6 +670,9 @@ def _wait_for_model_workers() -> None:
         worker.join(timeout=max(deadline - time.monotonic(), 0.0))
 
 
+CANCEL_POLL_S = 0.1  # how often a request waiting for its turn looks whether its caller left
+
+
 def watched(
     events: Iterator[Event],
     first_token_s: float,
@@ -671,6 +680,7 @@ def watched(
     total_s: float,
     target: str,
     queue_s: float | None = None,
+    cancelled: threading.Event | None = None,
 ) -> Iterator[Event]:
     """``events`` read in a worker thread, so the time to the first event, between events
     and in all can be bounded. Closing this stops the worker at its next event (a local
@@ -678,7 +688,8 @@ def watched(
 
     With ``queue_s``, the model queues requests: it yields :class:`Admitted` when this
     one's turn comes, at most ``queue_s`` seconds from now, and every other clock starts
-    then — waiting in line is not the provider being slow."""
+    then — waiting in line is not the provider being slow. ``cancelled`` set while it
+    waits (the caller hung up) ends the wait at once: the request never runs."""
     inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
     stop = threading.Event()
 
@@ -721,9 +732,18 @@ def watched(
                 if waiting
                 else min(gap_s if seen else first_token_s, left)
             )
+            if waiting and cancelled is not None:
+                wait = min(wait, CANCEL_POLL_S)  # a caller that leaves leaves the line
             try:
                 kind, item = inbox.get(timeout=max(wait, 0.0))
             except queue.Empty:
+                if waiting and cancelled is not None and cancelled.is_set():
+                    raise ProviderError(
+                        f"{target}: the caller left while it waited for its turn",
+                        kind="cancelled",
+                    ) from None
+                if waiting and time.monotonic() - started < (queue_s or 0.0):
+                    continue  # polled for a cancel; still in line
                 if waiting:
                     raise ProviderError(
                         f"{target} is busy: no turn within {queue_s:g} s (it serves one "

@@ -18,7 +18,17 @@ class Abandoned(Exception):
     """The reader left while the request waited: it leaves the line without running."""
 
 
+class QueueFull(Exception):
+    """Too many requests wait already: this one is refused without waiting."""
+
+
 _reader = threading.local()
+
+
+def reader_left() -> bool:
+    """Whether the reader of this thread's request has gone (see reader_gone_when)."""
+    gone: threading.Event | None = getattr(_reader, "gone", None)
+    return gone is not None and gone.is_set()
 
 
 @contextmanager
@@ -37,7 +47,11 @@ class FairTurns:
     """One holder at a time; waiting callers served round-robin, each one's requests in
     the order they came."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_waiting: int | None = None) -> None:
+        # Beyond this many waiting requests a new one is refused at once (QueueFull): each
+        # waiter holds a server worker thread, and a pool full of waiters would stall
+        # every other route.
+        self.max_waiting = max_waiting
         self._condition = threading.Condition()
         self._busy = False
         # caller -> its waiting tickets, oldest first; the first caller is served next.
@@ -50,14 +64,23 @@ class FairTurns:
         ticket = object()
         gone: threading.Event | None = getattr(_reader, "gone", None)
         with self._condition:
+            if self.max_waiting is not None and self._count() >= self.max_waiting:
+                raise QueueFull(f"{self._count()} requests are already waiting")
             self._waiting.setdefault(caller, deque()).append(ticket)
             self._hand_over()
-            while self._next is not ticket:
-                if gone is not None and gone.is_set():
+            try:
+                while self._next is not ticket:
+                    if gone is not None and gone.is_set():
+                        raise Abandoned("the reader left while the request waited its turn")
+                    # Woken by every hand-over; a reader that leaves is noticed within 0.1 s.
+                    self._condition.wait(0.1 if gone is not None else None)
+            except BaseException:  # Abandoned, or Ctrl-C in a wait: never strand the model
+                if self._next is ticket:
+                    self._next, self._busy = None, False
+                    self._hand_over()
+                else:
                     self._leave(caller, ticket)
-                    raise Abandoned("the reader left while the request waited for its turn")
-                # Woken by every hand-over; a reader that leaves is noticed within 0.1 s.
-                self._condition.wait(0.1 if gone is not None else None)
+                raise
             self._next = None
         try:
             yield
@@ -72,7 +95,10 @@ class FairTurns:
 
     def waiting(self) -> int:
         with self._condition:
-            return sum(len(tickets) for tickets in self._waiting.values())
+            return self._count()
+
+    def _count(self) -> int:
+        return sum(len(tickets) for tickets in self._waiting.values())
 
     def _leave(self, caller: str, ticket: object) -> None:
         tickets = self._waiting.get(caller)

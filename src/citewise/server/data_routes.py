@@ -77,19 +77,24 @@ async def upload(
     limit = service.settings.max_upload_mb * 1024 * 1024
     # The job lives in the store: with the store down, refuse before a file is kept.
     await run_in_threadpool(service.jobs.counts)
+    existing = await run_in_threadpool(lambda: {p.name for p in service.upload_dir(name).iterdir()})
     saved = await run_in_threadpool(_save_uploads, service, name, files, limit)
-    job = await run_in_threadpool(_submit, service, name, saved)
+    job = await run_in_threadpool(_submit, service, name, saved, existing)
     return JSONResponse(job.as_json(), status_code=202)
 
 
-def _submit(service: Service, collection: str, saved: list[tuple[str, Path]]) -> Any:
-    """The upload's job; if the store fails now, the files it would have read are removed,
-    so a refused upload (503) leaves nothing behind that no job will ever ingest."""
+def _submit(
+    service: Service, collection: str, saved: list[tuple[str, Path]], existing: set[str]
+) -> Any:
+    """The upload's job; if the store fails now, the files this upload added are removed,
+    so a refused upload (503) leaves nothing behind that no job will ever ingest. (A file
+    it replaced stays: it is an earlier document's source, or an earlier job's input.)"""
     try:
         return service.jobs.submit(collection, saved)
     except Exception:
-        for _, path in saved:
-            path.unlink(missing_ok=True)
+        for name, path in saved:
+            if name not in existing:
+                path.unlink(missing_ok=True)
         raise
 
 

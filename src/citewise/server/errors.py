@@ -14,9 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import (
     BudgetExceeded,
     CitewiseError,
+    ConfigError,
+    EmbedderMismatch,
     InvalidInput,
+    ModelError,
+    ParseError,
     ProviderError,
+    ProviderErrorKind,
     Unavailable,
+    WorkspaceError,
 )
 
 
@@ -46,8 +52,8 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
 def from_citewise(exc: CitewiseError) -> APIError:
     """One mapping from citewise's errors to HTTP: what the caller can fix is a 422 naming
     the argument; a model provider's outage a 502/503/504, which the SDKs retry; an
-    exhausted budget OpenAI's 429 ``insufficient_quota``; the rest a 400 with the error's
-    class as its code."""
+    exhausted budget OpenAI's 429 ``insufficient_quota``; a shared dependency that is down
+    a 503 with Retry-After; the rest by :data:`OTHER_STATUS`."""
     if isinstance(exc, InvalidInput):
         return APIError(422, str(exc), code="invalid_request", param=exc.param)
     if isinstance(exc, ProviderError):
@@ -63,7 +69,23 @@ def from_citewise(exc: CitewiseError) -> APIError:
         )
     if isinstance(exc, Unavailable):
         return unavailable(exc)
-    return APIError(400, str(exc), code=type(exc).__name__)
+    for kind, (status, code) in OTHER_STATUS.items():
+        if isinstance(exc, kind):
+            type_ = "invalid_request_error" if status < 500 else "server_error"
+            retry = {"Retry-After": "5"} if status == 503 else {}
+            return APIError(status, str(exc), type=type_, code=code, headers=retry)
+    return APIError(400, str(exc), code="citewise_error")
+
+
+# The rest of the hierarchy (errors.py), most specific first: a code names the kind of
+# failure, never a Python class.
+OTHER_STATUS: dict[type[CitewiseError], tuple[int, str]] = {
+    EmbedderMismatch: (409, "embedder_mismatch"),  # the collection needs its own embedder
+    ParseError: (422, "unparseable_input"),  # the caller's file cannot be read
+    ModelError: (503, "model_unavailable"),  # the server's model files do not load
+    ConfigError: (500, "server_misconfigured"),  # the operator's setting, not the caller's
+    WorkspaceError: (400, "workspace_error"),
+}
 
 
 def unavailable(exc: Unavailable) -> APIError:
@@ -86,31 +108,40 @@ def guarded(function: Callable[[], Any]) -> Any:
         raise from_citewise(exc) from exc
 
 
+# Every provider failure kind, once: the HTTP status and error code API clients see.
+# 5xx are what the SDKs retry; a caller's fault is a 400 (retrying cannot help).
+# auth is the server's key to the provider, not the caller's: a bad gateway.
+PROVIDER_STATUS: dict[ProviderErrorKind, tuple[int, str]] = {
+    ProviderErrorKind.CONTEXT_LENGTH: (400, "context_length_exceeded"),
+    ProviderErrorKind.INVALID_REQUEST: (400, "upstream_invalid_request"),
+    ProviderErrorKind.BUSY: (503, "model_busy"),
+    ProviderErrorKind.CANCELLED: (499, "client_closed_request"),  # nginx's: nobody reads it
+    ProviderErrorKind.RATE_LIMIT: (503, "upstream_unavailable"),
+    ProviderErrorKind.UNAVAILABLE: (503, "upstream_unavailable"),
+    ProviderErrorKind.TIMEOUT: (504, "upstream_timeout"),
+    ProviderErrorKind.CONNECTION: (502, "upstream_error"),
+    ProviderErrorKind.SERVER: (502, "upstream_error"),
+    ProviderErrorKind.STREAM: (502, "upstream_error"),
+    ProviderErrorKind.AUTH: (502, "upstream_error"),
+}
+
+
 def _from_provider(exc: ProviderError) -> APIError:
     headers = {"x-citewise-attempts": attempts_header(exc.attempts)} if exc.attempts else {}
-    if exc.kind == "context_length":
-        return APIError(
-            400, str(exc), code="context_length_exceeded", param="messages", headers=headers
+    status, code = PROVIDER_STATUS[exc.kind]
+    if exc.attempts and all(getattr(a, "status", "") == "circuit_open" for a in exc.attempts):
+        status, code = 503, "upstream_unavailable"  # every target's circuit is open
+    if status == 503:
+        retry_after = (
+            exc.retry_after
+            if exc.retry_after is not None
+            else (5.0 if exc.kind == ProviderErrorKind.BUSY else None)
         )
-    if exc.kind == "invalid_request":
-        return APIError(400, str(exc), code="upstream_invalid_request", headers=headers)
-    if exc.kind == "busy":  # every turn at the local model is taken: come back shortly
-        headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
-        return APIError(503, str(exc), type="server_error", code="model_busy", headers=headers)
-    if exc.kind == "timeout":
-        return APIError(
-            504, str(exc), type="server_error", code="upstream_timeout", headers=headers
-        )
-    if exc.kind in ("rate_limit", "unavailable") or (
-        all(getattr(a, "status", "") == "circuit_open" for a in exc.attempts) and exc.attempts
-    ):
-        if exc.retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        return APIError(
-            503, str(exc), type="server_error", code="upstream_unavailable", headers=headers
-        )
-    # connection, server, stream, auth (the server's key, not the caller's): a bad gateway
-    return APIError(502, str(exc), type="server_error", code="upstream_error", headers=headers)
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(retry_after)))
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    param = "messages" if exc.kind == ProviderErrorKind.CONTEXT_LENGTH else None
+    return APIError(status, str(exc), type=kind, code=code, param=param, headers=headers)
 
 
 def attempts_header(attempts: tuple) -> str:

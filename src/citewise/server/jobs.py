@@ -14,6 +14,7 @@ is removed.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -24,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ..connectors import detect_source
+from ..errors import Unavailable
 from ..ingest import Progress
 from ..storage import JobRecord
 from ..workspace import Workspace
+
+log = logging.getLogger("citewise.jobs")
 
 
 @dataclass
@@ -165,7 +169,15 @@ class JobQueue:
             job.status = "running"
             with _Lease(self, job):
                 self._run_job(job)
-            self._save(job)
+            if job.status == "interrupted":
+                # The store went away mid-job: not the job's fault. Its lease lapses and a
+                # worker takes it over once the store is back (stored files cost a stat).
+                log.warning("ingest job %s interrupted: %s", job.id, job.error)
+                continue
+            try:
+                self._save(job)
+            except Exception as exc:  # the same: its lease lapses, the job is run again
+                log.warning("ingest job %s could not be recorded: %s", job.id, exc)
 
     def _save(self, job: Job) -> None:
         self.store.save_job(job.id, self.worker, job.status, job.state(), LEASE_SECONDS)
@@ -183,6 +195,9 @@ class JobQueue:
                 self._ingest_files(job, plain)
             for path, state, kind in exports:
                 self._ingest_export(job, path, state, kind)
+        except Unavailable as exc:
+            job.status, job.error = "interrupted", str(exc)
+            return
         except Exception as exc:  # the job fails; the server goes on
             job.status, job.error = "failed", str(exc)
         else:

@@ -172,7 +172,8 @@ class RedisRateLimiter:
             health_check_interval=10,
         )
         self._script = self._redis.register_script(_BUCKETS_LUA)
-        self._errors: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+        # Any Redis failure (down, a read-only replica after failover, OOM, ACL): an outage.
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self.prefix = prefix
         self.fail_open = fail_open
         self.on_outage = on_outage or (lambda action: None)

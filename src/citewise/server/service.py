@@ -9,7 +9,8 @@ nothing is filtered out of a model's answer after the fact.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
@@ -24,6 +25,9 @@ from .jobs import JobQueue
 from .metrics import Metrics
 from .ratelimit import limiter_for
 from .source_paths import SourcePaths
+
+# Longest readyz waits for its probes (store, ledger, Redis) together.
+READY_PROBE_S = 2.0
 
 
 class Service:
@@ -64,22 +68,30 @@ class Service:
         self.startup_error: str | None = None
 
     def dependencies(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Each shared dependency reached now: its status ("ok" or "unavailable", what
-        anyone may see) and, for operators, what answered (the schema version, the rate
-        limiter's backend) or why not (the driver's message, credentials masked)."""
-        status, details = {}, {}
-        probes = {
+        """Each shared dependency reached now, all at once and within READY_PROBE_S: its
+        status ("ok" or "unavailable", what anyone may see) and, for operators, what
+        answered (the schema version, the rate limiter's backend) or why not (the driver's
+        message, credentials masked). A probe that hangs counts as unavailable: a slow
+        readyz would have load balancers drop every replica."""
+        probes: dict[str, Callable[[], object]] = {
             "store": lambda: self.workspace.store.schema_version()[-1],
             "ledger": self.workspace.ledger.ping,
             "rate_limits": self.limiter.ping,
         }
-        for name, probe in probes.items():
-            try:
-                details[name] = str(probe())
-                status[name] = "ok"
-            except Exception as exc:  # a dependency that went away: degraded, not down
+        pool = ThreadPoolExecutor(len(probes), thread_name_prefix="citewise-readyz")
+        futures = {name: pool.submit(probe) for name, probe in probes.items()}
+        wait(futures.values(), timeout=READY_PROBE_S)
+        pool.shutdown(wait=False)
+        status, details = {}, {}
+        for name, future in futures.items():
+            if not future.done():
+                status[name], details[name] = "unavailable", f"no answer within {READY_PROBE_S:g} s"
+            elif future.exception() is not None:
+                exc = future.exception()
                 status[name] = "unavailable"
                 details[name] = redact_url(f"{type(exc).__name__}: {exc}")
+            else:
+                status[name], details[name] = "ok", str(future.result())
         return status, details
 
     def warm_up(self) -> None:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..documents import Chunk, Document, Hit
+
+if TYPE_CHECKING:
+    from ..ledger import LedgerStore
 
 
 @dataclass(frozen=True)
@@ -253,9 +257,13 @@ class Storage(
 
     url: str  # where it is, for status and doctor (no password)
 
-    def native_vector_search(self, ann_threshold: int) -> VectorSearch | None:
-        """The backend's own vector search (pgvector); None: derived indexes search
-        :meth:`vectors` (``index/``)."""
+    def vector_search(self, directory: Path, ann_threshold: int) -> VectorSearch:
+        """The collections' vector search: the backend's own (pgvector), or indexes
+        derived from :meth:`vectors` and kept under ``directory`` (``index/``)."""
+        ...
+
+    def ledger_store(self) -> LedgerStore:
+        """The usage ledger and budgets, kept in this store's own database."""
         ...
 
     def integrity_problems(self) -> list[str]: ...

@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,8 +35,21 @@ from ..keywords import _WORD, STOPWORDS, query_terms
 from .base import Collection
 from .sql import SqlStore, now
 
+if TYPE_CHECKING:
+    from ..ledger_store_postgres import PostgresLedgerStore
+
 SCHEMA = "citewise"
 log = logging.getLogger("citewise.store")
+# A connection idle longer than this is pinged before use (one round trip).
+IDLE_CHECK_S = 1.0
+# TCP keepalives: a peer that vanished without closing (a host down, a dropped route) is
+# noticed in about 30 s instead of the kernel's two hours.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 K1, B = 1.2, 0.75  # FTS5's
 # Most rows an HNSW scan may return (pgvector's hnsw.ef_search limit).
 MAX_EF_SEARCH = 1000
@@ -127,12 +142,31 @@ class PostgresStore(SqlStore):
     # -- connections and transactions ---------------------------------------------------
 
     def _connect(self) -> Any:
+        """A new connection, set up. A server that cannot be reached is :class:`Unavailable`
+        (retry later); one that refuses our credentials is a configuration error (retrying
+        cannot help). Driver messages name the host and user: the log has them."""
+        psycopg = self._psycopg
         try:
-            connection = self._psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-        except self._psycopg.OperationalError as exc:
+            connection = psycopg.connect(self.url, autocommit=True, connect_timeout=5, **KEEPALIVES)
+        except psycopg.OperationalError as exc:
+            if (getattr(exc, "sqlstate", None) or "").startswith("28"):
+                log.warning("the store %s refused the login: %s", _where(self.url), exc)
+                raise ConfigError(
+                    "the store (PostgreSQL) refused the login: check the user in `store` and "
+                    "the password in PGPASSWORD or ~/.pgpass"
+                ) from exc
             raise self._unavailable(exc) from exc
-        except self._psycopg.Error as exc:
-            raise WorkspaceError(f"cannot connect to the store {_where(self.url)}: {exc}") from exc
+        except psycopg.Error as exc:
+            log.warning("cannot connect to the store %s: %s", _where(self.url), exc)
+            raise WorkspaceError("cannot connect to the store (PostgreSQL)") from exc
+        try:
+            self._set_up(connection)
+        except psycopg.OperationalError as exc:  # the server went away meanwhile
+            connection.close()
+            raise self._unavailable(exc) from exc
+        return connection
+
+    def _set_up(self, connection: Any) -> None:
         errors = self._psycopg.errors
         # Replicas starting together race to create these: one wins, the rest find them.
         with suppress(errors.UniqueViolation, errors.DuplicateSchema):
@@ -142,19 +176,39 @@ class PostgresStore(SqlStore):
             with suppress(errors.UniqueViolation, errors.DuplicateObject):
                 connection.execute("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public")
             self._register_vector(connection)
+        except self._psycopg.OperationalError:
+            raise
         except self._psycopg.Error as exc:
             connection.close()
+            log.warning("pgvector is missing in the store %s: %s", _where(self.url), exc)
             raise ConfigError(
-                f"the store {_where(self.url)} needs the pgvector extension: {exc} "
-                "(install pgvector and let a superuser run `CREATE EXTENSION vector`)"
+                "the store (PostgreSQL) needs the pgvector extension (install pgvector and "
+                "let a superuser run `CREATE EXTENSION vector`)"
             ) from exc
+
+    @property
+    def db(self) -> Any:
+        """This thread's connection; one that sat idle is pinged first (outside a
+        transaction), so a connection a restart or a proxy closed meanwhile is replaced
+        before a statement meets it."""
+        connection = self._thread_connection()
+        now = time.monotonic()
+        idle = now - getattr(self._local, "used", now)
+        if idle > IDLE_CHECK_S and not self._pending_counters():
+            try:
+                connection.execute("SELECT 1")
+            except self._psycopg.OperationalError:
+                self._forget_connection()
+                connection = self._thread_connection()
+        self._local.used = time.monotonic()
         return connection
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Outside a transaction, a statement that meets a dead connection (the server
-        restarted, a proxy dropped it) runs once more on a fresh one, so the first request
-        after an outage succeeds; inside one, the transaction is lost and the caller hears
-        :class:`Unavailable`."""
+        """Outside a transaction, a statement that meets a dead connection runs once more
+        on a fresh one — a read always; a write only when the server said it ended the
+        session before the statement (57P01-57P03: it was never run), since a write whose
+        connection broke mid-way may have committed. Inside a transaction, the transaction
+        is lost and the caller hears :class:`Unavailable`."""
         sql = sql.replace("?", "%s")
         connection = self.db
         try:
@@ -163,13 +217,21 @@ class PostgresStore(SqlStore):
             if not self._lost(exc, connection):
                 raise  # a statement timeout or a lock: the connection itself is fine
             self._forget_connection()
-            if self._pending_counters():
+            if self._pending_counters() or not self._safe_to_repeat(sql, exc):
                 raise self._unavailable(exc) from exc
+            fresh = self.db
             try:
-                return self.db.execute(sql, params)
+                return fresh.execute(sql, params)
             except self._psycopg.OperationalError as again:
+                if not self._lost(again, fresh):
+                    raise
                 self._forget_connection()
                 raise self._unavailable(again) from again
+
+    @staticmethod
+    def _safe_to_repeat(sql: str, exc: Exception) -> bool:
+        read = sql.lstrip().split(None, 1)[0].upper() in ("SELECT", "WITH")
+        return read or (getattr(exc, "sqlstate", None) or "") in ("57P01", "57P02", "57P03")
 
     @staticmethod
     def _lost(exc: Exception, connection: Any) -> bool:
@@ -422,8 +484,13 @@ class PostgresStore(SqlStore):
             else np.zeros((0, 0), np.float32)
         )
 
-    def native_vector_search(self, ann_threshold: int) -> PgVectorSearch:
-        return PgVectorSearch(self, ann_threshold)
+    def vector_search(self, directory: Path, ann_threshold: int) -> PgVectorSearch:
+        return PgVectorSearch(self, ann_threshold)  # in the database: nothing under directory
+
+    def ledger_store(self) -> PostgresLedgerStore:
+        from ..ledger_store_postgres import PostgresLedgerStore
+
+        return PostgresLedgerStore(self.url)  # in this database, shared by server replicas
 
     # -- keyword search: BM25 over the postings ------------------------------------------
 

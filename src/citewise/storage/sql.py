@@ -45,8 +45,15 @@ class SqlStore:
     @property
     def db(self) -> Any:
         """This thread's connection, opened on first use."""
+        return self._thread_connection()
+
+    def _thread_connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None or getattr(connection, "closed", False):
+            if connection is not None:  # closed under us (an outage): replaced, not kept
+                with self._connections_lock:
+                    if connection in self._connections:
+                        self._connections.remove(connection)
             connection = self._connect()
             self._local.connection = connection
             with self._connections_lock:

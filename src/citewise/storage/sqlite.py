@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ..errors import WorkspaceError
 from ..keywords import fts_query
 from .base import VectorSearch
 from .sql import SqlStore, now
+
+if TYPE_CHECKING:
+    from ..ledger import LedgerStore
 
 DATABASE_FILE = "citewise.db"
 
@@ -408,8 +411,15 @@ class SqliteStore(SqlStore):
             np.stack([found[i] for i in chunk_ids]) if chunk_ids else np.zeros((0, 0), np.float32)
         )
 
-    def native_vector_search(self, ann_threshold: int) -> VectorSearch | None:
-        return None  # the derived indexes (index/manager.py) search the BLOBs
+    def vector_search(self, directory: Path, ann_threshold: int) -> VectorSearch:
+        from ..index import VectorIndexes
+
+        return VectorIndexes(self, directory, ann_threshold)  # derived, searching the BLOBs
+
+    def ledger_store(self) -> LedgerStore:
+        from ..ledger_store import SqliteLedgerStore
+
+        return SqliteLedgerStore(self)  # in this database (migration _m003_ledger)
 
     # -- keyword search ------------------------------------------------------------------
 
