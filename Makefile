@@ -1,7 +1,8 @@
 # Two commands for a fresh machine with Python >= 3.10:
 #   make demo   installs citewise with the local model and answers a question offline
-#   make test   installs the dev dependencies and runs lint plus the whole test suite
+#   make test   installs the dev dependencies and runs lint, the docs build and the whole test suite
 # `make bench` runs the benchmarks (outside the test run; peers live in .venv-bench).
+# `make docs` builds the documentation site into site/; `make examples` reruns its transcripts.
 # Every install takes the versions in constraints.txt, the ones the tests last passed
 # with; `make upgrade` re-resolves them all, runs the tests and rewrites that file.
 
@@ -15,22 +16,22 @@ BENCH_WS ?= $(BENCH_ROOT)/citewise-bench-scifact
 CONSTRAINTS := constraints.txt
 # llama-cpp-python compiles llama.cpp from source; pip caches the wheel afterwards.
 # Only what citewise loads is built: the multimodal (llava/mtmd) library is skipped,
-# which cuts the build from 243 to 200 s on 2 cores (README, "Measured").
+# which cuts the build from 243 to 200 s on 2 cores (docs/benchmarks.md, "Building llama.cpp").
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install demo test lint browser services bench bench-env upgrade clean
+.PHONY: install demo test lint docs examples browser services bench bench-env upgrade clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The demo needs only the local extra; the tests need the dev tools too.
+# The demo needs only the local extra; the tests need the dev tools (and the docs tools) too.
 $(BIN)/.installed-local: pyproject.toml $(CONSTRAINTS) | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[local]'
 	touch $@
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS) | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[local,dev,bench]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[local,dev,bench,docs]'
 	touch $@ $(BIN)/.installed-local
 
 install: $(BIN)/.installed
@@ -39,8 +40,24 @@ demo: $(BIN)/.installed-local
 	$(BIN)/citewise demo
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/ruff check src tests benchmarks docs/*.py
+	$(BIN)/ruff format --check src tests benchmarks docs/*.py
+
+# The documentation site (mkdocs.yml, docs/): the reference pages are generated from the code
+# first (settings from citewise.config.SETTINGS, every command's --help), then MkDocs builds
+# site/ offline; --strict fails on a broken link or anchor and on a page missing from the nav.
+# NO_MKDOCS_2_WARNING silences the banner Material prints on every build: it reaches end of life
+# on 2027-05-05 (fixes until then; Zensical, by the same team, reads this mkdocs.yml). The docs
+# extra keeps mkdocs below 2.
+docs: install
+	$(BIN)/python docs/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The console transcripts in README.md and docs/ (between <!-- example: NAME --> markers),
+# rerun for real with the local model: several minutes, so not part of `make test`.
+examples: install
+	$(BIN)/python docs/gen_examples.py
 
 # The browser tests drive Debian's chromium (Playwright's own download is never used).
 browser:
@@ -56,7 +73,7 @@ services:
 		|| apt-get install -y espeak-ng ffmpeg \
 		|| (apt-get update && apt-get install -y espeak-ng ffmpeg)
 
-test: lint browser services bench-env
+test: lint docs browser services bench-env
 	$(BIN)/python -m pytest
 	.venv-bench/bin/python -m pytest -m finetune tests/test_finetune.py
 
@@ -74,7 +91,7 @@ bench-env: .venv-bench/.installed
 
 # About 2.5 hours on 2 cores (25 minutes fine-tuning the embedder, an hour growing the
 # storage benchmark to a million chunks in each backend); results land in
-# benchmarks/results/ and the README's tables.
+# benchmarks/results/ and the tables of docs/benchmarks.md.
 bench: install bench-env
 	.venv-bench/bin/pip install --quiet -e . bm25s PyStemmer llama-index-core llama-index-embeddings-huggingface \
 		langchain-core langchain-huggingface langchain-text-splitters
@@ -101,12 +118,13 @@ upgrade:
 	rm -rf .venv-upgrade
 	$(PYTHON) -m venv .venv-upgrade
 	.venv-upgrade/bin/pip install --quiet --upgrade pip
-	.venv-upgrade/bin/pip install --quiet -e '.[local,dev,bench]'
-	.venv-upgrade/bin/ruff check src tests benchmarks
+	.venv-upgrade/bin/pip install --quiet -e '.[local,dev,bench,docs]'
+	.venv-upgrade/bin/mypy
+	.venv-upgrade/bin/ruff check src tests benchmarks docs/*.py
 	.venv-upgrade/bin/python -m pytest
 	{ echo "# Versions the test suite last passed with (make upgrade rewrites this file)."; \
 	  .venv-upgrade/bin/pip freeze --exclude-editable | grep -v '^-e'; } > $(CONSTRAINTS)
 	rm -rf .venv-upgrade
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-upgrade .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .venv-upgrade .pytest_cache .ruff_cache .mypy_cache site

@@ -89,6 +89,11 @@ class Session:
             text=True,
             timeout=1800,
         )
+        if done.returncode != 0 or "Traceback (most recent call last)" in done.stdout:
+            # A transcript of a crash documents nothing: stop before any page is written.
+            raise RuntimeError(
+                f"citewise {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}"
+            )
         return done.stdout
 
     def run(
@@ -105,8 +110,8 @@ class Session:
         if show:
             line = "$ " + " ".join(["citewise", *(shown(a) for a in args)])
             if comment:
-                line = f"{line:<37} # {comment}"
-            body = printed.rstrip("\n")
+                line = f"{line:<37} # {comment}" if len(line) < 37 else f"{line}   # {comment}"
+            body = printed.strip("\n")
             if head is not None and len(body.splitlines()) > head:
                 body = "\n".join([*body.splitlines()[:head], "..."])
             block = line + ("\n" + body if output and body.strip() else "")
@@ -155,8 +160,57 @@ def example_demo(scratch: Path) -> str:
 def example_search(scratch: Path) -> str:
     session = readme_corpus(Path("/tmp/readme-demo"))
     session.run("ingest", "docs/", show=False)
-    session.run("search", "How long do refunds take?", "-k", "3")
+    session.run("search", "How long do refunds take?", "-k", "2")
     return session.transcript()
+
+
+def example_openai_sdk(scratch: Path) -> str:
+    """What the README's openai snippet prints against `citewise serve` (the block the tests
+    run, taken from the README itself): the program's output, no command line."""
+    import socket
+    import time
+    import urllib.request
+
+    session = readme_corpus(Path("/tmp/readme-demo"))
+    session.run("ingest", "docs/", show=False)
+    created = session.run("keys", "create", "--name", "readme", show=False)
+    key = re.search(r"cw-[\w-]{40,}", created)[0]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [CITEWISE, "serve", "--port", str(port)],
+        cwd=session.cwd,
+        env=session.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("citewise serve did not become ready")
+            time.sleep(0.5)
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        marker = readme.index("<!-- snippet: openai-sdk")
+        code = re.search(r"```python\n(.*?)```", readme[marker:], re.S)[1]
+        code = code.replace("http://127.0.0.1:8080/v1", f"http://127.0.0.1:{port}/v1")
+        code = code.replace('api_key="cw-…"', f'api_key="{key}"')
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the openai snippet failed:\n{done.stderr[-3000:]}")
+        return done.stdout.strip("\n")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def _demo_session(scratch: Path) -> Session:
@@ -270,10 +324,8 @@ def example_transcript_tools(scratch: Path) -> str:
     session = Session(scratch, {"CITEWISE_WORKSPACE": str(scratch / "ws")})
     (scratch / "meeting.vtt").write_text(vtt(TURNS), encoding="utf-8")
     session.run("ingest", "meeting.vtt", output=False)
-    session.run(
-        "transcript", "clean", "meeting.vtt", "--format", "vtt", "-o", "meeting-clean.vtt",
-        comment="or text, srt, json",
-    )  # fmt: skip
+    clean = ("transcript", "clean", "meeting.vtt", "--format", "vtt", "-o", "meeting-clean.vtt")
+    session.run(*clean, comment="or text, srt, json")
     session.run("transcript", "chapters", "meeting.vtt")
     session.run(
         "transcript", "classify", "meeting.vtt", "--labels", "space,gardening,money", head=3

@@ -11,15 +11,24 @@ and they fail on purpose, one scripted behaviour per request:
     no_done:K       K chunks, then the stream stops (no finish reason, no [DONE])
     slow:S          the first token only after S seconds (headers at once)
     400_context     an HTTP 400 "context length exceeded"
+    401             an HTTP 401: the API key is refused
     tool_call       (OpenAI) a streamed tool call instead of text
 
+The OpenAI stand-in also serves POST /v1/embeddings, a STAND-IN as well: each text gets a
+deterministic unit vector hashed from its words (no model; same text, same vector), in the
+documented response shape, with the failures above that come before an answer (500, 429,
+400_context, 401).
+
 Each served request is recorded with the usage the stand-in reported, so tests can hold
-the ledger to it, token for token.
+the ledger to it, token for token; embedding requests and refused keys also record the
+request's headers (the Authorization the SDK sent).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import socket
 import struct
 import threading
@@ -40,6 +49,7 @@ class Served:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +91,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict[str, Any]:
         return json.loads(self.rfile.read(int(self.headers["content-length"])))
+
+    def _headers(self) -> dict[str, str]:
+        """The request's headers, names in lower case."""
+        return {name.lower(): value for name, value in self.headers.items()}
 
     def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -127,6 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
                 {"retry-after": behaviour.split(":")[1]},
             )
             return True
+        if behaviour == "401":
+            self.script.record(Served(behaviour, body, time.monotonic(), headers=self._headers()))
+            self._json(401, self._error("authentication_error", "stand-in: invalid API key"))
+            return True
         if behaviour == "400_context":
             self.script.record(Served(behaviour, body, time.monotonic()))
             message = "This model's maximum context length is 128 tokens (context_length_exceeded)"
@@ -143,12 +161,17 @@ class OpenAIStandIn(_Handler):
 
     def _error(self, kind: str, message: str) -> dict[str, Any]:
         code = "context_length_exceeded" if "context" in message else None
+        if kind == "authentication_error":  # OpenAI's shape for a refused key
+            kind, code = "invalid_request_error", "invalid_api_key"
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
     def do_POST(self) -> None:
         body = self._body()
         behaviour = self.script.next_behaviour()
         if self._early_failure(behaviour, body):
+            return
+        if self.path.endswith("/embeddings"):
+            self._embeddings(body, behaviour)
             return
         served = self.script.record(
             Served(behaviour, body, time.monotonic(), prompt_tokens_of(body))
@@ -182,6 +205,20 @@ class OpenAIStandIn(_Handler):
         self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, body)
         self._finish(body, served)
         return None
+
+    def _embeddings(self, body: dict[str, Any], behaviour: str) -> None:
+        """STAND-IN for POST /v1/embeddings: hashed vectors, not a model's."""
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        tokens = sum(len(str(t).split()) for t in texts)
+        self.script.record(
+            Served(behaviour, body, time.monotonic(), tokens, headers=self._headers())
+        )
+        data = [
+            {"object": "embedding", "index": i, "embedding": stand_in_vector(str(t))}
+            for i, t in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._json(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
 
     def _send_tool_call(self, body: dict[str, Any], served: Served) -> None:
         arguments = json.dumps({"city": "Paris"})
@@ -236,6 +273,22 @@ class OpenAIStandIn(_Handler):
         }
         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.flush()
+
+
+STAND_IN_DIM = 16  # dimensions of the embeddings stand-in's vectors
+
+
+def stand_in_vector(text: str, dim: int = STAND_IN_DIM) -> list[float]:
+    """The embeddings stand-in's vector for ``text``: each word hashed into one of ``dim``
+    buckets, normalised - deterministic, and texts sharing words come out close."""
+    vector = [0.0] * dim
+    for word in text.lower().split():
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[digest[0] % dim] += 1.0 if digest[1] % 2 else -1.0
+    if not any(vector):
+        vector[0] = 1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector]
 
 
 class AnthropicStandIn(_Handler):

@@ -176,8 +176,9 @@ def test_workspace_from_environment_and_dotenv(tmp_path: Path, cli_workspace) ->
     result = citewise("ingest", str(corpus / "notes.txt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (ws / "citewise.db").exists()
-    config = citewise("config", cwd=tmp_path)
-    assert "CITEWISE_TOP_K (set)" in config.stdout
+    config = citewise("config", "--json", cwd=tmp_path)
+    top_k = next(row for row in json.loads(config.stdout) if row["setting"] == "top_k")
+    assert (top_k["value"], top_k["source"]) == (3, "environment")
 
 
 @pytest.mark.slow

@@ -270,3 +270,81 @@ def test_a_local_model_folder_runs_like_the_built_in_model(tmp_path: Path) -> No
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ModelError, match=r"tokenizer\.json: missing"):
         load_embedder(f"local:{folder}")
+
+
+# -- the openai embedder: its key through the settings, its errors with the providers' kinds
+
+
+OPENAI_EMBEDDER = "openai:text-embedding-3-small"
+
+
+def test_openai_embedder_sends_the_key_the_settings_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citewise import Workspace
+    from citewise.config import CONFIG_FILE
+    from standins import STAND_IN_DIM, stand_in
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fallback")
+    monkeypatch.setenv("EMBEDDING_KEY", "sk-from-api-key-env")
+    with stand_in("openai") as (url, script):
+        # api_key_env and base_url, set as settings (here: Python arguments).
+        with Workspace.open(
+            tmp_path / "ws", embedder=OPENAI_EMBEDDER, base_url=url, api_key_env="EMBEDDING_KEY"
+        ) as ws:
+            embedder = ws.embedder()
+            assert (embedder.model_id, embedder.dim) == (OPENAI_EMBEDDER, STAND_IN_DIM)
+            vectors = embedder.embed_batch(["keys are rotated nightly", "lasagna"])
+            assert vectors.shape == (2, STAND_IN_DIM)
+        assert {s.headers["authorization"] for s in script.served} == {"Bearer sk-from-api-key-env"}
+        assert all(s.body["model"] == "text-embedding-3-small" for s in script.served)
+
+        # api_key_file in the embedder's own [targets] table: the chat provider is
+        # anthropic, whose top-level key reference is never sent to this server.
+        key_file = tmp_path / "openai.key"
+        key_file.write_text("sk-from-api-key-file\n")
+        (tmp_path / "ws2").mkdir()
+        (tmp_path / "ws2" / CONFIG_FILE).write_text(
+            f'provider = "anthropic"\napi_key_env = "EMBEDDING_KEY"\n'
+            f'[targets."{OPENAI_EMBEDDER}"]\nbase_url = "{url}"\napi_key_file = "{key_file}"\n'
+        )
+        script.served.clear()
+        with Workspace.open(tmp_path / "ws2", embedder=OPENAI_EMBEDDER) as ws:
+            ws.embedder()
+        assert [s.headers["authorization"] for s in script.served] == [
+            "Bearer sk-from-api-key-file"
+        ]
+
+        # Neither: OPENAI_API_KEY, as the chat provider falls back to it.
+        script.served.clear()
+        monkeypatch.setenv("CITEWISE_BASE_URL", url)
+        load_embedder(OPENAI_EMBEDDER)
+        assert [s.headers["authorization"] for s in script.served] == ["Bearer sk-fallback"]
+
+
+def test_openai_embedder_refused_key_is_an_auth_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citewise.config import Settings
+    from citewise.errors import MissingAPIKey, ProviderError
+    from standins import stand_in
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKey, match="OPENAI_API_KEY") as missing:
+        load_embedder(OPENAI_EMBEDDER, Settings.load(None))
+    assert missing.value.kind == "auth"
+    with stand_in("openai") as (url, script):
+        settings = Settings.load(None, base_url=url, api_key_env="EMBEDDING_KEY")
+        monkeypatch.setenv("EMBEDDING_KEY", "sk-revoked")
+        script.behaviours.append("401")  # the dimension probe, as the embedder loads
+        with pytest.raises(ProviderError) as caught:
+            load_embedder(OPENAI_EMBEDDER, settings)
+        assert (caught.value.kind, caught.value.status) == ("auth", 401)
+        assert "rejected the API key" in str(caught.value)
+        embedder = load_embedder(OPENAI_EMBEDDER, settings)
+        script.behaviours.append("401")  # and later, mid-ingest
+        with pytest.raises(ProviderError) as caught:
+            embedder.embed_batch(["a passage"])
+        assert caught.value.kind == "auth" and not caught.value.transient
+        assert [s.behaviour for s in script.served] == ["401", "ok", "401"]
+        assert script.served[0].headers["authorization"] == "Bearer sk-revoked"

@@ -107,7 +107,7 @@ def test_per_token_embeddings_from_llama_server_are_refused_clearly(
     # llama.cpp's server returns one vector per token for a model without pooling.
     from citewise.embedders import load_embedder
 
-    monkeypatch.setenv("OPENAI_BASE_URL", llama_embedding_server)
+    monkeypatch.setenv("CITEWISE_BASE_URL", llama_embedding_server)  # a local server: no key
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ProviderError, match="one vector per token, not per text; turn on pooling"):
         load_embedder("openai:smollm2")
@@ -158,7 +158,7 @@ def test_openai_embeddings_against_a_stand_in(
     server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIEmbeddingsStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        monkeypatch.setenv("CITEWISE_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         remote = load_embedder("openai:text-embedding-3-small")
         assert (remote.model_id, remote.dim) == ("openai:text-embedding-3-small", 384)

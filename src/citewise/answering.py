@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
 from .grounding import AnswerGuard, content_words, extractive_answer, segments
-from .providers.base import ChatModel, Finished, Message, ModelRequest, TextDelta
+from .providers.base import ChatModel, EventStream, Finished, Message, ModelRequest, TextDelta
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources in the user's message. "
@@ -68,7 +68,8 @@ def build_prompt(
             f"the question was truncated to {question_tokens} tokens to fit the context window"
         )
     room = window - reserve - system_tokens - question_tokens - 16
-    chosen, costs = [], []
+    chosen: list[Hit] = []
+    costs: list[int] = []
     for hit in hits:
         cost = model.count_tokens(format_passage(len(chosen) + 1, hit)) + 2
         if cost > room:
@@ -139,7 +140,7 @@ class AnswerStream:
         self._generated: list[str] = []
         self._finished: Finished | None = None
         self._cancelled = threading.Event()
-        self._response: Iterator[object] | None = None
+        self._response: EventStream | None = None
 
     def start(self) -> AnswerStream:
         """Call the model (unless there is nothing to ask it): a budget that refuses the
@@ -165,14 +166,14 @@ class AnswerStream:
         """Release the model call (its budget hold is settled); safe if never iterated."""
         if self._response is not None:
             with contextlib.suppress(ValueError):  # running in another thread: cancel() stops it
-                self._response.close()  # type: ignore[attr-defined]
+                self._response.close()
 
     def cancel(self) -> None:
         """Stop generating at the next token (the reader is gone); safe from any thread.
         The model is released as soon as the generation loop sees it."""
         self._cancelled.set()
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         if self.prompt is None or not self.prompt.hits:
             yield NOTHING_FOUND
             warnings = self.prompt.warnings if self.prompt else []
@@ -202,7 +203,7 @@ class AnswerStream:
             else:
                 yield from self._checked(self._recorded(events), guard)
         finally:
-            events.close()  # type: ignore[attr-defined]  # stops generation, settles the ledger
+            events.close()  # stops generation, settles the ledger
         if not "".join(self._parts).strip() and guard.strict:
             yield from self._quoted(guard)
             return

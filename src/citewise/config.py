@@ -26,10 +26,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .errors import ConfigError
 
@@ -223,6 +223,10 @@ FROM_ARGUMENT, FROM_ENVIRONMENT, FROM_FILE, FROM_DEFAULT = (
     CONFIG_FILE,
     "default",
 )
+PRECEDENCE = (
+    "Precedence: command-line flag or Python argument > CITEWISE_* environment variable "
+    f"(or a .env file) > {CONFIG_FILE} in the workspace > default."
+)
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,22 @@ def setting_from_env(name: str, kind: type[_Value]) -> _Value:
     raw = _from_env(setting)
     value = setting.default if raw is None else coerce(setting, raw, env_var(name))
     assert isinstance(value, kind)
-    return value
+    return cast(_Value, value)
+
+
+def env_only_values() -> dict[str, tuple[Any, str]]:
+    """Each environment-only setting's value and where it came from (``FROM_ENVIRONMENT``
+    or ``FROM_DEFAULT``), for ``citewise config``."""
+    values: dict[str, tuple[Any, str]] = {}
+    for setting in SETTINGS:
+        if setting.env_only:
+            raw = _from_env(setting)
+            values[setting.name] = (
+                (setting.default, FROM_DEFAULT)
+                if raw is None
+                else (coerce(setting, raw, env_var(setting.name)), FROM_ENVIRONMENT)
+            )
+    return values
 
 
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
@@ -395,14 +414,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     refuse_unknown(data.keys() - {"assistants", "models", "targets"}, str(path))
     return data
 
 
-def refuse_unknown(names: Iterable[str], where: str) -> None:
+def refuse_unknown(names: Collection[str], where: str) -> None:
     """Names that are no workspace setting, refused: a typo, or an environment-only
     setting that only ``CITEWISE_<NAME>`` sets."""
     workspace = {s.name for s in WORKSPACE_SETTINGS}
@@ -434,10 +453,12 @@ class Assistant:
 DEFAULT_ASSISTANT = "citewise"
 
 
-def read_assistants(workspace: Path) -> dict[str, Assistant]:
-    """``[assistants.NAME]`` tables of ``citewise.toml``, plus the default ``citewise``."""
+def read_assistants(workspace: Path, data: Mapping[str, Any] | None = None) -> dict[str, Assistant]:
+    """``[assistants.NAME]`` tables of ``citewise.toml`` (``data``: the file as
+    :attr:`Workspace.config` parsed it when it opened; else read now), plus the default
+    ``citewise``."""
     path = workspace / CONFIG_FILE
-    tables = read_config_file(path).get("assistants", {})
+    tables = (read_config_file(path) if data is None else data).get("assistants", {})
     assistants = {DEFAULT_ASSISTANT: Assistant(DEFAULT_ASSISTANT)}
     for name, table in tables.items():
         if not isinstance(table, dict):
@@ -449,7 +470,7 @@ def read_assistants(workspace: Path) -> dict[str, Assistant]:
         for key, raw in table.items():
             if key == "collections":
                 continue
-            if key not in _BY_NAME:
+            if key not in _BY_NAME or _BY_NAME[key].env_only:
                 raise ConfigError(f"{path}: assistants.{name} has unknown setting {key!r}")
             overrides.append((key, coerce(_BY_NAME[key], raw)))
         assistants[name] = Assistant(name, tuple(collections), tuple(overrides))
@@ -490,12 +511,14 @@ TARGET_OPTIONS: dict[str, type] = {
 }
 
 
-def read_models(workspace: Path | None) -> tuple[dict[str, ModelAlias], dict[str, dict]]:
-    """The ``[models]`` aliases and ``[targets]`` options of ``citewise.toml``."""
-    if workspace is None:
-        return {}, {}
-    path = workspace / CONFIG_FILE
-    data = read_config_file(path)
+def read_models(
+    workspace: Path | None, data: Mapping[str, Any] | None = None
+) -> tuple[dict[str, ModelAlias], dict[str, dict[str, Any]]]:
+    """The ``[models]`` aliases and ``[targets]`` options of ``citewise.toml`` (``data``:
+    the file as :attr:`Workspace.config` parsed it when it opened; else read now)."""
+    path = workspace / CONFIG_FILE if workspace is not None else Path(CONFIG_FILE)
+    if data is None:
+        data = read_config_file(path) if workspace is not None else {}
     aliases = {}
     for name, table in data.get("models", {}).items():
         chain = table.get("chain") if isinstance(table, dict) else None
@@ -516,15 +539,15 @@ def read_models(workspace: Path | None) -> tuple[dict[str, ModelAlias], dict[str
             aliases[name] = ModelAlias(name, tuple(chain), **options)
         except TypeError as exc:
             raise ConfigError(f"{path}: models.{name}: {exc}") from exc
-    targets: dict[str, dict] = {}
+    targets: dict[str, dict[str, Any]] = {}
     for spec, table in data.get("targets", {}).items():
         if not isinstance(table, dict):
             raise ConfigError(f'{path}: [targets."{spec}"] must be a table')
         options = {}
         for key, raw in table.items():
             if key not in TARGET_OPTIONS:
-                known = ", ".join(TARGET_OPTIONS)
-                raise ConfigError(f"{path}: targets.{spec} has unknown option {key!r} ({known})")
+                allowed = ", ".join(TARGET_OPTIONS)
+                raise ConfigError(f"{path}: targets.{spec} has unknown option {key!r} ({allowed})")
             try:
                 options[key] = TARGET_OPTIONS[key](raw)
             except (TypeError, ValueError) as exc:
@@ -555,8 +578,12 @@ def set_config_value(path: Path, name: str, value: str) -> None:
 
 def config_template() -> str:
     """The commented ``citewise.toml`` that ``citewise init`` writes."""
-    lines = ["# citewise workspace settings. Uncomment to override the default.", ""]
-    for setting in SETTINGS:
+    lines = [
+        "# citewise workspace settings. Uncomment to override the default;",
+        "# a CITEWISE_<NAME> environment variable overrides this file.",
+        "",
+    ]
+    for setting in WORKSPACE_SETTINGS:
         lines.append(f"# {setting.help}")
         lines.append(f"# {setting.name} = {_toml_literal(setting.default)}")
         lines.append("")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import setting_from_env
 from .errors import CitewiseError
 from .ingest import embedding_text
 from .storage import Collection
@@ -58,8 +58,9 @@ class FineTuned:
 def base_model() -> str:
     """Where training starts: ``$CITEWISE_FINETUNE_BASE``, the packaged PyTorch weights
     when installed, else the Hub's all-MiniLM-L6-v2 (downloaded when the network allows)."""
-    if os.environ.get("CITEWISE_FINETUNE_BASE"):
-        return os.environ["CITEWISE_FINETUNE_BASE"]
+    configured = setting_from_env("finetune_base", str)
+    if configured:
+        return configured
     spec = importlib.util.find_spec(PACKAGED_BASE)
     if spec is not None and spec.submodule_search_locations:
         folder = Path(next(iter(spec.submodule_search_locations))) / "model"
@@ -168,7 +169,7 @@ def export_onnx(model: Any, folder: Path, base: str) -> None:
     staging.mkdir(parents=True)
     transformer = model[0].auto_model
 
-    class Encoder(torch.nn.Module):
+    class Encoder(torch.nn.Module):  # type: ignore[misc]  # Any: torch is only in .venv-bench
         """The transformer called by keyword: its positional signature varies by version."""
 
         def __init__(self) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .chunking import chunk_document
 from .documents import Chunk, Document
-from .embedders import Embedder
+from .embedders import Embedder, embed_texts
 from .errors import ParseError, Unavailable
 from .sources import Skipped, SourceItem, hash_file
 from .storage import Collection, Storage
@@ -257,7 +257,9 @@ class Ingestor:
             for c in p.chunks
         ]
         vectors = (
-            self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+            embed_texts(self.embedder, texts)
+            if texts
+            else np.zeros((0, self.embedder.dim), np.float32)
         )
         offset = 0
         for p in pending:

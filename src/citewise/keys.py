@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import WorkspaceError
 from .storage import KeyStore
@@ -108,7 +109,7 @@ def authenticate(store: KeyStore, key: str) -> ApiKey | None:
     return match
 
 
-def _record(row: tuple) -> ApiKey:
+def _record(row: tuple[Any, ...]) -> ApiKey:
     name, prefix, collections, scopes, rpm, tpm, created, revoked = row
     return ApiKey(
         name,

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import astuple, fields
 from typing import Any
 
 from .ledger import BudgetRule, Hold, LedgerRow
+from .storage.sql import Connection
 from .storage.sqlite import SqliteStore
 
 _COLUMNS = [f.name for f in fields(LedgerRow)]
@@ -62,16 +63,16 @@ class LedgerSql:
     mark = "?"  # the driver's placeholder
     ledger_table, budgets_table, holds_table = "usage_ledger", "budgets", "budget_holds"
 
-    def _db(self) -> Any:  # pragma: no cover - each backend connects its own way
+    def _db(self) -> Connection:  # pragma: no cover - each backend connects its own way
         raise NotImplementedError
 
-    def _transaction(self) -> Any:  # pragma: no cover - a context manager giving a connection
+    def _transaction(self) -> AbstractContextManager[Connection]:  # pragma: no cover
         raise NotImplementedError
 
     def _serialise(self, db: Any, hold: Hold) -> None:
         """Make concurrent reservations for the hold's subjects wait for this one."""
 
-    def _executemany(self, db: Any, sql: str, rows: list[tuple]) -> None:
+    def _executemany(self, db: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         db.executemany(sql, rows)
 
     def _sql(self, text: str) -> str:
@@ -242,7 +243,7 @@ class SqliteLedgerStore(LedgerSql):
             yield db
 
 
-def _row(values: tuple) -> LedgerRow:
+def _row(values: tuple[Any, ...]) -> LedgerRow:
     row = dict(zip(_COLUMNS, values, strict=True))
     row["estimated"], row["cache_hit"] = bool(row["estimated"]), bool(row["cache_hit"])
     return LedgerRow(**row)

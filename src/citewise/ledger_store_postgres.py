@@ -96,7 +96,7 @@ class PostgresLedgerStore(LedgerSql):
         for subject in sorted({f"key:{hold.key}", f"assistant:{hold.assistant}"}):
             db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (subject,))
 
-    def _executemany(self, db: Any, sql: str, rows: list[tuple]) -> None:
+    def _executemany(self, db: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with db.cursor() as cursor:
             cursor.executemany(sql, rows)
 

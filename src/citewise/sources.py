@@ -114,7 +114,7 @@ def _reason(exc: BaseException) -> str:
 def walk_files(root: Path, unreadable: list[Skipped] | None = None) -> Iterator[Path]:
     """Files under ``root`` in sorted order, skipping hidden and ignored ones. Folders that
     cannot be listed are added to ``unreadable`` (as failures: their documents are kept)."""
-    specs: dict[Path, pathspec.PathSpec] = {}
+    specs: dict[Path, pathspec.GitIgnoreSpec] = {}
 
     def cannot_list(exc: OSError) -> None:
         if unreadable is not None:
@@ -138,7 +138,7 @@ def walk_files(root: Path, unreadable: list[Skipped] | None = None) -> Iterator[
                 yield file
 
 
-def _ignore_spec(directory: Path) -> pathspec.PathSpec | None:
+def _ignore_spec(directory: Path) -> pathspec.GitIgnoreSpec | None:
     lines: list[str] = []
     for name in IGNORE_FILES:
         candidate = directory / name
@@ -147,7 +147,7 @@ def _ignore_spec(directory: Path) -> pathspec.PathSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
 
 
-def _ignored(path: Path, active: list[tuple[Path, pathspec.PathSpec]], is_dir: bool) -> bool:
+def _ignored(path: Path, active: list[tuple[Path, pathspec.GitIgnoreSpec]], is_dir: bool) -> bool:
     for base, spec in active:
         relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
         if spec.match_file(relative):

@@ -22,11 +22,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .documents import Block, time_range
-from .embedders.base import Embedder
+from .embedders.base import Embedder, embed_texts
 from .errors import ConfigError, WorkspaceError
 from .providers.base import ChatModel, Message
 from .structured import generate_json, schema_of
@@ -113,19 +114,23 @@ def _timed(block: Block) -> bool:
 
 
 def _transcript(
-    source: str, title: str, text: str, spans: list[tuple[int, int, str]], metadata: dict
+    source: str,
+    title: str,
+    text: str,
+    spans: list[tuple[int, int, str]],
+    metadata: dict[str, Any],
 ) -> Transcript:
     """Passages from (start, end, label) spans of the text: consecutive spans with one
     label (a passage cut into several chunks) are one passage."""
     if "transcript_format" not in metadata:
         raise WorkspaceError(f"{source}: not a transcript or a recording")
-    merged: list[list] = []
+    merged: list[tuple[int, int, str]] = []
     for start, end, label in spans:
         if merged and merged[-1][2] == label:
-            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end), label)
         else:
-            merged.append([start, end, label])
-    passages = []
+            merged.append((start, end, label))
+    passages: list[Passage] = []
     for start, end, label in merged:
         times = time_range(label)
         if times is None:
@@ -299,7 +304,7 @@ def chapters(
     """The transcript split where its topic changes (``count`` chapters, or as many as
     the topic changes found, each at least ``min_seconds`` long), each titled by ``model``."""
     passages = transcript.passages
-    vectors = embedder.embed([p.text for p in passages]) if len(passages) > 1 else None
+    vectors = embed_texts(embedder, [p.text for p in passages]) if len(passages) > 1 else None
     cuts = (
         topic_boundaries(vectors, [p.start for p in passages], passages[-1].end, count, min_seconds)
         if vectors is not None
@@ -438,7 +443,9 @@ def check_labels(labels: Sequence[str]) -> list[str]:
 def _by_similarity(transcript: Transcript, labels: list[str], embedder: Embedder) -> list[Labelled]:
     passages = transcript.passages
     described = [LABEL_TEMPLATE.format(label) for label in labels]
-    similarity = embedder.embed([p.text for p in passages]) @ embedder.embed(described).T
+    similarity = (
+        embed_texts(embedder, [p.text for p in passages]) @ embed_texts(embedder, described).T
+    )
     best = similarity.argmax(axis=1)
     return [
         Labelled(p, labels[int(b)], round(float(similarity[i, b]), 4))

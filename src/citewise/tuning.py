@@ -163,7 +163,8 @@ def tune(
                 grid[best_row].to_json(),
             )
         )
-    before, after = _weighted(results, "current"), _weighted(results, "tuned")
+    before = _weighted(results, lambda r: r.current)
+    after = _weighted(results, lambda r: r.tuned)
     # Ranking settings change only when held-out queries say so; the threshold likewise.
     ranking = grid[_choose(scores, current_row)] if after > before else grid[current_row]
     fits = _relevance_fits(
@@ -319,9 +320,9 @@ def _folds(ids: list[str], folds: int, seed: int) -> dict[str, int]:
     return {qid: i % folds for i, qid in enumerate(shuffled)}
 
 
-def _weighted(results: list[FoldResult], attribute: str) -> float:
+def _weighted(results: list[FoldResult], score: Callable[[FoldResult], float]) -> float:
     total = sum(r.queries for r in results)
-    return sum(getattr(r, attribute) * r.queries for r in results) / total
+    return sum(score(r) * r.queries for r in results) / total
 
 
 # -- min_relevance ---------------------------------------------------------------------

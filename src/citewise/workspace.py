@@ -9,22 +9,29 @@ answer = ws.ask("How do I rotate the keys?")
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
 from .answering import AnswerStream
-from .config import CONFIG_FILE, Settings, check_database_url, config_template, set_config_value
+from .config import (
+    CONFIG_FILE,
+    Settings,
+    check_database_url,
+    config_template,
+    read_config_file,
+    set_config_value,
+    setting_from_env,
+)
 from .connectors import connector_for
 from .conversation import standalone_question
 from .documents import Answer, Hit
-from .embedders import Embedder, load_embedder
+from .embedders import Embedder, embed_texts, load_embedder
 from .errors import WorkspaceError
 from .index.sparse import SparseIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
@@ -37,11 +44,14 @@ from .storage import Collection, Storage, open_storage
 from .storage.migrate import MigrationReport
 from .storage.sqlite import DATABASE_FILE
 
+if TYPE_CHECKING:
+    from .providers.router import Router
+
 DEFAULT_COLLECTION = "default"
 
 
 def default_workspace_dir() -> Path:
-    configured = os.environ.get("CITEWISE_WORKSPACE")
+    configured = setting_from_env("workspace", str)
     if configured:
         return Path(configured).expanduser()
     return Path(platformdirs.user_data_dir("citewise")) / "default"
@@ -68,9 +78,22 @@ class WorkspaceStatus:
 
 
 class Workspace:
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(
+        self,
+        path: Path,
+        settings: Settings,
+        config: Mapping[str, Any] | None = None,
+        sources: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = path
         self.settings = settings
+        # citewise.toml as parsed once when the workspace opened: its [models], [targets]
+        # and [assistants] tables are read from here, never from a second parse.
+        self.config: Mapping[str, Any] = (
+            read_config_file(path / CONFIG_FILE) if config is None else config
+        )
+        # Where each setting came from (argument, environment, citewise.toml, default).
+        self.sources: dict[str, str] = dict(sources or {})
         self.store: Storage = open_storage(settings.store, path)
         self.ledger = Ledger(ledger_store(settings, self.store))  # every model call, budgets
         # Vector search in the database where it can (pgvector); else indexes derived from
@@ -81,7 +104,7 @@ class Workspace:
         self.sparse = SparseIndexes(self.store, path / "index", settings.sparse_threshold)
         self._embedders: dict[str, Embedder] = {}
         self._embedders_lock = threading.Lock()
-        self._chat_models: dict[tuple, Any] = {}
+        self._chat_models: dict[tuple[str, str, str, int], Router] = {}
         self._chat_models_lock = threading.Lock()
 
     @classmethod
@@ -90,14 +113,16 @@ class Workspace:
     ) -> Workspace:
         """Open a workspace (created on first use unless ``create=False``)."""
         directory = Path(path).expanduser() if path else default_workspace_dir()
-        loaded = Settings.load(directory, **settings)  # refused before anything is created
+        config = read_config_file(directory / CONFIG_FILE)  # the one parse of this open
+        # Refused before anything is created.
+        loaded, sources = Settings.resolve(config, settings)
         if not (directory / DATABASE_FILE).exists() and not (directory / CONFIG_FILE).exists():
             if not create:
                 raise WorkspaceError(
                     f"no workspace at {directory}; create one with `citewise init`"
                 )
             init_workspace(directory)
-        return cls(directory, loaded)
+        return cls(directory, loaded, config, sources)
 
     def close(self) -> None:
         self.store.close()
@@ -114,7 +139,7 @@ class Workspace:
         spec = spec or self.settings.embedder
         with self._embedders_lock:
             if spec not in self._embedders:
-                embedder = load_embedder(spec)
+                embedder = load_embedder(spec, self.settings, self.path, self.config)
                 self._embedders[spec] = self._embedders[embedder.model_id] = embedder
             return self._embedders[spec]
 
@@ -271,7 +296,7 @@ class Workspace:
         """Passages ranked for ``query``; ``where`` filters on document metadata."""
         return self.retriever().search(query, self.collections(collections), k, mode, where)
 
-    def chat_model(self, settings: Settings | None = None) -> Any:
+    def chat_model(self, settings: Settings | None = None) -> Router:
         """The chat model for ``settings`` (default: the workspace's), loaded once."""
         settings = settings or self.settings
         key = (settings.provider, settings.model, settings.base_url, settings.context_window)
@@ -279,7 +304,7 @@ class Workspace:
             if key not in self._chat_models:
                 from .providers import load_chat_model
 
-                model = load_chat_model(settings, self.path)
+                model = load_chat_model(settings, self.path, self.config)
                 model.ledger = self.ledger  # every call is recorded and budgeted
                 self._chat_models[key] = model
             return self._chat_models[key]
@@ -335,7 +360,7 @@ class Workspace:
         target = self.collection(collection, create=False)
         new = self.embedder(embedder)
         ids, texts = self.chunk_texts(target)
-        vectors = new.embed(texts) if texts else None
+        vectors = embed_texts(new, texts) if texts else None
         self.store.replace_embeddings(target.id, ids, vectors, new.model_id, new.dim)
         self.store.rebuild_keyword_index()
         self.indexes.invalidate()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from typing import Any
 
 import click
 from dotenv import find_dotenv, load_dotenv
 
+from ..config import setting_from_env
 from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_logs, redact_url
 from . import admin, evaluate, ingest, query, serving, transcript, tune, usage
@@ -23,24 +22,23 @@ class CitewiseGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CitewiseError as exc:
-            if ctx.meta.get("debug") or os.environ.get("CITEWISE_RAISE_ERRORS"):
+            if ctx.meta.get("debug") or setting_from_env("raise_errors", bool):
                 raise
-            error = click.ClickException(redact_url(str(exc)))
-            error.exit_code = exit_code(exc)
-            raise error from exc
+            failure = TemporaryFailure if isinstance(exc, Unavailable) else click.ClickException
+            raise failure(redact_url(str(exc))) from exc
 
 
-def exit_code(exc: CitewiseError) -> int:
-    """1, or 75 (sysexits' EX_TEMPFAIL) when a shared dependency is down: a script or
-    a scheduler may retry the command later."""
-    return 75 if isinstance(exc, Unavailable) else 1
+class TemporaryFailure(click.ClickException):
+    """A shared dependency is down: exit status 75 (sysexits' EX_TEMPFAIL), not 1, so a
+    script or a scheduler may retry the command later."""
+
+    exit_code = 75
 
 
 @click.group(cls=CitewiseGroup)
 @click.option(
     "--workspace",
     "-w",
-    envvar="CITEWISE_WORKSPACE",
     type=click.Path(file_okay=False),
     help="Workspace directory (default: $CITEWISE_WORKSPACE or a per-user data directory).",
 )
@@ -71,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import click
 from rich.table import Table
 
-from ..config import SETTINGS, env_var
+from ..config import FROM_ARGUMENT, PRECEDENCE, SETTINGS, env_only_values, env_var
 from ..cpu import cpu_summary
 from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
 from ..embedders import CATALOGUE
@@ -86,13 +86,13 @@ def doctor(
     for collection in workspace.collections():
         check(
             f"collection {collection.name}",
-            lambda c=collection: _embedder_check(workspace, c.embedder),
+            partial(_embedder_check, workspace, collection.embedder),
         )
     check("usage ledger", workspace.ledger.ping)
     if workspace.settings.redis_url:
         check("rate limits (Redis)", lambda: _redis_check(workspace.settings))
     for target in _chain_targets(workspace):
-        check(f"chat model {target.spec}", lambda t=target: _target_check(workspace, t))
+        check(f"chat model {target.spec}", partial(_target_check, workspace, target))
     if problems:
         raise SystemExit(1)
 
@@ -116,7 +116,7 @@ def _chain_targets(workspace: Any) -> list[Any]:
     from ..config import read_models
     from ..providers import make_target
 
-    aliases, options = read_models(workspace.path)
+    aliases, options = read_models(workspace.path, workspace.config)
     alias = aliases.get(workspace.settings.model)
     provider, model = workspace.settings.provider, workspace.settings.model
     specs = list(alias.chain) if alias else [f"{provider}:{model}"]
@@ -232,22 +232,50 @@ def models() -> None:
 
 
 @click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
 @click.pass_obj
-def show_config(ctx: Context) -> None:
-    """Show every setting, its value and where it can be set."""
-    settings = ctx.workspace().settings
-    table = Table("setting", "value", "environment variable", "meaning")
+def show_config(ctx: Context, as_json: bool) -> None:
+    """Show every setting, its value, where that came from and its environment variable."""
+    workspace = ctx.workspace()
+    from_env = env_only_values()
+    rows: list[dict[str, Any]] = []
     for setting in SETTINGS:
-        name = env_var(setting.name)
-        value = getattr(settings, setting.name)
+        if not setting.env_only:
+            value = getattr(workspace.settings, setting.name)
+            source = workspace.sources.get(setting.name, FROM_ARGUMENT)
+        elif setting.name == "workspace":  # the one in use: the flag's, else the variable's
+            value = str(workspace.path)
+            source = FROM_ARGUMENT if ctx.workspace_dir else from_env[setting.name][1]
+        else:
+            value, source = from_env[setting.name]
+        rows.append(
+            {
+                "setting": setting.name,
+                "value": redact_url(value) if isinstance(value, str) else value,
+                "source": source,
+                "environment_variable": env_var(setting.name),
+                "env_only": setting.env_only,
+                "help": setting.help,
+            }
+        )
+    if as_json:
+        console.out(to_json(rows))
+        return
+    table = Table("setting", "value", "from", "environment variable", "meaning")
+    for row in rows:
         table.add_row(
-            setting.name,
-            esc(redact_url(str(value))),
-            name + (" (set)" if os.environ.get(name) else ""),
-            esc(setting.help),
+            row["setting"],
+            esc(row["value"]),
+            row["source"],
+            row["environment_variable"] + (" (only)" if row["env_only"] else ""),
+            esc(row["help"]),
         )
     console.print(table)
-    console.print("Precedence: flag > citewise.toml in the workspace > environment > default.")
+    console.print(
+        f"{PRECEDENCE} Variables marked (only) are read from the environment alone: they "
+        "belong to the process, not to one workspace.",
+        markup=False,
+    )
 
 
 @click.command()

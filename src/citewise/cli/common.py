@@ -51,13 +51,17 @@ class Context:
 
 def to_json(value: Any) -> str:
     def default(obj: Any) -> Any:
-        if is_dataclass(obj):
+        if is_dataclass(obj) and not isinstance(obj, type):
             return asdict(obj)
         if isinstance(obj, Path):
             return str(obj)
         raise TypeError(type(obj).__name__)
 
-    return json.dumps(asdict(value) if is_dataclass(value) else value, default=default, indent=2)
+    return json.dumps(
+        asdict(value) if is_dataclass(value) and not isinstance(value, type) else value,
+        default=default,
+        indent=2,
+    )
 
 
 def esc(value: object) -> str:

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from ..answer_eval import evaluate_answers
+from ..config import setting_from_env
 from ..evaluation import MEASURES, MODES, QueryExplanation, evaluate_retrieval, explain_query
 from .common import Context, console, errors, esc, model_options
 from .ingest import progress_bar
@@ -101,9 +102,9 @@ def _print_explanation(explained: QueryExplanation) -> None:
                 str(doc.relevance) if doc.relevance else "",
             )
         console.print(table)
-        for document, rank in result.ranks.items():
-            if rank is None or rank > len(result.top):
-                where = f"rank {rank}" if rank else "not in the first 100"
+        for document, position in result.ranks.items():
+            if position is None or position > len(result.top):
+                where = f"rank {position}" if position else "not in the first 100"
                 console.print(f"  missed: {document} — {where}", markup=False)
 
 
@@ -123,8 +124,7 @@ def _print_explanation(explained: QueryExplanation) -> None:
 @click.option(
     "--as",
     "caller",
-    default="",
-    envvar="CITEWISE_USER",
+    default=lambda: setting_from_env("user", str),
     help="Charge the model calls (answers and judge) to this user or key name.",
 )
 @click.pass_obj

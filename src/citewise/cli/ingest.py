@@ -88,7 +88,7 @@ def connector_options(function: Any) -> Any:
 @connector_options
 @click.pass_obj
 def ingest(
-    ctx: Context, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
+    ctx: Context, /, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
 ) -> None:
     """Add files, folders, exports (Slack, Notion, Gmail .mbox, Drive Takeout) or a website URL.
 
@@ -109,7 +109,7 @@ def ingest(
 @connector_options
 @click.pass_obj
 def sync(
-    ctx: Context, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
+    ctx: Context, /, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
 ) -> None:
     """Like ingest, and remove documents whose files are gone."""
     workspace = ctx.workspace()

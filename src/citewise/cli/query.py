@@ -6,7 +6,9 @@ from typing import Any
 
 import click
 
+from ..config import setting_from_env
 from ..documents import Answer, Hit
+from ..retrieval import Mode
 from .common import Context, console, errors, esc, model_options, one_line, to_json
 
 collections_option = click.option(
@@ -48,13 +50,13 @@ def search(
     ctx: Context,
     query: str,
     k: int,
-    mode: str,
+    mode: Mode,  # one of the choices above
     collections: tuple[str, ...],
     where: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Show the passages that best match QUERY, with their sources."""
-    hits = ctx.workspace().search(query, k, collections or None, mode, parse_where(where))  # type: ignore[arg-type]
+    hits = ctx.workspace().search(query, k, collections or None, mode, parse_where(where))
     if as_json:
         console.print_json(json.dumps([json.loads(to_json(h)) for h in hits]))
         return
@@ -84,8 +86,7 @@ def print_hit(rank: int, hit: Hit) -> None:
 @click.option(
     "--as",
     "caller",
-    default="",
-    envvar="CITEWISE_USER",
+    default=lambda: setting_from_env("user", str),
     help="Charge the model calls to this user or key name (its budgets apply).",
 )
 @click.pass_obj

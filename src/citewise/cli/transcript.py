@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -92,7 +93,7 @@ def _clean_output(transcript: Transcript, cleaned: Sequence[CleanPassage], form:
     if form == "srt":
         import srt
 
-        return srt.compose(
+        composed: str = srt.compose(  # srt is untyped
             [
                 srt.Subtitle(
                     n,
@@ -103,6 +104,7 @@ def _clean_output(transcript: Transcript, cleaned: Sequence[CleanPassage], form:
                 for n, c in enumerate(kept, start=1)
             ]
         )
+        return composed
     if form == "vtt":
         lines = ["WEBVTT", ""]
         for c in kept:
@@ -115,7 +117,7 @@ def _said(c: CleanPassage) -> str:
     return f"{c.passage.speaker}: {c.text}" if c.passage.speaker else c.text
 
 
-def _clean_json(c: CleanPassage) -> dict:
+def _clean_json(c: CleanPassage) -> dict[str, Any]:
     p = c.passage
     return {
         "number": p.number,

@@ -9,10 +9,10 @@ under the ``citewise.connectors`` entry-point group.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..plugins import load_plugin
-from .base import BaseConnector, Connector
+from ..plugins import PluginGroup, load_plugin
+from .base import BaseConnector, Connector, ConnectorFactory
 
 BUILTIN_CONNECTORS = {
     "web": "citewise.connectors.web:WebConnector",
@@ -23,12 +23,36 @@ BUILTIN_CONNECTORS = {
     "files": "citewise.connectors.files:Files",
 }
 GROUP = "citewise.connectors"
+CONNECTORS = PluginGroup[ConnectorFactory](GROUP, BUILTIN_CONNECTORS, "source")
+if TYPE_CHECKING:  # mypy holds every built-in to the contract
+    from .drive import DriveTakeout
+    from .files import Files
+    from .gmail import GmailMbox
+    from .notion import NotionExport
+    from .slack import SlackExport
+    from .web import WebConnector
 
-__all__ = ["BUILTIN_CONNECTORS", "BaseConnector", "Connector", "connector_for", "detect_source"]
+    _BUILTINS: tuple[ConnectorFactory, ...] = (
+        WebConnector,
+        SlackExport,
+        NotionExport,
+        GmailMbox,
+        DriveTakeout,
+        Files,
+    )
+
+__all__ = [
+    "BUILTIN_CONNECTORS",
+    "BaseConnector",
+    "Connector",
+    "ConnectorFactory",
+    "connector_for",
+    "detect_source",
+]
 
 
-def connector_class(name: str) -> type:
-    return load_plugin(GROUP, BUILTIN_CONNECTORS, name, "source")
+def connector_class(name: str) -> ConnectorFactory:
+    return load_plugin(CONNECTORS, name)
 
 
 def detect_source(location: str) -> str:

@@ -32,6 +32,18 @@ class Connector(Protocol):
         ...
 
 
+class ConnectorFactory(Protocol):
+    """What a connector plug-in registers (its :class:`Connector` class, usually)."""
+
+    def detect(self, location: str) -> bool:
+        """Whether ``location`` looks like this connector's kind of source."""
+        ...
+
+    def __call__(self, location: str, **options: Any) -> Connector:
+        """The connector for ``location``, with the source's options."""
+        ...
+
+
 class BaseConnector:
     """Keeps the location and options, and tracks which scopes were read completely."""
 

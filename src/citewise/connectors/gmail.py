@@ -14,6 +14,7 @@ digest changed since the last ingest.
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import hashlib
 import mailbox
@@ -46,7 +47,7 @@ _HEADERS_ONLY = email.parser.BytesHeaderParser(policy=email.policy.default)
 
 @dataclass
 class _Entry:
-    key: int
+    key: str  # the mailbox's own key, given back to it (typeshed's type; mbox's are ints)
     message_id: str
     date: datetime
     digest: str
@@ -150,7 +151,9 @@ class GmailMbox(BaseConnector):
         self, box: mailbox.mbox, thread: _Thread, source: str, content_hash: str
     ) -> Document:
         builder = TextBuilder()
-        subject, participants, labels = "", [], []
+        subject = ""
+        participants: list[str] = []
+        labels: list[str] = []
         failures: list[tuple[str, str]] = []
         for entry in thread.entries:
             message = email.message_from_bytes(
@@ -254,7 +257,7 @@ def _attachments(message: EmailMessage) -> Iterator[tuple[str, bytes]]:
             payload = part.get_payload(decode=True)
         except Exception:  # a broken transfer encoding
             payload = None
-        if payload:
+        if isinstance(payload, bytes) and payload:  # decoded: bytes, or None when there are none
             yield Path(name).name, payload
 
 

@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
@@ -233,9 +234,7 @@ class NotionExport(BaseConnector):
             yield SourceItem(
                 source=source,
                 content_hash=content_hash,
-                load=lambda s=source, p=parsed, h=content_hash, m=metadata: document_from_parsed(
-                    s, p, h, m
-                ),
+                load=partial(document_from_parsed, source, parsed, content_hash, metadata),
             )
 
     @staticmethod

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
@@ -39,6 +40,9 @@ from ..parsers import parse_file
 from ..parsers.markdown import markdown_blocks
 from ..sources import Skipped, SourceItem, document_from_parsed
 from .base import BaseConnector
+
+if TYPE_CHECKING:
+    from trafilatura.settings import Document as PageMetadata
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"citewise/{version('citewise')} (+https://pypi.org/project/citewise/)"
@@ -70,11 +74,8 @@ class WebConnector(BaseConnector):
         parts = urlsplit(start)
         self.origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         max_pages = int(self.options.get("max_pages") or DEFAULT_MAX_PAGES)
-        max_depth = int(
-            self.options.get("max_depth")
-            if self.options.get("max_depth") is not None
-            else DEFAULT_MAX_DEPTH
-        )
+        depth = self.options.get("max_depth")
+        max_depth = int(depth if depth is not None else DEFAULT_MAX_DEPTH)
         concurrency = int(self.options.get("concurrency") or DEFAULT_CONCURRENCY)
         with httpx.Client(
             headers={"User-Agent": USER_AGENT}, timeout=20, follow_redirects=True
@@ -168,9 +169,10 @@ class WebConnector(BaseConnector):
         soup = BeautifulSoup(page.body, "html.parser")
         links = []
         for anchor in soup.find_all("a", href=True):
-            if "nofollow" in (anchor.get("rel") or []):
+            href = anchor["href"]  # one string: only class-like attributes are lists
+            if "nofollow" in (anchor.get("rel") or []) or not isinstance(href, str):
                 continue
-            url = _normal(urljoin(page.url, anchor["href"]))
+            url = _normal(urljoin(page.url, href))
             if _same_site(url, self.origin) and not _SKIPPED_SUFFIXES.search(urlsplit(url).path):
                 links.append(url)
         return links
@@ -194,9 +196,10 @@ class WebConnector(BaseConnector):
         html = page.body.decode("utf-8", errors="replace")
         soup = BeautifulSoup(html, "html.parser")
         link = soup.find("link", rel="canonical")
+        href = link.get("href") if link else None
         canonical = (
-            _normal(urljoin(page.url, link["href"]))
-            if link and link.get("href")
+            _normal(urljoin(page.url, href))
+            if isinstance(href, str) and href
             else _normal(page.url)
         )
         if not _same_site(canonical, self.origin):
@@ -261,7 +264,8 @@ class WebConnector(BaseConnector):
 
 def _page_metadata(html: str, url: str) -> dict[str, object]:
     """Author and publication date when the page declares them (meta tags, JSON-LD)."""
-    found = trafilatura.extract_metadata(html, default_url=url)
+    # trafilatura 2 always gives a Document; 1.x gave None for a page it could not read.
+    found: PageMetadata | None = trafilatura.extract_metadata(html, default_url=url)
     if found is None:
         return {}
     extra: dict[str, object] = {}

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 @runtime_checkable
 class Embedder(Protocol):
-    """What the pipeline needs from an embedding model."""
+    """What the pipeline needs from an embedding model. ``embed_batch`` is all the
+    embedding a plug-in has to implement: :func:`embed_texts` (any number of texts) and
+    :meth:`BaseEmbedder.embed_query` are derived from it."""
 
     model_id: str
     dim: int
@@ -23,6 +29,47 @@ class Embedder(Protocol):
     def token_offsets(self, texts: Sequence[str]) -> list[list[int]]:
         """For each text, the end offset of each of its tokens (no special tokens)."""
         ...
+
+
+class EmbedderFactory(Protocol):
+    """What an embedder backend registers (its class, usually): the embedder for a model."""
+
+    def __call__(self, model: str, /) -> Embedder: ...
+
+
+@runtime_checkable
+class SettingsEmbedderFactory(Protocol):
+    """A backend that calls out (``openai``): its connection comes from the workspace's
+    settings and ``citewise.toml`` (``config``)."""
+
+    def from_settings(
+        self,
+        model: str,
+        settings: Settings,
+        workspace: Path | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Embedder: ...
+
+
+@runtime_checkable
+class EmbedsAny(Protocol):
+    """An embedder that batches any number of texts itself (every :class:`BaseEmbedder`)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def embed_texts(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Unit vectors for any number of texts, one row per text, float32: the embedder's
+    own ``embed`` where it has one (:meth:`BaseEmbedder.embed` batches texts of similar
+    length), else ``embed_batch`` on runs of ``batch_size`` texts - so an embedder that
+    implements only the :class:`Embedder` protocol ingests like a built-in."""
+    if isinstance(embedder, EmbedsAny):
+        return embedder.embed(texts)
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    step = max(1, embedder.batch_size)
+    for start in range(0, len(texts), step):
+        out[start : start + step] = embedder.embed_batch(texts[start : start + step])
+    return out
 
 
 class BaseEmbedder:
@@ -65,7 +112,8 @@ class BaseEmbedder:
         return batches
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_batch([text])[0]
+        vector: np.ndarray = self.embed_batch([text])[0]
+        return vector
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[int]]:
         # Without a tokenizer, words and punctuation marks approximate tokens.
@@ -77,4 +125,5 @@ _WORDISH = re.compile(r"\w+|[^\w\s]")
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit

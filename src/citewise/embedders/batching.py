@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import BaseEmbedder, Embedder
+from .base import BaseEmbedder, Embedder, embed_texts
 
 
 @dataclass
 class _Request:
     texts: Sequence[str]
-    future: Future = field(default_factory=Future)
+    future: Future[np.ndarray] = field(default_factory=Future)
 
 
 class BatchingEmbedder(BaseEmbedder):
@@ -86,8 +86,7 @@ class BatchingEmbedder(BaseEmbedder):
     def _embed(self, batch: list[_Request]) -> None:
         texts = [t for request in batch for t in request.texts]
         try:
-            embed = getattr(self.inner, "embed", None) or self.inner.embed_batch
-            vectors = embed(texts)
+            vectors = embed_texts(self.inner, texts)
         except BaseException as exc:  # every waiting caller gets the error, not a hang
             for request in batch:
                 request.future.set_exception(exc)

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from ..config import setting_from_env
 from ..errors import ModelError
 from .base import BaseEmbedder, normalize
 from .catalogue import CATALOGUE, ModelDescription, PackagedFile
@@ -119,7 +120,7 @@ def _session(model_file: Path, threads: int) -> ort.InferenceSession:
 
 def resolve_model_files(description: ModelDescription) -> tuple[Path, Path]:
     """(model.onnx, tokenizer.json) for a catalogue model, from the first place that has both."""
-    override = os.environ.get("CITEWISE_MODEL_DIR")
+    override = setting_from_env("model_dir", str)
     if override:
         folder = Path(override) / description.name
         model, tokenizer = folder / "model.onnx", folder / "tokenizer.json"

@@ -1,18 +1,33 @@
 """Any OpenAI-compatible ``/v1/embeddings`` endpoint through the official SDK.
 
-The SDK's own environment variables apply: ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
-(for vLLM, Ollama, llama.cpp's server or any other compatible server).
+The connection comes from the settings, through the chat providers' own key resolution
+(:func:`~citewise.providers.base.resolve_api_key`): a ``[targets."openai:MODEL"]`` table
+of ``citewise.toml`` (``base_url``, ``api_key_env``, ``api_key_file``) first; else the
+top-level ``base_url``, ``api_key_env`` and ``api_key_file`` when the chat provider is
+``openai`` or ``local`` (another provider's key is never sent here); the key falls back
+to ``OPENAI_API_KEY``, as the chat provider's does, and is optional when a ``base_url``
+names a local server (vLLM, Ollama, llama.cpp's server). Failures carry the chat
+providers' error kinds (:func:`~citewise.providers.base.sdk_error`): a refused key is
+``auth``, an outage ``server``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..config import Settings, read_models
 from ..errors import MissingAPIKey, ProviderError
+from ..providers.base import http_library, resolve_api_key, sdk_error
 from .base import BaseEmbedder, normalize
+
+# Chat providers whose top-level connection settings the embedder shares: OpenAI's own,
+# and the in-process local model, which calls nothing out.
+SHARES_CONNECTION = ("openai", "local")
 
 
 class OpenAIEmbedder(BaseEmbedder):
@@ -21,32 +36,73 @@ class OpenAIEmbedder(BaseEmbedder):
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
         import openai
 
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-        api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not api_key:
-            if not base_url:
-                raise MissingAPIKey(
-                    "OpenAI embeddings need a key: set OPENAI_API_KEY (or OPENAI_BASE_URL "
-                    "for a local server)"
-                )
-            api_key = "not-needed"  # local servers accept any key
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2)
+        if not api_key and not base_url:
+            raise MissingAPIKey(
+                "OpenAI embeddings need a key (api_key_env, api_key_file or OPENAI_API_KEY) "
+                "or a base_url for a local server"
+            )
+        # Local servers accept any key, but the SDK insists on one.
+        self._client = openai.OpenAI(
+            base_url=base_url or None, api_key=api_key or "not-needed", max_retries=2
+        )
         self._openai = openai
         self.model = model
         self.model_id = f"openai:{model}"
         self.dim = len(self.embed_batch(["dimension probe"])[0])
 
+    @classmethod
+    def from_settings(
+        cls,
+        model: str,
+        settings: Settings,
+        workspace: Path | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> OpenAIEmbedder:
+        """The embedder with the connection the settings give ``openai:<model>``."""
+        connection = connection_settings(model, settings, workspace, config)
+        key = resolve_api_key(
+            connection, "OPENAI_API_KEY", workspace, required=not connection.base_url
+        )
+        return cls(model, connection.base_url or None, key)
+
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        httpx = http_library(self._openai)
         try:
             response = self._client.embeddings.create(model=self.model, input=list(texts))
-        except self._openai.APIError as exc:
-            raise ProviderError(
-                f"embedding request to {self._client.base_url} failed: {exc}"
-            ) from exc
+        except (self._openai.OpenAIError, httpx.HTTPError) as exc:
+            raise sdk_error(self._openai, exc, f"{self._client.base_url}embeddings") from exc
         rows = sorted(response.data, key=lambda item: item.index)
-        if rows and rows[0].embedding and isinstance(rows[0].embedding[0], list):
+        # A server without pooling sends a list per token where the SDK's types say floats.
+        first: Sequence[object] = rows[0].embedding if rows else ()
+        if first and isinstance(first[0], list):
             raise ProviderError(
                 f"{self._client.base_url} returned one vector per token, not per text; "
                 "turn on pooling in the server (llama.cpp: --pooling mean)"
             )
         return normalize(np.asarray([row.embedding for row in rows], dtype=np.float32))
+
+
+def connection_settings(
+    model: str,
+    settings: Settings,
+    workspace: Path | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Settings:
+    """``settings`` with the connection (``base_url``, ``api_key_env``, ``api_key_file``)
+    of the ``openai:<model>`` embedder: its ``[targets]`` table first, else the top-level
+    settings when the chat provider shares them (:data:`SHARES_CONNECTION`)."""
+    options = read_models(workspace, config)[1].get(f"openai:{model}", {})
+    shared = settings.provider in SHARES_CONNECTION
+
+    def option(name: str) -> str:
+        value = options.get(name, getattr(settings, name) if shared else "")
+        return str(value)
+
+    return dataclasses.replace(
+        settings,
+        provider="openai",
+        model=model,
+        base_url=option("base_url"),
+        api_key_env=option("api_key_env"),
+        api_key_file=option("api_key_file"),
+    )

@@ -30,8 +30,10 @@ class HnswIndex:
         return cls(index)
 
     @classmethod
-    def load(cls, path: Path) -> HnswIndex:
-        return cls(Index.restore(str(path)))
+    def load(cls, path: Path) -> HnswIndex | None:
+        """The graph saved at ``path``; None when the file holds none (cut short)."""
+        index = Index.restore(str(path))
+        return None if index is None else cls(index)
 
     def save(self, path: Path) -> None:
         self.index.save(str(path))

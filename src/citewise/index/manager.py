@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class VectorIndexes:
         path = self.directory / f"collection-{collection.id}.usearch"
         return path, path.with_suffix(".json")
 
-    def _stamp(self, collection: Collection, seq: int, count: int) -> dict:
+    def _stamp(self, collection: Collection, seq: int, count: int) -> dict[str, Any]:
         return {
             "seq": seq,
             "count": count,
@@ -152,8 +153,11 @@ class VectorIndexes:
                 if saved == current
                 else None
             )
-            if changes is not None and changes[0] <= seq:
-                index = HnswIndex.load(path)
+            if (
+                changes is not None
+                and changes[0] <= seq
+                and (index := HnswIndex.load(path)) is not None  # else unreadable: built anew
+            ):
                 final = dict(changes[1])
                 touched = np.fromiter(final, dtype=np.int64, count=len(final))
                 present = np.isin(touched, ids)

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import bm25s
 import numpy as np
@@ -40,7 +41,13 @@ _STEMMER = Stemmer.Stemmer("porter")
 MISSING_RECHECK_SECONDS = 5.0
 
 
-def tokenize(texts: list[str], return_ids: bool = False):  # list[list[str]] or bm25s.Tokenized
+@overload
+def tokenize(texts: list[str], return_ids: Literal[False] = False) -> list[list[str]]: ...
+@overload
+def tokenize(texts: list[str], return_ids: Literal[True]) -> Any: ...  # a bm25s.Tokenized
+
+
+def tokenize(texts: list[str], return_ids: bool = False) -> Any:
     """Queries and chunks are tokenized alike: Porter stems, English stop words dropped."""
     return bm25s.tokenize(
         texts, stopwords="en", stemmer=_STEMMER, return_ids=return_ids, show_progress=False
@@ -105,7 +112,7 @@ class SparseIndexes:
 
     def current(self, collection: Collection) -> SparseIndex | None:
         """The collection's index if it exists for its current generation, else None."""
-        generation = self.store.collection(collection.name).generation  # type: ignore[union-attr]
+        generation = self._generation(collection)
         with self._lock:
             cached = self._cache.get(collection.id)
             if (
@@ -140,7 +147,7 @@ class SparseIndexes:
             return False
         if self.current(collection) is not None:
             return True
-        generation = self.store.collection(collection.name).generation  # type: ignore[union-attr]
+        generation = self._generation(collection)
         log.info("building the BM25 index of %s (%d chunks)", collection.name, chunks)
         index = SparseIndex.build(self.store.search_texts(collection.id))
         staging = path.with_name(path.name + ".building")
@@ -154,10 +161,16 @@ class SparseIndexes:
             self._cache[collection.id] = (generation, index, time.monotonic())
         return True
 
+    def _generation(self, collection: Collection) -> int:
+        """The collection's generation now (every write moves it)."""
+        current = self.store.collection(collection.name)
+        assert current is not None, f"collection {collection.name} is gone"
+        return current.generation
+
     def _path(self, collection: Collection) -> Path:
         return self.directory / f"collection-{collection.id}.bm25s"
 
-    def _stamp(self, collection: Collection, generation: int) -> dict:
+    def _stamp(self, collection: Collection, generation: int) -> dict[str, Any]:
         return {
             "generation": generation,
             "citewise": version("citewise"),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Protocol
 
 from ..documents import ParsedDocument
 from ..errors import ParseError
@@ -31,10 +32,38 @@ BUILTIN_PARSERS = (
 Parser = Callable[[Path], ParsedDocument]
 
 
+class ParserModule(Protocol):
+    """A parser module (one named in ``BUILTIN_PARSERS``): the suffixes it reads and
+    ``parse``."""
+
+    @property
+    def SUFFIXES(self) -> tuple[str, ...]: ...  # lower case, with the dot
+
+    def parse(self, path: Path) -> ParsedDocument: ...
+
+
+if TYPE_CHECKING:  # mypy holds every built-in to the contract (keep in step with the names)
+    from . import audio, code, docx, html, markdown, pdf, pptx, rst, text, transcript, xlsx
+
+    _BUILTINS: tuple[ParserModule, ...] = (
+        markdown,
+        text,
+        rst,
+        html,
+        pdf,
+        docx,
+        code,
+        transcript,
+        audio,
+        xlsx,
+        pptx,
+    )
+
+
 def _load_registry() -> dict[str, Parser]:
     registry: dict[str, Parser] = {}
     for name in BUILTIN_PARSERS:
-        module = import_module(f"{__name__}.{name}")
+        module: ParserModule = import_module(f"{__name__}.{name}")
         for suffix in module.SUFFIXES:
             registry[suffix] = module.parse
     return registry
@@ -43,7 +72,7 @@ def _load_registry() -> dict[str, Parser]:
 PARSERS: dict[str, Parser] = _load_registry()
 
 
-def supported(path: Path) -> bool:
+def supported(path: PurePath) -> bool:
     return path.suffix.lower() in PARSERS
 
 

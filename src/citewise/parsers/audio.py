@@ -22,13 +22,17 @@ import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import setting_from_env
 from ..documents import ParsedDocument
-from ..errors import ParseError
+from ..errors import ConfigError, ParseError
 from .transcript import Cue, build, clock
+
+if TYPE_CHECKING:
+    from av.audio.frame import AudioFrame
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +153,9 @@ def windows(path: Path) -> Iterator[tuple[float, np.ndarray]]:
             yield offset, np.concatenate(pending)
 
 
-def _floats(frame: Any) -> np.ndarray:
-    return frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+def _floats(frame: AudioFrame) -> np.ndarray:
+    samples: np.ndarray = frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+    return samples
 
 
 def _quiet_cut(samples: np.ndarray) -> int:
@@ -170,16 +175,19 @@ def _cue(segment: Any, offset: float) -> Cue:
 
 
 def model_name() -> str:
-    return os.environ.get("CITEWISE_WHISPER_MODEL", DEFAULT_MODEL)
+    """The ``whisper_model`` setting (``CITEWISE_WHISPER_MODEL``)."""
+    return setting_from_env("whisper_model", str)
 
 
 def beam_size() -> int:
-    raw = os.environ.get("CITEWISE_WHISPER_BEAM", "")
-    if not raw:
-        return DEFAULT_BEAM
-    if not raw.isdigit() or int(raw) < 1:
-        raise ParseError(f"CITEWISE_WHISPER_BEAM must be a whole number >= 1, not {raw!r}")
-    return int(raw)
+    """The ``whisper_beam`` setting (``CITEWISE_WHISPER_BEAM``), a whole number >= 1."""
+    try:
+        beam = setting_from_env("whisper_beam", int)
+    except ConfigError as exc:
+        raise ParseError(f"{exc}; CITEWISE_WHISPER_BEAM must be a whole number >= 1") from exc
+    if beam < 1:
+        raise ParseError(f"CITEWISE_WHISPER_BEAM must be a whole number >= 1, not {beam}")
+    return beam
 
 
 @cache

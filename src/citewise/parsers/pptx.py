@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pptx
 from pptx.exc import PackageNotFoundError
+from pptx.shapes.autoshape import Shape
+from pptx.shapes.base import BaseShape
+from pptx.shapes.graphfrm import GraphicFrame
 
 from ..documents import ParsedDocument
 from ..errors import ParseError
@@ -40,10 +43,11 @@ def parse(path: Path) -> ParsedDocument:
     return ParsedDocument(builder.text, builder.blocks, title or path.stem)
 
 
-def _shape_text(shape) -> str:
-    if shape.has_text_frame:
-        return shape.text_frame.text.strip()
-    if getattr(shape, "has_table", False) and shape.has_table:
+def _shape_text(shape: BaseShape) -> str:
+    if isinstance(shape, Shape) and shape.has_text_frame:  # only a Shape has a text frame
+        text: str = shape.text_frame.text
+        return text.strip()
+    if isinstance(shape, GraphicFrame) and shape.has_table:  # only a GraphicFrame holds a table
         rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in shape.table.rows]
         return "\n".join(rows)
     return ""

@@ -55,7 +55,9 @@ def _heading_path(section: nodes.section) -> tuple[str, ...]:
     node: nodes.Node | None = section
     while node is not None:
         if isinstance(node, nodes.section):
-            path.append(node.next_node(nodes.title).astext())
+            title = node.next_node(nodes.title)
+            assert title is not None  # docutils: a section starts with its title
+            path.append(title.astext())
         elif isinstance(node, nodes.document) and node.get("title"):
             path.append(node["title"])
         node = node.parent

@@ -178,7 +178,7 @@ def _vtt_cues(text: str, path: Path) -> list[Cue]:
     except Exception as exc:  # webvtt raises its own MalformedFileError and others
         raise ParseError(f"malformed WebVTT: {exc}") from exc
     cues = []
-    for caption in captions:
+    for caption in captions.captions:
         voice = getattr(caption, "voice", None)
         speaker, said = (
             (voice, " ".join(caption.text.split()))
@@ -212,4 +212,4 @@ def _vtt_timing_parses(line: str) -> bool:
 
 def _timestamp(value: str) -> float:
     parts = value.replace(",", ".").split(":")
-    return sum(float(p) * 60**i for i, p in enumerate(reversed(parts)))
+    return sum(float(p) * 60.0**i for i, p in enumerate(reversed(parts)))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import openpyxl
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet.worksheet import Worksheet
 
 from ..documents import ParsedDocument
 from ..errors import ParseError
@@ -35,7 +36,7 @@ def parse(path: Path) -> ParsedDocument:
     return ParsedDocument(builder.text, builder.blocks, path.stem)
 
 
-def _add_sheet(builder: TextBuilder, sheet) -> None:
+def _add_sheet(builder: TextBuilder, sheet: Worksheet) -> None:
     header: list[str] | None = None
     pending: list[str] = []
     first_row = 0

@@ -13,12 +13,13 @@ target — either way retries, timeouts, the circuit breaker and the ledger appl
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, read_models
-from ..plugins import load_plugin
-from .base import BaseChatModel, ChatModel, Message, ModelRequest
+from ..plugins import PluginGroup, load_plugin
+from .base import BaseChatModel, ChatModel, ChatModelFactory, Message, ModelRequest
 from .router import FREE, Policy, Price, Router, Target
 
 BUILTIN_PROVIDERS = {
@@ -26,6 +27,13 @@ BUILTIN_PROVIDERS = {
     "openai": "citewise.providers.openai:OpenAIChatModel",
     "anthropic": "citewise.providers.anthropic:AnthropicChatModel",
 }
+PROVIDERS = PluginGroup[ChatModelFactory]("citewise.providers", BUILTIN_PROVIDERS, "provider")
+if TYPE_CHECKING:  # mypy holds every built-in to the contract
+    from .anthropic import AnthropicChatModel
+    from .local import LlamaCppModel
+    from .openai import OpenAIChatModel
+
+    _BUILTINS: tuple[ChatModelFactory, ...] = (LlamaCppModel, OpenAIChatModel, AnthropicChatModel)
 # A local model's first token waits for the prompt to be read (and for the model, which
 # serves one request at a time): its timeouts are generous and grow with the prompt.
 LOCAL_TIMEOUTS = {
@@ -46,8 +54,12 @@ __all__ = [
 ]
 
 
-def load_chat_model(settings: Settings, workspace: Path | None = None) -> Router:
-    aliases, target_options = read_models(workspace)
+def load_chat_model(
+    settings: Settings, workspace: Path | None = None, config: Mapping[str, Any] | None = None
+) -> Router:
+    """``config``: the workspace's ``citewise.toml`` as it was parsed when it opened
+    (:attr:`Workspace.config`); read from ``workspace`` when not given."""
+    aliases, target_options = read_models(workspace, config)
     alias = aliases.get(settings.model)
     if alias is not None:
         specs = list(alias.chain)
@@ -107,5 +119,5 @@ def target_settings(settings: Settings, target: Target) -> Settings:
     )
 
 
-def provider_class(name: str) -> type:
-    return load_plugin("citewise.providers", BUILTIN_PROVIDERS, name, "provider")
+def provider_class(name: str) -> ChatModelFactory:
+    return load_plugin(PROVIDERS, name)

@@ -7,7 +7,7 @@ Usage is the API's: ``input_tokens`` plus cache reads and writes is the prompt,
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +103,7 @@ class AnthropicChatModel(BaseChatModel):
             **socket_timeouts(target),
         )
 
-    def generate(self, request: ModelRequest) -> Iterator[Event]:
+    def generate(self, request: ModelRequest) -> Generator[Event, None, None]:
         httpx = http_library(self._anthropic)
 
         where = f"Anthropic's API ({self._client.base_url})"

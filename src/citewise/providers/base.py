@@ -14,10 +14,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..config import Settings
 from ..errors import ConfigError, MissingAPIKey, ProviderError
+
+if TYPE_CHECKING:
+    from .router import Target
 
 # -- the model contract: a typed request in, a stream of events out -------------------
 
@@ -140,6 +143,13 @@ class Admitted:
 Event = TextDelta | ToolCallDelta | Finished | Admitted
 
 
+class EventStream(Iterator[Event], Protocol):
+    """A response, as ``generate`` returns it: its events, the last one :class:`Finished`.
+    Closing it early stops the generation (and settles a charged call's ledger)."""
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a provider can do, declared (never probed at call time)."""
@@ -159,12 +169,20 @@ class Capabilities:
 
 @runtime_checkable
 class ChatModel(Protocol):
-    name: str  # the provider: local, openai, anthropic
-    model_id: str
-    context_window: int
-    capabilities: Capabilities
+    # Read-only: a provider sets them once; the router derives them from its chain.
+    @property
+    def name(self) -> str: ...  # the provider: local, openai, anthropic (router: router)
 
-    def generate(self, request: ModelRequest) -> Iterator[Event]:
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def context_window(self) -> int: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def generate(self, request: ModelRequest) -> EventStream:
         """Stream the response; the last event is always :class:`Finished`.
         Closing the iterator early stops the generation."""
         ...
@@ -180,6 +198,21 @@ class ChatModel(Protocol):
         ...
 
 
+class ChatModelFactory(Protocol):
+    """What a provider plug-in registers (its :class:`ChatModel` class, usually)."""
+
+    @property
+    def default_model(self) -> str:
+        """The model a target naming only the provider gets."""
+        ...
+
+    def from_settings(
+        self, settings: Settings, workspace: Path | None = None, target: Target | None = None
+    ) -> ChatModel:
+        """The model for one router target (``target``: its timeouts)."""
+        ...
+
+
 class BaseChatModel:
     """Conveniences over ``generate``; providers subclass this."""
 
@@ -190,7 +223,7 @@ class BaseChatModel:
     # Per-message template tokens when the provider's exact template is unknown.
     message_overhead = 8
 
-    def generate(self, request: ModelRequest) -> Iterator[Event]:  # pragma: no cover
+    def generate(self, request: ModelRequest) -> EventStream:  # pragma: no cover
         raise NotImplementedError
 
     def count_tokens(self, text: str) -> int:
@@ -333,11 +366,14 @@ def retry_after_seconds(headers: Any) -> float | None:
 def resolve_api_key(
     settings: Settings, default_env: str, workspace: Path | None, required: bool = True
 ) -> str | None:
-    """The provider's key from its environment variable or a key file outside the workspace."""
+    """The key of a provider (or the openai embedder): from the variable ``api_key_env``
+    names, else from ``api_key_file`` (outside the workspace), else from the provider's
+    usual variable ``default_env``. A key reference the settings make beats that fallback."""
     env_name = settings.api_key_env or default_env
-    key = os.environ.get(env_name)
-    if key:
-        return key.strip()
+    if settings.api_key_env or not settings.api_key_file:
+        key = os.environ.get(env_name)
+        if key:
+            return key.strip()
     if settings.api_key_file:
         path = Path(settings.api_key_file).expanduser().resolve()
         if workspace is not None and path.is_relative_to(workspace.resolve()):

@@ -65,8 +65,8 @@ def llama_model_params(use_extra_bufts: bool) -> Iterator[None]:
 
     original = bindings.llama_model_default_params
 
-    def params():  # type: ignore[no-untyped-def]
-        value = original()
+    def params() -> bindings.llama_model_params:
+        value: bindings.llama_model_params = original()  # a ctypes binding: untyped
         value.use_extra_bufts = use_extra_bufts
         return value
 

@@ -16,12 +16,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, cache_dir
 from ..errors import ConfigError, ModelError, ProviderError
@@ -39,6 +39,13 @@ from .base import (
 )
 from .llama_probe import checked_extra_bufts, llama_model_params, requantized
 from .turns import FairTurns, QueueFull, reader_left
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_grammar import LlamaGrammar
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        CreateChatCompletionStreamResponse,
+    )
 
 # Llama() reads its model parameters from a function the loader swaps (llama_probe.py);
 # models load one at a time.
@@ -129,8 +136,8 @@ class LlamaCppModel(BaseChatModel):
     ) -> LlamaCppModel:
         return cls(model_file(settings.model), settings.context_window)
 
-    def generate(self, request: ModelRequest) -> Iterator[Event]:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    def generate(self, request: ModelRequest) -> Generator[Event, None, None]:
+        messages = chat_messages(request.messages)
         prompt_tokens = self.count_messages(request.messages)
         finish = "cancelled"  # unless the model says otherwise (the reader closed us early)
         options: dict[str, Any] = {}
@@ -155,7 +162,7 @@ class LlamaCppModel(BaseChatModel):
             yield Admitted(time.monotonic() - queued)
             if reader_left():
                 return
-            chunks = self._llm.create_chat_completion(
+            response = self._llm.create_chat_completion(
                 messages,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
@@ -169,14 +176,17 @@ class LlamaCppModel(BaseChatModel):
                 stream=True,
                 seed=0,
             )
+            # Streamed: a generator of chunks (the library annotates both modes as one union).
+            assert isinstance(response, Generator)
+            chunks: Generator[CreateChatCompletionStreamResponse, None, None] = response
             try:
                 for chunk in chunks:
                     choice = chunk["choices"][0]
                     delta = choice["delta"].get("content")
-                    if delta:
+                    if isinstance(delta, str) and delta:
                         yield TextDelta(delta)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
+                    if reason := choice.get("finish_reason"):
+                        finish = reason
             except ValueError as exc:  # llama.cpp: "Requested tokens (N) exceed context window"
                 if "context window" not in str(exc):
                     raise
@@ -196,9 +206,7 @@ class LlamaCppModel(BaseChatModel):
     def count_messages(self, messages: Sequence[Message]) -> int:
         if self._formatter is None:
             return super().count_messages(messages)
-        prompt = self._formatter(
-            messages=[{"role": m.role, "content": m.content} for m in messages]
-        ).prompt
+        prompt = self._formatter(messages=chat_messages(messages)).prompt
         return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def truncate(self, text: str, max_tokens: int) -> str:
@@ -206,15 +214,30 @@ class LlamaCppModel(BaseChatModel):
         return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
 
-def schema_grammar(output: OutputSchema) -> Any:
+def chat_messages(messages: Sequence[Message]) -> list[ChatCompletionRequestMessage]:
+    """The turns as llama-cpp-python takes them."""
+    out: list[ChatCompletionRequestMessage] = []
+    for m in messages:
+        if m.role == "tool":
+            out.append({"role": "tool", "content": m.content, "tool_call_id": m.tool_call_id or ""})
+        elif m.role == "system":
+            out.append({"role": "system", "content": m.content})
+        elif m.role == "assistant":
+            out.append({"role": "assistant", "content": m.content})
+        else:
+            out.append({"role": "user", "content": m.content})
+    return out
+
+
+def schema_grammar(output: OutputSchema) -> LlamaGrammar:
     """The llama.cpp grammar (GBNF) that only lets the model write JSON valid against the
     schema — converted by llama-cpp-python's port of llama.cpp's json_schema_to_grammar."""
     return _grammar(json.dumps(output.schema, sort_keys=True), output.name)
 
 
 @lru_cache(maxsize=64)
-def _grammar(schema: str, name: str) -> Any:
-    from llama_cpp import LlamaGrammar
+def _grammar(schema: str, name: str) -> LlamaGrammar:
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     try:
         return LlamaGrammar.from_json_schema(schema, verbose=False)

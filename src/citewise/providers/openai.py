@@ -8,7 +8,7 @@ silently short answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,11 @@ from .base import (
 )
 
 if TYPE_CHECKING:
+    from openai.types.chat import (
+        ChatCompletionAssistantMessageParam,
+        ChatCompletionMessageParam,
+    )
+
     from .router import Target
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -91,7 +96,7 @@ class OpenAIChatModel(BaseChatModel):
             **socket_timeouts(target),
         )
 
-    def generate(self, request: ModelRequest) -> Iterator[Event]:
+    def generate(self, request: ModelRequest) -> Generator[Event, None, None]:
         httpx = http_library(self._openai)
 
         where = str(self._client.base_url)
@@ -168,23 +173,30 @@ class OpenAIChatModel(BaseChatModel):
         yield Finished(usage, finish, self.name, self.model_id)
 
 
-def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+def wire_messages(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
     """Messages in the Chat Completions shape, tool calls and results included."""
-    wire = []
+    wire: list[ChatCompletionMessageParam] = []
     for m in messages:
-        entry: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.tool_calls:
-            entry["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                }
-                for c in m.tool_calls
-            ]
-        if m.tool_call_id:
-            entry["tool_call_id"] = m.tool_call_id
-        wire.append(entry)
+        if m.role == "system":
+            wire.append({"role": "system", "content": m.content})
+        elif m.role == "user":
+            wire.append({"role": "user", "content": m.content})
+        elif m.role == "tool":
+            wire.append(
+                {"role": "tool", "content": m.content, "tool_call_id": m.tool_call_id or ""}
+            )
+        else:
+            entry: ChatCompletionAssistantMessageParam = {"role": "assistant", "content": m.content}
+            if m.tool_calls:
+                entry["tool_calls"] = [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    }
+                    for c in m.tool_calls
+                ]
+            wire.append(entry)
     return wire
 
 

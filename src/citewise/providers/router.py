@@ -32,7 +32,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -41,10 +41,10 @@ from ..errors import CALLER_KINDS, CitewiseError, ProviderError
 from ..ledger import Ledger, LedgerRow, iso, new_call_id
 from .base import (
     Admitted,
-    BaseChatModel,
     Capabilities,
     ChatModel,
     Event,
+    EventStream,
     Finished,
     Message,
     ModelRequest,
@@ -234,7 +234,7 @@ def breaker_for(target: Target, policy: Policy) -> CircuitBreaker:
         return _breakers[key]
 
 
-class Router(BaseChatModel):
+class Router:
     """A :class:`ChatModel` over a chain of targets (see the module docstring)."""
 
     name = "router"
@@ -279,7 +279,7 @@ class Router(BaseChatModel):
             raise ProviderError(f"{target.spec} cannot be used: {exc}", kind="unavailable") from exc
 
     @property
-    def model_id(self) -> str:  # type: ignore[override]
+    def model_id(self) -> str:
         """The first target's model, as its provider names it (a GGUF file's stem)."""
         return self.primary.model_id
 
@@ -298,7 +298,7 @@ class Router(BaseChatModel):
         raise first_error
 
     @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
         return replace(self.primary.capabilities, context_window=self.context_window)
 
     def count_tokens(self, text: str) -> int:
@@ -312,7 +312,7 @@ class Router(BaseChatModel):
 
     # -- calls ---------------------------------------------------------------------------
 
-    def generate(self, request: ModelRequest) -> Iterator[Event]:
+    def generate(self, request: ModelRequest) -> EventStream:
         """The response's events. With a ledger, the budget is reserved here, before the
         first event is asked for: a refused call raises BudgetExceeded at once (a server
         can still answer 429 instead of starting a stream)."""
@@ -370,7 +370,7 @@ class Router(BaseChatModel):
         request: ModelRequest,
         attempts: list[Attempt],
         before_another_call: Callable[[], None] | None = None,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """Try the chain; ``before_another_call`` runs before every call after the first
         (a retry or a fallback costs again: the budget holds another worst case)."""
         started = time.monotonic()
@@ -437,7 +437,7 @@ class Router(BaseChatModel):
         sent: _Sent,
         attempts: list[Attempt],
         permit: str,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, Finished | ProviderError]:
         """One call; yields its events and returns its Finished event or its error."""
         breaker = breaker_for(target, self.policy)
         started = time.monotonic()
@@ -558,7 +558,7 @@ class Router(BaseChatModel):
             return None  # a slow target stays slow: the next one answers sooner
         if error.retry_after is not None:
             return error.retry_after if error.retry_after <= self.policy.max_retry_wait else None
-        return self.policy.backoff_base * (2**retry) * (0.5 + random.random() / 2)
+        return self.policy.backoff_base * (2.0**retry) * (0.5 + random.random() / 2)
 
     def _failure(self, error: ProviderError, attempts: list[Attempt]) -> ProviderError:
         tried = ", ".join(f"{a.target} ({a.status})" for a in attempts)

@@ -309,7 +309,9 @@ class ObservabilityMiddleware:
                     )(scope, receive, send_with_headers)
         self._observe(scope, state, status["code"], time.perf_counter() - started, request_id)
 
-    async def _identified(self, scope: Scope, state: dict, send: Send, status: dict) -> bool:
+    async def _identified(
+        self, scope: Scope, state: dict[str, Any], send: Send, status: dict[str, Any]
+    ) -> bool:
         """Fail closed: the key is checked before the body is read, so a caller without
         one learns nothing from validation errors. The route's dependency reuses it."""
         if scope["method"] == "OPTIONS" or not needs_key(scope["path"]):
@@ -332,7 +334,7 @@ class ObservabilityMiddleware:
             return self.service.settings.max_upload_mb * 1024 * 1024 + 64 * 1024
         return self.service.settings.max_request_kb * 1024
 
-    async def _reject(self, send: Send, status: dict, limit: int) -> None:
+    async def _reject(self, send: Send, status: dict[str, Any], limit: int) -> None:
         body = json.dumps(
             error_body(
                 f"Request body larger than {limit} bytes",
@@ -354,7 +356,7 @@ class ObservabilityMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     def _observe(
-        self, scope: Scope, state: dict, code: int, seconds: float, request_id: str
+        self, scope: Scope, state: dict[str, Any], code: int, seconds: float, request_id: str
     ) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or (

@@ -16,7 +16,8 @@ from .service import Service
 
 
 def service_of(request: Request) -> Service:
-    return request.app.state.service
+    service: Service = request.app.state.service  # create_app sets it; state is untyped
+    return service
 
 
 def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:

@@ -29,7 +29,7 @@ async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResp
     service = service_of(request)
     where = dict(body.where) if body.where else None
 
-    def run() -> list:  # in a worker thread: the database is read here
+    def run() -> list[dict[str, Any]]:  # in a worker thread: the database is read here
         collections = service.scope(key, body.collections)
         hits = service.workspace.search(body.query, body.k, collections, body.mode, where)
         return [hit_json(h, n, service.shown) for n, h in enumerate(hits, start=1)]
@@ -98,14 +98,17 @@ def _submit(
         raise
 
 
-def _save_uploads(service: Service, collection: str, files: list[UploadFile], limit: int) -> list:
+def _save_uploads(
+    service: Service, collection: str, files: list[UploadFile], limit: int
+) -> list[tuple[str, Path]]:
     names = [safe_filename(f.filename) for f in files]
     for raw, clean in zip(files, names, strict=True):
         if not clean:
             raise APIError(422, f"Unusable file name {raw.filename!r}", param="files")
     names = distinct_names(names)
     directory = service.upload_dir(collection)
-    saved, total = [], 0
+    saved: list[tuple[str, Path]] = []
+    total = 0
     for upload, name in zip(files, names, strict=True):
         target = directory / name
         partial = target.with_name(target.name + ".part")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +25,11 @@ from ..errors import (
     WorkspaceError,
 )
 
+if TYPE_CHECKING:
+    from ..providers.router import Attempt
+
+T = TypeVar("T")
+
 
 class APIError(Exception):
     def __init__(
@@ -34,7 +39,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -42,10 +47,12 @@ class APIError(Exception):
         self.type = type
         self.code = code
         self.param = param
-        self.headers = headers or {}
+        self.headers: Mapping[str, str] = headers or {}
 
 
-def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> dict:
+def error_body(
+    message: str, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
@@ -100,7 +107,7 @@ def unavailable(exc: Unavailable) -> APIError:
     )
 
 
-def guarded(function: Callable[[], Any]) -> Any:
+def guarded(function: Callable[[], T]) -> T:
     """``function()``, with citewise's errors raised as the API errors they map to."""
     try:
         return function()
@@ -144,7 +151,7 @@ def _from_provider(exc: ProviderError) -> APIError:
     return APIError(status, str(exc), type=kind, code=code, param=param, headers=headers)
 
 
-def attempts_header(attempts: tuple) -> str:
+def attempts_header(attempts: Sequence[Attempt]) -> str:
     """``openai:gpt-4o-mini=error, local:smollm2-135m=ok``: which targets were tried."""
     return ", ".join(f"{a.target}={a.status}" for a in attempts)
 
@@ -190,7 +197,7 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return error_response(APIError(422, message, code="invalid_request", param=param))
 
 
-def _field_path(error: dict) -> str:
+def _field_path(error: dict[str, Any]) -> str:
     """The field an error is about, as the caller named it (``messages.0.content``,
     ``limit``): without FastAPI's location prefix (body, query, path)."""
     loc = list(error.get("loc", ()))

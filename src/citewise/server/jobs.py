@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import setting_from_env
 from ..connectors import detect_source
 from ..errors import Unavailable
 from ..ingest import Progress
@@ -82,9 +83,9 @@ class Job:
         return cls(files=files, paths=paths, **state)
 
 
-# A replica renews its lease on a running job every third of this; a job whose lease
+# A replica renews its lease on a running job every third of job_lease_seconds (a
+# setting, CITEWISE_JOB_LEASE_SECONDS, read when a queue starts); a job whose lease
 # lapsed (its replica stopped) is taken over by the next replica that looks.
-LEASE_SECONDS = float(os.environ.get("CITEWISE_JOB_LEASE_SECONDS", "30"))
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 1.0  # how often an idle replica looks for queued jobs (its own wake it at once)
 SAVE_EVERY = 0.5  # seconds between progress writes
@@ -95,6 +96,7 @@ class JobQueue:
         self.workspace = workspace
         self.store = workspace.store
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = setting_from_env("job_lease_seconds", float)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citewise-ingest", daemon=True)
@@ -158,7 +160,7 @@ class JobQueue:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                record = self.store.claim_job(self.worker, LEASE_SECONDS, MAX_ATTEMPTS)
+                record = self.store.claim_job(self.worker, self.lease_seconds, MAX_ATTEMPTS)
             except Exception:  # the store is unreachable for now: look again later
                 record = None
             if record is None:
@@ -180,13 +182,14 @@ class JobQueue:
                 log.warning("ingest job %s could not be recorded: %s", job.id, exc)
 
     def _save(self, job: Job) -> None:
-        self.store.save_job(job.id, self.worker, job.status, job.state(), LEASE_SECONDS)
+        self.store.save_job(job.id, self.worker, job.status, job.state(), self.lease_seconds)
 
     def _run_job(self, job: Job) -> None:
         job.status = "running"
         # Plain files go in together; an uploaded export (a Slack or Notion zip, a Takeout
         # part, an mbox) goes through its connector and reports its own totals.
-        plain, exports = [], []
+        plain: list[tuple[Path, FileState, str]] = []
+        exports: list[tuple[Path, FileState, str]] = []
         for path, state in zip(job.paths, job.files, strict=True):
             kind = detect_source(str(path))
             (plain if kind in ("files", "web") else exports).append((path, state, kind))
@@ -277,10 +280,10 @@ class _Lease:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join(timeout=LEASE_SECONDS)
+        self._thread.join(timeout=self.queue.lease_seconds)
 
     def _renew(self) -> None:
-        while not self._done.wait(LEASE_SECONDS / 3):
+        while not self._done.wait(self.queue.lease_seconds / 3):
             try:
                 self.queue._save(self.job)
             except Exception:

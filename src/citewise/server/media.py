@@ -91,7 +91,7 @@ def verify(secret: bytes, token: str) -> dict[str, Any]:
         raise APIError(
             403, "This media link is not valid", type="permission_error", code="invalid_link"
         )
-    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     if claims["e"] < time.time():
         raise APIError(
             403,

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import anyio
@@ -140,7 +140,7 @@ def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]
 
 
 async def _until_disconnected(
-    request: Request, stream: AnswerStream, events: Iterator[str]
+    request: Request, stream: AnswerStream, events: Generator[str, None, None]
 ) -> AsyncIterator[str]:
     """The events while the client reads them. uvicorn drops what is sent to a client
     that has gone, so without this check the model would generate to the end for nobody,
@@ -160,7 +160,7 @@ async def _until_disconnected(
             await run_in_threadpool(_release, events, stream)
 
 
-def _release(events: Iterator[str], stream: AnswerStream) -> None:
+def _release(events: Generator[str, None, None], stream: AnswerStream) -> None:
     """Free what a finished or abandoned stream holds. A suspended generation releases the
     model now. One still running in a worker thread (the client left while the next token
     was being made) raises "generator already executing": it is closed as soon as that
@@ -207,7 +207,7 @@ def _sse(
     model: str,
     include_usage: bool,
     outcome: dict[str, Any],
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """The answer as server-sent events. An error after the 200 went out is an error
     event in the stream, and ``outcome["stream_error"]`` tells the access log and the
     metrics that this 200 ended as an error."""

@@ -111,14 +111,18 @@ class EmbeddingRequest(_Body):
     dimensions: int | None = Field(default=None, ge=1)
 
     def texts(self) -> list[str]:
-        if isinstance(self.input, str):
-            return [self.input]
-        if all(isinstance(item, str) for item in self.input):
-            return list(self.input)  # type: ignore[arg-type]
+        given = self.input  # validated: one of the four shapes, never empty
+        if isinstance(given, str):
+            return [given]
+        texts = [item for item in given if isinstance(item, str)]
+        if len(texts) == len(given):
+            return texts
         from .token_input import decode_token_ids
 
-        arrays = [self.input] if isinstance(self.input[0], int) else self.input
-        return decode_token_ids(arrays)  # type: ignore[arg-type]
+        ids = [item for item in given if isinstance(item, int)]
+        if len(ids) == len(given):
+            return decode_token_ids([ids])
+        return decode_token_ids([item for item in given if isinstance(item, list)])
 
 
 class SearchRequest(_Body):

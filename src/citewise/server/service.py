@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
@@ -38,7 +39,7 @@ class Service:
         self.settings: Settings = workspace.settings
         # Auth is on when asked for, or (by default) as soon as any key exists.
         self.auth = any_keys(workspace.store) if auth is None else auth
-        self.assistants: dict[str, Assistant] = read_assistants(workspace.path)
+        self.assistants: dict[str, Assistant] = read_assistants(workspace.path, workspace.config)
         self.metrics = Metrics()
         self.limiter = limiter_for(
             self.settings.redis_url,
@@ -47,12 +48,16 @@ class Service:
         )
         self.embedder: BatchingEmbedder | None = None
         if batching:
-            self.embedder = BatchingEmbedder(workspace.embedder())
-            workspace.use_embedder(self.embedder)
-            self.metrics.embedding_batches.set_function(lambda: self.embedder.batches)
+            embedder = self.embedder = BatchingEmbedder(workspace.embedder())
+            workspace.use_embedder(embedder)
+            self.metrics.embedding_batches.set_function(lambda: embedder.batches)
         self.jobs = JobQueue(workspace)
+
+        def jobs_in(state: str) -> int:
+            return self.jobs.counts()[state]
+
         for state in ("queued", "running", "done", "failed"):
-            self.metrics.jobs.labels(state).set_function(lambda s=state: self.jobs.counts()[s])
+            self.metrics.jobs.labels(state).set_function(partial(jobs_in, state))
         self.metrics.replica.info(
             {"replica": self.jobs.worker, "store": workspace.store.url.split(":")[0]}
         )

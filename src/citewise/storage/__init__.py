@@ -11,7 +11,6 @@ one touches one module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,14 +28,15 @@ from .base import (
     KeywordSearch,
     RunStore,
     Storage,
+    StorageFactory,
     VectorSearch,
 )
 
 # scheme -> factory(url, workspace directory)
-BACKENDS: dict[str, Callable[[str, Path], Storage]] = {}
+BACKENDS: dict[str, StorageFactory] = {}
 
 
-def register_backend(scheme: str, factory: Callable[[str, Path], Storage]) -> None:
+def register_backend(scheme: str, factory: StorageFactory) -> None:
     BACKENDS[scheme] = factory
 
 
@@ -87,6 +87,7 @@ __all__ = [
     "KeywordSearch",
     "RunStore",
     "Storage",
+    "StorageFactory",
     "VectorSearch",
     "open_storage",
     "redacted",

@@ -307,7 +307,7 @@ class PostgresStore(SqlStore):
         if stack:
             stack[-1].update(changes)
 
-    def _pending_counters(self) -> list[Counter]:
+    def _pending_counters(self) -> list[Counter[tuple[int, str]]]:
         stack = getattr(self._local, "counters", None)
         if stack is None:
             stack = self._local.counters = []
@@ -320,7 +320,7 @@ class PostgresStore(SqlStore):
             raise RuntimeError("collection counters change only inside a transaction")
         stack[-1].update({(collection_id, name): n for name, n in changes.items()})
 
-    def _write_counters(self, changes: Counter) -> None:
+    def _write_counters(self, changes: Counter[tuple[int, str]]) -> None:
         for collection_id in sorted({cid for cid, _ in changes}):
             self.execute(
                 "UPDATE collections SET generation = generation + ?, "

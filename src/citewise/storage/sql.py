@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,26 @@ ID_BATCH = 900
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Connection(Protocol):
+    """The DB-API connection both drivers give (sqlite3, psycopg), as far as shared
+    queries use it."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+
+
+class Cursor(Protocol):
+    """The DB-API cursor a backend's :meth:`SqlStore.execute` returns (rows are tuples)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class SqlStore:
@@ -72,7 +92,7 @@ class SqlStore:
     def _connect(self) -> Any:
         raise NotImplementedError
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement on this thread's connection; returns its cursor."""
         raise NotImplementedError
 
@@ -236,13 +256,13 @@ class SqlStore:
             )
             return inserted.rowcount == 1
 
-    def api_key_rows(self, include_revoked: bool = False) -> list[tuple]:
+    def api_key_rows(self, include_revoked: bool = False) -> list[tuple[Any, ...]]:
         sql = "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at FROM api_keys"
         if not include_revoked:
             sql += " WHERE revoked_at IS NULL"
         return [tuple(row) for row in self.execute(sql + " ORDER BY name").fetchall()]
 
-    def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple, str]]:
+    def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple[Any, ...], str]]:
         """(row, stored hash) of every key, active or revoked, with this prefix."""
         rows = self.execute(
             "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at, hash "
@@ -261,7 +281,7 @@ class SqlStore:
     def any_api_keys(self) -> bool:
         return self.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
-    def export_api_keys(self) -> list[tuple]:
+    def export_api_keys(self) -> list[tuple[Any, ...]]:
         """Every key as stored, hash included: (name, prefix, hash, collections, scopes,
         rpm, tpm, created_at, revoked_at)."""
         rows = self.execute(
@@ -580,6 +600,7 @@ class SqlStore:
                 f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({_marks(part)})",
                 part,
             )
+            row: tuple[int, int, str, str, str, str, int, int, int | None, str, str]
             for row in rows:
                 out[row[0]] = Hit(
                     *row[:9],
@@ -614,6 +635,12 @@ class SqlStore:
                     param="where",
                 )
             if key == "source":
+                if not isinstance(value, str):  # a glob
+                    raise InvalidInput(
+                        f"metadata filter 'source': the value must be a glob (a string), "
+                        f"not {type(value).__name__}",
+                        param="where",
+                    )
                 clauses.append(f" AND {self._source_condition()}")
                 params.append(self._source_parameter(value))
             else:

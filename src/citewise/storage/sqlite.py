@@ -230,6 +230,12 @@ class SqliteStore(SqlStore):
         connection.execute("PRAGMA busy_timeout=10000")
         return connection
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        connection: sqlite3.Connection = self._thread_connection()  # what _connect opened
+        return connection
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.db.execute(sql, params)
 
