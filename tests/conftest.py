@@ -18,6 +18,10 @@ import pytest
 
 # Tests never reach a model hub: everything they load ships in installed packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The environment overrides a workspace's citewise.toml: a CITEWISE_* variable in the shell
+# that runs the tests would override every test's own settings. Tests set what they need.
+for _name in [name for name in os.environ if name.startswith("CITEWISE_")]:
+    del os.environ[_name]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The console script installed beside the interpreter running the tests (PATH may not have it).

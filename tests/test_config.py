@@ -193,10 +193,12 @@ NOT_SETTINGS = {
     "(the openai provider and embedder, through resolve_api_key)",
     "ANTHROPIC_API_KEY": "secret: the Anthropic key, likewise (the anthropic provider)",
     "REDIS_PASSWORD": "secret: the Redis password, never part of redis_url (server/ratelimit.py)",
+    "OPENAI_BASE_URL": "the openai SDK's standard variable: the embedder's server when no "
+    "base_url is configured for it (embedders/openai.py)",
 }
 # Read by libraries on their own, out of this scan's sight, and not settings either:
 # PGPASSWORD and PGPASSFILE (libpq: the store's and the ledger's password), OPENAI_BASE_URL
-# (the openai SDK, when base_url is empty), HF_* (huggingface_hub: model downloads) and
+# (also the openai SDK's, when base_url is empty), HF_* (huggingface_hub: model downloads) and
 # XDG_* (platformdirs: the default workspace and cache directories).
 
 # Reads whose variable name is no literal, by (file, function): where the name comes from.

@@ -321,6 +321,23 @@ def test_openai_embedder_sends_the_key_the_settings_name(
         load_embedder(OPENAI_EMBEDDER)
         assert [s.headers["authorization"] for s in script.served] == ["Bearer sk-fallback"]
 
+        # An openai chat provider's own server and key (vLLM, Groq) are never the
+        # embedder's: its requests go where OpenAI's variables say, with OpenAI's key.
+        with stand_in("openai") as (openai_url, openai_script):
+            script.served.clear()
+            monkeypatch.setenv("OPENAI_BASE_URL", openai_url)
+            (tmp_path / "ws3").mkdir()
+            (tmp_path / "ws3" / CONFIG_FILE).write_text(
+                f'provider = "openai"\nbase_url = "{url}"\napi_key_env = "EMBEDDING_KEY"\n'
+            )
+            monkeypatch.delenv("CITEWISE_BASE_URL")
+            with Workspace.open(tmp_path / "ws3", embedder=OPENAI_EMBEDDER) as ws:
+                ws.embedder()
+            assert script.served == []  # the chat server saw nothing
+            assert [s.headers["authorization"] for s in openai_script.served] == [
+                "Bearer sk-fallback"
+            ]
+
 
 def test_openai_embedder_refused_key_is_an_auth_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -168,6 +168,13 @@ def test_every_path_serving_the_web_app_carries_its_security_headers(surface: Li
     assert "x-frame-options" not in httpx.get(surface.url + "/healthz").headers
 
 
+def test_health_checks_answer_head_as_load_balancers_send_it(surface: LiveServer) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = httpx.head(surface.url + path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+
+
 # -- error shapes -----------------------------------------------------------------------
 
 

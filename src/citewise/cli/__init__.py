@@ -22,10 +22,19 @@ class CitewiseGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CitewiseError as exc:
-            if ctx.meta.get("debug") or setting_from_env("raise_errors", bool):
+            if ctx.meta.get("debug") or _raise_errors():
                 raise
             failure = TemporaryFailure if isinstance(exc, Unavailable) else click.ClickException
             raise failure(redact_url(str(exc))) from exc
+
+
+def _raise_errors() -> bool:
+    """CITEWISE_RAISE_ERRORS: a value that is no boolean still asks for the traceback (it
+    is set), rather than raising a second error over the one being reported."""
+    try:
+        return setting_from_env("raise_errors", bool)
+    except CitewiseError:
+        return True
 
 
 class TemporaryFailure(click.ClickException):

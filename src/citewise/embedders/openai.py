@@ -14,6 +14,7 @@ providers' error kinds (:func:`~citewise.providers.base.sdk_error`): a refused k
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,12 @@ from ..errors import MissingAPIKey, ProviderError
 from ..providers.base import http_library, resolve_api_key, sdk_error
 from .base import BaseEmbedder, normalize
 
-# Chat providers whose top-level connection settings the embedder shares: OpenAI's own,
-# and the in-process local model, which calls nothing out.
-SHARES_CONNECTION = ("openai", "local")
+# The chat provider whose top-level connection settings the embedder shares: only the
+# in-process local model, which calls nothing out. An openai chat provider's base_url is
+# often another server (vLLM, Groq, Ollama) that does not serve these embeddings; its
+# key must never be sent to api.openai.com, nor OpenAI's key to it.
+SHARES_CONNECTION = ("local",)
+CONNECTION = ("base_url", "api_key_env", "api_key_file")
 
 
 class OpenAIEmbedder(BaseEmbedder):
@@ -60,10 +64,10 @@ class OpenAIEmbedder(BaseEmbedder):
     ) -> OpenAIEmbedder:
         """The embedder with the connection the settings give ``openai:<model>``."""
         connection = connection_settings(model, settings, workspace, config)
-        key = resolve_api_key(
-            connection, "OPENAI_API_KEY", workspace, required=not connection.base_url
-        )
-        return cls(model, connection.base_url or None, key)
+        # The openai SDK's own variable, read here so a key-less local server counts.
+        base_url = connection.base_url or os.environ.get("OPENAI_BASE_URL", "")
+        key = resolve_api_key(connection, "OPENAI_API_KEY", workspace, required=not base_url)
+        return cls(model, base_url or None, key)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         httpx = http_library(self._openai)
@@ -89,14 +93,20 @@ def connection_settings(
     config: Mapping[str, Any] | None = None,
 ) -> Settings:
     """``settings`` with the connection (``base_url``, ``api_key_env``, ``api_key_file``)
-    of the ``openai:<model>`` embedder: its ``[targets]`` table first, else the top-level
-    settings when the chat provider shares them (:data:`SHARES_CONNECTION`)."""
+    of the ``openai:<model>`` embedder, taken whole from one place — never a key from one
+    and a server from another: its ``[targets]`` table when that sets any of them, else
+    the top-level settings when the chat provider shares them (:data:`SHARES_CONNECTION`),
+    else none (OpenAI's own variables)."""
     options = read_models(workspace, config)[1].get(f"openai:{model}", {})
-    shared = settings.provider in SHARES_CONNECTION
+    if any(name in options for name in CONNECTION):
+        source: Mapping[str, Any] = options
+    elif settings.provider in SHARES_CONNECTION:
+        source = {name: getattr(settings, name) for name in CONNECTION}
+    else:
+        source = {}
 
     def option(name: str) -> str:
-        value = options.get(name, getattr(settings, name) if shared else "")
-        return str(value)
+        return str(source.get(name) or "")
 
     return dataclasses.replace(
         settings,

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
@@ -176,9 +176,10 @@ class LlamaCppModel(BaseChatModel):
                 stream=True,
                 seed=0,
             )
-            # Streamed: a generator of chunks (the library annotates both modes as one union).
-            assert isinstance(response, Generator)
-            chunks: Generator[CreateChatCompletionStreamResponse, None, None] = response
+            # Streamed: an iterator of chunks (the library annotates both modes as one union);
+            # a chat handler may return a plain iterator rather than a generator.
+            assert isinstance(response, Iterator)
+            chunks: Iterator[CreateChatCompletionStreamResponse] = response
             try:
                 for chunk in chunks:
                     choice = chunk["choices"][0]
@@ -192,7 +193,9 @@ class LlamaCppModel(BaseChatModel):
                     raise
                 raise ProviderError(f"{self.model_id}: {exc}", kind="context_length") from exc
             finally:
-                chunks.close()
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
             # The context holds the prompt and every generated token that was decoded: all
             # of them but the last one sampled when the limit cut the answer (llama.cpp's
             # own count, as its non-streamed usage reports it).

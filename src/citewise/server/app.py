@@ -130,11 +130,11 @@ def _add_operational_routes(app: FastAPI) -> None:
     async def openapi(key: AskKey) -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
         """503 only when this replica cannot serve (still loading, its model failed to
         load): a load balancer takes it out. A shared dependency that is down (store,
