@@ -4,6 +4,7 @@ ledger and server against stand-in SaaS servers (tests/standins.py) that fail on
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -155,11 +156,12 @@ def test_retries_and_fallbacks_cannot_overspend_a_budget(ingested, two_openai) -
 
 
 def test_without_continuation_a_broken_stream_ends_with_an_error_then_done(
-    ingested, two_openai
+    ingested, two_openai, caplog: pytest.LogCaptureFixture
 ) -> None:
     (url_a, a), (url_b, b) = two_openai
     a.default = "error_body:2"
     ws = chain_workspace(ingested, [("openai:model-a", url_a), ("openai:model-b", url_b)])
+    caplog.set_level(logging.INFO, logger="citewise.access")
     with LiveServer(create_app(ws, auth=False)) as live:
         body = {
             "model": "citewise",
@@ -178,6 +180,14 @@ def test_without_continuation_a_broken_stream_ends_with_an_error_then_done(
                     model="citewise", stream=True, messages=[{"role": "user", "content": QUESTION}]
                 )
             )
+        metrics = httpx.get(live.url + "/metrics").text
+    # The stream answered 200, then failed: the access log and the metrics say so.
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "citewise.access"]
+    streamed = [line for line in lines if line["route"] == "/v1/chat/completions"]
+    assert len(streamed) == 2
+    assert all(line["status"] == 200 and line["outcome"] == "error" for line in streamed)
+    assert all(line["error"] == "upstream_error" for line in streamed)
+    assert 'citewise_stream_errors_total{type="server_error"} 2.0' in metrics
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["type"] == "server_error" and "error in the stream" in error["message"]
