@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from citewise.errors import (
+    AccessDenied,
     BudgetExceeded,
     CitewiseError,
     ConfigError,
@@ -19,6 +20,7 @@ from citewise.errors import (
     InvalidInput,
     LedgerUnavailable,
     ModelError,
+    NotFound,
     ParseError,
     ProviderError,
     ProviderErrorKind,
@@ -79,6 +81,8 @@ def test_an_unknown_provider_kind_is_refused_where_it_is_made() -> None:
 
 
 OTHERS = [
+    (AccessDenied("not yours", code="collection_forbidden"), 403, "collection_forbidden", None),
+    (NotFound("no such", code="collection_not_found"), 404, "collection_not_found", None),
     (InvalidInput("bad filter", param="where"), 422, "invalid_request", "where"),
     (
         BudgetExceeded("over", "key x $1/day", "2026-12-08T00:00:00Z"),
@@ -127,3 +131,24 @@ def test_the_cli_prints_one_line_and_exits_75_when_a_dependency_is_down(tmp_path
     assert result.stderr.strip().splitlines() == [
         "Error: the store (PostgreSQL) cannot be reached; retry shortly"
     ]
+
+
+def test_access_is_decided_by_the_caller_not_the_transport() -> None:
+    from citewise.access import readable_collections, require_scope
+    from citewise.keys import ApiKey
+
+    team = ApiKey("team", "", ("handbook",), ("ask",))
+    existing = ["handbook", "hr"]
+    assert readable_collections(team, existing, None) == ["handbook"]  # all it may read
+    assert readable_collections(team, existing, ["handbook"]) == ["handbook"]
+    with pytest.raises(AccessDenied) as denied:
+        readable_collections(team, existing, ["hr"])
+    assert denied.value.code == "collection_forbidden"
+    with pytest.raises(AccessDenied):  # asking for a forbidden one among allowed ones
+        readable_collections(team, existing, ["handbook", "hr"])
+    with pytest.raises(NotFound):
+        readable_collections(ApiKey("all", "", ("*",), ("ask",)), existing, ["nope"])
+    # An assistant's default collections that do not exist are skipped, not an error.
+    assert readable_collections(team, existing, None, defaults=["handbook", "gone"]) == ["handbook"]
+    with pytest.raises(AccessDenied, match="'ingest' scope"):
+        require_scope(team, "ingest")

@@ -2,6 +2,8 @@
 
     CitewiseError
     ├── InvalidInput           a caller's argument is invalid (a name, a filter key)
+    ├── AccessDenied           the caller may not read or write it (403)
+    ├── NotFound               what the caller named does not exist (404)
     ├── ConfigError            a setting is missing or invalid
     ├── WorkspaceError         the workspace is missing, locked or inconsistent
     │   ├── EmbedderMismatch   a collection was built with another embedder
@@ -35,6 +37,22 @@ class InvalidInput(CitewiseError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param  # the argument at fault: "where", "collection"
+
+
+class AccessDenied(CitewiseError):
+    """The caller may not read or write what it asked for (the server answers 403)."""
+
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code  # collection_forbidden, insufficient_scope
+
+
+class NotFound(CitewiseError):
+    """What the caller named does not exist (the server answers 404)."""
+
+    def __init__(self, message: str, code: str = "not_found") -> None:
+        super().__init__(message)
+        self.code = code  # collection_not_found, document_not_found
 
 
 class ConfigError(CitewiseError):

@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import Unavailable
+from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_url
 from ..workspace import Workspace
 from . import data_routes, media, openai_routes
@@ -30,6 +30,7 @@ from .auth import AdminKey, AskKey, identify, needs_key, service_of
 from .errors import (
     APIError,
     api_error_handler,
+    citewise_error_handler,
     error_body,
     error_response,
     http_error_handler,
@@ -97,6 +98,8 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.state.service = service
     app.add_exception_handler(APIError, api_error_handler)
     app.add_exception_handler(Unavailable, unavailable_handler)
+    # Any other citewise error a route lets through: its one mapping (server/errors.py).
+    app.add_exception_handler(CitewiseError, citewise_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, _unexpected_error)

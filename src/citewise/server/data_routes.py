@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..access import readable_collection
 from ..keys import ApiKey
 from ..ledger import GROUPS, iso
 from ..names import COLLECTION_NAME
@@ -269,17 +270,7 @@ def _moment(since: str | None) -> str | None:
 
 
 def _readable(service: Service, key: ApiKey, collection: str) -> Any:
-    if not key.allows_collection(collection):
-        raise APIError(
-            403,
-            f"This key may not read the collection '{collection}'",
-            type="permission_error",
-            code="collection_forbidden",
-        )
-    target = service.workspace.store.collection(collection)
-    if target is None:
-        raise APIError(404, f"No collection named '{collection}'", code="collection_not_found")
-    return target
+    return readable_collection(key, service.workspace.store, collection)
 
 
 def _document(service: Service, key: ApiKey, collection: str, document_id: int) -> tuple[Any, Any]:

@@ -12,12 +12,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    AccessDenied,
     BudgetExceeded,
     CitewiseError,
     ConfigError,
     EmbedderMismatch,
     InvalidInput,
     ModelError,
+    NotFound,
     ParseError,
     ProviderError,
     ProviderErrorKind,
@@ -61,6 +63,10 @@ def from_citewise(exc: CitewiseError) -> APIError:
     the argument; a model provider's outage a 502/503/504, which the SDKs retry; an
     exhausted budget OpenAI's 429 ``insufficient_quota``; a shared dependency that is down
     a 503 with Retry-After; the rest by :data:`OTHER_STATUS`."""
+    if isinstance(exc, AccessDenied):
+        return APIError(403, str(exc), type="permission_error", code=exc.code)
+    if isinstance(exc, NotFound):
+        return APIError(404, str(exc), code=exc.code)
     if isinstance(exc, InvalidInput):
         return APIError(422, str(exc), code="invalid_request", param=exc.param)
     if isinstance(exc, ProviderError):
@@ -168,6 +174,11 @@ async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Unavailable)
     request.app.state.service.metrics.outages.labels(exc.component, "refused").inc()
     return error_response(unavailable(exc))
+
+
+async def citewise_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CitewiseError)
+    return error_response(from_citewise(exc))
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
+from ..access import readable_collections
 from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
 from ..embedders.batching import BatchingEmbedder
 from ..keys import ApiKey, any_keys, authenticate
@@ -149,23 +150,8 @@ class Service:
     ) -> list[str]:
         """The collections a request reads: what it asked for, within what its key allows."""
         existing = [c.name for c in self.workspace.store.collections()]
-        wanted = list(requested) if requested else list(assistant.collections if assistant else ())
-        if wanted:
-            for name in wanted:
-                if not key.allows_collection(name):
-                    raise APIError(
-                        403,
-                        f"This key may not read the collection '{name}'",
-                        type="permission_error",
-                        code="collection_forbidden",
-                    )
-            unknown = [n for n in wanted if n not in existing]
-            if unknown and requested:
-                raise APIError(
-                    404, f"No collection named '{unknown[0]}'", code="collection_not_found"
-                )
-            return [n for n in wanted if n in existing]
-        return key.readable(existing)
+        defaults = assistant.collections if assistant else ()
+        return readable_collections(key, existing, requested, defaults)
 
     def writable_collection(self, key: ApiKey, name: str) -> str:
         if not COLLECTION_NAME.fullmatch(name):
