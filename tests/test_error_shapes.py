@@ -149,6 +149,7 @@ def test_access_is_decided_by_the_caller_not_the_transport() -> None:
     with pytest.raises(NotFound):
         readable_collections(ApiKey("all", "", ("*",), ("ask",)), existing, ["nope"])
     # An assistant's default collections that do not exist are skipped, not an error.
-    assert readable_collections(team, existing, None, defaults=["handbook", "gone"]) == ["handbook"]
+    everyone = ApiKey("all", "", ("*",), ("ask",))
+    assert readable_collections(everyone, existing, None, defaults=["hr", "gone"]) == ["hr"]
     with pytest.raises(AccessDenied, match="'ingest' scope"):
         require_scope(team, "ingest")
