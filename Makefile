@@ -31,7 +31,7 @@ $(BIN)/.installed-local: pyproject.toml $(CONSTRAINTS) | $(VENV)/bin/python
 	touch $@
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS) | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[local,dev,bench,docs]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[local,dev,bench,docs,mcp]'
 	touch $@ $(BIN)/.installed-local
 
 install: $(BIN)/.installed
@@ -125,7 +125,7 @@ upgrade:
 	rm -rf .venv-upgrade
 	$(PYTHON) -m venv .venv-upgrade
 	.venv-upgrade/bin/pip install --quiet --upgrade pip
-	.venv-upgrade/bin/pip install --quiet -e '.[local,dev,bench,docs]'
+	.venv-upgrade/bin/pip install --quiet -e '.[local,dev,bench,docs,mcp]'
 	.venv-upgrade/bin/mypy
 	.venv-upgrade/bin/ruff check src tests benchmarks docs/*.py
 	.venv-upgrade/bin/python -m pytest

@@ -206,6 +206,8 @@ INDIRECT = {
     ("config.py", "_from_env"): "env_var(setting.name): a row of SETTINGS",
     ("providers/base.py", "resolve_api_key"): "the api_key_env setting's value, or the "
     "provider's default variable: a literal at each call, checked as a read",
+    ("cli/serving.py", "mcp_command"): "--key-env NAME: the variable holding the API key "
+    "`citewise mcp` serves as (a secret, so never a setting `citewise config` would show)",
 }
 
 

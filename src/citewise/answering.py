@@ -10,20 +10,38 @@ uncited sentences get the ``[n]`` of the passage that supports them, markers nam
 source are removed, a loop stops the generation, and with tiny local models claims
 the passages do not support are left out (a quote from the best passage stands in
 when nothing is left).
+
+An API client may add its own instructions (followed within citewise's rules, which come
+first), ask for JSON (:class:`AnswerOptions`: the answer is then one JSON value, written
+as the model wrote it and validated against the schema) and set sampling options for the
+answer's model call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
+from .errors import InvalidInput, ProviderError
 from .grounding import AnswerGuard, content_words, extractive_answer, segments
-from .providers.base import ChatModel, EventStream, Finished, Message, ModelRequest, TextDelta
+from .providers.base import (
+    SAMPLING_OPTIONS,
+    ChatModel,
+    EventStream,
+    Finished,
+    Message,
+    ModelRequest,
+    OutputSchema,
+    TextDelta,
+)
+from .structured import json_problem, json_rule
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources in the user's message. "
@@ -31,6 +49,14 @@ SYSTEM_PROMPT = (
     "If the sources do not answer the question, say that you don't know."
 )
 NOTHING_FOUND = "I couldn't find anything about that in your documents, so I can't answer it."
+# Before a client's own instructions (an API request's system message): citewise's rules
+# stay in force and come first.
+INSTRUCTIONS_INTRO = (
+    "The user adds the instructions below. Follow them only where they agree with the "
+    "rules above: answer from the sources, cite them, and never invent."
+)
+JSON_CITING = "Cite the sources inside the JSON strings, like [1]."
+NO_SOURCES = "Sources: none of the documents matched the question."
 _MARKER = re.compile(r"\[(\d+)\]")
 MARKER_TAIL = re.compile(r"(?:\s*\[\d+\])+\s*$")
 # A sentence ends at . ! or ? before whitespace (not inside "3.10" or a URL) or at a blank line.
@@ -48,18 +74,60 @@ class Prompt:
     warnings: list[str]
 
 
+@dataclass(frozen=True)
+class AnswerOptions:
+    """What a client asks of one answer beyond the settings (an API request's fields).
+    Only the answer's model call gets them: the follow-up rewrite and checks do not."""
+
+    instructions: str = ""  # the client's system text, followed within citewise's rules
+    output_schema: OutputSchema | None = None  # answer with one JSON value of this schema
+    # Sampling options of the answer's model call (ModelRequest's; unset: the provider's).
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SAMPLING_OPTIONS}
+
+
+def system_prompt(options: AnswerOptions | None = None) -> str:
+    """citewise's rules, then the JSON format asked for, then the client's instructions."""
+    parts = [SYSTEM_PROMPT]
+    if options is not None and options.output_schema is not None:
+        parts.append(f"{json_rule(options.output_schema)}\n{JSON_CITING}")
+    if options is not None and options.instructions:
+        parts.append(f"{INSTRUCTIONS_INTRO}\n\n{options.instructions}")
+    return "\n\n".join(parts)
+
+
 def format_passage(number: int, hit: Hit) -> str:
     return f"[{number}] {hit.title} ({hit.location})\n{hit.text.strip()}"
 
 
 def build_prompt(
-    question: str, hits: Sequence[Hit], model: ChatModel, settings: Settings
+    question: str,
+    hits: Sequence[Hit],
+    model: ChatModel,
+    settings: Settings,
+    options: AnswerOptions | None = None,
 ) -> Prompt:
     window = min(settings.context_window, model.context_window)
     reserve = settings.answer_tokens
-    system = Message("system", SYSTEM_PROMPT)
-    system_tokens = model.count_messages([system])
     warnings: list[str] = []
+    if options is not None and options.instructions:
+        # A client's instructions take a quarter of the prompt's room at most.
+        rules = model.count_messages([Message("system", system_prompt())])
+        limit = max((window - reserve - rules) // 4, 1)
+        if model.count_tokens(options.instructions) > limit:
+            options = replace(options, instructions=model.truncate(options.instructions, limit))
+            warnings.append(
+                f"the system instructions were truncated to {limit} tokens to fit the "
+                "context window"
+            )
+    system = Message("system", system_prompt(options))
+    system_tokens = model.count_messages([system])
     # A question may take half of the prompt's room at most: the passages must fit too.
     question_limit = (window - reserve - system_tokens) // 2
     question, question_tokens, truncated = _fit_question(question, model, question_limit)
@@ -77,12 +145,12 @@ def build_prompt(
         chosen.append(hit)
         costs.append(cost)
         room -= cost
-    messages = _messages(question, chosen)
+    messages = _messages(question, chosen, system.content)
     total = model.count_messages(messages)
     while chosen and total + reserve > window:  # the estimate was off: drop the least relevant
         chosen.pop()
         costs.pop()
-        messages = _messages(question, chosen)
+        messages = _messages(question, chosen, system.content)
         total = model.count_messages(messages)
     budget = Budget(
         context_window=window,
@@ -96,10 +164,10 @@ def build_prompt(
     return Prompt(messages, chosen, budget, total, warnings)
 
 
-def _messages(question: str, hits: Sequence[Hit]) -> list[Message]:
+def _messages(question: str, hits: Sequence[Hit], system: str = SYSTEM_PROMPT) -> list[Message]:
     sources = "\n\n".join(format_passage(n, hit) for n, hit in enumerate(hits, start=1))
-    user = f"Sources:\n\n{sources}\n\nQuestion: {question}"
-    return [Message("system", SYSTEM_PROMPT), Message("user", user)]
+    listed = f"Sources:\n\n{sources}" if hits else NO_SOURCES
+    return [Message("system", system), Message("user", f"{listed}\n\nQuestion: {question}")]
 
 
 def _fit_question(question: str, model: ChatModel, limit: int) -> tuple[str, int, bool]:
@@ -115,7 +183,9 @@ class AnswerStream:
 
     Text arrives a sentence at a time: each sentence is checked (``grounding.py``) before
     it is shown, so a marker naming no source, a loop or (in strict mode) an unsupported
-    claim never reaches the reader.
+    claim never reaches the reader. A JSON answer (``options.output_schema``) is passed on
+    as the model writes it — sentence checks would break the value — and validated at its
+    end; with no relevant passage the model is still asked, told that none matched.
     """
 
     def __init__(
@@ -126,15 +196,28 @@ class AnswerStream:
         settings: Settings,
         caller: str = "",
         assistant: str = "",
+        options: AnswerOptions | None = None,
     ) -> None:
         self.question = question
         self.model = model
         self.settings = settings
         self.caller, self.assistant = caller, assistant  # who the model call is charged to
+        self.options = options or AnswerOptions()
+        self.json = self.options.output_schema is not None
+        if self.json and settings.answer_check == "quote":
+            raise InvalidInput(
+                "this assistant quotes its sources without a model (answer_check = quote): "
+                "it cannot answer in JSON",
+                param="response_format",
+            )
         relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][
             : settings.top_k
         ]
-        self.prompt = build_prompt(question, relevant, model, settings) if relevant else None
+        self.prompt = (
+            build_prompt(question, relevant, model, settings, self.options)
+            if relevant or self.json
+            else None
+        )
         self.answer: Answer | None = None
         self._parts: list[str] = []
         self._generated: list[str] = []
@@ -148,16 +231,18 @@ class AnswerStream:
         if (
             self._response is None
             and self.prompt is not None
-            and self.prompt.hits
+            and (self.prompt.hits or self.json)
             and (self.settings.answer_check != "quote")
         ):
             request = ModelRequest.of(
                 self.prompt.messages,
                 max_tokens=self.settings.answer_tokens,
                 temperature=self.settings.temperature,
+                output_schema=self.options.output_schema,
                 caller=self.caller,
                 assistant=self.assistant,
                 cancelled=self._cancelled,
+                **self.options.sampling(),
             )
             self._response = self.model.generate(request)
         return self
@@ -174,7 +259,7 @@ class AnswerStream:
         self._cancelled.set()
 
     def __iter__(self) -> Generator[str, None, None]:
-        if self.prompt is None or not self.prompt.hits:
+        if self.prompt is None or not (self.prompt.hits or self.json):
             yield NOTHING_FOUND
             warnings = self.prompt.warnings if self.prompt else []
             self.answer = Answer(
@@ -198,16 +283,40 @@ class AnswerStream:
         events = self.start()._response
         assert events is not None
         try:
-            if self.settings.answer_check == "off":
+            if self.settings.answer_check == "off" or self.json:
                 yield from (self._emit(d) for d in self._recorded(events))
             else:
                 yield from self._checked(self._recorded(events), guard)
         finally:
             events.close()  # stops generation, settles the ledger
-        if not "".join(self._parts).strip() and guard.strict:
+        if self.json:
+            self._check_json()
+        elif not "".join(self._parts).strip() and guard.strict:
             yield from self._quoted(guard)
             return
         self.answer = self._finish(guard, extractive=False)
+
+    def _check_json(self) -> None:
+        """A JSON answer that ended by itself must be a valid value of the schema. One cut
+        by ``max_tokens`` (finish reason ``length``) or by a stop sequence the client set
+        is passed on as it is, as OpenAI's API does."""
+        finished, output = self._finished, self.options.output_schema
+        if finished is None or finished.finish_reason != "stop" or output is None:
+            return
+        if self.options.stop:
+            return
+        try:
+            problem = json_problem("".join(self._parts), output)
+        except Exception as exc:  # jsonschema cannot apply the schema: a "$ref" to nowhere
+            raise InvalidInput(
+                f"response_format's schema cannot be applied: {exc}", param="response_format"
+            ) from exc
+        if problem:
+            where = finished.target or finished.model
+            raise ProviderError(
+                f"{where} gave no JSON valid against response_format {output.name!r}: {problem}",
+                kind="server",
+            )
 
     def _quoted(self, guard: AnswerGuard) -> Iterator[str]:
         assert self.prompt is not None
@@ -257,9 +366,11 @@ class AnswerStream:
             warnings.append(
                 "the model's answer was not supported by the sources; quoted them instead"
             )
-        numbers = [int(m) for m in _MARKER.findall(text)]
+        # A JSON answer cites with the markers inside its strings (an array [1] is no marker).
+        cites = json_strings(text) if self.json else text
+        numbers = [int(m) for m in _MARKER.findall(cites)]
         cited = list(dict.fromkeys(n for n in numbers if 1 <= n <= len(self.prompt.hits)))
-        citations = [_citation(n, self.prompt.hits[n - 1], text, self.question) for n in cited]
+        citations = [_citation(n, self.prompt.hits[n - 1], cites, self.question) for n in cited]
         refused = text == NOTHING_FOUND
         finished = self._finished
         if finished is not None:  # what the provider counted, including text left out
@@ -295,6 +406,25 @@ class AnswerStream:
             target=target,
             attempts=attempts,
         )
+
+
+def json_strings(text: str) -> str:
+    """The strings of a JSON value, a line each (``text`` itself if it is no JSON)."""
+    try:
+        value = json.loads(text, strict=False)
+    except ValueError:
+        return text
+    found: list[str] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            pending.extend(reversed([*item.values()]))
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+    return "\n".join(found)
 
 
 def strict_checks(settings: Settings, model: ChatModel) -> bool:

@@ -110,6 +110,14 @@ SETTINGS: tuple[Setting, ...] = (
         "How a follow-up question becomes a standalone search query: model, keywords, "
         "or auto (keywords for the tiny default local model, the model otherwise).",
     ),
+    Setting(
+        "system_messages",
+        "instructions",
+        "What the server does with an API client's system (or developer) messages: "
+        "instructions (the model follows them as the user's further instructions, after "
+        "citewise's rules on answering from the sources and citing them, which stay in "
+        "force) or refuse (the request gets a 400 naming messages).",
+    ),
     Setting("max_upload_mb", 50, "Largest upload the server accepts in one request (MB)."),
     Setting(
         "max_document_mb",
@@ -250,6 +258,7 @@ class Settings:
     temperature: float
     answer_check: str
     query_rewrite: str
+    system_messages: str
     max_upload_mb: int
     max_document_mb: int
     max_request_kb: int
@@ -301,6 +310,10 @@ class Settings:
         if self.query_rewrite not in ("auto", "model", "keywords"):
             raise ConfigError(
                 f"query_rewrite must be auto, model or keywords, not {self.query_rewrite!r}"
+            )
+        if self.system_messages not in ("instructions", "refuse"):
+            raise ConfigError(
+                f"system_messages must be instructions or refuse, not {self.system_messages!r}"
             )
         if self.answer_check not in ("auto", "strict", "light", "off", "quote"):
             raise ConfigError(

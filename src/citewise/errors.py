@@ -139,7 +139,8 @@ CALLER_KINDS = frozenset(
 
 class ProviderError(CitewiseError):
     """A model or embedding provider failed: ``kind`` (a :class:`ProviderErrorKind`) says
-    how, ``status`` is the provider's HTTP status, ``retry_after`` its advice."""
+    how, ``status`` is the provider's HTTP status, ``retry_after`` its advice; ``param``
+    names the request option at fault (``seed`` to a provider that has none)."""
 
     def __init__(
         self,
@@ -147,11 +148,13 @@ class ProviderError(CitewiseError):
         kind: ProviderErrorKind | str = ProviderErrorKind.SERVER,
         status: int | None = None,
         retry_after: float | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = ProviderErrorKind(kind)  # a misspelt kind fails here, where it is made
         self.status = status
         self.retry_after = retry_after
+        self.param = param
         self.attempts: tuple[Any, ...] = ()  # the router's record of targets tried (Attempt)
         self.usage: Any = None  # TokenUsage the provider reported before it failed, if any
 

@@ -74,12 +74,23 @@ def generate_json(
 def _with_instruction(messages: Sequence[Message], output: OutputSchema) -> list[Message]:
     """``messages`` with the schema stated in the system message: models told what to
     write fill the fields better than models only constrained to it."""
-    rule = "Reply with only a JSON value valid against this JSON Schema: " + json.dumps(
-        output.schema, separators=(",", ":")
-    )
+    rule = json_rule(output)
     if messages and messages[0].role == "system":
         return [replace(messages[0], content=f"{messages[0].content}\n\n{rule}"), *messages[1:]]
     return [Message("system", rule), *messages]
+
+
+def json_rule(output: OutputSchema) -> str:
+    """The instruction that states the schema to the model."""
+    return "Reply with only a JSON value valid against this JSON Schema: " + json.dumps(
+        output.schema, separators=(",", ":")
+    )
+
+
+def json_problem(text: str, output: OutputSchema) -> str:
+    """What is wrong with ``text`` as a value of ``output`` ("" when nothing is)."""
+    validator = jsonschema.validators.validator_for(output.schema)(output.schema)
+    return _checked(text, None, validator)[1]
 
 
 def _text_and_end(model: ChatModel, request: ModelRequest) -> tuple[str, Finished]:
@@ -94,9 +105,9 @@ def _text_and_end(model: ChatModel, request: ModelRequest) -> tuple[str, Finishe
     return "".join(parts), finished
 
 
-def _checked(text: str, finished: Finished, validator: Any) -> tuple[Any, str]:
+def _checked(text: str, finished: Finished | None, validator: Any) -> tuple[Any, str]:
     """(value, "") or (None, what is wrong with it)."""
-    if finished.finish_reason == "length":
+    if finished is not None and finished.finish_reason == "length":
         return None, f"the answer was cut at max_tokens ({finished.usage.completion_tokens})"
     try:
         value = json.loads(text, strict=False)  # control characters in strings: the local

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from .answering import AnswerStream
+from .answering import AnswerOptions, AnswerStream
 from .config import (
     CONFIG_FILE,
     Settings,
@@ -318,12 +318,15 @@ class Workspace:
         settings: Settings | None = None,
         caller: str = "",
         assistant: str = "",
+        options: AnswerOptions | None = None,
     ) -> AnswerStream:
         """Stream an answer: iterate for text deltas, then read ``.answer``.
 
         ``history`` holds the conversation's earlier turns; a follow-up question is
         rewritten into a standalone one before retrieval. The model calls are charged to
         ``caller`` (a key's or user's name: its budgets apply) in the usage ledger.
+        ``options``: a client's instructions, JSON format and sampling options for the
+        answer's model call.
         """
         settings = settings or self.settings
         model = self.chat_model(settings)
@@ -332,7 +335,7 @@ class Workspace:
         tuned = {self.tuned_settings(c) for c in self.collections(collections)}
         if len(tuned) == 1 and (own := tuned.pop()) is not None:
             settings = replace(settings, min_relevance=own.min_relevance)
-        return AnswerStream(standalone, hits, model, settings, caller, assistant).start()
+        return AnswerStream(standalone, hits, model, settings, caller, assistant, options).start()
 
     def ask(
         self,

@@ -41,7 +41,7 @@ from .common import Context, console, errors, esc, to_json
 def serve(
     ctx: Context, host: str, port: int, auth: bool | None, log_level: str, batching: bool
 ) -> None:
-    """Serve the workspace: an OpenAI-compatible API at /v1 and a web UI at /."""
+    """Serve the workspace: an OpenAI-compatible API at /v1, a web UI at / and MCP at /mcp."""
     from ..server import serve as run_server
 
     workspace = ctx.workspace()
@@ -50,6 +50,60 @@ def serve(
         markup=False,
     )
     run_server(workspace, host, port, auth, log_level, batching)
+
+
+@click.command("mcp")
+@click.option(
+    "--key-env",
+    metavar="NAME",
+    help="Environment variable holding an API key (cw-…): serve only what that key may read "
+    "(its collections and scopes). Default: everything, as the workspace's owner.",
+)
+@click.pass_obj
+def mcp_command(ctx: Context, key_env: str | None) -> None:
+    """Serve the workspace to MCP clients (Claude Desktop, Cursor, VS Code) over stdio.
+
+    Tools: search, fetch, ask and list_collections. Over HTTP, `citewise serve` answers MCP
+    at /mcp."""
+    import os
+    from dataclasses import replace
+
+    from ..config import setting_from_env
+    from ..errors import AccessDenied, ConfigError
+    from ..keys import OPEN_ACCESS, ApiKey, authenticate
+
+    try:
+        import mcp.server.mcpserver  # noqa: F401 - the SDK and everything it imports
+    except ImportError as exc:
+        raise ConfigError(
+            f"citewise mcp needs the MCP SDK: pip install 'citewise[mcp]' ({exc})"
+        ) from exc
+    from ..mcp_server import serve_stdio
+
+    workspace = ctx.workspace()
+    if key_env:
+        # Never the key itself on the command line: process listings show arguments.
+        secret = os.environ.get(key_env, "").strip()
+        if not secret:
+            raise ConfigError(f"--key-env {key_env}: that environment variable is not set")
+
+        def caller_of(request: object) -> ApiKey:
+            key = authenticate(workspace.store, secret)  # each call: a revocation is at once
+            if key is None:
+                raise AccessDenied(f"The key in {key_env} is unknown or revoked")
+            return key
+
+        caller_of(None)  # a wrong key fails here, before a client connects
+    else:
+        # The workspace's owner; model calls charged as `citewise ask` charges them.
+        user = setting_from_env("user", str)
+        owner = replace(OPEN_ACCESS, name=user) if user else OPEN_ACCESS
+
+        def caller_of(request: object) -> ApiKey:
+            return owner
+
+    errors.print(f"citewise MCP server on stdio for {workspace.path}", markup=False)
+    serve_stdio(workspace, caller_of)
 
 
 @click.group()
@@ -127,4 +181,4 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-COMMANDS: list[Callable[..., Any]] = [serve, keys]
+COMMANDS: list[Callable[..., Any]] = [serve, mcp_command, keys]

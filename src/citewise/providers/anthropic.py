@@ -24,6 +24,7 @@ from .base import (
     TokenUsage,
     ToolCallDelta,
     http_library,
+    refuse_unsupported,
     resolve_api_key,
     sdk_error,
     socket_timeouts,
@@ -76,18 +77,22 @@ class AnthropicChatModel(BaseChatModel):
         )
         self.model_id = model
         self.context_window = context_window
+        parameters = inspect.signature(self._client.messages.create).parameters
+        # Newer SDKs dropped sampling parameters from the Messages API.
+        self._takes_temperature = "temperature" in parameters
+        # Structured outputs (output_config.format); older SDKs get a forced tool instead.
+        self._takes_output_config = "output_config" in parameters
+        # Stop sequences always; top_p while the SDK takes it. The Messages API has no
+        # seed and no presence or frequency penalty: a request for one is refused.
+        sampling = {"stop"} | ({"temperature", "top_p"} & set(parameters))
         self.capabilities = Capabilities(
             context_window,
             tools=True,
             json_schema=True,
             prefill=True,
             usage_fields=frozenset({"prompt", "completion", "cached"}),
+            sampling=frozenset(sampling),
         )
-        parameters = inspect.signature(self._client.messages.create).parameters
-        # Newer SDKs dropped sampling parameters from the Messages API.
-        self._takes_temperature = "temperature" in parameters
-        # Structured outputs (output_config.format); older SDKs get a forced tool instead.
-        self._takes_output_config = "output_config" in parameters
 
     @classmethod
     def from_settings(
@@ -107,10 +112,15 @@ class AnthropicChatModel(BaseChatModel):
         httpx = http_library(self._anthropic)
 
         where = f"Anthropic's API ({self._client.base_url})"
+        refuse_unsupported(request, self.capabilities, where)
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         options: dict[str, Any] = (
             {"temperature": request.temperature} if self._takes_temperature else {}
         )
+        if request.stop:
+            options["stop_sequences"] = list(request.stop)
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
         if system:
             options["system"] = system
         if request.tools:

@@ -67,6 +67,14 @@ class ModelRequest:
     temperature: float = 0.0
     tools: tuple[Tool, ...] = ()
     output_schema: OutputSchema | None = None
+    # Sampling options as OpenAI's API names them; unset (None, ()) leaves the provider's
+    # default. A provider honours those its Capabilities.sampling lists and refuses the
+    # others (refuse_unsupported): an option is never dropped on the way.
+    stop: tuple[str, ...] = ()  # the text ends before the first of these
+    seed: int | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     # What the call is for, as the ledger records it: answer | rewrite | judge | check |
     # title | classify.
     purpose: str = "answer"
@@ -165,6 +173,30 @@ class Capabilities:
     prefill: bool = False
     # Serves one request at a time and yields Admitted when a request's turn comes.
     queues: bool = False
+    # The sampling options of a request it honours: SAMPLING_OPTIONS, and "temperature"
+    # (which every request carries; a provider whose API dropped it leaves it out). A
+    # client asking for another is refused, naming it.
+    sampling: frozenset[str] = frozenset({"temperature"})
+
+
+# ModelRequest's optional sampling options, as OpenAI's API names them.
+SAMPLING_OPTIONS = ("stop", "seed", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def requested_options(request: ModelRequest) -> list[str]:
+    """The sampling options ``request`` sets (a provider default for the others)."""
+    return [name for name in SAMPLING_OPTIONS if getattr(request, name) not in (None, ())]
+
+
+def refuse_unsupported(request: ModelRequest, capabilities: Capabilities, where: str) -> None:
+    """Raise for the first option of ``request`` that the provider cannot honour: an
+    ``invalid_request`` naming it, so a caller learns it instead of getting an answer made
+    without it (the server refuses it before the call; this is the provider's own check)."""
+    for name in requested_options(request):
+        if name not in capabilities.sampling:
+            raise ProviderError(
+                f"{where} does not support the {name!r} option", kind="invalid_request", param=name
+            )
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings, cache_dir
 from ..errors import ConfigError, ModelError, ProviderError
 from .base import (
+    SAMPLING_OPTIONS,
     Admitted,
     BaseChatModel,
     Capabilities,
@@ -36,6 +37,7 @@ from .base import (
     OutputSchema,
     TextDelta,
     TokenUsage,
+    refuse_unsupported,
 )
 from .llama_probe import checked_extra_bufts, llama_model_params, requantized
 from .turns import FairTurns, QueueFull, reader_left
@@ -104,7 +106,13 @@ class LlamaCppModel(BaseChatModel):
             ) from exc
         self.model_id = model_path.stem
         self.context_window = context_window
-        self.capabilities = Capabilities(context_window, json_schema=True, local=True, queues=True)
+        self.capabilities = Capabilities(
+            context_window,
+            json_schema=True,
+            local=True,
+            queues=True,
+            sampling=frozenset({*SAMPLING_OPTIONS, "temperature"}),
+        )
         self.model_path = model_path
         self.use_extra_bufts = checked_extra_bufts(model_path, cache_dir())
         try:
@@ -137,18 +145,14 @@ class LlamaCppModel(BaseChatModel):
         return cls(model_file(settings.model), settings.context_window)
 
     def generate(self, request: ModelRequest) -> Generator[Event, None, None]:
+        refuse_unsupported(request, self.capabilities, self.model_id)
         messages = chat_messages(request.messages)
         prompt_tokens = self.count_messages(request.messages)
         finish = "cancelled"  # unless the model says otherwise (the reader closed us early)
-        options: dict[str, Any] = {}
-        if request.output_schema is not None:
-            # Sampling is constrained to the schema's grammar; a repetition penalty would
-            # fight the grammar's required punctuation and keys.
-            options = {
-                "grammar": schema_grammar(request.output_schema),
-                "repeat_penalty": 1.0,
-                "frequency_penalty": 0.0,
-            }
+        try:
+            options = sampling_options(request, self.repeat_penalty, self.frequency_penalty)
+        except ConfigError as exc:  # a schema llama.cpp's grammar converter cannot follow
+            raise ProviderError(str(exc), kind="invalid_request", param="response_format") from exc
         queued = time.monotonic()
         with contextlib.ExitStack() as held:
             try:
@@ -166,15 +170,8 @@ class LlamaCppModel(BaseChatModel):
                 messages,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
-                **(
-                    {
-                        "repeat_penalty": self.repeat_penalty,
-                        "frequency_penalty": self.frequency_penalty,
-                    }
-                    | options
-                ),
                 stream=True,
-                seed=0,
+                **options,
             )
             # Streamed: an iterator of chunks (the library annotates both modes as one union);
             # a chat handler may return a plain iterator rather than a generator.
@@ -217,6 +214,38 @@ class LlamaCppModel(BaseChatModel):
         return self._llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
 
+def sampling_options(
+    request: ModelRequest, repeat_penalty: float, frequency_penalty: float
+) -> dict[str, Any]:
+    """llama-cpp-python's sampling arguments for ``request``: citewise's defaults against
+    loops (``repeat_penalty``, ``frequency_penalty``) and seed 0, overridden by the
+    options the request sets."""
+    options: dict[str, Any] = {
+        "repeat_penalty": repeat_penalty,
+        "frequency_penalty": frequency_penalty,
+        "seed": 0,
+    }
+    if request.output_schema is not None:
+        # Sampling is constrained to the schema's grammar; a repetition penalty would
+        # fight the grammar's required punctuation and keys.
+        options |= {
+            "grammar": schema_grammar(request.output_schema),
+            "repeat_penalty": 1.0,
+            "frequency_penalty": 0.0,
+        }
+    if request.stop:
+        options["stop"] = list(request.stop)
+    if request.seed is not None:
+        # llama.cpp's seed is 32-bit, and 0xFFFFFFFF means "random": fold OpenAI's 64-bit
+        # seed into 0..0xFFFFFFFE, so the same seed always samples the same way.
+        options["seed"] = request.seed % 0xFFFFFFFF
+    for name in ("top_p", "presence_penalty", "frequency_penalty"):
+        value = getattr(request, name)
+        if value is not None:
+            options[name] = value
+    return options
+
+
 def chat_messages(messages: Sequence[Message]) -> list[ChatCompletionRequestMessage]:
     """The turns as llama-cpp-python takes them."""
     out: list[ChatCompletionRequestMessage] = []
@@ -238,12 +267,20 @@ def schema_grammar(output: OutputSchema) -> LlamaGrammar:
     return _grammar(json.dumps(output.schema, sort_keys=True), output.name)
 
 
+# The converter's string character admits raw control characters (a newline inside a
+# string), which JSON does not: a strict parser (a client's JSON.parse) refuses the value.
+# JSON's own rule: anything but a quote, a backslash or a control character, or an escape.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
 @lru_cache(maxsize=64)
 def _grammar(schema: str, name: str) -> LlamaGrammar:
-    from llama_cpp.llama_grammar import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
     try:
-        return LlamaGrammar.from_json_schema(schema, verbose=False)
+        gbnf = json_schema_to_gbnf(schema)
+        return LlamaGrammar.from_string(gbnf.replace(_LOOSE_CHAR, _JSON_CHAR), verbose=False)
     except Exception as exc:  # the converter asserts on what it does not support
         raise ConfigError(
             f"the local model cannot follow the JSON schema {name!r}: {exc or type(exc).__name__}"

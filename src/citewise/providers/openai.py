@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..errors import ProviderError
 from .base import (
+    SAMPLING_OPTIONS,
     BaseChatModel,
     Capabilities,
     Event,
@@ -25,6 +26,8 @@ from .base import (
     TokenUsage,
     ToolCallDelta,
     http_library,
+    refuse_unsupported,
+    requested_options,
     resolve_api_key,
     sdk_error,
     socket_timeouts,
@@ -81,6 +84,7 @@ class OpenAIChatModel(BaseChatModel):
             tools=True,
             json_schema=True,
             usage_fields=frozenset({"prompt", "completion", "cached"}),
+            sampling=frozenset({*SAMPLING_OPTIONS, "temperature"}),
         )
 
     @classmethod
@@ -100,7 +104,13 @@ class OpenAIChatModel(BaseChatModel):
         httpx = http_library(self._openai)
 
         where = str(self._client.base_url)
-        options: dict[str, Any] = {}
+        refuse_unsupported(request, self.capabilities, where)
+        # Passed as they are: the API (or vLLM, Ollama, llama.cpp's server) applies them.
+        options: dict[str, Any] = {
+            name: list(value) if name == "stop" else value
+            for name in requested_options(request)
+            for value in [getattr(request, name)]
+        }
         if request.tools:
             options["tools"] = [
                 {

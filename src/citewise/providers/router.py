@@ -567,7 +567,9 @@ class Router:
             message += " - the request itself was refused, so no other target was tried"
         elif len(attempts) > 1:
             message += f" - tried: {tried}"
-        failure = ProviderError(message, error.kind, error.status, error.retry_after)
+        failure = ProviderError(
+            message, error.kind, error.status, error.retry_after, param=error.param
+        )
         failure.attempts = tuple(attempts)
         return failure
 

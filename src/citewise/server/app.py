@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import CitewiseError, Unavailable
@@ -38,6 +39,7 @@ from .errors import (
     unavailable_handler,
     validation_error_handler,
 )
+from .mcp_http import mcp_endpoint
 from .service import Service
 
 access_log = logging.getLogger("citewise.access")
@@ -79,11 +81,15 @@ CORS_EXPOSE_HEADERS = [
 
 def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = True) -> FastAPI:
     service = Service(workspace, auth=auth, batching=batching)
+    origins = [o.strip().rstrip("/") for o in service.settings.cors_origins.split(",") if o.strip()]
+    # /mcp: the MCP server over Streamable HTTP (mcp_http.py), its session manager run here.
+    mcp = mcp_endpoint(service, origins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=service.warm_up, name="citewise-warm-up", daemon=True).start()
-        yield
+        async with mcp.running():
+            yield
         service.close()
 
     # No Swagger page: it loads scripts from a CDN. The schema itself needs a key.
@@ -108,7 +114,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.include_router(media.router)
     _add_operational_routes(app)
     _add_web_routes(app)
-    origins = [o.strip().rstrip("/") for o in service.settings.cors_origins.split(",") if o.strip()]
+    app.router.routes.append(Route("/mcp", endpoint=mcp))  # an ASGI app: every method
     # Browser apps on these origins may call the API (keys still required). Without any,
     # every preflight is refused the same way: 400, "Disallowed CORS origin".
     app.add_middleware(

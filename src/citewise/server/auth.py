@@ -61,7 +61,7 @@ def caller(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
 
 def needs_key(path: str) -> bool:
     """Routes that require a key when auth is on (the web page and health checks do not)."""
-    return path.startswith("/v1/") or path in ("/openapi.json", "/metrics")
+    return path.startswith(("/v1/", "/mcp/")) or path in ("/openapi.json", "/metrics", "/mcp")
 
 
 async def identify(service: Service, headers: Headers) -> ApiKey:

@@ -153,7 +153,9 @@ def _from_provider(exc: ProviderError) -> APIError:
         if retry_after is not None:
             headers["Retry-After"] = str(max(1, round(retry_after)))
     kind = "invalid_request_error" if status < 500 else "server_error"
-    param = "messages" if exc.kind == ProviderErrorKind.CONTEXT_LENGTH else None
+    param = exc.param or ("messages" if exc.kind == ProviderErrorKind.CONTEXT_LENGTH else None)
+    if exc.param and exc.kind == ProviderErrorKind.INVALID_REQUEST:
+        code = "unsupported_parameter"  # an option the target cannot honour (seed to Claude)
     return APIError(status, str(exc), type=kind, code=code, param=param, headers=headers)
 
 
@@ -202,6 +204,12 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
                 )
             )
         where = _field_path(error)
+        if (error.get("ctx") or {}).get("status") == 400:
+            # A refused parameter or a value OpenAI's API refuses (schemas.py): its 400,
+            # with its code (unsupported_parameter, unknown_parameter, invalid_value).
+            return error_response(
+                APIError(400, error.get("msg", "invalid"), code=error["type"], param=where or None)
+            )
         param = param or where or None
         problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
     message = "Invalid request - " + "; ".join(problems)

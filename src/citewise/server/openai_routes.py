@@ -19,11 +19,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from ..answering import AnswerStream
+from ..answering import AnswerOptions, AnswerStream
 from ..documents import Answer, Citation, Hit
 from ..errors import CitewiseError, ProviderError
 from ..keys import ApiKey
-from ..providers.base import Message
+from ..providers.base import Capabilities, Message
 from .auth import AskKey, service_of
 from .errors import APIError, attempts_header, error_body, from_citewise, guarded
 from .schemas import ChatCompletionRequest, EmbeddingRequest
@@ -44,9 +44,18 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request, key: AskKey) -> Any:
     service = service_of(request)
-    question, history = split_conversation(body)
     assistant = service.assistant(body.model)
     settings = assistant.settings(service.settings)
+    question, history, instructions = split_conversation(body, settings.system_messages)
+    options = answer_options(body, instructions)
+    if options.output_schema is not None and settings.answer_check == "quote":
+        raise APIError(
+            400,
+            f"The assistant '{assistant.name}' quotes its sources without a model "
+            "(answer_check = quote): it cannot answer in JSON",
+            code="unsupported_parameter",
+            param="response_format",
+        )
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens:
         settings = dataclasses.replace(
@@ -58,6 +67,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
 
     def start() -> AnswerStream:  # in a worker thread: the database is read here
         collections = service.scope(key, body.collections, assistant)
+        asked = requested_sampling(body)
+        if asked:  # refused before any text is promised, streamed or not
+            refuse_unsupported(asked, service.workspace.chat_model(settings).capabilities)
         return service.workspace.ask_stream(
             question,
             collections,
@@ -66,6 +78,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
             settings,
             caller=key.name,
             assistant=assistant.name,
+            options=options,
         )
 
     stream = await run_in_threadpool(guarded, start)
@@ -119,12 +132,36 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     )
 
 
-def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]:
-    """The question (the last user message) and the turns before it.
+def split_conversation(
+    body: ChatCompletionRequest, system_messages: str = "instructions"
+) -> tuple[str, list[Message], str]:
+    """The question (the last user message), the turns before it, and the client's
+    instructions: its system (and developer) messages' text.
 
-    Clients' system messages are not passed to the model: the answer must follow
-    citewise's grounding prompt, whatever a client (or an injected text) says.
+    The instructions reach the model inside citewise's grounding prompt, after its rules
+    (answering.py), so whatever a client (or an injected text) says, the answer still
+    comes from the sources, cited. With ``system_messages = "refuse"`` a system message is
+    a 400. What citewise cannot read (an image, a tool result) is a 400, never dropped.
     """
+    for number, message in enumerate(body.messages):
+        problem = message.unsupported()
+        if problem is not None:
+            raise APIError(
+                400,
+                f"messages[{number}] holds {problem}",
+                code="unsupported_parameter",
+                param="messages",
+            )
+    system = [m for m in body.messages if m.role in ("system", "developer")]
+    if system and system_messages == "refuse":
+        raise APIError(
+            400,
+            f"messages[{body.messages.index(system[0])}] is a {system[0].role} message; this "
+            "server takes none (system_messages = refuse): citewise's own rules instruct the "
+            "model",
+            code="unsupported_parameter",
+            param="messages",
+        )
     last = body.messages[-1]
     if last.role != "user" or not last.text().strip():
         raise APIError(
@@ -136,7 +173,47 @@ def split_conversation(body: ChatCompletionRequest) -> tuple[str, list[Message]]
     history = [
         Message(m.role, m.text()) for m in body.messages[:-1] if m.role in ("user", "assistant")
     ]
-    return last.text().strip(), history
+    instructions = "\n\n".join(text for m in system if (text := m.text().strip()))
+    return last.text().strip(), history, instructions
+
+
+def answer_options(body: ChatCompletionRequest, instructions: str) -> AnswerOptions:
+    """What the request asks of the answer's model call beyond the assistant's settings."""
+    return AnswerOptions(
+        instructions=instructions,
+        output_schema=body.output_schema(),
+        stop=body.stop_sequences(),
+        seed=body.seed,
+        top_p=body.top_p,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+    )
+
+
+def requested_sampling(body: ChatCompletionRequest) -> list[str]:
+    """The sampling options the request sets, as OpenAI names them."""
+    asked = [
+        name
+        for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+        if getattr(body, name) is not None
+    ]
+    return asked + (["stop"] if body.stop_sequences() else [])
+
+
+def refuse_unsupported(asked: list[str], capabilities: Capabilities) -> None:
+    """A 400 naming the first option the assistant's model cannot honour (Anthropic's
+    Messages API has no seed and no penalties). The first target of a chain that loads
+    decides, as for its other capabilities; a fallback target that cannot honour an
+    option refuses the call itself (ProviderError naming it: a 400 as well)."""
+    for name in asked:
+        if name not in capabilities.sampling:
+            raise APIError(
+                400,
+                f"Unsupported parameter: '{name}' is not supported by this assistant's "
+                "model provider",
+                code="unsupported_parameter",
+                param=name,
+            )
 
 
 async def _until_disconnected(
