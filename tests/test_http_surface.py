@@ -445,3 +445,27 @@ def test_an_answer_the_checks_stopped_names_its_target_and_attempts(
     ]
     assert raw.headers["x-citewise-target"] == "openai:model-a"
     assert raw.headers["x-citewise-attempts"] == "openai:model-a=cancelled"
+
+
+def test_without_auth_the_api_answers_only_requests_addressed_to_this_machine(
+    workspace,
+) -> None:
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 calls the
+    keyless server from the victim's browser, same-origin. Its Host header gives it away."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(workspace, auth=False)
+    try:
+        client = TestClient(app, base_url="http://127.0.0.1:8080")
+        body = {"query": "rotate the keys", "k": 1}
+        assert client.post("/v1/search", json=body).status_code == 200
+        for host in ("evil.example", "evil.example:8080", "127.0.0.1.evil.example"):
+            refused = client.post("/v1/search", json=body, headers={"Host": host})
+            assert refused.status_code == 421, host
+            assert refused.json()["error"]["code"] == "invalid_host"
+        for host in ("localhost:8080", "[::1]:8080"):
+            assert client.post("/v1/search", json=body, headers={"Host": host}).status_code == 200
+        # The web page and health checks need no key and stay reachable.
+        assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 200
+    finally:
+        app.state.service.close()

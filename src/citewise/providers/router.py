@@ -51,6 +51,7 @@ from .base import (
     TextDelta,
     TokenUsage,
     ToolCallDelta,
+    refuse_unsupported,
 )
 from .turns import reader_gone_when
 
@@ -450,6 +451,9 @@ class Router:
         queued = 0.0
         try:
             model = self._loaded(target)
+            # Every target, plug-ins included: an option it cannot honour is refused,
+            # never dropped on the way to a fallback.
+            refuse_unsupported(request, model.capabilities, target.spec)
             request = self._continued(request, sent, model)
             deadline = target.first_token_deadline(model.count_messages(request.messages))
             queue_s = target.queue_timeout if model.capabilities.queues else None

@@ -104,7 +104,7 @@ class McpEndpoint:
     def refusal(self, headers: Headers) -> APIError | None:
         """Why a request is refused against DNS rebinding, or None."""
         host = headers.get("host", "")
-        if not self.service.auth and _hostname(host) not in LOOPBACK_HOSTS:
+        if not self.service.auth and host_name(host) not in LOOPBACK_HOSTS:
             return APIError(
                 421,
                 "Without authentication /mcp answers only requests addressed to this "
@@ -130,7 +130,7 @@ class McpEndpoint:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             return False  # "null" (a sandboxed frame, a file) and anything else
         netloc = parts.netloc.lower()
-        return _hostname(netloc) in LOOPBACK_HOSTS or netloc == host.strip().lower()
+        return host_name(netloc) in LOOPBACK_HOSTS or netloc == host.strip().lower()
 
     def _admit(self, key: Caller) -> None:
         """The key's request rate limit, taken once per tool call (it runs in a worker
@@ -180,7 +180,7 @@ class MissingSdk:
         await error_response(self.error)(scope, receive, send)
 
 
-def _hostname(netloc: str) -> str:
+def host_name(netloc: str) -> str:
     """The host of a Host header or an origin's netloc, without its port, lower-cased."""
     netloc = netloc.strip().lower()
     if netloc.startswith("["):

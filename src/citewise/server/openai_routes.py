@@ -48,14 +48,19 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     settings = assistant.settings(service.settings)
     question, history, instructions = split_conversation(body, settings.system_messages)
     options = answer_options(body, instructions)
-    if options.output_schema is not None and settings.answer_check == "quote":
-        raise APIError(
-            400,
-            f"The assistant '{assistant.name}' quotes its sources without a model "
-            "(answer_check = quote): it cannot answer in JSON",
-            code="unsupported_parameter",
-            param="response_format",
-        )
+    if settings.answer_check == "quote":
+        # No model is called: what only a model could honour is refused, never dropped.
+        model_only = ["response_format"] if options.output_schema is not None else []
+        model_only += requested_sampling(body)  # temperature, top_p, seed, penalties, stop
+        model_only += ["messages"] if instructions else []  # a system message
+        if model_only:
+            raise APIError(
+                400,
+                f"The assistant '{assistant.name}' quotes its sources without a model "
+                f"(answer_check = quote): it cannot honour '{model_only[0]}'",
+                code="unsupported_parameter",
+                param=model_only[0],
+            )
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens:
         settings = dataclasses.replace(

@@ -243,7 +243,25 @@ def output_schema(response_format: dict[str, Any]) -> OutputSchema | None:
         raise invalid_value(
             field, f"json_schema.schema is no valid JSON Schema: {exc.message}"
         ) from None
+    if _uses_patterns(schema):
+        # Validated with Python's backtracking regex engine on text the client can steer:
+        # a pattern like ^(a+)+$ would pin a worker thread. Refused, not ignored.
+        raise invalid_value(
+            field, "json_schema.schema: pattern and patternProperties are not supported"
+        )
     return OutputSchema(name, schema)
+
+
+def _uses_patterns(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if "pattern" in schema and isinstance(schema["pattern"], str):
+            return True
+        if isinstance(schema.get("patternProperties"), dict):
+            return True
+        return any(_uses_patterns(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_uses_patterns(value) for value in schema)
+    return False
 
 
 class EmbeddingRequest(_Body):
