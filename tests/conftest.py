@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -341,11 +342,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    process = start_redis(port, tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """Debian's redis-server on 127.0.0.1:``port`` (no persistence), once it answers."""
     binary = shutil.which("redis-server")
     if binary is None:  # `make test` installs it (Makefile: services)
         pytest.fail("redis-server is not installed: apt-get install redis-server")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [
             binary,
@@ -353,12 +361,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "127.0.0.1",
             "--port",
             str(port),
+            "--dir",
+            str(workdir),
             "--save",
             "",
             "--appendonly",
             "no",
-            "--dir",
-            str(workdir),
             "--protected-mode",
             "yes",
         ],
@@ -379,6 +387,37 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Bound to loopback only, as asked.
     assert client.config_get("bind")["bind"] == "127.0.0.1"
     client.close()
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=10)
+    return process
+
+
+# -- `citewise serve` as a process (the replica and outage tests) ----------------------
+
+
+def start_serve(
+    workspace: Path, log: Path, lease_seconds: float, headers: dict[str, str] | None = None
+) -> tuple[str, subprocess.Popen[bytes], dict[str, Any]]:
+    """A `citewise serve` process on a free loopback port, once its /readyz is 200: its
+    URL, the process and what /readyz said (with ``headers``, e.g. an admin key's)."""
+    import httpx
+
+    port = free_port()
+    # The log goes to a file: a pipe nobody reads fills up and blocks the server.
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "CITEWISE_JOB_LEASE_SECONDS": str(lease_seconds)},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "a replica never became ready"
+        try:
+            ready = httpx.get(url + "/readyz", timeout=5, headers=headers or {})
+            if ready.status_code == 200:
+                return url, process, ready.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)

@@ -6,8 +6,6 @@ lost. Rate limits while Redis is down fail closed by default, open when configur
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -26,7 +24,7 @@ from citewise.config import set_config_value
 from citewise.keys import create_key
 from citewise.server import create_app
 from citewise.workspace import init_workspace
-from conftest import CITEWISE, LiveServer, free_port, write_corpus
+from conftest import LiveServer, free_port, start_redis, start_serve, write_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -63,42 +61,11 @@ class Redis:
         self.dir = root / "redis"
         self.dir.mkdir()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed: apt-get install redis-server"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis did not start"
-                time.sleep(0.05)
-        assert client.config_get("bind")["bind"] == "127.0.0.1"
-        client.close()
+        self.process = start_redis(self.port, self.dir)
 
     def stop(self) -> None:
         assert self.process is not None
@@ -122,27 +89,9 @@ class Fleet:
         return {"Authorization": f"Bearer {self.keys[key]}"}
 
 
-def start_replica(workspace: Path, log: Path) -> tuple[str, subprocess.Popen]:
-    port = free_port()
-    # The log goes to a file: a pipe nobody reads fills up and blocks the server.
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "CITEWISE_JOB_LEASE_SECONDS": "3"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "a replica never became ready"
-        try:
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                return url, process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
+def start_replica(workspace: Path, log: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    url, process, _ = start_serve(workspace, log, lease_seconds=3)
+    return url, process
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import math
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pytest
 from citewise import Workspace
 from citewise.config import set_config_value
 from citewise.workspace import init_workspace
-from conftest import CITEWISE, free_port, new_database, write_corpus
+from conftest import CITEWISE, new_database, start_serve, write_corpus
 
 pytestmark = pytest.mark.slow
 LEASE_SECONDS = 3  # a stopped replica's job is taken over after this
@@ -54,28 +55,9 @@ class Cluster:
 
 
 def start_replica(workspace: Path, admin_key: str) -> Replica:
-    port = free_port()
-    # The log goes to a file: a pipe nobody reads fills up and blocks the server.
-    log = workspace.parent / f"replica-{port}.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [CITEWISE, "-w", str(workspace), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**__import__("os").environ, "CITEWISE_JOB_LEASE_SECONDS": str(LEASE_SECONDS)},
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "a replica never became ready"
-        try:
-            ready = httpx.get(url + "/readyz", timeout=5, headers=auth(admin_key))
-            if ready.status_code == 200:
-                return Replica(url, process, ready.json()["replica"])
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
+    log = workspace.parent / f"replica-{uuid.uuid4().hex[:8]}.log"
+    url, process, ready = start_serve(workspace, log, LEASE_SECONDS, auth(admin_key))
+    return Replica(url, process, ready["replica"])
 
 
 @pytest.fixture(scope="module")
