@@ -27,7 +27,7 @@ from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_url
 from ..workspace import Workspace
 from . import data_routes, media, openai_routes
-from .auth import AdminKey, AskKey, identify, needs_key, service_of
+from .auth import AdminKey, AskKey, host_refusal, identify, needs_key, service_of
 from .errors import (
     APIError,
     api_error_handler,
@@ -39,7 +39,7 @@ from .errors import (
     unavailable_handler,
     validation_error_handler,
 )
-from .mcp_http import LOOPBACK_HOSTS, host_name, mcp_endpoint
+from .mcp_http import mcp_endpoint
 from .service import Service
 
 access_log = logging.getLogger("citewise.access")
@@ -326,16 +326,9 @@ class ObservabilityMiddleware:
         if scope["method"] == "OPTIONS" or not needs_key(scope["path"]):
             return True  # CORS preflights carry no credentials by design
         headers = Headers(scope=scope)
-        if not self.service.auth and host_name(headers.get("host", "")) not in LOOPBACK_HOSTS:
-            # Without keys the server listens on loopback only; a request addressed to
-            # another name is a DNS-rebinding page reaching it through a browser.
-            status["code"] = 421
-            refused = APIError(
-                421,
-                "Without authentication the API answers only requests addressed to this "
-                "machine (Host localhost or 127.0.0.1); create an API key to serve others.",
-                code="invalid_host",
-            )
+        refused = host_refusal(self.service, headers)
+        if refused is not None:
+            status["code"] = refused.status
             await error_response(refused)(scope, _no_body, send)
             return False
         try:

@@ -88,3 +88,27 @@ async def _identify(service: Service, headers: Headers) -> ApiKey:
 AskKey = Annotated[ApiKey, Depends(caller("ask"))]
 IngestKey = Annotated[ApiKey, Depends(caller("ingest"))]
 AdminKey = Annotated[ApiKey, Depends(caller("admin"))]
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def host_name(netloc: str) -> str:
+    """The host of a Host header or an origin's netloc, without its port, lower-cased."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[: netloc.find("]") + 1] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def host_refusal(service: Service, headers: Headers) -> APIError | None:
+    """Without keys the server listens on loopback only: a request addressed to another
+    name is a DNS-rebinding page reaching it through a browser (421). None: go on."""
+    if service.auth or host_name(headers.get("host", "")) in LOOPBACK_HOSTS:
+        return None
+    return APIError(
+        421,
+        "Without authentication the API answers only requests addressed to this "
+        "machine (Host localhost or 127.0.0.1); create an API key to serve others.",
+        code="invalid_host",
+    )

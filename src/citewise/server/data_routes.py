@@ -77,7 +77,7 @@ async def upload(
         raise APIError(422, "Send one or more files in the multipart field 'files'", param="files")
     limit = service.settings.max_upload_mb * 1024 * 1024
     # The job lives in the store: with the store down, refuse before a file is kept.
-    await run_in_threadpool(service.jobs.counts)
+    await run_in_threadpool(service.workspace.store.schema_version)
     existing = await run_in_threadpool(lambda: {p.name for p in service.upload_dir(name).iterdir()})
     saved = await run_in_threadpool(_save_uploads, service, name, files, limit)
     job = await run_in_threadpool(_submit, service, name, saved, existing)

@@ -29,6 +29,7 @@ from ..access import Caller
 from ..documents import Answer
 from ..errors import AccessDenied
 from ..keys import ApiKey
+from .auth import LOOPBACK_HOSTS, host_name, host_refusal
 from .errors import APIError, error_response
 from .openai_routes import queue_seconds
 from .service import Service
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 INSTALL_HINT = "pip install 'citewise[mcp]'"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
 class Endpoint(Protocol):
@@ -104,13 +104,9 @@ class McpEndpoint:
     def refusal(self, headers: Headers) -> APIError | None:
         """Why a request is refused against DNS rebinding, or None."""
         host = headers.get("host", "")
-        if not self.service.auth and host_name(host) not in LOOPBACK_HOSTS:
-            return APIError(
-                421,
-                "Without authentication /mcp answers only requests addressed to this "
-                "machine (Host localhost or 127.0.0.1); create an API key to serve others.",
-                code="invalid_host",
-            )
+        refused = host_refusal(self.service, headers)
+        if refused is not None:
+            return refused
         origin = headers.get("origin")
         if origin is None or self.origin_allowed(origin, host):
             return None
@@ -178,11 +174,3 @@ class MissingSdk:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await error_response(self.error)(scope, receive, send)
-
-
-def host_name(netloc: str) -> str:
-    """The host of a Host header or an origin's netloc, without its port, lower-cased."""
-    netloc = netloc.strip().lower()
-    if netloc.startswith("["):
-        return netloc[: netloc.find("]") + 1] if "]" in netloc else netloc
-    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
