@@ -66,6 +66,10 @@ class ModelRequest:
     max_tokens: int = 256
     temperature: float = 0.0
     tools: tuple[Tool, ...] = ()
+    # Whether the model may call ``tools`` (auto), must not (none) or must call one
+    # (required); with ``tool_name`` it must call that one.
+    tool_choice: Literal["auto", "none", "required"] = "auto"
+    tool_name: str | None = None
     output_schema: OutputSchema | None = None
     # Sampling options as OpenAI's API names them; unset (None, ()) leaves the provider's
     # default. A provider honours those its Capabilities.sampling lists and refuses the
