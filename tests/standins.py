@@ -13,6 +13,9 @@ and they fail on purpose, one scripted behaviour per request:
     400_context     an HTTP 400 "context length exceeded"
     401             an HTTP 401: the API key is refused
     tool_call       (OpenAI) a streamed tool call instead of text
+    tool_use        (Anthropic) a streamed tool_use block instead of text: a call of the
+                    tool tool_choice names, else of the first tool
+    call:NAME:ARGS  (OpenAI) a streamed call of tool NAME with ARGS (as written, JSON or not)
 
 The OpenAI stand-in also serves POST /v1/embeddings, a STAND-IN as well: each text gets a
 deterministic unit vector hashed from its words (no model; same text, same vector), in the
@@ -187,6 +190,10 @@ class OpenAIStandIn(_Handler):
         if behaviour == "tool_call":
             self._send_tool_call(body, served)
             return
+        if behaviour.startswith("call:"):
+            name, _, arguments = behaviour.removeprefix("call:").partition(":")
+            self._send_tool_call(body, served, name, arguments)
+            return
         words = self._words()[: body.get("max_tokens") or None]
         for n, word in enumerate(words):
             if limit is not None and n == limit:
@@ -220,13 +227,15 @@ class OpenAIStandIn(_Handler):
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         self._json(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
 
-    def _send_tool_call(self, body: dict[str, Any], served: Served) -> None:
-        arguments = json.dumps({"city": "Paris"})
+    def _send_tool_call(
+        self, body: dict[str, Any], served: Served, name: str = "", arguments: str = ""
+    ) -> None:
+        arguments = arguments or json.dumps({"city": "Paris"})
         first = {
             "index": 0,
             "id": "call_1",
             "type": "function",
-            "function": {"name": body["tools"][0]["function"]["name"], "arguments": ""},
+            "function": {"name": name or body["tools"][0]["function"]["name"], "arguments": ""},
         }
         self._event(
             {"choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]},
@@ -332,6 +341,9 @@ class AnthropicStandIn(_Handler):
             "usage": usage,
         }
         self._event("message_start", {"type": "message_start", "message": message})
+        if behaviour == "tool_use":
+            self._send_tool_use(body, served)
+            return
         self._event(
             "content_block_start",
             {
@@ -372,6 +384,31 @@ class AnthropicStandIn(_Handler):
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": served.completion_tokens},
+            },
+        )
+        self._event("message_stop", {"type": "message_stop"})
+
+    def _send_tool_use(self, body: dict[str, Any], served: Served) -> None:
+        name = (body.get("tool_choice") or {}).get("name") or body["tools"][0]["name"]
+        block = {"type": "tool_use", "id": "toolu_1", "name": name, "input": {}}
+        self._event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        )
+        arguments = json.dumps({"city": "Paris"})
+        for part in (arguments[:6], arguments[6:]):
+            delta = {"type": "input_json_delta", "partial_json": part}
+            self._event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        served.completion_tokens = 11
+        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
                 "usage": {"output_tokens": served.completion_tokens},
             },
         )

@@ -158,9 +158,7 @@ def refused(client: openai.OpenAI, **request: Any) -> dict[str, Any]:
 
 # Each refused parameter with a value that asks for the feature.
 REFUSED_VALUES: dict[str, Any] = {
-    "tools": [{"type": "function", "function": {"name": "weather", "parameters": {}}}],
-    "tool_choice": "auto",
-    "parallel_tool_calls": True,
+    "parallel_tool_calls": False,
     "functions": [{"name": "weather", "parameters": {}}],
     "function_call": "auto",
     "logprobs": True,
@@ -370,7 +368,9 @@ def test_anthropic_takes_stop_sequences_and_refuses_what_it_has_not(
 
 
 @pytest.mark.slow  # a server
-def test_image_parts_and_tool_turns_are_refused_naming_messages(client: openai.OpenAI) -> None:
+def test_image_parts_and_function_calls_are_refused_naming_messages(
+    client: openai.OpenAI,
+) -> None:
     image = {
         "role": "user",
         "content": [
@@ -378,23 +378,12 @@ def test_image_parts_and_tool_turns_are_refused_naming_messages(client: openai.O
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         ],
     }
-    tool_turns = [
+    function_turns = [
         {"role": "user", "content": "What is the weather?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "weather", "arguments": "{}"},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "assistant", "content": None, "function_call": {"name": "w", "arguments": "{}"}},
         *ASK,
     ]
-    for messages, said in (([image], "image_url"), (tool_turns, "tool")):
+    for messages, said in (([image], "image_url"), (function_turns, "function_call")):
         error = refused(client, messages=messages)
         assert (error["param"], error["code"]) == ("messages", "unsupported_parameter")
         assert said in error["message"]

@@ -1,22 +1,36 @@
 """citewise: ask questions of your own documents, with cited answers."""
 
-from .documents import Answer, Block, Budget, Chunk, Citation, Document, Hit, ParsedDocument, Usage
+from .documents import (
+    AgentStep,
+    Answer,
+    Block,
+    Budget,
+    Chunk,
+    Citation,
+    Document,
+    Hit,
+    ParsedDocument,
+    Usage,
+)
 from .errors import (
     CitewiseError,
     ConfigError,
     EmbedderMismatch,
+    ExtractionFailed,
     MissingAPIKey,
     ModelError,
     ParseError,
     ProviderError,
     WorkspaceError,
 )
+from .extraction import Extraction
 from .ingest import IngestReport, Progress
 from .workspace import Workspace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentStep",
     "Answer",
     "Block",
     "Budget",
@@ -26,6 +40,8 @@ __all__ = [
     "ConfigError",
     "Document",
     "EmbedderMismatch",
+    "Extraction",
+    "ExtractionFailed",
     "Hit",
     "IngestReport",
     "MissingAPIKey",

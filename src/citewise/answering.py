@@ -23,9 +23,10 @@ import contextlib
 import json
 import re
 import threading
+import uuid
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
@@ -40,6 +41,9 @@ from .providers.base import (
     ModelRequest,
     OutputSchema,
     TextDelta,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
 )
 from .structured import json_problem, json_rule
 
@@ -87,9 +91,20 @@ class AnswerOptions:
     top_p: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # The client's tools, which the model may call instead of answering (the client runs
+    # them), and the turns after the question: the model's tool calls and their results.
+    tools: tuple[Tool, ...] = ()
+    tool_choice: Literal["auto", "none", "required"] = "auto"
+    tool_name: str | None = None
+    continuation: tuple[Message, ...] = ()
 
     def sampling(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in SAMPLING_OPTIONS}
+
+    def tool_results(self) -> bool:
+        """The conversation holds results of the client's tools: text the sources do
+        not hold may come from them."""
+        return any(m.role == "tool" for m in self.continuation)
 
 
 def system_prompt(options: AnswerOptions | None = None) -> str:
@@ -112,7 +127,10 @@ def build_prompt(
     model: ChatModel,
     settings: Settings,
     options: AnswerOptions | None = None,
+    system_text: str | None = None,
 ) -> Prompt:
+    """``system_text``: a system message in place of the answering rules (extraction
+    states its own)."""
     window = min(settings.context_window, model.context_window)
     reserve = settings.answer_tokens
     warnings: list[str] = []
@@ -126,7 +144,7 @@ def build_prompt(
                 f"the system instructions were truncated to {limit} tokens to fit the "
                 "context window"
             )
-    system = Message("system", system_prompt(options))
+    system = Message("system", system_prompt(options) if system_text is None else system_text)
     system_tokens = model.count_messages([system])
     # A question may take half of the prompt's room at most: the passages must fit too.
     question_limit = (window - reserve - system_tokens) // 2
@@ -135,6 +153,10 @@ def build_prompt(
         warnings.append(
             f"the question was truncated to {question_tokens} tokens to fit the context window"
         )
+    continuation = options.continuation if options is not None else ()
+    if continuation:
+        # The tool calls and results come after the question; passages make room for them.
+        question_tokens += model.count_messages(continuation)
     room = window - reserve - system_tokens - question_tokens - 16
     chosen: list[Hit] = []
     costs: list[int] = []
@@ -145,12 +167,12 @@ def build_prompt(
         chosen.append(hit)
         costs.append(cost)
         room -= cost
-    messages = _messages(question, chosen, system.content)
+    messages = _messages(question, chosen, system.content) + list(continuation)
     total = model.count_messages(messages)
     while chosen and total + reserve > window:  # the estimate was off: drop the least relevant
         chosen.pop()
         costs.pop()
-        messages = _messages(question, chosen, system.content)
+        messages = _messages(question, chosen, system.content) + list(continuation)
         total = model.count_messages(messages)
     budget = Budget(
         context_window=window,
@@ -204,24 +226,29 @@ class AnswerStream:
         self.caller, self.assistant = caller, assistant  # who the model call is charged to
         self.options = options or AnswerOptions()
         self.json = self.options.output_schema is not None
-        if self.json and settings.answer_check == "quote":
+        if settings.answer_check == "quote" and (self.json or self.options.tools):
+            param = "response_format" if self.json else "tools"
             raise InvalidInput(
                 "this assistant quotes its sources without a model (answer_check = quote): "
-                "it cannot answer in JSON",
-                param="response_format",
+                f"it cannot honour {param}",
+                param=param,
             )
+        # With no relevant passage the model is still asked when the client needs its reply
+        # in a form only it can give (JSON), or may need it to call a tool or read results.
+        self.asks_model_anyway = self.json or bool(self.options.tools or self.options.continuation)
         relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][
             : settings.top_k
         ]
         self.prompt = (
             build_prompt(question, relevant, model, settings, self.options)
-            if relevant or self.json
+            if relevant or self.asks_model_anyway
             else None
         )
         self.answer: Answer | None = None
         self._parts: list[str] = []
         self._generated: list[str] = []
         self._finished: Finished | None = None
+        self._tool_calls: dict[int, ToolCallDelta] = {}  # by index, arguments joined
         self._cancelled = threading.Event()
         self._response: EventStream | None = None
 
@@ -231,7 +258,7 @@ class AnswerStream:
         if (
             self._response is None
             and self.prompt is not None
-            and (self.prompt.hits or self.json)
+            and (self.prompt.hits or self.asks_model_anyway)
             and (self.settings.answer_check != "quote")
         ):
             request = ModelRequest.of(
@@ -239,6 +266,9 @@ class AnswerStream:
                 max_tokens=self.settings.answer_tokens,
                 temperature=self.settings.temperature,
                 output_schema=self.options.output_schema,
+                tools=self.options.tools,
+                tool_choice=self.options.tool_choice,
+                tool_name=self.options.tool_name,
                 caller=self.caller,
                 assistant=self.assistant,
                 cancelled=self._cancelled,
@@ -259,7 +289,7 @@ class AnswerStream:
         self._cancelled.set()
 
     def __iter__(self) -> Generator[str, None, None]:
-        if self.prompt is None or not (self.prompt.hits or self.json):
+        if self.prompt is None or not (self.prompt.hits or self.asks_model_anyway):
             yield NOTHING_FOUND
             warnings = self.prompt.warnings if self.prompt else []
             self.answer = Answer(
@@ -274,9 +304,10 @@ class AnswerStream:
                 warnings=warnings,
             )
             return
-        guard = AnswerGuard(
-            self.prompt.hits, self.question, strict_checks(self.settings, self.model)
-        )
+        # Claims from the client's tool results are not in the passages: strict checks
+        # would drop them. Markers are still checked.
+        strict = strict_checks(self.settings, self.model) and not self.options.tool_results()
+        guard = AnswerGuard(self.prompt.hits, self.question, strict)
         if self.settings.answer_check == "quote":  # no model: the best passage sentence
             yield from self._quoted(guard)
             return
@@ -291,7 +322,7 @@ class AnswerStream:
             events.close()  # stops generation, settles the ledger
         if self.json:
             self._check_json()
-        elif not "".join(self._parts).strip() and guard.strict:
+        elif not "".join(self._parts).strip() and guard.strict and not self._tool_calls:
             yield from self._quoted(guard)
             return
         self.answer = self._finish(guard, extractive=False)
@@ -350,9 +381,32 @@ class AnswerStream:
                 return
             if isinstance(event, Finished):
                 self._finished = event
+            elif isinstance(event, ToolCallDelta):
+                self._add_tool_call_delta(event)
             elif isinstance(event, TextDelta):
                 self._generated.append(event.text)
                 yield event.text
+
+    def _add_tool_call_delta(self, delta: ToolCallDelta) -> None:
+        known = self._tool_calls.get(delta.index)
+        if known is None:
+            self._tool_calls[delta.index] = delta
+            return
+        self._tool_calls[delta.index] = replace(
+            known,
+            id=known.id or delta.id,
+            name=known.name or delta.name,
+            arguments=known.arguments + delta.arguments,
+        )
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The tools the model called, whole, in the order it called them."""
+        return [
+            # A provider that sent no id (a local model's) gets one: the client's tool
+            # result must name the call it answers.
+            ToolCall(d.id or f"call_{uuid.uuid4().hex[:24]}", d.name or "", d.arguments or "{}")
+            for _, d in sorted(self._tool_calls.items())
+        ]
 
     def _emit(self, text: str) -> str:
         self._parts.append(text)
@@ -370,7 +424,9 @@ class AnswerStream:
         cites = json_strings(text) if self.json else text
         numbers = [int(m) for m in _MARKER.findall(cites)]
         cited = list(dict.fromkeys(n for n in numbers if 1 <= n <= len(self.prompt.hits)))
-        citations = [_citation(n, self.prompt.hits[n - 1], cites, self.question) for n in cited]
+        citations = [
+            quoted_citation(n, self.prompt.hits[n - 1], cites, self.question) for n in cited
+        ]
         refused = text == NOTHING_FOUND
         finished = self._finished
         if finished is not None:  # what the provider counted, including text left out
@@ -405,6 +461,7 @@ class AnswerStream:
             finish_reason=reason,
             target=target,
             attempts=attempts,
+            tool_calls=self.tool_calls(),
         )
 
 
@@ -435,7 +492,7 @@ def strict_checks(settings: Settings, model: ChatModel) -> bool:
     return settings.answer_check in ("strict", "quote")  # "off": the model's text as written
 
 
-def _citation(number: int, hit: Hit, answer: str, question: str = "") -> Citation:
+def quoted_citation(number: int, hit: Hit, answer: str, question: str = "") -> Citation:
     """The quoted span: the passage sentence that best supports the first answer sentence
     citing [number] — most of the words that sentence adds to the question (a passage
     sentence that merely repeats the question supports nothing), then most words overall."""

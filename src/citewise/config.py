@@ -111,12 +111,34 @@ SETTINGS: tuple[Setting, ...] = (
         "or auto (keywords for the tiny default local model, the model otherwise).",
     ),
     Setting(
+        "mode",
+        "single",
+        "How a question is answered: single (one search, then one model call over the best "
+        "passages) or agent (the model searches, reads around passages and searches again "
+        "before answering, for questions whose facts sit in several documents; needs a "
+        "model that calls tools: the tiny local default answers single-shot).",
+    ),
+    Setting("agent_steps", 6, "Most model turns an answer in agent mode may take (at least 2)."),
+    Setting(
+        "agent_tokens",
+        12000,
+        "Most prompt plus completion tokens all the model turns of one agent-mode answer "
+        "may spend; near it, the model answers from what it has found.",
+    ),
+    Setting(
         "system_messages",
         "instructions",
         "What the server does with an API client's system (or developer) messages: "
         "instructions (the model follows them as the user's further instructions, after "
         "citewise's rules on answering from the sources and citing them, which stay in "
         "force) or refuse (the request gets a 400 naming messages).",
+    ),
+    Setting(
+        "sources_in_text",
+        "off",
+        "Whether the server's answers also list their sources at the end of the text "
+        "(footnotes), for clients that show only the text (llm's streaming mode, plain chat "
+        "UIs), or only in the response's citations and annotations (off).",
     ),
     Setting("max_upload_mb", 50, "Largest upload the server accepts in one request (MB)."),
     Setting(
@@ -259,6 +281,10 @@ class Settings:
     answer_check: str
     query_rewrite: str
     system_messages: str
+    mode: str
+    agent_steps: int
+    agent_tokens: int
+    sources_in_text: str
     max_upload_mb: int
     max_document_mb: int
     max_request_kb: int
@@ -315,10 +341,22 @@ class Settings:
             raise ConfigError(
                 f"system_messages must be instructions or refuse, not {self.system_messages!r}"
             )
+        if self.sources_in_text not in ("off", "footnotes"):
+            raise ConfigError(
+                f"sources_in_text must be off or footnotes, not {self.sources_in_text!r}"
+            )
         if self.answer_check not in ("auto", "strict", "light", "off", "quote"):
             raise ConfigError(
                 f"answer_check must be auto, strict, light, off or quote, not {self.answer_check!r}"
             )
+        if self.mode not in ("single", "agent"):
+            raise ConfigError(f"mode must be single or agent, not {self.mode!r}")
+        if self.agent_steps < 2:
+            raise ConfigError(
+                f"agent_steps must be at least 2 (a search, then the answer), not {self.agent_steps}"
+            )
+        if self.agent_tokens <= 0:
+            raise ConfigError(f"agent_tokens must be positive, not {self.agent_tokens}")
         if self.store:
             check_database_url(self.store, "store", ("postgresql", "postgres"))
         if self.ledger_url:

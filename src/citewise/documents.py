@@ -5,6 +5,7 @@ Document                a parsed document with its source and content hash
 Chunk                   a token-bounded span of a document, ready to embed
 Hit                     a chunk found by retrieval, with its scores
 Citation, Answer        what answering returns
+AgentStep               one tool call of an agent-mode answer
 """
 
 from __future__ import annotations
@@ -167,6 +168,20 @@ class Usage:
 
 
 @dataclass
+class AgentStep:
+    """One tool call of an agent-mode answer (``agent.py``): what the model asked for,
+    the passage numbers it got back, and the tokens of the model turn that made the call
+    (a turn calling several tools is counted on its first)."""
+
+    tool: str  # search | fetch | answer, or the unknown name the model used
+    arguments: dict[str, Any]  # as the model wrote them ({} when they were no JSON object)
+    passages: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str = ""  # what the model was told went wrong ("" when the call worked)
+
+
+@dataclass
 class Answer:
     question: str
     text: str
@@ -183,3 +198,8 @@ class Answer:
     target: str = ""  # "provider:model" that answered ("" when no model was called)
     # Every model call made for the answer: router.Attempt records (fallbacks included).
     attempts: list[Any] = field(default_factory=list)
+    # Tools the model called instead of (or after) answering: providers.base.ToolCall,
+    # for the client to run (an API request that offered tools).
+    tool_calls: list[Any] = field(default_factory=list)
+    # Agent mode: every tool call the model made on the way to the answer, in order.
+    steps: list[AgentStep] = field(default_factory=list)

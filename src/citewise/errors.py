@@ -14,7 +14,8 @@
     ├── ModelError             a model's files are missing or do not load
     ├── ProviderError          a chat or embedding provider failed (``kind``, a
     │   │                      ProviderErrorKind, says how)
-    │   └── MissingAPIKey      the provider needs a key that is not set
+    │   ├── MissingAPIKey      the provider needs a key that is not set
+    │   └── ExtractionFailed   no reply valid against an extraction's schema (``raw``)
     └── BudgetExceeded         a spending budget does not allow the call
 
 The CLI turns these into one-line messages; anything else is a bug and keeps
@@ -166,6 +167,17 @@ class ProviderError(CitewiseError):
 class MissingAPIKey(ProviderError):
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="auth")
+
+
+class ExtractionFailed(ProviderError):
+    """The model gave no value valid against the caller's schema, however often it was told
+    what was wrong (``Workspace.extract``): ``raw`` is its last reply as written and
+    ``problem`` what is wrong with it. A ``server`` kind: another call may succeed."""
+
+    def __init__(self, message: str, raw: str, problem: str) -> None:
+        super().__init__(message, kind="server")
+        self.raw = raw
+        self.problem = problem
 
 
 class BudgetExceeded(CitewiseError):

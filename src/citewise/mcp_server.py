@@ -27,12 +27,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from .access import Caller, readable_collection, readable_collections, require_scope
+from .answering import AnswerStream
 from .documents import Answer, Citation, Hit
 from .errors import CitewiseError, InvalidInput, NotFound
 from .names import COLLECTION_NAME
@@ -186,7 +189,7 @@ def create_server(
             return _fetch(workspace, who, id, paths)
 
     @server.tool(title="Ask the documents", annotations=READ_ONLY)
-    def ask(
+    async def ask(
         question: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)],
         ctx: Context[Any, Any],
         collections: list[str] | None = None,
@@ -194,13 +197,27 @@ def create_server(
         """Answer `question` from the documents, citing its sources by number ([1], [2]) with
         their titles, locations and the quotes that support it. `collections` limits the
         sources (default: every collection the caller may read)."""
-        with _tool_errors(root):
+
+        def start() -> tuple[Caller, AnswerStream]:  # reads the store: in a worker thread
             who = caller(ctx)
             names = _scope(workspace, who, collections)
-            answer = workspace.ask(question, names, caller=who.name)
+            return who, workspace.ask_stream(question, names, caller=who.name)
+
+        with _tool_errors(root):
+            who, stream = await anyio.to_thread.run_sync(start)
+            try:
+                # Abandoned when the client cancels the call (notifications/cancelled, or
+                # the HTTP request gone): the generation then stops at its next token
+                # instead of holding the model for an answer nobody reads.
+                answer = await anyio.to_thread.run_sync(
+                    _whole_answer, stream, abandon_on_cancel=True
+                )
+            except anyio.get_cancelled_exc_class():
+                stream.cancel()
+                raise
             if spent is not None:
                 spent(who, answer)
-            result = _cited_answer(answer, paths)
+            result = await anyio.to_thread.run_sync(_cited_answer, answer, paths)
         return CallToolResult(
             content=[TextContent(type="text", text=_answer_text(result))],
             structured_content=result.model_dump(mode="json"),
@@ -227,6 +244,17 @@ def create_server(
             return Collections(collections=listed)
 
     return server
+
+
+def _whole_answer(stream: AnswerStream) -> Answer:
+    """Every delta of ``stream`` (closing it, which settles the ledger), then its answer."""
+    try:
+        for _ in stream:
+            pass
+    finally:
+        stream.close()
+    assert stream.answer is not None
+    return stream.answer
 
 
 def serve_stdio(workspace: Workspace, caller_of: CallerOf) -> None:

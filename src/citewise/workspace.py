@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
+from .agent import Library, agent_stream
 from .answering import AnswerOptions, AnswerStream
 from .config import (
     CONFIG_FILE,
@@ -33,6 +34,7 @@ from .conversation import standalone_question
 from .documents import Answer, Hit
 from .embedders import Embedder, embed_texts, load_embedder
 from .errors import WorkspaceError
+from .extraction import Extraction, extract
 from .index.sparse import SparseIndexes
 from .ingest import Ingestor, IngestReport, ProgressCallback
 from .ledger import Ledger, LedgerStore
@@ -45,6 +47,8 @@ from .storage.migrate import MigrationReport
 from .storage.sqlite import DATABASE_FILE
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from .providers.router import Router
 
 DEFAULT_COLLECTION = "default"
@@ -331,10 +335,17 @@ class Workspace:
         settings = settings or self.settings
         model = self.chat_model(settings)
         standalone = standalone_question(history, question, model, settings, caller, assistant)
-        hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where)
         tuned = {self.tuned_settings(c) for c in self.collections(collections)}
         if len(tuned) == 1 and (own := tuned.pop()) is not None:
             settings = replace(settings, min_relevance=own.min_relevance)
+        if settings.mode == "agent":  # the model searches for itself (agent.py)
+            library = Library(
+                lambda query, k: self.search(query, k, collections, "hybrid", where),
+                self.document_passages,
+            )
+            stream = agent_stream(standalone, library, model, settings, caller, assistant, options)
+            return stream.start()
+        hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where)
         return AnswerStream(standalone, hits, model, settings, caller, assistant, options).start()
 
     def ask(
@@ -355,6 +366,34 @@ class Workspace:
             pass
         assert stream.answer is not None
         return stream.answer
+
+    def extract(
+        self,
+        instruction: str,
+        schema: dict[str, Any] | type[BaseModel],
+        collections: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+        caller: str = "",
+        settings: Settings | None = None,
+        retries: int = 2,
+    ) -> Extraction:
+        """A value of ``schema`` (a JSON Schema dict or a Pydantic model class) from the
+        passages ``instruction`` finds, each field citing the passages it comes from.
+
+        ``data`` is valid against ``schema`` (``obj`` the Pydantic instance);
+        ``citations[field]`` holds each supporting passage with its quoted span. With no
+        relevant passage the model is not asked: ``refused``, ``data`` None and a warning.
+        An invalid reply is asked for again with its problem, ``retries`` times, then
+        :class:`~citewise.errors.ExtractionFailed` (``.raw``: the last reply). The model
+        call is charged to ``caller`` in the usage ledger.
+        """
+        settings = settings or self.settings
+        model = self.chat_model(settings)
+        hits = self.search(instruction, settings.top_k * 2, collections, "hybrid", where)
+        tuned = {self.tuned_settings(c) for c in self.collections(collections)}
+        if len(tuned) == 1 and (own := tuned.pop()) is not None:  # as ask_stream does
+            settings = replace(settings, min_relevance=own.min_relevance)
+        return extract(instruction, schema, hits, model, settings, caller, retries)
 
     # -- maintenance -------------------------------------------------------------
 
@@ -402,6 +441,12 @@ class Workspace:
         rows = self.store.hits(ids)
         texts = [embedding_text(rows[i].title, rows[i].heading_path, rows[i].text) for i in ids]
         return ids, texts
+
+    def document_passages(self, document_id: int) -> list[Hit]:
+        """A document's chunks as unscored hits, in document order."""
+        ids = self.store.document_chunk_ids(document_id)
+        rows = self.store.hits(ids)
+        return [rows[i] for i in ids if i in rows]
 
     def status(self) -> WorkspaceStatus:
         collections = []

@@ -79,7 +79,18 @@ def print_hit(rank: int, hit: Hit) -> None:
 @collections_option
 @where_option
 @model_options
-@click.option("--verbose", "-v", is_flag=True, help="Show the token budget and retrieval details.")
+@click.option(
+    "--agent",
+    is_flag=True,
+    help="Let the model search, read and search again before answering (mode = agent), for "
+    "questions whose facts sit in several documents.",
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Show the token budget and retrieval details (in agent mode, each step).",
+)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole answer as JSON (no streaming)."
 )
@@ -99,13 +110,18 @@ def ask(
     model: str | None,
     base_url: str | None,
     context_window: int | None,
+    agent: bool,
     verbose: bool,
     as_json: bool,
     caller: str,
 ) -> None:
     """Answer QUESTION from your documents, citing sources as [1], [2]."""
     workspace = ctx.workspace(
-        provider=provider, model=model, base_url=base_url, context_window=context_window
+        provider=provider,
+        model=model,
+        base_url=base_url,
+        context_window=context_window,
+        mode="agent" if agent else None,
     )
     stream = workspace.ask_stream(question, collections or None, parse_where(where), caller=caller)
     for delta in stream:
@@ -121,6 +137,7 @@ def ask(
     for warning in answer.warnings:
         errors.print(f"[yellow]warning:[/yellow] {esc(warning)}")
     if verbose:
+        print_steps(answer)
         print_budget(answer)
 
 
@@ -137,18 +154,36 @@ def print_sources(answer: Answer) -> None:
         console.print(f"    “{one_line(citation.quote, 240)}”", markup=False)
 
 
+def print_steps(answer: Answer) -> None:
+    """Agent mode's steps: each tool call, what it asked, what it found, what it cost."""
+    if answer.steps:
+        console.print("\n[bold]Steps[/bold]")
+    for n, step in enumerate(answer.steps, start=1):
+        asked = step.arguments.get("query", step.arguments.get("number"))
+        call = f"{step.tool} {json.dumps(asked)}" if asked is not None else step.tool
+        found = f"passages {step.passages}" if step.passages else "no passages"
+        outcome = f"error: {step.error}" if step.error else found
+        console.print(
+            f"{n}. {call} → {outcome} · {step.prompt_tokens} prompt + "
+            f"{step.completion_tokens} completion tokens",
+            markup=False,
+        )
+
+
 def print_budget(answer: Answer) -> None:
     budget = answer.budget
     console.print(f"\n[dim]model {esc(answer.model)}[/dim]")
-    if budget is None:
+    if budget is None and not answer.steps:
         console.print("[dim]no passage was relevant enough; the model was not called[/dim]")
         return
-    console.print(
-        f"[dim]context window {budget.context_window}: system+template {budget.system_tokens}, "
-        f"question {budget.question_tokens}, passages {sum(budget.passage_tokens)} "
-        f"{budget.passage_tokens}, answer reserve {budget.answer_reserve} "
-        f"(total {budget.total}); {budget.dropped_passages} passages dropped to fit[/dim]"
-    )
+    if budget is not None:
+        console.print(
+            f"[dim]context window {budget.context_window}: system+template "
+            f"{budget.system_tokens}, question {budget.question_tokens}, passages "
+            f"{sum(budget.passage_tokens)} {budget.passage_tokens}, answer reserve "
+            f"{budget.answer_reserve} (total {budget.total}); {budget.dropped_passages} "
+            "passages dropped to fit[/dim]"
+        )
     estimated = " (estimated: the call was stopped early)" if answer.usage.estimated else ""
     console.print(
         f"[dim]usage: {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} "

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from anthropic.types import (
         MessageParam,
         TextBlockParam,
+        ToolChoiceParam,
         ToolResultBlockParam,
         ToolUseBlockParam,
     )
@@ -128,6 +129,7 @@ class AnthropicChatModel(BaseChatModel):
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in request.tools
             ]
+            options["tool_choice"] = wire_tool_choice(request)
         schema = request.output_schema
         forced_tool = schema is not None and not self._takes_output_config
         if schema is not None and not forced_tool:
@@ -201,6 +203,17 @@ class AnthropicChatModel(BaseChatModel):
                 f"{where} ended the stream before the model finished", kind="stream"
             )
         yield Finished(TokenUsage(prompt, completion, cached), finish, self.name, self.model_id)
+
+
+def wire_tool_choice(request: ModelRequest) -> ToolChoiceParam:
+    """``tool_choice`` as the Messages API takes it: OpenAI's "required" is "any"."""
+    if request.tool_name is not None:
+        return {"type": "tool", "name": request.tool_name}
+    if request.tool_choice == "required":
+        return {"type": "any"}
+    if request.tool_choice == "none":
+        return {"type": "none"}
+    return {"type": "auto"}
 
 
 def wire_messages(messages: Sequence[Message]) -> list[MessageParam]:

@@ -14,10 +14,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
+import secrets
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
@@ -37,6 +39,8 @@ from .base import (
     OutputSchema,
     TextDelta,
     TokenUsage,
+    Tool,
+    ToolCallDelta,
     refuse_unsupported,
 )
 from .llama_probe import checked_extra_bufts, llama_model_params, requantized
@@ -108,6 +112,7 @@ class LlamaCppModel(BaseChatModel):
         self.context_window = context_window
         self.capabilities = Capabilities(
             context_window,
+            tools=True,
             json_schema=True,
             local=True,
             queues=True,
@@ -135,6 +140,8 @@ class LlamaCppModel(BaseChatModel):
                 eos_token=vocab.token_get_text(self._llm.token_eos()),
                 bos_token=vocab.token_get_text(self._llm.token_bos()),
             )
+        # Without a template llama-cpp-python formats turns its own way, with no tool turn.
+        self._tool_role = self._formatter is not None and renders_tool_role(self._formatter)
         # One llama.cpp context serves one request at a time; callers take turns.
         self._turns = FairTurns(max_waiting=MAX_WAITING)
 
@@ -146,13 +153,17 @@ class LlamaCppModel(BaseChatModel):
 
     def generate(self, request: ModelRequest) -> Generator[Event, None, None]:
         refuse_unsupported(request, self.capabilities, self.model_id)
-        messages = chat_messages(request.messages)
-        prompt_tokens = self.count_messages(request.messages)
+        calling = calls_tools(request)
+        turns = with_tools_text(request.messages, request.tools) if calling else request.messages
+        messages = chat_messages(turns, self._tool_role)
+        prompt_tokens = self._count_turns(turns)
         finish = "cancelled"  # unless the model says otherwise (the reader closed us early)
         try:
             options = sampling_options(request, self.repeat_penalty, self.frequency_penalty)
         except ConfigError as exc:  # a schema llama.cpp's grammar converter cannot follow
-            raise ProviderError(str(exc), kind="invalid_request", param="response_format") from exc
+            param = "tools" if calling else "response_format"
+            raise ProviderError(str(exc), kind="invalid_request", param=param) from exc
+        reply = ToolReply(streams_text=request.output_schema is None) if calling else None
         queued = time.monotonic()
         with contextlib.ExitStack() as held:
             try:
@@ -182,7 +193,9 @@ class LlamaCppModel(BaseChatModel):
                     choice = chunk["choices"][0]
                     delta = choice["delta"].get("content")
                     if isinstance(delta, str) and delta:
-                        yield TextDelta(delta)
+                        text = delta if reply is None else reply.feed(delta)
+                        if text:
+                            yield TextDelta(text)
                     if reason := choice.get("finish_reason"):
                         finish = reason
             except ValueError as exc:  # llama.cpp: "Requested tokens (N) exceed context window"
@@ -198,15 +211,23 @@ class LlamaCppModel(BaseChatModel):
             # own count, as its non-streamed usage reports it).
             decoded = self._llm.n_tokens - prompt_tokens
             completion = max(0, decoded + (1 if finish == "length" else 0))
+        if reply is not None:
+            yield from reply.close()
+            if reply.called:
+                finish = "tool_calls"
         yield Finished(TokenUsage(prompt_tokens, completion), finish, self.name, self.model_id)
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def count_messages(self, messages: Sequence[Message]) -> int:
+    def count_messages(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> int:
+        """Tokens of the prompt, with the text that tells the model ``tools`` (if any)."""
+        return self._count_turns(with_tools_text(messages, tools) if tools else messages)
+
+    def _count_turns(self, messages: Sequence[Message]) -> int:
         if self._formatter is None:
             return super().count_messages(messages)
-        prompt = self._formatter(messages=chat_messages(messages)).prompt
+        prompt = self._formatter(messages=chat_messages(messages, self._tool_role)).prompt
         return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def truncate(self, text: str, max_tokens: int) -> str:
@@ -225,14 +246,11 @@ def sampling_options(
         "frequency_penalty": frequency_penalty,
         "seed": 0,
     }
-    if request.output_schema is not None:
+    grammar = request_grammar(request)
+    if grammar is not None:
         # Sampling is constrained to the schema's grammar; a repetition penalty would
         # fight the grammar's required punctuation and keys.
-        options |= {
-            "grammar": schema_grammar(request.output_schema),
-            "repeat_penalty": 1.0,
-            "frequency_penalty": 0.0,
-        }
+        options |= {"grammar": grammar, "repeat_penalty": 1.0, "frequency_penalty": 0.0}
     if request.stop:
         options["stop"] = list(request.stop)
     if request.seed is not None:
@@ -246,19 +264,233 @@ def sampling_options(
     return options
 
 
-def chat_messages(messages: Sequence[Message]) -> list[ChatCompletionRequestMessage]:
-    """The turns as llama-cpp-python takes them."""
+def request_grammar(request: ModelRequest) -> LlamaGrammar | None:
+    """The grammar the answer is written under: the tool-calling JSON, the output schema,
+    or none (free text)."""
+    if calls_tools(request):
+        # Not key-sorted: the grammar writes keys in the schema's order, a tool's name
+        # before its arguments and the arguments in the order the tool lists them.
+        return _grammar(json.dumps(tool_schema(request)), "tools")
+    if request.output_schema is not None:
+        return schema_grammar(request.output_schema)
+    return None
+
+
+def chat_messages(
+    messages: Sequence[Message], tool_role: bool = True
+) -> list[ChatCompletionRequestMessage]:
+    """The turns as llama-cpp-python takes them; ``tool_role``: the chat template shows a
+    "tool" turn (else tool results go as user turns)."""
     out: list[ChatCompletionRequestMessage] = []
-    for m in messages:
+    for m in messages if tool_role else results_as_user_turns(messages):
         if m.role == "tool":
             out.append({"role": "tool", "content": m.content, "tool_call_id": m.tool_call_id or ""})
         elif m.role == "system":
             out.append({"role": "system", "content": m.content})
         elif m.role == "assistant":
-            out.append({"role": "assistant", "content": m.content})
+            out.append({"role": "assistant", "content": assistant_text(m)})
         else:
             out.append({"role": "user", "content": m.content})
     return out
+
+
+# -- tool calls: the model writes one JSON object under a grammar -----------------------
+#
+# {"tool_calls": [{"name": …, "arguments": {…}}, …]} calls tools, {"content": "…"} answers
+# in text (tool_choice "auto" only). The grammar pairs each name with its own tool's
+# arguments schema, so every call parses and fits the tool it names; ToolReply turns the
+# JSON into the contract's events.
+
+# Calls per reply. With no limit SmolLM2 repeats its call until max_tokens cuts the JSON
+# (measured: "What is the weather in Paris?" gave the same call 5+ times, then no call at
+# all); the next turn, with the result, can call again.
+MAX_CALLS = 1
+TOOLS_FORMAT = (
+    'Reply with JSON only. To call tools: {"tool_calls": [{"name": "<tool name>", '
+    '"arguments": {<its parameters>}}]}. To answer in text: {"content": "<your answer>"}.'
+)
+
+
+def calls_tools(request: ModelRequest) -> bool:
+    """Whether the model answers in the tool-calling JSON: it has tools it may call."""
+    names = {t.name for t in request.tools}
+    if request.tool_name is not None and request.tool_name not in names:
+        raise ProviderError(
+            f"tool_choice names the tool {request.tool_name!r}, which is not among the "
+            f"request's tools ({', '.join(sorted(names)) or 'none'})",
+            kind="invalid_request",
+            param="tool_choice",
+        )
+    return bool(names) and (request.tool_choice != "none" or request.tool_name is not None)
+
+
+def tool_schema(request: ModelRequest) -> dict[str, Any]:
+    """The JSON Schema of the model's reply: calls of the tools it may call (the named
+    one, or any), or with tool_choice "auto" also a text answer (in the output schema's
+    shape when the request has one)."""
+    tools = [t for t in request.tools if request.tool_name in (None, t.name)]
+    call = {
+        "anyOf": [_closed({"name": {"const": t.name}, "arguments": t.parameters}) for t in tools]
+    }
+    calls = _closed(
+        {"tool_calls": {"type": "array", "items": call, "minItems": 1, "maxItems": MAX_CALLS}}
+    )
+    if request.tool_name is not None or request.tool_choice == "required":
+        return calls
+    output = request.output_schema
+    content = output.schema if output is not None else {"type": "string"}
+    return {"anyOf": [calls, _closed({"content": content})]}
+
+
+def _closed(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these properties, in this order."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def tools_text(tools: Sequence[Tool]) -> str:
+    """What the model is told about its tools: each one's name, description and
+    parameters, and the reply's format (which the grammar enforces anyway)."""
+    listed = "\n".join(
+        f"- {t.name}: {t.description} Parameters: {json.dumps(t.parameters)}" for t in tools
+    )
+    return f"You can call these tools:\n{listed}\n{TOOLS_FORMAT}"
+
+
+def with_tools_text(messages: Sequence[Message], tools: Sequence[Tool]) -> tuple[Message, ...]:
+    """The turns with the tools described in the system text: added to the caller's
+    system message (templates take one, first), or as one when there is none."""
+    text = tools_text(tools)
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        return (replace(first, content=f"{first.content}\n\n{text}"), *messages[1:])
+    return (Message("system", text), *messages)
+
+
+def assistant_text(message: Message) -> str:
+    """An assistant turn as the model reads it: one that called tools shows the calls in
+    the JSON it writes them in, so the model sees what it asked for."""
+    if not message.tool_calls:
+        return message.content
+    calls = [{"name": c.name, "arguments": _json_or_text(c.arguments)} for c in message.tool_calls]
+    written = json.dumps({"tool_calls": calls})
+    return f"{message.content}\n{written}" if message.content else written
+
+
+def _json_or_text(arguments: str) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except ValueError:  # a remote model's malformed arguments: shown as they were
+        return arguments
+
+
+def results_as_user_turns(messages: Sequence[Message]) -> list[Message]:
+    """Tool results as user turns, for a chat template without a "tool" turn. Results in
+    a row make one turn, so user and assistant turns still alternate (Gemma's template
+    refuses two user turns in a row)."""
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    out: list[Message] = []
+    after_result = False
+    for m in messages:
+        if m.role != "tool":
+            out.append(m)
+            after_result = False
+            continue
+        call = m.tool_call_id or ""
+        result = f"Result of tool {names.get(call, 'unknown')} ({call}): {m.content}"
+        if after_result:
+            out[-1] = Message("user", f"{out[-1].content}\n\n{result}")
+        else:
+            out.append(Message("user", result))
+        after_result = True
+    return out
+
+
+_PROBE = "citewise-tool-result-probe"
+
+
+def renders_tool_role(formatter: Any) -> bool:
+    """Whether the chat template shows a "tool" turn. SmolLM2's ChatML template writes
+    any role as it is; Gemma's raises on a turn that is neither user nor assistant, and
+    some templates leave unknown roles out."""
+    probe = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+        {"role": "tool", "content": _PROBE, "tool_call_id": "call_probe"},
+    ]
+    try:
+        return _PROBE in formatter(messages=probe).prompt
+    except Exception:  # the template's raise_exception, or a role it cannot handle
+        return False
+
+
+def new_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+# The start of a text answer: whitespace is at most one space (the grammar's).
+_CONTENT_START = re.compile(r'\s*\{\s*"content"\s*:\s*"')
+
+
+class ToolReply:
+    """The model's reply in tool mode (``tool_schema``) as the contract's events.
+
+    The text of a {"content": "…"} reply goes out as it arrives: held back until the JSON
+    ends, a long answer would look to the router like a model that never starts (its
+    first-token timeout). Tool calls go out once the JSON is whole, when they are sure
+    to parse. A reply cut short (max_tokens, a stop sequence) keeps the text already sent
+    and drops a half-written call.
+    """
+
+    def __init__(self, streams_text: bool) -> None:
+        # False: the text answer is JSON itself (an output schema), sent whole at the end.
+        self.streams_text = streams_text
+        self.raw = ""
+        self.sent = ""  # the answer's text passed on so far
+        self.called = False
+
+    def feed(self, chunk: str) -> str:
+        """Takes the model's next piece of JSON; returns the answer text it completes."""
+        self.raw += chunk
+        start = _CONTENT_START.match(self.raw) if self.streams_text else None
+        if start is None:
+            return ""
+        text = decoded_prefix(self.raw[start.end() :])
+        new, self.sent = text[len(self.sent) :], text
+        return new
+
+    def close(self) -> list[TextDelta | ToolCallDelta]:
+        """The events the whole reply still owes: its tool calls, or the rest of its text."""
+        try:
+            reply = json.loads(self.raw)
+        except ValueError:  # cut short
+            return []
+        if "tool_calls" in reply:
+            self.called = True
+            return [
+                ToolCallDelta(index, new_call_id(), call["name"], json.dumps(call["arguments"]))
+                for index, call in enumerate(reply["tool_calls"])
+            ]
+        content = reply["content"]
+        text = content[len(self.sent) :] if self.streams_text else json.dumps(content)
+        return [TextDelta(text)] if text else []
+
+
+def decoded_prefix(body: str) -> str:
+    """The text of a JSON string still being written (``body`` follows its opening
+    quote): up to its closing quote, never half an escape or half a surrogate pair."""
+    end = 0
+    while end < len(body) and body[end] != '"':
+        step = (6 if body[end + 1 : end + 2] == "u" else 2) if body[end] == "\\" else 1
+        if end + step > len(body):
+            break
+        end += step
+    text: str = json.loads(f'"{body[:end]}"')
+    return text[:-1] if text and "\ud800" <= text[-1] <= "\udbff" else text
 
 
 def schema_grammar(output: OutputSchema) -> LlamaGrammar:

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from openai.types.chat import (
         ChatCompletionAssistantMessageParam,
         ChatCompletionMessageParam,
+        ChatCompletionToolChoiceOptionParam,
     )
+    from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
     from .router import Target
 
@@ -123,6 +125,7 @@ class OpenAIChatModel(BaseChatModel):
                 }
                 for t in request.tools
             ]
+            options["tool_choice"] = wire_tool_choice(request)
         if request.output_schema is not None:
             # Structured Outputs; vLLM, Ollama and llama.cpp's server take the same field.
             options["response_format"] = {
@@ -133,9 +136,10 @@ class OpenAIChatModel(BaseChatModel):
                     "strict": strict_compatible(request.output_schema.schema),
                 },
             }
-        text: list[str] = []
+        text: list[str] = []  # what arrived, text and tool-call arguments (usage estimates)
         usage: TokenUsage | None = None
         finish: str | None = None
+        calls = _ToolCallStream()
         try:
             response = self._client.chat.completions.create(
                 model=self.model_id,
@@ -157,13 +161,9 @@ class OpenAIChatModel(BaseChatModel):
                         text.append(choice.delta.content)
                         yield TextDelta(choice.delta.content)
                     for call in choice.delta.tool_calls or ():
-                        function = call.function
-                        yield ToolCallDelta(
-                            call.index,
-                            call.id,
-                            function and function.name,
-                            (function and function.arguments) or "",
-                        )
+                        delta = calls.delta(call)
+                        text.append(delta.arguments)
+                        yield delta
                     if choice.finish_reason:
                         finish = FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
             finally:
@@ -174,6 +174,8 @@ class OpenAIChatModel(BaseChatModel):
             raise ProviderError(
                 f"{where} ended the stream before the model finished", kind="stream"
             )
+        if calls.seen and finish == "stop":
+            finish = "tool_calls"  # some servers (Ollama, older vLLM) say "stop" after calls
         if usage is None:  # the server reports no usage: count what was sent and received
             usage = TokenUsage(
                 self.count_messages(request.messages),
@@ -181,6 +183,35 @@ class OpenAIChatModel(BaseChatModel):
                 estimated=True,
             )
         yield Finished(usage, finish, self.name, self.model_id)
+
+
+def wire_tool_choice(request: ModelRequest) -> ChatCompletionToolChoiceOptionParam:
+    """``tool_choice`` as Chat Completions takes it: a mode, or the function to call."""
+    if request.tool_name is not None:
+        return {"type": "function", "function": {"name": request.tool_name}}
+    return request.tool_choice
+
+
+class _ToolCallStream:
+    """Tool-call deltas as the contract has them: a call's id and name in its first delta
+    only. llama.cpp's server (llama-cpp-python) repeats both in every chunk, which a
+    reader that joins the fragments would turn into a name written many times."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def delta(self, call: ChoiceDeltaToolCall) -> ToolCallDelta:
+        function = call.function
+        first = call.index not in self.seen
+        self.seen.add(call.index)
+        if function is None:
+            return ToolCallDelta(call.index, call.id if first else None)
+        return ToolCallDelta(
+            call.index,
+            call.id if first else None,
+            function.name if first else None,
+            function.arguments or "",
+        )
 
 
 def wire_messages(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:

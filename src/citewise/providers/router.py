@@ -454,6 +454,7 @@ class Router:
             # Every target, plug-ins included: an option it cannot honour is refused,
             # never dropped on the way to a fallback.
             refuse_unsupported(request, model.capabilities, target.spec)
+            refuse_tools(request, model.capabilities, target.spec)
             request = self._continued(request, sent, model)
             deadline = target.first_token_deadline(model.count_messages(request.messages))
             queue_s = target.queue_timeout if model.capabilities.queues else None
@@ -576,6 +577,18 @@ class Router:
         )
         failure.attempts = tuple(attempts)
         return failure
+
+
+def refuse_tools(request: ModelRequest, capabilities: Capabilities, where: str) -> None:
+    """A target that cannot call tools refuses a request that brings some: sent on
+    without them, its answer would read as if the client had offered none."""
+    if request.tools and not capabilities.tools:
+        raise ProviderError(
+            f"{where} cannot call tools; send the request without 'tools' or route it "
+            "to a model that calls them",
+            kind="invalid_request",
+            param="tools",
+        )
 
 
 class ChargedResponse(Iterator[Event]):

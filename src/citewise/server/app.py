@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_url
 from ..workspace import Workspace
-from . import data_routes, media, openai_routes
+from . import data_routes, media, openai_routes, responses_routes
 from .auth import AdminKey, AskKey, host_refusal, identify, needs_key, service_of
 from .errors import (
     APIError,
@@ -110,6 +110,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(openai_routes.router)
+    app.include_router(responses_routes.router)
     app.include_router(data_routes.router)
     app.include_router(media.router)
     _add_operational_routes(app)

@@ -1,4 +1,5 @@
-"""Every field of OpenAI's chat-completions request, honoured or refused — never ignored.
+"""Every field of OpenAI's chat-completions and Responses requests, honoured or refused —
+never ignored.
 
 A client that asks for JSON, a stop sequence or a tool must not get prose made without
 it and no word of the difference. Each field of the request is one of:
@@ -13,8 +14,8 @@ it and no word of the difference. Each field of the request is one of:
 * anything else: a 400 ``unknown_parameter``, as OpenAI's API refuses an unrecognized
   request argument.
 
-``tests/test_openai_params.py`` holds this table to the openai SDK's list of fields and
-to the table in ``docs/guide/server.md``.
+``tests/test_openai_params.py`` holds these tables to the openai SDK's lists of fields and
+to the tables in ``docs/guide/server.md``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ HONOURED = frozenset(
         "frequency_penalty",
         "n",
         "response_format",
+        "tools",
+        "tool_choice",
     }
 )
 # citewise's own fields (the SDKs send them with ``extra_body``).
@@ -62,13 +65,12 @@ class Refused:
     inert: tuple[Any, ...] = (None,)  # values that ask for nothing: accepted
 
 
-_NO_TOOLS = "citewise answers from your documents and calls no tools"
+_FUNCTIONS = "the deprecated functions API; send tools and tool_choice"
 REFUSED: dict[str, Refused] = {
-    "tools": Refused(_NO_TOOLS),
-    "tool_choice": Refused(_NO_TOOLS, (None, "none")),
-    "parallel_tool_calls": Refused(_NO_TOOLS),
-    "functions": Refused(_NO_TOOLS),
-    "function_call": Refused(_NO_TOOLS, (None, "none")),
+    # The model may call several tools in one turn; it cannot be held to one.
+    "parallel_tool_calls": Refused("the model may call several tools at once", (None, True)),
+    "functions": Refused(_FUNCTIONS),
+    "function_call": Refused(_FUNCTIONS, (None, "none")),
     "logprobs": Refused("citewise reports no token log probabilities", (None, False)),
     "top_logprobs": Refused("citewise reports no token log probabilities", (None, 0)),
     "logit_bias": Refused(
@@ -94,12 +96,58 @@ class Problem:
     message: str
 
 
-def refused_field(body: Mapping[str, Any]) -> Problem | None:
-    """The first field of a request body that is refused or unknown, if any."""
+# -- the Responses API (/v1/responses) --------------------------------------------------
+
+RESPONSES_HONOURED = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "stream",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "text",  # its format: text, json_object, json_schema
+        "metadata",  # returned with the response, as OpenAI's API does
+        "truncation",  # citewise always fits the prompt: passages go first
+    }
+)
+RESPONSES_ACCEPTED = ACCEPTED | {"stream_options"}  # include_obfuscation: no effect here
+_NOT_STORED = "citewise stores no responses: send the whole conversation as input"
+RESPONSES_REFUSED: dict[str, Refused] = {
+    "parallel_tool_calls": REFUSED["parallel_tool_calls"],
+    "store": Refused(_NOT_STORED, (None, False)),
+    "previous_response_id": Refused(_NOT_STORED),
+    "conversation": Refused(_NOT_STORED),
+    "prompt": Refused("citewise keeps no stored prompts"),
+    "background": Refused("citewise answers while the request waits", (None, False)),
+    "background_options": Refused("citewise answers while the request waits"),
+    "include": Refused("citewise includes no extra output items", (None, [])),
+    "top_logprobs": REFUSED["top_logprobs"],
+    "reasoning": Refused("citewise routes to no reasoning settings"),
+    "max_tool_calls": Refused("citewise cannot bound the model's tool calls in one turn"),
+    "service_tier": REFUSED["service_tier"],
+    "context_management": Refused("citewise fits each prompt itself (passages go first)"),
+    "moderation": REFUSED["moderation"],
+    "image": Refused("citewise answers in text only"),
+    "access_programs": Refused("citewise has no access programs"),
+}
+
+
+def refused_field(
+    body: Mapping[str, Any],
+    honoured: frozenset[str] = HONOURED,
+    accepted: frozenset[str] = ACCEPTED,
+    refused_fields: Mapping[str, Refused] = REFUSED,
+) -> Problem | None:
+    """The first field of a request body that is refused or unknown, if any (by default
+    of a chat completion; the RESPONSES_ tables for the Responses API)."""
     for name, value in body.items():
-        if name in HONOURED or name in EXTENSIONS or name in ACCEPTED:
+        if name in honoured or name in EXTENSIONS or name in accepted:
             continue
-        refused = REFUSED.get(name)
+        refused = refused_fields.get(name)
         if refused is None:
             shown = _shown(name)
             return Problem(

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any
 
 import anyio
@@ -20,13 +20,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from ..answering import AnswerOptions, AnswerStream
+from ..config import Settings
 from ..documents import Answer, Citation, Hit
 from ..errors import CitewiseError, ProviderError
 from ..keys import ApiKey
-from ..providers.base import Capabilities, Message
+from ..providers.base import Capabilities, Message, OutputSchema, Tool, ToolCall
 from .auth import AskKey, service_of
+from .citations import chat_annotation, footnotes, marker_annotations
 from .errors import APIError, attempts_header, error_body, from_citewise, guarded
-from .schemas import ChatCompletionRequest, EmbeddingRequest
+from .schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest, ToolChoice
 from .service import Service
 from .source_paths import SourcePaths
 
@@ -41,70 +43,129 @@ router = APIRouter()
 # -- chat --------------------------------------------------------------------------
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request, key: AskKey) -> Any:
+@dataclasses.dataclass(frozen=True)
+class AnswerCall:
+    """What a chat completion or a Responses request asks for: one answer to a
+    conversation, with the client's output format, tools and sampling options."""
+
+    model: str  # the assistant
+    messages: Sequence[ChatMessage]
+    output_schema: OutputSchema | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = ("auto", None)
+    # Sampling options the client set, as OpenAI names them (ModelRequest's fields).
+    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    collections: list[str] | None = None
+    where: dict[str, Any] | None = None
+
+    def asked(self) -> list[str]:
+        """The sampling options set, temperature included."""
+        return (["temperature"] if self.temperature is not None else []) + list(self.sampling)
+
+
+async def open_answer(
+    request: Request, key: ApiKey, call: AnswerCall
+) -> tuple[AnswerStream, Settings]:
+    """Start the answer (retrieval, then the model call): whatever the assistant cannot
+    honour is refused here, before any text is promised, streamed or not."""
     service = service_of(request)
-    assistant = service.assistant(body.model)
+    assistant = service.assistant(call.model)
     settings = assistant.settings(service.settings)
-    question, history, instructions = split_conversation(body, settings.system_messages)
-    options = answer_options(body, instructions)
+    conversation = split_conversation(call.messages, settings.system_messages)
+    options = answer_options(call, conversation)
     if settings.answer_check == "quote":
-        # No model is called: what only a model could honour is refused, never dropped.
-        model_only = ["response_format"] if options.output_schema is not None else []
-        model_only += requested_sampling(body)  # temperature, top_p, seed, penalties, stop
-        model_only += ["messages"] if instructions else []  # a system message
-        if model_only:
-            raise APIError(
-                400,
-                f"The assistant '{assistant.name}' quotes its sources without a model "
-                f"(answer_check = quote): it cannot honour '{model_only[0]}'",
-                code="unsupported_parameter",
-                param=model_only[0],
-            )
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    if max_tokens:
+        refuse_model_only(assistant.name, options, call.asked())
+    if call.max_tokens:
         settings = dataclasses.replace(
-            settings, answer_tokens=min(max_tokens, settings.context_window // 2)
+            settings, answer_tokens=min(call.max_tokens, settings.context_window // 2)
         )
-    if body.temperature is not None:
-        settings = dataclasses.replace(settings, temperature=body.temperature)
-    where = dict(body.where) if body.where else None
+    if call.temperature is not None:
+        settings = dataclasses.replace(settings, temperature=call.temperature)
+    answering = settings
 
     def start() -> AnswerStream:  # in a worker thread: the database is read here
-        collections = service.scope(key, body.collections, assistant)
-        asked = requested_sampling(body)
-        if asked:  # refused before any text is promised, streamed or not
-            refuse_unsupported(asked, service.workspace.chat_model(settings).capabilities)
+        collections = service.scope(key, call.collections, assistant)
+        if call.asked() or options.tools:
+            capabilities = service.workspace.chat_model(answering).capabilities
+            refuse_unsupported(call.asked(), capabilities)
+            if options.tools and not capabilities.tools:
+                raise APIError(
+                    400,
+                    "Unsupported parameter: 'tools': this assistant's model cannot call tools",
+                    code="unsupported_parameter",
+                    param="tools",
+                )
         return service.workspace.ask_stream(
-            question,
+            conversation.question,
             collections,
-            where,
-            history,
-            settings,
+            call.where,
+            conversation.history,
+            answering,
             caller=key.name,
             assistant=assistant.name,
             options=options,
         )
 
-    stream = await run_in_threadpool(guarded, start)
+    return await run_in_threadpool(guarded, start), settings
+
+
+def refuse_model_only(assistant: str, options: AnswerOptions, asked: list[str]) -> None:
+    """An assistant that quotes its sources calls no model: what only a model could
+    honour is refused, never dropped."""
+    model_only = ["response_format"] if options.output_schema is not None else []
+    model_only += ["tools"] if options.tools else []
+    model_only += ["messages"] if options.continuation else []  # tool results
+    model_only += asked  # temperature, top_p, seed, penalties, stop
+    model_only += ["messages"] if options.instructions else []  # a system message
+    if model_only:
+        raise APIError(
+            400,
+            f"The assistant '{assistant}' quotes its sources without a model "
+            f"(answer_check = quote): it cannot honour '{model_only[0]}'",
+            code="unsupported_parameter",
+            param=model_only[0],
+        )
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request, key: AskKey) -> Any:
+    service = service_of(request)
+    tools, choice = body.function_tools()
+    call = AnswerCall(
+        body.model,
+        body.messages,
+        body.output_schema(),
+        tools,
+        choice,
+        requested_sampling(body),
+        body.temperature,
+        body.max_completion_tokens or body.max_tokens,
+        body.collections,
+        dict(body.where) if body.where else None,
+    )
+    stream, settings = await open_answer(request, key, call)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
-        events = _sse(
-            service, key, stream, completion_id, created, body.model, include_usage, outcome
-        )
+        chunks = ChunkMaker(completion_id, created, body.model)
+        with_footnotes = settings.sources_in_text == "footnotes"
+        events = _sse(service, key, stream, chunks, include_usage, with_footnotes, outcome)
         return StreamingResponse(
-            _until_disconnected(request, stream, events),
+            until_disconnected(request, stream, events),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    answer = await _answer_unless_disconnected(request, stream)
-    await run_in_threadpool(_account, service, key, answer)
+    answer = await answer_unless_disconnected(request, stream)
+    await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
-    citations, results = await run_in_threadpool(
+    with_footnotes = settings.sources_in_text == "footnotes"
+    message, citations, results = await run_in_threadpool(
         lambda: (
+            message_json(answer, service.shown, with_footnotes),
             [citation_json(c, service.shown) for c in answer.citations],
             [hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, start=1)],
         )
@@ -123,12 +184,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": _finish_reason(answer),
                 }
             ],
-            "usage": _usage(answer),
+            "usage": usage_json(answer),
             "system_fingerprint": None,
             "citations": citations,
             "search_results": results,
@@ -137,18 +198,57 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Conversation:
+    """A chat request's messages as citewise answers them."""
+
+    question: str  # the last user message
+    history: list[Message]  # the turns before it (a follow-up is rewritten with them)
+    instructions: str  # the client's system and developer messages
+    # After the question: the model's calls to the client's tools and their results.
+    continuation: tuple[Message, ...] = ()
+
+
+def message_json(answer: Answer, shown: SourcePaths, with_footnotes: bool) -> dict[str, Any]:
+    """The answer as a chat completion's message: its text (with footnotes if the
+    assistant adds them), the markers as ``url_citation`` annotations, and the tools the
+    model called. Reads the store: call it from a worker thread."""
+    text = answer.text
+    if with_footnotes:
+        text += footnotes(text, answer.hits, shown)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not answer.tool_calls else None,
+        "refusal": None,
+        "annotations": [chat_annotation(a) for a in marker_annotations(text, answer.hits, shown)],
+    }
+    if answer.tool_calls:
+        message["tool_calls"] = [tool_call_json(call) for call in answer.tool_calls]
+    return message
+
+
+def tool_call_json(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    body = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    return body if index is None else {"index": index, **body}
+
+
 def split_conversation(
-    body: ChatCompletionRequest, system_messages: str = "instructions"
-) -> tuple[str, list[Message], str]:
-    """The question (the last user message), the turns before it, and the client's
-    instructions: its system (and developer) messages' text.
+    messages: Sequence[ChatMessage], system_messages: str = "instructions"
+) -> Conversation:
+    """The question (the last user message), the turns before it, the client's
+    instructions (its system and developer messages' text) and the tool calls and results
+    after the question.
 
     The instructions reach the model inside citewise's grounding prompt, after its rules
     (answering.py), so whatever a client (or an injected text) says, the answer still
     comes from the sources, cited. With ``system_messages = "refuse"`` a system message is
-    a 400. What citewise cannot read (an image, a tool result) is a 400, never dropped.
+    a 400. What citewise cannot read (an image) is a 400, never dropped.
     """
-    for number, message in enumerate(body.messages):
+    for number, message in enumerate(messages):
         problem = message.unsupported()
         if problem is not None:
             raise APIError(
@@ -157,52 +257,84 @@ def split_conversation(
                 code="unsupported_parameter",
                 param="messages",
             )
-    system = [m for m in body.messages if m.role in ("system", "developer")]
+    system = [m for m in messages if m.role in ("system", "developer")]
     if system and system_messages == "refuse":
         raise APIError(
             400,
-            f"messages[{body.messages.index(system[0])}] is a {system[0].role} message; this "
+            f"messages[{messages.index(system[0])}] is a {system[0].role} message; this "
             "server takes none (system_messages = refuse): citewise's own rules instruct the "
             "model",
             code="unsupported_parameter",
             param="messages",
         )
-    last = body.messages[-1]
-    if last.role != "user" or not last.text().strip():
+    users = [n for n, m in enumerate(messages) if m.role == "user"]
+    asked = users[-1] if users else -1
+    continuation = [
+        m.as_message() for m in messages[asked + 1 :] if m.role not in ("system", "developer")
+    ]
+    if asked < 0 or not messages[asked].text().strip() or not _answers_its_calls(continuation):
         raise APIError(
             422,
-            "The last message must be a non-empty user message",
+            "The last message must be a non-empty user message, or the results of the tool "
+            "calls that follow it (a tool message answering each call)",
             code="invalid_messages",
             param="messages",
         )
     history = [
-        Message(m.role, m.text()) for m in body.messages[:-1] if m.role in ("user", "assistant")
+        Message(m.role, m.text())
+        for m in messages[:asked]
+        if m.role in ("user", "assistant") and m.text().strip()
     ]
     instructions = "\n\n".join(text for m in system if (text := m.text().strip()))
-    return last.text().strip(), history, instructions
+    return Conversation(messages[asked].text().strip(), history, instructions, tuple(continuation))
 
 
-def answer_options(body: ChatCompletionRequest, instructions: str) -> AnswerOptions:
+def _answers_its_calls(turns: Sequence[Message]) -> bool:
+    """Turns after the question are assistant turns that called tools, each call answered
+    by a tool turn before the next assistant turn, ending with a tool result."""
+    if not turns:
+        return True
+    if turns[-1].role != "tool":
+        return False
+    pending: set[str] = set()
+    for turn in turns:
+        if turn.role == "assistant":
+            if pending or not turn.tool_calls:
+                return False
+            pending = {call.id for call in turn.tool_calls}
+        elif turn.role == "tool":
+            if turn.tool_call_id not in pending:
+                return False
+            pending.discard(turn.tool_call_id)
+        else:
+            return False
+    return not pending
+
+
+def answer_options(call: AnswerCall, conversation: Conversation) -> AnswerOptions:
     """What the request asks of the answer's model call beyond the assistant's settings."""
+    tools, (choice, name) = call.tools, call.tool_choice
+    if choice == "none":
+        tools = ()  # the model calls none: it need not know them
     return AnswerOptions(
-        instructions=instructions,
-        output_schema=body.output_schema(),
-        stop=body.stop_sequences(),
-        seed=body.seed,
-        top_p=body.top_p,
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
+        instructions=conversation.instructions,
+        tools=tools,
+        tool_choice=choice,
+        tool_name=name,
+        continuation=conversation.continuation,
+        output_schema=call.output_schema,
+        **call.sampling,
     )
 
 
-def requested_sampling(body: ChatCompletionRequest) -> list[str]:
-    """The sampling options the request sets, as OpenAI names them."""
-    asked = [
-        name
-        for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+def requested_sampling(body: ChatCompletionRequest) -> dict[str, Any]:
+    """The sampling options the request sets (temperature aside), as OpenAI names them."""
+    asked = {
+        name: getattr(body, name)
+        for name in ("top_p", "seed", "presence_penalty", "frequency_penalty")
         if getattr(body, name) is not None
-    ]
-    return asked + (["stop"] if body.stop_sequences() else [])
+    }
+    return asked | ({"stop": body.stop_sequences()} if body.stop_sequences() else {})
 
 
 def refuse_unsupported(asked: list[str], capabilities: Capabilities) -> None:
@@ -221,7 +353,7 @@ def refuse_unsupported(asked: list[str], capabilities: Capabilities) -> None:
             )
 
 
-async def _until_disconnected(
+async def until_disconnected(
     request: Request, stream: AnswerStream, events: Generator[str, None, None]
 ) -> AsyncIterator[str]:
     """The events while the client reads them. uvicorn drops what is sent to a client
@@ -263,7 +395,7 @@ def _release(events: Generator[str, None, None], stream: AnswerStream) -> None:
         stream.close()
 
 
-async def _answer_unless_disconnected(request: Request, stream: AnswerStream) -> Answer:
+async def answer_unless_disconnected(request: Request, stream: AnswerStream) -> Answer:
     """The whole answer, unless the client hangs up (a timeout) while it is generated."""
     task = asyncio.ensure_future(run_in_threadpool(guarded, lambda: _consume(stream)))
     while not task.done():
@@ -280,43 +412,55 @@ def _consume(stream: AnswerStream) -> Answer:
     return stream.answer
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkMaker:
+    """``chat.completion.chunk`` events of one streamed completion."""
+
+    completion_id: str
+    created: int
+    model: str
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self.event({"choices": [choice], **extra})
+
+    def event(self, fields: dict[str, Any]) -> str:
+        body = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            **fields,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+
 def _sse(
     service: Service,
     key: ApiKey,
     stream: AnswerStream,
-    completion_id: str,
-    created: int,
-    model: str,
+    chunks: ChunkMaker,
     include_usage: bool,
+    with_footnotes: bool,
     outcome: dict[str, Any],
 ) -> Generator[str, None, None]:
     """The answer as server-sent events. An error after the 200 went out is an error
     event in the stream, and ``outcome["stream_error"]`` tells the access log and the
     metrics that this 200 ended as an error."""
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n"
-
     sources = stream.prompt.hits if stream.prompt else []
     # The passages the model sees, numbered as its [n] markers will be: a client can
     # render markers as links while the text streams.
-    yield chunk(
+    yield chunks.chunk(
         {"role": "assistant", "content": ""},
         search_results=[hit_json(h, n, service.shown) for n, h in enumerate(sources, start=1)],
     )
+    sent: list[str] = []  # the text as the client has it: annotations index into it
     deltas = iter(stream)
     try:
         for delta in deltas:
-            yield chunk({"content": delta})
+            sent.append(delta)
+            yield chunks.chunk({"content": delta})
     except Exception as exc:  # headers are sent; report the error in the stream, as OpenAI does
         error = from_citewise(exc) if isinstance(exc, CitewiseError) else None
         kind = error.type if error else "server_error"
@@ -333,24 +477,24 @@ def _sse(
         deltas.close()  # when the client has gone, this frees the model
     answer = stream.answer
     assert answer is not None
-    _account(service, key, answer)
-    yield chunk(
-        {},
+    account(service, key, answer)
+    text = "".join(sent)
+    if with_footnotes and (notes := footnotes(text, answer.hits, service.shown)):
+        text += notes
+        yield chunks.chunk({"content": notes})
+    for index, call in enumerate(answer.tool_calls):
+        yield chunks.chunk({"tool_calls": [tool_call_json(call, index)]})
+    marked = [chat_annotation(a) for a in marker_annotations(text, answer.hits, service.shown)]
+    yield chunks.chunk(
+        {"annotations": marked} if marked else {},
         _finish_reason(answer),
         citewise=route_json(answer),
         citations=[citation_json(c, service.shown) for c in answer.citations],
     )
     if include_usage:  # the last chunk: usage, and again which targets answered
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": _usage(answer),
-            "citewise": route_json(answer),
-        }
-        yield f"data: {json.dumps(body)}\n\n"
+        yield chunks.event(
+            {"choices": [], "usage": usage_json(answer), "citewise": route_json(answer)}
+        )
     yield "data: [DONE]\n\n"
 
 
@@ -359,7 +503,7 @@ def queue_seconds(answer: Answer) -> float:
     return sum(getattr(attempt, "queue_s", 0.0) for attempt in answer.attempts)
 
 
-def _account(service: Service, key: ApiKey, answer: Answer) -> None:
+def account(service: Service, key: ApiKey, answer: Answer) -> None:
     if answer.attempts:
         service.metrics.model_queue.observe(queue_seconds(answer))
     # Token counters by model and key come from the ledger (Service); this is the rate limit.
@@ -367,7 +511,7 @@ def _account(service: Service, key: ApiKey, answer: Answer) -> None:
     service.limiter.spend_tokens(key.name, key.tpm, total)
 
 
-def _usage(answer: Answer) -> dict[str, Any]:
+def usage_json(answer: Answer) -> dict[str, Any]:
     prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
     return {
         "prompt_tokens": prompt,
@@ -383,8 +527,15 @@ def _finish_reason(answer: Answer) -> str:
 
 
 def route_json(answer: Answer) -> dict[str, Any]:
-    """Which target answered and every call tried on the way (fallbacks included)."""
-    return {"target": answer.target, "attempts": [attempt_json(a) for a in answer.attempts]}
+    """Which target answered and every call tried on the way (fallbacks included), and
+    in agent mode each step: the tool, its arguments, the passages found, the tokens."""
+    route: dict[str, Any] = {
+        "target": answer.target,
+        "attempts": [attempt_json(a) for a in answer.attempts],
+    }
+    if answer.steps:
+        route["steps"] = [dataclasses.asdict(step) for step in answer.steps]
+    return route
 
 
 def attempt_json(attempt: Any) -> dict[str, Any]:

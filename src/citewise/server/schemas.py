@@ -18,8 +18,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..providers.base import OutputSchema
-from .chat_params import refused_field
+from ..providers.base import Message, OutputSchema, Tool, ToolCall
+from .chat_params import (
+    RESPONSES_ACCEPTED,
+    RESPONSES_HONOURED,
+    RESPONSES_REFUSED,
+    refused_field,
+)
 
 
 class _Body(BaseModel):
@@ -88,11 +93,24 @@ class ContentPart(_Body):
     refusal: str | None = None  # an assistant turn's refusal part
 
 
+class FunctionCall(_Body):
+    name: str
+    arguments: str
+
+
+class ChatToolCall(_Body):
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Body):
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[ContentPart] | None = None
-    # An assistant turn that called tools (or a function): refused, as tools are.
-    tool_calls: list[Any] | None = None
+    # An assistant turn that called the client's tools, and a tool turn: one call's result.
+    tool_calls: list[ChatToolCall] | None = None
+    tool_call_id: str | None = None
+    # The deprecated single function call: refused, as "functions" are.
     function_call: dict[str, Any] | None = None
 
     def text(self) -> str:
@@ -103,15 +121,28 @@ class ChatMessage(_Body):
         return self.content or ""
 
     def unsupported(self) -> str | None:
-        """What this message carries that citewise cannot take (an image, a tool call)."""
-        if self.role == "tool":
-            return "a tool result (citewise calls no tools)"
-        if self.tool_calls or self.function_call:
-            return "tool calls (citewise calls no tools)"
+        """What this message carries that citewise cannot take (an image, a function call
+        in the deprecated shape)."""
+        if self.function_call:
+            return "a function_call (the deprecated shape; send tool_calls)"
+        if self.role == "tool" and not self.tool_call_id:
+            return "a tool result without the tool_call_id it answers"
+        if self.tool_calls and self.role != "assistant":
+            return "tool_calls outside an assistant message"
         for part in self.content if isinstance(self.content, list) else ():
             if part.type not in ("text", "refusal"):
                 return f"a content part of type {part.type!r} (citewise reads text only)"
         return None
+
+    def as_message(self) -> Message:
+        """The turn as the model contract carries it (system and developer: system)."""
+        if self.role == "tool":
+            return Message("tool", self.text(), tool_call_id=self.tool_call_id)
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ()
+        )
+        role = "system" if self.role == "developer" else self.role
+        return Message(role, self.text(), tool_calls=calls)
 
 
 class StreamOptions(_Body):
@@ -151,22 +182,19 @@ class ChatCompletionRequest(_Body):
     seed: int | None = None
     n: int | None = None
     response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
     # citewise extensions
     collections: list[str] | None = None
     where: dict[str, str | int | float | bool] | None = None
     _output: OutputSchema | None = PrivateAttr(default=None)
+    _tools: tuple[Tool, ...] = PrivateAttr(default=())
+    _choice: ToolChoice = PrivateAttr(default=("auto", None))
 
     @model_validator(mode="before")
     @classmethod
     def _no_refused_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            problem = refused_field(data)
-            if problem is not None:
-                raise PydanticCustomError(
-                    problem.code,
-                    "{problem}",
-                    {"problem": problem.message, "field": problem.field, "status": 400},
-                )
+        refuse_problem(data)
         return data
 
     @model_validator(mode="after")
@@ -184,7 +212,13 @@ class ChatCompletionRequest(_Body):
             raise invalid_value("stop", f"give at most {MAX_STOP} non-empty stop sequences")
         if self.response_format is not None:
             self._output = output_schema(self.response_format)
+        self._tools = tuple(chat_tool(spec, n) for n, spec in enumerate(self.tools or ()))
+        self._choice = tool_choice(self.tool_choice, self._tools, chat_shape=True)
         return self
+
+    def function_tools(self) -> tuple[tuple[Tool, ...], ToolChoice]:
+        """The client's tools and its choice: (auto|none|required, a tool it must call)."""
+        return self._tools, self._choice
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -196,6 +230,80 @@ class ChatCompletionRequest(_Body):
         return self._output
 
 
+# How the model may use the tools: auto | none | required, and the one tool it must call.
+ToolChoice = tuple[Literal["auto", "none", "required"], str | None]
+MAX_TOOLS = 128  # as OpenAI's API allows
+
+
+def chat_tool(spec: dict[str, Any], number: int) -> Tool:
+    """One of Chat Completions' ``tools``: ``{"type": "function", "function": {...}}``."""
+    where = f"tools[{number}]"
+    if spec.get("type") != "function" or not isinstance(spec.get("function"), dict):
+        raise invalid_value(
+            "tools",
+            f"{where} must be {{'type': 'function', 'function': {{...}}}}: citewise "
+            "calls only the client's functions",
+        )
+    if set(spec) - {"type", "function"}:
+        raise invalid_value("tools", f"{where} holds unexpected fields")
+    return function_tool(spec["function"], where)
+
+
+def function_tool(spec: dict[str, Any], where: str) -> Tool:
+    """A function the model may call: its name, description and parameters (a JSON
+    Schema of the arguments, checked to be valid). ``strict`` is accepted: every provider
+    is asked for arguments valid against the schema (a grammar for the local model)."""
+    unknown = set(spec) - {"name", "description", "parameters", "strict", "type"}
+    if unknown:
+        raise invalid_value(
+            "tools", f"{where} holds unexpected field(s) {', '.join(sorted(unknown))}"
+        )
+    name, description = spec.get("name"), spec.get("description", "")
+    if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
+        raise invalid_value("tools", f"{where}.name must be 1 to 64 of a-z, A-Z, 0-9, _ and -")
+    if not isinstance(description, str):
+        raise invalid_value("tools", f"{where}.description must be text")
+    if spec.get("strict") not in (None, True, False):
+        raise invalid_value("tools", f"{where}.strict must be true or false")
+    parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(parameters, dict):
+        raise invalid_value("tools", f"{where}.parameters must be a JSON Schema object")
+    try:
+        jsonschema.validators.validator_for(parameters).check_schema(parameters)
+    except (TypeError, jsonschema.SchemaError) as exc:
+        problem = exc.message if isinstance(exc, jsonschema.SchemaError) else str(exc)
+        raise invalid_value(
+            "tools", f"{where}.parameters is no valid JSON Schema: {problem}"
+        ) from None
+    return Tool(name, description, parameters)
+
+
+def tool_choice(choice: Any, tools: tuple[Tool, ...], chat_shape: bool) -> ToolChoice:
+    """``tool_choice`` as (mode, name). Chat Completions names a function as
+    ``{"type": "function", "function": {"name": …}}``, the Responses API as
+    ``{"type": "function", "name": …}``."""
+    if len(tools) > MAX_TOOLS:
+        raise invalid_value("tools", f"give at most {MAX_TOOLS} tools")
+    names = len({t.name for t in tools})
+    if names != len(tools):
+        raise invalid_value("tools", "two tools share a name")
+    if choice is None:
+        return ("auto", None)
+    if choice in ("auto", "none", "required"):
+        if choice == "required" and not tools:
+            raise invalid_value("tool_choice", "'required' needs tools to call")
+        return (choice, None)
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        named = choice.get("function") if chat_shape else choice
+        name = named.get("name") if isinstance(named, dict) else None
+        if isinstance(name, str) and name in {t.name for t in tools}:
+            return ("required", name)
+        raise invalid_value("tool_choice", f"names no function among the tools: {name!r}")
+    raise invalid_value(
+        "tool_choice", "must be none, auto, required or a function: {'type': 'function', …}"
+    )
+
+
 def invalid_value(field: str, problem: str) -> PydanticCustomError:
     """A 400 ``invalid_value`` naming ``field`` (OpenAI's error for a value it refuses)."""
     return PydanticCustomError(
@@ -205,10 +313,12 @@ def invalid_value(field: str, problem: str) -> PydanticCustomError:
     )
 
 
-def output_schema(response_format: dict[str, Any]) -> OutputSchema | None:
+def output_schema(
+    response_format: dict[str, Any], field: str = "response_format"
+) -> OutputSchema | None:
     """``response_format`` as the model contract's OutputSchema: ``json_object`` any
-    object, ``json_schema`` its schema (checked to be a valid JSON Schema); ``text`` None."""
-    field = "response_format"
+    object, ``json_schema`` its schema (checked to be a valid JSON Schema); ``text`` None.
+    ``field``: the request's name for it (errors name it)."""
     kind = response_format.get("type")
     extra = set(response_format) - {"type", "json_schema"}
     if extra or (kind != "json_schema" and "json_schema" in response_format):
@@ -262,6 +372,191 @@ def _uses_patterns(schema: Any) -> bool:
     if isinstance(schema, list):
         return any(_uses_patterns(value) for value in schema)
     return False
+
+
+def refuse_problem(data: Any, **tables: Any) -> None:
+    """A 400 for the first refused or unknown field of a request body (chat_params.py)."""
+    if isinstance(data, dict):
+        problem = refused_field(data, **tables)
+        if problem is not None:
+            raise PydanticCustomError(
+                problem.code,
+                "{problem}",
+                {"problem": problem.message, "field": problem.field, "status": 400},
+            )
+
+
+class ResponsesRequest(_Body):
+    """OpenAI's Responses API request (``/v1/responses``), every field honoured or refused
+    (``chat_params.py``). The conversation is ``input``: text, or items — messages,
+    the model's function calls and their outputs — as the Agents SDK sends them."""
+
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    stream: bool = False
+    max_output_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    truncation: Literal["auto", "disabled"] | None = None
+    # citewise extensions
+    collections: list[str] | None = None
+    where: dict[str, str | int | float | bool] | None = None
+    _output: OutputSchema | None = PrivateAttr(default=None)
+    _tools: tuple[Tool, ...] = PrivateAttr(default=())
+    _choice: ToolChoice = PrivateAttr(default=("auto", None))
+    _messages: list[ChatMessage] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_refused_fields(cls, data: Any) -> Any:
+        refuse_problem(
+            data,
+            honoured=RESPONSES_HONOURED,
+            accepted=RESPONSES_ACCEPTED,
+            refused_fields=RESPONSES_REFUSED,
+        )
+        return data
+
+    @model_validator(mode="after")
+    def _understood(self) -> ResponsesRequest:
+        text = self.text or {}
+        if set(text) - {"format", "verbosity"} or text.get("verbosity") not in (None, "medium"):
+            raise invalid_value("text", "only text.format can be set (verbosity: medium)")
+        fmt = text.get("format")
+        if fmt is not None:
+            if not isinstance(fmt, dict):
+                raise invalid_value("text", "text.format must be an object")
+            self._output = output_schema(_as_response_format(fmt), "text.format")
+        for number, spec in enumerate(self.tools or ()):
+            if spec.get("type") != "function":
+                raise invalid_value(
+                    "tools",
+                    f"tools[{number}] is a {spec.get('type')!r} tool; citewise calls only the "
+                    "client's functions",
+                )
+        self._tools = tuple(
+            function_tool(spec, f"tools[{n}]") for n, spec in enumerate(self.tools or ())
+        )
+        self._choice = tool_choice(self.tool_choice, self._tools, chat_shape=False)
+        self._messages = input_messages(self.input, self.instructions)
+        return self
+
+    def output_schema(self) -> OutputSchema | None:
+        return self._output
+
+    def function_tools(self) -> tuple[tuple[Tool, ...], ToolChoice]:
+        return self._tools, self._choice
+
+    def messages(self) -> list[ChatMessage]:
+        """The conversation as chat messages: the instructions first, as a system message."""
+        return self._messages
+
+
+def _as_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
+    """The Responses API's ``text.format`` in Chat Completions' ``response_format`` shape
+    (the schema's fields sit next to its type, not under ``json_schema``)."""
+    if fmt.get("type") != "json_schema":
+        return fmt
+    return {
+        "type": "json_schema",
+        "json_schema": {k: v for k, v in fmt.items() if k != "type"},
+    }
+
+
+# Input content part types as chat message parts (an image or a file stays itself: refused).
+_PART_TYPES = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
+
+
+def input_messages(
+    given: str | list[dict[str, Any]], instructions: str | None
+) -> list[ChatMessage]:
+    """Responses API input items as chat messages: a message item is a message (its
+    ``output_text`` parts as text: an earlier answer), consecutive ``function_call``
+    items one assistant turn calling those tools, a ``function_call_output`` a tool turn."""
+    messages = [ChatMessage(role="system", content=instructions)] if instructions else []
+    if isinstance(given, str):
+        return [*messages, ChatMessage(role="user", content=given)]
+    for number, item in enumerate(given):
+        kind = item.get("type", "message")
+        if kind == "message":
+            messages.append(_message_item(item, number))
+        elif kind == "function_call":
+            call = ChatToolCall(
+                id=_text_field(item, "call_id", number),
+                function=FunctionCall(
+                    name=_text_field(item, "name", number),
+                    arguments=_text_field(item, "arguments", number),
+                ),
+            )
+            last = messages[-1] if messages else None
+            if last is not None and last.role == "assistant" and last.tool_calls:
+                last.tool_calls.append(call)
+            else:
+                messages.append(ChatMessage(role="assistant", tool_calls=[call]))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if not isinstance(output, str):
+                output = _parts_text(output, number)
+            messages.append(
+                ChatMessage(
+                    role="tool", tool_call_id=_text_field(item, "call_id", number), content=output
+                )
+            )
+        else:
+            raise invalid_value(
+                "input",
+                f"input[{number}] is a {kind!r} item; citewise takes messages, "
+                "function calls and their outputs",
+            )
+    return messages
+
+
+def _message_item(item: dict[str, Any], number: int) -> ChatMessage:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise invalid_value(
+            "input", f"input[{number}].role must be user, assistant, system or developer"
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        return ChatMessage(role=role, content=content)
+    return ChatMessage(role=role, content=[_part(p, number) for p in _listed(content, number)])
+
+
+def _part(part: Any, number: int) -> ContentPart:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise invalid_value("input", f"input[{number}].content holds a part without a type")
+    kind: str = _PART_TYPES.get(part["type"]) or part["type"]
+    if kind == "text":
+        return ContentPart(type="text", text=str(part.get("text", "")))
+    if kind == "refusal":
+        return ContentPart(type="refusal", refusal=str(part.get("refusal", "")))
+    return ContentPart(type=kind)  # an image or a file: refused with the message
+
+
+def _parts_text(output: Any, number: int) -> str:
+    parts = [_part(p, number) for p in _listed(output, number)]
+    if any(p.type != "text" for p in parts):
+        raise invalid_value("input", f"input[{number}].output must be text")
+    return "".join(p.text or "" for p in parts)
+
+
+def _listed(value: Any, number: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise invalid_value("input", f"input[{number}].content must be text or a list of parts")
+    return value
+
+
+def _text_field(item: dict[str, Any], name: str, number: int) -> str:
+    value = item.get(name)
+    if not isinstance(value, str):
+        raise invalid_value("input", f"input[{number}].{name} must be text")
+    return value
 
 
 class EmbeddingRequest(_Body):

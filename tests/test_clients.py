@@ -1,0 +1,151 @@
+"""Issue 25: the citations reach users of the clients engineers use — LangChain's
+ChatOpenAI (Chat Completions and the Responses API, invoke and stream) and ``llm``'s
+default streaming mode — and LangChain's tool calling works through citewise. A real
+server; its model is a STAND-IN for an OpenAI-compatible API (tests/standins.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+
+from citewise import Workspace
+from citewise.server import create_app
+from conftest import LiveServer
+from standins import Script, stand_in
+
+QUESTION = "How do I rotate the API keys?"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[tuple[str, Script]]:
+    with stand_in("openai") as (url, script):
+        yield url, script
+
+
+@pytest.fixture(scope="module")
+def server(
+    ingested_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    standin: tuple[str, Script],
+) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("clients")
+    shutil.copytree(ingested_template / "ws", root / "ws")
+    (root / "ws" / "citewise.toml").write_text(
+        "\n".join(
+            [
+                'provider = "openai"',
+                'model = "standin-model"',
+                f'base_url = "{standin[0]}"',
+                'api_key_env = "STANDIN_KEY"',
+                "[assistants.notes]",
+                'sources_in_text = "footnotes"',
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STANDIN_KEY", "sk-standin")
+        workspace = Workspace.open(root / "ws")
+        with LiveServer(create_app(workspace, auth=False)) as live:
+            yield live
+        workspace.close()
+
+
+@pytest.fixture
+def fresh(standin: tuple[str, Script]) -> Script:
+    script = standin[1]
+    script.served.clear()
+    script.behaviours.clear()
+    script.reply = Script.reply
+    return script
+
+
+def chat(server: LiveServer, **options: object) -> ChatOpenAI:
+    return ChatOpenAI(
+        model="citewise",
+        base_url=server.url + "/v1",
+        api_key="unused",  # type: ignore[arg-type]
+        max_retries=0,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def citations_of(message: AIMessage) -> list[dict[str, object]]:
+    """The url_citation annotations LangChain keeps on the message's text blocks."""
+    blocks = message.content if isinstance(message.content, list) else []
+    return [
+        annotation
+        for block in blocks
+        if isinstance(block, dict)
+        for annotation in block.get("annotations", [])
+    ]
+
+
+@pytest.mark.slow  # a server
+def test_langchain_keeps_the_citations_with_the_responses_api(
+    server: LiveServer, fresh: Script
+) -> None:
+    model = chat(server, use_responses_api=True)
+    message = model.invoke(QUESTION)
+    assert "rotated" in message.text
+    annotations = citations_of(message)
+    assert annotations and {a["type"] for a in annotations} == {"url_citation"}
+    assert all(message.text[a["start_index"] : a["end_index"]] == "[1]" for a in annotations)  # type: ignore[index,misc]
+
+    chunks = list(model.stream(QUESTION))
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    assert isinstance(merged, AIMessageChunk)
+    streamed = citations_of(merged)
+    assert streamed and streamed[0]["url"] == annotations[0]["url"]
+
+
+@pytest.mark.slow  # a server
+def test_langchain_tool_calls_through_chat_completions(server: LiveServer, fresh: Script) -> None:
+    @tool
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    fresh.behaviours.append("tool_call")
+    message = chat(server).bind_tools([weather]).invoke(QUESTION)
+    assert [call["name"] for call in message.tool_calls] == ["weather"]
+    assert message.tool_calls[0]["args"] == {"city": "Paris"}
+    assert fresh.served[0].body["tools"][0]["function"]["name"] == "weather"
+
+
+@pytest.mark.slow  # a server
+def test_llm_streaming_shows_the_sources_of_an_assistant_with_footnotes(
+    server: LiveServer, fresh: Script, tmp_path: Path
+) -> None:
+    """``llm`` streams by default and keeps only the text: an assistant with
+    ``sources_in_text = "footnotes"`` puts the sources there."""
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f"- model_id: citewise-notes\n  model_name: notes\n  api_base: {server.url}/v1\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path), "OPENAI_API_KEY": "unused"}
+    llm = Path(sys.executable).with_name("llm")
+    result = subprocess.run(
+        [str(llm), "-m", "citewise-notes", QUESTION],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answer, sources = result.stdout.split("Sources:\n")
+    assert "[1]" in answer and sources.startswith("[1] ")
+    assert fresh.served[0].body["stream"] is True  # it streamed

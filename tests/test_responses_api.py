@@ -1,0 +1,281 @@
+"""Issue 25: OpenAI's Responses API (/v1/responses) through the official openai SDK's
+``client.responses``, streamed and not: cited answers with ``url_citation`` annotations,
+the client's tools as function calls, JSON formats, and every request field honoured or
+refused. The workspace's model is a STAND-IN for an OpenAI-compatible API
+(tests/standins.py), which records what reaches it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from openai.types.responses import response_create_params
+
+from citewise import Workspace
+from citewise.server import create_app
+from citewise.server.chat_params import (
+    RESPONSES_ACCEPTED,
+    RESPONSES_HONOURED,
+    RESPONSES_REFUSED,
+)
+from conftest import LiveServer
+from standins import Script, stand_in
+
+QUESTION = "How do I rotate the API keys?"
+WEATHER = {
+    "type": "function",
+    "name": "weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def test_every_field_of_the_sdks_responses_request_is_decided() -> None:
+    sdk = set(typing.get_type_hints(response_create_params.ResponseCreateParamsStreaming))
+    decided = RESPONSES_HONOURED | RESPONSES_ACCEPTED | set(RESPONSES_REFUSED)
+    assert sdk - decided == set()
+    assert decided - sdk == set()
+
+
+def test_the_docs_table_covers_every_responses_field() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "guide" / "server.md").read_text("utf-8")
+    section = page.split("## The Responses API", 1)[1].split("\n## ", 1)[0]
+    for name in RESPONSES_HONOURED | RESPONSES_ACCEPTED | set(RESPONSES_REFUSED):
+        assert f"`{name}`" in section, f"{name} is missing from server.md"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[tuple[str, Script]]:
+    with stand_in("openai") as (url, script):
+        yield url, script
+
+
+@pytest.fixture(scope="module")
+def server(
+    ingested_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    standin: tuple[str, Script],
+) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("responses")
+    shutil.copytree(ingested_template / "ws", root / "ws")
+    (root / "ws" / "citewise.toml").write_text(
+        "\n".join(
+            [
+                'provider = "openai"',
+                'model = "standin-model"',
+                f'base_url = "{standin[0]}"',
+                'api_key_env = "STANDIN_KEY"',
+                "[assistants.notes]",
+                'sources_in_text = "footnotes"',
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STANDIN_KEY", "sk-standin")
+        workspace = Workspace.open(root / "ws")
+        with LiveServer(create_app(workspace, auth=False)) as live:
+            yield live
+        workspace.close()
+
+
+@pytest.fixture
+def client(server: LiveServer, standin: tuple[str, Script]) -> openai.OpenAI:
+    script = standin[1]
+    script.served.clear()
+    script.behaviours.clear()
+    script.reply = Script.reply
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def spans(text: str, annotations: list[Any]) -> list[str]:
+    return [text[a.start_index : a.end_index] for a in annotations]
+
+
+@pytest.mark.slow  # a server
+def test_a_response_cites_its_sources_as_annotations(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="citewise", input=QUESTION)
+    assert response.status == "completed" and response.object == "response"
+    assert "rotated" in response.output_text
+    (message,) = response.output
+    assert message.type == "message"
+    (part,) = message.content
+    assert part.type == "output_text"
+    assert part.annotations and spans(part.text, part.annotations) == ["[1]"] * len(
+        part.annotations
+    )
+    cited = response.model_extra["citations"][0]  # type: ignore[index]
+    assert part.annotations[0].type == "url_citation"
+    assert part.annotations[0].title == cited["title"]
+    assert response.usage is not None and response.usage.output_tokens > 0
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+
+
+@pytest.mark.slow  # a server
+def test_a_streamed_response_sends_the_typed_events(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="citewise", input=QUESTION, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    added = [e.annotation for e in events if e.type == "response.output_text.annotation.added"]
+    assert added and spans(text, added) == ["[1]"] * len(added)
+    done = events[-1].response  # type: ignore[union-attr]
+    assert done.output_text == text
+    assert done.output[0].content[0].annotations  # type: ignore[union-attr]
+
+
+@pytest.mark.slow  # a server
+def test_the_sdks_stream_helper_assembles_the_response(client: openai.OpenAI) -> None:
+    with client.responses.stream(model="citewise", input=QUESTION) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text and "[1]" in final.output_text
+
+
+@pytest.mark.slow  # a server
+def test_a_function_call_and_its_output_round_trip(
+    client: openai.OpenAI, standin: tuple[str, Script]
+) -> None:
+    script = standin[1]
+    script.behaviours.append("tool_call")
+    response = client.responses.create(model="citewise", input=QUESTION, tools=[WEATHER])
+    (call,) = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert script.served[0].body["tools"][0]["function"]["name"] == "weather"
+    # The client runs the tool and sends the whole conversation back.
+    follow_up = client.responses.create(
+        model="citewise",
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": QUESTION},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        ],
+    )
+    assert "rotated" in follow_up.output_text
+    messages = script.served[1].body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
+    assert messages[3] == {"role": "tool", "content": "sunny", "tool_call_id": call.call_id}
+
+
+@pytest.mark.slow  # a server
+def test_a_streamed_function_call(client: openai.OpenAI, standin: tuple[str, Script]) -> None:
+    standin[1].behaviours.append("tool_call")
+    with client.responses.stream(
+        model="citewise", input=QUESTION, tools=[WEATHER], tool_choice="required"
+    ) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.done" in kinds
+    (call,) = [item for item in final.output if item.type == "function_call"]
+    assert json.loads(call.arguments) == {"city": "Paris"}
+
+
+@pytest.mark.slow  # a server
+def test_instructions_and_json_format_reach_the_model(
+    client: openai.OpenAI, standin: tuple[str, Script]
+) -> None:
+    script = standin[1]
+    script.reply = '{"answer": "Keys are rotated nightly [1]"}'
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+    response = client.responses.create(
+        model="citewise",
+        input=QUESTION,
+        instructions="Answer in one short sentence.",
+        text={"format": {"type": "json_schema", "name": "short", "schema": schema}},
+        max_output_tokens=64,
+        temperature=0.2,
+    )
+    assert json.loads(response.output_text) == {"answer": "Keys are rotated nightly [1]"}
+    (served,) = script.served
+    assert served.body["response_format"]["json_schema"]["schema"] == schema
+    assert "Answer in one short sentence." in served.body["messages"][0]["content"]
+    assert served.body["max_tokens"] == 64 and served.body["temperature"] == 0.2
+
+
+@pytest.mark.slow  # a server
+def test_footnotes_in_the_text_for_text_only_clients(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="notes", input=QUESTION)
+    assert "\n\nSources:\n[1] " in response.output_text
+    with client.responses.stream(model="notes", input=QUESTION) as stream:
+        streamed = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert streamed == response.output_text
+
+
+REFUSED_VALUES: dict[str, Any] = {
+    "store": True,
+    "previous_response_id": "resp_123",
+    "conversation": "conv_1",
+    "prompt": {"id": "pmpt_1"},
+    "background": True,
+    "include": ["message.output_text.logprobs"],
+    "reasoning": {"effort": "low"},
+    "max_tool_calls": 2,
+    "parallel_tool_calls": False,
+    "top_logprobs": 3,
+    "service_tier": "flex",
+}
+
+
+@pytest.mark.slow  # a server
+@pytest.mark.parametrize("name", sorted(REFUSED_VALUES))
+def test_a_refused_field_is_a_400_naming_it(
+    name: str, client: openai.OpenAI, standin: tuple[str, Script]
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="citewise", input=QUESTION, **{name: REFUSED_VALUES[name]})
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == (name, "unsupported_parameter")
+    assert standin[1].served == []
+
+
+@pytest.mark.slow  # a server
+def test_inputs_citewise_cannot_read_are_refused(client: openai.OpenAI) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"tools": [{"type": "web_search"}]}, "tools"),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format"),
+        (
+            {
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_image", "image_url": "data:image/png;base64,AA"}
+                        ],
+                    }
+                ]
+            },
+            "messages",
+        ),
+    ]
+    for fields, param in cases:
+        fields.setdefault("input", QUESTION)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model="citewise", **fields)
+        error = caught.value.body
+        assert isinstance(error, dict) and error["param"] == param, (fields, error)
