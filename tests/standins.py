@@ -15,7 +15,11 @@ and they fail on purpose, one scripted behaviour per request:
     tool_call       (OpenAI) a streamed tool call instead of text
     tool_use        (Anthropic) a streamed tool_use block instead of text: a call of the
                     tool tool_choice names, else of the first tool
-    call:NAME:ARGS  (OpenAI) a streamed call of tool NAME with ARGS (as written, JSON or not)
+    call:NAME:ARGS  (OpenAI) a streamed call of tool NAME with ARGS (as written, JSON or not);
+                    a request that offers no tools gets the text reply instead, as from a
+                    real API
+    text_call:NAME:ARGS  (OpenAI) the text reply, then that call in the same response (a
+                    model that says something and calls a tool)
 
 The OpenAI stand-in also serves POST /v1/embeddings, a STAND-IN as well: each text gets a
 deterministic unit vector hashed from its words (no model; same text, same vector), in the
@@ -190,8 +194,17 @@ class OpenAIStandIn(_Handler):
         if behaviour == "tool_call":
             self._send_tool_call(body, served)
             return
-        if behaviour.startswith("call:"):
+        if behaviour.startswith("call:") and body.get("tools"):
             name, _, arguments = behaviour.removeprefix("call:").partition(":")
+            self._send_tool_call(body, served, name, arguments)
+            return
+        if behaviour.startswith("text_call:"):
+            name, _, arguments = behaviour.removeprefix("text_call:").partition(":")
+            for word in self._words():
+                delta = {"content": word}
+                self._event(
+                    {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body
+                )
             self._send_tool_call(body, served, name, arguments)
             return
         words = self._words()[: body.get("max_tokens") or None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,31 @@ def test_fetch_reads_the_passages_of_a_documents_around_one(agent) -> None:
     assert "listed above" in script.served[2].body["messages"][-1]["content"]
 
 
+def test_fetch_reads_only_the_hits_collection_and_what_the_caller_may_read(agent) -> None:
+    """A document id names a document within its collection: passages another collection
+    holds under the same id are not shown, nor those ``readable`` refuses."""
+    ws, script = agent
+
+    def passages(document_id: int) -> list:
+        own = ws.document_passages(document_id)
+        stranger = replace(own[0], collection="other", chunk_id=own[0].chunk_id + 10_000)
+        return [*own, replace(stranger, text="The stranger's secret plan.")]
+
+    script.behaviours.extend([FIRST, 'call:fetch:{"number": 1}'])
+    script.reply = "The Ledger team owns the Payments service [1]."
+    search = lambda query, k: ws.search(query, k)  # noqa: E731
+    stream = AgentStream(QUESTION, Library(search, passages), ws.chat_model(), ws.settings)
+    "".join(stream)
+    assert stream.answer is not None and stream.answer.steps[1].error == ""
+    assert "stranger" not in json.dumps([s.body for s in script.served])
+    script.behaviours.extend([FIRST, 'call:fetch:{"number": 1}'])
+    hidden = Library(search, passages, readable=lambda hit: False)
+    stream = AgentStream(QUESTION, hidden, ws.chat_model(), ws.settings)
+    "".join(stream)
+    assert stream.answer is not None
+    assert "no longer stored" in stream.answer.steps[1].error
+
+
 def test_a_malformed_tool_call_is_an_error_result_and_the_loop_goes_on(agent) -> None:
     ws, script = agent
     script.behaviours.extend(['call:search:{"query": "Payments', FIRST])
@@ -249,6 +275,77 @@ def test_with_no_budget_for_a_model_call_the_best_passage_is_quoted(agent) -> No
     assert script.served == []
     assert answer.extractive and answer.citations
     assert any("quoted instead" in w for w in answer.warnings)
+
+
+def test_when_strict_checks_leave_nothing_the_best_passage_is_quoted(agent) -> None:
+    ws, script = agent
+    script.behaviours.append(FIRST)
+    script.reply = "Bananas grow purple on the dark side of the moon [1]."
+    strict = open_agent(ws.path, ws.settings.base_url, answer_check="strict")
+    try:
+        answer = strict.ask(QUESTION)
+    finally:
+        strict.close()
+    assert answer.extractive and answer.text.startswith("From the sources:")
+    assert "Bananas" not in answer.text and sources(answer) == {"payments.md"}
+    assert any("quoted them instead" in w for w in answer.warnings)
+
+
+def test_a_reader_who_leaves_between_turns_stops_the_loop(agent) -> None:
+    """Cancelled while a tool runs: no further model turn, no last answer."""
+    ws, script = agent
+    script.behaviours.extend([FIRST, SECOND])
+    stream: AgentStream | None = None
+
+    def search_then_leave(query: str, k: int) -> list:
+        assert stream is not None
+        stream.cancel()  # the reader hangs up while the search runs
+        return ws.search(query, k)
+
+    stream = AgentStream(
+        QUESTION, Library(search_then_leave, ws.document_passages), ws.chat_model(), ws.settings
+    )
+    assert "".join(stream) == ""
+    assert len(script.served) == 1  # the first turn only
+    assert stream.answer is not None and stream.answer.finish_reason == "cancelled"
+
+
+def test_the_last_single_shot_answer_stops_with_the_agent(agent) -> None:
+    """The last answer shares the agent's cancel event: a reader who leaves while it
+    streams stops it at its next token."""
+    ws, script = agent
+    script.behaviours.append(FIRST)
+    script.reply = " ".join(f"word{n}" for n in range(60))
+    script.delay_per_chunk = 0.05
+    stepped = open_agent(ws.path, ws.settings.base_url, agent_steps=2, answer_check="off")
+    try:
+        stream = stepped.ask_stream(QUESTION)
+        deltas = iter(stream)
+        first = next(deltas)
+        stream.cancel()
+        rest = list(deltas)
+    finally:
+        stepped.close()
+    assert first.startswith("word0") and len(rest) <= 2
+    last = script.served[-1]
+    assert "tools" not in last.body and last.completion_tokens < 60
+    assert stream.answer is not None
+
+
+def test_an_answer_stream_takes_the_cancel_event_it_shares() -> None:
+    import threading
+
+    from citewise.providers.base import BaseChatModel
+
+    class Stub(BaseChatModel):
+        name, model_id, context_window = "stub", "stub", 4096
+        capabilities = Capabilities(4096, tools=True)
+
+    shared = threading.Event()
+    stream = AnswerStream("Why?", [], Stub(), Settings.load(), cancelled=shared)
+    assert not stream.cancelled
+    shared.set()
+    assert stream.cancelled
 
 
 def test_a_provider_error_is_raised_as_it_is(agent) -> None:

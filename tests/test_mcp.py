@@ -423,3 +423,80 @@ def test_http_without_the_sdk_answers_501_naming_the_extra(
         assert client.get("/healthz").status_code == 200
     finally:
         app.state.service.close()
+
+
+# -- ask, cancelled by the client ----------------------------------------------------------
+
+WORDS = 200  # the stand-in's reply: a word every 50 ms, ten seconds in all
+
+
+@pytest.fixture
+def slow_standin(ingested_template: Path, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    """(a workspace whose model is a STAND-IN for an OpenAI-compatible API that answers a
+    word every 50 ms, the stand-in's script)."""
+    from standins import Script, stand_in
+
+    shutil.copytree(ingested_template / "ws", tmp_path / "ws")
+    script = Script(reply=" ".join(f"word{n}" for n in range(WORDS)), delay_per_chunk=0.05)
+    with stand_in("openai", script) as (url, _):
+        (tmp_path / "ws" / "citewise.toml").write_text(
+            f'provider = "openai"\nmodel = "standin-model"\nbase_url = "{url}"\n'
+            'api_key_env = "STANDIN_KEY"\nanswer_check = "off"\n'
+        )
+        yield tmp_path / "ws", script
+
+
+async def until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    with anyio.fail_after(seconds):
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.slow  # the console script
+def test_stdio_a_cancelled_ask_stops_the_model_at_its_next_token(slow_standin: Any) -> None:
+    """The client gives up on ``ask`` while the answer streams (notifications/cancelled):
+    the generation stops at the next token — the stand-in's connection closes early and
+    the ledger records the call as cancelled — instead of running to its end."""
+    path, script = slow_standin
+
+    async def use(client: Client) -> None:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(client.call_tool, "ask", {"question": "How do I rotate the API keys?"})
+            await until(lambda: bool(script.served) and script.served[0].completion_tokens >= 3)
+            calls.cancel_scope.cancel()  # the client gives up on the call
+        sent = -1  # then waits until the stand-in stops sending
+        while sent != script.served[0].completion_tokens:
+            sent = script.served[0].completion_tokens
+            await anyio.sleep(0.5)
+
+    over_stdio(path, use, STANDIN_KEY="sk-standin")
+    assert script.served[0].completion_tokens < WORDS / 2
+    with Workspace.open(path) as workspace:
+        assert [row.status for row in workspace.ledger.rows()] == ["cancelled"]
+
+
+@pytest.mark.slow  # the stand-in answers slowly
+def test_a_cancelled_ask_is_charged_the_tokens_it_used(
+    slow_standin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MCP's ask runs the answer in a worker thread, abandoned when the call is cancelled:
+    the thread stops at the next token and still charges what was used (the key's token
+    rate limit over HTTP)."""
+    import threading
+
+    from citewise.documents import Answer
+    from citewise.mcp_server import _whole_answer
+
+    path, script = slow_standin
+    monkeypatch.setenv("STANDIN_KEY", "sk-standin")
+    charged: list[Answer] = []
+    with Workspace.open(path) as workspace:
+        stream = workspace.ask_stream("How do I rotate the API keys?")
+        worker = threading.Thread(target=_whole_answer, args=(stream, charged.append))
+        worker.start()
+        anyio.run(until, lambda: bool(script.served) and script.served[0].completion_tokens >= 3)
+        stream.cancel()
+        worker.join(30)
+    (answer,) = charged
+    assert answer.usage.prompt_tokens > 0 and 0 < answer.usage.completion_tokens < WORDS / 2
+    assert answer.usage.estimated  # the API's count never came: what was sent and received

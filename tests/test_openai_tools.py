@@ -80,6 +80,10 @@ def server(
                 'sources_in_text = "footnotes"',
                 "[assistants.quoter]",
                 'answer_check = "quote"',
+                "[assistants.strict]",
+                'answer_check = "strict"',
+                "[assistants.agent]",
+                'mode = "agent"',
                 "",
             ]
         ),
@@ -180,16 +184,18 @@ def test_tool_results_reach_the_model_after_the_grounded_question(
 
 
 @pytest.mark.slow  # a server
-def test_tool_choice_none_sends_the_model_no_tools(client: openai.OpenAI, standin: Script) -> None:
+def test_tool_choice_none_sends_the_tools_with_choice_none(
+    client: openai.OpenAI, standin: Script
+) -> None:
+    """As OpenAI's API: the model knows the tools (it may have called them earlier in the
+    conversation) and is told to call none."""
     response = client.chat.completions.create(
-        model="citewise",
-        messages=[{"role": "user", "content": QUESTION}],
-        tools=[WEATHER],
-        tool_choice="none",
+        model="citewise", messages=CALLED, tools=[WEATHER], tool_choice="none"
     )
     assert response.choices[0].message.tool_calls is None
     (served,) = standin.served
-    assert "tools" not in served.body
+    assert served.body["tools"] == [WEATHER] and served.body["tool_choice"] == "none"
+    assert [m["role"] for m in served.body["messages"]] == ["system", "user", "assistant", "tool"]
 
 
 @pytest.mark.slow  # a server
@@ -217,6 +223,113 @@ def test_malformed_tool_requests_are_refused_naming_the_field(
     error = bad_request(client, model="quoter", messages=user, tools=[WEATHER])
     assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
     assert standin.served == []
+
+
+def function(**fields: Any) -> dict[str, Any]:
+    """WEATHER with ``fields`` changed in its function."""
+    return {"type": "function", "function": {**WEATHER["function"], **fields}}
+
+
+@pytest.mark.slow  # a server
+def test_tool_errors_name_what_is_wrong(client: openai.OpenAI, standin: Script) -> None:
+    user = [{"role": "user", "content": QUESTION}]
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"tools": [{**WEATHER, "cache": True}]}, "tools", "unexpected field(s) cache"),
+        ({"tools": [WEATHER, WEATHER]}, "tools", "two tools are named 'weather'"),
+        (
+            {"tools": [function(parameters={"type": "string"})]},
+            "tools",
+            "tools[0].parameters must be a JSON Schema of type 'object'",
+        ),
+        (  # the Responses API's shape on chat completions
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "name": "weather"}},
+            "tool_choice",
+            "use {'type': 'function', 'function': {'name': 'weather'}}",
+        ),
+        (  # too many, whatever they are: counted before each is read
+            {"tools": [{"type": "file_search"}] * 129},
+            "tools",
+            "give at most 128 tools, not 129",
+        ),
+    ]
+    for fields, param, problem in cases:
+        error = bad_request(client, messages=user, **fields)
+        assert error["param"] == param and problem in error["message"], error
+    assert standin.served == []
+    # A description may be null, as the SDKs' types allow.
+    client.chat.completions.create(
+        model="citewise", messages=user, tools=[function(description=None)]
+    )
+    assert standin.served[0].body["tools"][0]["function"]["description"] == ""
+
+
+@pytest.mark.slow  # a server
+def test_a_call_of_a_tool_never_offered_is_a_bad_gateway(
+    client: openai.OpenAI, standin: Script
+) -> None:
+    standin.behaviours.append('call:send_email:{"to": "x"}')
+    error = bad_request(
+        client, 502, messages=[{"role": "user", "content": QUESTION}], tools=[WEATHER]
+    )
+    assert error["code"] == "upstream_error"
+    assert "'send_email', which is not among the request's tools (weather)" in error["message"]
+
+
+STRICT_WEATHER = function(
+    strict=True,
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+)
+
+
+@pytest.mark.slow  # a server
+def test_a_strict_tools_arguments_are_held_to_its_parameters(
+    client: openai.OpenAI, standin: Script
+) -> None:
+    user = [{"role": "user", "content": QUESTION}]
+    standin.behaviours.extend(['call:weather:{"city": "Oslo"}', 'call:weather:{"town": 7}'])
+    response = client.chat.completions.create(
+        model="citewise", messages=user, tools=[STRICT_WEATHER]
+    )
+    (call,) = response.choices[0].message.tool_calls or []
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+    assert standin.served[0].body["tools"][0]["function"]["strict"] is True
+    error = bad_request(client, 502, messages=user, tools=[STRICT_WEATHER])
+    assert "called the tool 'weather' with arguments its strict parameters" in error["message"]
+    # Not strict: the arguments are the client's to check.
+    standin.behaviours.append('call:weather:{"town": 7}')
+    loose = client.chat.completions.create(model="citewise", messages=user, tools=[WEATHER])
+    assert loose.choices[0].message.tool_calls
+
+
+@pytest.mark.slow  # a server
+def test_tool_results_too_large_for_the_context_window_are_refused_before_any_call(
+    client: openai.OpenAI, standin: Script
+) -> None:
+    huge = [*CALLED[:2], {"role": "tool", "tool_call_id": "call_1", "content": "sunny " * 5000}]
+    error = bad_request(client, 422, messages=huge, tools=[WEATHER])
+    assert error["param"] == "messages"
+    assert (
+        "leave no room for a" in error["message"]
+        and "2048-token context window" in (error["message"])
+    )
+    assert standin.served == []
+
+
+@pytest.mark.slow  # a server
+def test_strict_checks_an_operator_set_stay_with_tool_results(
+    client: openai.OpenAI, standin: Script
+) -> None:
+    """``answer_check = "strict"`` keeps dropping what the passages do not support, tool
+    results or not (only "auto" relaxes for them): the best passage is quoted instead."""
+    standin.reply = "Bananas grow purple on the dark side of the moon."
+    response = client.chat.completions.create(model="strict", messages=CALLED, tools=[WEATHER])
+    text = response.choices[0].message.content or ""
+    assert "Bananas" not in text and text.startswith("From the sources:")
 
 
 # -- citations where OpenAI's clients look --------------------------------------------------
@@ -258,6 +371,30 @@ def test_a_stream_ends_with_the_annotations_of_the_text_it_sent(client: openai.O
 
 
 @pytest.mark.slow  # a server
+def test_the_last_chunk_lists_the_passages_again(client: openai.OpenAI, standin: Script) -> None:
+    """In agent mode the first chunk's search_results is empty (the model finds the passages
+    while it works): the last chunk carries them, for every answer."""
+    user = [{"role": "user", "content": QUESTION}]
+    whole = client.chat.completions.create(model="citewise", messages=user)
+    expected = whole.model_extra["search_results"]  # type: ignore[index]
+    for model in ("citewise", "agent"):
+        if model == "agent":
+            standin.behaviours.append('call:search:{"query": "rotate the API keys"}')
+        chunks = list(client.chat.completions.create(model=model, messages=user, stream=True))
+        first = chunks[0].model_extra
+        (finished,) = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+        results = finished.model_extra["search_results"]  # type: ignore[index]
+        assert results and [r["number"] for r in results] == list(range(1, len(results) + 1))
+        if model == "citewise":
+            assert results == expected == first["search_results"]  # type: ignore[index]
+        else:
+            assert first["search_results"] == []  # type: ignore[index]
+            steps = finished.model_extra["citewise"]["steps"]  # type: ignore[index]
+            assert steps[0]["tool"] == "search"
+        assert finished is chunks[-1]
+
+
+@pytest.mark.slow  # a server
 def test_an_assistant_can_list_the_sources_in_the_text(client: openai.OpenAI) -> None:
     """For clients that show only the text (llm's streaming mode)."""
     response = client.chat.completions.create(
@@ -267,6 +404,9 @@ def test_an_assistant_can_list_the_sources_in_the_text(client: openai.OpenAI) ->
     body, sources = text.split("\n\nSources:\n")
     title = response.model_extra["citations"][0]["title"]  # type: ignore[index]
     assert "[1]" in body and sources.startswith(f"[1] {title}")
+    # The markers of the answer are annotated, not the footnotes' "[1] Title — url" lines.
+    annotations = [a.model_dump() for a in response.choices[0].message.annotations or ()]
+    assert annotations and all(a["url_citation"]["end_index"] <= len(body) for a in annotations)
     streamed = "".join(
         choice.delta.content or ""
         for chunk in client.chat.completions.create(
@@ -275,6 +415,48 @@ def test_an_assistant_can_list_the_sources_in_the_text(client: openai.OpenAI) ->
         for choice in chunk.choices
     )
     assert streamed == text
+
+
+JSON_REPLY = '{"answer": "Keys are rotated every night [1].", "pages": [1]}'
+
+
+@pytest.mark.slow  # a server
+def test_a_json_answer_gets_no_footnotes_and_annotations_inside_its_strings_only(
+    client: openai.OpenAI, standin: Script
+) -> None:
+    standin.reply = JSON_REPLY
+    request: dict[str, Any] = {
+        "model": "notes",  # an assistant that adds footnotes to text answers
+        "messages": [{"role": "user", "content": QUESTION}],
+        "response_format": {"type": "json_object"},
+    }
+    response = client.chat.completions.create(**request)
+    message = response.choices[0].message
+    assert json.loads(message.content or "") == json.loads(JSON_REPLY)  # still JSON
+    annotations = [a.model_dump() for a in message.annotations or ()]
+    assert marked(message.content or "", annotations) == ["[1]"]  # not the array's [1]
+    assert annotations[0]["url_citation"]["start_index"] == JSON_REPLY.index("[1]")
+    text, streamed = "", []
+    for chunk in client.chat.completions.create(stream=True, **request):
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            streamed += (choice.delta.model_extra or {}).get("annotations", [])
+    assert text == message.content and streamed == annotations
+
+
+def test_annotation_offsets_count_characters_past_an_emoji() -> None:
+    """Offsets are Python code points: an emoji (two UTF-16 units, four UTF-8 bytes) is one."""
+    from citewise.documents import Hit
+    from citewise.server.citations import marker_annotations
+
+    hit = Hit(1, 1, "default", "guide.md", "Guide", "Keys rotate.", 0, 12, None, (), 1.0)
+    text = "🔑 Keys are rotated nightly [1]."
+    (annotation,) = marker_annotations(text, [hit])
+    assert text[annotation.start : annotation.end] == "[1]"
+    assert annotation.start == text.index("[1]") == 27
+    quoted = '{"note": "🔑 [1]", "ids": [1]}'
+    (inside,) = marker_annotations(quoted, [hit], json_answer=True)
+    assert quoted[inside.start : inside.end] == "[1]" and inside.start == 12
 
 
 # -- the local model (llama.cpp in the server's process) -----------------------------------

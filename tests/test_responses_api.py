@@ -77,6 +77,8 @@ def server(
                 'api_key_env = "STANDIN_KEY"',
                 "[assistants.notes]",
                 'sources_in_text = "footnotes"',
+                "[assistants.nosystem]",
+                'system_messages = "refuse"',
                 "",
             ]
         ),
@@ -177,6 +179,66 @@ def test_a_function_call_and_its_output_round_trip(
 
 
 @pytest.mark.slow  # a server
+def test_a_turn_that_says_something_and_calls_a_tool_round_trips(
+    client: openai.OpenAI, standin: tuple[str, Script]
+) -> None:
+    """Its output is a message item, then a function_call item: fed back as they are,
+    they are one assistant turn (text and the call), answered by the function's output."""
+    script = standin[1]
+    script.behaviours.append('text_call:weather:{"city": "Paris"}')
+    response = client.responses.create(model="citewise", input=QUESTION, tools=[WEATHER])
+    assert [item.type for item in response.output] == ["message", "function_call"]
+    call = response.output[1]
+    assert call.type == "function_call"
+    follow_up = client.responses.create(
+        model="citewise",
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": QUESTION},
+            *[item.model_dump(exclude_none=True) for item in response.output],
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        ],
+    )
+    assert follow_up.status == "completed" and "rotated" in follow_up.output_text
+    messages = script.served[1].body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
+    said = messages[2]
+    assert "rotated" in said["content"]  # the text the turn said, with its call
+    assert [c["id"] for c in said["tool_calls"]] == [call.call_id]
+
+
+@pytest.mark.slow  # a server
+def test_tools_echo_the_strict_the_client_sent(client: openai.OpenAI) -> None:
+    tools = [WEATHER, {**WEATHER, "name": "forecast", "strict": False}]
+    response = client.responses.create(model="citewise", input=QUESTION, tools=tools)
+    assert [t.strict for t in response.tools] == [None, False]  # type: ignore[union-attr]
+
+
+@pytest.mark.slow  # a server
+def test_an_answer_cut_by_max_output_tokens_is_incomplete(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="citewise", input=QUESTION, max_output_tokens=4)
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.output[0].status == "incomplete"  # type: ignore[union-attr]
+    events = list(
+        client.responses.create(model="citewise", input=QUESTION, max_output_tokens=4, stream=True)
+    )
+    assert events[-1].type == "response.incomplete"  # as OpenAI's API ends such a stream
+    assert "response.completed" not in [e.type for e in events]
+    done = events[-1].response  # type: ignore[union-attr]
+    assert done.status == "incomplete" and done.output[0].status == "incomplete"
+    items = [e.item for e in events if e.type == "response.output_item.done"]  # type: ignore[union-attr]
+    assert items[0].status == "incomplete"
+    # The SDK's stream helper, as against OpenAI itself, finds no completed response.
+    with (
+        client.responses.stream(model="citewise", input=QUESTION, max_output_tokens=4) as stream,
+        pytest.raises(RuntimeError, match=r"response\.completed"),
+    ):
+        stream.get_final_response()
+
+
+@pytest.mark.slow  # a server
 def test_a_streamed_function_call(client: openai.OpenAI, standin: tuple[str, Script]) -> None:
     standin[1].behaviours.append("tool_call")
     with client.responses.stream(
@@ -225,6 +287,48 @@ def test_footnotes_in_the_text_for_text_only_clients(client: openai.OpenAI) -> N
     assert streamed == response.output_text
 
 
+@pytest.mark.slow  # a server
+def test_a_json_answer_gets_no_footnotes(
+    client: openai.OpenAI, standin: tuple[str, Script]
+) -> None:
+    reply = '{"answer": "Keys are rotated every night [1]."}'
+    standin[1].reply = reply
+    json_format: Any = {"format": {"type": "json_object"}}
+    response = client.responses.create(model="notes", input=QUESTION, text=json_format)
+    assert json.loads(response.output_text) == json.loads(reply)
+    (part,) = response.output[0].content  # type: ignore[union-attr]
+    assert spans(part.text, part.annotations) == ["[1]"]  # type: ignore[union-attr]
+    with client.responses.stream(model="notes", input=QUESTION, text=json_format) as stream:
+        streamed = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert streamed == response.output_text
+
+
+@pytest.mark.slow  # a server
+def test_errors_name_the_responses_own_fields(
+    client: openai.OpenAI, standin: tuple[str, Script]
+) -> None:
+    # An assistant that takes no system messages refuses instructions, naming them.
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="nosystem", input=QUESTION, instructions="Be brief.")
+    error = caught.value.body
+    assert isinstance(error, dict) and error["param"] == "instructions", error
+    assert error["message"].startswith("instructions is a system message")
+    output = [
+        {"role": "user", "content": QUESTION},
+        {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": 7},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="citewise", input=output)  # type: ignore[arg-type]
+    error = caught.value.body
+    assert isinstance(error, dict) and "input[2].output must be text" in error["message"]
+    assert standin[1].served == []
+    # A text part whose text is null is empty, not "None".
+    parts = [{"type": "input_text", "text": QUESTION}, {"type": "input_text", "text": None}]
+    client.responses.create(model="citewise", input=[{"role": "user", "content": parts}])  # type: ignore[list-item]
+    assert "None" not in standin[1].served[0].body["messages"][-1]["content"]
+
+
 REFUSED_VALUES: dict[str, Any] = {
     "store": True,
     "previous_response_id": "resp_123",
@@ -270,7 +374,7 @@ def test_inputs_citewise_cannot_read_are_refused(client: openai.OpenAI) -> None:
                     }
                 ]
             },
-            "messages",
+            "input",  # the request's own field, not chat's "messages"
         ),
     ]
     for fields, param in cases:

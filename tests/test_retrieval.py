@@ -7,6 +7,7 @@ import pytest
 
 from citewise import EmbedderMismatch, Workspace
 from citewise.errors import WorkspaceError
+from citewise.filters import Compare
 from citewise.keywords import fts_query
 from citewise.retrieval import confidence, dense_share, fuse
 
@@ -226,5 +227,5 @@ def test_unfiltered_bm25_shortcut_returns_what_the_filtered_query_does(ingested)
         match = fts_query(query)
         assert match is not None
         shortcut = ws.store.bm25(match, [collection.id], 50)
-        joined = ws.store.bm25(match, [collection.id], 50, where={"source": "*"})
+        joined = ws.store.bm25(match, [collection.id], 50, where=Compare("source", "=", "*"))
         assert shortcut == joined

@@ -440,7 +440,7 @@ def test_server_paths_stay_private(secured: LiveServer) -> None:
 
 
 def test_small_hardening_items(secured: LiveServer) -> None:
-    # Issue 11, item 5: an invalid where key is the caller's mistake (422, naming "where");
+    # Issue 11, item 5: an invalid where key is the caller's mistake (400, naming "where");
     # no CDN-loading /docs; the schema needs a key; security headers everywhere;
     # GET /v1/models/{id} as OpenAI serves it.
     reader = bearer(secured.keys["reader"])
@@ -449,7 +449,7 @@ def test_small_hardening_items(secured: LiveServer) -> None:
         headers=reader,
         json={"query": "parking", "where": {"no such key!": "x"}},
     )
-    assert bad_where.status_code == 422, bad_where.text
+    assert bad_where.status_code == 400, bad_where.text
     assert bad_where.json()["error"]["param"] == "where"
     assert "invalid metadata filter key" in bad_where.json()["error"]["message"]
     assert httpx.get(secured.url + "/docs").status_code == 404

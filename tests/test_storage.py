@@ -18,6 +18,7 @@ import pytest
 
 from citewise import Workspace
 from citewise.errors import InvalidInput
+from citewise.filters import parse_where
 from citewise.keys import authenticate, create_key, list_keys, revoke_key
 from citewise.workspace import init_workspace
 from conftest import CITEWISE, new_database, write_corpus
@@ -92,7 +93,7 @@ def test_filters_restrict_every_mode_and_never_return_fewer_than_k(
         assert not ws.search(QUERY, 5, mode=mode, where={"source": "*.nothing"})
     # Dense search among allowed chunks returns all of them when k exceeds their number.
     collection = ws.collection()
-    allowed = ws.store.filtered_chunk_ids(collection.id, {"source": "*.md"})
+    allowed = ws.store.filtered_chunk_ids(collection.id, parse_where({"source": "*.md"}))
     vector = ws.embedder().embed_query(QUERY)
     ids, scores = ws.indexes.search(collection, vector, 50, allowed)
     assert sorted(ids.tolist()) == sorted(allowed.tolist())
@@ -140,7 +141,7 @@ def test_metadata_filters_match_equal_values_only(open_workspace) -> None:
         )
 
     def matching(where: dict) -> set[str]:
-        found = ws.store.filtered_chunk_ids(collection.id, where).tolist()
+        found = ws.store.filtered_chunk_ids(collection.id, parse_where(where)).tolist()
         return {s.removeprefix("doc:") for s in ws.store.chunk_sources(found).values()}
 
     assert matching({"team": "billing"}) == {"a", "b"}
@@ -152,9 +153,13 @@ def test_metadata_filters_match_equal_values_only(open_workspace) -> None:
     assert matching({"team": "nobody"}) == set()
     hits = ws.search("rotating keys", 5, mode="bm25", where={"owner.name": "bob"})
     assert [h.source for h in hits] == ["doc:b"]
-    for value in ({"name": "ann"}, ["x", "y"], None):  # named, never a driver's error
+    for value in (["x", "y"], None):  # named, never a driver's error
         with pytest.raises(InvalidInput, match="the value must be a string, number or boolean"):
             ws.search("rotating keys", 5, where={"owner": value})
+    with pytest.raises(
+        InvalidInput, match=r"'name' is no operator; a nested field is named owner\.name"
+    ):
+        ws.search("rotating keys", 5, where={"owner": {"name": "ann"}})
 
 
 def test_keys_runs_feedback_and_collection_settings(open_workspace) -> None:
@@ -359,7 +364,7 @@ def test_hnsw_above_the_threshold_and_exact_when_filtered(open_workspace, tmp_pa
     )
     assert len(set(ids.tolist()) & set(exact_ids.tolist())) >= 8  # recall@10 of the HNSW index
     # A selective filter still yields every match (no post-filtering of an HNSW scan).
-    allowed = ws.store.filtered_chunk_ids(collection.id, {"source": "*doc0?.md"})
+    allowed = ws.store.filtered_chunk_ids(collection.id, parse_where({"source": "*doc0?.md"}))
     found, _ = ws.indexes.search(collection, vector, 10, allowed)
     assert sorted(found.tolist()) == sorted(allowed.tolist()) and len(found) == 10
 

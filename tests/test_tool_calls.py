@@ -149,6 +149,102 @@ def test_openai_tool_call_deltas_come_back_as_tool_call_deltas() -> None:
     assert text_in(events) == "" and finished(events).finish_reason == "tool_calls"
 
 
+STRICT_OK = Tool(
+    "lookup_order",
+    "Look up an order by its number.",
+    {
+        "type": "object",
+        "properties": {"order_id": {"type": "integer"}},
+        "required": ["order_id"],
+        "additionalProperties": False,
+    },
+    strict=True,
+)
+
+
+def test_openai_forwards_strict_only_when_asked_and_the_schema_allows_it() -> None:
+    # WEATHER's schema is open (no additionalProperties: false): strict mode would refuse it.
+    open_strict = Tool(WEATHER.name, WEATHER.description, WEATHER.parameters, strict=True)
+    with stand_in("openai") as (url, script):
+        model = OpenAIChatModel("gpt-test", "sk-test", url, 4096)
+        for tools in ((STRICT_OK, open_strict), TOOLS):
+            list(model.generate(ModelRequest.of(ASK_WEATHER, tools=tools)))
+    sent = [[t["function"] for t in served.body["tools"]] for served in script.served]
+    assert sent[0][0]["strict"] is True and "strict" not in sent[0][1]
+    assert all("strict" not in function for function in sent[1])
+
+
+def chunk_call(index: int, id: str | None = None, name: str | None = None, arguments: str = ""):
+    from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
+
+    function = {"name": name, "arguments": arguments} if name or arguments else None
+    return ChoiceDeltaToolCall.model_validate(
+        {"index": index, "id": id, "type": "function", "function": function}
+    )
+
+
+def test_openai_tool_call_ids_and_names_pass_once_whichever_chunk_brings_them() -> None:
+    from citewise.providers.openai import _ToolCallStream
+
+    stream = _ToolCallStream()
+    chunks = [
+        chunk_call(0, id="call_a"),  # the id first, alone
+        chunk_call(0, name="get_weather"),  # then the name
+        chunk_call(0, id="call_a", name="get_weather", arguments='{"city"'),  # llama.cpp repeats
+        chunk_call(0, arguments=': "Oslo"}'),
+        chunk_call(1, id="call_b", name="lookup_order", arguments='{"order_id": 7}'),
+    ]
+    deltas = [stream.delta(c) for c in chunks]
+    assert [(d.index, d.id, d.name) for d in deltas] == [
+        (0, "call_a", None),
+        (0, None, "get_weather"),
+        (0, None, None),
+        (0, None, None),
+        (1, "call_b", "lookup_order"),
+    ]
+    assert stream.seen
+    assert calls_of(deltas) == [
+        ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
+        ToolCall("call_b", "lookup_order", '{"order_id": 7}'),
+    ]
+
+
+def test_one_joiner_gives_calls_ids_and_refuses_names_never_offered() -> None:
+    from citewise.answering import ToolCallJoiner
+
+    joiner = ToolCallJoiner()
+    for delta in (
+        ToolCallDelta(0, None, "get_weather", '{"city": "Oslo"}'),
+        ToolCallDelta(1, None, "get_weather", '{"city": "Rome"}'),
+    ):
+        joiner.add(delta)
+    first, second = joiner.calls(TOOLS)
+    assert first.id.startswith("call_") and second.id.startswith("call_")
+    assert first.id != second.id  # unique: each result must name its call
+    for name, problem in (("send_email", "'send_email', which is not among"), ("", "without a")):
+        joiner = ToolCallJoiner()
+        joiner.add(ToolCallDelta(0, "call_1", name, "{}"))
+        with pytest.raises(ProviderError, match=problem) as refused:
+            joiner.calls(TOOLS, "openai:gpt-test")
+        assert refused.value.kind == "server"
+        assert joiner.calls()[0].name == name  # agent mode tells the model instead
+
+
+def test_a_strict_tools_calls_are_checked_against_its_parameters() -> None:
+    from citewise.answering import ToolCallJoiner
+
+    for arguments, valid in (('{"order_id": 7}', True), ('{"order_id": "7"}', False)):
+        joiner = ToolCallJoiner()
+        joiner.add(ToolCallDelta(0, "call_1", "lookup_order", arguments))
+        if valid:
+            assert joiner.calls([STRICT_OK])[0].arguments == arguments
+            continue
+        with pytest.raises(ProviderError, match="'lookup_order' with arguments") as refused:
+            joiner.calls([STRICT_OK])
+        assert refused.value.kind == "server"
+        assert joiner.calls([ORDERS])  # not strict: passed on as the model wrote them
+
+
 def test_openai_serialises_a_tool_call_turn_and_its_result() -> None:
     with stand_in("openai") as (url, script):
         model = OpenAIChatModel("gpt-test", "sk-test", url, 4096)
@@ -227,20 +323,39 @@ def test_anthropic_serialises_a_tool_call_turn_and_its_result() -> None:
     ]
 
 
-def test_anthropics_forced_tool_for_an_output_schema_still_wins(
+def test_anthropic_tells_tool_turns_as_text_to_a_request_without_tools() -> None:
+    """The Messages API refuses tool_use blocks in a request without tools: a conversation
+    whose tools the client no longer sends keeps its calls and results, as text."""
+    with stand_in("anthropic") as (url, script):
+        model = AnthropicChatModel("claude-test", "sk-ant-test", url, 4096)
+        list(model.generate(ModelRequest.of(ANSWERED)))
+    body = script.served[0].body
+    assert "tools" not in body and "tool_choice" not in body
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": 'Called tool get_weather with {"city": "Paris"}'},
+        {"role": "user", "content": "Result of get_weather: Sunny, 24 C"},
+    ]
+
+
+def test_anthropics_forced_tool_for_an_output_schema_refuses_the_clients_tools(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An SDK without output_config answers a schema through a forced tool: the client's
-    tools and tool_choice give way to it, and its arguments are the (text) answer."""
+    """An SDK without output_config answers a schema through a forced tool, whose arguments
+    are the (text) answer. It would take the place of the client's tools: a request with
+    both is refused naming tools, never sent without them."""
     schema = OutputSchema("answer", {"type": "object", "properties": {"city": {"type": "string"}}})
     with stand_in("anthropic") as (url, script):
-        script.behaviours.append("tool_use")
         model = AnthropicChatModel("claude-test", "sk-ant-test", url, 4096)
         monkeypatch.setattr(model, "_takes_output_config", False)  # as an older SDK
-        request = ModelRequest.of(
+        both = ModelRequest.of(
             ASK_WEATHER, tools=TOOLS, tool_choice="required", output_schema=schema
         )
-        events = list(model.generate(request))
+        with pytest.raises(ProviderError, match="forced tool") as refused:
+            list(model.generate(both))
+        assert (refused.value.kind, refused.value.param) == ("invalid_request", "tools")
+        assert script.served == []
+        script.behaviours.append("tool_use")
+        events = list(model.generate(ModelRequest.of(ASK_WEATHER, output_schema=schema)))
     body = script.served[0].body
     assert body["tool_choice"] == {"type": "tool", "name": "answer"}
     assert [t["name"] for t in body["tools"]] == ["answer"]
@@ -309,6 +424,49 @@ def test_a_target_that_cannot_call_tools_refuses_them_never_drops_them() -> None
         "lookup_order",
     ]
     assert calls_of(events)[0].name == "get_weather"
+
+
+# -- counting what a request with tools takes -------------------------------------------
+
+
+def test_prompts_and_budgets_count_the_tools_and_the_calls() -> None:
+    from citewise.providers.base import request_tokens, tool_definitions
+
+    model = TextOnlyModel()
+    calls_and_tools = request_tokens(model, ANSWERED, TOOLS)
+    call = ANSWERED[1].tool_calls[0]
+    assert calls_and_tools >= (
+        model.count_messages(ANSWERED)
+        + model.count_tokens(call.name + call.arguments)
+        + model.count_tokens(tool_definitions(TOOLS))
+    )
+    router = Router("chain", [Target("textonly:plain", "textonly", "plain")], lambda t: model)
+    with_tools, _ = router.worst_case(ModelRequest.of(ANSWERED, tools=TOOLS, max_tokens=10))
+    without, _ = router.worst_case(ModelRequest.of(ANSWERED, max_tokens=10))
+    assert with_tools == calls_and_tools + 10
+    assert without == request_tokens(model, ANSWERED) + 10 < with_tools
+
+
+def test_the_answer_prompt_counts_the_tools_and_refuses_an_oversized_continuation() -> None:
+    from citewise.answering import AnswerOptions, build_prompt
+    from citewise.config import Settings
+    from citewise.errors import InvalidInput
+    from citewise.providers.base import request_tokens
+
+    model = TextOnlyModel()
+    settings = Settings.load(context_window=4096, answer_tokens=256)
+    question = ASK_WEATHER[0].content
+    plain = build_prompt(question, [], model, settings)
+    continued = AnswerOptions(tools=TOOLS, continuation=tuple(ANSWERED[1:]))
+    prompt = build_prompt(question, [], model, settings, continued)
+    assert prompt.prompt_tokens == request_tokens(model, prompt.messages, TOOLS)
+    assert prompt.prompt_tokens > plain.prompt_tokens + request_tokens(model, [], TOOLS)
+    assert prompt.budget.total <= 4096
+    huge = Message("tool", "sunny " * 4000, tool_call_id="call_1")
+    oversized = AnswerOptions(tools=TOOLS, continuation=(ANSWERED[1], huge))
+    with pytest.raises(InvalidInput, match="leave no room for a 256-token answer") as refused:
+        build_prompt(question, [], model, settings, oversized)
+    assert refused.value.param == "messages"
 
 
 # -- the local model's tool JSON, without the model --------------------------------------

@@ -26,22 +26,24 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .answering import (
     INSTRUCTIONS_INTRO,
+    NOTHING_FOUND,
     SYSTEM_PROMPT,
     AnswerOptions,
     AnswerStream,
     Prompt,
+    ToolCallJoiner,
     format_passage,
     quoted_citation,
     strict_checks,
 )
 from .config import Settings
 from .documents import AgentStep, Answer, Budget, Hit, Usage
-from .grounding import MARKER, AnswerGuard, segments
+from .grounding import MARKER, AnswerGuard, extractive_answer, segments
 from .providers.base import (
     ChatModel,
     Finished,
@@ -51,6 +53,8 @@ from .providers.base import (
     Tool,
     ToolCall,
     ToolCallDelta,
+    request_tokens,
+    tool_definitions,
 )
 
 AGENT_PROMPT = (
@@ -118,10 +122,12 @@ STOPPED = {
 @dataclass(frozen=True)
 class Library:
     """What the tools read: search within the question's collections and filters, and a
-    document's passages in document order (a workspace provides both)."""
+    document's passages in document order (a workspace provides both). ``readable``: which
+    of a document's passages the caller may read (fetch shows only those)."""
 
     search: Callable[[str, int], list[Hit]]
     document_passages: Callable[[int], list[Hit]]
+    readable: Callable[[Hit], bool] = lambda hit: True
 
 
 def single_shot_reason(
@@ -223,7 +229,7 @@ class AgentStream(AnswerStream):
         self._attempts: list[Any] = []
         self._final: AnswerStream | None = None
         self._window = min(settings.context_window, model.context_window)
-        self._tools_tokens = model.count_tokens(json.dumps([asdict(t) for t in TOOLS]))
+        self._tools_tokens = model.count_tokens(tool_definitions(TOOLS))
         self.messages = [Message("system", self._system()), Message("user", question)]
         # The answer's opening prompt; its hits grow as the tools find passages.
         system_tokens = model.count_messages(self.messages[:1]) + self._tools_tokens
@@ -263,21 +269,19 @@ class AgentStream(AnswerStream):
         if self._final is not None:
             self._final.close()
 
-    def cancel(self) -> None:
-        super().cancel()
-        if self._final is not None:
-            self._final.cancel()
-
     def __iter__(self) -> Generator[str, None, None]:
         plan: Plan = "steps"
+        finished: Finished | None = None
         for number in range(self.settings.agent_steps):
+            if self._cancelled.is_set():
+                break
             plan = self._plan(number)
             if plan != "tools":
                 break
             turn = self._take_turn()
+            finished = turn.finished
             if self._cancelled.is_set():
-                self.answer = self._answer("", turn, finish_reason="cancelled")
-                return
+                break
             answer = self._run_tools(turn)
             if answer is not None and answer.strip():
                 yield from self._answered(answer, turn)
@@ -286,6 +290,9 @@ class AgentStream(AnswerStream):
                 self._record_reply(turn, [], error="the reply was empty")
                 plan = "empty"
                 break
+        if self._cancelled.is_set():  # the reader left: no last answer for nobody
+            self.answer = self._answer("", finished, finish_reason="cancelled")
+            return
         yield from self._answer_from_found(plan)
 
     # -- the loop -------------------------------------------------------------------
@@ -323,7 +330,7 @@ class AgentStream(AnswerStream):
             self._response = self.model.generate(self._request())
         response = self._response
         text: list[str] = []
-        deltas: list[ToolCallDelta] = []
+        calls = ToolCallJoiner()
         finished: Finished | None = None
         try:
             for event in response:
@@ -332,13 +339,14 @@ class AgentStream(AnswerStream):
                 if isinstance(event, TextDelta):
                     text.append(event.text)
                 elif isinstance(event, ToolCallDelta):
-                    deltas.append(event)
+                    calls.add(event)
                 elif isinstance(event, Finished):
                     finished = event
         finally:
             response.close()  # stops generation, settles the ledger
             self._response = None
-        turn = _Turn("".join(text), tool_calls(deltas), self._usage_of(finished, text), finished)
+        # Any name passes: a tool the agent has not is told to the model as an error.
+        turn = _Turn("".join(text), calls.calls(), self._usage_of(finished, text), finished)
         turn.attempts = list(finished.attempts if finished else getattr(response, "attempts", []))
         self._usage = _added(self._usage, turn.usage)
         self._attempts += turn.attempts
@@ -414,7 +422,13 @@ class AgentStream(AnswerStream):
         if not isinstance(number, int) or not 1 <= number <= len(self.found):
             raise ValueError(f"no passage [{number}]: the passages are [1] to [{len(self.found)}]")
         hit = self.found[number - 1]
-        passages = self.library.document_passages(hit.document_id)
+        # Document ids name a document within its collection: another collection's
+        # document of the same id is not this one.
+        passages = [
+            p
+            for p in self.library.document_passages(hit.document_id)
+            if p.collection == hit.collection and self.library.readable(p)
+        ]
         ids = [p.chunk_id for p in passages]
         if hit.chunk_id not in ids:
             raise ValueError(f"the document of passage [{number}] is no longer stored")
@@ -456,9 +470,7 @@ class AgentStream(AnswerStream):
 
     def _conversation_tokens(self) -> int:
         """The conversation's prompt tokens, the arguments of its tool calls included."""
-        calls = [c for m in self.messages for c in m.tool_calls]
-        extra = sum(self.model.count_tokens(c.name + c.arguments) + 8 for c in calls)
-        return self.model.count_messages(self.messages) + extra
+        return request_tokens(self.model, self.messages)
 
     def _single_shot_tokens(self, passages: int | None = None) -> int:
         """What a last single-shot answer over the first ``passages`` found (all: None)
@@ -474,7 +486,8 @@ class AgentStream(AnswerStream):
 
     def _answered(self, text: str, turn: _Turn) -> Iterator[str]:
         """The model's own answer, checked sentence by sentence as a single-shot one is:
-        markers naming no passage are removed, a loop is cut."""
+        markers naming no passage are removed, a loop is cut; when strict checks leave
+        nothing, the best passage found is quoted instead."""
         guard = AnswerGuard(self.found, self.question, strict_checks(self.settings, self.model))
         shown = ""
         for part in _checked(text, guard) if self.settings.answer_check != "off" else [text]:
@@ -483,12 +496,20 @@ class AgentStream(AnswerStream):
                 shown += part
                 yield part
         self.warnings.extend(guard.warnings())
+        quoted = None
+        if not shown.strip() and guard.strict:
+            quoted = extractive_answer(self.question, self.found)
+            shown = quoted or NOTHING_FOUND
+            self.warnings.append(
+                "the model's answer was not supported by the sources; quoted them instead"
+            )
+            yield shown
         text = shown.strip()
         if turn.calls:  # the answer tool: its step is recorded; note what it cites
             self.steps[-1].passages = self._cited(text)
         else:  # a plain-text reply: the turn is the answer's step
             self._record_reply(turn, self._cited(text))
-        self.answer = self._answer(text, turn)
+        self.answer = self._answer(text, turn.finished, extractive=quoted is not None)
 
     def _record_reply(self, turn: _Turn, cited: list[int], error: str = "") -> None:
         """A turn that called no tool is a step too: it holds the turn's tokens."""
@@ -501,9 +522,14 @@ class AgentStream(AnswerStream):
         numbers = [int(n) for n in MARKER.findall(text)]
         return list(dict.fromkeys(n for n in numbers if 1 <= n <= len(self.found)))
 
-    def _answer(self, text: str, turn: _Turn, finish_reason: str = "stop") -> Answer:
+    def _answer(
+        self,
+        text: str,
+        finished: Finished | None,
+        finish_reason: str | None = None,
+        extractive: bool = False,
+    ) -> Answer:
         cited = self._cited(text)
-        finished = turn.finished
         return Answer(
             self.question,
             text,
@@ -513,7 +539,9 @@ class AgentStream(AnswerStream):
             self._usage,
             finished.model if finished else self.model.model_id,
             warnings=self.warnings,
-            finish_reason=finished.finish_reason if finished else finish_reason,
+            extractive=extractive,
+            # The given reason (cancelled), else the last turn's.
+            finish_reason=finish_reason or (finished.finish_reason if finished else "stop"),
             target=finished.target if finished else "",
             attempts=self._attempts,
             steps=self.steps,
@@ -540,7 +568,14 @@ class AgentStream(AnswerStream):
             warning += "; it answered from the passages found so far"
         self.warnings.append(warning)
         stream = AnswerStream(
-            self.question, hits, self.model, settings, self.caller, self.assistant, self.options
+            self.question,
+            hits,
+            self.model,
+            settings,
+            self.caller,
+            self.assistant,
+            self.options,
+            cancelled=self._cancelled,  # a reader who leaves stops this call too
         )
         self._final = stream.start()
         yield from stream
@@ -561,27 +596,6 @@ class AgentStream(AnswerStream):
             attempts=self._attempts + final.attempts,
             steps=self.steps,
         )
-
-
-def tool_calls(deltas: Sequence[ToolCallDelta]) -> list[ToolCall]:
-    """Whole tool calls from a response's deltas (joined by index), in call order."""
-    calls: dict[int, ToolCallDelta] = {}
-    for delta in deltas:
-        known = calls.get(delta.index)
-        calls[delta.index] = (
-            delta
-            if known is None
-            else replace(
-                known,
-                id=known.id or delta.id,
-                name=known.name or delta.name,
-                arguments=known.arguments + delta.arguments,
-            )
-        )
-    return [
-        ToolCall(d.id or f"call_{index}", d.name or "", d.arguments)
-        for index, d in sorted(calls.items())
-    ]
 
 
 def _checked(text: str, guard: AnswerGuard) -> Iterator[str]:

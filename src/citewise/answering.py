@@ -44,6 +44,7 @@ from .providers.base import (
     Tool,
     ToolCall,
     ToolCallDelta,
+    request_tokens,
 )
 from .structured import json_problem, json_rule
 
@@ -154,9 +155,20 @@ def build_prompt(
             f"the question was truncated to {question_tokens} tokens to fit the context window"
         )
     continuation = options.continuation if options is not None else ()
-    if continuation:
-        # The tool calls and results come after the question; passages make room for them.
-        question_tokens += model.count_messages(continuation)
+    tools = options.tools if options is not None else ()
+    if continuation or tools:
+        # The tool calls and results come after the question, and the tools' definitions
+        # go along: passages make room for them.
+        added = request_tokens(model, continuation, tools)
+        question_tokens += added
+        if window - reserve - system_tokens - question_tokens - 16 < 0:
+            raise InvalidInput(
+                f"the tool calls, their results and the tools take {added} tokens: with the "
+                f"question and citewise's rules ({system_tokens} tokens) they leave no room "
+                f"for a {reserve}-token answer in the {window}-token context window; send "
+                "shorter tool results",
+                param="messages",
+            )
     room = window - reserve - system_tokens - question_tokens - 16
     chosen: list[Hit] = []
     costs: list[int] = []
@@ -168,12 +180,12 @@ def build_prompt(
         costs.append(cost)
         room -= cost
     messages = _messages(question, chosen, system.content) + list(continuation)
-    total = model.count_messages(messages)
+    total = request_tokens(model, messages, tools)
     while chosen and total + reserve > window:  # the estimate was off: drop the least relevant
         chosen.pop()
         costs.pop()
         messages = _messages(question, chosen, system.content) + list(continuation)
-        total = model.count_messages(messages)
+        total = request_tokens(model, messages, tools)
     budget = Budget(
         context_window=window,
         system_tokens=total - question_tokens - sum(costs),
@@ -219,7 +231,10 @@ class AnswerStream:
         caller: str = "",
         assistant: str = "",
         options: AnswerOptions | None = None,
+        cancelled: threading.Event | None = None,
     ) -> None:
+        """``cancelled``: an event shared with whoever may stop this answer (an agent's
+        last single-shot call stops with the agent); by default its own."""
         self.question = question
         self.model = model
         self.settings = settings
@@ -235,7 +250,8 @@ class AnswerStream:
             )
         # With no relevant passage the model is still asked when the client needs its reply
         # in a form only it can give (JSON), or may need it to call a tool or read results.
-        self.asks_model_anyway = self.json or bool(self.options.tools or self.options.continuation)
+        may_call = bool(self.options.tools) and self.options.tool_choice != "none"
+        self.asks_model_anyway = self.json or may_call or bool(self.options.continuation)
         relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][
             : settings.top_k
         ]
@@ -248,8 +264,8 @@ class AnswerStream:
         self._parts: list[str] = []
         self._generated: list[str] = []
         self._finished: Finished | None = None
-        self._tool_calls: dict[int, ToolCallDelta] = {}  # by index, arguments joined
-        self._cancelled = threading.Event()
+        self._tool_calls = ToolCallJoiner()
+        self._cancelled = cancelled if cancelled is not None else threading.Event()
         self._response: EventStream | None = None
 
     def start(self) -> AnswerStream:
@@ -288,6 +304,11 @@ class AnswerStream:
         The model is released as soon as the generation loop sees it."""
         self._cancelled.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the reader left (``cancel``)."""
+        return self._cancelled.is_set()
+
     def __iter__(self) -> Generator[str, None, None]:
         if self.prompt is None or not (self.prompt.hits or self.asks_model_anyway):
             yield NOTHING_FOUND
@@ -304,9 +325,11 @@ class AnswerStream:
                 warnings=warnings,
             )
             return
-        # Claims from the client's tool results are not in the passages: strict checks
-        # would drop them. Markers are still checked.
-        strict = strict_checks(self.settings, self.model) and not self.options.tool_results()
+        # Claims from the client's tool results are not in the passages: the strict checks
+        # "auto" applies would drop them (an operator's "strict" stays). Markers are still
+        # checked.
+        relaxed = self.options.tool_results() and self.settings.answer_check == "auto"
+        strict = strict_checks(self.settings, self.model) and not relaxed
         guard = AnswerGuard(self.prompt.hits, self.question, strict)
         if self.settings.answer_check == "quote":  # no model: the best passage sentence
             yield from self._quoted(guard)
@@ -382,31 +405,17 @@ class AnswerStream:
             if isinstance(event, Finished):
                 self._finished = event
             elif isinstance(event, ToolCallDelta):
-                self._add_tool_call_delta(event)
+                self._tool_calls.add(event)
             elif isinstance(event, TextDelta):
                 self._generated.append(event.text)
                 yield event.text
 
-    def _add_tool_call_delta(self, delta: ToolCallDelta) -> None:
-        known = self._tool_calls.get(delta.index)
-        if known is None:
-            self._tool_calls[delta.index] = delta
-            return
-        self._tool_calls[delta.index] = replace(
-            known,
-            id=known.id or delta.id,
-            name=known.name or delta.name,
-            arguments=known.arguments + delta.arguments,
-        )
-
     def tool_calls(self) -> list[ToolCall]:
-        """The tools the model called, whole, in the order it called them."""
-        return [
-            # A provider that sent no id (a local model's) gets one: the client's tool
-            # result must name the call it answers.
-            ToolCall(d.id or f"call_{uuid.uuid4().hex[:24]}", d.name or "", d.arguments or "{}")
-            for _, d in sorted(self._tool_calls.items())
-        ]
+        """The client's tools the model called, whole, in the order it called them (a call
+        naming no tool offered, or breaking a strict tool's parameters: ProviderError)."""
+        finished = self._finished
+        where = (finished.target or finished.model) if finished else self.model.model_id
+        return self._tool_calls.calls(self.options.tools, where)
 
     def _emit(self, text: str) -> str:
         self._parts.append(text)
@@ -463,6 +472,75 @@ class AnswerStream:
             attempts=attempts,
             tool_calls=self.tool_calls(),
         )
+
+
+class ToolCallJoiner:
+    """A response's tool-call deltas joined into whole calls, by index, in call order: each
+    call's id and name from the deltas that carry them, its arguments' fragments in order.
+    A call the provider gave no id (a local model's) gets a unique one: the client's tool
+    result must name the call it answers."""
+
+    def __init__(self) -> None:
+        self._joined: dict[int, ToolCallDelta] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._joined)
+
+    def add(self, delta: ToolCallDelta) -> None:
+        known = self._joined.get(delta.index)
+        self._joined[delta.index] = (
+            delta
+            if known is None
+            else replace(
+                known,
+                id=known.id or delta.id,
+                name=known.name or delta.name,
+                arguments=known.arguments + delta.arguments,
+            )
+        )
+
+    def calls(
+        self, offered: Sequence[Tool] | None = None, where: str = "the model"
+    ) -> list[ToolCall]:
+        """The whole calls. With ``offered`` (the client's tools) each must name one of them,
+        and a tool that asked for strict arguments gets arguments valid against its
+        parameters: else a ProviderError naming the tool (kind server, a 502: the model or
+        its API broke the request's contract). Without, any name passes (agent mode tells
+        the model its mistake instead)."""
+        calls = [
+            ToolCall(d.id or f"call_{uuid.uuid4().hex[:24]}", d.name or "", d.arguments or "{}")
+            for _, d in sorted(self._joined.items())
+        ]
+        if offered is not None:
+            for call in calls:
+                _check_call(call, offered, where)
+        return calls
+
+
+def _check_call(call: ToolCall, offered: Sequence[Tool], where: str) -> None:
+    tools = {t.name: t for t in offered}
+    if call.name not in tools:
+        listed = ", ".join(sorted(tools)) or "none"
+        named = f"the tool {call.name!r}" if call.name else "a tool without a name"
+        raise ProviderError(
+            f"{where} called {named}, which is not among the request's tools ({listed})",
+            kind="server",
+        )
+    tool = tools[call.name]
+    if tool.strict:
+        try:
+            problem = json_problem(call.arguments, OutputSchema(tool.name, tool.parameters))
+        except Exception as exc:  # jsonschema cannot apply the schema: a "$ref" to nowhere
+            raise InvalidInput(
+                f"the parameters of the tool {tool.name!r} cannot be applied: {exc}",
+                param="tools",
+            ) from exc
+        if problem:
+            raise ProviderError(
+                f"{where} called the tool {tool.name!r} with arguments its strict parameters "
+                f"do not allow: {problem}",
+                kind="server",
+            )
 
 
 def json_strings(text: str) -> str:

@@ -51,6 +51,8 @@ class ParsedDocument:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Parts a parser left out, as (location, reason): reported, the rest is kept.
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # Who may read it, as a connector knows: see Document.access.
+    access: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -64,6 +66,10 @@ class Document:
     # Parts left out while loading, as (location, reason): a message with an unknown
     # charset, an attachment that failed to parse. Reported as failures; the rest is kept.
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # Who may read it: None, everyone who reads the collection; a tuple, only the holders
+    # of these identities (e-mail addresses, group:NAME, aliases such as slack:U123) —
+    # nobody, when empty, but unrestricted callers (the workspace owner, service keys).
+    access: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

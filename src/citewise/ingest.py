@@ -93,6 +93,16 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
     return "\n".join([*context, text])
 
 
+@dataclass(frozen=True)
+class AccessOverride:
+    """An ingest's access list for every document it writes (``--access``), replacing
+    what the source says: ``principals`` restricts them to those identities (None: open
+    to everyone who reads the collection). A document already stored with another access
+    list is written again, even when its text is unchanged."""
+
+    principals: tuple[str, ...] | None
+
+
 class Ingestor:
     def __init__(
         self,
@@ -102,8 +112,10 @@ class Ingestor:
         chunk_tokens: int,
         chunk_overlap: int,
         max_document_mb: int = 64,
+        access: AccessOverride | None = None,
     ) -> None:
         self.store = store
+        self.access = access
         self.collection = collection
         self.embedder = embedder
         self.chunk_tokens = min(chunk_tokens, embedder.max_tokens)
@@ -205,19 +217,28 @@ class Ingestor:
             report.skipped.append(item)
             return "skipped", 0
         existing = self.store.document_state(self.collection.id, item.source)
+        # The same text with another access list is written again.
+        existing_unchanged = existing is not None and self._access_as_asked(existing.id)
         if (
             existing
+            and existing_unchanged
             and item.mtime_ns is not None
             and (existing.mtime_ns, existing.size) == (item.mtime_ns, item.size)
         ):
             report.unchanged += 1
             return "unchanged", 0
         try:
-            if existing and existing.content_hash == self._content_hash(item):
+            if (
+                existing
+                and existing_unchanged
+                and existing.content_hash == self._content_hash(item)
+            ):
                 self.store.touch_document(existing.id, item.mtime_ns, item.size)
                 report.unchanged += 1
                 return "unchanged", 0
             document = item.load()
+            if self.access is not None:
+                document.access = self.access.principals
             if len(document.text) > self.max_document_chars:
                 raise ParseError(
                     f"extracts to {len(document.text) / 1048576:,.0f} MB of text, over the "
@@ -241,6 +262,15 @@ class Ingestor:
             return "failed", 0
         pending.append(_Pending(item, document, chunks, existing is not None))
         return ("updated" if existing else "added"), len(chunks)
+
+    def _access_as_asked(self, document_id: int) -> bool:
+        """Whether a stored document already has the access list this run gives it."""
+        if self.access is None:
+            return True
+        stored = self.store.document_access(document_id)
+        if self.access.principals is None:
+            return not stored.restricted
+        return stored.restricted and set(stored.principals) == set(self.access.principals)
 
     def _content_hash(self, item: SourceItem) -> str:
         if not item.content_hash and item.mtime_ns is not None:

@@ -3,6 +3,10 @@
 A key is shown once, when it is created. The database keeps its first characters
 (to find the row) and its SHA-256 (to check it, in constant time); a key is
 random enough that a salted slow hash would add nothing.
+
+A key may belong to a user (``user``, an e-mail address): it then reads what that user
+may read. A key without one is a service key, limited by its collections only. Removing
+a user revokes its keys, and a key whose user is gone is refused.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from typing import Any
 from .errors import WorkspaceError
 from .storage import KeyStore
 from .storage.sql import now
+from .storage.sql_access import normalize_email
 
 SCOPES = ("ask", "ingest", "admin")
 ALL_COLLECTIONS = "*"
 KEY_PREFIX = "cw-"
 _PREFIX_CHARS = 8
 _NAME = re.compile(r"^[\w.@-]{1,64}$")
+# What a key's ``user`` reads when its user was removed (the key is refused at lookup).
+REMOVED_USER = "(removed user)"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class ApiKey:
     tpm: int | None = None
     created_at: str = ""
     revoked_at: str | None = None
+    user: str | None = None  # the user it acts for (an e-mail address); None: a service key
 
     def allows_scope(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -62,8 +70,10 @@ def create_key(
     scopes: list[str],
     rpm: int | None = None,
     tpm: int | None = None,
+    user: str | None = None,
 ) -> tuple[str, ApiKey]:
-    """A new key (returned once, never stored) and its record."""
+    """A new key (returned once, never stored) and its record; ``user``: the e-mail address
+    of the user it belongs to (a user of the store, else :class:`~citewise.errors.NotFound`)."""
     if not _NAME.match(name):
         raise WorkspaceError(f"key name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")
     unknown = sorted(set(scopes) - set(SCOPES))
@@ -76,10 +86,13 @@ def create_key(
             raise WorkspaceError("rate limits must be positive numbers")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     prefix = key[: len(KEY_PREFIX) + _PREFIX_CHARS]
-    stored = store.insert_api_key(name, prefix, hash_key(key), collections, scopes, rpm, tpm)
+    owner = None if user is None else normalize_email(user)
+    stored = store.insert_api_key(
+        name, prefix, hash_key(key), collections, scopes, rpm, tpm, user=owner
+    )
     if not stored:
         raise WorkspaceError(f"a key named {name!r} exists; revoke it or pick another name")
-    record = ApiKey(name, prefix, tuple(collections), tuple(scopes), rpm, tpm, now())
+    record = ApiKey(name, prefix, tuple(collections), tuple(scopes), rpm, tpm, now(), user=owner)
     return key, record
 
 
@@ -97,20 +110,20 @@ def any_keys(store: KeyStore) -> bool:
 
 
 def authenticate(store: KeyStore, key: str) -> ApiKey | None:
-    """The active key record matching ``key``, or None. Read on every request: revocation is
-    effective at once."""
+    """The active key record matching ``key``, or None. Read on every request: revocation,
+    and the removal of the key's user, are effective at once."""
     if not key.startswith(KEY_PREFIX):
         return None
     supplied = hash_key(key)
     match = None
     for row, stored_hash in store.api_key_rows_with_prefix(key[: len(KEY_PREFIX) + _PREFIX_CHARS]):
-        if hmac.compare_digest(stored_hash, supplied) and row[7] is None:
+        if hmac.compare_digest(stored_hash, supplied) and row[7] is None and row[8] != "":
             match = _record(row)
     return match
 
 
 def _record(row: tuple[Any, ...]) -> ApiKey:
-    name, prefix, collections, scopes, rpm, tpm, created, revoked = row
+    name, prefix, collections, scopes, rpm, tpm, created, revoked, user = row
     return ApiKey(
         name,
         prefix,
@@ -120,4 +133,5 @@ def _record(row: tuple[Any, ...]) -> ApiKey:
         tpm,
         created,
         revoked,
+        REMOVED_USER if user == "" else user,
     )

@@ -34,9 +34,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from .access import Caller, readable_collection, readable_collections, require_scope
+from .access import Caller, readable_collections, require_scope
 from .answering import AnswerStream
-from .documents import Answer, Citation, Hit
+from .documents import Answer, Citation, Hit, Usage
 from .errors import CitewiseError, InvalidInput, NotFound
 from .names import COLLECTION_NAME
 from .secrets import redact_url
@@ -177,7 +177,7 @@ def create_server(
             who = caller(ctx)
             if not query.strip():
                 raise InvalidInput("query is empty: say what to search for", param="query")
-            hits = workspace.search(query, SEARCH_RESULTS, _scope(workspace, who, None))
+            hits = workspace.search(query, SEARCH_RESULTS, _scope(workspace, who, None), caller=who)
             return SearchResults(results=[_passage(hit, paths) for hit in hits])
 
     @server.tool(title="Fetch a document", annotations=READ_ONLY)
@@ -201,22 +201,22 @@ def create_server(
         def start() -> tuple[Caller, AnswerStream]:  # reads the store: in a worker thread
             who = caller(ctx)
             names = _scope(workspace, who, collections)
-            return who, workspace.ask_stream(question, names, caller=who.name)
+            return who, workspace.ask_stream(question, names, caller=who)
 
         with _tool_errors(root):
             who, stream = await anyio.to_thread.run_sync(start)
+            charge = None if spent is None else (lambda answer: spent(who, answer))
             try:
                 # Abandoned when the client cancels the call (notifications/cancelled, or
                 # the HTTP request gone): the generation then stops at its next token
-                # instead of holding the model for an answer nobody reads.
+                # instead of holding the model for an answer nobody reads, and the tokens
+                # it used are charged as the worker thread stops.
                 answer = await anyio.to_thread.run_sync(
-                    _whole_answer, stream, abandon_on_cancel=True
+                    _whole_answer, stream, charge, abandon_on_cancel=True
                 )
             except anyio.get_cancelled_exc_class():
                 stream.cancel()
                 raise
-            if spent is not None:
-                spent(who, answer)
             result = await anyio.to_thread.run_sync(_cited_answer, answer, paths)
         return CallToolResult(
             content=[TextContent(type="text", text=_answer_text(result))],
@@ -232,7 +232,9 @@ def create_server(
             listed = []
             for record in workspace.store.collections():
                 if who.allows_collection(record.name):
-                    documents, chunks, _ = workspace.store.counts(record.id)
+                    # A user counts only what it may read: other counts would tell it
+                    # that documents it may not read exist.
+                    documents, chunks = workspace.readable_counts(record.name, who)
                     listed.append(
                         CollectionInfo(
                             name=record.name,
@@ -246,15 +248,28 @@ def create_server(
     return server
 
 
-def _whole_answer(stream: AnswerStream) -> Answer:
-    """Every delta of ``stream`` (closing it, which settles the ledger), then its answer."""
+def _whole_answer(stream: AnswerStream, charge: Callable[[Answer], None] | None) -> Answer:
+    """Every delta of ``stream`` (closing it, which settles the ledger), then its answer.
+    ``charge`` hears of the tokens it used when it ends — also when the call was cancelled
+    (this thread, abandoned, stops at the next token): the answer made so far or, without
+    one, the prompt sent as an estimate. A call that failed is not charged, as on the
+    HTTP API."""
     try:
         for _ in stream:
             pass
     finally:
         stream.close()
+        if charge is not None and (stream.answer is not None or stream.cancelled):
+            charge(stream.answer or prompt_only(stream))
     assert stream.answer is not None
     return stream.answer
+
+
+def prompt_only(stream: AnswerStream) -> Answer:
+    """An answer that never came, charged as the prompt it sent (estimated)."""
+    prompt = stream.prompt.prompt_tokens if stream.prompt is not None else 0
+    usage = Usage(prompt, 0, estimated=True)
+    return Answer(stream.question, "", [], [], None, usage, stream.model.model_id)
 
 
 def serve_stdio(workspace: Workspace, caller_of: CallerOf) -> None:
@@ -323,10 +338,8 @@ def parse_id(text: str) -> tuple[str, int, int | None]:
 
 def _fetch(workspace: Workspace, who: Caller, id: str, paths: SourcePaths) -> FetchedDocument:
     name, document_id, chunk_id = parse_id(id)
-    collection = readable_collection(who, workspace.store, name)
-    record = workspace.store.document(collection.id, document_id)
-    if record is None:
-        raise NotFound(f"No document {document_id} in '{name}'", code="document_not_found")
+    # A document the caller's user may not read is not found, like a missing one.
+    record = workspace.document(name, document_id, who)
     metadata: dict[str, Any] = {
         "collection": name,
         "document_id": document_id,

@@ -15,6 +15,7 @@ import numpy as np
 from .documents import Hit
 from .embedders import Embedder
 from .errors import EmbedderMismatch, WorkspaceError
+from .filters import Filter
 from .index.sparse import SparseIndexes
 from .storage import Collection, Storage, VectorSearch
 
@@ -113,7 +114,7 @@ class Retriever:
         collections: Sequence[Collection],
         k: int = 10,
         mode: Mode = "hybrid",
-        where: dict[str, Any] | None = None,
+        where: Filter | None = None,
         settings: RetrievalSettings | None = None,
     ) -> list[Hit]:
         if not collections or not query.strip():
@@ -133,7 +134,7 @@ class Retriever:
         collections: Sequence[Collection],
         depth: int,
         mode: Mode = "hybrid",
-        where: dict[str, Any] | None = None,
+        where: Filter | None = None,
         settings: RetrievalSettings | None = None,
     ) -> Candidates:
         """Each ranking's best ``depth`` passages for the query (the modes' own lists)."""
@@ -333,16 +334,16 @@ def _minmax(pairs: list[tuple[int, float]]) -> dict[int, float]:
 
 
 class _AllowedChunks:
-    """The chunks a metadata filter lets through, looked up once per collection and
+    """The chunks a filter lets through, looked up once per collection and
     search: the keyword and vector sides share it (at a million chunks the lookup is
     most of a filtered search's time)."""
 
-    def __init__(self, store: Any, where: dict[str, Any] | None) -> None:
+    def __init__(self, store: Any, where: Filter | None) -> None:
         self.store, self.where = store, where
         self._ids: dict[int, np.ndarray] = {}
 
     def of(self, collection: Collection) -> np.ndarray | None:
-        if not self.where:
+        if self.where is None:
             return None
         if collection.id not in self._ids:
             self._ids[collection.id] = self.store.filtered_chunk_ids(collection.id, self.where)

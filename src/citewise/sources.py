@@ -194,6 +194,7 @@ def document_from_parsed(
         content_hash=content_hash,
         metadata={**parsed.metadata, **metadata},
         problems=[(f"{source}: {where}", reason) for where, reason in parsed.problems],
+        access=parsed.access,
     )
 
 

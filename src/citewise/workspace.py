@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import platformdirs
 
+from .access import Caller, as_caller, readable_collection, readable_collections
 from .agent import Library, agent_stream
 from .answering import AnswerOptions, AnswerStream
 from .config import (
@@ -33,17 +34,20 @@ from .connectors import connector_for
 from .conversation import standalone_question
 from .documents import Answer, Hit
 from .embedders import Embedder, embed_texts, load_embedder
-from .errors import WorkspaceError
+from .errors import InvalidInput, NotFound, WorkspaceError
 from .extraction import Extraction, extract
+from .filters import Where, all_of, as_filter
 from .index.sparse import SparseIndexes
-from .ingest import Ingestor, IngestReport, ProgressCallback
+from .ingest import AccessOverride, Ingestor, IngestReport, ProgressCallback
+from .keys import ALL_COLLECTIONS
 from .ledger import Ledger, LedgerStore
 from .names import check_collection_name
 from .providers.base import Message
 from .retrieval import Mode, RetrievalSettings, Retriever, check_embedder
 from .sources import Skipped, SourceItem
-from .storage import Collection, Storage, open_storage
+from .storage import Collection, DocumentRecord, Storage, open_storage
 from .storage.migrate import MigrationReport
+from .storage.sql_access import normalize_principal
 from .storage.sqlite import DATABASE_FILE
 
 if TYPE_CHECKING:
@@ -71,6 +75,9 @@ class CollectionStatus:
     tokens: int
     vector_index: str
     keyword_index: str = "fts5"
+    # Documents open to everyone who reads the collection, and restricted to an access list.
+    open_documents: int = 0
+    restricted_documents: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,7 @@ class Workspace:
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
         source: str | None = None,
+        access: Sequence[str] | Literal["open"] | None = None,
         **options: Any,
     ) -> IngestReport:
         """Add or update documents from files, folders, exports (Slack, Notion, Gmail, Drive)
@@ -192,9 +200,12 @@ class Workspace:
 
         Unchanged documents cost no parsing or embedding. An export or a crawl is a
         snapshot: documents that vanished from it are deleted. Files are deleted only by
-        :meth:`sync`.
+        :meth:`sync`. ``access`` restricts every document written to these identities
+        (e-mail addresses, ``group:NAME``), or opens them to the collection (``"open"``),
+        replacing what the source says; by default each source's own access applies
+        (Slack's private channels and DMs, a mailbox's owner), else the collection's.
         """
-        return self._ingest(locations, collection, progress, source, options, sync=False)
+        return self._ingest(locations, collection, progress, source, options, False, access)
 
     def sync(
         self,
@@ -202,10 +213,11 @@ class Workspace:
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
         source: str | None = None,
+        access: Sequence[str] | Literal["open"] | None = None,
         **options: Any,
     ) -> IngestReport:
         """Like :meth:`ingest`, and also remove documents whose files are gone."""
-        return self._ingest(locations, collection, progress, source, options, sync=True)
+        return self._ingest(locations, collection, progress, source, options, True, access)
 
     def _ingest(
         self,
@@ -215,6 +227,7 @@ class Workspace:
         source: str | None,
         options: dict[str, Any],
         sync: bool,
+        access: Sequence[str] | Literal["open"] | None = None,
     ) -> IngestReport:
         connectors = [connector_for(str(location), source, **options) for location in locations]
 
@@ -233,7 +246,7 @@ class Workspace:
         # Files are listed up front (a known total gives the progress bar an ETA);
         # connectors stream, so an export is never held in memory whole.
         stream = list(items()) if all(c.name == "files" for c in connectors) else items()
-        return self.add_items(stream, collection, progress, deletable)
+        return self.add_items(stream, collection, progress, deletable, access)
 
     def add_items(
         self,
@@ -241,8 +254,10 @@ class Workspace:
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
         delete_missing_under: list[str] | Callable[[], list[str]] | None = None,
+        access: Sequence[str] | Literal["open"] | None = None,
     ) -> IngestReport:
-        """Ingest items from any source (files, a dataset, a connector)."""
+        """Ingest items from any source (files, a dataset, a connector); ``access`` as
+        :meth:`ingest` takes it."""
         target = self.collection(collection)
         embedder = self._collection_embedder(target)
         check_embedder(target, embedder)
@@ -253,6 +268,7 @@ class Workspace:
             self.settings.chunk_tokens,
             self.settings.chunk_overlap,
             self.settings.max_document_mb,
+            access_override(access),
         )
         report = ingestor.run(items, progress, delete_missing_under)
         self.refresh_indexes(collection)
@@ -295,10 +311,24 @@ class Workspace:
         k: int = 10,
         collections: Sequence[str] | None = None,
         mode: Mode = "hybrid",
-        where: dict[str, Any] | None = None,
+        where: Where = None,
+        caller: Caller | str | None = None,
     ) -> list[Hit]:
-        """Passages ranked for ``query``; ``where`` filters on document metadata."""
-        return self.retriever().search(query, self.collections(collections), k, mode, where)
+        """Passages ranked for ``query``; ``where`` filters on document metadata
+        (``{"year": {"$gte": 2020}}``: the JSON form of filters.py, or its tree).
+        ``caller`` (default: the operator, reading everything) limits them to what it may
+        read: its collections, and for a user the documents open to it — inside the
+        retrieval query, before ranking."""
+        who = as_caller(caller)
+        found = self.collections(self._scoped(who, collections))
+        condition = all_of(as_filter(where), who.document_filter())
+        return self.retriever().search(query, found, k, mode, condition)
+
+    def _scoped(self, who: Caller, collections: Sequence[str] | None) -> Sequence[str] | None:
+        """The collections a caller's read covers (None: every collection, the operator's)."""
+        if ALL_COLLECTIONS in who.collections:
+            return collections
+        return self.readable_collections(who, collections)
 
     def chat_model(self, settings: Settings | None = None) -> Router:
         """The chat model for ``settings`` (default: the workspace's), loaded once."""
@@ -317,21 +347,25 @@ class Workspace:
         self,
         question: str,
         collections: Sequence[str] | None = None,
-        where: dict[str, Any] | None = None,
+        where: Where = None,
         history: Sequence[Message] = (),
         settings: Settings | None = None,
-        caller: str = "",
+        caller: Caller | str | None = None,
         assistant: str = "",
         options: AnswerOptions | None = None,
     ) -> AnswerStream:
         """Stream an answer: iterate for text deltas, then read ``.answer``.
 
         ``history`` holds the conversation's earlier turns; a follow-up question is
-        rewritten into a standalone one before retrieval. The model calls are charged to
-        ``caller`` (a key's or user's name: its budgets apply) in the usage ledger.
+        rewritten into a standalone one before retrieval. ``caller`` reads what it may (see
+        :meth:`search`; a name: the operator, charged under it), and the model calls are
+        charged to its name in the usage ledger (its budgets apply).
         ``options``: a client's instructions, JSON format and sampling options for the
         answer's model call.
         """
+        where = as_filter(where)  # a bad filter is refused before any model call
+        who = as_caller(caller)
+        caller = who.name
         settings = settings or self.settings
         model = self.chat_model(settings)
         standalone = standalone_question(history, question, model, settings, caller, assistant)
@@ -340,21 +374,21 @@ class Workspace:
             settings = replace(settings, min_relevance=own.min_relevance)
         if settings.mode == "agent":  # the model searches for itself (agent.py)
             library = Library(
-                lambda query, k: self.search(query, k, collections, "hybrid", where),
-                self.document_passages,
+                lambda query, k: self.search(query, k, collections, "hybrid", where, who),
+                lambda document_id: self.document_passages(document_id, who),
             )
             stream = agent_stream(standalone, library, model, settings, caller, assistant, options)
             return stream.start()
-        hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where)
+        hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where, who)
         return AnswerStream(standalone, hits, model, settings, caller, assistant, options).start()
 
     def ask(
         self,
         question: str,
         collections: Sequence[str] | None = None,
-        where: dict[str, Any] | None = None,
+        where: Where = None,
         history: Sequence[Message] = (),
-        caller: str = "",
+        caller: Caller | str | None = None,
         assistant: str = "",
     ) -> Answer:
         """The whole answer; ``caller`` and ``assistant`` are charged in the usage ledger
@@ -372,8 +406,8 @@ class Workspace:
         instruction: str,
         schema: dict[str, Any] | type[BaseModel],
         collections: Sequence[str] | None = None,
-        where: dict[str, Any] | None = None,
-        caller: str = "",
+        where: Where = None,
+        caller: Caller | str | None = None,
         settings: Settings | None = None,
         retries: int = 2,
     ) -> Extraction:
@@ -389,11 +423,98 @@ class Workspace:
         """
         settings = settings or self.settings
         model = self.chat_model(settings)
-        hits = self.search(instruction, settings.top_k * 2, collections, "hybrid", where)
+        who = as_caller(caller)
+        hits = self.search(instruction, settings.top_k * 2, collections, "hybrid", where, who)
         tuned = {self.tuned_settings(c) for c in self.collections(collections)}
         if len(tuned) == 1 and (own := tuned.pop()) is not None:  # as ask_stream does
             settings = replace(settings, min_relevance=own.min_relevance)
-        return extract(instruction, schema, hits, model, settings, caller, retries)
+        return extract(instruction, schema, hits, model, settings, who.name, retries)
+
+    # -- documents, as a caller may read them -------------------------------------
+
+    def readable_collections(
+        self,
+        caller: Caller | str | None = None,
+        requested: Sequence[str] | None = None,
+        defaults: Sequence[str] = (),
+    ) -> list[str]:
+        """The collections a read covers: those requested (else ``defaults``), each of
+        which the caller must hold, or every collection it holds."""
+        existing = [c.name for c in self.store.collections()]
+        return readable_collections(as_caller(caller), existing, requested, defaults)
+
+    def document(
+        self, collection: str, document_id: int, caller: Caller | str | None = None
+    ) -> DocumentRecord:
+        """One document the caller may read. One it may not is "not found", like one that
+        does not exist: its existence is not the caller's to learn."""
+        who = as_caller(caller)
+        target = readable_collection(who, self.store, collection)
+        record = self.store.document(target.id, document_id)
+        if record is None or not self._may_read(who, document_id):
+            raise NotFound(
+                f"No document {document_id} in '{collection}'", code="document_not_found"
+            )
+        return record
+
+    def document_text(
+        self, collection: str, document_id: int, caller: Caller | str | None = None
+    ) -> str:
+        """The whole text of a document the caller may read (:meth:`document`)."""
+        self.document(collection, document_id, caller)
+        return self.store.document_text(document_id)
+
+    def documents(
+        self,
+        collection: str,
+        caller: Caller | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[DocumentRecord]:
+        """A page of the documents of a collection the caller may read: ``offset`` and
+        ``limit`` count readable documents only."""
+        who = as_caller(caller)
+        target = readable_collection(who, self.store, collection)
+        if who.user is None:
+            return self.store.list_documents(target.id, limit, offset)
+        found: list[DocumentRecord] = []
+        skipped, start, page = 0, 0, max(limit, 100)
+        while len(found) < limit:
+            batch = self.store.list_documents(target.id, page, start)
+            for record in batch:
+                if not self._may_read(who, record.id):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                elif len(found) < limit:
+                    found.append(record)
+            if len(batch) < page:
+                break
+            start += page
+        return found
+
+    def readable_counts(
+        self, collection: str, caller: Caller | str | None = None
+    ) -> tuple[int, int]:
+        """(documents, passages) of a collection that the caller may read: a count that
+        took in documents it may not read would tell it they exist."""
+        who = as_caller(caller)
+        target = readable_collection(who, self.store, collection)
+        if who.user is None:
+            documents, chunks, _ = self.store.counts(target.id)
+            return documents, chunks
+        chunk_ids = self.store.readable_chunk_ids(target.id, who.principals)
+        readable = set(self.store.chunk_documents(chunk_ids.tolist()).values())
+        return len(readable), len(chunk_ids)
+
+    def _may_read(self, caller: Caller, document_id: int) -> bool:
+        if caller.user is None:
+            return True
+        try:
+            access = self.store.document_access(document_id)
+        except NotFound:  # gone (deleted since it was listed or found): nothing to read
+            return False
+        return caller.can_read(access.restricted, access.principals)
 
     # -- maintenance -------------------------------------------------------------
 
@@ -442,11 +563,15 @@ class Workspace:
         texts = [embedding_text(rows[i].title, rows[i].heading_path, rows[i].text) for i in ids]
         return ids, texts
 
-    def document_passages(self, document_id: int) -> list[Hit]:
-        """A document's chunks as unscored hits, in document order."""
+    def document_passages(self, document_id: int, caller: Caller | str | None = None) -> list[Hit]:
+        """A document's chunks as unscored hits, in document order (none when the caller
+        may not read it, or not its collection)."""
+        who = as_caller(caller)
+        if not self._may_read(who, document_id):
+            return []
         ids = self.store.document_chunk_ids(document_id)
         rows = self.store.hits(ids)
-        return [rows[i] for i in ids if i in rows]
+        return [rows[i] for i in ids if i in rows and who.allows_collection(rows[i].collection)]
 
     def status(self) -> WorkspaceStatus:
         collections = []
@@ -454,13 +579,36 @@ class Workspace:
             documents, chunks, tokens = self.store.counts(c.id)
             index = "hnsw" if chunks > self.settings.ann_threshold else "exact"
             keyword = "bm25s" if self.sparse.current(c) is not None else self.store.keyword_index
+            access = self.store.access_counts(c.id)
             collections.append(
                 CollectionStatus(
-                    c.name, c.embedder, c.dim, documents, chunks, tokens, index, keyword
+                    c.name,
+                    c.embedder,
+                    c.dim,
+                    documents,
+                    chunks,
+                    tokens,
+                    index,
+                    keyword,
+                    access.get("open", 0),
+                    access.get("restricted", 0),
                 )
             )
         disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return WorkspaceStatus(self.path, disk, collections, self.store.last_runs())
+
+
+def access_override(access: Sequence[str] | Literal["open"] | None) -> AccessOverride | None:
+    """An ingest's ``access`` argument, checked: identities are e-mail addresses (any
+    case) or ``group:NAME`` or a source's alias (``slack:U123``)."""
+    if access is None:
+        return None
+    if access == "open":
+        return AccessOverride(None)
+    principals = tuple(dict.fromkeys(normalize_principal(a) for a in access))
+    if not principals:
+        raise InvalidInput("access names nobody: give identities, or 'open'", param="access")
+    return AccessOverride(principals)
 
 
 def ledger_store(settings: Settings, store: Storage) -> LedgerStore:

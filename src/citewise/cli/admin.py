@@ -32,12 +32,20 @@ def status(ctx: Context, as_json: bool) -> None:
         f"Workspace {report.path} · {report.disk_bytes / 1e6:.1f} MB on disk", markup=False
     )
     table = Table(
-        "collection", "documents", "chunks", "tokens", "embedder", "vector index", "keyword index"
+        "collection",
+        "documents",
+        "restricted",
+        "chunks",
+        "tokens",
+        "embedder",
+        "vector index",
+        "keyword index",
     )
     for c in report.collections:
         table.add_row(
             esc(c.name),
             str(c.documents),
+            str(c.restricted_documents),
             str(c.chunks),
             f"{c.tokens:,}",
             esc(f"{c.embedder} ({c.dim}d)"),

@@ -7,12 +7,11 @@ from typing import Any
 
 import click
 
-from ..config import setting_from_env
 from ..errors import ConfigError
 from ..extraction import Extraction
 from ..structured import schema_of
 from .common import Context, console, errors, esc, model_options, one_line
-from .query import collections_option, parse_where, where_option
+from .query import as_option, collections_option, parse_where, reader, where_option
 
 
 @click.command()
@@ -35,12 +34,7 @@ from .query import collections_option, parse_where, where_option
     help="Ask again this many times when a reply breaks the schema.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the whole extraction as JSON.")
-@click.option(
-    "--as",
-    "caller",
-    default=lambda: setting_from_env("user", str),
-    help="Charge the model calls to this user or key name (its budgets apply).",
-)
+@as_option
 @click.pass_obj
 def extract(
     ctx: Context,
@@ -63,7 +57,12 @@ def extract(
         provider=provider, model=model, base_url=base_url, context_window=context_window
     )
     extraction = workspace.extract(
-        instruction, schema, collections or None, parse_where(where), caller, retries=retries
+        instruction,
+        schema,
+        collections or None,
+        parse_where(where),
+        reader(workspace, caller),
+        retries=retries,
     )
     if as_json:
         console.out(extraction.to_json())

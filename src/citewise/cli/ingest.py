@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -62,6 +62,11 @@ crawl_options = (
         help="Web: most links from the start page (default 3).",
     ),
     click.option(
+        "--owner",
+        help="Gmail: the mailbox owner's address, who may read its mail (default: the "
+        "address most messages were delivered to).",
+    ),
+    click.option(
         "--include-spam-trash",
         is_flag=True,
         default=None,
@@ -76,10 +81,33 @@ crawl_options = (
 )
 
 
+access_option = click.option(
+    "--access",
+    "access",
+    multiple=True,
+    metavar="WHO",
+    help="Restrict every document written to these users or groups (an e-mail address, "
+    "group:NAME; repeatable), replacing what the source says; 'open' opens them to everyone "
+    "who reads the collection. Default: the source's own (Slack private channels and DMs "
+    "their members, a mailbox its owner), else open.",
+)
+
+
 def connector_options(function: Any) -> Any:
     for option in reversed(crawl_options):
         function = option(function)
-    return source_option(function)
+    return access_option(source_option(function))
+
+
+def access_argument(access: tuple[str, ...]) -> tuple[str, ...] | Literal["open"] | None:
+    """``--access`` values as Workspace.ingest takes them."""
+    if not access:
+        return None
+    if "open" in access:
+        if len(access) > 1:
+            raise click.BadParameter("'open' cannot be combined with names", param_hint="--access")
+        return "open"
+    return access
 
 
 @click.command()
@@ -88,7 +116,13 @@ def connector_options(function: Any) -> Any:
 @connector_options
 @click.pass_obj
 def ingest(
-    ctx: Context, /, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
+    ctx: Context,
+    /,
+    paths: tuple[str, ...],
+    collection: str,
+    source: str | None,
+    access: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Add files, folders, exports (Slack, Notion, Gmail .mbox, Drive Takeout) or a website URL.
 
@@ -98,7 +132,9 @@ def ingest(
     workspace = ctx.workspace()
     given = {k: v for k, v in options.items() if v is not None}
     with progress_bar() as on_progress:
-        report = workspace.ingest(paths, collection, on_progress, source, **given)
+        report = workspace.ingest(
+            paths, collection, on_progress, source, access_argument(access), **given
+        )
     print_report(report)
     exit_if_nothing_read(report)
 
@@ -109,13 +145,21 @@ def ingest(
 @connector_options
 @click.pass_obj
 def sync(
-    ctx: Context, /, paths: tuple[str, ...], collection: str, source: str | None, **options: Any
+    ctx: Context,
+    /,
+    paths: tuple[str, ...],
+    collection: str,
+    source: str | None,
+    access: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Like ingest, and remove documents whose files are gone."""
     workspace = ctx.workspace()
     given = {k: v for k, v in options.items() if v is not None}
     with progress_bar() as on_progress:
-        report = workspace.sync(paths, collection, on_progress, source, **given)
+        report = workspace.sync(
+            paths, collection, on_progress, source, access_argument(access), **given
+        )
     print_report(report)
     exit_if_nothing_read(report)
 

@@ -6,9 +6,13 @@ from typing import Any
 
 import click
 
+from ..access import Caller, user_caller
 from ..config import setting_from_env
 from ..documents import Answer, Hit
+from ..errors import InvalidInput
+from ..filters import Filter, parse_cli
 from ..retrieval import Mode
+from ..workspace import Workspace
 from .common import Context, console, errors, esc, model_options, one_line, to_json
 
 collections_option = click.option(
@@ -21,19 +25,45 @@ collections_option = click.option(
 where_option = click.option(
     "--where",
     multiple=True,
-    metavar="KEY=VALUE",
-    help="Filter on document metadata, e.g. language=python or source='docs/*' (repeatable).",
+    metavar="FILTER",
+    help="Filter on document metadata (repeatable; all must hold): language=python, "
+    "source='docs/*', year>=2020 (also !=, >, <=, <), created_at<2024-07-01, "
+    "'lang in en,de', 'lang not in fr', or JSON such as '{\"year\": {\"$gte\": 2020}}'. "
+    'year=2024 matches the number and the text "2024".',
 )
 
 
-def parse_where(pairs: tuple[str, ...]) -> dict[str, Any] | None:
-    where: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--where")
-        where[key.strip()] = value
-    return where or None
+as_option = click.option(
+    "--as",
+    "caller",
+    default=lambda: setting_from_env("user", str),
+    help="Read as this user (an e-mail address from `citewise users`): only the documents "
+    "they may read. Any other name charges the model calls to it (its budgets apply) and "
+    "reads everything. Default: $CITEWISE_USER.",
+)
+
+
+def reader(workspace: Workspace, name: str) -> Caller | str:
+    """Who ``--as NAME`` reads as: a user of the workspace, or (any other name) the
+    operator charged under that name. An address that is no user, in a workspace that
+    has users, is an error rather than a read of everything (fail closed)."""
+    if not name:
+        return ""
+    if workspace.store.user(name) is not None:
+        return user_caller(workspace.store, name)
+    if "@" in name and workspace.store.users():
+        raise click.BadParameter(
+            f"no user {name!r} in this workspace (`citewise users list`)", param_hint="--as"
+        )
+    return name
+
+
+def parse_where(pairs: tuple[str, ...]) -> Filter | None:
+    """The filter of the ``--where`` options (filters.parse_cli), or a usage error."""
+    try:
+        return parse_cli(pairs)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
 
 
 @click.command()
@@ -45,6 +75,7 @@ def parse_where(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 @collections_option
 @where_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_option
 @click.pass_obj
 def search(
     ctx: Context,
@@ -54,9 +85,12 @@ def search(
     collections: tuple[str, ...],
     where: tuple[str, ...],
     as_json: bool,
+    caller: str,
 ) -> None:
     """Show the passages that best match QUERY, with their sources."""
-    hits = ctx.workspace().search(query, k, collections or None, mode, parse_where(where))
+    workspace = ctx.workspace()
+    who = reader(workspace, caller)
+    hits = workspace.search(query, k, collections or None, mode, parse_where(where), who)
     if as_json:
         console.print_json(json.dumps([json.loads(to_json(h)) for h in hits]))
         return
@@ -94,12 +128,7 @@ def print_hit(rank: int, hit: Hit) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole answer as JSON (no streaming)."
 )
-@click.option(
-    "--as",
-    "caller",
-    default=lambda: setting_from_env("user", str),
-    help="Charge the model calls to this user or key name (its budgets apply).",
-)
+@as_option
 @click.pass_obj
 def ask(
     ctx: Context,
@@ -123,7 +152,8 @@ def ask(
         context_window=context_window,
         mode="agent" if agent else None,
     )
-    stream = workspace.ask_stream(question, collections or None, parse_where(where), caller=caller)
+    who = reader(workspace, caller)
+    stream = workspace.ask_stream(question, collections or None, parse_where(where), caller=who)
     for delta in stream:
         if not as_json:
             console.out(delta, end="", highlight=False)

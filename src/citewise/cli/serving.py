@@ -66,11 +66,11 @@ def mcp_command(ctx: Context, key_env: str | None) -> None:
     Tools: search, fetch, ask and list_collections. Over HTTP, `citewise serve` answers MCP
     at /mcp."""
     import os
-    from dataclasses import replace
 
+    from ..access import Caller, as_caller, key_caller
     from ..config import setting_from_env
     from ..errors import AccessDenied, ConfigError
-    from ..keys import OPEN_ACCESS, ApiKey, authenticate
+    from ..keys import authenticate
 
     try:
         import mcp.server.mcpserver  # noqa: F401 - the SDK and everything it imports
@@ -87,19 +87,18 @@ def mcp_command(ctx: Context, key_env: str | None) -> None:
         if not secret:
             raise ConfigError(f"--key-env {key_env}: that environment variable is not set")
 
-        def caller_of(request: object) -> ApiKey:
+        def caller_of(request: object) -> Caller:
             key = authenticate(workspace.store, secret)  # each call: a revocation is at once
             if key is None:
                 raise AccessDenied(f"The key in {key_env} is unknown or revoked")
-            return key
+            return key_caller(key, workspace.store)
 
         caller_of(None)  # a wrong key fails here, before a client connects
     else:
         # The workspace's owner; model calls charged as `citewise ask` charges them.
-        user = setting_from_env("user", str)
-        owner = replace(OPEN_ACCESS, name=user) if user else OPEN_ACCESS
+        owner = as_caller(setting_from_env("user", str))
 
-        def caller_of(request: object) -> ApiKey:
+        def caller_of(request: object) -> Caller:
             return owner
 
     errors.print(f"citewise MCP server on stdio for {workspace.path}", markup=False)
@@ -127,16 +126,29 @@ def keys() -> None:
 )
 @click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute (default: no limit).")
 @click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute (default: no limit).")
+@click.option(
+    "--user",
+    "email",
+    help="The user the key belongs to (`citewise users add`): it reads only the documents "
+    "that user may read. Without it, a service key reads every document of its collections.",
+)
 @click.pass_obj
 def create(
-    ctx: Context, name: str, collections: str, scopes: str, rpm: int | None, tpm: int | None
+    ctx: Context,
+    name: str,
+    collections: str,
+    scopes: str,
+    rpm: int | None,
+    tpm: int | None,
+    email: str | None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     key, record = create_key(
-        ctx.workspace().store, name, _split(collections), _split(scopes), rpm, tpm
+        ctx.workspace().store, name, _split(collections), _split(scopes), rpm, tpm, user=email
     )
+    owner = f" of user {record.user}" if record.user else " (a service key)"
     errors.print(
-        f"Created key {record.name!r} for collections {', '.join(record.collections)} "
+        f"Created key {record.name!r}{owner} for collections {', '.join(record.collections)} "
         f"with scopes {', '.join(record.scopes)}. It is shown only now:",
         markup=False,
     )
@@ -153,10 +165,13 @@ def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
     if as_json:
         console.out(to_json(records))
         return
-    table = Table("name", "prefix", "collections", "scopes", "rpm", "tpm", "created", "revoked")
+    table = Table(
+        "name", "user", "prefix", "collections", "scopes", "rpm", "tpm", "created", "revoked"
+    )
     for r in records:
         table.add_row(
             esc(r.name),
+            esc(r.user or "(service)"),
             esc(r.prefix + "…"),
             esc(",".join(r.collections)),
             esc(",".join(r.scopes)),

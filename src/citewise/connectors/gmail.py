@@ -138,8 +138,10 @@ class GmailMbox(BaseConnector):
     # -- pass 2: one thread at a time --------------------------------------------------------
 
     def _item(self, box: mailbox.mbox, thread: _Thread, source: str) -> SourceItem:
+        # The owner is in the hash: a mailbox stored before it carried an access list is
+        # written again, restricted.
         content_hash = hashlib.sha256(
-            "".join(e.digest for e in thread.entries).encode()
+            ("".join(e.digest for e in thread.entries) + "\x00access:" + self.owner).encode()
         ).hexdigest()
         return SourceItem(
             source=source,
@@ -199,7 +201,11 @@ class GmailMbox(BaseConnector):
         }
         if thread.id.isdigit():  # Gmail's own thread id opens the thread in the web app
             metadata["url"] = f"https://mail.google.com/mail/u/0/#all/{int(thread.id):x}"
-        parsed = ParsedDocument(builder.text, builder.blocks, subject)
+        # A mailbox is its owner's to read: restricted to that address. One whose owner is
+        # unknown (no Delivered-To, no `owner` option) is read by no user: fail closed.
+        owner = self.owner.strip().lower()
+        access = (owner,) if "@" in owner and " " not in owner else ()
+        parsed = ParsedDocument(builder.text, builder.blocks, subject, access=access)
         document = document_from_parsed(source, parsed, content_hash, metadata)
         document.problems = failures
         return document

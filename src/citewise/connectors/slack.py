@@ -102,8 +102,11 @@ class SlackExport(BaseConnector):
         except (KeyError, FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None, ""
         names, teams = {}, []
+        self._emails: dict[str, str] = {}
         for user in records:
             profile = user.get("profile") or {}
+            if isinstance(profile.get("email"), str) and "@" in profile["email"]:
+                self._emails[user["id"]] = profile["email"].strip().lower()
             names[user["id"]] = (
                 profile.get("display_name")
                 or profile.get("real_name")
@@ -219,15 +222,28 @@ class SlackExport(BaseConnector):
             "principal_ids": conversation.members,
         }
         text = builder.text
+        access = self._access(conversation)
         content_hash = hashlib.sha256(
-            (title + "\x00" + text + json.dumps(metadata, sort_keys=True)).encode()
+            (title + "\x00" + text + json.dumps([metadata, access], sort_keys=True)).encode()
         ).hexdigest()
-        parsed = ParsedDocument(text, builder.blocks, title)
+        parsed = ParsedDocument(text, builder.blocks, title, access=access)
 
         def load() -> Document:
             return document_from_parsed(source, parsed, content_hash, metadata)
 
         return SourceItem(source=source, content_hash=content_hash, load=load)
+
+    def _access(self, conversation: Conversation) -> tuple[str, ...] | None:
+        """Who may read a conversation: a public channel is open to everyone who reads the
+        collection (every member of the Slack workspace could read it); a private channel
+        or a DM only its members — as ``slack:ID`` and, where users.json has it, their
+        e-mail address. One whose export lists no members is read by nobody: fail closed."""
+        if conversation.kind == "channel":
+            return None
+        emails = getattr(self, "_emails", {})
+        members = [f"slack:{m}" for m in conversation.members]
+        members += [emails[m] for m in conversation.members if m in emails]
+        return tuple(dict.fromkeys(members))
 
 
 def _group(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

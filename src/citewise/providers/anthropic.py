@@ -135,6 +135,14 @@ class AnthropicChatModel(BaseChatModel):
         if schema is not None and not forced_tool:
             options["output_config"] = {"format": {"type": "json_schema", "schema": schema.schema}}
         elif schema is not None:
+            if request.tools:  # the forced tool would take the place of the client's tools
+                raise ProviderError(
+                    f"{where}: this anthropic SDK answers a JSON schema through a forced tool, "
+                    "so the request cannot bring tools too; upgrade the SDK (output_config) "
+                    "or send the request without 'tools' or without the schema",
+                    kind="invalid_request",
+                    param="tools",
+                )
             options["tools"] = [
                 {
                     "name": schema.name,
@@ -150,7 +158,7 @@ class AnthropicChatModel(BaseChatModel):
         try:
             response = self._client.messages.create(
                 model=self.model_id,
-                messages=wire_messages(request.messages),
+                messages=wire_messages(request.messages, tools=bool(request.tools)),
                 max_tokens=request.max_tokens,
                 stream=True,
                 **options,
@@ -216,11 +224,15 @@ def wire_tool_choice(request: ModelRequest) -> ToolChoiceParam:
     return {"type": "auto"}
 
 
-def wire_messages(messages: Sequence[Message]) -> list[MessageParam]:
+def wire_messages(messages: Sequence[Message], tools: bool = True) -> list[MessageParam]:
     """Turns in the Messages API shape: tool calls as tool_use blocks, results as
-    tool_result blocks in a user turn; system text goes in ``system`` instead."""
+    tool_result blocks in a user turn; system text goes in ``system`` instead. The API
+    refuses tool_use blocks in a request without ``tools``: then (``tools`` False) the
+    calls and results are told as text."""
     import json
 
+    if not tools:
+        messages = calls_as_text(messages)
     wire: list[MessageParam] = []
     for m in messages:
         if m.role == "system":
@@ -251,3 +263,20 @@ def wire_messages(messages: Sequence[Message]) -> list[MessageParam]:
         else:
             wire.append({"role": "user", "content": m.content})
     return wire
+
+
+def calls_as_text(messages: Sequence[Message]) -> list[Message]:
+    """Tool calls and their results as plain turns: an assistant turn saying which tool it
+    called with which arguments, a user turn with each result."""
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    turns: list[Message] = []
+    for m in messages:
+        if m.role == "tool":
+            name = names.get(m.tool_call_id or "", "a tool")
+            turns.append(Message("user", f"Result of {name}: {m.content}"))
+        elif m.tool_calls:
+            called = [f"Called tool {c.name} with {c.arguments or '{}'}" for c in m.tool_calls]
+            turns.append(Message("assistant", "\n".join([m.content, *called]).strip()))
+        else:
+            turns.append(m)
+    return turns

@@ -9,6 +9,7 @@ retries, fallbacks, the usage ledger and budgets attach in one place.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,10 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]  # JSON Schema of the arguments
+    # The client asked for arguments valid against ``parameters`` (OpenAI's ``strict``):
+    # forwarded where the API takes it, and every call is checked (answering.py). None:
+    # it did not say.
+    strict: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,32 @@ class BaseChatModel:
 
     def truncate(self, text: str, max_tokens: int) -> str:
         return text[: max_tokens * 3]  # the same ~3 characters a token as count_tokens
+
+
+TOOL_CALL_TOKENS = 8  # what a tool call takes besides its name and arguments (id, braces)
+
+
+def tool_definitions(tools: Sequence[Tool]) -> str:
+    """The tools as a model is told of them: each one's name, description and parameters
+    (as JSON; what request_tokens counts)."""
+    return json.dumps(
+        [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
+    )
+
+
+def request_tokens(
+    model: ChatModel, messages: Sequence[Message], tools: Sequence[Tool] = ()
+) -> int:
+    """Tokens a request's prompt takes: its turns with the chat template
+    (``count_messages``, which counts their text), the tool calls they hold (names and
+    arguments) and the definitions of the tools it offers. Prompts are fitted and budgets
+    reserved with this count, so a long tool call or a large schema is never left out (an
+    overestimate where count_messages already renders the calls, as the local model's
+    template does)."""
+    calls = [call for m in messages for call in m.tool_calls]
+    called = sum(model.count_tokens(c.name + c.arguments) + TOOL_CALL_TOKENS for c in calls)
+    offered = model.count_tokens(tool_definitions(tools)) if tools else 0
+    return model.count_messages(messages) + called + offered
 
 
 def text_of(events: Iterator[Event]) -> tuple[str, Finished | None]:

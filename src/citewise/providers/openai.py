@@ -24,9 +24,11 @@ from .base import (
     ModelRequest,
     TextDelta,
     TokenUsage,
+    Tool,
     ToolCallDelta,
     http_library,
     refuse_unsupported,
+    request_tokens,
     requested_options,
     resolve_api_key,
     sdk_error,
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
         ChatCompletionAssistantMessageParam,
         ChatCompletionMessageParam,
         ChatCompletionToolChoiceOptionParam,
+        ChatCompletionToolParam,
     )
     from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
+    from openai.types.shared_params import FunctionDefinition
 
     from .router import Target
 
@@ -114,17 +118,7 @@ class OpenAIChatModel(BaseChatModel):
             for value in [getattr(request, name)]
         }
         if request.tools:
-            options["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in request.tools
-            ]
+            options["tools"] = [wire_tool(t) for t in request.tools]
             options["tool_choice"] = wire_tool_choice(request)
         if request.output_schema is not None:
             # Structured Outputs; vLLM, Ollama and llama.cpp's server take the same field.
@@ -178,11 +172,26 @@ class OpenAIChatModel(BaseChatModel):
             finish = "tool_calls"  # some servers (Ollama, older vLLM) say "stop" after calls
         if usage is None:  # the server reports no usage: count what was sent and received
             usage = TokenUsage(
-                self.count_messages(request.messages),
+                request_tokens(self, request.messages, request.tools),
                 self.count_tokens("".join(text)),
                 estimated=True,
             )
         yield Finished(usage, finish, self.name, self.model_id)
+
+
+def wire_tool(tool: Tool) -> ChatCompletionToolParam:
+    """A tool as Chat Completions takes it. ``strict`` goes along only when the client asked
+    for it and OpenAI's strict mode takes the schema (strict_compatible); otherwise the
+    API would refuse the request. Either way a strict tool's calls are checked against its
+    parameters when they come back (answering.py)."""
+    function: FunctionDefinition = {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    }
+    if tool.strict and strict_compatible(tool.parameters):
+        function["strict"] = True
+    return {"type": "function", "function": function}
 
 
 def wire_tool_choice(request: ModelRequest) -> ChatCompletionToolChoiceOptionParam:
@@ -193,25 +202,34 @@ def wire_tool_choice(request: ModelRequest) -> ChatCompletionToolChoiceOptionPar
 
 
 class _ToolCallStream:
-    """Tool-call deltas as the contract has them: a call's id and name in its first delta
-    only. llama.cpp's server (llama-cpp-python) repeats both in every chunk, which a
-    reader that joins the fragments would turn into a name written many times."""
+    """Tool-call deltas as the contract has them: a call's id and its name each once, in
+    the first delta that carries it. llama.cpp's server (llama-cpp-python) repeats both in
+    every chunk, which a reader that joins the fragments would turn into a name written
+    many times; another server may send the id in one chunk and the name in the next."""
 
     def __init__(self) -> None:
-        self.seen: set[int] = set()
+        self.ids: set[int] = set()  # indexes whose id was passed on
+        self.names: set[int] = set()  # indexes whose name was passed on
+
+    @property
+    def seen(self) -> bool:
+        """Whether the model called a tool."""
+        return bool(self.ids or self.names)
 
     def delta(self, call: ChoiceDeltaToolCall) -> ToolCallDelta:
         function = call.function
-        first = call.index not in self.seen
-        self.seen.add(call.index)
-        if function is None:
-            return ToolCallDelta(call.index, call.id if first else None)
-        return ToolCallDelta(
-            call.index,
-            call.id if first else None,
-            function.name if first else None,
-            function.arguments or "",
-        )
+        call_id = _once(call.id, call.index, self.ids)
+        name = _once(function.name if function else None, call.index, self.names)
+        arguments = (function.arguments if function else None) or ""
+        return ToolCallDelta(call.index, call_id, name, arguments)
+
+
+def _once(value: str | None, index: int, passed: set[int]) -> str | None:
+    """``value`` if it is the first for call ``index`` (recorded in ``passed``), else None."""
+    if not value or index in passed:
+        return None
+    passed.add(index)
+    return value
 
 
 def wire_messages(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:

@@ -52,6 +52,7 @@ from .base import (
     TokenUsage,
     ToolCallDelta,
     refuse_unsupported,
+    request_tokens,
 )
 from .turns import reader_gone_when
 
@@ -328,9 +329,10 @@ class Router:
         return self.ledger.reserve(request.caller, request.assistant, tokens, usd)
 
     def worst_case(self, request: ModelRequest) -> tuple[int, float | None]:
-        """Tokens and USD a call may cost at most: its prompt plus ``max_tokens``, at the
-        dearest target of the chain (None: a target has no price)."""
-        prompt = self.count_messages(request.messages)
+        """Tokens and USD a call may cost at most: its prompt (tool calls and the tools'
+        definitions included) plus ``max_tokens``, at the dearest target of the chain
+        (None: a target has no price)."""
+        prompt = request_tokens(self, request.messages, request.tools)
         usage = TokenUsage(prompt, request.max_tokens)
         costs = [t.price.cost(usage) for t in self.chain]
         usd = None if any(c is None for c in costs) else max(c or 0.0 for c in costs)
@@ -539,7 +541,7 @@ class Router:
         try:
             model = self.model(target)
             return TokenUsage(
-                model.count_messages(request.messages),
+                request_tokens(model, request.messages, request.tools),
                 model.count_tokens(text) if text else 0,
                 estimated=True,
             )

@@ -6,12 +6,16 @@ read neither: they look for OpenAI's ``url_citation`` annotations, which name a 
 the text and the source it comes from (LangChain's Responses integration, the Agents
 SDK), or show only the text (``llm``'s streaming mode), for which an assistant can add the
 sources as footnotes (``sources_in_text = "footnotes"``).
+
+Offsets (``start_index``, ``end_index``) count Python code points — characters — in the
+text the client received, as OpenAI's own annotations do: an emoji is one character,
+not the two UTF-16 units a JavaScript string has for it, nor its four UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +23,10 @@ from ..documents import Hit
 from .source_paths import SourcePaths
 
 MARKER = re.compile(r"\[(\d+)\]")
+# A JSON string: its contents (escapes kept) as group 1, an object key when ":" follows.
+# Outside strings JSON has no quotes, so scanning from the left finds every string; one
+# left open (an answer cut by max_tokens) runs to the end.
+JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)(?:"(\s*:)?|\\?$)', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -48,13 +56,15 @@ def source_url(hit: Hit, shown: SourcePaths | None) -> str:
 
 
 def marker_annotations(
-    text: str, hits: Sequence[Hit], shown: SourcePaths | None = None
+    text: str, hits: Sequence[Hit], shown: SourcePaths | None = None, json_answer: bool = False
 ) -> list[Annotation]:
-    """Every marker in ``text`` that names one of ``hits`` (numbered from 1). Reads the
-    store (a source's shown path): call it from a worker thread."""
+    """Every marker in ``text`` that names one of ``hits`` (numbered from 1); in a JSON
+    answer only those inside its string values (``[1]`` elsewhere is an array). Offsets
+    index ``text`` itself. Reads the store (a source's shown path): call it from a worker
+    thread."""
     urls: dict[int, str] = {}
     found = []
-    for match in MARKER.finditer(text):
+    for match in _markers(text, json_answer):
         number = int(match.group(1))
         if not 1 <= number <= len(hits):
             continue
@@ -63,6 +73,45 @@ def marker_annotations(
             urls[number] = source_url(hit, shown)
         found.append(Annotation(match.start(), match.end(), number, hit.title, urls[number]))
     return found
+
+
+def _markers(text: str, json_answer: bool) -> Iterator[re.Match[str]]:
+    if not json_answer:
+        yield from MARKER.finditer(text)
+        return
+    for string in JSON_STRING.finditer(text):
+        if string.group(2) is None:  # a value, not a key
+            yield from MARKER.finditer(text, string.start(1), string.end(1))
+
+
+@dataclass(frozen=True)
+class ClientText:
+    """The text a client gets for an answer — the answer's own, then the footnotes listing
+    its sources when the assistant adds them — and its markers as annotations (in the
+    answer's text only, never in the footnotes)."""
+
+    body: str
+    notes: str
+    annotations: list[Annotation]
+
+    @property
+    def text(self) -> str:
+        return self.body + self.notes
+
+
+def client_text(
+    body: str,
+    hits: Sequence[Hit],
+    shown: SourcePaths | None,
+    footnoted: bool,
+    json_answer: bool,
+) -> ClientText:
+    """What both chat completions and the Responses API send, streamed or not: ``body``
+    (the answer's text, as streamed), with footnotes when ``footnoted`` (the assistant's
+    ``sources_in_text``) unless the answer is JSON, which they would break. Reads the
+    store: call it from a worker thread."""
+    notes = footnotes(body, hits, shown) if footnoted and not json_answer else ""
+    return ClientText(body, notes, marker_annotations(body, hits, shown, json_answer))
 
 
 def chat_annotation(annotation: Annotation) -> dict[str, Any]:

@@ -31,8 +31,9 @@ async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResp
     where = dict(body.where) if body.where else None
 
     def run() -> list[dict[str, Any]]:  # in a worker thread: the database is read here
-        collections = service.scope(key, body.collections)
-        hits = service.workspace.search(body.query, body.k, collections, body.mode, where)
+        who = service.caller(key)
+        collections = service.scope(who, body.collections)
+        hits = service.workspace.search(body.query, body.k, collections, body.mode, where, who)
         return [hit_json(h, n, service.shown) for n, h in enumerate(hits, start=1)]
 
     data = await run_in_threadpool(guarded, run)
@@ -42,18 +43,33 @@ async def search(body: SearchRequest, request: Request, key: AskKey) -> JSONResp
 @router.get("/v1/collections")
 async def collections(request: Request, key: AskKey) -> JSONResponse:
     service = service_of(request)
-    status = await run_in_threadpool(service.workspace.status)
-    data = [
-        {
-            "object": "collection",
-            "name": c.name,
-            "documents": c.documents,
-            "chunks": c.chunks,
-            "embedder": c.embedder,
-        }
-        for c in status.collections
-        if key.allows_collection(c.name)
-    ]
+
+    def run() -> list[dict[str, Any]]:  # in a worker thread: the database is read here
+        who = service.caller(key)
+        status = service.workspace.status()
+        data = []
+        for c in status.collections:
+            if not key.allows_collection(c.name):
+                continue
+            # A user's key counts only what its user may read: a count taking in the
+            # documents it may not would tell it they exist.
+            documents, chunks = (
+                (c.documents, c.chunks)
+                if who.user is None
+                else service.workspace.readable_counts(c.name, who)
+            )
+            data.append(
+                {
+                    "object": "collection",
+                    "name": c.name,
+                    "documents": documents,
+                    "chunks": chunks,
+                    "embedder": c.embedder,
+                }
+            )
+        return data
+
+    data = await run_in_threadpool(run)
     return JSONResponse(
         {
             "object": "list",
@@ -140,10 +156,12 @@ async def list_documents(
 ) -> JSONResponse:
     service = service_of(request)
     target = await run_in_threadpool(_readable, service, key, collection)
+    caller = await run_in_threadpool(service.caller, key)
+    admin = key.allows_scope("admin")
     data = await run_in_threadpool(
         lambda: [
-            _record_json(r, service)
-            for r in service.workspace.store.list_documents(target.id, limit, offset)
+            _record_json(r, service, admin)
+            for r in service.workspace.documents(target.name, caller, limit, offset)
         ]
     )
     return JSONResponse({"object": "list", "data": data})
@@ -167,7 +185,8 @@ async def get_document(
     if around is not None:
         offset = max(0, min(around, length) - window // 2)
         text = text[offset : offset + window]
-    body = (await run_in_threadpool(_record_json, record, service)) | {
+    admin = key.allows_scope("admin")
+    body = (await run_in_threadpool(_record_json, record, service, admin)) | {
         "text": text,
         "text_offset": offset,
         "length": length,
@@ -274,21 +293,22 @@ def _readable(service: Service, key: ApiKey, collection: str) -> Any:
 
 
 def _document(service: Service, key: ApiKey, collection: str, document_id: int) -> tuple[Any, Any]:
-    """(collection, document record), or the 403/404 the caller should get."""
+    """(collection, document record), or the 403/404 the caller should get: a document
+    the key's user may not read is not found."""
     target = _readable(service, key, collection)
-    record = service.workspace.store.document(target.id, document_id)
-    if record is None:
-        raise APIError(
-            404, f"No document {document_id} in '{collection}'", code="document_not_found"
-        )
-    return target, record
+    return target, service.workspace.document(collection, document_id, service.caller(key))
 
 
-def _record_json(record: Any, service: Service) -> dict[str, Any]:
-    """A document as callers see it: no server paths (source_paths.py). Reads the store."""
+def _record_json(record: Any, service: Service, admin: bool = False) -> dict[str, Any]:
+    """A document as callers see it: no server paths (source_paths.py); for an admin key,
+    who may read it (``access``: ``open`` or the identities it is restricted to). Reads
+    the store."""
     body = {"object": "document", **asdict(record)}
     body["source"] = service.shown.shown(record.source, record.collection)
     body["metadata"] = public_metadata(
         record.metadata, service.shown, record.source, record.collection
     )
+    if admin:
+        access = service.workspace.store.document_access(record.id)
+        body["access"] = list(access.principals) if access.restricted else "open"
     return body

@@ -65,7 +65,7 @@ class McpEndpoint:
         self.origins = frozenset(o.rstrip("/") for o in origins)
         self.server = create_server(
             service.workspace,
-            request_key,
+            self._caller,
             shown=service.shown,
             admit=self._admit,
             spent=self._spent,
@@ -128,12 +128,18 @@ class McpEndpoint:
         netloc = parts.netloc.lower()
         return host_name(netloc) in LOOPBACK_HOSTS or netloc == host.strip().lower()
 
+    def _caller(self, request: Any) -> Caller:
+        """The caller of a tool call: its key's, with the key's user's principals (read
+        from the store on each call: tools run in worker threads)."""
+        return self.service.caller(request_key(request))
+
     def _admit(self, key: Caller) -> None:
         """The key's request rate limit, taken once per tool call (it runs in a worker
         thread: with redis_url the buckets are a network call away)."""
         from mcp.server.mcpserver.exceptions import ToolError
 
-        verdict = self.service.limiter.check(key.name, key.rpm, key.tpm)
+        rpm, tpm = (key.key.rpm, key.key.tpm) if key.key else (None, None)
+        verdict = self.service.limiter.check(key.name, rpm, tpm)
         if not verdict.allowed:
             self.service.metrics.rate_limited.labels(verdict.kind).inc()
             limit = verdict.headers.get(f"x-ratelimit-limit-{verdict.kind}")
@@ -146,10 +152,10 @@ class McpEndpoint:
         if answer.attempts:
             self.service.metrics.model_queue.observe(queue_seconds(answer))
         total = answer.usage.prompt_tokens + answer.usage.completion_tokens
-        self.service.limiter.spend_tokens(key.name, key.tpm, total)
+        self.service.limiter.spend_tokens(key.name, key.key.tpm if key.key else None, total)
 
 
-def request_key(request: Any) -> Caller:
+def request_key(request: Any) -> ApiKey:
     """The key the middleware identified for this HTTP request (fail closed without one)."""
     key = getattr(getattr(request, "state", None), "key", None)
     if not isinstance(key, ApiKey):

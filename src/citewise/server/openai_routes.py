@@ -26,7 +26,7 @@ from ..errors import CitewiseError, ProviderError
 from ..keys import ApiKey
 from ..providers.base import Capabilities, Message, OutputSchema, Tool, ToolCall
 from .auth import AskKey, service_of
-from .citations import chat_annotation, footnotes, marker_annotations
+from .citations import ClientText, chat_annotation, client_text
 from .errors import APIError, attempts_header, error_body, from_citewise, guarded
 from .schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest, ToolChoice
 from .service import Service
@@ -59,6 +59,9 @@ class AnswerCall:
     max_tokens: int | None = None
     collections: list[str] | None = None
     where: dict[str, Any] | None = None
+    # What the request calls each message (errors name it): messages[n] by default; the
+    # Responses API's input[n] and instructions.
+    names: Sequence[str] | None = None
 
     def asked(self) -> list[str]:
         """The sampling options set, temperature included."""
@@ -73,7 +76,7 @@ async def open_answer(
     service = service_of(request)
     assistant = service.assistant(call.model)
     settings = assistant.settings(service.settings)
-    conversation = split_conversation(call.messages, settings.system_messages)
+    conversation = split_conversation(call.messages, settings.system_messages, call.names)
     options = answer_options(call, conversation)
     if settings.answer_check == "quote":
         refuse_model_only(assistant.name, options, call.asked())
@@ -86,7 +89,8 @@ async def open_answer(
     answering = settings
 
     def start() -> AnswerStream:  # in a worker thread: the database is read here
-        collections = service.scope(key, call.collections, assistant)
+        who = service.caller(key)  # its user's principals, as of now
+        collections = service.scope(who, call.collections, assistant)
         if call.asked() or options.tools:
             capabilities = service.workspace.chat_model(answering).capabilities
             refuse_unsupported(call.asked(), capabilities)
@@ -103,7 +107,7 @@ async def open_answer(
             call.where,
             conversation.history,
             answering,
-            caller=key.name,
+            caller=who,
             assistant=assistant.name,
             options=options,
         )
@@ -134,26 +138,26 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     service = service_of(request)
     tools, choice = body.function_tools()
     call = AnswerCall(
-        body.model,
-        body.messages,
-        body.output_schema(),
-        tools,
-        choice,
-        requested_sampling(body),
-        body.temperature,
-        body.max_completion_tokens or body.max_tokens,
-        body.collections,
-        dict(body.where) if body.where else None,
+        model=body.model,
+        messages=body.messages,
+        output_schema=body.output_schema(),
+        tools=tools,
+        tool_choice=choice,
+        sampling=requested_sampling(body),
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        collections=body.collections,
+        where=dict(body.where) if body.where else None,
     )
     stream, settings = await open_answer(request, key, call)
+    form = TextForm.of(settings, call)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
         chunks = ChunkMaker(completion_id, created, body.model)
-        with_footnotes = settings.sources_in_text == "footnotes"
-        events = _sse(service, key, stream, chunks, include_usage, with_footnotes, outcome)
+        events = _sse(service, key, stream, chunks, include_usage, form, outcome)
         return StreamingResponse(
             until_disconnected(request, stream, events),
             media_type="text/event-stream",
@@ -162,20 +166,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
     answer = await answer_unless_disconnected(request, stream)
     await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
-    with_footnotes = settings.sources_in_text == "footnotes"
     message, citations, results = await run_in_threadpool(
         lambda: (
-            message_json(answer, service.shown, with_footnotes),
+            message_json(answer, form.text(answer.text, answer.hits, service.shown)),
             [citation_json(c, service.shown) for c in answer.citations],
             [hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, start=1)],
         )
     )
-    headers = {"x-citewise-target": answer.target} if answer.target else {}
-    if answer.attempts:
-        headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
-        headers["x-citewise-queue-ms"] = str(round(queue_seconds(answer) * 1000))
     return JSONResponse(
-        headers=headers,
+        headers=answer_headers(answer),
         content={
             "id": completion_id,
             "object": "chat.completion",
@@ -189,7 +188,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
                     "finish_reason": _finish_reason(answer),
                 }
             ],
-            "usage": usage_json(answer),
+            "usage": chat_usage(answer),
             "system_fingerprint": None,
             "citations": citations,
             "search_results": results,
@@ -209,18 +208,68 @@ class Conversation:
     continuation: tuple[Message, ...] = ()
 
 
-def message_json(answer: Answer, shown: SourcePaths, with_footnotes: bool) -> dict[str, Any]:
-    """The answer as a chat completion's message: its text (with footnotes if the
-    assistant adds them), the markers as ``url_citation`` annotations, and the tools the
-    model called. Reads the store: call it from a worker thread."""
-    text = answer.text
-    if with_footnotes:
-        text += footnotes(text, answer.hits, shown)
+@dataclasses.dataclass(frozen=True)
+class TextForm:
+    """How an answer's text reaches the client, on both APIs: with footnotes (the
+    assistant's ``sources_in_text``), as JSON (then markers count inside its strings
+    only, and no footnotes follow)."""
+
+    footnoted: bool
+    json_answer: bool
+
+    @classmethod
+    def of(cls, settings: Settings, call: AnswerCall) -> TextForm:
+        return cls(settings.sources_in_text == "footnotes", call.output_schema is not None)
+
+    def text(self, body: str, hits: Sequence[Hit], shown: SourcePaths) -> ClientText:
+        """The text the client gets for ``body`` and its annotations. Reads the store:
+        call it from a worker thread."""
+        return client_text(body, hits, shown, self.footnoted, self.json_answer)
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    """Which target answered, the calls tried and the time they queued (both APIs)."""
+    headers = {"x-citewise-target": answer.target} if answer.target else {}
+    if answer.attempts:
+        headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
+        headers["x-citewise-queue-ms"] = str(round(queue_seconds(answer) * 1000))
+    return headers
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamFailure:
+    """An error after a stream's 200 went out, as both APIs report it in the stream."""
+
+    message: str
+    type: str  # OpenAI's error type
+    code: str | None
+    param: str | None
+    attempts: list[dict[str, Any]]  # the calls tried (citewise's own field), if any
+
+
+def stream_failure(service: Service, exc: Exception, outcome: dict[str, Any]) -> StreamFailure:
+    """``exc`` as the stream reports it, counted in the metrics; ``outcome["stream_error"]``
+    tells the access log that this 200 ended as an error."""
+    error = from_citewise(exc) if isinstance(exc, CitewiseError) else None
+    kind = error.type if error else "server_error"
+    service.metrics.errors.labels(kind).inc()
+    service.metrics.stream_errors.labels(kind).inc()
+    code = error.code if error else None
+    outcome["stream_error"] = code or kind
+    attempts = exc.attempts if isinstance(exc, ProviderError) else ()
+    return StreamFailure(
+        str(exc), kind, code, error.param if error else None, [attempt_json(a) for a in attempts]
+    )
+
+
+def message_json(answer: Answer, text: ClientText) -> dict[str, Any]:
+    """The answer as a chat completion's message: the text the client gets (``text``),
+    its markers as ``url_citation`` annotations, and the tools the model called."""
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": text if text or not answer.tool_calls else None,
+        "content": text.text if text.text or not answer.tool_calls else None,
         "refusal": None,
-        "annotations": [chat_annotation(a) for a in marker_annotations(text, answer.hits, shown)],
+        "annotations": [chat_annotation(a) for a in text.annotations],
     }
     if answer.tool_calls:
         message["tool_calls"] = [tool_call_json(call) for call in answer.tool_calls]
@@ -237,7 +286,9 @@ def tool_call_json(call: ToolCall, index: int | None = None) -> dict[str, Any]:
 
 
 def split_conversation(
-    messages: Sequence[ChatMessage], system_messages: str = "instructions"
+    messages: Sequence[ChatMessage],
+    system_messages: str = "instructions",
+    names: Sequence[str] | None = None,
 ) -> Conversation:
     """The question (the last user message), the turns before it, the client's
     instructions (its system and developer messages' text) and the tool calls and results
@@ -246,26 +297,28 @@ def split_conversation(
     The instructions reach the model inside citewise's grounding prompt, after its rules
     (answering.py), so whatever a client (or an injected text) says, the answer still
     comes from the sources, cited. With ``system_messages = "refuse"`` a system message is
-    a 400. What citewise cannot read (an image) is a 400, never dropped.
+    a 400. What citewise cannot read (an image) is a 400, never dropped. ``names``: what
+    the request calls each message (``messages[n]`` by default), which errors name.
     """
+    names = names or [f"messages[{n}]" for n in range(len(messages))]
     for number, message in enumerate(messages):
         problem = message.unsupported()
         if problem is not None:
             raise APIError(
                 400,
-                f"messages[{number}] holds {problem}",
+                f"{names[number]} holds {problem}",
                 code="unsupported_parameter",
-                param="messages",
+                param=_field(names[number]),
             )
-    system = [m for m in messages if m.role in ("system", "developer")]
+    system = [n for n, m in enumerate(messages) if m.role in ("system", "developer")]
     if system and system_messages == "refuse":
+        first = messages[system[0]]
         raise APIError(
             400,
-            f"messages[{messages.index(system[0])}] is a {system[0].role} message; this "
-            "server takes none (system_messages = refuse): citewise's own rules instruct the "
-            "model",
+            f"{names[system[0]]} is a {first.role} message; this server takes none "
+            "(system_messages = refuse): citewise's own rules instruct the model",
             code="unsupported_parameter",
-            param="messages",
+            param=_field(names[system[0]]),
         )
     users = [n for n, m in enumerate(messages) if m.role == "user"]
     asked = users[-1] if users else -1
@@ -278,15 +331,20 @@ def split_conversation(
             "The last message must be a non-empty user message, or the results of the tool "
             "calls that follow it (a tool message answering each call)",
             code="invalid_messages",
-            param="messages",
+            param=_field(names[-1]) if names else "messages",
         )
     history = [
         Message(m.role, m.text())
         for m in messages[:asked]
         if m.role in ("user", "assistant") and m.text().strip()
     ]
-    instructions = "\n\n".join(text for m in system if (text := m.text().strip()))
+    instructions = "\n\n".join(text for n in system if (text := messages[n].text().strip()))
     return Conversation(messages[asked].text().strip(), history, instructions, tuple(continuation))
+
+
+def _field(name: str) -> str:
+    """The request's field a message's name is in: ``input`` for ``input[3]``."""
+    return name.split("[", 1)[0]
 
 
 def _answers_its_calls(turns: Sequence[Message]) -> bool:
@@ -312,13 +370,13 @@ def _answers_its_calls(turns: Sequence[Message]) -> bool:
 
 
 def answer_options(call: AnswerCall, conversation: Conversation) -> AnswerOptions:
-    """What the request asks of the answer's model call beyond the assistant's settings."""
-    tools, (choice, name) = call.tools, call.tool_choice
-    if choice == "none":
-        tools = ()  # the model calls none: it need not know them
+    """What the request asks of the answer's model call beyond the assistant's settings.
+    With ``tool_choice: "none"`` the tools still go along, as OpenAI's API sends them: the
+    model reads the calls it made earlier in their light, and calls none."""
+    choice, name = call.tool_choice
     return AnswerOptions(
         instructions=conversation.instructions,
-        tools=tools,
+        tools=call.tools,
         tool_choice=choice,
         tool_name=name,
         continuation=conversation.continuation,
@@ -442,12 +500,14 @@ def _sse(
     stream: AnswerStream,
     chunks: ChunkMaker,
     include_usage: bool,
-    with_footnotes: bool,
+    form: TextForm,
     outcome: dict[str, Any],
 ) -> Generator[str, None, None]:
     """The answer as server-sent events. An error after the 200 went out is an error
     event in the stream, and ``outcome["stream_error"]`` tells the access log and the
-    metrics that this 200 ended as an error."""
+    metrics that this 200 ended as an error. The last chunk lists the passages again
+    (``search_results``): in agent mode the first one's list is empty, as the model finds
+    them only while it works."""
     sources = stream.prompt.hits if stream.prompt else []
     # The passages the model sees, numbered as its [n] markers will be: a client can
     # render markers as links while the text streams.
@@ -462,14 +522,10 @@ def _sse(
             sent.append(delta)
             yield chunks.chunk({"content": delta})
     except Exception as exc:  # headers are sent; report the error in the stream, as OpenAI does
-        error = from_citewise(exc) if isinstance(exc, CitewiseError) else None
-        kind = error.type if error else "server_error"
-        service.metrics.errors.labels(kind).inc()
-        service.metrics.stream_errors.labels(kind).inc()
-        outcome["stream_error"] = error.code if error and error.code else kind
-        body = error_body(str(exc), kind, error.code if error else None)
-        if isinstance(exc, ProviderError) and exc.attempts:
-            body["citewise"] = {"attempts": [attempt_json(a) for a in exc.attempts]}
+        failure = stream_failure(service, exc, outcome)
+        body = error_body(failure.message, failure.type, failure.code)
+        if failure.attempts:
+            body["citewise"] = {"attempts": failure.attempts}
         yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
         return
@@ -478,22 +534,22 @@ def _sse(
     answer = stream.answer
     assert answer is not None
     account(service, key, answer)
-    text = "".join(sent)
-    if with_footnotes and (notes := footnotes(text, answer.hits, service.shown)):
-        text += notes
-        yield chunks.chunk({"content": notes})
+    text = form.text("".join(sent), answer.hits, service.shown)
+    if text.notes:
+        yield chunks.chunk({"content": text.notes})
     for index, call in enumerate(answer.tool_calls):
         yield chunks.chunk({"tool_calls": [tool_call_json(call, index)]})
-    marked = [chat_annotation(a) for a in marker_annotations(text, answer.hits, service.shown)]
+    marked = [chat_annotation(a) for a in text.annotations]
     yield chunks.chunk(
         {"annotations": marked} if marked else {},
         _finish_reason(answer),
         citewise=route_json(answer),
         citations=[citation_json(c, service.shown) for c in answer.citations],
+        search_results=[hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, 1)],
     )
     if include_usage:  # the last chunk: usage, and again which targets answered
         yield chunks.event(
-            {"choices": [], "usage": usage_json(answer), "citewise": route_json(answer)}
+            {"choices": [], "usage": chat_usage(answer), "citewise": route_json(answer)}
         )
     yield "data: [DONE]\n\n"
 
@@ -511,7 +567,7 @@ def account(service: Service, key: ApiKey, answer: Answer) -> None:
     service.limiter.spend_tokens(key.name, key.tpm, total)
 
 
-def usage_json(answer: Answer) -> dict[str, Any]:
+def chat_usage(answer: Answer) -> dict[str, Any]:
     prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
     return {
         "prompt_tokens": prompt,

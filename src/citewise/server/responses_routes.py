@@ -24,22 +24,21 @@ from starlette.concurrency import run_in_threadpool
 
 from ..answering import AnswerStream
 from ..documents import Answer
-from ..errors import CitewiseError, ProviderError
 from ..keys import ApiKey
 from ..providers.base import ToolCall
 from .auth import AskKey, service_of
-from .citations import footnotes, marker_annotations, response_annotation
-from .errors import attempts_header, from_citewise
+from .citations import ClientText, response_annotation
 from .openai_routes import (
     AnswerCall,
+    TextForm,
     account,
+    answer_headers,
     answer_unless_disconnected,
-    attempt_json,
     citation_json,
     hit_json,
     open_answer,
-    queue_seconds,
     route_json,
+    stream_failure,
     until_disconnected,
 )
 from .schemas import ResponsesRequest
@@ -51,26 +50,26 @@ router = APIRouter()
 @router.post("/v1/responses")
 async def create_response(body: ResponsesRequest, request: Request, key: AskKey) -> Any:
     tools, choice = body.function_tools()
-    sampling = {"top_p": body.top_p} if body.top_p is not None else {}
     call = AnswerCall(
-        body.model,
-        body.messages(),
-        body.output_schema(),
-        tools,
-        choice,
-        sampling,
-        body.temperature,
-        body.max_output_tokens,
-        body.collections,
-        dict(body.where) if body.where else None,
+        model=body.model,
+        messages=body.messages(),
+        output_schema=body.output_schema(),
+        tools=tools,
+        tool_choice=choice,
+        sampling={"top_p": body.top_p} if body.top_p is not None else {},
+        temperature=body.temperature,
+        max_tokens=body.max_output_tokens,
+        collections=body.collections,
+        where=dict(body.where) if body.where else None,
+        names=body.message_names(),
     )
     stream, settings = await open_answer(request, key, call)
     service = service_of(request)
     shell = Shell(body, "resp_" + uuid.uuid4().hex, time.time())
-    with_footnotes = settings.sources_in_text == "footnotes"
+    form = TextForm.of(settings, call)
     if body.stream:
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
-        events = _events(service, key, stream, shell, with_footnotes, outcome)
+        events = _events(service, key, stream, shell, form, outcome)
         return StreamingResponse(
             until_disconnected(request, stream, events),
             media_type="text/event-stream",
@@ -80,19 +79,9 @@ async def create_response(body: ResponsesRequest, request: Request, key: AskKey)
     await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
     content = await run_in_threadpool(
-        lambda: shell.completed(answer, _text(answer, service, with_footnotes), service)
+        lambda: shell.finished(answer, form.text(answer.text, answer.hits, service.shown), service)
     )
-    headers = {"x-citewise-target": answer.target} if answer.target else {}
-    if answer.attempts:
-        headers["x-citewise-attempts"] = attempts_header(tuple(answer.attempts))
-        headers["x-citewise-queue-ms"] = str(round(queue_seconds(answer) * 1000))
-    return JSONResponse(content, headers=headers)
-
-
-def _text(answer: Answer, service: Service, with_footnotes: bool) -> str:
-    if not with_footnotes:
-        return answer.text
-    return answer.text + footnotes(answer.text, answer.hits, service.shown)
+    return JSONResponse(content, headers=answer_headers(answer))
 
 
 @dataclass
@@ -134,7 +123,7 @@ class Shell:
                     "name": t.name,
                     "description": t.description,
                     "parameters": t.parameters,
-                    "strict": True,
+                    "strict": t.strict,  # as the client sent it
                 }
                 for t in tools
             ],
@@ -144,22 +133,23 @@ class Shell:
             **fields,
         }
 
-    def completed(self, answer: Answer, text: str, service: Service) -> dict[str, Any]:
-        """The finished response. Reads the store: call it from a worker thread."""
+    def finished(self, answer: Answer, text: ClientText, service: Service) -> dict[str, Any]:
+        """The finished response: ``completed``, or ``incomplete`` when max_output_tokens
+        cut the answer (its message item too). Reads the store: call it from a worker
+        thread."""
         output = []
-        if text or not answer.tool_calls:
-            notes = [
-                response_annotation(a) for a in marker_annotations(text, answer.hits, service.shown)
-            ]
-            output.append(self.message(text, notes, "completed"))
+        status = response_status(answer)
+        if text.text or not answer.tool_calls:
+            notes = [response_annotation(a) for a in text.annotations]
+            output.append(self.message(text.text, notes, status))
         output += [function_call_item(call, "completed") for call in answer.tool_calls]
-        cut = answer.finish_reason == "length"
+        cut = status == "incomplete"
         return self.json(
-            "incomplete" if cut else "completed",
+            status,
             output,
             completed_at=time.time(),
             incomplete_details={"reason": "max_output_tokens"} if cut else None,
-            usage=usage_json(answer),
+            usage=response_usage(answer),
             citations=[citation_json(c, service.shown) for c in answer.citations],
             search_results=[
                 hit_json(h, n, service.shown) for n, h in enumerate(answer.hits, start=1)
@@ -193,7 +183,12 @@ def function_call_item(call: ToolCall, status: str, arguments: str | None = None
     }
 
 
-def usage_json(answer: Answer) -> dict[str, Any]:
+def response_status(answer: Answer) -> str:
+    """``incomplete`` when max_output_tokens cut the answer, else ``completed``."""
+    return "incomplete" if answer.finish_reason == "length" else "completed"
+
+
+def response_usage(answer: Answer) -> dict[str, Any]:
     prompt, completion = answer.usage.prompt_tokens, answer.usage.completion_tokens
     return {
         "input_tokens": prompt,
@@ -221,12 +216,13 @@ def _events(
     key: ApiKey,
     stream: AnswerStream,
     shell: Shell,
-    with_footnotes: bool,
+    form: TextForm,
     outcome: dict[str, Any],
 ) -> Generator[str, None, None]:
     """The answer as the Responses API streams it: the message item opens with the first
     text, its deltas follow, then its annotations, then the function calls, then
-    ``response.completed`` carrying the whole response. An error after the 200 went out
+    ``response.completed`` carrying the whole response (``response.incomplete`` when
+    max_output_tokens cut it, as OpenAI's API sends it). An error after the 200 went out
     is an ``error`` event and ``response.failed``."""
     event = EventWriter()
     sources = stream.prompt.hits if stream.prompt else []
@@ -252,16 +248,15 @@ def _events(
     answer = stream.answer
     assert answer is not None
     account(service, key, answer)
-    text = "".join(sent)
-    if with_footnotes and (notes := footnotes(text, answer.hits, service.shown)):
+    text = form.text("".join(sent), answer.hits, service.shown)
+    status = response_status(answer)
+    if text.notes:
         if not sent:
             yield from _open_message(event, shell)
-        sent.append(notes)
-        text += notes
-        yield event("response.output_text.delta", delta=notes, logprobs=[], **place)
+        sent.append(text.notes)
+        yield event("response.output_text.delta", delta=text.notes, logprobs=[], **place)
     if sent:
-        found = marker_annotations(text, answer.hits, service.shown)
-        annotations = [response_annotation(a) for a in found]
+        annotations = [response_annotation(a) for a in text.annotations]
         for index, annotation in enumerate(annotations):
             yield event(
                 "response.output_text.annotation.added",
@@ -269,19 +264,20 @@ def _events(
                 annotation_index=index,
                 **place,
             )
-        part = output_text(text, annotations)
-        yield event("response.output_text.done", text=text, logprobs=[], **place)
+        part = output_text(text.text, annotations)
+        yield event("response.output_text.done", text=text.text, logprobs=[], **place)
         yield event("response.content_part.done", part=part, **place)
         yield event(
             "response.output_item.done",
             output_index=0,
-            item=shell.message(text, annotations, "completed"),
+            item=shell.message(text.text, annotations, status),
         )
     first = 1 if sent else 0
     for offset, call in enumerate(answer.tool_calls):
         yield from _function_call_events(event, call, first + offset)
-    # Sent text and the final response agree: completed() recomputes from the same text.
-    yield event("response.completed", response=shell.completed(answer, text, service))
+    # Sent text and the final response agree: finished() takes the same text.
+    kind = "response.incomplete" if status == "incomplete" else "response.completed"
+    yield event(kind, response=shell.finished(answer, text, service))
 
 
 def _open_message(event: EventWriter, shell: Shell) -> Generator[str, None, None]:
@@ -330,15 +326,10 @@ def _failed(
     exc: Exception,
     outcome: dict[str, Any],
 ) -> Generator[str, None, None]:
-    error = from_citewise(exc) if isinstance(exc, CitewiseError) else None
-    kind = error.type if error else "server_error"
-    code = error.code if error and error.code else kind
-    service.metrics.errors.labels(kind).inc()
-    service.metrics.stream_errors.labels(kind).inc()
-    outcome["stream_error"] = code
-    param = error.param if error else None
-    yield event("error", code=code, message=str(exc), param=param)
-    failed = shell.json("failed", [], error={"code": code, "message": str(exc)})
-    if isinstance(exc, ProviderError) and exc.attempts:
-        failed["citewise"] = {"attempts": [attempt_json(a) for a in exc.attempts]}
+    failure = stream_failure(service, exc, outcome)
+    code = failure.code or failure.type
+    yield event("error", code=code, message=failure.message, param=failure.param)
+    failed = shell.json("failed", [], error={"code": code, "message": failure.message})
+    if failure.attempts:
+        failed["citewise"] = {"attempts": failure.attempts}
     yield event("response.failed", response=failed)

@@ -5,10 +5,12 @@ must hold valid Unicode, like every other field)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import jsonschema
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +20,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..errors import InvalidInput
+from ..filters import parse_where
 from ..providers.base import Message, OutputSchema, Tool, ToolCall
 from .chat_params import (
     RESPONSES_ACCEPTED,
@@ -25,6 +29,20 @@ from .chat_params import (
     RESPONSES_REFUSED,
     refused_field,
 )
+
+
+def _where(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A ``where`` filter in filters.py's JSON form, or a 400 naming the key or operator."""
+    try:
+        parse_where(value)
+    except InvalidInput as exc:  # a 400 invalid_value; the error's location names the field
+        problem = {"problem": f"Invalid 'where': {exc}", "status": 400}
+        raise PydanticCustomError("invalid_value", "{problem}", problem) from None
+    return value
+
+
+# citewise's metadata filter ({"year": {"$gte": 2020}}), checked as the body arrives.
+Where = Annotated[dict[str, Any] | None, AfterValidator(_where)]
 
 
 class _Body(BaseModel):
@@ -186,7 +204,7 @@ class ChatCompletionRequest(_Body):
     tool_choice: str | dict[str, Any] | None = None
     # citewise extensions
     collections: list[str] | None = None
-    where: dict[str, str | int | float | bool] | None = None
+    where: Where = None
     _output: OutputSchema | None = PrivateAttr(default=None)
     _tools: tuple[Tool, ...] = PrivateAttr(default=())
     _choice: ToolChoice = PrivateAttr(default=("auto", None))
@@ -212,7 +230,7 @@ class ChatCompletionRequest(_Body):
             raise invalid_value("stop", f"give at most {MAX_STOP} non-empty stop sequences")
         if self.response_format is not None:
             self._output = output_schema(self.response_format)
-        self._tools = tuple(chat_tool(spec, n) for n, spec in enumerate(self.tools or ()))
+        self._tools = tool_list(self.tools, chat_tool)
         self._choice = tool_choice(self.tool_choice, self._tools, chat_shape=True)
         return self
 
@@ -235,6 +253,22 @@ ToolChoice = tuple[Literal["auto", "none", "required"], str | None]
 MAX_TOOLS = 128  # as OpenAI's API allows
 
 
+def tool_list(
+    specs: list[dict[str, Any]] | None, parse: Callable[[dict[str, Any], int], Tool]
+) -> tuple[Tool, ...]:
+    """A request's ``tools``, each read by ``parse``: at most MAX_TOOLS, each name once."""
+    specs = specs or []
+    if len(specs) > MAX_TOOLS:
+        raise invalid_value("tools", f"give at most {MAX_TOOLS} tools, not {len(specs)}")
+    tools = tuple(parse(spec, number) for number, spec in enumerate(specs))
+    seen: set[str] = set()
+    for tool in tools:
+        if tool.name in seen:
+            raise invalid_value("tools", f"two tools are named {tool.name!r}: name each once")
+        seen.add(tool.name)
+    return tools
+
+
 def chat_tool(spec: dict[str, Any], number: int) -> Tool:
     """One of Chat Completions' ``tools``: ``{"type": "function", "function": {...}}``."""
     where = f"tools[{number}]"
@@ -244,30 +278,50 @@ def chat_tool(spec: dict[str, Any], number: int) -> Tool:
             f"{where} must be {{'type': 'function', 'function': {{...}}}}: citewise "
             "calls only the client's functions",
         )
-    if set(spec) - {"type", "function"}:
-        raise invalid_value("tools", f"{where} holds unexpected fields")
+    unknown = set(spec) - {"type", "function"}
+    if unknown:
+        raise invalid_value(
+            "tools", f"{where} holds unexpected field(s) {', '.join(sorted(unknown))}"
+        )
     return function_tool(spec["function"], where)
+
+
+def response_tool(spec: dict[str, Any], number: int) -> Tool:
+    """One of the Responses API's ``tools``: ``{"type": "function", "name": …, …}``."""
+    if spec.get("type") != "function":
+        raise invalid_value(
+            "tools",
+            f"tools[{number}] is a {spec.get('type')!r} tool; citewise calls only the "
+            "client's functions",
+        )
+    return function_tool(spec, f"tools[{number}]")
 
 
 def function_tool(spec: dict[str, Any], where: str) -> Tool:
     """A function the model may call: its name, description and parameters (a JSON
-    Schema of the arguments, checked to be valid). ``strict`` is accepted: every provider
-    is asked for arguments valid against the schema (a grammar for the local model)."""
+    Schema of an object, the arguments; checked to be valid). ``strict``: the provider is
+    asked for arguments valid against the schema where it can be (a grammar for the local
+    model), and every call is checked against it (answering.py)."""
     unknown = set(spec) - {"name", "description", "parameters", "strict", "type"}
     if unknown:
         raise invalid_value(
             "tools", f"{where} holds unexpected field(s) {', '.join(sorted(unknown))}"
         )
-    name, description = spec.get("name"), spec.get("description", "")
+    name, description = spec.get("name"), spec.get("description")
     if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
         raise invalid_value("tools", f"{where}.name must be 1 to 64 of a-z, A-Z, 0-9, _ and -")
-    if not isinstance(description, str):
+    if description is not None and not isinstance(description, str):
         raise invalid_value("tools", f"{where}.description must be text")
-    if spec.get("strict") not in (None, True, False):
+    strict = spec.get("strict")
+    if strict not in (None, True, False):
         raise invalid_value("tools", f"{where}.strict must be true or false")
     parameters = spec.get("parameters") or {"type": "object", "properties": {}}
-    if not isinstance(parameters, dict):
-        raise invalid_value("tools", f"{where}.parameters must be a JSON Schema object")
+    if not isinstance(parameters, dict) or parameters.get("type") != "object":
+        raise invalid_value(
+            "tools",
+            f"{where}.parameters must be a JSON Schema of type 'object': the arguments are "
+            "an object",
+        )
     try:
         jsonschema.validators.validator_for(parameters).check_schema(parameters)
     except (TypeError, jsonschema.SchemaError) as exc:
@@ -275,18 +329,19 @@ def function_tool(spec: dict[str, Any], where: str) -> Tool:
         raise invalid_value(
             "tools", f"{where}.parameters is no valid JSON Schema: {problem}"
         ) from None
-    return Tool(name, description, parameters)
+    if strict and _uses_patterns(parameters):
+        # A strict tool's arguments are validated with Python's backtracking regex engine
+        # on text the client can steer (as response_format's: refused, not ignored).
+        raise invalid_value(
+            "tools", f"{where}.parameters: pattern and patternProperties are not supported"
+        )
+    return Tool(name, description or "", parameters, strict)
 
 
 def tool_choice(choice: Any, tools: tuple[Tool, ...], chat_shape: bool) -> ToolChoice:
     """``tool_choice`` as (mode, name). Chat Completions names a function as
     ``{"type": "function", "function": {"name": …}}``, the Responses API as
-    ``{"type": "function", "name": …}``."""
-    if len(tools) > MAX_TOOLS:
-        raise invalid_value("tools", f"give at most {MAX_TOOLS} tools")
-    names = len({t.name for t in tools})
-    if names != len(tools):
-        raise invalid_value("tools", "two tools share a name")
+    ``{"type": "function", "name": …}``; the other API's shape is refused with a hint."""
     if choice is None:
         return ("auto", None)
     if choice in ("auto", "none", "required"):
@@ -298,10 +353,23 @@ def tool_choice(choice: Any, tools: tuple[Tool, ...], chat_shape: bool) -> ToolC
         name = named.get("name") if isinstance(named, dict) else None
         if isinstance(name, str) and name in {t.name for t in tools}:
             return ("required", name)
-        raise invalid_value("tool_choice", f"names no function among the tools: {name!r}")
+        raise invalid_value(
+            "tool_choice",
+            f"names no function among the tools: {name!r}{_choice_shape_hint(choice, chat_shape)}",
+        )
     raise invalid_value(
         "tool_choice", "must be none, auto, required or a function: {'type': 'function', …}"
     )
+
+
+def _choice_shape_hint(choice: dict[str, Any], chat_shape: bool) -> str:
+    """A hint for a function named in the other API's shape of tool_choice."""
+    other = choice.get("name") if chat_shape else (choice.get("function") or {}).get("name")
+    if not isinstance(other, str):
+        return ""
+    if chat_shape:
+        return f"; use {{'type': 'function', 'function': {{'name': {other!r}}}}}"
+    return f"; use {{'type': 'function', 'name': {other!r}}}"
 
 
 def invalid_value(field: str, problem: str) -> PydanticCustomError:
@@ -405,11 +473,12 @@ class ResponsesRequest(_Body):
     truncation: Literal["auto", "disabled"] | None = None
     # citewise extensions
     collections: list[str] | None = None
-    where: dict[str, str | int | float | bool] | None = None
+    where: Where = None
     _output: OutputSchema | None = PrivateAttr(default=None)
     _tools: tuple[Tool, ...] = PrivateAttr(default=())
     _choice: ToolChoice = PrivateAttr(default=("auto", None))
     _messages: list[ChatMessage] = PrivateAttr(default_factory=list)
+    _names: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -432,18 +501,9 @@ class ResponsesRequest(_Body):
             if not isinstance(fmt, dict):
                 raise invalid_value("text", "text.format must be an object")
             self._output = output_schema(_as_response_format(fmt), "text.format")
-        for number, spec in enumerate(self.tools or ()):
-            if spec.get("type") != "function":
-                raise invalid_value(
-                    "tools",
-                    f"tools[{number}] is a {spec.get('type')!r} tool; citewise calls only the "
-                    "client's functions",
-                )
-        self._tools = tuple(
-            function_tool(spec, f"tools[{n}]") for n, spec in enumerate(self.tools or ())
-        )
+        self._tools = tool_list(self.tools, response_tool)
         self._choice = tool_choice(self.tool_choice, self._tools, chat_shape=False)
-        self._messages = input_messages(self.input, self.instructions)
+        self._messages, self._names = input_messages(self.input, self.instructions)
         return self
 
     def output_schema(self) -> OutputSchema | None:
@@ -455,6 +515,11 @@ class ResponsesRequest(_Body):
     def messages(self) -> list[ChatMessage]:
         """The conversation as chat messages: the instructions first, as a system message."""
         return self._messages
+
+    def message_names(self) -> list[str]:
+        """What the request calls each of messages(): ``instructions``, ``input[n]`` (the
+        item a message starts at), ``input`` for text."""
+        return self._names
 
 
 def _as_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
@@ -474,17 +539,21 @@ _PART_TYPES = {"input_text": "text", "output_text": "text", "text": "text", "ref
 
 def input_messages(
     given: str | list[dict[str, Any]], instructions: str | None
-) -> list[ChatMessage]:
-    """Responses API input items as chat messages: a message item is a message (its
-    ``output_text`` parts as text: an earlier answer), consecutive ``function_call``
-    items one assistant turn calling those tools, a ``function_call_output`` a tool turn."""
+) -> tuple[list[ChatMessage], list[str]]:
+    """Responses API input items as chat messages, with what the request calls each one
+    (errors name it: ``instructions``, ``input[n]``). A message item is a message (its
+    ``output_text`` parts as text: an earlier answer); ``function_call`` items join the
+    assistant turn right before them — the text of a turn that also called tools, or
+    their consecutive calls — or make one; a ``function_call_output`` is a tool turn."""
     messages = [ChatMessage(role="system", content=instructions)] if instructions else []
+    names = ["instructions"] if instructions else []
     if isinstance(given, str):
-        return [*messages, ChatMessage(role="user", content=given)]
+        return [*messages, ChatMessage(role="user", content=given)], [*names, "input"]
     for number, item in enumerate(given):
         kind = item.get("type", "message")
         if kind == "message":
             messages.append(_message_item(item, number))
+            names.append(f"input[{number}]")
         elif kind == "function_call":
             call = ChatToolCall(
                 id=_text_field(item, "call_id", number),
@@ -494,10 +563,11 @@ def input_messages(
                 ),
             )
             last = messages[-1] if messages else None
-            if last is not None and last.role == "assistant" and last.tool_calls:
-                last.tool_calls.append(call)
+            if last is not None and last.role == "assistant":
+                last.tool_calls = [*(last.tool_calls or []), call]
             else:
                 messages.append(ChatMessage(role="assistant", tool_calls=[call]))
+                names.append(f"input[{number}]")
         elif kind == "function_call_output":
             output = item.get("output")
             if not isinstance(output, str):
@@ -507,13 +577,14 @@ def input_messages(
                     role="tool", tool_call_id=_text_field(item, "call_id", number), content=output
                 )
             )
+            names.append(f"input[{number}]")
         else:
             raise invalid_value(
                 "input",
                 f"input[{number}] is a {kind!r} item; citewise takes messages, "
                 "function calls and their outputs",
             )
-    return messages
+    return messages, names
 
 
 def _message_item(item: dict[str, Any], number: int) -> ChatMessage:
@@ -525,30 +596,45 @@ def _message_item(item: dict[str, Any], number: int) -> ChatMessage:
     content = item.get("content")
     if isinstance(content, str):
         return ChatMessage(role=role, content=content)
-    return ChatMessage(role=role, content=[_part(p, number) for p in _listed(content, number)])
+    where = f"input[{number}].content"
+    return ChatMessage(
+        role=role,
+        content=[_part(p, f"{where}[{n}]") for n, p in enumerate(_listed(content, where))],
+    )
 
 
-def _part(part: Any, number: int) -> ContentPart:
+def _part(part: Any, where: str) -> ContentPart:
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-        raise invalid_value("input", f"input[{number}].content holds a part without a type")
+        raise invalid_value("input", f"{where} is a part without a type")
     kind: str = _PART_TYPES.get(part["type"]) or part["type"]
     if kind == "text":
-        return ContentPart(type="text", text=str(part.get("text", "")))
+        return ContentPart(type="text", text=_part_text(part, "text", where))
     if kind == "refusal":
-        return ContentPart(type="refusal", refusal=str(part.get("refusal", "")))
+        return ContentPart(type="refusal", refusal=_part_text(part, "refusal", where))
     return ContentPart(type=kind)  # an image or a file: refused with the message
 
 
+def _part_text(part: dict[str, Any], name: str, where: str) -> str:
+    """A part's text: absent or null is empty; anything else but text is refused."""
+    value = part.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid_value("input", f"{where}.{name} must be text")
+    return value
+
+
 def _parts_text(output: Any, number: int) -> str:
-    parts = [_part(p, number) for p in _listed(output, number)]
+    where = f"input[{number}].output"
+    parts = [_part(p, f"{where}[{n}]") for n, p in enumerate(_listed(output, where))]
     if any(p.type != "text" for p in parts):
-        raise invalid_value("input", f"input[{number}].output must be text")
+        raise invalid_value("input", f"{where} must be text")
     return "".join(p.text or "" for p in parts)
 
 
-def _listed(value: Any, number: int) -> list[Any]:
+def _listed(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list):
-        raise invalid_value("input", f"input[{number}].content must be text or a list of parts")
+        raise invalid_value("input", f"{where} must be text or a list of parts")
     return value
 
 
@@ -587,7 +673,7 @@ class SearchRequest(_Body):
     collections: list[str] | None = None
     k: int = Field(default=10, ge=1, le=100)
     mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
-    where: dict[str, str | int | float | bool] | None = None
+    where: Where = None
 
 
 class FeedbackRequest(_Body):

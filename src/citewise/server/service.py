@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
-from ..access import readable_collections
+from ..access import Caller, key_caller, readable_collections
 from ..config import DEFAULT_ASSISTANT, Assistant, Settings, read_assistants
 from ..embedders.batching import BatchingEmbedder
 from ..keys import ApiKey, any_keys, authenticate
@@ -145,8 +145,16 @@ class Service:
             )
         return assistant
 
+    def caller(self, key: ApiKey) -> Caller:
+        """Who a key stands for: its user's principals are looked up on each request, so a
+        changed membership counts at once. Reads the store: call it from a worker thread."""
+        return key_caller(key, self.workspace.store)
+
     def scope(
-        self, key: ApiKey, requested: Sequence[str] | None, assistant: Assistant | None = None
+        self,
+        key: ApiKey | Caller,
+        requested: Sequence[str] | None,
+        assistant: Assistant | None = None,
     ) -> list[str]:
         """The collections a request reads: what it asked for, within what its key allows."""
         existing = [c.name for c in self.workspace.store.collections()]

@@ -16,12 +16,15 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from .base import (
+    AccessStore,
     Collection,
     CollectionStore,
+    DocumentAccess,
     DocumentRecord,
     DocumentState,
     DocumentStore,
     FeedbackStore,
+    GroupRecord,
     JobRecord,
     JobStore,
     KeyStore,
@@ -29,6 +32,7 @@ from .base import (
     RunStore,
     Storage,
     StorageFactory,
+    UserRecord,
     VectorSearch,
 )
 
@@ -75,12 +79,15 @@ register_backend("postgres", _postgres)
 
 __all__ = [
     "BACKENDS",
+    "AccessStore",
     "Collection",
     "CollectionStore",
+    "DocumentAccess",
     "DocumentRecord",
     "DocumentState",
     "DocumentStore",
     "FeedbackStore",
+    "GroupRecord",
     "JobRecord",
     "JobStore",
     "KeyStore",
@@ -88,6 +95,7 @@ __all__ = [
     "RunStore",
     "Storage",
     "StorageFactory",
+    "UserRecord",
     "VectorSearch",
     "open_storage",
     "redacted",

@@ -1,8 +1,9 @@
 """What the rest of citewise needs from storage, as small protocols by concern.
 
 A backend (``sqlite.py``, the embedded default; ``postgres.py``, shared by server
-replicas) implements all of them over one database; ``tests/test_storage.py`` is the
-conformance suite every backend passes. No SQL lives outside the backend modules.
+replicas) implements all of them over one database; ``tests/test_storage.py`` and
+``tests/test_storage_access.py`` are the conformance suite every backend passes. No SQL
+lives outside the backend modules.
 
 Every change to a document is one transaction, so an interrupted ingest leaves whole
 documents or none; every write bumps the collection's ``generation``, which derived
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..documents import Chunk, Document, Hit
+from ..filters import Filter
 
 if TYPE_CHECKING:
     from ..ledger import LedgerStore
@@ -113,8 +115,8 @@ class DocumentStore(Protocol):
 
     def chunk_documents(self, chunk_ids: Sequence[int]) -> dict[int, int]: ...
     def chunk_sources(self, chunk_ids: Sequence[int]) -> dict[int, str]: ...
-    def filtered_chunk_ids(self, collection_id: int, where: dict[str, Any]) -> np.ndarray:
-        """Chunks whose document's metadata matches ``where`` (``source`` is a glob)."""
+    def filtered_chunk_ids(self, collection_id: int, node: Filter) -> np.ndarray:
+        """Chunks whose document passes the filter (filters.py says what it means)."""
         ...
 
     def search_texts(self, collection_id: int) -> Iterator[tuple[int, str]]:
@@ -147,10 +149,11 @@ class KeywordSearch(Protocol):
         query: str,
         collection_ids: Sequence[int],
         limit: int,
-        where: dict[str, Any] | None = None,
+        where: Filter | None = None,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) best first, the title, headings and body weighted."""
+        """(chunk id, BM25 score) best first, the title, headings and body weighted; only
+        chunks of documents that pass ``where``."""
         ...
 
     def rebuild_keyword_index(self) -> None: ...
@@ -175,7 +178,9 @@ class VectorSearch(Protocol):
 
 
 class KeyStore(Protocol):
-    """API keys: rows are (name, prefix, collections, scopes, rpm, tpm, created, revoked)."""
+    """API keys: rows are (name, prefix, collections, scopes, rpm, tpm, created, revoked,
+    user) — ``user`` the e-mail address of the user a key belongs to, None for a service
+    key, "" for a user that was removed (such a key is refused)."""
 
     def insert_api_key(
         self,
@@ -186,6 +191,7 @@ class KeyStore(Protocol):
         scopes: list[str],
         rpm: int | None,
         tpm: int | None,
+        user: str | None = None,
     ) -> bool: ...
     def api_key_rows(self, include_revoked: bool = False) -> list[tuple[Any, ...]]: ...
     def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple[Any, ...], str]]: ...
@@ -193,6 +199,69 @@ class KeyStore(Protocol):
     def any_api_keys(self) -> bool: ...
     def export_api_keys(self) -> list[tuple[Any, ...]]: ...
     def import_api_key(self, row: Sequence[Any]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    email: str  # lowercased: the user's identity
+    name: str
+    created_at: str
+    aliases: tuple[str, ...] = ()  # other ids sources name the user by: slack:U123
+    groups: tuple[str, ...] = ()  # group names, without the ``group:`` prefix
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    name: str
+    created_at: str
+    members: tuple[str, ...] = ()  # e-mail addresses
+
+
+@dataclass(frozen=True)
+class DocumentAccess:
+    """Who may read a document: everyone who reads its collection (``restricted`` False),
+    or only the holders of ``principals`` (none, when the tuple is empty)."""
+
+    restricted: bool
+    principals: tuple[str, ...] = ()
+
+
+class AccessStore(Protocol):
+    """Users, groups, aliases and the access lists of documents.
+
+    Identities are strings: a user is their e-mail address (lowercased), ``group:NAME`` a
+    group, and other ids a source names people by (``slack:U123``) are aliases of a user.
+    A document's access list is written with it (:attr:`Document.access`); what a caller
+    may read is computed when it asks, so a change of membership applies at once.
+    """
+
+    def add_user(self, email: str, name: str = "") -> UserRecord: ...
+    def remove_user(self, email: str) -> bool:
+        """Removes the user, its memberships and aliases, and revokes its API keys."""
+        ...
+
+    def users(self) -> list[UserRecord]: ...
+    def user(self, email: str) -> UserRecord | None: ...
+    def add_group(self, name: str) -> GroupRecord: ...
+    def remove_group(self, name: str) -> bool: ...
+    def groups(self) -> list[GroupRecord]: ...
+    def add_member(self, group: str, email: str) -> bool: ...
+    def remove_member(self, group: str, email: str) -> bool: ...
+    def add_alias(self, email: str, alias: str) -> bool: ...
+    def remove_alias(self, alias: str) -> bool: ...
+    def identities(self, email: str) -> frozenset[str]:
+        """The principals a user acts as: the e-mail address, its aliases and ``group:G``
+        for each of its groups (empty for an unknown user)."""
+        ...
+
+    def document_access(self, document_id: int) -> DocumentAccess: ...
+    def access_counts(self, collection_id: int) -> dict[str, int]:
+        """Documents open to the collection ("open") and restricted ("restricted")."""
+        ...
+
+    def readable_chunk_ids(self, collection_id: int, principals: frozenset[str]) -> np.ndarray:
+        """Chunks of the documents the holder of ``principals`` may read."""
+        ...
 
 
 class RunStore(Protocol):
@@ -248,6 +317,7 @@ class Storage(
     DocumentStore,
     KeywordSearch,
     KeyStore,
+    AccessStore,
     RunStore,
     JobStore,
     FeedbackStore,

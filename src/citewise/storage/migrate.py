@@ -1,6 +1,7 @@
 """``citewise migrate --to URL``: copy a workspace's store into another backend as stored —
-documents, chunks and their vectors (nothing is parsed or embedded again), collection
-settings, API keys, answer feedback, and the usage ledger with its budgets.
+documents, chunks and their vectors (nothing is parsed or embedded again) with their access
+lists, collection settings, users, groups and aliases, API keys, answer feedback, and the
+usage ledger with its budgets.
 
 Each document is copied in its own transaction, and a document already in the target
 with the same content hash is skipped, so an interrupted migration run again picks up
@@ -24,6 +25,8 @@ class MigrationReport:
     unchanged: int = 0  # already in the target (an earlier, interrupted run)
     chunks: int = 0
     keys: int = 0
+    users: int = 0
+    groups: int = 0
     feedback: int = 0
     ledger_rows: int = 0
     budgets: int = 0
@@ -65,6 +68,7 @@ def copy_store(
             report.chunks += len(stored.chunks)
             if progress is not None:
                 progress(stored.document.source)
+    _copy_users(source, target, report)  # before the keys, which name their users
     report.keys = sum(target.import_api_key(row) for row in source.export_api_keys())
     if not target.feedback():  # feedback has no natural key: copied into an empty target only
         for f in source.feedback():
@@ -81,6 +85,23 @@ def copy_store(
     if source_ledger is not None and target_ledger is not None:
         _copy_ledger(source_ledger, target_ledger, report)
     return report
+
+
+def _copy_users(source: Storage, target: Storage, report: MigrationReport) -> None:
+    """Users (with their aliases) and groups (with their members) the target lacks."""
+    for user in source.users():
+        if target.user(user.email) is None:
+            target.add_user(user.email, user.name)
+            report.users += 1
+        for alias in user.aliases:
+            target.add_alias(user.email, alias)
+    known = {g.name for g in target.groups()}
+    for group in source.groups():
+        if group.name not in known:
+            target.add_group(group.name)
+            report.groups += 1
+        for email in group.members:
+            target.add_member(group.name, email)
 
 
 def _copy_ledger(source: LedgerStore, target: LedgerStore, report: MigrationReport) -> None:

@@ -19,8 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..documents import Chunk, Document, Hit
-from ..errors import InvalidInput, WorkspaceError
+from ..errors import WorkspaceError
+from ..filters import SOURCE, And, Compare, Filter, In, Not, Or, ReadableBy, Scalar, check, kind
 from .base import Collection, DocumentRecord, DocumentState, JobRecord, StoredDocument
+from .sql_access import SqlAccess
 
 # Chunk id lists are sent in parts: SQLite allows 999 parameters in one statement.
 ID_BATCH = 900
@@ -50,8 +52,9 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-class SqlStore:
-    """Collections, documents, chunks, keys, runs and feedback over a DB-API connection."""
+class SqlStore(SqlAccess):
+    """Collections, documents, chunks, keys, runs and feedback over a DB-API connection;
+    users, groups and access lists come from :class:`SqlAccess`."""
 
     url: str
 
@@ -114,16 +117,37 @@ class SqlStore:
     def _delete_chunks(self, document_ids: Sequence[int]) -> None:
         raise NotImplementedError
 
-    def _metadata_condition(self, key: str) -> str:
-        """SQL comparing document ``d``'s metadata ``key`` with one parameter."""
+    def _json_kind(self, key: str, kind: str) -> str:
+        """SQL true when document ``d``'s metadata holds a value of ``kind`` (filters.kind:
+        number, string, boolean) at ``key`` (checked: letters, digits, _ and dots)."""
         raise NotImplementedError
+
+    def _json_value(self, key: str, kind: str) -> str:
+        """SQL for the value of ``kind`` at ``key``, ordered as filters.py says (text by
+        code point), compared with a parameter; only evaluated where :meth:`_json_kind`."""
+        raise NotImplementedError
+
+    def _metadata_in(self, key: str, values: Sequence[Scalar]) -> tuple[str, list[Any]]:
+        """SQL (never NULL) true when the value at ``key`` equals one of ``values`` of its
+        own kind, and its parameters."""
+        by_kind: dict[str, list[Scalar]] = {}
+        for value in values:
+            by_kind.setdefault(str(kind(value)), []).append(value)
+        parts = [
+            f"(CASE WHEN {self._json_kind(key, found)} THEN {self._json_value(key, found)} "
+            f"IN ({_marks(same)}) ELSE FALSE END)"
+            for found, same in by_kind.items()
+        ]
+        sql = "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+        return sql, [value for same in by_kind.values() for value in same]
+
+    def _text_order(self, expression: str) -> str:
+        """``expression`` (text) compared by code point."""
+        return expression
 
     def _source_condition(self) -> str:
         """SQL matching ``d.source`` against one glob parameter."""
         raise NotImplementedError
-
-    def _metadata_parameter(self, key: str, value: Any) -> Any:
-        return value
 
     def _source_parameter(self, glob: str) -> Any:
         return glob
@@ -217,7 +241,8 @@ class SqlStore:
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
-    # -- API keys (rows: name, prefix, collections, scopes, rpm, tpm, created, revoked) ---
+    # -- API keys (rows: name, prefix, collections, scopes, rpm, tpm, created, revoked,
+    # user: the owner's e-mail address, None for a service key, "" for a removed user) ---
 
     def insert_api_key(
         self,
@@ -228,10 +253,14 @@ class SqlStore:
         scopes: list[str],
         rpm: int | None,
         tpm: int | None,
+        user: str | None = None,
     ) -> bool:
         """False when an active key of that name exists. A revoked key gives its name up:
-        its row stays (for the record) as ``NAME (revoked #ID)``, which no key name can be."""
+        its row stays (for the record) as ``NAME (revoked #ID)``, which no key name can be.
+        ``user``: the e-mail address of the user the key belongs to (:class:`NotFound`
+        when there is no such user)."""
         with self.transaction():
+            user_id = None if user is None else self._known_user(user)
             revoked = self.execute(
                 "SELECT id FROM api_keys WHERE name = ? AND revoked_at IS NOT NULL", (name,)
             ).fetchone()
@@ -241,8 +270,9 @@ class SqlStore:
                     (f"{name} (revoked #{revoked[0]})", revoked[0]),
                 )
             inserted = self.execute(
-                "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, "
+                "created_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
                 (
                     name,
                     prefix,
@@ -252,24 +282,24 @@ class SqlStore:
                     rpm,
                     tpm,
                     now(),
+                    user_id,
                 ),
             )
             return inserted.rowcount == 1
 
     def api_key_rows(self, include_revoked: bool = False) -> list[tuple[Any, ...]]:
-        sql = "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at FROM api_keys"
+        sql = "SELECT " + _API_KEY_COLUMNS + _API_KEY_FROM
         if not include_revoked:
-            sql += " WHERE revoked_at IS NULL"
-        return [tuple(row) for row in self.execute(sql + " ORDER BY name").fetchall()]
+            sql += " WHERE k.revoked_at IS NULL"
+        return [tuple(row) for row in self.execute(sql + " ORDER BY k.name").fetchall()]
 
     def api_key_rows_with_prefix(self, prefix: str) -> list[tuple[tuple[Any, ...], str]]:
         """(row, stored hash) of every key, active or revoked, with this prefix."""
         rows = self.execute(
-            "SELECT name, prefix, collections, scopes, rpm, tpm, created_at, revoked_at, hash "
-            "FROM api_keys WHERE prefix = ?",
+            f"SELECT {_API_KEY_COLUMNS}, k.hash{_API_KEY_FROM} WHERE k.prefix = ?",
             (prefix,),
         ).fetchall()
-        return [(tuple(row[:8]), row[8]) for row in rows]
+        return [(tuple(row[:9]), row[9]) for row in rows]
 
     def revoke_api_key(self, name: str) -> bool:
         cursor = self.execute(
@@ -283,19 +313,31 @@ class SqlStore:
 
     def export_api_keys(self) -> list[tuple[Any, ...]]:
         """Every key as stored, hash included: (name, prefix, hash, collections, scopes,
-        rpm, tpm, created_at, revoked_at)."""
+        rpm, tpm, created_at, revoked_at, user)."""
         rows = self.execute(
-            "SELECT name, prefix, hash, collections, scopes, rpm, tpm, created_at, revoked_at "
-            "FROM api_keys ORDER BY id"
+            "SELECT k.name, k.prefix, k.hash, k.collections, k.scopes, k.rpm, k.tpm, "
+            "k.created_at, k.revoked_at, "
+            "CASE WHEN k.user_id IS NULL THEN NULL ELSE coalesce(u.email, '') END"
+            + _API_KEY_FROM
+            + " ORDER BY k.id"
         )
         return [tuple(row) for row in rows]
 
     def import_api_key(self, row: Sequence[Any]) -> bool:
-        """A key from :meth:`export_api_keys` (False: one of that name is here already)."""
+        """A key from :meth:`export_api_keys` (False: one of that name is here already).
+        A user's key whose user is not here is imported revoked: it never turns into a
+        service key."""
+        values, user = list(row[:9]), row[9] if len(row) > 9 else None
+        user_id = None
+        if user is not None:
+            user_id = self._user_id(user) if user else None
+            if user_id is None and values[8] is None:
+                values[8] = now()
         inserted = self.execute(
             "INSERT INTO api_keys (name, prefix, hash, collections, scopes, rpm, tpm, created_at, "
-            "revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            tuple(row),
+            "revoked_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (*values, user_id),
         )
         return inserted.rowcount == 1
 
@@ -330,11 +372,12 @@ class SqlStore:
             self._bump(collection_id)
             existing = self.document_state(collection_id, document.source)
             metadata = json.dumps(document.metadata)
+            restricted = document.access is not None
             if existing is not None:
                 self._delete_chunks([existing.id])
                 self.execute(
                     "UPDATE documents SET title = ?, content_hash = ?, mtime_ns = ?, size = ?, "
-                    "text = ?, metadata = ?, updated_at = ? WHERE id = ?",
+                    "text = ?, metadata = ?, updated_at = ?, restricted = ? WHERE id = ?",
                     (
                         document.title,
                         document.content_hash,
@@ -343,6 +386,7 @@ class SqlStore:
                         document.text,
                         metadata,
                         now(),
+                        restricted,
                         existing.id,
                     ),
                 )
@@ -350,8 +394,8 @@ class SqlStore:
             else:
                 document_id = self.execute(
                     "INSERT INTO documents (collection_id, source, title, content_hash, mtime_ns, "
-                    "size, text, metadata, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "RETURNING id",
+                    "size, text, metadata, updated_at, restricted) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         collection_id,
                         document.source,
@@ -362,8 +406,10 @@ class SqlStore:
                         document.text,
                         metadata,
                         now(),
+                        restricted,
                     ),
                 ).fetchone()[0]
+            self._write_document_access(document_id, document.access)
             self._insert_chunks(
                 collection_id, document_id, document.title, document.text, chunks, vectors
             )
@@ -375,6 +421,7 @@ class SqlStore:
         with self.transaction():
             self._bump(collection_id)
             self._delete_chunks(document_ids)
+            self._delete_document_access(document_ids)
             for document_id in document_ids:
                 self.execute("DELETE FROM documents WHERE id = ?", (document_id,))
 
@@ -430,13 +477,13 @@ class SqlStore:
         ]
         for document_id in ids:
             row = self.execute(
-                "SELECT source, title, text, content_hash, metadata, mtime_ns, size "
+                "SELECT source, title, text, content_hash, metadata, mtime_ns, size, restricted "
                 "FROM documents WHERE id = ?",
                 (document_id,),
             ).fetchone()
             if row is None:  # deleted meanwhile
                 continue
-            source, title, text, content_hash, metadata, mtime_ns, size = row
+            source, title, text, content_hash, metadata, mtime_ns, size, restricted = row
             chunk_rows = self.execute(
                 'SELECT id, ord, start, "end", page, heading_path, n_tokens FROM chunks '
                 "WHERE document_id = ? ORDER BY ord",
@@ -448,6 +495,8 @@ class SqlStore:
             ]
             vectors = self._vectors_of([r[0] for r in chunk_rows])
             document = Document(source, title, text, [], content_hash, json.loads(metadata))
+            if restricted:
+                document.access = self._access_list(document_id)
             yield StoredDocument(document, chunks, vectors, mtime_ns, size)
 
     def _vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
@@ -610,43 +659,74 @@ class SqlStore:
                 )
         return out
 
-    def filtered_chunk_ids(self, collection_id: int, where: dict[str, Any]) -> np.ndarray:
-        filters, params = self.metadata_filter(where)
+    def filtered_chunk_ids(self, collection_id: int, node: Filter) -> np.ndarray:
+        """Chunks of the collection's documents that pass the filter. A caller's access
+        (a ReadableBy part) is looked up through the access index, not row by row: at a
+        million chunks that is most of a filtered search's time."""
+        readable, rest = _split_access(node)
+        if readable is not None:
+            ids = self.readable_chunk_ids(collection_id, readable.principals)
+            if rest is None:
+                return ids
+            return np.intersect1d(ids, self.filtered_chunk_ids(collection_id, rest))
+        condition, params = self.filter_sql(node)
         rows = self.execute(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-            f"WHERE d.collection_id = ?{filters}",
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"WHERE d.collection_id = ? AND {condition}",
             [collection_id, *params],
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def metadata_filter(self, where: dict[str, Any] | None) -> tuple[str, list[Any]]:
-        """SQL conditions on document ``d`` (and parameters) for equality filters on its
-        metadata; ``source`` is a glob."""
-        if not where:
+    def filter_clause(self, node: Filter | None) -> tuple[str, list[Any]]:
+        """``" AND <condition>"`` on document ``d`` (and its parameters) for a query's
+        WHERE; "" without a filter."""
+        if node is None:
             return "", []
-        clauses, params = [], []
-        for key, value in where.items():
-            if not key.replace("_", "").replace(".", "").isalnum():
-                raise InvalidInput(f"invalid metadata filter key {key!r}", param="where")
-            if not isinstance(value, str | int | float | bool):
-                raise InvalidInput(
-                    f"metadata filter {key!r}: the value must be a string, number or boolean, "
-                    f"not {type(value).__name__}",
-                    param="where",
-                )
-            if key == "source":
-                if not isinstance(value, str):  # a glob
-                    raise InvalidInput(
-                        f"metadata filter 'source': the value must be a glob (a string), "
-                        f"not {type(value).__name__}",
-                        param="where",
-                    )
-                clauses.append(f" AND {self._source_condition()}")
-                params.append(self._source_parameter(value))
-            else:
-                clauses.append(f" AND {self._metadata_condition(key)}")
-                params.append(self._metadata_parameter(key, value))
-        return "".join(clauses), params
+        condition, params = self.filter_sql(node)
+        return f" AND {condition}", params
+
+    def filter_sql(self, node: Filter) -> tuple[str, list[Any]]:
+        """A condition on document ``d``, true or false (never NULL: NOT stays the
+        complement) exactly where :func:`citewise.filters.matches` is, and its parameters.
+        Values are always parameters; keys and operators are checked before they are
+        written into the SQL."""
+        if isinstance(node, And | Or):
+            if not node.parts:
+                return ("TRUE" if isinstance(node, And) else "FALSE"), []
+            parts = [self.filter_sql(part) for part in node.parts]
+            joined = (" AND " if isinstance(node, And) else " OR ").join(sql for sql, _ in parts)
+            return f"({joined})", [param for _, params in parts for param in params]
+        if isinstance(node, Not):
+            condition, params = self.filter_sql(node.part)
+            return f"(NOT {condition})", params
+        if isinstance(node, ReadableBy):
+            return self._readable_condition(node.principals)
+        check(node)
+        if isinstance(node, In):
+            condition, params = self._equal_sql(node.key, node.values)
+            return (f"(NOT {condition})" if node.negated else condition), params
+        if node.op in ("=", "!="):
+            condition, params = self._equal_sql(node.key, (node.value,))
+            return (f"(NOT {condition})" if node.op == "!=" else condition), params
+        return self._range_sql(node)
+
+    def _equal_sql(self, key: str, values: Sequence[Scalar]) -> tuple[str, list[Any]]:
+        if key != SOURCE:
+            return self._metadata_in(key, values)
+        if not values:
+            return "FALSE", []
+        globs = " OR ".join([self._source_condition()] * len(values))
+        return f"({globs})", [self._source_parameter(str(glob)) for glob in values]
+
+    def _range_sql(self, node: Compare) -> tuple[str, list[Any]]:
+        if node.key == SOURCE:
+            return f"({self._text_order('d.source')} {node.op} ?)", [node.value]
+        found = str(kind(node.value))
+        return (
+            f"(CASE WHEN {self._json_kind(node.key, found)} THEN "
+            f"{self._json_value(node.key, found)} {node.op} ? ELSE FALSE END)",
+            [node.value],
+        )
 
     def chunk_documents(self, chunk_ids: Sequence[int]) -> dict[int, int]:
         """The document id of each chunk (missing chunks are left out)."""
@@ -727,6 +807,13 @@ class SqlStore:
         return [row[0] for row in rows]
 
 
+# A key row's columns; its user "" when the key's user was removed.
+_API_KEY_COLUMNS = (
+    "k.name, k.prefix, k.collections, k.scopes, k.rpm, k.tpm, k.created_at, k.revoked_at, "
+    "CASE WHEN k.user_id IS NULL THEN NULL ELSE coalesce(u.email, '') END"
+)
+_API_KEY_FROM = " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id"
+
 _DOCUMENT_RECORD_SQL = (
     "SELECT d.id, k.name, d.source, d.title, count(c.id), coalesce(sum(c.n_tokens), 0), "
     "d.updated_at, d.metadata FROM documents d JOIN collections k ON k.id = d.collection_id "
@@ -754,3 +841,15 @@ def _parts(ids: Sequence[int]) -> Iterator[list[int]]:
 
 def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+def _split_access(node: Filter) -> tuple[ReadableBy | None, Filter | None]:
+    """A filter's access part (a ReadableBy at its top, alone or in an And) and the rest."""
+    if isinstance(node, ReadableBy):
+        return node, None
+    if isinstance(node, And):
+        access = [p for p in node.parts if isinstance(p, ReadableBy)]
+        if len(access) == 1:
+            rest = [p for p in node.parts if not isinstance(p, ReadableBy)]
+            return access[0], (rest[0] if len(rest) == 1 else And(tuple(rest)) if rest else None)
+    return None, None

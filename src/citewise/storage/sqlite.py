@@ -19,6 +19,7 @@ import numpy as np
 
 from ..documents import Chunk
 from ..errors import WorkspaceError
+from ..filters import Filter
 from ..keywords import fts_query
 from .base import VectorSearch
 from .sql import SqlStore, now
@@ -195,6 +196,51 @@ def _m007_metadata_index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX documents_metadata ON documents(collection_id, metadata)")
 
 
+def _m008_access(db: sqlite3.Connection) -> None:
+    # Users, groups and aliases, and who may read each document (storage/sql_access.py).
+    # Identity strings are interned in principals; a document open to its collection is
+    # restricted = 0 and has no access rows. User ids are never reused (AUTOINCREMENT): a
+    # key still naming a removed user's id must not come to name another user.
+    _run_script(
+        db,
+        """
+        CREATE TABLE principals (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE groups (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE group_members (
+            group_id INTEGER NOT NULL REFERENCES groups(id),
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            PRIMARY KEY (group_id, user_id)
+        );
+        CREATE INDEX group_members_by_user ON group_members(user_id);
+        CREATE TABLE user_aliases (
+            alias TEXT NOT NULL UNIQUE,
+            user_id INTEGER NOT NULL REFERENCES users(id)
+        );
+        CREATE INDEX user_aliases_by_user ON user_aliases(user_id);
+        CREATE TABLE document_access (
+            document_id INTEGER NOT NULL REFERENCES documents(id),
+            principal_id INTEGER NOT NULL REFERENCES principals(id),
+            PRIMARY KEY (document_id, principal_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX document_access_by_principal ON document_access(principal_id, document_id);
+        ALTER TABLE documents ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX documents_by_access ON documents(collection_id, restricted);
+        ALTER TABLE api_keys ADD COLUMN user_id INTEGER;
+        CREATE INDEX api_keys_by_user ON api_keys(user_id);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
@@ -203,6 +249,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m005_jobs,
     _m006_vector_changes,
     _m007_metadata_index,
+    _m008_access,
 ]
 # Changes kept per collection; a derived index further behind than this rebuilds.
 KEPT_VECTOR_CHANGES = 200_000
@@ -394,8 +441,14 @@ class SqliteStore(SqlStore):
                 (floor, collection_id),
             )
 
-    def _metadata_condition(self, key: str) -> str:
-        return f"json_extract(d.metadata, '$.{key}') = ?"
+    # json_type tells the kinds apart (json_extract gives true as 1, like the number 1);
+    # strings compare with BINARY, by code point, as filters.py says.
+    def _json_kind(self, key: str, kind: str) -> str:
+        types = {"number": "'integer', 'real'", "string": "'text'", "boolean": "'true', 'false'"}
+        return f"json_type(d.metadata, '$.{key}') IN ({types[kind]})"
+
+    def _json_value(self, key: str, kind: str) -> str:
+        return f"json_extract(d.metadata, '$.{key}')"
 
     def _source_condition(self) -> str:
         return "d.source GLOB ?"
@@ -434,7 +487,7 @@ class SqliteStore(SqlStore):
         query: str,
         collection_ids: Sequence[int],
         limit: int,
-        where: dict[str, Any] | None = None,
+        where: Filter | None = None,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> list[tuple[int, float]]:
         match = fts_query(query)
@@ -445,11 +498,11 @@ class SqliteStore(SqlStore):
         match: str,
         collection_ids: Sequence[int],
         limit: int,
-        where: dict[str, Any] | None = None,
+        where: Filter | None = None,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> list[tuple[int, float]]:
         """(chunk id, score) for an FTS5 MATCH expression, best first; higher is better."""
-        if not where and set(collection_ids) >= {c.id for c in self.collections()}:
+        if where is None and set(collection_ids) >= {c.id for c in self.collections()}:
             # Nothing to filter: without the join, FTS5 scores matches 2.6x faster.
             rows = self.execute(
                 "SELECT rowid, -bm25(chunks_fts, ?, ?, ?) AS score FROM chunks_fts "
@@ -458,7 +511,7 @@ class SqliteStore(SqlStore):
             )
             return [(int(r[0]), float(r[1])) for r in rows]
         marks = ",".join("?" * len(collection_ids))
-        filters, params = self.metadata_filter(where)
+        filters, params = self.filter_clause(where)
         sql = (
             f"SELECT f.rowid, -bm25(chunks_fts, ?, ?, ?) AS score FROM chunks_fts f "
             f"JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id "
