@@ -19,7 +19,7 @@ CONSTRAINTS := constraints.txt
 # which cuts the build from 243 to 200 s on 2 cores (docs/benchmarks.md, "Building llama.cpp").
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install demo test lint docs docs-check examples browser services bench bench-env upgrade clean
+.PHONY: install demo test lint docs docs-check examples browser services bench bench-env clients-env upgrade clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,7 +80,7 @@ services:
 		|| apt-get install -y espeak-ng ffmpeg \
 		|| (apt-get update && apt-get install -y espeak-ng ffmpeg)
 
-test: lint docs-check browser services bench-env
+test: lint docs-check browser services bench-env clients-env
 	$(BIN)/python -m pytest
 	.venv-bench/bin/python -m pytest -m finetune tests/test_finetune.py
 
@@ -95,6 +95,20 @@ test: lint docs-check browser services bench-env
 	touch $@
 
 bench-env: .venv-bench/.installed
+
+# The client environment: LlamaIndex's OpenAI integration (OpenAILike, OpenAIResponses)
+# requires openai<3, which .venv's openai cannot share. tests/test_clients.py runs a
+# LlamaIndex script with this Python against the server it starts. To move to newer
+# releases: delete .venv-clients, install the two packages without -c, and write
+# `pip freeze` into constraints-clients.txt (under its comment).
+.venv-clients/.installed: constraints-clients.txt
+	$(PYTHON) -m venv .venv-clients
+	.venv-clients/bin/pip install --quiet --upgrade pip
+	.venv-clients/bin/pip install --quiet -c constraints-clients.txt \
+		llama-index-llms-openai llama-index-llms-openai-like
+	touch $@
+
+clients-env: .venv-clients/.installed
 
 # About 2.5 hours on 2 cores (25 minutes fine-tuning the embedder, an hour growing the
 # storage benchmark to a million chunks in each backend); results land in
@@ -134,4 +148,4 @@ upgrade:
 	rm -rf .venv-upgrade
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-upgrade .pytest_cache .ruff_cache .mypy_cache site
+	rm -rf $(VENV) .venv-bench .venv-clients .venv-upgrade .pytest_cache .ruff_cache .mypy_cache site

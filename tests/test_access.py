@@ -34,7 +34,7 @@ import citewise.workspace
 from citewise import Workspace
 from citewise.access import OWNER, Caller, user_caller
 from citewise.documents import Hit, ParsedDocument
-from citewise.errors import NotFound
+from citewise.errors import NotFound, WorkspaceError
 from citewise.keys import authenticate, create_key
 from citewise.parsers._common import paragraph_blocks
 from citewise.server import create_app
@@ -1098,3 +1098,13 @@ def test_every_path_matches_the_reference(corpus: Corpus, directory: Directory) 
             text = None
         assert (text is not None) == (n in readable), n
         assert bool(ws.document_passages(document_id, who)) == (n in readable), n
+
+
+def test_a_users_key_only_reads(workspace: Workspace) -> None:
+    """What a key uploads is written for everyone who reads the collection, and an export
+    replaces what it covers: a user's key may not write, whatever scope it asks for."""
+    workspace.store.add_user("dana@example.com")
+    for scopes in (["ask", "ingest"], ["admin"]):
+        with pytest.raises(WorkspaceError, match="ask scope only"):
+            create_key(workspace.store, "dana-key", ["*"], scopes, user="dana@example.com")
+    assert create_key(workspace.store, "dana-key", ["*"], ["ask"], user="dana@example.com")[1].user

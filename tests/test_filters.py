@@ -432,3 +432,13 @@ def test_search_where_over_http(corpus_workspace: Path) -> None:
     finally:
         app.state.service.close()
         workspace.close()
+
+
+def test_a_filter_that_would_cost_every_row_too_much_is_refused() -> None:
+    globs = {"source": {"$in": [f"docs/{n}/*" for n in range(33)]}}
+    with pytest.raises(InvalidInput, match="33 source globs"):
+        parse_where(globs)
+    many = {"$or": [{f"k{n}": {"$in": list(range(20))}} for n in range(60)]}
+    with pytest.raises(InvalidInput, match="1200 values in all"):
+        parse_where(many)
+    assert parse_where({"source": {"$in": [f"docs/{n}/*" for n in range(32)]}}) is not None

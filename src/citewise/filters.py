@@ -119,7 +119,8 @@ def all_of(*filters: Filter | None) -> Filter | None:
 
 MAX_CONDITIONS = 64  # comparisons and $in/$nin in one filter
 MAX_DEPTH = 8  # $and, $or, $not and several conditions in one object, nested
-MAX_VALUES = 1000  # values of one $in or $nin
+MAX_VALUES = 1000  # values of one $in or $nin, and of every condition together
+MAX_GLOBS = 32  # source globs: each is a pattern match per document row
 SOURCE = "source"  # the document's source, not a metadata field
 
 _COMPARISONS: dict[str, Operator] = {
@@ -140,7 +141,11 @@ def parse_where(value: Mapping[str, Any] | None) -> Filter | None:
         return None
     if not isinstance(value, Mapping):
         raise _invalid(f"where must be an object of conditions, not {_type(value)}")
-    return _Parser().clause(value, 1) if value else None
+    if not value:
+        return None
+    node = _Parser().clause(value, 1)
+    _bounded(node)
+    return node
 
 
 def as_filter(where: Mapping[str, Any] | Filter | None) -> Filter | None:
@@ -157,6 +162,31 @@ def check(node: Filter) -> None:
     conditions = _check(node, 1)
     if conditions > MAX_CONDITIONS:
         raise _too_many()
+    _bounded(node)
+
+
+def _bounded(node: Filter) -> None:
+    """Refuse a filter whose values together would cost every document row too much:
+    more than ``MAX_VALUES`` values in all, or more than ``MAX_GLOBS`` source globs."""
+    values, globs = _weight(node)
+    if values > MAX_VALUES:
+        raise _invalid(f"where holds {values} values in all; at most {MAX_VALUES}")
+    if globs > MAX_GLOBS:
+        raise _invalid(f"where holds {globs} source globs; at most {MAX_GLOBS}")
+
+
+def _weight(node: Filter) -> tuple[int, int]:
+    """(values, source globs) of a filter."""
+    if isinstance(node, And | Or):
+        weights = [_weight(part) for part in node.parts]
+        return sum(w[0] for w in weights), sum(w[1] for w in weights)
+    if isinstance(node, Not):
+        return _weight(node.part)
+    if isinstance(node, In):
+        return len(node.values), len(node.values) if node.key == SOURCE else 0
+    if isinstance(node, Compare):
+        return 1, 1 if node.key == SOURCE else 0
+    return 0, 0
 
 
 def _check(node: Filter, depth: int) -> int:

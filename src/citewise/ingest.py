@@ -239,6 +239,12 @@ class Ingestor:
             document = item.load()
             if self.access is not None:
                 document.access = self.access.principals
+            elif document.access is None and existing is not None:
+                # A source that says nothing of access (a file) keeps the access list the
+                # document was given (`--access`): a changed file is not opened by its edit.
+                stored = self.store.document_access(existing.id)
+                if stored.restricted:
+                    document.access = stored.principals
             if len(document.text) > self.max_document_chars:
                 raise ParseError(
                     f"extracts to {len(document.text) / 1048576:,.0f} MB of text, over the "

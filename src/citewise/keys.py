@@ -81,6 +81,11 @@ def create_key(
         raise WorkspaceError(f"scopes must be some of {', '.join(SCOPES)}; got {scopes}")
     if not collections:
         raise WorkspaceError("a key needs at least one collection (or '*' for all)")
+    if user is not None and set(scopes) - {"ask"}:
+        # What a key uploads is written for everyone who reads the collection, and an
+        # export replaces what it covers, restricted documents included: writing is a
+        # service key's (admin implies it).
+        raise WorkspaceError("a user's key reads as that user: give it the ask scope only")
     for limit in (rpm, tpm):
         if limit is not None and limit <= 0:
             raise WorkspaceError("rate limits must be positive numbers")

@@ -6,6 +6,8 @@ outside them is never a candidate.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -90,8 +92,10 @@ class Retriever:
         candidates: int = 100,
         sparse: SparseIndexes | None = None,
         settings_for: Callable[[Collection], RetrievalSettings | None] | None = None,
+        allowed_cache: AllowedCache | None = None,
     ) -> None:
         self.sparse = sparse
+        self.allowed_cache = allowed_cache
         self.store = store
         self.indexes = indexes
         self.embedder_for = embedder_for
@@ -139,7 +143,7 @@ class Retriever:
     ) -> Candidates:
         """Each ranking's best ``depth`` passages for the query (the modes' own lists)."""
         weights = (settings or self.settings).bm25_weights
-        allowed = _AllowedChunks(self.store, where)
+        allowed = _AllowedChunks(self.store, where, self.allowed_cache)
         bm25 = self._bm25(query, collections, depth, allowed, weights) if mode != "dense" else []
         dense = self._dense(query, collections, depth, allowed) if mode != "bm25" else []
         return Candidates(bm25, dense)
@@ -333,18 +337,52 @@ def _minmax(pairs: list[tuple[int, float]]) -> dict[int, float]:
     return {c: (s - low) / span if span > 0 else 1.0 for c, s in pairs}
 
 
+class AllowedCache:
+    """The chunks a filter let through in recent searches — a user's access filter, most
+    often, which each of its queries repeats. An entry is for one collection at one
+    generation: any write to the collection (a document, its access list) bumps the
+    generation, so a stale entry is never read; a membership change changes the caller's
+    principals, and so the filter, and so the key. Bounded by entries and by ids held."""
+
+    def __init__(self, entries: int = 32, max_ids: int = 8_000_000) -> None:
+        self.entries, self.max_ids = entries, max_ids
+        self._found: OrderedDict[tuple[int, int, Filter], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, collection: Collection, where: Filter) -> np.ndarray | None:
+        key = (collection.id, collection.generation, where)
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+            return found
+
+    def put(self, collection: Collection, where: Filter, ids: np.ndarray) -> None:
+        with self._lock:
+            self._found[(collection.id, collection.generation, where)] = ids
+            while len(self._found) > self.entries or (
+                len(self._found) > 1 and sum(len(v) for v in self._found.values()) > self.max_ids
+            ):
+                self._found.popitem(last=False)
+
+
 class _AllowedChunks:
     """The chunks a filter lets through, looked up once per collection and
     search: the keyword and vector sides share it (at a million chunks the lookup is
-    most of a filtered search's time)."""
+    most of a filtered search's time), and a cache keeps it for the next search."""
 
-    def __init__(self, store: Any, where: Filter | None) -> None:
-        self.store, self.where = store, where
+    def __init__(self, store: Any, where: Filter | None, cache: AllowedCache | None = None) -> None:
+        self.store, self.where, self.cache = store, where, cache
         self._ids: dict[int, np.ndarray] = {}
 
     def of(self, collection: Collection) -> np.ndarray | None:
         if self.where is None:
             return None
         if collection.id not in self._ids:
-            self._ids[collection.id] = self.store.filtered_chunk_ids(collection.id, self.where)
+            cached = self.cache.get(collection, self.where) if self.cache else None
+            if cached is None:
+                cached = self.store.filtered_chunk_ids(collection.id, self.where)
+                if self.cache is not None:
+                    self.cache.put(collection, self.where, cached)
+            self._ids[collection.id] = cached
         return self._ids[collection.id]

@@ -43,7 +43,7 @@ from .keys import ALL_COLLECTIONS
 from .ledger import Ledger, LedgerStore
 from .names import check_collection_name
 from .providers.base import Message
-from .retrieval import Mode, RetrievalSettings, Retriever, check_embedder
+from .retrieval import AllowedCache, Mode, RetrievalSettings, Retriever, check_embedder
 from .sources import Skipped, SourceItem
 from .storage import Collection, DocumentRecord, Storage, open_storage
 from .storage.migrate import MigrationReport
@@ -117,6 +117,7 @@ class Workspace:
         self._embedders_lock = threading.Lock()
         self._chat_models: dict[tuple[str, str, str, int], Router] = {}
         self._chat_models_lock = threading.Lock()
+        self._allowed_cache = AllowedCache()
 
     @classmethod
     def open(
@@ -298,6 +299,7 @@ class Workspace:
             defaults,
             sparse=self.sparse,
             settings_for=self.tuned_settings,
+            allowed_cache=self._allowed_cache,
         )
 
     def tuned_settings(self, collection: Collection) -> RetrievalSettings | None:
@@ -605,6 +607,8 @@ def access_override(access: Sequence[str] | Literal["open"] | None) -> AccessOve
         return None
     if access == "open":
         return AccessOverride(None)
+    if isinstance(access, str):  # one identity, not its characters
+        access = [access]
     principals = tuple(dict.fromkeys(normalize_principal(a) for a in access))
     if not principals:
         raise InvalidInput("access names nobody: give identities, or 'open'", param="access")

@@ -44,16 +44,17 @@ as_option = click.option(
 
 
 def reader(workspace: Workspace, name: str) -> Caller | str:
-    """Who ``--as NAME`` reads as: a user of the workspace, or (any other name) the
-    operator charged under that name. An address that is no user, in a workspace that
-    has users, is an error rather than a read of everything (fail closed)."""
+    """Who ``--as NAME`` reads as: a user of the workspace, or (a name that is no
+    address) the operator charged under that name. An address that is no user is an
+    error rather than a read of everything (fail closed)."""
     if not name:
         return ""
     if workspace.store.user(name) is not None:
         return user_caller(workspace.store, name)
-    if "@" in name and workspace.store.users():
+    if "@" in name:
         raise click.BadParameter(
-            f"no user {name!r} in this workspace (`citewise users list`)", param_hint="--as"
+            f"no user {name!r} in this workspace: `citewise users add {name}` makes one",
+            param_hint="--as",
         )
     return name
 

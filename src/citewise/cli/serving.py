@@ -71,6 +71,7 @@ def mcp_command(ctx: Context, key_env: str | None) -> None:
     from ..config import setting_from_env
     from ..errors import AccessDenied, ConfigError
     from ..keys import authenticate
+    from .query import reader
 
     try:
         import mcp.server.mcpserver  # noqa: F401 - the SDK and everything it imports
@@ -96,7 +97,8 @@ def mcp_command(ctx: Context, key_env: str | None) -> None:
         caller_of(None)  # a wrong key fails here, before a client connects
     else:
         # The workspace's owner; model calls charged as `citewise ask` charges them.
-        owner = as_caller(setting_from_env("user", str))
+        # $CITEWISE_USER as `--as` reads it: a user of the workspace reads as that user.
+        owner = as_caller(reader(workspace, setting_from_env("user", str)))
 
         def caller_of(request: object) -> Caller:
             return owner

@@ -169,10 +169,11 @@ class Service:
                 code="invalid_collection",
                 param="collection",
             )
-        if not key.allows_collection(name):
+        if not key.allows_collection(name) or key.user is not None:
             raise APIError(
                 403,
-                f"This key may not write to the collection '{name}'",
+                f"This key may not write to the collection '{name}'"
+                + (": a user's key only reads" if key.user is not None else ""),
                 type="permission_error",
                 code="collection_forbidden",
             )

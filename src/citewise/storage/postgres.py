@@ -145,6 +145,10 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "CREATE INDEX document_access_by_principal ON document_access(principal_id, document_id)",
             "ALTER TABLE documents ADD COLUMN restricted BOOLEAN NOT NULL DEFAULT false",
             "CREATE INDEX documents_by_access ON documents(collection_id, restricted)",
+            # Conversations and mail stored before access lists existed are closed to users
+            # until their export is ingested again (which writes their members).
+            "UPDATE documents SET restricted = true "
+            "WHERE source LIKE 'slack://%%' OR source LIKE 'gmail://%%'",
             "ALTER TABLE api_keys ADD COLUMN user_id BIGINT",
             "CREATE INDEX api_keys_by_user ON api_keys(user_id)",
         ),

@@ -235,6 +235,10 @@ def _m008_access(db: sqlite3.Connection) -> None:
         CREATE INDEX document_access_by_principal ON document_access(principal_id, document_id);
         ALTER TABLE documents ADD COLUMN restricted INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX documents_by_access ON documents(collection_id, restricted);
+        -- Conversations and mail stored before access lists existed are closed to users
+        -- until their export is ingested again (which writes their members): fail closed.
+        UPDATE documents SET restricted = 1
+            WHERE source LIKE 'slack://%' OR source LIKE 'gmail://%';
         ALTER TABLE api_keys ADD COLUMN user_id INTEGER;
         CREATE INDEX api_keys_by_user ON api_keys(user_id);
         """,
