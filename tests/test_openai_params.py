@@ -10,6 +10,7 @@ import json
 import shutil
 import typing
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -500,3 +501,155 @@ def test_a_stop_sequence_cuts_the_local_models_answer(local: openai.OpenAI) -> N
     assert cut.choices[0].finish_reason == "stop", text
     assert text and not any(stop in text for stop in stops), text
     assert cut.usage.completion_tokens < 60
+
+
+def _closed(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """An object of ``properties`` and no others, every one required but ``optional``."""
+    required = [name for name in properties if name not in optional]
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _text(limit: int = 60) -> dict[str, Any]:
+    # Bounded: the tiny model may otherwise write one string until max_tokens.
+    return {"type": "string", "maxLength": limit}
+
+
+INTEGER = {"type": "integer"}
+STEP = _closed({"order": INTEGER, "action": _text()})
+# The JSON Schema features clients send in response_format, one schema each.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "nested_object": _closed(
+        {"answer": _text(120), "source": _closed({"title": _text(), "section": _text()})}
+    ),
+    "array_of_objects": _closed(
+        {"steps": {"type": "array", "items": STEP, "minItems": 1, "maxItems": 3}}
+    ),
+    "string_enums": _closed(
+        {
+            "priority": {"type": "string", "enum": ["low", "medium", "high"]},
+            "status": {"enum": ["open", "in progress", "done"]},
+        }
+    ),
+    "integer_enum": _closed({"effort": {"type": "integer", "enum": [1, 2, 3, 5, 8]}}),
+    "numbers_and_booleans": _closed(
+        {"seconds": {"type": "number"}, "count": INTEGER, "automatic": {"type": "boolean"}}
+    ),
+    "integer_bounds": _closed(
+        {
+            "confidence": {"type": "integer", "minimum": 1, "maximum": 5},
+            "retries": {"type": "integer", "minimum": 0, "exclusiveMaximum": 4},
+        }
+    ),
+    "nullable_type_list": _closed(
+        {"owner": {"type": ["string", "null"], "maxLength": 40}, "answer": _text(120)}
+    ),
+    "nullable_any_of": _closed(
+        {"expires": {"anyOf": [_text(40), {"type": "null"}]}, "answer": _text(120)}
+    ),
+    "optional_properties": _closed(
+        {"answer": _text(120), "command": _text(), "note": _text()}, "command", "note"
+    ),
+    "const": _closed(
+        {"kind": {"const": "key-rotation"}, "version": {"const": 2}, "answer": _text(120)}
+    ),
+    "date_and_uuid_formats": _closed(
+        {
+            "day": {"type": "string", "format": "date"},
+            "at": {"type": "string", "format": "date-time"},
+            "id": {"type": "string", "format": "uuid"},
+        }
+    ),
+    "email_format": _closed({"contact": {"type": "string", "format": "email", "maxLength": 60}}),
+    "defs_and_refs": {
+        "$defs": {"step": STEP},
+        **_closed({"steps": {"type": "array", "items": {"$ref": "#/$defs/step"}, "maxItems": 3}}),
+    },
+    "one_of_objects": _closed(
+        {
+            "how": {
+                "oneOf": [
+                    _closed({"command": _text()}),
+                    _closed({"url": _text(), "method": {"enum": ["GET", "POST"]}}),
+                ]
+            }
+        }
+    ),
+    "any_of_objects": {
+        "anyOf": [_closed({"answer": _text(120)}), _closed({"error": _text(), "code": INTEGER})]
+    },
+    "unique_enum_array": _closed(
+        {
+            "tags": {
+                "type": "array",
+                "items": {"enum": ["security", "keys", "ops", "billing", "api"]},
+                "uniqueItems": True,
+                "maxItems": 5,
+            }
+        }
+    ),
+    "top_level_array": {"type": "array", "items": _text(), "minItems": 1, "maxItems": 3},
+    "deep_nesting": _closed(
+        {"a": _closed({"b": _closed({"c": _closed({"d": _text(), "n": INTEGER})})})}
+    ),
+    "long_property_names": _closed(
+        {
+            "the_command_an_administrator_runs_to_rotate_every_api_key": _text(),
+            "whether_the_gateway_must_be_restarted_after_the_rotation": {"type": "boolean"},
+        }
+    ),
+    "unicode_property_names": _closed(
+        {"clé": _text(), "größe": INTEGER, "説明": _text(), "ответ": {"type": "boolean"}}
+    ),
+}
+# The formats the grammar writes: checked as assertions too (jsonschema's default only
+# annotates). Without rfc3339-validator jsonschema checks no date-time: Python does here.
+ENFORCED_FORMATS = jsonschema.FormatChecker(["date", "uuid"])
+
+
+@ENFORCED_FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    return not isinstance(value, str) or bool(datetime.fromisoformat(value))
+
+
+@pytest.mark.slow  # the local model, 20 times
+def test_the_local_model_writes_json_valid_against_varied_schemas(local: openai.OpenAI) -> None:
+    problems: dict[str, str] = {}
+    for name, schema in SCHEMAS.items():
+        spec = {"name": name, "schema": schema, "strict": True}
+        try:
+            response = local.chat.completions.create(
+                model="citewise",
+                messages=ASK,
+                response_format={"type": "json_schema", "json_schema": spec},
+                max_tokens=250,
+                frequency_penalty=0.5,
+            )
+        except openai.APIStatusError as exc:  # the server's own check refused the reply
+            problems[name] = f"{exc.status_code}: {exc.message}"
+            continue
+        choice = response.choices[0]
+        text = choice.message.content
+        if choice.finish_reason != "stop":
+            problems[name] = f"finish_reason {choice.finish_reason}: {text!r}"
+            continue
+        try:
+            value = json.loads(text)
+            jsonschema.validate(value, schema)
+            jsonschema.validate(value, schema, format_checker=ENFORCED_FORMATS)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            problems[name] = f"{text!r}: {exc}"
+    assert problems == {}
+
+
+@pytest.mark.slow  # the local model's server
+def test_a_schema_with_a_pattern_is_refused_for_the_local_model(local: openai.OpenAI) -> None:
+    schema = _closed({"command": {"type": "string", "pattern": "^keyctl [a-z ]+$"}})
+    format_ = {"type": "json_schema", "json_schema": {"name": "cmd", "schema": schema}}
+    error = refused(local, response_format=format_)
+    assert error["param"] == "response_format"
+    assert "pattern" in error["message"]
