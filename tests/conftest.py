@@ -293,6 +293,36 @@ class LiveServer:
 
 
 @contextmanager
+def served_over_standin(
+    template: Path, root: Path, base_url: str, *config: str
+) -> Iterator[LiveServer]:
+    """A copy of the ingested workspace behind a live server (no auth), its model the
+    OpenAI-compatible STAND-IN at ``base_url``; ``config`` adds lines to citewise.toml
+    (assistants)."""
+    from citewise import Workspace
+    from citewise.server import create_app
+
+    shutil.copytree(template / "ws", root / "ws")
+    lines = [
+        'provider = "openai"',
+        'model = "standin-model"',
+        f'base_url = "{base_url}"',
+        'api_key_env = "STANDIN_KEY"',
+        *config,
+        "",
+    ]
+    (root / "ws" / "citewise.toml").write_text("\n".join(lines), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STANDIN_KEY", "sk-standin")
+        workspace = Workspace.open(root / "ws")
+        try:
+            with LiveServer(create_app(workspace, auth=False)) as live:
+                yield live
+        finally:
+            workspace.close()
+
+
+@contextmanager
 def served(workspace, key: str) -> Iterator[LiveServer]:
     """``workspace`` behind a live server, with the key its tests call it with."""
     from citewise.server import create_app

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,9 +21,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from citewise import Workspace
-from citewise.server import create_app
-from conftest import LiveServer
+from conftest import LiveServer, served_over_standin
 from standins import Script, stand_in
 
 QUESTION = "How do I rotate the API keys?"
@@ -44,27 +41,9 @@ def server(
     standin: tuple[str, Script],
 ) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("clients")
-    shutil.copytree(ingested_template / "ws", root / "ws")
-    (root / "ws" / "citewise.toml").write_text(
-        "\n".join(
-            [
-                'provider = "openai"',
-                'model = "standin-model"',
-                f'base_url = "{standin[0]}"',
-                'api_key_env = "STANDIN_KEY"',
-                "[assistants.notes]",
-                'sources_in_text = "footnotes"',
-                "",
-            ]
-        ),
-        encoding="utf-8",
-    )
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("STANDIN_KEY", "sk-standin")
-        workspace = Workspace.open(root / "ws")
-        with LiveServer(create_app(workspace, auth=False)) as live:
-            yield live
-        workspace.close()
+    notes = ("[assistants.notes]", 'sources_in_text = "footnotes"')
+    with served_over_standin(ingested_template, root, standin[0], *notes) as live:
+        yield live
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from citewise import Workspace
 from citewise.server import create_app
-from conftest import LiveServer
+from conftest import LiveServer, served_over_standin
 from standins import Script, stand_in
 
 QUESTION = "How do I rotate the API keys?"
@@ -67,34 +67,19 @@ def server(
     tmp_path_factory: pytest.TempPathFactory,
     standin_url: tuple[str, Script],
 ) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("tools")
-    shutil.copytree(ingested_template / "ws", root / "ws")
-    (root / "ws" / "citewise.toml").write_text(
-        "\n".join(
-            [
-                'provider = "openai"',
-                'model = "standin-model"',
-                f'base_url = "{standin_url[0]}"',
-                'api_key_env = "STANDIN_KEY"',
-                "[assistants.notes]",
-                'sources_in_text = "footnotes"',
-                "[assistants.quoter]",
-                'answer_check = "quote"',
-                "[assistants.strict]",
-                'answer_check = "strict"',
-                "[assistants.agent]",
-                'mode = "agent"',
-                "",
-            ]
-        ),
-        encoding="utf-8",
+    assistants = (
+        "[assistants.notes]",
+        'sources_in_text = "footnotes"',
+        "[assistants.quoter]",
+        'answer_check = "quote"',
+        "[assistants.strict]",
+        'answer_check = "strict"',
+        "[assistants.agent]",
+        'mode = "agent"',
     )
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("STANDIN_KEY", "sk-standin")
-        workspace = Workspace.open(root / "ws")
-        with LiveServer(create_app(workspace, auth=False)) as live:
-            yield live
-        workspace.close()
+    root = tmp_path_factory.mktemp("tools")
+    with served_over_standin(ingested_template, root, standin_url[0], *assistants) as live:
+        yield live
 
 
 @pytest.fixture

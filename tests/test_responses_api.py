@@ -7,7 +7,6 @@ refused. The workspace's model is a STAND-IN for an OpenAI-compatible API
 from __future__ import annotations
 
 import json
-import shutil
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,12 @@ import openai
 import pytest
 from openai.types.responses import response_create_params
 
-from citewise import Workspace
-from citewise.server import create_app
 from citewise.server.chat_params import (
     RESPONSES_ACCEPTED,
     RESPONSES_HONOURED,
     RESPONSES_REFUSED,
 )
-from conftest import LiveServer
+from conftest import LiveServer, served_over_standin
 from standins import Script, stand_in
 
 QUESTION = "How do I rotate the API keys?"
@@ -67,29 +64,14 @@ def server(
     standin: tuple[str, Script],
 ) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("responses")
-    shutil.copytree(ingested_template / "ws", root / "ws")
-    (root / "ws" / "citewise.toml").write_text(
-        "\n".join(
-            [
-                'provider = "openai"',
-                'model = "standin-model"',
-                f'base_url = "{standin[0]}"',
-                'api_key_env = "STANDIN_KEY"',
-                "[assistants.notes]",
-                'sources_in_text = "footnotes"',
-                "[assistants.nosystem]",
-                'system_messages = "refuse"',
-                "",
-            ]
-        ),
-        encoding="utf-8",
+    assistants = (
+        "[assistants.notes]",
+        'sources_in_text = "footnotes"',
+        "[assistants.nosystem]",
+        'system_messages = "refuse"',
     )
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("STANDIN_KEY", "sk-standin")
-        workspace = Workspace.open(root / "ws")
-        with LiveServer(create_app(workspace, auth=False)) as live:
-            yield live
-        workspace.close()
+    with served_over_standin(ingested_template, root, standin[0], *assistants) as live:
+        yield live
 
 
 @pytest.fixture

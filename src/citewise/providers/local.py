@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..config import Settings, cache_dir
 from ..errors import ConfigError, ModelError, ProviderError
@@ -508,15 +508,42 @@ _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 @lru_cache(maxsize=64)
 def _grammar(schema: str, name: str) -> LlamaGrammar:
-    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+    from llama_cpp.llama_grammar import LlamaGrammar, SchemaConverter
 
     try:
-        gbnf = json_schema_to_gbnf(schema)
+        converter: Any = cast(Any, SchemaConverter)(
+            prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
+        )
+        # Its literals are JSON text (json.dumps of a property name, enum or const value):
+        # their backslashes are JSON's escapes and must stay text, not be read as GBNF's.
+        # Read as GBNF's, a quote or control character in the value broke the grammar (and
+        # llama.cpp crashes the process on a grammar it cannot parse), a backslash or a
+        # newline came out as invalid JSON, a non-BMP character as lone surrogates.
+        literal = converter._format_literal
+        converter._format_literal = lambda text: literal(text.replace("\\", "\\\\"))
+        converter.visit(converter.resolve_refs(_split_types(json.loads(schema)), "stdin"), "")
+        gbnf: str = converter.format_grammar()
         return LlamaGrammar.from_string(gbnf.replace(_LOOSE_CHAR, _JSON_CHAR), verbose=False)
     except Exception as exc:  # the converter asserts on what it does not support
         raise ConfigError(
             f"the local model cannot follow the JSON schema {name!r}: {exc or type(exc).__name__}"
         ) from exc
+
+
+def _split_types(node: Any) -> Any:
+    """``node`` with each list of types written as an anyOf of one type each, with the
+    other keywords: the converter keeps only the types of a list, so ``["string", "null"]``
+    lost its maxLength and ``["object", "null"]`` its properties (any object passed)."""
+    if isinstance(node, list):
+        return [_split_types(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: v if k in ("enum", "const") else _split_types(v) for k, v in node.items()}
+    types = node.get("type")
+    if not isinstance(types, list):
+        return node
+    kept = {k: node.pop(k) for k in ("$defs", "definitions") if k in node}  # for "$ref"s
+    return {**kept, "anyOf": [{**node, "type": kind} for kind in types]}
 
 
 def model_file(model: str) -> Path:
