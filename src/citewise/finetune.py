@@ -83,7 +83,9 @@ def training_triples(
         ranked = workspace.search(text, NEGATIVE_DEPTH, [collection.name], "hybrid")
         negative = next((_passage(h) for h in ranked if h.source not in relevant), None)
         for source in sorted(relevant):
-            ids = workspace.store.filtered_chunk_ids(collection.id, {"source": source})
+            # The document by its exact source (a filter would read it as a glob).
+            state = workspace.store.document_state(collection.id, source)
+            ids = workspace.store.document_chunk_ids(state.id) if state else []
             if len(ids) == 0:
                 continue
             cosines = retriever.cosines(text, [collection], [int(i) for i in ids])
