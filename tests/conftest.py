@@ -292,6 +292,15 @@ class LiveServer:
         return self.app.state.service
 
 
+@pytest.fixture(scope="module")
+def standin_url():
+    """An OpenAI-compatible STAND-IN (tests/standins.py) for one test module: (URL, script)."""
+    from standins import stand_in
+
+    with stand_in("openai") as (url, script):
+        yield url, script
+
+
 @contextmanager
 def served_over_standin(
     template: Path, root: Path, base_url: str, *config: str

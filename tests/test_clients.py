@@ -22,16 +22,15 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from conftest import LiveServer, served_over_standin
-from standins import Script, stand_in
+from standins import Script
 
 QUESTION = "How do I rotate the API keys?"
 CLIENTS_PYTHON = Path(__file__).parents[1] / ".venv-clients" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
-def standin() -> Iterator[tuple[str, Script]]:
-    with stand_in("openai") as (url, script):
-        yield url, script
+def standin(standin_url: tuple[str, Script]) -> tuple[str, Script]:
+    return standin_url
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from citewise import Workspace
 from citewise.server import create_app
 from conftest import LiveServer, served_over_standin
-from standins import Script, stand_in
+from standins import Script
 
 QUESTION = "How do I rotate the API keys?"
 WEATHER = {
@@ -48,12 +48,6 @@ CALLED = [
     },
     {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 degrees"},
 ]
-
-
-@pytest.fixture(scope="module")
-def standin_url() -> Iterator[tuple[str, Script]]:
-    with stand_in("openai") as (url, script):
-        yield url, script
 
 
 @pytest.fixture(scope="module")

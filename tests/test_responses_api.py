@@ -22,7 +22,7 @@ from citewise.server.chat_params import (
     RESPONSES_REFUSED,
 )
 from conftest import LiveServer, served_over_standin
-from standins import Script, stand_in
+from standins import Script
 
 QUESTION = "How do I rotate the API keys?"
 WEATHER = {
@@ -52,9 +52,8 @@ def test_the_docs_table_covers_every_responses_field() -> None:
 
 
 @pytest.fixture(scope="module")
-def standin() -> Iterator[tuple[str, Script]]:
-    with stand_in("openai") as (url, script):
-        yield url, script
+def standin(standin_url: tuple[str, Script]) -> tuple[str, Script]:
+    return standin_url
 
 
 @pytest.fixture(scope="module")

@@ -158,11 +158,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
         chunks = ChunkMaker(completion_id, created, body.model)
         events = _sse(service, key, stream, chunks, include_usage, form, outcome)
-        return StreamingResponse(
-            until_disconnected(request, stream, events),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return event_stream(request, stream, events)
     answer = await answer_unless_disconnected(request, stream)
     await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
@@ -409,6 +405,17 @@ def refuse_unsupported(asked: list[str], capabilities: Capabilities) -> None:
                 code="unsupported_parameter",
                 param=name,
             )
+
+
+def event_stream(
+    request: Request, stream: AnswerStream, events: Generator[str, None, None]
+) -> StreamingResponse:
+    """Server-sent ``events`` of ``stream``, for as long as the client reads them."""
+    return StreamingResponse(
+        until_disconnected(request, stream, events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def until_disconnected(

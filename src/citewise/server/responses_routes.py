@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..answering import AnswerStream
@@ -35,11 +35,11 @@ from .openai_routes import (
     answer_headers,
     answer_unless_disconnected,
     citation_json,
+    event_stream,
     hit_json,
     open_answer,
     route_json,
     stream_failure,
-    until_disconnected,
 )
 from .schemas import ResponsesRequest
 from .service import Service
@@ -70,11 +70,7 @@ async def create_response(body: ResponsesRequest, request: Request, key: AskKey)
     if body.stream:
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
         events = _events(service, key, stream, shell, form, outcome)
-        return StreamingResponse(
-            until_disconnected(request, stream, events),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return event_stream(request, stream, events)
     answer = await answer_unless_disconnected(request, stream)
     await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
