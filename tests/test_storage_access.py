@@ -285,14 +285,15 @@ def directories(draw: st.DrawFn) -> Directory:
 
 
 @settings(
-    max_examples=25,
+    max_examples=1000,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(directory=directories())
 def test_readable_chunks_match_a_reference(store: Storage, directory: Directory) -> None:
     """Random users, groups, memberships, aliases and access lists: what each user may
-    read is what a few lines of Python say it is."""
+    read is what a few lines of Python say it is — a thousand generated directories per
+    backend, each checked for five users (one of them unknown)."""
     for user in store.users():
         store.remove_user(user.email)
     for group in store.groups():
