@@ -188,6 +188,70 @@ def test_restricted_documents_are_read_by_their_principals_only(store: Storage) 
     assert store.integrity_problems() == []
 
 
+def test_listing_and_counts_are_restricted_in_the_store(store: Storage) -> None:
+    """``list_documents(readable_by=...)`` and ``readable_counts`` against a few lines of
+    Python: a page counts readable documents only, a document naming several of a reader's
+    principals is listed and counted once, and a reader of nothing gets nothing."""
+    collection = store.create_collection("docs", "test", DIM)
+    other = store.create_collection("other", "test", DIM)
+    store.add_user("alice@example.com")
+    store.add_user("bob@example.com")
+    store.add_user("carol@example.com")  # in no group, named by no list: reads open ones
+    store.add_group("hr")
+    store.add_member("hr", "alice@example.com")
+    store.add_alias("bob@example.com", "slack:UBOB")
+    lists: list[tuple[str, ...] | None] = [
+        None,
+        ("group:hr",),
+        ("alice@example.com", "group:hr"),  # two of alice's principals
+        ("slack:UBOB",),
+        (),
+        ("dave@example.com",),
+        ("group:hr", "slack:UBOB"),
+    ]
+    # Written out of source order, so that id order and source order differ.
+    written = {
+        f"doc{n:02d}": (write(store, collection.id, f"doc{n:02d}", lists[n % 7]), lists[n % 7])
+        for n in reversed(range(23))
+    }
+    write(store, other.id, "elsewhere", None)  # another collection's: never listed here
+    sealed = store.create_collection("sealed", "test", DIM)
+    for n in range(3):
+        write(store, sealed.id, f"sealed{n}", ("group:hr",))
+
+    everything = store.list_documents(collection.id, limit=1000)
+    assert [r.source for r in everything] == sorted(written)
+    assert store.list_documents(collection.id, 1000, 0, readable_by=None) == everything
+    readers = {
+        email: store.identities(email)
+        for email in ("alice@example.com", "bob@example.com", "carol@example.com")
+    }
+    readers["unknown"] = frozenset()
+    for name, principals in readers.items():
+        expected = [
+            record
+            for record in everything
+            if (access := written[record.source][1]) is None or set(access) & principals
+        ]
+        for limit, offset in [(1000, 0), (3, 0), (3, 3), (5, 7), (4, len(expected) - 1)]:
+            page = store.list_documents(collection.id, limit, offset, readable_by=principals)
+            assert page == expected[offset : offset + limit], (name, limit, offset)
+        assert store.list_documents(collection.id, 5, len(expected), principals) == []
+        chunks = sum(len(store.document_chunk_ids(r.id)) for r in expected)
+        assert store.readable_counts(collection.id, principals) == (len(expected), chunks), name
+        chunk_ids = store.readable_chunk_ids(collection.id, principals)
+        assert store.readable_counts(collection.id, principals)[1] == len(chunk_ids)
+
+    alice, carol = readers["alice@example.com"], readers["carol@example.com"]
+    assert len(store.list_documents(sealed.id, 10, 0, alice)) == 3
+    assert store.readable_counts(sealed.id, alice) == (3, 6)
+    assert store.list_documents(sealed.id, 10, 0, carol) == []
+    assert store.readable_counts(sealed.id, carol) == (0, 0)
+    empty = store.create_collection("empty", "test", DIM)
+    assert store.list_documents(empty.id, 10, 0, alice) == []
+    assert store.readable_counts(empty.id, alice) == (0, 0)
+
+
 def test_access_lists_are_copied_with_their_documents(store: Storage, tmp_path: Path) -> None:
     collection = store.create_collection("docs", "test", DIM)
     store.add_user("alice@example.com", "Alice")

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
 from .errors import InvalidInput, ProviderError
-from .grounding import AnswerGuard, content_words, extractive_answer, segments
+from .grounding import AnswerGuard, content_words, extractive_answer, segments, within_tokens
 from .providers.base import (
     SAMPLING_OPTIONS,
     ChatModel,
@@ -375,8 +375,12 @@ class AnswerStream:
     def _quoted(self, guard: AnswerGuard) -> Iterator[str]:
         assert self.prompt is not None
         quoted = extractive_answer(self.question, self.prompt.hits)
-        yield self._emit(quoted or NOTHING_FOUND)
-        self.answer = self._finish(guard, extractive=quoted is not None)
+        # The caller's token limit holds for a quote as for the model's own words.
+        text, cut = within_tokens(
+            quoted or NOTHING_FOUND, self.settings.answer_tokens, self.model.count_tokens
+        )
+        yield self._emit(text)
+        self.answer = self._finish(guard, extractive=quoted is not None, cut=cut)
 
     def _checked(self, deltas: Iterator[str], guard: AnswerGuard) -> Iterator[str]:
         # Text that leads into what follows ("For example:", or in strict mode a header or
@@ -421,7 +425,9 @@ class AnswerStream:
         self._parts.append(text)
         return text
 
-    def _finish(self, guard: AnswerGuard, extractive: bool) -> Answer:
+    def _finish(self, guard: AnswerGuard, extractive: bool, cut: bool = False) -> Answer:
+        """The answer as shown; ``cut``: a quote shown in its place was cut to the
+        caller's token limit (finish reason "length")."""
         assert self.prompt is not None
         text = "".join(self._parts).strip()
         warnings = list(self.prompt.warnings) + guard.warnings()
@@ -443,6 +449,8 @@ class AnswerStream:
             usage = Usage(u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.estimated)
             model, reason = finished.model, finished.finish_reason
             target, attempts = finished.target, list(finished.attempts)
+            if extractive or refused:  # the model's words were replaced: their end is not shown
+                reason = "length" if cut else "stop"
         else:  # no model call (quoted), or the checks stopped it before its end
             generated = "".join(self._generated)
             called = bool(generated) or self.settings.answer_check != "quote"
@@ -451,7 +459,7 @@ class AnswerStream:
                 self.model.count_tokens(generated) if generated else 0,
                 estimated=called,
             )
-            model, reason = self.model.model_id, "stop"
+            model, reason = self.model.model_id, "length" if cut else "stop"
             # A routed call stopped by the checks still ran: its attempts (the last one
             # "cancelled") are on the closed response, as the ledger recorded them.
             attempts = list(getattr(self._response, "attempts", None) or [])

@@ -9,7 +9,11 @@ through :class:`AnswerGuard` before anyone sees it:
   generation (the model has started looping; nothing after it is new);
 * in ``strict`` mode a sentence whose content words are mostly absent from every
   passage is dropped, and a sentence whose citation points at a passage that does
-  not support it is re-pointed at the passage that does.
+  not support it is re-pointed at the passage that does;
+* a sentence's facts — numbers, identifiers, addresses, names (``claims.py``) — must be
+  stated by the passage it cites: in ``strict`` mode it is re-pointed at a passage that
+  states them or dropped, and one that answers the question from a passage about
+  something else (another row of a table) is dropped; otherwise it is flagged.
 
 When strict checking leaves nothing of the model's answer, :func:`extractive_answer`
 quotes the passage sentence that best matches the question instead, cited.
@@ -18,11 +22,12 @@ quotes the passage sentence that best matches the question instead, cited.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import Stemmer
 
+from .claims import Claims, Stated, claims, stated
 from .documents import Hit
 from .keywords import STOPWORDS
 
@@ -48,6 +53,9 @@ NEAR_DUPLICATE = 0.8  # Jaccard similarity of two sentences' content words
 ATTRIBUTION_MIN_OVERLAP = 0.5  # to add a missing [n] or re-point a wrong one
 SUPPORT_MIN = 0.5  # below this for every passage, strict mode drops the sentence (see README)
 MIN_CONTENT_WORDS = 4  # shorter sentences ("Yes.", "I don't know.") are not judged
+# A sentence stating a fact from a passage that matches the question less than half as
+# well as the best passage answers about something else: another row, page or task.
+OFF_TOPIC = 0.5
 
 
 def content_words(text: str) -> set[str]:
@@ -122,14 +130,22 @@ class AnswerGuard:
     dropped: list[str] = field(default_factory=list)
     repointed: int = 0
     repeated: str = ""
+    unfounded: list[str] = field(default_factory=list)  # facts no cited passage states
+    off_topic: list[str] = field(default_factory=list)  # facts from another row or page
     _seen_ngrams: set[tuple[str, ...]] = field(default_factory=set)
     _seen_sentences: list[set[str]] = field(default_factory=list)
     _passage_words: list[set[str]] = field(default_factory=list)
+    _passage_facts: list[Stated] = field(default_factory=list)
+    _passage_topics: list[set[str]] = field(default_factory=list)  # with titles, headings
     _question_words: set[str] = field(default_factory=set)
+    _question_facts: Stated | None = None
 
     def __post_init__(self) -> None:
         self._passage_words = [content_words(h.text) for h in self.hits]
+        self._passage_facts = [stated(_stated_text(h)) for h in self.hits]
+        self._passage_topics = [content_words(_stated_text(h)) for h in self.hits]
         self._question_words = content_words(self.question)
+        self._question_facts = stated(self.question)
 
     def check(self, segment: str) -> Verdict:
         body = segment.strip()
@@ -150,7 +166,10 @@ class AnswerGuard:
 
     def _judge(self, segment: str) -> Verdict:
         words = content_words(segment)
-        if len(words) < MIN_CONTENT_WORDS and not (self.strict and words - self._question_words):
+        # The facts the sentence adds: a number the question gave is the reader's own.
+        facts = self._question_stated().lacks(claims(segment))
+        short = len(words) < MIN_CONTENT_WORDS
+        if short and not facts and not (self.strict and words - self._question_words):
             return Verdict(segment)  # "Yes.", a restated question or a header: nothing to check
         # Judged on what the sentence adds to the question: restating the question
         # ("...can be found in multiple sources") supports nothing.
@@ -161,6 +180,10 @@ class AnswerGuard:
         if self.strict and (best < 0 or support[best] < SUPPORT_MIN):
             self.dropped.append(segment.strip())
             return Verdict("")
+        if facts:
+            return self._judge_facts(segment, facts, support, cited)
+        if short and not self.strict:
+            return Verdict(segment)
         # Attribution counts every content word, as a reader would: the sentence names
         # the question's subject and the passage does too.
         overlap = [len(words & passage) / len(words) for passage in self._passage_words]
@@ -178,6 +201,77 @@ class AnswerGuard:
             marked = _append_marker(MARKER.sub("", segment).rstrip(), best + 1)
             return Verdict(marked, judged=True)
         return Verdict(segment, judged=True)
+
+    def _judge_facts(
+        self, segment: str, facts: Claims, support: list[float], cited: list[int]
+    ) -> Verdict:
+        """A sentence stating numbers, identifiers or names: its citations must point at
+        passages that state them. Strict: re-pointed at the best-supporting passage that
+        does, else dropped; elsewhere flagged, and a missing marker added only to a
+        passage that states them."""
+        founded = [not passage.lacks(facts) for passage in self._passage_facts]
+        fits = [i for i in range(len(support)) if founded[i] and support[i] >= SUPPORT_MIN]
+        if self.strict:
+            if not fits:
+                return self._unfounded(segment, facts)
+            best = max(fits, key=support.__getitem__)
+            if self._answers_elsewhere(best):
+                self.off_topic.append(segment.strip())
+                self.dropped.append(segment.strip())
+                return Verdict("")
+            if not cited:
+                return Verdict(_append_marker(segment, best + 1), judged=True)
+            if self._cited_state(cited, facts) and any(
+                support[n - 1] >= SUPPORT_MIN for n in cited
+            ):
+                return Verdict(segment, judged=True)
+            self.repointed += 1
+            return Verdict(_append_marker(MARKER.sub("", segment).rstrip(), best + 1), judged=True)
+        if cited:
+            if not self._cited_state(cited, facts):
+                self.unfounded.append(f"{segment.strip()} ({self._lacking(cited, facts)})")
+            return Verdict(segment, judged=True)
+        if not fits:
+            self.unfounded.append(f"{segment.strip()} ({facts.describe()})")
+            return Verdict(segment, judged=True)
+        return Verdict(_append_marker(segment, max(fits, key=support.__getitem__) + 1), judged=True)
+
+    def _unfounded(self, segment: str, facts: Claims) -> Verdict:
+        lacking = min(
+            (passage.lacks(facts) for passage in self._passage_facts),
+            key=lambda missing: len(missing.describe()),
+            default=facts,
+        )
+        self.unfounded.append(f"{segment.strip()} ({lacking.describe()})")
+        self.dropped.append(segment.strip())
+        return Verdict("")
+
+    def _cited_state(self, cited: list[int], facts: Claims) -> bool:
+        """Whether the passages ``cited`` state ``facts`` between them."""
+        return not self._cited_facts(cited).lacks(facts)
+
+    def _lacking(self, cited: list[int], facts: Claims) -> str:
+        return self._cited_facts(cited).lacks(facts).describe()
+
+    def _cited_facts(self, cited: list[int]) -> Stated:
+        together = Stated(frozenset(), frozenset())
+        for n in cited:
+            if 1 <= n <= len(self._passage_facts):
+                together = together | self._passage_facts[n - 1]
+        return together
+
+    def _answers_elsewhere(self, passage: int) -> bool:
+        """Whether ``passage`` matches the question far worse than another one does: its
+        facts then belong to another row, page or task than the one asked about."""
+        asked = self._question_words
+        if not asked or len(self._passage_topics) < 2:
+            return False
+        matched = [len(asked & words) / len(asked) for words in self._passage_topics]
+        return matched[passage] < OFF_TOPIC * max(matched)
+
+    def _question_stated(self) -> Stated:
+        assert self._question_facts is not None
+        return self._question_facts
 
     def _repeats(self, body: str) -> bool:
         words = _words(body)
@@ -220,11 +314,32 @@ class AnswerGuard:
             notes.append("stopped the answer where the model began repeating itself")
         if self.dropped:
             notes.append(f"left out {len(self.dropped)} sentence(s) the sources do not support")
+        if self.unfounded and not self.strict:
+            notes.append(
+                f"{len(self.unfounded)} sentence(s) state a number, identifier or name that "
+                f"the passage they cite does not: {'; '.join(self.unfounded)}"
+            )
+        elif self.unfounded:
+            notes.append(
+                f"{len(self.unfounded)} of them stated a number, identifier or name no passage "
+                f"does: {'; '.join(self.unfounded)}"
+            )
+        if self.off_topic:
+            notes.append(
+                f"{len(self.off_topic)} of them answered from a passage about something other "
+                "than the question"
+            )
         if self.repointed:
             notes.append(
                 f"re-pointed {self.repointed} citation(s) at the passage that supports them"
             )
         return notes
+
+
+def _stated_text(hit: Hit) -> str:
+    """What a passage states, for checking facts: its text, and the title and headings a
+    reader sees above it (a name or date is often only there)."""
+    return "\n".join([hit.title, *hit.heading_path, hit.text])
 
 
 def _append_marker(segment: str, number: int) -> str:
@@ -249,6 +364,35 @@ def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
     return f"From the sources: “{sentence}” [{number}]"
 
 
+def within_tokens(text: str, limit: int, count: Callable[[str], int]) -> tuple[str, bool]:
+    """``text`` cut at a word boundary to at most ``limit`` tokens (as ``count`` counts
+    them), and whether it was cut. A quote keeps its closing mark and its citation marker
+    while any of its words fit: "From the sources: “The daily…” [1]"."""
+    if count(text) <= limit:
+        return text, False
+    marker = re.search(r"\s*(?:\[\d+\]\s*)+$", text)
+    body = text[: marker.start()] if marker else text
+    close = "”" if body.endswith("”") else ""
+    words = body.removesuffix(close).split(" ")
+    for tail in (f"…{close}{marker.group() if marker else ''}", "…"):
+        kept = _most_words(words, tail, limit, count)
+        if kept:
+            return " ".join(words[:kept]).rstrip(",;:") + tail, True
+    return "", True
+
+
+def _most_words(words: list[str], tail: str, limit: int, count: Callable[[str], int]) -> int:
+    """The most leading ``words`` that fit in ``limit`` tokens with ``tail`` after them."""
+    low, high = 0, len(words) - 1  # the whole text did not fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count(" ".join(words[:middle]) + tail) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def _heading(line: str) -> bool:
     """A Markdown heading, or a short line without closing punctuation ("Per diem")."""
     stripped = line.strip()
@@ -264,5 +408,5 @@ def _passage_sentences(text: str) -> Iterator[str]:
         joined = " ".join(" ".join(lines).split())
         for match in re.finditer(r"(?:[^.!?]|[.!?](?!\s|$))+[.!?]*", joined):
             sentence = match.group().strip()
-            if len(_words(sentence)) >= 4:
+            if len(_words(sentence)) >= 3:  # "Assignee: Sohrab Amin." answers a question
                 yield sentence

@@ -477,23 +477,9 @@ class Workspace:
         ``limit`` count readable documents only."""
         who = as_caller(caller)
         target = readable_collection(who, self.store, collection)
-        if who.user is None:
-            return self.store.list_documents(target.id, limit, offset)
-        found: list[DocumentRecord] = []
-        skipped, start, page = 0, 0, max(limit, 100)
-        while len(found) < limit:
-            batch = self.store.list_documents(target.id, page, start)
-            for record in batch:
-                if not self._may_read(who, record.id):
-                    continue
-                if skipped < offset:
-                    skipped += 1
-                elif len(found) < limit:
-                    found.append(record)
-            if len(batch) < page:
-                break
-            start += page
-        return found
+        # The store filters and pages in one query; a caller that is no user reads all.
+        readable_by = None if who.user is None else who.principals
+        return self.store.list_documents(target.id, limit, offset, readable_by)
 
     def readable_counts(
         self, collection: str, caller: Caller | str | None = None
@@ -505,9 +491,7 @@ class Workspace:
         if who.user is None:
             documents, chunks, _ = self.store.counts(target.id)
             return documents, chunks
-        chunk_ids = self.store.readable_chunk_ids(target.id, who.principals)
-        readable = set(self.store.chunk_documents(chunk_ids.tolist()).values())
-        return len(readable), len(chunk_ids)
+        return self.store.readable_counts(target.id, who.principals)
 
     def _may_read(self, caller: Caller, document_id: int) -> bool:
         if caller.user is None:

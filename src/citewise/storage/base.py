@@ -103,8 +103,17 @@ class DocumentStore(Protocol):
     def delete_documents(self, collection_id: int, document_ids: Sequence[int]) -> None: ...
     def sources(self, collection_id: int) -> dict[str, int]: ...
     def list_documents(
-        self, collection_id: int, limit: int = 100, offset: int = 0
-    ) -> list[DocumentRecord]: ...
+        self,
+        collection_id: int,
+        limit: int = 100,
+        offset: int = 0,
+        readable_by: frozenset[str] | None = None,
+    ) -> list[DocumentRecord]:
+        """A page of a collection's documents in source order. With ``readable_by``, only
+        the documents the holder of those principals may read (an empty set: the open
+        ones), and ``offset`` and ``limit`` count those only; None: every document."""
+        ...
+
     def document(self, collection_id: int, document_id: int) -> DocumentRecord | None: ...
     def document_text(self, document_id: int) -> str: ...
     def document_chunk_ids(self, document_id: int) -> list[int]: ...
@@ -261,6 +270,11 @@ class AccessStore(Protocol):
 
     def readable_chunk_ids(self, collection_id: int, principals: frozenset[str]) -> np.ndarray:
         """Chunks of the documents the holder of ``principals`` may read."""
+        ...
+
+    def readable_counts(self, collection_id: int, principals: frozenset[str]) -> tuple[int, int]:
+        """(documents, chunks) the holder of ``principals`` may read: what
+        :meth:`readable_chunk_ids` covers, counted by the store rather than fetched."""
         ...
 
 

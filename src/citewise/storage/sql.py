@@ -437,12 +437,29 @@ class SqlStore(SqlAccess):
         return {source: document_id for source, document_id in rows}
 
     def list_documents(
-        self, collection_id: int, limit: int = 100, offset: int = 0
+        self,
+        collection_id: int,
+        limit: int = 100,
+        offset: int = 0,
+        readable_by: frozenset[str] | None = None,
     ) -> list[DocumentRecord]:
+        """A page of documents by source, with ``readable_by`` of those its principals may
+        read. The page is chosen first, walking the (collection, source) index and checking
+        access per document by the access rows' key, so only the page's chunks are counted
+        and no readable document costs a query of its own."""
+        readable, params = (
+            ("", []) if readable_by is None else self._readable_condition(readable_by)
+        )
+        # The inner ``d`` shadows the outer one: the access condition is on the page's rows.
+        page = (
+            "SELECT d.id FROM documents d WHERE d.collection_id = ?"
+            + (f" AND {readable}" if readable else "")
+            + " ORDER BY d.source LIMIT ? OFFSET ?"
+        )
         rows = self.execute(
-            _DOCUMENT_RECORD_SQL + " WHERE d.collection_id = ? GROUP BY d.id, k.name "
-            "ORDER BY d.source LIMIT ? OFFSET ?",
-            (collection_id, limit, offset),
+            _DOCUMENT_RECORD_SQL + f" WHERE d.id IN ({page}) GROUP BY d.id, k.name "
+            "ORDER BY d.source",
+            (collection_id, *params, limit, offset),
         )
         return [_document_record(row) for row in rows]
 
