@@ -43,7 +43,7 @@ from .answering import (
 )
 from .config import Settings
 from .documents import AgentStep, Answer, Budget, Hit, Usage
-from .grounding import MARKER, AnswerGuard, extractive_answer, segments
+from .grounding import MARKER, AnswerGuard, extractive_answer, segments, within_tokens
 from .providers.base import (
     ChatModel,
     Finished,
@@ -496,10 +496,14 @@ class AgentStream(AnswerStream):
                 shown += part
                 yield part
         self.warnings.extend(guard.warnings())
-        quoted = None
+        quoted, reason = None, None  # reason: how the quote shown instead ended
         if not shown.strip() and guard.strict:
             quoted = extractive_answer(self.question, self.found)
-            shown = quoted or NOTHING_FOUND
+            # The caller's token limit holds for the quote as for the model's own words.
+            shown, cut = within_tokens(
+                quoted or NOTHING_FOUND, self.settings.answer_tokens, self.model.count_tokens
+            )
+            reason = "length" if cut else "stop"
             self.warnings.append(
                 "the model's answer was not supported by the sources; quoted them instead"
             )
@@ -509,7 +513,7 @@ class AgentStream(AnswerStream):
             self.steps[-1].passages = self._cited(text)
         else:  # a plain-text reply: the turn is the answer's step
             self._record_reply(turn, self._cited(text))
-        self.answer = self._answer(text, turn.finished, extractive=quoted is not None)
+        self.answer = self._answer(text, turn.finished, reason, extractive=quoted is not None)
 
     def _record_reply(self, turn: _Turn, cited: list[int], error: str = "") -> None:
         """A turn that called no tool is a step too: it holds the turn's tokens."""

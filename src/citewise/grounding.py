@@ -56,6 +56,9 @@ MIN_CONTENT_WORDS = 4  # shorter sentences ("Yes.", "I don't know.") are not jud
 # A sentence stating a fact from a passage that matches the question less than half as
 # well as the best passage answers about something else: another row, page or task.
 OFF_TOPIC = 0.5
+# Whether sentences' facts are checked (claims.py); benchmarks/answer_quality.py turns it
+# off to measure what the check adds.
+CHECK_FACTS = True
 
 
 def content_words(text: str) -> set[str]:
@@ -167,7 +170,7 @@ class AnswerGuard:
     def _judge(self, segment: str) -> Verdict:
         words = content_words(segment)
         # The facts the sentence adds: a number the question gave is the reader's own.
-        facts = self._question_stated().lacks(claims(segment))
+        facts = self._question_stated().lacks(claims(segment)) if CHECK_FACTS else Claims()
         short = len(words) < MIN_CONTENT_WORDS
         if short and not facts and not (self.strict and words - self._question_words):
             return Verdict(segment)  # "Yes.", a restated question or a header: nothing to check
@@ -180,7 +183,7 @@ class AnswerGuard:
         if self.strict and (best < 0 or support[best] < SUPPORT_MIN):
             self.dropped.append(segment.strip())
             return Verdict("")
-        if facts:
+        if facts and CHECK_FACTS:
             return self._judge_facts(segment, facts, support, cited)
         if short and not self.strict:
             return Verdict(segment)
