@@ -432,3 +432,17 @@ def test_a_store_made_before_access_lists_migrates(
             assert new.access_counts(collection.id) == {"open": 1, "restricted": 0}
             assert [(k.name, k.user) for k in list_keys(new)] == [("old-key", None)]
             new.close()
+
+
+def test_addresses_are_one_reader_however_a_source_writes_them(store: Storage) -> None:
+    """Case and Unicode compatibility forms fold: "Zoé@Example.com" at one source,
+    "ZOÉ@EXAMPLE.COM" at another and a full-width ＠ typed into a form are one reader."""
+    store.add_user("Zoé@Example.com")
+    assert store.user("ZOÉ@example.COM") is not None
+    collection = store.create_collection("folded", "test", DIM)
+    write(store, collection.id, "upper", ("ZOÉ@EXAMPLE.COM",))
+    write(store, collection.id, "fullwidth", ("zoé＠example.com",))
+    write(store, collection.id, "other", ("zoe@example.com",))  # no accent: someone else
+    readable = readable_documents(store, collection.id, store.identities("zoé@example.com"))
+    sources = store.sources(collection.id)
+    assert readable == {sources["upper"], sources["fullwidth"]}

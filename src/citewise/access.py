@@ -24,6 +24,7 @@ from typing import Protocol
 from .errors import AccessDenied, NotFound
 from .filters import Filter, ReadableBy
 from .keys import ALL_COLLECTIONS, SCOPES, ApiKey
+from .names import fold_address
 from .storage import Collection, Storage
 
 
@@ -94,7 +95,7 @@ def user_caller(store: Storage, email: str) -> Caller:
     principals = store.identities(email)
     if not principals:
         raise NotFound(f"No user '{email}': `citewise users add` makes one", code="user_not_found")
-    return Caller(email, user=email.lower(), principals=principals)
+    return Caller(email, user=fold_address(email), principals=principals)
 
 
 def readable_collections(

@@ -1,4 +1,5 @@
-"""Names that become paths: one definition, checked where they enter the Python API.
+"""Names that become paths, and addresses that name readers: one definition each, checked
+where they enter the Python API.
 
 A collection name becomes a folder (``WORKSPACE/uploads/NAME``); a name of dots would
 climb out of it (``..`` wrote uploads into the workspace root, over ``citewise.toml``).
@@ -7,6 +8,7 @@ climb out of it (``..`` wrote uploads into the workspace root, over ``citewise.t
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 from .errors import InvalidInput
@@ -34,3 +36,10 @@ def inside(root: Path, *parts: str) -> Path:
     if not path.resolve().is_relative_to(root.resolve()) or path.resolve() == root.resolve():
         raise InvalidInput(f"{'/'.join(parts)!r} would leave {root}")
     return path
+
+
+def fold_address(address: str) -> str:
+    """An e-mail address as identities compare it: Unicode compatibility forms folded
+    (NFKC: a full-width ＠ is @) and case folded, so "Zoé@Example.com" from one source and
+    "zoé@example.com" from another are one reader."""
+    return unicodedata.normalize("NFKC", address).strip().casefold()

@@ -33,6 +33,7 @@ from bs4 import BeautifulSoup
 
 from ..documents import Document, ParsedDocument
 from ..errors import ParseError
+from ..names import fold_address
 from ..parsers import parse_file, supported
 from ..parsers._common import TextBuilder
 from ..sources import Skipped, SourceItem, document_from_parsed
@@ -124,7 +125,7 @@ class GmailMbox(BaseConnector):
                     if x.strip()
                 ]
                 for _, address in getaddresses([str(headers.get("Delivered-To") or "")]):
-                    owners[address.lower()] += 1
+                    owners[fold_address(address)] += 1
             except Exception as exc:  # a malformed message must not stop the mailbox
                 problems.append(
                     Skipped(f"{path}#message-{key}", f"malformed message: {exc}", failed=True)
@@ -203,7 +204,7 @@ class GmailMbox(BaseConnector):
             metadata["url"] = f"https://mail.google.com/mail/u/0/#all/{int(thread.id):x}"
         # A mailbox is its owner's to read: restricted to that address. One whose owner is
         # unknown (no Delivered-To, no `owner` option) is read by no user: fail closed.
-        owner = self.owner.strip().lower()
+        owner = fold_address(self.owner)
         access = (owner,) if "@" in owner and " " not in owner else ()
         parsed = ParsedDocument(builder.text, builder.blocks, subject, access=access)
         document = document_from_parsed(source, parsed, content_hash, metadata)

@@ -27,6 +27,7 @@ from typing import Any
 import emoji
 
 from ..documents import Document, ParsedDocument
+from ..names import fold_address
 from ..parsers._common import TextBuilder
 from ..sources import Skipped, SourceItem, document_from_parsed
 from .archive import Archive, zip_names
@@ -106,7 +107,7 @@ class SlackExport(BaseConnector):
         for user in records:
             profile = user.get("profile") or {}
             if isinstance(profile.get("email"), str) and "@" in profile["email"]:
-                self._emails[user["id"]] = profile["email"].strip().lower()
+                self._emails[user["id"]] = fold_address(profile["email"])
             names[user["id"]] = (
                 profile.get("display_name")
                 or profile.get("real_name")

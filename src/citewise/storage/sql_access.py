@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidInput, NotFound
-from ..names import COLLECTION_NAME, COLLECTION_NAME_RULE
+from ..names import COLLECTION_NAME, COLLECTION_NAME_RULE, fold_address
 from .base import DocumentAccess, GroupRecord, UserRecord
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def normalize_email(email: str) -> str:
     """An e-mail address as stored (lowercased), or :class:`InvalidInput`."""
     if not isinstance(email, str):
         raise InvalidInput(f"invalid e-mail address {email!r}", param="email")
-    address = email.strip().lower()
+    address = fold_address(email)
     if len(address) > _MAX_IDENTITY or not _EMAIL.fullmatch(address):
         raise InvalidInput(
             f"invalid e-mail address {email!r}: use one '@' with text either side and no spaces",
@@ -79,7 +79,8 @@ def _as_stored(identity: str) -> str:
     """What :func:`normalize_principal` stores for an identity, never raising (a caller's
     principals are looked up; one that cannot be stored matches nothing)."""
     value = identity.strip()
-    return value.lower() if ":" not in value and "@" in value else value
+    folded = fold_address(value)  # a full-width ＠ is an address too
+    return folded if ":" not in folded and "@" in folded else value
 
 
 def _normalize_alias(alias: str) -> str:
@@ -146,7 +147,7 @@ class SqlAccess:
         return self._users("", ())
 
     def user(self, email: str) -> UserRecord | None:
-        found = self._users(" WHERE u.email = ?", (email.strip().lower(),))
+        found = self._users(" WHERE u.email = ?", (fold_address(email),))
         return found[0] if found else None
 
     def _users(self, where: str, params: Sequence[Any]) -> list[UserRecord]:
