@@ -116,6 +116,27 @@ def test_mid_stream_failure_continues_on_the_next_target_as_one_stream(
     ws.close()
 
 
+def test_a_continuation_after_a_fallback_is_checked_like_a_first_answer(
+    ingested, two_openai
+) -> None:
+    """The second target's words pass the same sentence checks: a number the passage
+    does not state ("48 hours" where it says 24) never reaches the reader."""
+    (url_a, a), (url_b, b) = two_openai
+    a.reply = b.reply = "The old keys stay valid for 48 hours after rotation. [1]"
+    a.behaviours.append("reset:3")
+    chain_workspace(
+        ingested,
+        [("openai:model-a", url_a), ("openai:model-b", url_b)],
+        continue_after_first_token=True,
+    ).close()
+    ws, _ = ingested
+    with Workspace.open(ws.path, model="chain", answer_check="strict") as checked:
+        answer = checked.ask("How long do the old API keys stay valid after rotation?")
+    assert b.served and "continue it exactly" in b.served[0].body["messages"][-1]["content"].lower()
+    assert "48" not in answer.text and "24 hours" in answer.text, answer.text
+    assert answer.extractive and any("48" in w for w in answer.warnings)
+
+
 def test_retries_and_fallbacks_cannot_overspend_a_budget(ingested, two_openai) -> None:
     """Each further call holds another worst case first: 20 concurrent requests that each
     need two calls (a break mid-answer, then the next target) at a budget for 6 calls."""
