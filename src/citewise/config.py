@@ -215,6 +215,14 @@ SETTINGS: tuple[Setting, ...] = (
         env_only=True,
     ),
     Setting(
+        "transcript_passage_seconds",
+        20,
+        "Seconds a passage of a recording or timed transcript lasts, about: cut at pauses "
+        "and sentence ends, never longer than 1.5 times this unless one segment is "
+        "(at least 5; files ingested before a change keep their passages).",
+        env_only=True,
+    ),
+    Setting(
         "finetune_base",
         "",
         "Model that `citewise tune --finetune-embedder` starts from; empty: the packaged "

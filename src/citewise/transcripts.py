@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import numpy as np
 
 from .documents import Block, time_range
 from .embedders.base import Embedder, embed_texts
-from .errors import ConfigError, WorkspaceError
+from .errors import ConfigError, InvalidInput, ModelError, WorkspaceError
+from .parsers.transcript import clock, ends_sentence
 from .providers.base import ChatModel, Message
 from .structured import generate_json, schema_of
 from .workspace import DEFAULT_COLLECTION, Workspace
@@ -283,6 +284,25 @@ TITLE_PROMPT = (
     "chapter, reply with a short title of two to six words that names its topic."
 )
 TITLE_INPUT_TOKENS = 600  # of a chapter's text shown to the model
+# Room for the longest title even at a token per character, and the JSON around it: a
+# title is never stopped by max_tokens.
+TITLE_TOKENS = TITLE_MAX + 40
+FIRST_SENTENCE_MAX = 120  # characters of a chapter's first sentence used as its title
+# Words a whole title does not end with: a title ending so was stopped mid-sentence.
+_DANGLING = (
+    "a an the and or but nor of to in on at by for with from into onto as than that which "
+    "who whose is are was were be been has have had will would can could should our their "
+    "its my your his her this these those we"
+)
+DANGLING = frozenset(_DANGLING.split())
+# A title that is this many or more of the first words of a sentence the chapter said,
+# and stops before its end, is a copy the schema's length cut short.
+ECHO_WORDS = 4
+MODEL, FIRST_SENTENCE = "model", "first sentence"  # where a chapter's title came from
+EMBED_BATCH = 64  # passages embedded between progress reports
+
+# (stage, done, total): "Embedding passages" then "Titling chapters".
+ChapterProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -292,6 +312,14 @@ class Chapter:
     start: int  # seconds: the first passage's start
     end: int  # the last passage's end
     passages: tuple[int, ...]  # passage numbers
+    titled_by: str = MODEL  # or FIRST_SENTENCE: the model's title was cut off
+
+
+@dataclass(frozen=True)
+class Chapters:
+    chapters: list[Chapter]
+    min_seconds: int  # the shortest a chapter could be
+    notes: tuple[str, ...] = ()  # what the caller should know: a shorter minimum, titles
 
 
 def chapters(
@@ -299,25 +327,102 @@ def chapters(
     embedder: Embedder,
     model: ChatModel,
     count: int | None = None,
-    min_seconds: int = MIN_CHAPTER_SECONDS,
-) -> list[Chapter]:
-    """The transcript split where its topic changes (``count`` chapters, or as many as
-    the topic changes found, each at least ``min_seconds`` long), each titled by ``model``."""
+    min_seconds: int | None = None,
+    progress: ChapterProgress | None = None,
+) -> Chapters:
+    """The transcript split where its topic changes — exactly ``count`` chapters, or as
+    many as the topic changes found — each at least ``min_seconds`` long and titled by
+    ``model`` (a title the model did not finish is the chapter's first sentence).
+
+    ``min_seconds`` None: ``MIN_CHAPTER_SECONDS``, shortened as far as ``count`` chapters
+    need (and said so in the notes). Raises :class:`InvalidInput` naming why when
+    ``count`` chapters cannot be made: fewer passages, or a given ``min_seconds`` too long.
+    """
     passages = transcript.passages
-    vectors = embed_texts(embedder, [p.text for p in passages]) if len(passages) > 1 else None
-    cuts = (
-        topic_boundaries(vectors, [p.start for p in passages], passages[-1].end, count, min_seconds)
-        if vectors is not None
-        else []
-    )
+    starts, end = [p.start for p in passages], passages[-1].end
+    notes: list[str] = []
+    shortest = MIN_CHAPTER_SECONDS if min_seconds is None else min_seconds
+    if count is not None and count > 1:
+        if count > len(passages):
+            raise InvalidInput(
+                f"{transcript.title}: {_count(len(passages), 'passage')}, so at most "
+                f"{_count(len(passages), 'chapter')}; asked for {count}",
+                "count",
+            )
+        fit = most_chapters(starts, end, shortest)
+        if fit < count and min_seconds is not None:
+            raise InvalidInput(
+                f"{transcript.title}: {count} chapters of at least {shortest} s do not fit "
+                f"in {clock(end - starts[0])}, {_most(fit)}; ask for fewer or lower "
+                "--min-seconds",
+                "count",
+            )
+        if fit < count:
+            shortest = _longest_minimum(starts, end, count, shortest)
+            notes.append(
+                f"{count} chapters of at least {MIN_CHAPTER_SECONDS} s do not fit in "
+                f"{clock(end - starts[0])}; chapters may be as short as {shortest} s"
+            )
+    vectors = None
+    if len(passages) > 1 and count != 1:
+        texts = [p.text for p in passages]
+        parts = []
+        for first in range(0, len(texts), EMBED_BATCH):
+            parts.append(embed_texts(embedder, texts[first : first + EMBED_BATCH]))
+            if progress:
+                progress("Embedding passages", min(first + EMBED_BATCH, len(texts)), len(texts))
+        vectors = np.concatenate(parts)
+    cuts = topic_boundaries(vectors, starts, end, count, shortest) if vectors is not None else []
     groups = [passages[a:b] for a, b in zip([0, *cuts], [*cuts, len(passages)], strict=True)]
     found = []
     for n, group in enumerate(groups, start=1):
-        title = chapter_title(model, group)
+        title, titled_by = chapter_title(model, group)
+        title = title or f"Chapter {n}"  # nothing but fillers was said
         found.append(
-            Chapter(n, title, group[0].start, group[-1].end, tuple(p.number for p in group))
+            Chapter(
+                n, title, group[0].start, group[-1].end, tuple(p.number for p in group), titled_by
+            )
         )
+        if progress:
+            progress("Titling chapters", n, len(groups))
+    fallen = [c.number for c in found if c.titled_by == FIRST_SENTENCE]
+    if fallen:
+        which = ", ".join(str(n) for n in fallen)
+        notes.append(
+            f"chapter{'s' if len(fallen) > 1 else ''} {which} (marked *): the model's title "
+            "was cut off or invalid, so the title is the chapter's first sentence"
+        )
+    return Chapters(found, shortest, tuple(notes))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _most(fit: int) -> str:
+    return f"at most {fit} {'does' if fit == 1 else 'do'}"
+
+
+def most_chapters(starts: Sequence[int], end: int, min_seconds: int) -> int:
+    """How many chapters of at least ``min_seconds`` the passages starting at ``starts``
+    (sorted) can make: cutting at the first passage each time leaves the most room."""
+    found, since = 1, starts[0]
+    for start in starts[1:]:
+        if start > since and start - since >= min_seconds and end - start >= min_seconds:
+            found, since = found + 1, start
     return found
+
+
+def _longest_minimum(starts: Sequence[int], end: int, count: int, ceiling: int) -> int:
+    """The longest minimum under ``ceiling`` seconds that lets ``count`` chapters fit."""
+    low, high = 0, ceiling  # most_chapters(low) >= count (count <= passages); high fails
+    while high - low > 1:
+        middle = (low + high) // 2
+        if most_chapters(starts, end, middle) >= count:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def topic_boundaries(
@@ -330,9 +435,10 @@ def topic_boundaries(
 ) -> list[int]:
     """Indexes of the passages that begin a new chapter (sorted). TextTiling (Hearst,
     1997) over embeddings: the similarity of the ``window`` passages either side of each
-    gap, a gap's depth how far it dips below the peaks around it; the deepest gaps win —
-    ``count - 1`` of them, or every gap deeper than the mean depth plus half a standard
-    deviation — as long as every chapter lasts ``min_seconds``."""
+    gap, a gap's depth how far it dips below the peaks around it. Without ``count``, every
+    gap deeper than the mean depth plus half a standard deviation, deepest first, as long
+    as every chapter lasts ``min_seconds``; with it, the ``count - 1`` gaps of greatest
+    total depth that keep every chapter that long (:class:`InvalidInput` when none do)."""
     n = len(vectors)
     if n < 2 or count == 1:
         return []
@@ -345,18 +451,59 @@ def topic_boundaries(
         ]
     )
     depth = np.array([_depth(similarity, i) for i in range(len(similarity))])
+    if count is not None:
+        return _deepest_cuts(depth, starts, end, count - 1, min_seconds)
     cutoff = depth.mean() + depth.std() / 2
     chosen: list[int] = []
     for i in np.argsort(-depth, kind="stable"):
-        if count is not None and len(chosen) == count - 1:
-            break
-        if count is None and (depth[i] <= cutoff or depth[i] < MIN_DEPTH):
+        if depth[i] <= cutoff or depth[i] < MIN_DEPTH:
             break
         edges = sorted([*chosen, int(i) + 1])
         bounds = [starts[0], *(starts[e] for e in edges), end]
         if all(b - a >= min_seconds for a, b in itertools.pairwise(bounds)):
             chosen = edges
     return chosen
+
+
+def _deepest_cuts(
+    depth: np.ndarray, starts: Sequence[int], end: int, wanted: int, min_seconds: int
+) -> list[int]:
+    """``wanted`` cuts (passage indexes) of greatest total depth with every chapter at
+    least ``min_seconds`` long and none empty. Dynamic programming: ``score[e]`` is the
+    best total depth of k cuts the last of which begins passage ``e``; the cuts allowed
+    before ``e`` are a prefix of the passages, so a running maximum finds the best."""
+    n = len(starts)
+    minus = float("-inf")
+    score = [0.0] + [minus] * (n - 1)  # no cut yet: the transcript "begins" at passage 0
+    backs: list[list[int]] = []
+    for _ in range(wanted):
+        best, best_at, reach = minus, -1, 0
+        new, back = [minus] * n, [-1] * n
+        for e in range(1, n):
+            # the earlier cuts allowed before e: passages starting min_seconds before it
+            while reach < e and starts[e] - starts[reach] >= max(min_seconds, 1):
+                if score[reach] > best:
+                    best, best_at = score[reach], reach
+                reach += 1
+            if best_at >= 0:
+                new[e], back[e] = best + float(depth[e - 1]), best_at
+        score = new
+        backs.append(back)
+    last = max(
+        (e for e in range(1, n) if end - starts[e] >= min_seconds and score[e] > minus),
+        key=lambda e: score[e],
+        default=None,
+    )
+    if last is None:
+        raise InvalidInput(
+            f"{wanted + 1} chapters of at least {min_seconds} s do not fit, "
+            f"{_most(most_chapters(starts, end, min_seconds))}",
+            "count",
+        )
+    cuts = [last]
+    for back in reversed(backs[1:]):
+        cuts.append(back[cuts[-1]])
+    return cuts[::-1]
 
 
 MIN_DEPTH = 0.05  # below this a dip is noise between passages on one topic
@@ -379,18 +526,78 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
 
-def chapter_title(model: ChatModel, passages: Sequence[Passage]) -> str:
+def chapter_title(model: ChatModel, passages: Sequence[Passage]) -> tuple[str, str]:
+    """The chapter's title and where it came from: ``MODEL``, or ``FIRST_SENTENCE`` when
+    the model's title was cut off (it ran into the schema's length, or ends mid-sentence:
+    SmolLM2-135M echoes a chapter's first words) or invalid."""
     # The cleaned words: "um, so the rocket" makes a worse title than "So the rocket".
     said = " ".join(clean_text(p.text)[0] for p in passages)
-    said = model.truncate(said, TITLE_INPUT_TOKENS)
     # No worked example: SmolLM2-135M answered a chapter with the example's title.
-    messages = [Message("system", TITLE_PROMPT), Message("user", said)]
+    messages = [
+        Message("system", TITLE_PROMPT),
+        Message("user", model.truncate(said, TITLE_INPUT_TOKENS)),
+    ]
     output = schema_of("chapter_title", TITLE_SCHEMA)
-    value = generate_json(model, messages, output, max_tokens=40, purpose="title").value
-    title = " ".join(str(value["title"]).split())
-    if len(title) >= TITLE_MAX and " " in title:
-        title = title.rsplit(" ", 1)[0]  # the grammar stopped it mid-word
-    return title.rstrip(" ,;:-")
+    try:
+        value = generate_json(
+            model, messages, output, max_tokens=TITLE_TOKENS, purpose="title"
+        ).value
+    except ModelError:  # no valid title in two tries: the chapter's own words serve
+        return first_sentence(said), FIRST_SENTENCE
+    title = " ".join(str(value["title"]).split()).strip(" ,;:-")
+    if whole_title(title, said):
+        return title, MODEL
+    return first_sentence(said), FIRST_SENTENCE
+
+
+def whole_title(title: str, said: str = "") -> bool:
+    """Whether a model's title was finished, not stopped: shorter than the schema allows
+    (the grammar closes the string there), not ending on a word that leads on ("the",
+    "and", "of"), not a sentence followed by the start of another, and not the first
+    ``ECHO_WORDS`` or more words of a sentence of ``said`` (what the chapter said) without
+    its end — SmolLM2-135M copies a chapter's first sentence until the schema stops it."""
+    words = _words(title)
+    if len(title) >= TITLE_MAX or not words or words[-1] in DANGLING:
+        return False
+    if re.search(r"[.!?]\s+\S", title) and not ends_sentence(title):
+        return False
+    return len(words) < ECHO_WORDS or not any(
+        len(sentence) > len(words) and sentence[: len(words)] == words
+        for sentence in _sentences(said)
+    )
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w'’]+", text.lower())
+
+
+def _sentences(said: str) -> list[list[str]]:
+    """The words of each sentence of ``said``, lower-cased, without punctuation."""
+    sentences: list[list[str]] = [[]]
+    for word in said.split():
+        sentences[-1] += _words(word)
+        if ends_sentence(word):
+            sentences.append([])
+    return [s for s in sentences if s]
+
+
+def first_sentence(said: str) -> str:
+    """The first sentence of ``said``, whole — or, when it runs past
+    ``FIRST_SENTENCE_MAX`` characters (speech without full stops), up to its last clause
+    or word that fits, marked with an ellipsis."""
+    words = said.split()
+    sentence: list[str] = []
+    for word in words:
+        sentence.append(word)
+        if ends_sentence(word):
+            break
+    text = " ".join(sentence)
+    if len(text) <= FIRST_SENTENCE_MAX:
+        return text.removesuffix(".") if not text.endswith("..") else text
+    head = text[: FIRST_SENTENCE_MAX + 1]
+    clause = max(head.rfind(", "), head.rfind("; "), head.rfind(" - "), head.rfind(" — "))
+    cut = clause if clause > FIRST_SENTENCE_MAX // 2 else head.rfind(" ")
+    return text[: cut if cut > 0 else FIRST_SENTENCE_MAX].rstrip(" ,;-—") + "…"
 
 
 # -- classify -----------------------------------------------------------------------------

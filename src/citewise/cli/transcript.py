@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..parsers.transcript import clock
 from ..transcripts import (
+    FIRST_SENTENCE,
     METHODS,
+    MIN_CHAPTER_SECONDS,
+    ChapterProgress,
     CleanPassage,
     Transcript,
     chapters,
@@ -137,14 +142,13 @@ def _clean_json(c: CleanPassage) -> dict[str, Any]:
     "--count",
     "-n",
     type=click.IntRange(min=1),
-    help="Exactly this many chapters (default: one per topic change found).",
+    help="Exactly this many chapters (default: one per topic change found); refused, "
+    "with the reason, when they cannot be made.",
 )
 @click.option(
     "--min-seconds",
-    default=60,
-    show_default=True,
     type=click.IntRange(min=0),
-    help="Shortest chapter.",
+    help=f"Shortest chapter [default: {MIN_CHAPTER_SECONDS}, shortened as far as --count needs].",
 )
 @model_options
 @json_option
@@ -154,41 +158,83 @@ def chapters_command(
     source: str,
     collection: str,
     count: int | None,
-    min_seconds: int,
+    min_seconds: int | None,
     provider: str | None,
     model: str | None,
     base_url: str | None,
     context_window: int | None,
     as_json: bool,
 ) -> None:
-    """Split SOURCE where its topic changes and title each chapter with the chat model."""
+    """Split SOURCE where its topic changes and title each chapter with the chat model.
+
+    A title the model left unfinished is replaced by the chapter's first sentence, and
+    a note says which."""
     workspace = ctx.workspace(
         provider=provider, model=model, base_url=base_url, context_window=context_window
     )
     transcript = load_transcript(workspace, source, collection)
-    found = chapters(transcript, workspace.embedder(), workspace.chat_model(), count, min_seconds)
+    with chapter_progress() as on_progress:
+        found = chapters(
+            transcript,
+            workspace.embedder(),
+            workspace.chat_model(),
+            count,
+            min_seconds,
+            on_progress,
+        )
     if as_json:
         click.echo(
             to_json(
                 {
                     "source": transcript.source,
+                    "min_seconds": found.min_seconds,
+                    "notes": list(found.notes),
                     "chapters": [
                         {
                             "number": c.number,
                             "title": c.title,
+                            "titled_by": c.titled_by,
                             "start_seconds": c.start,
                             "end_seconds": c.end,
                             "passages": list(c.passages),
                         }
-                        for c in found
+                        for c in found.chapters
                     ],
                 }
             )
         )
+        _print_notes(found.notes)
         return
-    console.print(f"[bold]{esc(transcript.title)}[/bold]: {len(found)} chapters")
-    for c in found:
-        console.print(f"{clock(c.start)}-{clock(c.end)}  {c.title}", markup=False)
+    n = len(found.chapters)
+    console.print(f"[bold]{esc(transcript.title)}[/bold]: {n} chapter{'' if n == 1 else 's'}")
+    for c in found.chapters:
+        mark = " *" if c.titled_by == FIRST_SENTENCE else ""  # the note names them
+        console.print(f"{clock(c.start)}-{clock(c.end)}  {c.title}{mark}", markup=False)
+    _print_notes(found.notes)
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    for note in notes:
+        errors.print(f"note: {note}", markup=False)
+
+
+@contextmanager
+def chapter_progress() -> Iterator[ChapterProgress]:
+    """A progress bar on standard error (shown on a terminal): embedding the passages,
+    then titling the chapters, one model call each."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task("Loading the models", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        yield on_progress
 
 
 @transcript_group.command("classify")

