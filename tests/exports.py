@@ -449,6 +449,81 @@ def make_notion_export(
     return outer
 
 
+DESIGN, RFC, PROJECTS, CAMPAIGN, SPRINT_TASKS, BOARD, BOARD_VIEW = (
+    "d1" * 16,
+    "e2" * 16,
+    "a3" * 16,
+    "b4" * 16,
+    "c5" * 16,
+    "f6" * 16,
+    "a7" * 16,
+)
+SPRINT_ROWS = [
+    ("Write the brief", "Done", "Marketing campaign"),
+    ("Book the photographer", "In progress", "Marketing campaign"),
+    ("Pick launch date", "Backlog", "Q3 (draft) plan"),
+]
+
+
+def make_notion_projects_export(root: Path) -> Path:
+    """A Notion "Markdown & CSV" export of a product team: relation properties written
+    as "Title (URL-encoded path)", a database shown again as a linked view on another
+    page, images attached to pages, and headings Notion writes in bold."""
+    from urllib.parse import quote
+
+    folder = root / "notion-projects"
+    design = folder / f"Design {DESIGN}"
+    rfc_dir = design / f"Product Design RFC {RFC}"
+    projects = folder / f"Projects {PROJECTS}"
+    board = folder / f"Sprint board {BOARD}"
+    for directory in (rfc_dir, projects, board):
+        directory.mkdir(parents=True, exist_ok=True)
+    (folder / f"Design {DESIGN}.md").write_text(
+        "# Design\n\nWhere the design team keeps its RFCs.\n", encoding="utf-8"
+    )
+    (design / f"Product Design RFC {RFC}.md").write_text(
+        "# Product Design RFC\n\n## **📊 Research**\n\n"
+        "We interviewed twelve customers about the onboarding flow.\n\n"
+        f"![Whiteboard]({quote(f'Product Design RFC {RFC}/whiteboard.png')})\n",
+        encoding="utf-8",
+    )
+    (rfc_dir / "whiteboard.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (design / "mockup.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    # Projects: a database whose rows are pages, one of them with a relation back to Tasks.
+    campaign = quote(f"Projects {PROJECTS}/Marketing campaign {CAMPAIGN}.md")
+    draft = quote(f"Projects {PROJECTS}/Q3 (draft) plan {'9' * 32}.md", safe="/()")
+    header = "Name,Status,Owner\n"
+    (folder / f"Projects {PROJECTS}.csv").write_text(
+        header + "Marketing campaign,Active,Alice\n", encoding="utf-8"
+    )
+    (folder / f"Projects {PROJECTS}_all.csv").write_text(
+        header + "Marketing campaign,Active,Alice\nQ3 (draft) plan,Idea,Bob\n", encoding="utf-8"
+    )
+    rfc_link = quote(f"../Design {DESIGN}/Product Design RFC {RFC}.md")
+    (projects / f"Marketing campaign {CAMPAIGN}.md").write_text(
+        "# Marketing campaign\n\nStatus: Active\nOwner: Alice\n"
+        f"Design RFC: Product Design RFC ({rfc_link})\n\n"
+        "The spring campaign launches with the new catalogue.\n",
+        encoding="utf-8",
+    )
+    # Tasks: rows without pages; its Project column is a relation.
+    rows = [
+        f'{name},{status},"{project} (../{campaign if project.startswith("Marketing") else draft})"'
+        for name, status, project in SPRINT_ROWS
+    ]
+    tasks = "Name,Status,Project\n" + "".join(row + "\n" for row in rows)
+    (folder / f"Tasks {SPRINT_TASKS}.csv").write_text(tasks, encoding="utf-8")
+    (folder / f"Tasks {SPRINT_TASKS}_all.csv").write_text(tasks, encoding="utf-8")
+    # The sprint board page shows Tasks as a linked view: Notion exports its rows again,
+    # under the view's own id, once as the view and once with every row.
+    (folder / f"Sprint board {BOARD}.md").write_text(
+        "# Sprint board\n\nThis sprint's tasks.\n", encoding="utf-8"
+    )
+    (board / f"Tasks {BOARD_VIEW}.csv").write_text(tasks, encoding="utf-8")
+    (board / f"Tasks {BOARD_VIEW}_all.csv").write_text(tasks, encoding="utf-8")
+    return folder
+
+
 def make_xlsx(path: Path, rows: list[tuple]) -> Path:
     import openpyxl
 

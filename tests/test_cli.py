@@ -188,3 +188,29 @@ def test_demo_prints_a_cited_answer(tmp_path: Path) -> None:
     assert "Q: What does the with statement do?" in result.stdout
     assert "Sources" in result.stdout and "pydoc:" in result.stdout
     assert "[1]" in result.stdout
+
+
+def test_ingest_summary_counts_each_file_once_and_prints_names_on_one_line(
+    tmp_path: Path,
+) -> None:
+    """Issue 28: a file added with a problem in part of it was counted as added and as
+    failed, and a file name holding a newline broke the summary across lines."""
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    (folder / "standup.vtt").write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nThe build is green.\n\n"
+        "00:00:04,000 --> 00:00:06.000\nA cue with a comma in its timing.\n",
+        encoding="utf-8",
+    )
+    (folder / "minutes\nFINAL\x1b[2J.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf\n%%EOF")
+    result = citewise("-w", str(tmp_path / "ws"), "ingest", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "added 1, updated 0, unchanged 0, failed 1, 1 stored with warnings ·" in result.stdout
+    lines = result.stderr.splitlines()
+    assert f"failed {folder}/minutes\\nFINAL\\x1b[2J.pdf: corrupt PDF" in " ".join(lines)
+    assert any(line.startswith("failed ") and "minutes\\nFINAL" in line for line in lines)
+    assert "\x1b[2J" not in result.stderr
+    assert any(
+        line.startswith(f"warning {folder}/standup.vtt: line 6: WebVTT cue left out")
+        for line in lines
+    )

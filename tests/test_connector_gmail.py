@@ -20,12 +20,15 @@ def test_threads_attachments_and_labels(workspace, tmp_path: Path) -> None:
     assert [s.reason for s in report.skipped] == [
         "in Spam or Trash (--include-spam-trash to ingest)"
     ]
-    failed = {f.source: f.reason for f in report.failed}
-    assert failed[f"{THREAD}#<offsite-3@example.com>/scan.pdf"].startswith(
+    # The threads are stored: what of them could not be read is a warning on each, not a
+    # failed outcome beside its added one.
+    assert report.failed == [] and report.warned == 2
+    warned = {f.source: f.reason for f in report.warnings}
+    assert warned[f"{THREAD}#<offsite-3@example.com>/scan.pdf"].startswith(
         "attachment: corrupt PDF"
     )
-    bad = next(s for s in failed if s.endswith("#<bad-charset@example.com>"))
-    assert "undecodable" in failed[bad]
+    bad = next(s for s in warned if s.endswith("#<bad-charset@example.com>"))
+    assert "undecodable" in warned[bad]
 
     docs = stored_documents(workspace)
     offsite = docs[THREAD]
@@ -96,3 +99,28 @@ def test_source_gmail_on_a_file_that_is_not_an_mbox_says_so(workspace, tmp_path:
             "(Gmail exports mail as .mbox files in Google Takeout)",
         )
     ]
+
+
+def test_an_empty_or_garbage_mbox_is_named_as_a_failure(workspace, tmp_path: Path) -> None:
+    """Issue 28: a zero-byte .mbox went unmentioned, and random bytes after a 'From ' line
+    were indexed as a message of 1970 made of replacement characters."""
+    import random
+
+    folder = tmp_path / "takeout"
+    folder.mkdir()
+    noise = random.Random(28).randbytes(4096)
+    (folder / "empty.mbox").write_bytes(b"")
+    (folder / "noise.mbox").write_bytes(noise)
+    (folder / "mangled.mbox").write_bytes(
+        b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n" + noise.replace(b"\nFrom ", b"")
+    )
+    report = workspace.ingest([folder])
+    assert report.added == 0 and not stored_documents(workspace)
+    reasons = {Path(f.source).name: f.reason for f in report.failed}
+    assert reasons == {
+        "empty.mbox": "empty mailbox: the .mbox file holds no mail",
+        "noise.mbox": "not an mbox file: it must start with a 'From ' line "
+        "(Gmail exports mail as .mbox files in Google Takeout)",
+        "mangled.mbox": "not an mbox file: no message in it could be read "
+        "(malformed message: no mail headers)",
+    }

@@ -7,7 +7,19 @@ from pathlib import Path
 import pytest
 
 from citewise.connectors import detect_source
-from exports import LOGIN, ONCALL, RECIPES, TASKS, WIKI, make_notion_export, stored_documents
+from exports import (
+    CAMPAIGN,
+    LOGIN,
+    ONCALL,
+    PROJECTS,
+    RECIPES,
+    SPRINT_ROWS,
+    TASKS,
+    WIKI,
+    make_notion_export,
+    make_notion_projects_export,
+    stored_documents,
+)
 
 
 @pytest.mark.slow
@@ -210,3 +222,34 @@ def test_a_truncated_zip_is_named_as_such(workspace, tmp_path: Path) -> None:
     report = workspace.ingest([archive])  # no connector recognises it any more
     (failure,) = report.failed
     assert failure.reason.startswith("corrupt or truncated zip archive")
+
+
+def test_relations_linked_views_images_and_bold_headings(workspace, tmp_path: Path) -> None:
+    """Issue 28: relation values kept their URL-encoded paths, a linked view's rows were
+    indexed twice, attached images went unmentioned, and bold headings kept their **."""
+    folder = make_notion_projects_export(tmp_path)
+    report = workspace.ingest([folder])
+    assert report.failed == []
+    docs = stored_documents(workspace)
+    tasks = {d.title: d for d in docs.values() if d.metadata.get("database") == "Tasks"}
+    assert sorted(tasks) == sorted(f"Tasks: {name}" for name, _, _ in SPRINT_ROWS)  # once each
+    brief = tasks["Tasks: Write the brief"]
+    assert brief.metadata["properties"]["Project"] == "Marketing campaign"
+    text = workspace.store.document_text(brief.id)
+    assert "Project: Marketing campaign" in text and "%20" not in text and ".md" not in text
+    draft = tasks["Tasks: Pick launch date"].metadata["properties"]["Project"]
+    assert draft == "Q3 (draft) plan"
+    campaign = docs[f"notion://{PROJECTS}/{CAMPAIGN}"]
+    assert campaign.metadata["properties"]["Design RFC"] == "Product Design RFC"
+    assert "%20" not in workspace.store.document_text(campaign.id)
+
+    skipped = {Path(s.source).name: s.reason for s in report.skipped}
+    assert skipped == {
+        "whiteboard.png": "an image: its text is not read (no OCR)",
+        "mockup.jpg": "an image: its text is not read (no OCR)",
+    }
+    # Four pages, the Projects row without a page, three tasks: nothing twice.
+    assert report.added == len(docs) == 8
+
+    hit = workspace.search("interviewed twelve customers onboarding", k=1)[0]
+    assert hit.heading_path == ("Design", "Product Design RFC", "📊 Research")

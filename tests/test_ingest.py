@@ -255,3 +255,50 @@ def test_a_document_extracting_too_much_text_is_named_and_skipped(tmp_path: Path
     (failure,) = report.failed
     assert failure.source == str(folder / "huge.txt")
     assert failure.reason == "extracts to 3 MB of text, over the max_document_mb limit (1 MB)"
+
+
+def test_a_subtitle_folder_reports_one_outcome_per_file(workspace, tmp_path: Path) -> None:
+    """Issue 28: a folder of 33 subtitle files reported 34 outcomes: a WebVTT file with a
+    cue left out counted as added and as failed. It is added, with a warning."""
+    folder = tmp_path / "subtitles"
+    folder.mkdir()
+    for n in range(1, 29):
+        (folder / f"episode-{n:02d}.srt").write_text(
+            f"1\n00:00:01,000 --> 00:00:04,000\nEpisode {n} opens in the harbour.\n\n"
+            f"2\n00:00:05,000 --> 00:00:08,000\nThe ferry leaves at {n} past nine.\n",
+            encoding="utf-8",
+        )
+    (folder / "missing_timeframe.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:03,000\nHello.\n\n2\nNo timing line here.\n\n"
+        "3\n00:00:04,000 --> 00:00:06,000\nGoodbye.\n",
+        encoding="utf-8",
+    )
+    (folder / "trailer.sbv").write_text(
+        "0:00:00.500,0:00:03.000\nComing this spring.\n", encoding="utf-8"
+    )
+    (folder / "interview.vtt").write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nThe readable cue.\n\n"
+        "00:00:04,000 --> 00:00:06.000\nA cue with a comma in its timing.\n",
+        encoding="utf-8",
+    )
+    (folder / "broken.srt").write_text("1\n00:00:01,000 --> later\nNo.\n", encoding="utf-8")
+    (folder / "notes.vtt").write_text("", encoding="utf-8")
+    files = sorted(folder.iterdir())
+    assert len(files) == 33
+    report = workspace.ingest([folder])
+    outcomes = report.added + report.updated + report.unchanged
+    outcomes += len(report.failed) + len(report.skipped)
+    assert outcomes == 33 and report.added == 31
+    assert {Path(f.source).name: f.reason for f in report.failed} == {
+        "broken.srt": "malformed SRT: cannot read the cue at line 2: '00:00:01,000 --> later' "
+        "(a cue is its number, a line like '00:01:02,500 --> 00:01:05,000', then its text)",
+        "notes.vtt": "empty file",
+    }
+    assert report.warned == 1
+    assert [(w.source, w.reason) for w in report.warnings] == [
+        (
+            f"{folder / 'interview.vtt'}: line 6",
+            "WebVTT cue left out: unreadable timing '00:00:04,000 --> 00:00:06.000'",
+        )
+    ]
+    assert report.counts()["warnings"] == 1

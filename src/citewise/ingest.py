@@ -23,6 +23,7 @@ from .chunking import chunk_document
 from .documents import Chunk, Document
 from .embedders import Embedder, embed_texts
 from .errors import ParseError, Unavailable
+from .names import printable
 from .sources import Skipped, SourceItem, hash_file
 from .storage import Collection, Storage
 
@@ -39,6 +40,11 @@ class IngestReport:
     deleted: int = 0
     failed: list[Skipped] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    # Parts of documents that were stored all the same (a WebVTT cue with a garbled timing,
+    # a mail's corrupt attachment): each document counts once, as added or updated, and
+    # ``warned`` of them had such problems.
+    warnings: list[Skipped] = field(default_factory=list)
+    warned: int = 0
     chunks: int = 0
     tokens: int = 0
     seconds: float = 0.0
@@ -52,6 +58,7 @@ class IngestReport:
             "deleted": self.deleted,
             "failed": len(self.failed),
             "skipped": len(self.skipped),
+            "warnings": len(self.warnings),
             "chunks": self.chunks,
             "tokens": self.tokens,
         }
@@ -250,18 +257,24 @@ class Ingestor:
                     f"extracts to {len(document.text) / 1048576:,.0f} MB of text, over the "
                     f"max_document_mb limit ({self.max_document_chars // 1048576} MB)"
                 )
-            for location, reason in document.problems:
-                report.failed.append(Skipped(location, reason, failed=True))
-                self.store.record_failure(run_id, location, reason)
             chunks = chunk_document(
                 document, self.embedder.token_offsets, self.chunk_tokens, self.chunk_overlap
             )
+            # The document is stored: what of it could not be read is a warning on it, not
+            # an outcome of its own (one file, one outcome).
+            for location, reason in document.problems:
+                report.warnings.append(Skipped(location, reason, failed=True))
+                self.store.record_failure(run_id, location, reason)
+            report.warned += bool(document.problems)
         except Unavailable:
             raise  # the store went away: no file is at fault, and the run stops here
         except Exception as exc:  # one bad file must not stop the rest; Ctrl-C still does
             reason = str(exc) if isinstance(exc, ParseError) else f"{type(exc).__name__}: {exc}"
             log.warning(
-                "skipped %s: %s", item.source, reason, exc_info=not isinstance(exc, ParseError)
+                "skipped %s: %s",
+                printable(item.source),
+                printable(reason),
+                exc_info=not isinstance(exc, ParseError),
             )
             report.failed.append(Skipped(item.source, reason))
             self.store.record_failure(run_id, item.source, reason)

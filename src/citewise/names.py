@@ -43,3 +43,14 @@ def fold_address(address: str) -> str:
     (NFKC: a full-width ＠ is @) and case folded, so "Zoé@Example.com" from one source and
     "zoé@example.com" from another are one reader."""
     return unicodedata.normalize("NFKC", address).strip().casefold()
+
+
+# Characters that would break a line of output or disguise a name: controls (a newline, an
+# escape sequence), line and paragraph separators, and the bidirectional overrides.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """A name (a file's, a source's) or a reason as one line of text: its control
+    characters written as escapes, ``"a\\nb.md"`` as ``a\\nb.md``."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -12,6 +12,7 @@ from ..cpu import cpu_summary
 from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
 from ..embedders import CATALOGUE
 from ..errors import CitewiseError
+from ..names import printable
 from ..providers.base import Message, complete
 from ..secrets import redact_url
 from .common import Context, console, errors, esc, model_options, to_json
@@ -61,7 +62,7 @@ def status(ctx: Context, as_json: bool) -> None:
                 "stopped[/yellow]"
             )
         for source, reason in run["failures"]:
-            console.print(f"[red]failed[/red] {esc(source)}: {esc(reason)}")
+            console.print(f"[red]failed[/red] {esc(printable(source))}: {esc(printable(reason))}")
 
 
 @click.command()

@@ -11,6 +11,7 @@ from ..config import CONFIG_FILE
 from ..connectors import BUILTIN_CONNECTORS
 from ..ingest import IngestReport
 from ..ingest import Progress as IngestProgress
+from ..names import printable
 from ..sources import NO_SUCH_PATH
 from ..storage import redacted
 from ..workspace import DEFAULT_COLLECTION, default_workspace_dir, init_workspace
@@ -126,7 +127,7 @@ def ingest(
 ) -> None:
     """Add files, folders, exports (Slack, Notion, Gmail .mbox, Drive Takeout) or a website URL.
 
-    Files: Markdown, text, reST, HTML, PDF, DOCX, XLSX, PPTX, code, transcripts (SRT, WebVTT,
+    Files: Markdown, text, reST, HTML, PDF, DOCX, XLSX, PPTX, code, transcripts (SRT, WebVTT, SBV,
     whisper). An export or a crawl is a snapshot: what vanished from it is deleted.
     """
     workspace = ctx.workspace()
@@ -224,10 +225,15 @@ def progress_bar() -> Any:
 
 
 def print_report(report: IngestReport) -> None:
+    """One count per input (a file added with a problem in part of it is added, and its
+    problems are listed as warnings), then every problem on a line of its own: names and
+    reasons with control characters escaped, so a name holding a newline stays one line."""
     parts = [f"added {report.added}", f"updated {report.updated}", f"unchanged {report.unchanged}"]
     if report.deleted:
         parts.append(f"deleted {report.deleted}")
     parts.append(f"failed {len(report.failed)}")
+    if report.warned:  # of those added or updated
+        parts.append(f"{report.warned} stored with warnings")
     if report.skipped:
         parts.append(f"skipped {len(report.skipped)}")
     rate = report.tokens / report.seconds if report.seconds else 0
@@ -241,10 +247,13 @@ def print_report(report: IngestReport) -> None:
         f"{', '.join(parts)} · {report.chunks} chunks, {report.tokens:,} tokens "
         f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s){audio}"
     )
-    for item in report.failed:
-        errors.print(f"[red]failed[/red] {esc(item.source)}: {esc(item.reason)}")
-    for item in report.skipped:
-        errors.print(f"[yellow]skipped[/yellow] {esc(item.source)}: {esc(item.reason)}")
+    for label, items in (
+        ("[red]failed[/red]", report.failed),
+        ("[yellow]warning[/yellow]", report.warnings),
+        ("[yellow]skipped[/yellow]", report.skipped),
+    ):
+        for item in items:
+            errors.print(f"{label} {esc(printable(item.source))}: {esc(printable(item.reason))}")
 
 
 COMMANDS: list[Callable[..., Any]] = [init, ingest, sync, reindex]

@@ -73,6 +73,9 @@ class GmailMbox(BaseConnector):
         path = Path(self.location).expanduser().resolve()
         self._complete, self._incomplete = [], set()
         try:
+            if path.stat().st_size == 0:
+                yield Skipped(str(path), "empty mailbox: the .mbox file holds no mail", failed=True)
+                return
             if not _starts_like_mbox(path):
                 yield Skipped(
                     str(path),
@@ -85,6 +88,14 @@ class GmailMbox(BaseConnector):
             threads, owner, problems = self._index(box, path)
         except (OSError, mailbox.Error) as exc:
             yield Skipped(str(path), f"unreadable mbox: {exc}", failed=True)
+            return
+        if not threads:  # a 'From ' line and then no message: some other file
+            yield Skipped(
+                str(path),
+                "not an mbox file: no message in it could be read "
+                f"({problems[0].reason if problems else 'no messages'})",
+                failed=True,
+            )
             return
         self.owner = self.options.get("owner") or owner
         scope = f"gmail://{self.owner}"
@@ -111,6 +122,8 @@ class GmailMbox(BaseConnector):
             try:
                 raw = box.get_bytes(key)
                 headers = _HEADERS_ONLY.parsebytes(raw)
+                if not headers.keys():  # binary or text that is not mail after a 'From ' line
+                    raise ValueError("no mail headers")
                 message_id = _clean_id(str(headers.get("Message-ID") or "")) or f"key-{key}"
                 date = _date(headers.get("Date"))
                 thrid = str(headers.get("X-GM-THRID") or "").strip() or None
@@ -316,7 +329,6 @@ def _clean_id(value: str) -> str:
 
 
 def _starts_like_mbox(path: Path) -> bool:
-    """An mbox begins with a "From " separator line (an empty file holds no mail either)."""
+    """An mbox begins with a "From " separator line."""
     with path.open("rb") as handle:
-        head = handle.read(5)
-    return head == b"From " or head == b""
+        return handle.read(5) == b"From "

@@ -37,6 +37,12 @@ from .base import BaseConnector
 
 _ID = re.compile(r"^(?P<title>.*?)\s*(?P<id>[0-9a-f]{32})$")
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
+# A relation property's value, in a database's CSV and on its row pages: the linked page's
+# title, then its URL-encoded path, "Marketing campaign (../Projects%20<id>/Marketing%20
+# campaign%20<id>.md)". Notion leaves parentheses in a title unencoded.
+_RELATION_PATH = re.compile(r" ?\(((?:[^()\s]|\([^()\s]*\))+\.(?:md|csv))\)")
+# Attachments no parser reads: images have no text without OCR, which citewise lacks.
+_IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".bmp", ".tif", ".tiff", ".heic")
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class NotionExport(BaseConnector):
         try:
             titles = self._titles(export)
             self._row_page_titles = self._row_pages(export)
+            self._view_rows = self._linked_view_rows(export)
             for name in export.names:
                 yield from self._items_for(export, path, name, titles)
         finally:
@@ -129,15 +136,17 @@ class NotionExport(BaseConnector):
         if name.endswith(".md") and here:
             yield self._page(export, path, name, here, ancestors, titles, top or here.id)
         elif name.endswith(".csv") and here:
-            if (
-                name.endswith(".csv")
-                and not name.endswith("_all.csv")
-                and export.has(name[: -len(".csv")] + "_all.csv")
-            ):
+            if _has_all_twin(export, name):
                 return  # the _all.csv holds the same rows and those hidden by views
             yield from self._database(export, path, name, here, ancestors, top or here.id)
         elif top and supported(PurePosixPath(name)) and not name.endswith((".md", ".csv")):
             yield self._attachment(export, path, name, ancestors, top)
+        elif name.lower().endswith(_IMAGES):
+            yield Skipped(f"{path}/{name}", "an image: its text is not read (no OCR)")
+        elif not supported(PurePosixPath(name)):
+            yield Skipped(
+                f"{path}/{name}", f"unsupported file type {PurePosixPath(name).suffix or '(none)'}"
+            )
 
     def _page(
         self,
@@ -188,9 +197,7 @@ class NotionExport(BaseConnector):
         top: str,
     ) -> Iterator[SourceItem | Skipped]:
         try:
-            rows = list(
-                csv.DictReader(io.StringIO(export.read(name).decode("utf-8-sig"), newline=""))
-            )
+            rows = _rows(export, name)
         except (UnicodeDecodeError, csv.Error, zipfile.BadZipFile, OSError) as exc:
             self._broken(f"notion://{top}")
             yield Skipped(f"{path}/{name}", f"unreadable database: {exc}", failed=True)
@@ -206,14 +213,13 @@ class NotionExport(BaseConnector):
         # A linked view of a database elsewhere exports its rows again, without row pages
         # beside them: rows that are pages of a database of that name are those pages.
         pages |= self._row_page_titles.get(database.title, set())
-        for line, row in enumerate(rows, start=2):
-            values = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            if not values:
-                continue
+        # Rows without pages it exports again too: the database's own CSV has them.
+        pages |= self._view_rows.get(name, set())
+        for line, values in rows:
             title_key = next(iter(values))
             title = values[title_key] or "Untitled"
             if title in pages:
-                continue  # the row's own page carries its properties
+                continue  # the row's own page (or its database's own CSV) carries it
             source = f"notion://{top}/{database.id}/row/{hashlib.sha256(title.encode()).hexdigest()[:16]}"
             builder = TextBuilder()
             builder.add(
@@ -249,6 +255,44 @@ class NotionExport(BaseConnector):
                 titles.setdefault(parent.title, set()).add(page.title)
         return titles
 
+    @staticmethod
+    def _linked_view_rows(export: Archive) -> dict[str, set[str]]:
+        """By CSV, the titles of rows read from another CSV: a linked view of a database
+        exports that database again under its own id. Of the CSVs of databases of one name,
+        the database's own (with its folder of row pages beside it), else the one with the
+        most columns, is read whole; the others' rows that it holds are left out."""
+        by_title: dict[str, list[str]] = {}
+        for name in export.names:
+            here = node(PurePosixPath(name).name)
+            if here and name.endswith(".csv") and not _has_all_twin(export, name):
+                by_title.setdefault(here.title, []).append(name)
+        held: dict[str, set[str]] = {}
+        for names in by_title.values():
+            if len(names) < 2:
+                continue
+            tables: dict[str, list[tuple[int, dict[str, str]]]] = {}
+            for name in names:
+                try:
+                    tables[name] = _rows(export, name)
+                except (UnicodeDecodeError, csv.Error, zipfile.BadZipFile, OSError):
+                    continue  # reported when the database itself is read
+            if not tables:
+                continue
+            rank = {
+                name: (
+                    any(
+                        n.startswith(name.removesuffix(".csv").removesuffix("_all") + "/")
+                        for n in export.names
+                    ),
+                    max((len(values) for _, values in rows), default=0),
+                )
+                for name, rows in tables.items()
+            }
+            own = max(tables, key=rank.__getitem__)
+            titles = {next(iter(values.values())) or "Untitled" for _, values in tables[own]}
+            held |= {name: titles for name in tables if name != own}
+        return held
+
     def _attachment(
         self, export: Archive, path: Path, name: str, ancestors: tuple[str, ...], top: str
     ) -> SourceItem:
@@ -279,6 +323,23 @@ class NotionExport(BaseConnector):
         return SourceItem(source=source, content_hash=content_hash, load=load)
 
 
+def _has_all_twin(export: Archive, name: str) -> bool:
+    """Whether ``Name <id>.csv`` has its ``Name <id>_all.csv`` beside it."""
+    return not name.endswith("_all.csv") and export.has(name[: -len(".csv")] + "_all.csv")
+
+
+def _rows(export: Archive, name: str) -> list[tuple[int, dict[str, str]]]:
+    """A database CSV's rows with their line numbers: properties by name (relations as
+    the linked pages' titles), the row's title first."""
+    reader = csv.DictReader(io.StringIO(export.read(name).decode("utf-8-sig"), newline=""))
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        values = {k.strip(): _relation_titles((v or "").strip()) for k, v in row.items() if k}
+        if values:
+            rows.append((line, values))
+    return rows
+
+
 def _resolve_links(text: str, titles: dict[str, Node]) -> str:
     """``[label](Other%20Page%20<id>.md)`` → ``label`` (or ``label (Other Page)``)."""
 
@@ -292,7 +353,18 @@ def _resolve_links(text: str, titles: dict[str, Node]) -> str:
         title = titles[found.id].title
         return title if not label or label == title else f"{label} ({title})"
 
-    return _LINK.sub(replace, text)
+    return _relation_titles(_LINK.sub(replace, text))
+
+
+def _relation_titles(text: str) -> str:
+    """``Marketing campaign (../Projects%20<id>/Marketing%20campaign%20<id>.md)`` →
+    ``Marketing campaign``: a relation's value is the linked page's title, not its path."""
+
+    def replace(match: re.Match[str]) -> str:
+        linked = node(PurePosixPath(unquote(match.group(1))).name)
+        return "" if linked else match.group(0)
+
+    return _RELATION_PATH.sub(replace, text)
 
 
 def _properties(text: str) -> dict[str, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import charset_normalizer
+
 from ..documents import Block
 from ..errors import ParseError
 
@@ -12,14 +14,29 @@ _BLANK_LINES = re.compile(r"\n[ \t]*\n")
 
 
 def read_text(path: Path) -> str:
-    """Read a text file as UTF-8 (with or without BOM), falling back to cp1252."""
+    """Read a text file as UTF-8 (with or without BOM), else in the encoding
+    charset-normalizer finds (cp1252, Latin-1, Shift-JIS, …)."""
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise ParseError("binary content in a text file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
+        return guess_decoding(data)
+
+
+def guess_decoding(data: bytes) -> str:
+    """Bytes that are not UTF-8, decoded as charset-normalizer judges best. Short Western
+    text fits several code pages equally well; of those, cp1252 (which Windows writes and
+    which reads Latin-1 the same) wins the tie. Undetectable bytes: cp1252, replacing."""
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
         return data.decode("cp1252", errors="replace")
+    best = matches[0]
+    tied = (
+        m for m in matches if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.01
+    )
+    return str(next((m for m in tied if "cp1252" in m.could_be_from_charset), best))
 
 
 def paragraph_blocks(

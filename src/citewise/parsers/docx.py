@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import docx
+from docx.document import Document as DocxDocument
 from docx.opc.exceptions import PackageNotFoundError
 from docx.table import Table
 
@@ -18,9 +19,30 @@ SUFFIXES = (".docx",)
 
 def parse(path: Path) -> ParsedDocument:
     try:
-        document = docx.Document(str(path))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ParseError(f"corrupt DOCX: {exc}") from exc
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile as exc:
+        raise ParseError(f"corrupt DOCX: not a zip archive ({exc})") from exc
+    if not names:
+        raise ParseError("not a Word document: the zip archive is empty")
+    if "[Content_Types].xml" not in names:
+        raise ParseError("not a Word document: the zip archive has no [Content_Types].xml")
+    try:
+        return _read(docx.Document(str(path)), path)
+    except (PackageNotFoundError, KeyError, ValueError) as exc:
+        raise ParseError(f"not a Word document: {exc}") from exc
+    except SyntaxError as exc:  # lxml's XMLSyntaxError: a part is not XML at all
+        raise ParseError(
+            f"not a Word document: a part of it is not well-formed XML ({exc})"
+        ) from exc
+    except AttributeError as exc:  # python-docx met XML other than the Office XML it reads
+        raise ParseError(
+            "not a Word document: its [Content_Types].xml, relationships or "
+            "word/document.xml are not Office Open XML"
+        ) from exc
+
+
+def _read(document: DocxDocument, path: Path) -> ParsedDocument:
     builder = TextBuilder()
     headings: list[tuple[int, str]] = []
     title = (document.core_properties.title or "").strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from ..documents import Block, ParsedDocument
 from ._common import line_offsets, read_text
@@ -31,7 +32,7 @@ def markdown_blocks(text: str) -> tuple[list[Block], str | None]:
         kind = "text"
         if token.type == "heading_open":
             level = int(token.tag[1:])
-            heading = tokens[i + 1].content.strip()
+            heading = plain_text(tokens[i + 1])
             headings = [h for h in headings if h[0] < level] + [(level, heading)]
             title = title or (heading if level == 1 else None)
             kind = "heading"
@@ -43,3 +44,14 @@ def markdown_blocks(text: str) -> tuple[list[Block], str | None]:
         if end > start:
             blocks.append(Block(start, end, tuple(h for _, h in headings), None, kind))
     return blocks, title
+
+
+def plain_text(inline: Token) -> str:
+    """An inline token's text without its markup: ``**📊 Research**`` is "📊 Research",
+    ``[the guide](x.md)`` "the guide" (headings in heading paths and titles)."""
+    pieces = [
+        " " if child.type in ("softbreak", "hardbreak") else child.content
+        for child in inline.children or []
+        if child.type in ("text", "code_inline", "image", "softbreak", "hardbreak")
+    ]
+    return " ".join("".join(pieces).split()) if inline.children else inline.content.strip()

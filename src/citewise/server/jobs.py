@@ -248,10 +248,11 @@ class JobQueue:
         state.kind = kind
         state.chunks = report.chunks
         state.documents = report.counts()
-        if report.failed:
-            state.error = "; ".join(f"{f.source}: {f.reason}" for f in report.failed[:5])
-            if len(report.failed) > 5:
-                state.error += f" (and {len(report.failed) - 5} more)"
+        problems = [*report.failed, *report.warnings]  # warnings: parts of stored documents
+        if problems:
+            state.error = "; ".join(f"{f.source}: {f.reason}" for f in problems[:5])
+            if len(problems) > 5:
+                state.error += f" (and {len(problems) - 5} more)"
         state.status = (
             "failed"
             if report.failed and not (report.added or report.updated or report.unchanged)
