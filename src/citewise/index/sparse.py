@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -54,10 +54,16 @@ def tokenize(texts: list[str], return_ids: bool = False) -> Any:
     )
 
 
+# A filter leaving fewer than this share of the rows is scored on those rows alone: a
+# permission filter that reads 0.5% of a million chunks costs what its 5,000 rows cost.
+SUBSET_SHARE = 0.1
+
+
 @dataclass
 class SparseIndex:
-    ids: np.ndarray  # chunk id of each indexed row
+    ids: np.ndarray  # chunk id of each indexed row, ascending (built in chunk id order)
     retriever: bm25s.BM25
+    _is_ordered: bool | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, rows: Iterable[tuple[int, str]]) -> SparseIndex:
@@ -80,6 +86,8 @@ class SparseIndex:
             return []
         mask = None
         if allowed is not None:
+            if len(allowed) < SUBSET_SHARE * len(self.ids) and self._ordered():
+                return self._search_rows(self._rows(allowed), tokens, k)
             mask = np.isin(self.ids, allowed).astype(np.float32)
         k = min(k, len(self.ids))
         rows, scores = self.retriever.retrieve(
@@ -88,6 +96,47 @@ class SparseIndex:
         return [
             (int(self.ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0
         ]
+
+    def _ordered(self) -> bool:
+        """Whether rows are in ascending chunk id order and each term's rows ascending, as
+        bm25s builds them from rows in chunk id order: what :meth:`_search_rows` needs."""
+        if self._is_ordered is None:
+            self._is_ordered = bool(np.all(self.ids[1:] > self.ids[:-1])) and (
+                self.retriever.nonoccurrence_array is None  # "lucene": absent terms add nothing
+            )
+        return self._is_ordered
+
+    def _rows(self, allowed: np.ndarray) -> np.ndarray:
+        """The rows of the allowed chunk ids that are in the index, ascending."""
+        wanted = np.unique(np.asarray(allowed, dtype=np.int64))
+        at = np.minimum(np.searchsorted(self.ids, wanted), len(self.ids) - 1)
+        rows: np.ndarray = at[self.ids[at] == wanted]
+        return rows
+
+    def _search_rows(self, rows: np.ndarray, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        """BM25 over ``rows`` only: each query term's precomputed scores looked up for those
+        rows in its posting list (a binary search from the shorter side), summed."""
+        data, indices, indptr = (
+            self.retriever.scores[key] for key in ("data", "indices", "indptr")
+        )
+        scores = np.zeros(len(rows), dtype=np.float32)
+        for term in self.retriever.get_tokens_ids(tokens):
+            start, end = int(indptr[term]), int(indptr[term + 1])
+            posting = np.asarray(indices[start:end])
+            if not len(posting) or not len(rows):
+                continue
+            if len(rows) <= len(posting):  # find each row in the posting list
+                at = np.searchsorted(posting, rows)
+                found = at < len(posting)
+                found[found] = posting[at[found]] == rows[found]
+                scores[found] += np.asarray(data[start:end])[at[found]]
+            else:  # find each posting in the rows
+                at = np.searchsorted(rows, posting)
+                found = at < len(rows)
+                found[found] = rows[at[found]] == posting[found]
+                scores[at[found]] += np.asarray(data[start:end])[found]
+        best = np.argsort(-scores, kind="stable")[: min(k, len(rows))]
+        return [(int(self.ids[rows[i]]), float(scores[i])) for i in best if scores[i] > 0]
 
     def save(self, directory: Path) -> None:
         self.retriever.save(str(directory), show_progress=False)
