@@ -27,7 +27,10 @@ def test_each_export_is_detected(tmp_path: Path) -> None:
 
 
 def test_unknown_source_names_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="known sources: drive, files, gmail, notion, slack, web"):
+    with pytest.raises(
+        ConfigError,
+        match="known sources: discord, drive, files, gmail, messenger, notion, slack, telegram, web, whatsapp",
+    ):
         connector_for("x", "dropbox")
 
 

@@ -1,5 +1,6 @@
 """Connectors bring documents from where knowledge lives: folders, Notion, Slack, Gmail,
-Google Drive and the web. Transcripts are files (see ``parsers/transcript.py``).
+Google Drive, the web and chat archives (Discord, Telegram, WhatsApp, Messenger).
+Transcripts are files (see ``parsers/transcript.py``).
 
 ``citewise ingest`` picks a connector from the location (``detect``) unless told with
 ``--source``. Built-ins are listed in ``BUILTIN_CONNECTORS``; third parties register
@@ -20,17 +21,25 @@ BUILTIN_CONNECTORS = {
     "notion": "citewise.connectors.notion:NotionExport",
     "gmail": "citewise.connectors.gmail:GmailMbox",
     "drive": "citewise.connectors.drive:DriveTakeout",
+    "discord": "citewise.connectors.discord:DiscordExport",
+    "telegram": "citewise.connectors.telegram:TelegramExport",
+    "whatsapp": "citewise.connectors.whatsapp:WhatsAppExport",
+    "messenger": "citewise.connectors.messenger:MessengerExport",
     "files": "citewise.connectors.files:Files",
 }
 GROUP = "citewise.connectors"
 CONNECTORS = PluginGroup[ConnectorFactory](GROUP, BUILTIN_CONNECTORS, "source")
 if TYPE_CHECKING:  # mypy holds every built-in to the contract
+    from .discord import DiscordExport
     from .drive import DriveTakeout
     from .files import Files
     from .gmail import GmailMbox
+    from .messenger import MessengerExport
     from .notion import NotionExport
     from .slack import SlackExport
+    from .telegram import TelegramExport
     from .web import WebConnector
+    from .whatsapp import WhatsAppExport
 
     _BUILTINS: tuple[ConnectorFactory, ...] = (
         WebConnector,
@@ -38,6 +47,10 @@ if TYPE_CHECKING:  # mypy holds every built-in to the contract
         NotionExport,
         GmailMbox,
         DriveTakeout,
+        DiscordExport,
+        TelegramExport,
+        WhatsAppExport,
+        MessengerExport,
         Files,
     )
 
