@@ -119,6 +119,7 @@ bench: install bench-env
 	.venv-bench/bin/python benchmarks/peers.py $(DATASET) --json benchmarks/results/peers.json
 	$(BIN)/python benchmarks/ingest_search.py $(DATASET) --keep $(BENCH_WS) --json benchmarks/results/ingest_search.json
 	$(BIN)/python benchmarks/retrieval_quality.py --workspaces $(BENCH_ROOT) --json benchmarks/results/retrieval_quality.json
+	$(BIN)/python benchmarks/identifiers.py --workspaces $(BENCH_ROOT) --json benchmarks/results/identifiers.json
 	.venv-bench/bin/python benchmarks/finetune_quality.py --workspace $(BENCH_WS) --json benchmarks/results/finetune_quality.json
 	$(BIN)/python benchmarks/vector_index.py --seed $(BENCH_WS) --json benchmarks/results/vector_index.json
 	$(BIN)/python benchmarks/scale.py --seed $(BENCH_WS) --json benchmarks/results/scale.json

@@ -24,13 +24,15 @@ SYSTEMS = ["pump assembly", "conveyor", "compressor"]
 
 def write_catalogue(root: Path, parts: int = 36) -> Path:
     """Spare parts that differ only in their code: words match the code, vectors barely
-    tell the parts apart. Returns the labels file (a query per part)."""
+    tell the parts apart. The codes are letters only: a code with digits is an identifier,
+    which hybrid search ranks first whatever the fusion (test_identifiers.py), and this
+    catalogue is about the fusion. Returns the labels file (a query per part)."""
     corpus = root / "corpus"
     corpus.mkdir(parents=True)
     rng = random.Random(7)
     labels = []
-    for i in range(parts):
-        code = f"QX{rng.randint(1000, 9999)}"
+    for i, number in enumerate(rng.sample(range(3**4), parts)):  # distinct codes
+        code = "QX" + "".join("XQZ"[number // 3**k % 3] for k in range(4))
         path = corpus / f"part-{i:02d}.md"
         path.write_text(
             f"# Spare part {code}\n\n{code} is a {THINGS[i % 5]} for the {SYSTEMS[i % 3]}. "

@@ -240,7 +240,10 @@ def _candidate_lists(
     kept = {}
     for done, (qid, text) in enumerate(queries.items(), start=1):
         dense = retriever.find(text, [target], DEPTH, "dense").dense
-        kept[qid] = {w: Candidates(_keyword(retriever, target, text, w), dense) for w in weights}
+        # With the query: the grid is scored as search ranks, exact matches first.
+        kept[qid] = {
+            w: Candidates(_keyword(retriever, target, text, w), dense, text) for w in weights
+        }
         if progress:
             progress(done, len(queries))
     return kept
@@ -517,7 +520,8 @@ def _held_out_scores(
         if embedder is not None:
             scores = matrix @ embedder.embed_batch([text])[0]
             top = np.argsort(-scores)[:DEPTH]
-            found = Candidates(found.bm25, [(int(chunk_ids[i]), float(scores[i])) for i in top])
+            dense = [(int(chunk_ids[i]), float(scores[i])) for i in top]
+            found = Candidates(found.bm25, dense, found.query)
         sources = workspace.store.chunk_sources([c for c, _ in found.bm25 + found.dense])
         hybrid_run[qid] = _document_scores(retriever.rank(found, settings)[:DEPTH], sources)
         dense_run[qid] = document_run(
