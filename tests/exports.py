@@ -593,3 +593,126 @@ def make_drive_takeout(
     if broken:
         archives[-1].write_bytes(archives[-1].read_bytes()[:100])
     return archives[0]
+
+
+def make_slack_dated_export(root: Path, name: str, days: dict[str, list[str]]) -> Path:
+    """A Slack export of some dates (the export dialog's date range): #general only, each
+    text a message of its day, the first at noon UTC and the next an hour later (so each
+    is a conversation window, a document, of its own)."""
+    from datetime import datetime
+
+    folder = root / name
+    (folder / "general").mkdir(parents=True, exist_ok=True)
+    channels = [
+        {
+            "id": "C01GENERAL",
+            "name": "general",
+            "created": T0 - 86400,
+            "creator": "U01ALICE",
+            "members": ["U01ALICE", "U02BOB"],
+        }
+    ]
+    listings = {"users.json": USERS, "channels.json": channels, "groups.json": []}
+    listings.update({"dms.json": [], "mpims.json": []})
+    for file, content in listings.items():
+        (folder / file).write_text(json.dumps(content), encoding="utf-8")
+    for day, texts in days.items():
+        noon = int(datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp())
+        messages = [
+            {"type": "message", "user": "U01ALICE", "ts": f"{noon + 3600 * i}.000100", "text": t}
+            for i, t in enumerate(texts)
+        ]
+        (folder / "general" / f"{day}.json").write_text(json.dumps(messages), encoding="utf-8")
+    archive = root / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(folder).as_posix())
+    return archive
+
+
+def make_eml(
+    path: Path,
+    subject: str,
+    body: str | None,
+    message_id: str,
+    reply_to: str | None = None,
+    html: str | None = None,
+    attachments: list[tuple[str, bytes, str]] = (),
+    sender: str = "Alice Chen <alice@example.com>",
+    date: str = "Mon, 05 Jan 2026 10:00:00 +0000",
+) -> Path:
+    """One message as a mail client saves it (.eml): no Gmail headers, no 'From ' line;
+    ``body`` None for an HTML-only message."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "Team <team@example.com>"
+    message["Subject"] = subject
+    message["Date"] = date
+    message["Message-ID"] = f"<{message_id}>"
+    if reply_to:
+        message["In-Reply-To"] = f"<{reply_to}>"
+        message["References"] = f"<{reply_to}>"
+    if body is not None:
+        message.set_content(body)
+        if html:
+            message.add_alternative(html, subtype="html")
+    elif html:
+        message.set_content(html, subtype="html")
+    for name, payload, mime in attachments:
+        maintype, subtype = mime.split("/")
+        message.add_attachment(payload, maintype=maintype, subtype=subtype, filename=name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(message))
+    return path
+
+
+def make_mht(path: Path, title: str, paragraphs: list[str]) -> Path:
+    """A page as a browser saves it "as a single file" (.mht/.mhtml): multipart/related,
+    the HTML first and quoted-printable, then an image the page shows."""
+    import base64
+    import quopri
+    from email.header import Header
+
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    html = (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
+        '<style>p { color: #333; }</style></head><body><nav><a href="/">Home</a></nav>'
+        f'<main><h1>{title}</h1>{body}<img src="https://intranet.example.com/logo.png"></main>'
+        "</body></html>"
+    )
+    boundary = "----MultipartBoundary--citewiseTest0123456789----"
+    encoded = quopri.encodestring(html.encode("utf-8")).decode("ascii")
+    png = base64.encodebytes(b"\x89PNG\r\n\x1a\n" + bytes(64)).decode("ascii")
+    parts = [
+        "From: <Saved by Blink>",
+        f"Snapshot-Content-Location: https://intranet.example.com/{path.stem}",
+        f"Subject: {Header(title, 'utf-8').encode()}",  # RFC 2047, as browsers write it
+        "Date: Mon, 5 Jan 2026 10:00:00 -0000",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/related;",
+        '\ttype="text/html";',
+        f'\tboundary="{boundary}"',
+        "",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/html",
+        "Content-ID: <frame-0@mhtml.blink>",
+        "Content-Transfer-Encoding: quoted-printable",
+        f"Content-Location: https://intranet.example.com/{path.stem}",
+        "",
+        encoded,
+        f"--{boundary}",
+        "Content-Type: image/png",
+        "Content-Transfer-Encoding: base64",
+        "Content-Location: https://intranet.example.com/logo.png",
+        "",
+        png,
+        f"--{boundary}--",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes("\r\n".join(parts).encode("ascii"))
+    return path

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from citewise.connectors import detect_source
-from exports import TEAM, make_slack_export, stored_documents
+from exports import TEAM, make_slack_dated_export, make_slack_export, stored_documents
 
 GENERAL = f"slack://{TEAM}/archives/C01GENERAL"
 
@@ -98,3 +98,51 @@ def test_unzipped_folder_works_too(workspace, tmp_path: Path) -> None:
     folder = make_slack_export(tmp_path, as_zip=False)
     assert detect_source(str(folder)) == "slack"
     assert workspace.ingest([folder]).added == 5
+
+
+JAN_FEB = {
+    "2026-01-05": ["The wiki moved to Confluence over the weekend."],
+    "2026-01-20": ["Parking permits for 2026 are at the front desk."],
+    "2026-02-10": ["The February all-hands is in the big auditorium."],
+}
+MARCH = {
+    "2026-03-02": ["Quarterly security review starts next Monday."],
+    "2026-03-16": ["The new coffee machine on floor 3 takes oat milk."],
+}
+
+
+def test_an_export_of_later_dates_keeps_older_history(workspace, tmp_path: Path) -> None:
+    """Issue 28: an export of March deleted everything from January and February."""
+    first = workspace.ingest([make_slack_dated_export(tmp_path, "jan-feb", JAN_FEB)])
+    assert first.added == 3 and first.notes == []
+    march = workspace.ingest([make_slack_dated_export(tmp_path, "march", MARCH)])
+    assert (march.added, march.deleted) == (2, 0)
+    assert march.notes == ["kept 3 documents outside this export's dates 2026-03-02…2026-03-16"]
+    assert len(stored_documents(workspace)) == 5
+    for question, day in (("where are parking permits", 20), ("oat milk coffee machine", 16)):
+        hit = workspace.search(question, k=1)[0]
+        assert hit.source.startswith(GENERAL) and f"-{day:02d} " in hit.location
+
+    # A new export of January and February: what is missing from it, inside its dates, is
+    # deleted (Slack deleted it); March is outside them and kept.
+    edited = {day: texts for day, texts in JAN_FEB.items() if day != "2026-01-20"}
+    again = workspace.ingest([make_slack_dated_export(tmp_path, "jan-feb-again", edited)])
+    assert (again.deleted, again.unchanged) == (1, 2)
+    assert again.notes == ["kept 2 documents outside this export's dates 2026-01-05…2026-02-10"]
+    texts = " ".join(
+        workspace.store.document_text(d.id) for d in stored_documents(workspace).values()
+    )
+    assert "Parking permits" not in texts and "oat milk" in texts and "Confluence" in texts
+
+
+def test_the_summary_says_what_was_kept(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from citewise.cli import cli
+
+    runner, ws = CliRunner(), str(tmp_path / "ws")
+    for name, days in (("jan-feb", JAN_FEB), ("march", MARCH)):
+        export = make_slack_dated_export(tmp_path, name, days)
+        result = runner.invoke(cli, ["-w", ws, "ingest", str(export)])
+        assert result.exit_code == 0, result.output
+    assert "kept 3 documents outside this export's dates 2026-03-02…2026-03-16" in result.output

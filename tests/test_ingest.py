@@ -164,7 +164,9 @@ def test_killed_ingest_leaves_a_consistent_store_and_resumes(tmp_path: Path) -> 
     assert 0 < committed < 40 and orphans == 0
     with Workspace.open(tmp_path / "ws") as ws:
         assert ws.store.integrity_problems() == []
-        assert ws.status().runs[0]["status"] == "running"  # it never got to say it finished
+        # It never got to say it finished: the next start saw its process gone.
+        assert ws.status().runs[0]["status"] == "interrupted"
+        assert ws.status().runs[0]["counts"]["kept_documents"] == committed
         report = ws.ingest([corpus])
         assert report.unchanged == committed and report.added == 40 - committed
         assert ws.store.integrity_problems() == []

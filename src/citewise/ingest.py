@@ -12,6 +12,8 @@ text at a time anyway, so there every document commits the moment it is embedded
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
@@ -49,6 +51,8 @@ class IngestReport:
     tokens: int = 0
     seconds: float = 0.0
     audio_seconds: float = 0.0  # recordings transcribed
+    # What else the run did, a sentence each ("kept 3 documents outside this export's dates…").
+    notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -71,16 +75,24 @@ class Progress:
     An added or updated item is stored with its batch: ``committed`` names the sources
     whose documents the store holds since the event before (searchable now). The last
     item's event names the last batch — except for a stream of unknown length, whose
-    last batch is reported by one more event, ``outcome`` "committed", naming no item."""
+    last batch is reported by one more event, ``outcome`` "committed", naming no item.
+
+    A document of more than ``EMBED_BATCH_CHUNKS`` chunks is embedded a slice at a time,
+    with an event after each (``outcome`` "embedding", ``chunks`` 0): ``chunks_done`` of
+    its ``chunks_total`` embedded, ``tokens`` counting them, ``eta_seconds`` the time its
+    rest should take at the pace so far. ``done`` counts the items finished before it."""
 
     done: int
     total: int | None  # None while a connector streams items of unknown number
     source: str
     chunks: int
     tokens: int
-    outcome: str  # added | updated | unchanged | failed | skipped (| committed)
+    outcome: str  # added | updated | unchanged | failed | skipped (| committed | embedding)
     audio_seconds: float = 0.0  # the item's length when it was a recording, transcribed
     committed: tuple[str, ...] = ()
+    chunks_done: int = 0  # "embedding": the document's chunks embedded so far
+    chunks_total: int = 0  # "embedding": all its chunks
+    eta_seconds: float | None = None  # "embedding": its chunks left at the pace so far
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -146,7 +158,7 @@ class Ingestor:
         report = IngestReport()
         started = time.perf_counter()
         total = len(items) if isinstance(items, Sized) else None
-        run_id = self.store.start_run(self.collection.id)
+        run_id = self.store.start_run(self.collection.id, run_worker())
         seen: set[str] = set()
         failed: list[str] = []  # parts that could not be read: what is stored under them stays
         pending: list[_Pending] = []
@@ -170,7 +182,7 @@ class Ingestor:
                 # then names every committed source (a stream's last batch gets its own).
                 last = total is not None and done == total
                 due = last or self._due(pending, pending_since)
-                committed = self._flush(pending, report) if due else []
+                committed = self._flush(pending, report, progress, done - 1, total) if due else []
                 if progress:
                     progress(
                         Progress(
@@ -184,7 +196,7 @@ class Ingestor:
                             tuple(committed),
                         )
                     )
-            committed = self._flush(pending, report)
+            committed = self._flush(pending, report, progress, done, total)
             if progress and committed:
                 progress(
                     Progress(
@@ -197,7 +209,7 @@ class Ingestor:
                     if callable(delete_missing_under)
                     else delete_missing_under
                 )
-                report.deleted = self._delete_missing(seen, roots, failed)
+                report.deleted = self._delete_missing(seen, roots, failed, report.notes)
             status = "complete"
         finally:
             report.seconds = time.perf_counter() - started
@@ -296,20 +308,18 @@ class Ingestor:
             item.content_hash = hash_file(Path(item.source))
         return item.content_hash
 
-    def _flush(self, pending: list[_Pending], report: IngestReport) -> list[str]:
+    def _flush(
+        self,
+        pending: list[_Pending],
+        report: IngestReport,
+        progress: ProgressCallback | None = None,
+        done: int = 0,
+        total: int | None = None,
+    ) -> list[str]:
         """Embed and store what is pending; the sources stored."""
         if not pending:
             return []
-        texts = [
-            embedding_text(p.document.title, c.heading_path, c.text)
-            for p in pending
-            for c in p.chunks
-        ]
-        vectors = (
-            embed_texts(self.embedder, texts)
-            if texts
-            else np.zeros((0, self.embedder.dim), np.float32)
-        )
+        vectors = self._embed(pending, report, progress, done, total)
         offset = 0
         for p in pending:
             rows = vectors[offset : offset + len(p.chunks)]
@@ -325,19 +335,98 @@ class Ingestor:
         pending.clear()
         return stored
 
-    def _delete_missing(self, seen: set[str], roots: list[str], failed: list[str]) -> int:
-        """Delete what was not seen under ``roots`` — never what lies under a part that
-        failed (a folder that could not be listed is not a folder that was emptied)."""
-        stored = self.store.sources(self.collection.id)
-        gone = [
-            doc_id
-            for source, doc_id in stored.items()
-            if source not in seen
-            and any(_is_under(source, root) for root in roots)
-            and not any(_is_under(source, part) for part in failed)
+    def _embed(
+        self,
+        pending: list[_Pending],
+        report: IngestReport,
+        progress: ProgressCallback | None,
+        done: int,
+        total: int | None,
+    ) -> np.ndarray:
+        """The vectors of every pending chunk, in order, embedded ``EMBED_BATCH_CHUNKS`` at
+        a time: a document longer than that reports each slice ("embedding" events)."""
+        texts = [
+            embedding_text(p.document.title, c.heading_path, c.text)
+            for p in pending
+            for c in p.chunks
         ]
+        vectors = np.zeros((len(texts), self.embedder.dim), np.float32)
+        tokens = np.cumsum([c.n_tokens for p in pending for c in p.chunks])
+        spans: list[tuple[str, int, int]] = []  # (source, first chunk, end) of long documents
+        start = 0
+        for p in pending:
+            if len(p.chunks) > EMBED_BATCH_CHUNKS:
+                spans.append((p.item.source, start, start + len(p.chunks)))
+            start += len(p.chunks)
+        began = time.monotonic()
+        for low in range(0, len(texts), EMBED_BATCH_CHUNKS):
+            high = min(low + EMBED_BATCH_CHUNKS, len(texts))
+            vectors[low:high] = embed_texts(self.embedder, texts[low:high])
+            if progress is None:
+                continue
+            pace = high / max(time.monotonic() - began, 1e-9)  # chunks a second
+            for source, first, end in spans:
+                if first < high and low < end:
+                    embedded = min(high, end) - first
+                    progress(
+                        Progress(
+                            done,
+                            total,
+                            source,
+                            0,
+                            report.tokens + int(tokens[high - 1]),
+                            "embedding",
+                            chunks_done=embedded,
+                            chunks_total=end - first,
+                            eta_seconds=(end - first - embedded) / pace,
+                        )
+                    )
+        return vectors
+
+    def _delete_missing(
+        self, seen: set[str], roots: list[str], failed: list[str], notes: list[str]
+    ) -> int:
+        """Delete what was not seen under ``roots`` — never what lies under a part that
+        failed (a folder that could not be listed is not a folder that was emptied), nor
+        what a root read in part only does not cover (a Slack export of some dates; see
+        ``connectors.base.PartialScope``): those are counted in ``notes``."""
+        stored = self.store.sources(self.collection.id)
+        gone: list[int] = []
+        kept: dict[str, int] = {}
+        for source, doc_id in stored.items():
+            under = [root for root in roots if _is_under(source, root)]
+            if source in seen or not under or any(_is_under(source, p) for p in failed):
+                continue
+            outside = [r for r in under if not getattr(r, "covers", lambda _: True)(source)]
+            if len(outside) < len(under):
+                gone.append(doc_id)
+            else:
+                why = str(getattr(outside[0], "kept", ""))
+                kept[why] = kept.get(why, 0) + 1
+        notes += [f"kept {n} document{'s' * (n != 1)} {why}" for why, n in kept.items()]
         self.store.delete_documents(self.collection.id, gone)
         return len(gone)
+
+
+def run_worker() -> str:
+    """Who runs an ingest (host:pid), recorded with its run so that the next start can
+    tell a run whose process was killed (``kill -9``, a power cut) from one still going."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_gone(worker: str) -> bool:
+    """Whether the process ``run_worker`` named is known to be dead: on this host, and no
+    such process. A run of another host (a shared PostgreSQL store) is left as it is."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 def _audio_seconds(document: Document) -> float:

@@ -38,7 +38,7 @@ from .errors import InvalidInput, NotFound, WorkspaceError
 from .extraction import Extraction, extract
 from .filters import Where, all_of, as_filter
 from .index.sparse import SparseIndexes
-from .ingest import AccessOverride, Ingestor, IngestReport, ProgressCallback
+from .ingest import AccessOverride, Ingestor, IngestReport, ProgressCallback, worker_gone
 from .keys import ALL_COLLECTIONS
 from .ledger import Ledger, LedgerStore
 from .names import check_collection_name
@@ -106,6 +106,8 @@ class Workspace:
         # Where each setting came from (argument, environment, citewise.toml, default).
         self.sources: dict[str, str] = dict(sources or {})
         self.store: Storage = open_storage(settings.store, path)
+        # Runs left "running" by a process that was killed: say so (and what they kept).
+        self.store.interrupt_runs(worker_gone)
         self.ledger = Ledger(ledger_store(settings, self.store))  # every model call, budgets
         # Vector search in the database where it can (pgvector); else indexes derived from
         # the stored vectors, kept under index/.

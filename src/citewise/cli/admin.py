@@ -56,10 +56,17 @@ def status(ctx: Context, as_json: bool) -> None:
     console.print(table)
     for run in report.runs:
         if run["status"] != "complete":
+            counts = run["counts"]
+            kept = (
+                f", kept {counts['kept_documents']} documents stored before it stopped "
+                f"({counts['kept_chunks']} chunks)"
+                if "kept_documents" in counts
+                else ""
+            )
             console.print(
                 f"[yellow]ingest into {esc(run['collection'])} started {esc(run['started_at'])} "
-                f"did not finish ({esc(run['status'])}); run it again to pick up where it "
-                "stopped[/yellow]"
+                f"did not finish ({esc(run['status'])}{kept}); run it again to pick up where "
+                "it stopped[/yellow]"
             )
         for source, reason in run["failures"]:
             console.print(f"[red]failed[/red] {esc(printable(source))}: {esc(printable(reason))}")

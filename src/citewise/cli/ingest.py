@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import click
@@ -64,8 +65,8 @@ crawl_options = (
     ),
     click.option(
         "--owner",
-        help="Gmail: the mailbox owner's address, who may read its mail (default: the "
-        "address most messages were delivered to).",
+        help="Gmail and .eml mail: the mailbox owner's address, who may read its mail "
+        "(default: the address most messages were delivered to).",
     ),
     click.option(
         "--include-spam-trash",
@@ -127,8 +128,8 @@ def ingest(
 ) -> None:
     """Add files, folders, exports (Slack, Notion, Gmail .mbox, Drive Takeout) or a website URL.
 
-    Files: Markdown, text, reST, HTML, PDF, DOCX, XLSX, PPTX, code, transcripts (SRT, WebVTT, SBV,
-    whisper). An export or a crawl is a snapshot: what vanished from it is deleted.
+    Files: Markdown, text, reST, HTML (and saved .mht pages), PDF, DOCX, XLSX, PPTX, code, mail
+    (.eml), transcripts (SRT, WebVTT, SBV, whisper). An export or a crawl is a snapshot: what vanished from it is deleted.
     """
     workspace = ctx.workspace()
     given = {k: v for k, v in options.items() if v is not None}
@@ -194,17 +195,29 @@ def progress_bar() -> Any:
         TextColumn("{task.fields[chunks]} chunks"),
         TextColumn("{task.fields[rate]} tok/s"),
         TextColumn("{task.fields[audio]}"),
+        TextColumn("{task.fields[file]}"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task("Ingesting", total=None, chunks=0, rate="-", audio="")
+        task = bar.add_task("Ingesting", total=None, chunks=0, rate="-", audio="", file="")
         state = {"chunks": 0, "audio": 0.0}
 
         def on_progress(event: IngestProgress) -> None:
-            state["chunks"] += event.chunks
-            state["audio"] += event.audio_seconds
             elapsed = bar.tasks[task].elapsed or 0
             rate = f"{event.tokens / elapsed:,.0f}" if elapsed > 0 and event.tokens else "-"
+            if event.outcome == "embedding":  # a long file, part embedded: the bar moves
+                eta = f", {event.eta_seconds:,.0f}s left" if event.eta_seconds is not None else ""
+                bar.update(
+                    task,
+                    total=event.total,
+                    completed=event.done + event.chunks_done / event.chunks_total,
+                    rate=rate,
+                    file=f"{esc(printable(Path(event.source).name))} "
+                    f"{event.chunks_done:,}/{event.chunks_total:,} chunks{eta}",
+                )
+                return
+            state["chunks"] += event.chunks
+            state["audio"] += event.audio_seconds
             # Recordings: minutes transcribed, and the real-time factor of the run so far.
             audio = (
                 f"{state['audio'] / 60:,.1f} audio min, real-time factor "
@@ -219,6 +232,7 @@ def progress_bar() -> Any:
                 chunks=state["chunks"],
                 rate=rate,
                 audio=audio,
+                file="",
             )
 
         yield on_progress
@@ -247,6 +261,8 @@ def print_report(report: IngestReport) -> None:
         f"{', '.join(parts)} · {report.chunks} chunks, {report.tokens:,} tokens "
         f"in {report.seconds:.1f}s ({rate:,.0f} tokens/s){audio}"
     )
+    for note in report.notes:  # "kept 3 documents outside this export's dates …"
+        console.print(note, markup=False)
     for label, items in (
         ("[red]failed[/red]", report.failed),
         ("[yellow]warning[/yellow]", report.warnings),

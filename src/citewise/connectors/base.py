@@ -8,7 +8,7 @@ from those parts (and only those) are deleted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..sources import Skipped, SourceItem
@@ -30,6 +30,21 @@ class Connector(Protocol):
     def complete_scopes(self) -> list[str]:
         """Source prefixes read completely by the last :meth:`items` run."""
         ...
+
+
+class PartialScope(str):
+    """A scope read completely for part of what it holds only — a Slack export of some dates:
+    of the documents stored under it and missing from the run, only those ``covers``
+    accepts are deleted; the rest are kept, and the report says so, "kept N documents"
+    followed by ``kept`` ("outside this export's dates 2026-01-01…2026-02-28")."""
+
+    covers: Callable[[str], bool]
+    kept: str
+
+    def __new__(cls, scope: str, covers: Callable[[str], bool], kept: str) -> PartialScope:
+        self = super().__new__(cls, scope)
+        self.covers, self.kept = covers, kept
+        return self
 
 
 class ConnectorFactory(Protocol):

@@ -9,6 +9,10 @@ skipped unless asked for.
 Read in two passes so memory stays flat: the first reads headers and a digest
 of every message, the second loads one thread at a time, and only when its
 digest changed since the last ingest.
+
+Mail saved one message a file (``.eml``, as mail clients save and drag out) is read the
+same way: the ``.eml`` files of a folder (with its ``.mbox``, when it holds one) are one
+mailbox, so a reply saved beside its original joins its thread.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import mailbox
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ from ..errors import ParseError
 from ..names import fold_address
 from ..parsers import parse_file, supported
 from ..parsers._common import TextBuilder
+from ..parsers.html import parse_html
 from ..sources import Skipped, SourceItem, document_from_parsed
 from .base import BaseConnector
 
@@ -46,13 +52,24 @@ _QUOTE_HEADER = re.compile(
 _HEADERS_ONLY = email.parser.BytesHeaderParser(policy=email.policy.default)
 
 
+_MAIL_HEADERS = ("From", "Date", "Message-ID", "Subject")
+# One message of a mailbox: its key (the mbox's own, an .eml file's name), where it is
+# (named in failures) and how to read its bytes.
+_Message = tuple[str, str, Callable[[], bytes]]
+
+
+class _NotMail(Exception):
+    """A file that holds no mail at all (the reason is the message)."""
+
+
 @dataclass
 class _Entry:
-    key: str  # the mailbox's own key, given back to it (typeshed's type; mbox's are ints)
+    key: str  # the mailbox's own key (an mbox's number, an .eml file's name)
     message_id: str
     date: datetime
     digest: str
     labels: list[str]
+    read: Callable[[], bytes]
 
 
 @dataclass
@@ -67,39 +84,55 @@ class GmailMbox(BaseConnector):
     @classmethod
     def detect(cls, location: str) -> bool:
         path = Path(location).expanduser()
-        return path.is_file() and path.suffix.lower() == ".mbox"
+        return path.is_file() and path.suffix.lower() in (".mbox", ".eml")
 
     def items(self) -> Iterator[SourceItem | Skipped]:
-        path = Path(self.location).expanduser().resolve()
+        """The mailbox at ``location``, with the mail files of option ``also`` (an .mbox
+        and the .eml files beside it) read as one: threads span the files."""
+        paths = [
+            Path(p).expanduser().resolve() for p in (self.location, *self.options.get("also", ()))
+        ]
         self._complete, self._incomplete = [], set()
-        try:
-            if path.stat().st_size == 0:
-                yield Skipped(str(path), "empty mailbox: the .mbox file holds no mail", failed=True)
-                return
-            if not _starts_like_mbox(path):
+        entries: list[tuple[_Entry, str | None, list[str]]] = []
+        owners: Counter[str] = Counter()
+        problems: list[Skipped] = []
+        unread = False  # a file of the mailbox could not be read: keep what is stored
+        for path in paths:
+            eml = path.suffix.lower() == ".eml"
+            try:
+                found, trouble = _index(_messages(path), owners)
+            except _NotMail as exc:
+                unread = True
+                yield Skipped(str(path), str(exc), failed=True)
+                continue
+            except (OSError, mailbox.Error) as exc:
+                unread = True
+                kind = "message" if eml else "mbox"
+                yield Skipped(str(path), f"unreadable {kind}: {exc}", failed=True)
+                continue
+            if not found:
+                unread = True  # a 'From ' line and then no message, a file of no headers
+                what = "not an e-mail message (.eml)" if eml else "not an mbox file"
                 yield Skipped(
                     str(path),
-                    "not an mbox file: it must start with a 'From ' line "
-                    "(Gmail exports mail as .mbox files in Google Takeout)",
+                    f"{what}: no message in it could be read "
+                    f"({trouble[0].reason if trouble else 'no messages'})",
                     failed=True,
                 )
-                return
-            box = mailbox.mbox(path, create=False)
-            threads, owner, problems = self._index(box, path)
-        except (OSError, mailbox.Error) as exc:
-            yield Skipped(str(path), f"unreadable mbox: {exc}", failed=True)
+                continue
+            entries += found
+            problems += trouble
+        if not entries:
             return
-        if not threads:  # a 'From ' line and then no message: some other file
-            yield Skipped(
-                str(path),
-                "not an mbox file: no message in it could be read "
-                f"({problems[0].reason if problems else 'no messages'})",
-                failed=True,
-            )
-            return
+        unique = {entry.message_id: (entry, t, r) for entry, t, r in reversed(entries)}
+        threads = _thread(list(unique.values()))  # a message in two files: read once
+        fallback = paths[0].parent.name if paths[0].suffix.lower() == ".eml" else paths[0].stem
+        owner = owners.most_common(1)[0][0] if owners else fallback
         self.owner = self.options.get("owner") or owner
         scope = f"gmail://{self.owner}"
         self._read(scope)
+        if unread:
+            self._broken(scope)
         yield from problems
         include_all = bool(self.options.get("include_spam_trash"))
         for thread in threads.values():
@@ -108,50 +141,11 @@ class GmailMbox(BaseConnector):
             if not include_all and labels & SKIPPED_LABELS:
                 yield Skipped(source, "in Spam or Trash (--include-spam-trash to ingest)")
                 continue
-            yield self._item(box, thread, source)
-
-    # -- pass 1: headers and digests ---------------------------------------------------------
-
-    def _index(
-        self, box: mailbox.mbox, path: Path
-    ) -> tuple[dict[str, _Thread], str, list[Skipped]]:
-        entries: list[tuple[_Entry, str | None, list[str]]] = []
-        owners: Counter[str] = Counter()
-        problems: list[Skipped] = []
-        for key in box.iterkeys():
-            try:
-                raw = box.get_bytes(key)
-                headers = _HEADERS_ONLY.parsebytes(raw)
-                if not headers.keys():  # binary or text that is not mail after a 'From ' line
-                    raise ValueError("no mail headers")
-                message_id = _clean_id(str(headers.get("Message-ID") or "")) or f"key-{key}"
-                date = _date(headers.get("Date"))
-                thrid = str(headers.get("X-GM-THRID") or "").strip() or None
-                references = _ids(str(headers.get("References") or "")) + _ids(
-                    str(headers.get("In-Reply-To") or "")
-                )
-                labels = [
-                    x.strip()
-                    for x in str(
-                        headers.get("X-Gmail-Labels") or headers.get("X-GM-LABELS") or ""
-                    ).split(",")
-                    if x.strip()
-                ]
-                for _, address in getaddresses([str(headers.get("Delivered-To") or "")]):
-                    owners[fold_address(address)] += 1
-            except Exception as exc:  # a malformed message must not stop the mailbox
-                problems.append(
-                    Skipped(f"{path}#message-{key}", f"malformed message: {exc}", failed=True)
-                )
-                continue
-            digest = hashlib.sha256(raw).hexdigest()
-            entries.append((_Entry(key, message_id, date, digest, labels), thrid, references))
-        owner = owners.most_common(1)[0][0] if owners else path.stem
-        return _thread(entries), owner, problems
+            yield self._item(thread, source)
 
     # -- pass 2: one thread at a time --------------------------------------------------------
 
-    def _item(self, box: mailbox.mbox, thread: _Thread, source: str) -> SourceItem:
+    def _item(self, thread: _Thread, source: str) -> SourceItem:
         # The owner is in the hash: a mailbox stored before it carried an access list is
         # written again, restricted.
         content_hash = hashlib.sha256(
@@ -160,21 +154,17 @@ class GmailMbox(BaseConnector):
         return SourceItem(
             source=source,
             content_hash=content_hash,
-            load=lambda: self._document(box, thread, source, content_hash),
+            load=lambda: self._document(thread, source, content_hash),
         )
 
-    def _document(
-        self, box: mailbox.mbox, thread: _Thread, source: str, content_hash: str
-    ) -> Document:
+    def _document(self, thread: _Thread, source: str, content_hash: str) -> Document:
         builder = TextBuilder()
         subject = ""
         participants: list[str] = []
         labels: list[str] = []
         failures: list[tuple[str, str]] = []
         for entry in thread.entries:
-            message = email.message_from_bytes(
-                box.get_bytes(entry.key), policy=email.policy.default
-            )
+            message = email.message_from_bytes(entry.read(), policy=email.policy.default)
             assert isinstance(message, EmailMessage)
             subject = subject or _header(message, "Subject") or "(no subject)"
             sender = _sender(message)
@@ -225,8 +215,73 @@ class GmailMbox(BaseConnector):
         return document
 
 
+# -- pass 1: headers and digests -------------------------------------------------------------
+
+
+def _messages(path: Path) -> list[_Message]:
+    """The messages of an .mbox, or the one of an .eml file; :class:`_NotMail` for a file
+    that cannot be mail."""
+    eml = path.suffix.lower() == ".eml"
+    if path.stat().st_size == 0:
+        raise _NotMail(
+            "empty file: the .eml file holds no message"
+            if eml
+            else "empty mailbox: the .mbox file holds no mail"
+        )
+    if eml:
+        return [(path.name, str(path), path.read_bytes)]
+    if not _starts_like_mbox(path):
+        raise _NotMail(
+            "not an mbox file: it must start with a 'From ' line "
+            "(Gmail exports mail as .mbox files in Google Takeout)"
+        )
+    box = mailbox.mbox(path, create=False)
+    return [
+        (str(key), f"{path}#message-{key}", partial(box.get_bytes, key)) for key in box.iterkeys()
+    ]
+
+
+def _index(
+    messages: list[_Message], owners: Counter[str]
+) -> tuple[list[tuple[_Entry, str | None, list[str]]], list[Skipped]]:
+    """Each message's entry, Gmail thread id and references; its Delivered-To counted in
+    ``owners``; the messages that could not be read."""
+    entries: list[tuple[_Entry, str | None, list[str]]] = []
+    problems: list[Skipped] = []
+    for key, where, read in messages:
+        try:
+            raw = read()
+            headers = _HEADERS_ONLY.parsebytes(raw)
+            if not headers.keys():  # binary or text that is not mail after a 'From ' line
+                raise ValueError("no mail headers")
+            if not any(name in headers for name in _MAIL_HEADERS):
+                raise ValueError("none of the headers From, Date, Message-ID, Subject")
+            message_id = _clean_id(str(headers.get("Message-ID") or "")) or f"key-{key}"
+            date = _date(headers.get("Date"))
+            thrid = str(headers.get("X-GM-THRID") or "").strip() or None
+            references = _ids(str(headers.get("References") or "")) + _ids(
+                str(headers.get("In-Reply-To") or "")
+            )
+            labels = [
+                x.strip()
+                for x in str(
+                    headers.get("X-Gmail-Labels") or headers.get("X-GM-LABELS") or ""
+                ).split(",")
+                if x.strip()
+            ]
+            for _, address in getaddresses([str(headers.get("Delivered-To") or "")]):
+                owners[fold_address(address)] += 1
+        except Exception as exc:  # a malformed message must not stop the mailbox
+            problems.append(Skipped(where, f"malformed message: {exc}", failed=True))
+            continue
+        digest = hashlib.sha256(raw).hexdigest()
+        entries.append((_Entry(key, message_id, date, digest, labels, read), thrid, references))
+    return entries, problems
+
+
 def _thread(entries: list[tuple[_Entry, str | None, list[str]]]) -> dict[str, _Thread]:
-    """Group by Gmail's thread id, else by the reply chain (union of referenced ids)."""
+    """Group by Gmail's thread id, else by the reply chain (union of referenced ids): a
+    message with no thread id (an .eml) replying to one with an id joins its thread."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -239,9 +294,14 @@ def _thread(entries: list[tuple[_Entry, str | None, list[str]]]) -> dict[str, _T
         if thrid is None:
             for ref in references:
                 parent[find(ref)] = find(entry.message_id)
+    gmail = {find(entry.message_id): thrid for entry, thrid, _ in entries if thrid}
     threads: dict[str, _Thread] = {}
     for entry, thrid, _ in sorted(entries, key=lambda e: e[0].date):
-        key = thrid or hashlib.sha256(find(entry.message_id).encode()).hexdigest()[:16]
+        key = (
+            thrid
+            or gmail.get(find(entry.message_id))
+            or hashlib.sha256(find(entry.message_id).encode()).hexdigest()[:16]
+        )
         threads.setdefault(key, _Thread(key)).entries.append(entry)
     return threads
 
@@ -255,7 +315,7 @@ def _body(message: EmailMessage) -> str:
         soup = BeautifulSoup(content, "html.parser")
         for quote in soup.select(".gmail_quote, blockquote"):
             quote.decompose()
-        content = soup.get_text("\n")
+        content = parse_html(str(soup)).text
     return _drop_quoted(content)
 
 

@@ -9,6 +9,9 @@ window (messages less than ``WINDOW_GAP`` apart, at most ``WINDOW_MESSAGES``).
 Its id is the permalink path ``slack://TEAM/archives/CHANNEL/pTS``, so a newer
 export updates the same documents. Exports are read one conversation at a time:
 memory follows the largest channel, never the whole export.
+
+An export covers the dates of its day files: what is missing from it is deleted only
+when it is dated inside them, so an export of a later period keeps older history.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,7 +35,7 @@ from ..names import fold_address
 from ..parsers._common import TextBuilder
 from ..sources import Skipped, SourceItem, document_from_parsed
 from .archive import Archive, zip_names
-from .base import BaseConnector
+from .base import BaseConnector, PartialScope
 
 WINDOW_GAP = 30 * 60  # seconds of silence that end a conversation window
 WINDOW_MESSAGES = 40
@@ -78,6 +82,12 @@ class SlackExport(BaseConnector):
                 yield Skipped(f"{path}/users.json", "missing or malformed users.json", failed=True)
                 return
             self.team = team
+            days = sorted(
+                n[-15:-5]
+                for n in export.names
+                if "/" in n and _DAY_FILE.match(n.rsplit("/", 1)[-1])
+            )
+            self._dates = (days[0], days[-1]) if days else None
             broken = False
             for conversation in self._conversations(export, users):
                 scope = f"slack://{team}/archives/{conversation.id}"
@@ -91,9 +101,17 @@ class SlackExport(BaseConnector):
             export.close()
 
     def complete_scopes(self) -> list[str]:
+        """The conversations read (the whole team when every one was), for the export's
+        dates only: a document dated outside them is kept."""
+        scopes = super().complete_scopes()
         if getattr(self, "_team_complete", False):
-            return [f"slack://{self.team}"]  # covers channels that vanished from the export
-        return super().complete_scopes()
+            scopes = [f"slack://{self.team}"]  # covers channels that vanished from the export
+        dates = getattr(self, "_dates", None)
+        if dates is None:  # no day files: the export vouches for no date
+            return [PartialScope(s, lambda _: False, "as the export holds no day") for s in scopes]
+        first, last = dates
+        kept = f"outside this export's dates {first}…{last}"
+        return [PartialScope(s, partial(_dated_within, first, last), kept) for s in scopes]
 
     # -- the export's directory files ------------------------------------------------
 
@@ -320,6 +338,15 @@ def _author(message: dict[str, Any], users: dict[str, str]) -> str:
         or message.get("user")
         or "unknown"
     )
+
+
+def _dated_within(first: str, last: str, source: str) -> bool:
+    """Whether a document (``…/pTS``: its first message's time) is of a day in first…last."""
+    match = re.search(r"/p(\d{7,})$", source)
+    if match is None:
+        return True
+    day = f"{datetime.fromtimestamp(int(match.group(1)[:-6]), tz=timezone.utc):%Y-%m-%d}"
+    return first <= day <= last
 
 
 def _when(ts: str) -> datetime:

@@ -27,6 +27,7 @@ BUILTIN_PARSERS = (
     "audio",
     "xlsx",
     "pptx",
+    "mhtml",
 )
 
 Parser = Callable[[Path], ParsedDocument]
@@ -43,7 +44,20 @@ class ParserModule(Protocol):
 
 
 if TYPE_CHECKING:  # mypy holds every built-in to the contract (keep in step with the names)
-    from . import audio, code, docx, html, markdown, pdf, pptx, rst, text, transcript, xlsx
+    from . import (
+        audio,
+        code,
+        docx,
+        html,
+        markdown,
+        mhtml,
+        pdf,
+        pptx,
+        rst,
+        text,
+        transcript,
+        xlsx,
+    )
 
     _BUILTINS: tuple[ParserModule, ...] = (
         markdown,
@@ -57,6 +71,7 @@ if TYPE_CHECKING:  # mypy holds every built-in to the contract (keep in step wit
         audio,
         xlsx,
         pptx,
+        mhtml,
     )
 
 

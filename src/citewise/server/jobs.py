@@ -42,6 +42,10 @@ class FileState:
     error: str | None = None
     kind: str = "file"  # or the connector that read an uploaded export: slack, notion, …
     documents: dict[str, int] | None = None  # an export's added/updated/… counts
+    # A long file being embedded: its chunks embedded so far of all, and the time left.
+    chunks_done: int = 0
+    chunks_total: int = 0
+    eta_seconds: float | None = None
 
 
 @dataclass
@@ -214,6 +218,13 @@ class JobQueue:
 
         def progress(event: Progress) -> None:
             state = by_path.get(event.source)
+            if state is not None and event.outcome == "embedding":
+                state.status = "ingesting"
+                state.chunks_done, state.chunks_total = event.chunks_done, event.chunks_total
+                state.eta_seconds = event.eta_seconds
+                job.done = event.done
+                saver.maybe()
+                return
             if state is not None:
                 outcomes[event.source] = event.outcome
                 state.chunks = event.chunks

@@ -12,7 +12,7 @@ indexes (vector and keyword indexes kept outside the database) compare against.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -281,9 +281,10 @@ class AccessStore(Protocol):
 class RunStore(Protocol):
     """Ingest runs and the sources that failed in them."""
 
-    def start_run(self, collection_id: int) -> int: ...
+    def start_run(self, collection_id: int, worker: str = "") -> int: ...
     def record_failure(self, run_id: int, source: str, reason: str) -> None: ...
     def finish_run(self, run_id: int, status: str, counts: dict[str, int]) -> None: ...
+    def interrupt_runs(self, gone: Callable[[str], bool]) -> int: ...
     def last_runs(self) -> list[dict[str, Any]]: ...
 
 

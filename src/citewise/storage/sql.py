@@ -11,7 +11,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -777,13 +777,42 @@ class SqlStore(SqlAccess):
 
     # -- ingest runs -----------------------------------------------------------------
 
-    def start_run(self, collection_id: int) -> int:
+    def start_run(self, collection_id: int, worker: str = "") -> int:
+        """A run "running" until it finishes; ``worker`` (host:pid) kept in its counts
+        until then, for :meth:`interrupt_runs`."""
         row = self.execute(
-            "INSERT INTO ingest_runs (collection_id, started_at, status) VALUES (?, ?, 'running') "
-            "RETURNING id",
-            (collection_id, now()),
+            "INSERT INTO ingest_runs (collection_id, started_at, status, counts) "
+            "VALUES (?, ?, 'running', ?) RETURNING id",
+            (collection_id, now(), json.dumps({"worker": worker} if worker else {})),
         ).fetchone()
         return int(row[0])
+
+    def interrupt_runs(self, gone: Callable[[str], bool]) -> int:
+        """Mark "interrupted" each run still "running" whose worker is ``gone`` (killed
+        before it could say so); its counts become what it kept: the documents of its
+        collection stored since it started, and their chunks. The runs marked."""
+        rows = self.execute(
+            "SELECT id, collection_id, started_at, counts FROM ingest_runs WHERE status = 'running'"
+        ).fetchall()
+        marked = 0
+        for run_id, collection_id, started, counts in rows:
+            worker = json.loads(counts or "{}").get("worker", "")
+            if not worker or not gone(worker):
+                continue
+            documents, chunks = self.execute(
+                "SELECT count(DISTINCT d.id), count(c.id) FROM documents d "
+                "LEFT JOIN chunks c ON c.document_id = d.id "
+                "WHERE d.collection_id = ? AND d.updated_at >= ?",
+                (collection_id, started),
+            ).fetchone()
+            kept = {"kept_documents": int(documents), "kept_chunks": int(chunks)}
+            self.execute(
+                "UPDATE ingest_runs SET status = 'interrupted', counts = ? "
+                "WHERE id = ? AND status = 'running'",
+                (json.dumps(kept), run_id),
+            )
+            marked += 1
+        return marked
 
     def record_failure(self, run_id: int, source: str, reason: str) -> None:
         self.execute("INSERT INTO ingest_failures VALUES (?, ?, ?)", (run_id, source, reason))
