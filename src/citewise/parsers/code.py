@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 from ..documents import Block, ParsedDocument
-from ._common import line_offsets, paragraph_blocks, read_text
+from ._common import line_offsets, paragraph_blocks, read_text, trimmed_end
 
 LANGUAGES = {
     ".py": "python",
@@ -70,11 +70,11 @@ def _definition_blocks(
     for node in body:
         first_line = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         start, end = offsets[first_line - 1], offsets[node.end_lineno or first_line]
-        end = len(text[:end].rstrip())
+        end = trimmed_end(text, end, start)
         if isinstance(node, ast.ClassDef):
             name = (*path, f"class {node.name}")
             header_end = offsets[node.body[0].lineno - 1] if node.body else end
-            out.append(Block(start, len(text[:header_end].rstrip()), name, None, "code"))
+            out.append(Block(start, trimmed_end(text, header_end, start), name, None, "code"))
             _definition_blocks(node.body, name, offsets, text, out)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             out.append(Block(start, end, (*path, f"def {node.name}"), None, "code"))

@@ -8,7 +8,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ..documents import Block, ParsedDocument
-from ._common import line_offsets, read_text
+from ._common import line_offsets, read_text, trimmed_end
 
 SUFFIXES = (".md", ".markdown", ".mdx")
 _PARSER = MarkdownIt("commonmark").enable("table")
@@ -40,7 +40,7 @@ def markdown_blocks(text: str) -> tuple[list[Block], str | None]:
             kind = "code"
         start_line, end_line = token.map
         start, end = offsets[start_line], offsets[min(end_line, len(offsets) - 1)]
-        end = len(text[:end].rstrip())
+        end = trimmed_end(text, end, start)
         if end > start:
             blocks.append(Block(start, end, tuple(h for _, h in headings), None, kind))
     return blocks, title
