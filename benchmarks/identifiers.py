@@ -24,7 +24,6 @@ Documents are judged by their best passage, as ``citewise eval retrieval`` judge
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -48,11 +47,10 @@ from citewise.retrieval import (
     exact_terms,
 )
 from citewise.storage import Collection
+from retrieval_quality import DATASETS, dataset_parser
 
 HERE = Path(__file__).resolve().parent
 IDENTIFIERS = HERE / "data" / "identifiers"
-SHARED = HERE.parents[1] / "shared" / "datasets"
-DATASETS = {"scifact": "train", "cisi": "test"}
 DEPTH = 100
 TARGET_FIRST = 29  # of 30: hybrid puts the right note first
 TOLERANCE = 0.005  # nDCG@10 on SciFact and CISI: hybrid after within this of before
@@ -63,16 +61,7 @@ Rank = Callable[[Candidates], list[Ranked]]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--datasets", type=Path, default=SHARED)
-    parser.add_argument(
-        "--workspaces",
-        type=Path,
-        default=Path("/tmp"),
-        help="Workspaces are <DIR>/citewise-bench-<name> (reused).",
-    )
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = dataset_parser("Workspaces are <DIR>/citewise-bench-<name> (reused).").parse_args()
     results: dict[str, dict] = {
         "identifiers": identifier_rows(args.workspaces / "citewise-bench-identifiers")
     }

@@ -45,17 +45,20 @@ SCIFACT_TARGET = 0.74
 Run = dict[str, dict[str, float]]
 
 
-def main() -> None:
+def dataset_parser(
+    workspaces: str = "Workspaces are <DIR>/citewise-bench-<dataset> (reused).",
+) -> argparse.ArgumentParser:
+    """The options of a benchmark on the shared datasets: --datasets, --workspaces (its help
+    says what the benchmark keeps there) and --json."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", type=Path, default=SHARED)
-    parser.add_argument(
-        "--workspaces",
-        type=Path,
-        default=Path("/tmp"),
-        help="Workspaces are <DIR>/citewise-bench-<dataset> (reused).",
-    )
+    parser.add_argument("--workspaces", type=Path, default=Path("/tmp"), help=workspaces)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = dataset_parser().parse_args()
     results = {}
     for name, split in DATASETS.items():
         root = args.datasets / name

@@ -19,7 +19,6 @@ as pgvector advises for HNSW builds):
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -38,21 +37,14 @@ from citewise.embedders.base import normalize
 from citewise.evaluation import evaluate_run, load_beir
 from citewise.storage.migrate import copy_store
 from citewise.workspace import init_workspace
-from retrieval_quality import mode_run
+from retrieval_quality import dataset_parser, mode_run
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATASETS = {"scifact": "train", "cisi": "test"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--datasets", type=Path, default=SHARED)
-    parser.add_argument(
-        "--workspaces",
-        type=Path,
-        default=Path("/tmp"),
-        help="SQLite workspaces are <DIR>/citewise-bench-<dataset> (reused).",
-    )
+    parser = dataset_parser("SQLite workspaces are <DIR>/citewise-bench-<dataset> (reused).")
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument(
         "--parts",
@@ -66,7 +58,6 @@ def main() -> None:
         default=["sqlite", "postgresql"],
         help="Which backends the scale part grows (merged into --json).",
     )
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict = {"quality": {}, "writes": {}, "scale": {}}
     if args.json and args.json.exists():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -368,6 +369,25 @@ def new_database(admin_uri: str) -> str:
     with psycopg.connect(admin_uri, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     return admin_uri.replace("/postgres?", f"/{name}?")
+
+
+# -- recordings (espeak-ng speaks, ffmpeg joins and converts) ------------------------------
+
+
+def run(*command: str) -> None:
+    """A command that must succeed; its output is kept from the test's."""
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as handle:
+        return handle.getnframes() / handle.getframerate()
+
+
+def silence(path: Path, seconds: float, rate: int = 22050) -> None:
+    """A mono recording of ``seconds`` of silence (its format from ``path``'s suffix)."""
+    source = f"anullsrc=r={rate}:cl=mono"
+    run("ffmpeg", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds), str(path))
 
 
 # -- Redis (Debian's redis-server, started on 127.0.0.1) ------------------------------

@@ -155,6 +155,15 @@ def slack_messages(variant: str = "v1") -> dict[str, dict[str, list[dict[str, An
     return export
 
 
+def zip_folder(folder: Path, archive: Path) -> Path:
+    """``archive``: a zip of the files under ``folder``, as Slack's export zips them."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(folder).as_posix())
+    return archive
+
+
 def make_slack_export(
     root: Path, variant: str = "v1", broken_day: bool = False, as_zip: bool = True
 ) -> Path:
@@ -210,12 +219,7 @@ def make_slack_export(
         )
     if not as_zip:
         return folder
-    archive = root / f"Citewise Slack export Jan 5 2026 - {variant}.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                out.write(path, path.relative_to(folder).as_posix())
-    return archive
+    return zip_folder(folder, root / f"Citewise Slack export Jan 5 2026 - {variant}.zip")
 
 
 def _mail(
@@ -623,12 +627,7 @@ def make_slack_dated_export(root: Path, name: str, days: dict[str, list[str]]) -
             for i, t in enumerate(texts)
         ]
         (folder / "general" / f"{day}.json").write_text(json.dumps(messages), encoding="utf-8")
-    archive = root / f"{name}.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                out.write(path, path.relative_to(folder).as_posix())
-    return archive
+    return zip_folder(folder, root / f"{name}.zip")
 
 
 def make_eml(

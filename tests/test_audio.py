@@ -6,27 +6,18 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import wave
 from pathlib import Path
 
 import pytest
 
 from citewise import Workspace
+from conftest import run, silence, wav_seconds
 
 FIRST = "The backup server restarts every Sunday at midnight."
 SECOND = "Invoices are approved by the finance team within three days."
 GAP_SECONDS = 70.0  # longer than a passage may span: the second sentence opens a new one
 # Whisper's segment times come from 20 ms frames and VAD padding: within 2 s of the script.
 TOLERANCE_SECONDS = 2.0
-
-
-def run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-
-def seconds_of(wav: Path) -> float:
-    with wave.open(str(wav)) as handle:
-        return handle.getnframes() / handle.getframerate()
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +28,10 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # American voice, 140 words a minute: what tiny.en transcribes well enough to search.
     run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(root / "first.wav"), FIRST)
     run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(root / "second.wav"), SECOND)
-    run(
-        "ffmpeg",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=22050:cl=mono",
-        "-t",
-        str(GAP_SECONDS),
-        str(root / "gap.wav"),
-    )
-    first = seconds_of(root / "first.wav")
+    silence(root / "gap.wav", GAP_SECONDS)
+    first = wav_seconds(root / "first.wav")
     second_starts = first + GAP_SECONDS
-    timing = {"second": (second_starts, second_starts + seconds_of(root / "second.wav"))}
+    timing = {"second": (second_starts, second_starts + wav_seconds(root / "second.wav"))}
     joined = root / "meeting.wav"
     run(
         "ffmpeg",
@@ -137,17 +118,7 @@ def test_bad_recordings_are_named_and_the_rest_is_ingested(recordings, tmp_path)
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(recordings["media"] / "meeting.mp3", folder / "good.mp3")
-    run(
-        "ffmpeg",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=16000:cl=mono",
-        "-t",
-        "20",
-        str(folder / "silence.wav"),
-    )
+    silence(folder / "silence.wav", 20, 16000)
     (folder / "corrupt.mp3").write_bytes(b"ID3\x03\x00not really an mp3" * 200)
     (folder / "empty.m4a").write_bytes(b"")
     run(
@@ -230,17 +201,7 @@ def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, t
     import sys
 
     gap = 3480.0
-    run(
-        "ffmpeg",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "anullsrc=r=22050:cl=mono",
-        "-t",
-        str(gap),
-        str(tmp_path / "gap.wav"),
-    )
+    silence(tmp_path / "gap.wav", gap)
     long = tmp_path / "all-hands.mp3"
     run(
         "ffmpeg",
@@ -275,7 +236,7 @@ def test_an_hour_long_recording_keeps_its_times_and_bounded_memory(recordings, t
     result = json.loads(done.stdout.strip().splitlines()[-1])
     lines = [line for line in result["text"].splitlines() if line.strip()]
     assert len(lines) == 2, lines
-    first = seconds_of(recordings["root"] / "first.wav")
+    first = wav_seconds(recordings["root"] / "first.wav")
     stamp = re.match(r"\[(\d+):(\d+):(\d+)\]", lines[1])
     assert stamp, lines[1]
     h, m, s = (int(g) for g in stamp.groups())

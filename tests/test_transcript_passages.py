@@ -10,7 +10,6 @@ import random
 import re
 import shutil
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from citewise.transcripts import (
     topic_boundaries,
     whole_title,
 )
-from conftest import CITEWISE
+from conftest import CITEWISE, run, silence, wav_seconds
 
 LONGEST = 30  # seconds: 1.5 times the default transcript_passage_seconds (20)
 
@@ -171,15 +170,6 @@ SENTENCE_PAUSE, TOPIC_PAUSE = 0.3, 1.5  # seconds of silence after a sentence, a
 TOLERANCE = 2
 
 
-def _run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-
-def _wav_seconds(path: Path) -> float:
-    with wave.open(str(path)) as handle:
-        return handle.getnframes() / handle.getframerate()
-
-
 def three_topic_recording(folder: Path) -> tuple[Path, dict[str, tuple[float, float]], list]:
     """About 70 s of speech on three topics: (the mp3, each sentence's (start, end), the
     topics' starts)."""
@@ -190,32 +180,22 @@ def three_topic_recording(folder: Path) -> tuple[Path, dict[str, tuple[float, fl
         topic_starts.append(at)
         for i, sentence in enumerate(sentences):
             wav = folder / f"t{t}s{i}.wav"
-            _run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), sentence)
-            timing[sentence] = (at, at + _wav_seconds(wav))
-            at += _wav_seconds(wav)
+            run("espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), sentence)
+            timing[sentence] = (at, at + wav_seconds(wav))
+            at += wav_seconds(wav)
             parts.append(wav)
             last = i == len(sentences) - 1
             if last and t == len(TOPICS) - 1:
                 break
             pause = folder / f"p{t}s{i}.wav"
             seconds = TOPIC_PAUSE if last else SENTENCE_PAUSE
-            _run(
-                "ffmpeg",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "anullsrc=r=22050:cl=mono",
-                "-t",
-                str(seconds),
-                str(pause),
-            )
+            silence(pause, seconds)
             parts.append(pause)
             at += seconds
     recording = folder / "standup.mp3"
     inputs = [arg for p in parts for arg in ("-i", str(p))]
     joined = "".join(f"[{i}]" for i in range(len(parts))) + f"concat=n={len(parts)}:v=0:a=1"
-    _run("ffmpeg", "-y", *inputs, "-filter_complex", joined, "-b:a", "64k", str(recording))
+    run("ffmpeg", "-y", *inputs, "-filter_complex", joined, "-b:a", "64k", str(recording))
     return recording, timing, topic_starts
 
 
@@ -272,9 +252,8 @@ def test_count_gives_exactly_n_chapters_where_the_topics_change() -> None:
         topic_boundaries(vectors, starts, 240, count=4, min_seconds=70)
 
 
-def test_count_the_cli_cannot_meet_is_refused_with_the_reason(tmp_path: Path) -> None:
-    path = tmp_path / "three.vtt"
-    turns = ["The rocket launch moves to March.", "The tomatoes need water.", "Budget cuts."]
+def write_turns(path: Path, turns: list[str]) -> None:
+    """A WebVTT file of 20-second turns, speakers A and B in turn."""
     path.write_text(
         "WEBVTT\n\n"
         + "".join(
@@ -283,6 +262,12 @@ def test_count_the_cli_cannot_meet_is_refused_with_the_reason(tmp_path: Path) ->
         ),
         encoding="utf-8",
     )
+
+
+def test_count_the_cli_cannot_meet_is_refused_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "three.vtt"
+    turns = ["The rocket launch moves to March.", "The tomatoes need water.", "Budget cuts."]
+    write_turns(path, turns)
     ws = tmp_path / "ws"
     result = chapters_cli(ws, path, "--count", "5")
     assert result.returncode != 0
@@ -303,14 +288,7 @@ def test_count_shortens_the_default_minimum_and_says_so(tmp_path: Path) -> None:
         "The tomatoes in the garden need more water in this heat.",
         "The quarterly budget is over by ten percent this year.",
     ]
-    path.write_text(
-        "WEBVTT\n\n"
-        + "".join(
-            f"{stamp(n * 20)} --> {stamp(n * 20 + 20)}\n<v {'AB'[n % 2]}>{said}\n\n"
-            for n, said in enumerate(turns)
-        ),
-        encoding="utf-8",
-    )
+    write_turns(path, turns)
     result = chapters_cli(tmp_path / "ws", path, "--count", "3", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -9,6 +9,7 @@ from those parts (and only those) are deleted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..sources import Skipped, SourceItem
@@ -76,6 +77,12 @@ class BaseConnector:
 
     def items(self) -> Iterator[SourceItem | Skipped]:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _start(self) -> Path:
+        """The location resolved, with what an earlier run read forgotten: the start of
+        a file export's ``items``."""
+        self._complete, self._incomplete = [], set()
+        return Path(self.location).expanduser().resolve()
 
     def complete_scopes(self) -> list[str]:
         return [s for s in self._complete if s not in self._incomplete]

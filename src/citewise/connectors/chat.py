@@ -11,20 +11,19 @@ newer export updates the same documents, and only the windows whose messages cha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ..documents import Document, ParsedDocument
 from ..parsers._common import TextBuilder
-from ..sources import SourceItem, document_from_parsed
-from .archive import MAX_MEMBER_BYTES, ArchiveTooLarge
-from .slack import WINDOW_GAP, WINDOW_MESSAGES
+from ..sources import Skipped, SourceItem
+from .archive import MAX_MEMBER_BYTES, Archive, ArchiveTooLarge
+from .slack import WINDOW_GAP, WINDOW_MESSAGES, conversation_item
 
 # Marks that steer text direction and show nothing (WhatsApp puts U+200E before attachments
 # and system lines), and the byte-order mark.
@@ -135,22 +134,23 @@ def chat_item(conversation: ChatConversation, group: list[ChatMessage]) -> Sourc
     }
     if url:
         metadata["url"] = url
-    text = builder.text
-    access = conversation.access
-    content_hash = hashlib.sha256(
-        (title + "\x00" + text + json.dumps([metadata, access], sort_keys=True)).encode()
-    ).hexdigest()
-    parsed = ParsedDocument(text, builder.blocks, title, access=access)
-
-    def load() -> Document:
-        return document_from_parsed(source, parsed, content_hash, metadata)
-
-    return SourceItem(source=source, content_hash=content_hash, load=load)
+    return conversation_item(source, title, builder, metadata, conversation.access)
 
 
 def chat_items(conversation: ChatConversation, messages: list[ChatMessage]) -> Iterator[SourceItem]:
     for group in group_messages(messages):
         yield chat_item(conversation, group)
+
+
+# -- reading an export ---------------------------------------------------------------------
+
+
+def open_archive(path: Path, service: str) -> Archive | Skipped:
+    """The zip or folder of an export, or why it cannot be read (``service``: "Telegram")."""
+    try:
+        return Archive(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        return Skipped(str(path), f"unreadable {service} export: {exc}", failed=True)
 
 
 # -- names, aliases and times -------------------------------------------------------------

@@ -85,8 +85,7 @@ class DiscordExport(BaseConnector):
         return False
 
     def items(self) -> Iterator[SourceItem | Skipped]:
-        path = Path(self.location).expanduser().resolve()
-        self._complete, self._incomplete = [], set()
+        path = self._start()
         self._blind = False  # a file no channel could be told from failed: delete nothing
         channels: dict[str, list[Path]] = {}
         for file in self._files(path):

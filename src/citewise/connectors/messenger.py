@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..sources import Skipped, SourceItem
-from .archive import Archive, zip_names
+from .archive import zip_names
 from .base import BaseConnector
 from .chat import (
     ChatConversation,
@@ -32,6 +32,7 @@ from .chat import (
     chat_items,
     clean,
     name_alias,
+    open_archive,
     read_head,
     unique_ids,
 )
@@ -98,8 +99,7 @@ class MessengerExport(BaseConnector):
         return False
 
     def items(self) -> Iterator[SourceItem | Skipped]:
-        path = Path(self.location).expanduser().resolve()
-        self._complete, self._incomplete = [], set()
+        path = self._start()
         if path.is_file() and path.suffix.lower() == ".json":
             # One conversation: this file and its sibling parts, nothing else in the folder.
             parts = [p for p in path.parent.iterdir() if _FILE.match(p.name) and p.is_file()]
@@ -109,10 +109,9 @@ class MessengerExport(BaseConnector):
                 lambda name: (parent / name).read_bytes(), parent, _short(parent.as_posix()), names
             )
             return
-        try:
-            archive = Archive(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            yield Skipped(str(path), f"unreadable Messenger export: {exc}", failed=True)
+        archive = open_archive(path, "Messenger")
+        if isinstance(archive, Skipped):
+            yield archive
             return
         try:
             threads: dict[str, list[str]] = {}

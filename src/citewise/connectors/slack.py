@@ -240,17 +240,7 @@ class SlackExport(BaseConnector):
             "principals": [users.get(m, m) for m in conversation.members],
             "principal_ids": conversation.members,
         }
-        text = builder.text
-        access = self._access(conversation)
-        content_hash = hashlib.sha256(
-            (title + "\x00" + text + json.dumps([metadata, access], sort_keys=True)).encode()
-        ).hexdigest()
-        parsed = ParsedDocument(text, builder.blocks, title, access=access)
-
-        def load() -> Document:
-            return document_from_parsed(source, parsed, content_hash, metadata)
-
-        return SourceItem(source=source, content_hash=content_hash, load=load)
+        return conversation_item(source, title, builder, metadata, self._access(conversation))
 
     def _access(self, conversation: Conversation) -> tuple[str, ...] | None:
         """Who may read a conversation: a public channel is open to everyone who reads the
@@ -263,6 +253,27 @@ class SlackExport(BaseConnector):
         members = [f"slack:{m}" for m in conversation.members]
         members += [emails[m] for m in conversation.members if m in emails]
         return tuple(dict.fromkeys(members))
+
+
+def conversation_item(
+    source: str,
+    title: str,
+    builder: TextBuilder,
+    metadata: dict[str, Any],
+    access: tuple[str, ...] | None,
+) -> SourceItem:
+    """The item of a conversation's document; its hash covers the title, text, metadata and
+    who may read it, so a change to any of them updates the document."""
+    text = builder.text
+    content_hash = hashlib.sha256(
+        (title + "\x00" + text + json.dumps([metadata, access], sort_keys=True)).encode()
+    ).hexdigest()
+    parsed = ParsedDocument(text, builder.blocks, title, access=access)
+
+    def load() -> Document:
+        return document_from_parsed(source, parsed, content_hash, metadata)
+
+    return SourceItem(source=source, content_hash=content_hash, load=load)
 
 
 def _group(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..sources import Skipped, SourceItem
-from .archive import Archive, zip_names
+from .archive import zip_names
 from .base import BaseConnector
 from .chat import (
     ChatConversation,
@@ -34,6 +34,7 @@ from .chat import (
     chat_items,
     clean,
     local_time,
+    open_archive,
     read_head,
     read_json_file,
 )
@@ -88,8 +89,7 @@ class TelegramExport(BaseConnector):
         return False
 
     def items(self) -> Iterator[SourceItem | Skipped]:
-        path = Path(self.location).expanduser().resolve()
-        self._complete, self._incomplete = [], set()
+        path = self._start()
         if path.is_file() and path.suffix.lower() == ".json":
             try:
                 loaded = read_json_file(path)
@@ -98,10 +98,9 @@ class TelegramExport(BaseConnector):
                 return
             yield from self._export(loaded, str(path))
             return
-        try:
-            archive = Archive(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            yield Skipped(str(path), f"unreadable Telegram export: {exc}", failed=True)
+        archive = open_archive(path, "Telegram")
+        if isinstance(archive, Skipped):
+            yield archive
             return
         try:
             results = [n for n in archive.names if PurePosixPath(n).name == RESULT]

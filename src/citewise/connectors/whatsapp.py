@@ -33,7 +33,7 @@ from itertools import pairwise
 from pathlib import Path, PurePosixPath
 
 from ..sources import Skipped, SourceItem
-from .archive import Archive, zip_names
+from .archive import zip_names
 from .base import BaseConnector
 from .chat import (
     ChatConversation,
@@ -41,6 +41,7 @@ from .chat import (
     chat_items,
     clean,
     name_alias,
+    open_archive,
     read_head,
     unique_ids,
 )
@@ -199,8 +200,7 @@ class WhatsAppExport(BaseConnector):
         return path.suffix.lower() == ".zip" and bool(_zip_chats(path))
 
     def items(self) -> Iterator[SourceItem | Skipped]:
-        path = Path(self.location).expanduser().resolve()
-        self._complete, self._incomplete = [], set()
+        path = self._start()
         if path.is_dir():
             for entry in sorted(path.iterdir()):
                 if not entry.is_file() or entry.name.startswith("."):
@@ -221,10 +221,9 @@ class WhatsAppExport(BaseConnector):
                 return
             yield from self._chat(data, str(path), chat_name(path.name, str(path.parent)))
             return
-        try:
-            archive = Archive(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            yield Skipped(str(path), f"unreadable WhatsApp export: {exc}", failed=True)
+        archive = open_archive(path, "WhatsApp")
+        if isinstance(archive, Skipped):
+            yield archive
             return
         try:
             members = [n for n in archive.names if n.lower().endswith(".txt") and "/" not in n]
