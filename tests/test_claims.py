@@ -74,7 +74,14 @@ def run(guard: AnswerGuard, text: str) -> str:
         ),
         ("Nate Martins [4]", set(), set(), {"nate", "martins"}),
         ("One of the options is the first one.", set(), set(), set()),
-        ("Rotate keys nightly in the 3rd week, on 20GB disks.", {3, 20}, set(), set()),
+        ("Rotate keys nightly in the 3rd week, on 20GB disks.", {20}, set(), set()),
+        ("Cut by a fifth, 2.5x faster, on Mondays.", {2.5}, set(), set()),
+        (
+            "Ines Duarte’s budget, in Ledgerly v4.2.1.",
+            set(),
+            {"v4.2.1"},
+            {"ines", "duarte", "ledgerly"},
+        ),
     ],
 )
 def test_claims_are_read_as_a_reader_would(
@@ -85,16 +92,18 @@ def test_claims_are_read_as_a_reader_would(
 
 def test_a_passage_states_numbers_however_written() -> None:
     passage = stated(
-        "Released 2024-03-03 as v2.3.1 (E1042). Budget: 1.5 million. Twenty people came."
+        "Released 2024-03-03 as v2.3.1 (E1042). Budget: 1.5 million. Twenty people came. "
+        "Ledgerly v4.2.1 followed."
     )
     for sentence in [
         "It was released on March 3, 2024. [1]",
         "Error 1042 shipped in v2.3.1. [1]",
         "The budget is 1,500,000. [1]",
         "20 people came. [1]",
+        "Ledgerly 4.2.1 and v2.3.1 shipped on the 3rd. [1]",
     ]:
         assert not passage.lacks(claims(sentence)), sentence
-    assert passage.lacks(claims("It was released on March 4, 2024.")).numbers == {4}
+    assert passage.lacks(claims("It was released on March 9, 2024.")).numbers == {9}
 
 
 def test_strict_drops_a_wrong_number_that_shares_every_other_word() -> None:

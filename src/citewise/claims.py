@@ -43,7 +43,11 @@ MONTHS = {
     )
     for name in names
 }
-_DAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+_DAYS = {
+    f"{day}{plural}"
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    for plural in ("", "s")
+}
 # Capitalised words that name the answer's own frame, not a fact about the world.
 _FRAME = {"source", "sources", "passage", "passages", "document", "documents", "answer", "note"}
 _MULTIPLIERS = {
@@ -66,11 +70,14 @@ _IDENTIFIER = re.compile(
 # A number with its unit or ordinal suffix written on ("5km", "3rd", "20GB", "2k").
 _SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)([^\W\d_]{1,3})")
 _NUMBER = re.compile(
-    r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?:\s*(thousand|million|billion"
+    r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?!\w|\.\d)(?:\s*(thousand|million|billion"
     r"|trillion|1000000000|1000000|bn|mn|k)\b)?",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
+_POSSESSIVE = re.compile(r"['’]s?$")
+_ORDINAL = {"st", "nd", "rd", "th"}
+_VERSION = re.compile(r"\d+(?:\.\d+)+")
 _MARKER = re.compile(r"\[\d+\]")
 _LIST_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+")
 
@@ -114,8 +121,8 @@ class Stated:
 def claims(sentence: str) -> Claims:
     """The numbers, identifiers, addresses and names ``sentence`` states. Not counted:
     citation markers, a list item's number, the number one (written "one" it is mostly a
-    pronoun: "one of the options"), ordinals written as words, and a capitalised word
-    that only starts the sentence."""
+    pronoun: "one of the options"), ordinals ("3rd", "a fifth": a rank, not a quantity),
+    and a capitalised word that only starts the sentence."""
     text = _LIST_ITEM.sub("", _MARKER.sub(" ", sentence))
     addresses = {m.lower() for m in _EMAIL.findall(text)}
     text = _EMAIL.sub(" ", text)
@@ -135,7 +142,9 @@ def stated(text: str) -> Stated:
     found = {m.lower() for m in _IDENTIFIER.findall(text)} | {
         m.lower() for m in _EMAIL.findall(text)
     }
-    # Identifiers written with different separators still match: "JIRA 4821", "jira-4821".
+    # A version is the same written with or without its "v": "4.2.1" states "v4.2.1".
+    found |= {f"v{m}" for m in found if _VERSION.fullmatch(m)}
+    found |= {m[1:] for m in found if m[:1] == "v" and _VERSION.fullmatch(m[1:])}
     return Stated(frozenset(numbers), frozenset(words | found))
 
 
@@ -154,8 +163,10 @@ def _numbers(text: str, parts: bool = False) -> list[float]:
         else:
             found.append(value)
     for match in _SUFFIXED.finditer(digits):
-        value = float(match.group(1))
-        found.append(value * 1e3 if match.group(2).lower() == "k" else value)
+        value, suffix = float(match.group(1)), match.group(2).lower()
+        if suffix in _ORDINAL and not parts:
+            continue  # "a fifth" reads as "5th": an ordinal claims no quantity
+        found.append(value * 1e3 if suffix == "k" else value)
     if parts:
         found += [float(run) for run in re.findall(r"\d+", digits)]
     return found
@@ -185,12 +196,12 @@ def _names(text: str) -> frozenset[str]:
     for clause in re.split(r"(?:[.!?:;]\s+|[“\"(]|^)", text):
         words = _WORD.findall(clause)
         for i, word in enumerate(words):
-            lower = word.lower()
+            lower = _POSSESSIVE.sub("", word.lower())  # "Duarte's budget": Duarte
             if not word[0].isupper() or lower in STOPWORDS or lower in _FRAME:
                 continue
             if lower in MONTHS or lower in _DAYS or any(c.isdigit() for c in word):
                 continue
-            following = words[i + 1] if i + 1 < len(words) else ""
+            following = _POSSESSIVE.sub("", words[i + 1]) if i + 1 < len(words) else ""
             precedes_name = following[:1].isupper() and following.isalpha()
             if i == 0 and not (precedes_name or word.isupper()):
                 continue  # "Rotate keys nightly." starts a sentence; "Sohrab Amin" is a name
