@@ -141,7 +141,7 @@ class AnswerGuard:
     _passage_facts: list[Stated] = field(default_factory=list)
     _passage_topics: list[set[str]] = field(default_factory=list)  # with titles, headings
     _question_words: set[str] = field(default_factory=set)
-    _question_facts: Stated | None = None
+    _question_facts: Stated = field(default_factory=lambda: stated(""))
 
     def __post_init__(self) -> None:
         self._passage_words = [content_words(h.text) for h in self.hits]
@@ -170,7 +170,7 @@ class AnswerGuard:
     def _judge(self, segment: str) -> Verdict:
         words = content_words(segment)
         # The facts the sentence adds: a number the question gave is the reader's own.
-        facts = self._question_stated().lacks(claims(segment)) if CHECK_FACTS else Claims()
+        facts = self._question_facts.lacks(claims(segment)) if CHECK_FACTS else Claims()
         short = len(words) < MIN_CONTENT_WORDS
         if short and not facts and not (self.strict and words - self._question_words):
             return Verdict(segment)  # "Yes.", a restated question or a header: nothing to check
@@ -271,10 +271,6 @@ class AnswerGuard:
             return False
         matched = [len(asked & words) / len(asked) for words in self._passage_topics]
         return matched[passage] < OFF_TOPIC * max(matched)
-
-    def _question_stated(self) -> Stated:
-        assert self._question_facts is not None
-        return self._question_facts
 
     def _repeats(self, body: str) -> bool:
         words = _words(body)

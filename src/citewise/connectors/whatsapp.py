@@ -81,9 +81,24 @@ _CHAT_NAME = re.compile(
     re.I,
 )
 _MEDIA = {
-    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".mp4", ".3gp", ".mov", ".opus",
-    ".ogg", ".m4a", ".mp3", ".aac", ".amr", ".vcf", ".wav",
-}  # fmt: skip
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".gif",
+    ".heic",
+    ".mp4",
+    ".3gp",
+    ".mov",
+    ".opus",
+    ".ogg",
+    ".m4a",
+    ".mp3",
+    ".aac",
+    ".amr",
+    ".vcf",
+    ".wav",
+}
 
 
 @dataclass

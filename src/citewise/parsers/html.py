@@ -21,14 +21,46 @@ _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _BLOCKS = (*_HEADINGS, "p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption")
 # Hold blocks, and maybe text of their own between them.
 _CONTAINERS = (
-    "html", "body", "main", "article", "section", "div", "center", "address", "details",
-    "summary", "dialog", "hgroup", "figure", "fieldset", "legend", "caption", "search",
-    "ul", "ol", "menu", "dl", "table", "thead", "tbody", "tfoot", "tr", "hr",
-)  # fmt: skip
+    "html",
+    "body",
+    "main",
+    "article",
+    "section",
+    "div",
+    "center",
+    "address",
+    "details",
+    "summary",
+    "dialog",
+    "hgroup",
+    "figure",
+    "fieldset",
+    "legend",
+    "caption",
+    "search",
+    "ul",
+    "ol",
+    "menu",
+    "dl",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "tr",
+    "hr",
+)
 _NOISE = (
-    "head", "script", "style", "noscript", "template", "nav", "footer", "header", "aside",
+    "head",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "footer",
+    "header",
+    "aside",
     "form",
-)  # fmt: skip
+)
 
 
 def parse(path: Path) -> ParsedDocument:
