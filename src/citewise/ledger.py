@@ -80,6 +80,13 @@ class LedgerRow:
     status: str
     error: str | None = None
     cache_hit: bool = False
+    # Values of each kind masked before the request left the machine ("EMAIL:2,SECRET:1";
+    # never the values themselves): redaction.py.
+    redacted: str = ""
+    # A response served from the response cache: what the call it repeats had cost.
+    saved_usd: float | None = None
+    # Prompt tokens the provider wrote to its prompt cache (Anthropic bills them apart).
+    cache_write_tokens: int = 0
 
 
 class LedgerStore(Protocol):

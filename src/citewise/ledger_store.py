@@ -57,6 +57,20 @@ def migrate_ledger(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def migrate_ledger_privacy(db: sqlite3.Connection) -> None:
+    """Redaction counts, cache savings and prompt-cache writes (issue 29)."""
+    for statement in LEDGER_PRIVACY_COLUMNS:
+        db.execute(f"ALTER TABLE usage_ledger ADD COLUMN {statement}")
+
+
+# Shared by both backends (PostgreSQL adds them with IF NOT EXISTS).
+LEDGER_PRIVACY_COLUMNS = (
+    "redacted TEXT NOT NULL DEFAULT ''",
+    "saved_usd REAL",
+    "cache_write_tokens INTEGER NOT NULL DEFAULT 0",
+)
+
+
 class LedgerSql:
     """The ledger's queries over a DB-API connection; subclasses connect."""
 

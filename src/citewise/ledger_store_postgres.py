@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from .ledger import Hold
-from .ledger_store import LedgerSql
+from .ledger_store import LEDGER_PRIVACY_COLUMNS, LedgerSql
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS citewise_usage_ledger (
@@ -38,6 +38,11 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS citewise_budget_holds (
         id TEXT PRIMARY KEY, key TEXT NOT NULL, assistant TEXT NOT NULL,
         usd DOUBLE PRECISION NOT NULL, tokens BIGINT NOT NULL, expires_at TEXT NOT NULL)""",
+    *(
+        "ALTER TABLE citewise_usage_ledger ADD COLUMN IF NOT EXISTS "
+        + column.replace("REAL", "DOUBLE PRECISION")
+        for column in LEDGER_PRIVACY_COLUMNS
+    ),
 )
 
 

@@ -245,6 +245,12 @@ def _m008_access(db: sqlite3.Connection) -> None:
     )
 
 
+def _m009_ledger_privacy(db: sqlite3.Connection) -> None:
+    from ..ledger_store import migrate_ledger_privacy
+
+    migrate_ledger_privacy(db)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
@@ -254,6 +260,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m006_vector_changes,
     _m007_metadata_index,
     _m008_access,
+    _m009_ledger_privacy,
 ]
 # Changes kept per collection; a derived index further behind than this rebuilds.
 KEPT_VECTOR_CHANGES = 200_000
