@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import socket
 import struct
 import threading
@@ -70,6 +71,11 @@ class Script:
     delay_per_chunk: float = 0.0
     # (prompt, completion) the OpenAI stand-in reports instead of what it counted
     usage: tuple[int, int] | None = None
+    # Prompt tokens the Anthropic stand-in reports as written to its prompt cache
+    # (cache_creation_input_tokens; part of the prompt it records)
+    cache_write: int = 0
+    # Stream the reply in pieces of this many characters instead of word by word (0).
+    chunk_chars: int = 0
 
     def next_behaviour(self) -> str:
         with self.lock:
@@ -126,8 +132,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
 
-    def _words(self) -> list[str]:
-        words = self.script.reply.split(" ")
+    def _words(self, body: dict[str, Any] | None = None) -> list[str]:
+        """The reply in streamed pieces. ``{placeholders}`` in it becomes the redaction
+        placeholders (``<EMAIL_1>``) the request holds, in order: a model that repeats them."""
+        reply = self.script.reply
+        if "{placeholders}" in reply:
+            found = re.findall(r"<[A-Z_]+_\d+>", json.dumps(body or {}))
+            reply = reply.replace("{placeholders}", " ".join(dict.fromkeys(found)))
+        if self.script.chunk_chars:
+            n = self.script.chunk_chars
+            return [reply[i : i + n] for i in range(0, len(reply), n)]
+        words = reply.split(" ")
         return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
     def _wait(self, seconds: float) -> bool:
@@ -200,14 +215,14 @@ class OpenAIStandIn(_Handler):
             return
         if behaviour.startswith("text_call:"):
             name, _, arguments = behaviour.removeprefix("text_call:").partition(":")
-            for word in self._words():
+            for word in self._words(body):
                 delta = {"content": word}
                 self._event(
                     {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body
                 )
             self._send_tool_call(body, served, name, arguments)
             return
-        words = self._words()[: body.get("max_tokens") or None]
+        words = self._words(body)[: body.get("max_tokens") or None]
         for n, word in enumerate(words):
             if limit is not None and n == limit:
                 return self._fail_mid_stream(behaviour)
@@ -219,7 +234,7 @@ class OpenAIStandIn(_Handler):
                 return None
         finish = (
             "length"
-            if body.get("max_tokens") and len(self._words()) > body["max_tokens"]
+            if body.get("max_tokens") and len(self._words(body)) > body["max_tokens"]
             else "stop"
         )
         self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, body)
@@ -325,9 +340,16 @@ class AnthropicStandIn(_Handler):
         behaviour = self.script.next_behaviour()
         if self._early_failure(behaviour, body):
             return
-        cached = 12
+        cached, written = 12, self.script.cache_write
         served = self.script.record(
-            Served(behaviour, body, time.monotonic(), prompt_tokens_of(body) + cached, 0, cached)
+            Served(
+                behaviour,
+                body,
+                time.monotonic(),
+                prompt_tokens_of(body) + cached + written,
+                0,
+                cached,
+            )
         )
         self._start_stream()
         if behaviour.startswith("slow:") and not self._wait(float(behaviour.split(":")[1])):
@@ -338,10 +360,10 @@ class AnthropicStandIn(_Handler):
             else None
         )
         usage = {
-            "input_tokens": served.prompt_tokens - cached,
+            "input_tokens": served.prompt_tokens - cached - written,
             "output_tokens": 1,
             "cache_read_input_tokens": cached,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": written,
         }
         message = {
             "id": "msg_standin",
@@ -365,7 +387,7 @@ class AnthropicStandIn(_Handler):
                 "content_block": {"type": "text", "text": ""},
             },
         )
-        words = self._words()[: body.get("max_tokens") or None]
+        words = self._words(body)[: body.get("max_tokens") or None]
         for n, word in enumerate(words):
             if limit is not None and n == limit:
                 if behaviour.startswith("reset"):

@@ -52,7 +52,7 @@ def test_every_field_of_the_sdks_request_is_honoured_accepted_or_refused() -> No
     assert sdk - decided == set()
     assert decided - sdk == set(), "the table names a field OpenAI's request does not have"
     assert not (HONOURED & ACCEPTED or HONOURED & set(REFUSED) or ACCEPTED & set(REFUSED))
-    assert {"collections", "where"} == EXTENSIONS
+    assert {"collections", "where", "no_cache"} == EXTENSIONS
 
 
 def test_the_docs_table_covers_every_field() -> None:

@@ -98,6 +98,9 @@ class AnswerOptions:
     tool_choice: Literal["auto", "none", "required"] = "auto"
     tool_name: str | None = None
     continuation: tuple[Message, ...] = ()
+    # Answer afresh, not from the assistant's response cache (``response_cache``), and keep
+    # nothing in it: an API request's ``no_cache`` or ``Cache-Control: no-cache``.
+    no_cache: bool = False
 
     def sampling(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in SAMPLING_OPTIONS}
@@ -232,9 +235,12 @@ class AnswerStream:
         assistant: str = "",
         options: AnswerOptions | None = None,
         cancelled: threading.Event | None = None,
+        cache_scope: str | None = None,
     ) -> None:
         """``cancelled``: an event shared with whoever may stop this answer (an agent's
-        last single-shot call stops with the agent); by default its own."""
+        last single-shot call stops with the agent); by default its own. ``cache_scope``:
+        the retrieval behind ``hits`` (Workspace.cache_scope) when the answer may come from
+        the response cache and go into it; None: it may not."""
         self.question = question
         self.model = model
         self.settings = settings
@@ -267,6 +273,7 @@ class AnswerStream:
         self._tool_calls = ToolCallJoiner()
         self._cancelled = cancelled if cancelled is not None else threading.Event()
         self._response: EventStream | None = None
+        self.cache_scope = cache_scope
 
     def start(self) -> AnswerStream:
         """Call the model (unless there is nothing to ask it): a budget that refuses the
@@ -288,10 +295,19 @@ class AnswerStream:
                 caller=self.caller,
                 assistant=self.assistant,
                 cancelled=self._cancelled,
+                cache=self.cache_scope is not None,
+                cache_scope=self.cache_scope or "",
                 **self.options.sampling(),
             )
             self._response = self.model.generate(request)
         return self
+
+    @property
+    def cache_status(self) -> str:
+        """``hit`` when the answer's model call is replayed from the response cache,
+        ``miss`` when it was looked up there and is made afresh; "" when the cache was not
+        asked (it is off, bypassed, or no model call is made). Known once started."""
+        return str(getattr(self._response, "cache", "") or "")
 
     def close(self) -> None:
         """Release the model call (its budget hold is settled); safe if never iterated."""

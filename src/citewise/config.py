@@ -174,10 +174,56 @@ SETTINGS: tuple[Setting, ...] = (
         "in citewise_dependency_unavailable_total).",
     ),
     Setting(
+        "response_cache",
+        "off",
+        "Serve a repeated question from the response cache: exact (the same question, "
+        "conversation, model, parameters, caller and retrieved passages at the same index "
+        "generation; a re-ingest or delete misses) or off. Usually set per assistant.",
+    ),
+    Setting(
+        "response_cache_ttl",
+        86400,
+        "Seconds a cached response is served (the workspace's, for every assistant).",
+    ),
+    Setting(
+        "response_cache_entries",
+        10000,
+        "Most responses the cache keeps; the oldest go first (the workspace's).",
+    ),
+    Setting(
         "cors_origins",
         "",
         "Comma-separated origins whose browser apps may call the server's API "
         "(e.g. https://app.example.com); empty: same origin only.",
+    ),
+    Setting(
+        "redact",
+        "auto",
+        "Mask sensitive data (redact_entities) in what is sent to a model or embedder and "
+        "restore it in the answer: auto (every provider but the in-process local model), on "
+        "or off. A target's own `redact` option in [targets] overrides it.",
+    ),
+    Setting(
+        "redact_entities",
+        "EMAIL,PHONE,CREDIT_CARD,IBAN,IP_ADDRESS,NATIONAL_ID,SECRET,PERSON,ORGANIZATION",
+        "Kinds of sensitive data masked with placeholders (PERSON and ORGANIZATION need an "
+        "installed spaCy model, redact_ner_model; `citewise doctor` says whether one loads).",
+    ),
+    Setting(
+        "redact_block",
+        "",
+        "Kinds of sensitive data that refuse the request instead of being masked "
+        "(e.g. SECRET,CREDIT_CARD).",
+    ),
+    Setting(
+        "redact_phone_region",
+        "US",
+        "Country (ISO code) whose numbering plan reads phone numbers written without +code.",
+    ),
+    Setting(
+        "redact_ner_model",
+        "en_core_web_sm",
+        "spaCy model that finds names of people and organisations, used when installed.",
     ),
     # Environment only: they belong to the process, not to one workspace.
     Setting(
@@ -300,7 +346,15 @@ class Settings:
     ledger_url: str
     redis_url: str
     rate_limit_outage: str
+    response_cache: str
+    response_cache_ttl: int
+    response_cache_entries: int
     cors_origins: str
+    redact: str
+    redact_entities: str
+    redact_block: str
+    redact_phone_region: str
+    redact_ner_model: str
 
     @classmethod
     def load(cls, workspace: Path | None = None, **overrides: Any) -> Settings:
@@ -357,8 +411,17 @@ class Settings:
             raise ConfigError(
                 f"answer_check must be auto, strict, light, off or quote, not {self.answer_check!r}"
             )
+        if self.redact not in ("auto", "on", "off"):
+            raise ConfigError(f"redact must be auto, on or off, not {self.redact!r}")
+        from .redaction import kind_list  # an unknown kind fails here, naming the known ones
+
+        kind_list(self.redact_entities), kind_list(self.redact_block)
         if self.mode not in ("single", "agent"):
             raise ConfigError(f"mode must be single or agent, not {self.mode!r}")
+        if self.response_cache not in ("off", "exact"):
+            raise ConfigError(f"response_cache must be off or exact, not {self.response_cache!r}")
+        if self.response_cache_ttl <= 0 or self.response_cache_entries <= 0:
+            raise ConfigError("response_cache_ttl and response_cache_entries must be positive")
         if self.agent_steps < 2:
             raise ConfigError(
                 f"agent_steps must be at least 2 (a search, then the answer), not {self.agent_steps}"
@@ -510,6 +573,8 @@ class Assistant:
 
 
 DEFAULT_ASSISTANT = "citewise"
+# Settings an assistant's table may not override: they belong to something all share.
+WORKSPACE_WIDE = frozenset({"response_cache_ttl", "response_cache_entries"})
 
 
 def read_assistants(workspace: Path, data: Mapping[str, Any] | None = None) -> dict[str, Assistant]:
@@ -531,6 +596,11 @@ def read_assistants(workspace: Path, data: Mapping[str, Any] | None = None) -> d
                 continue
             if key not in _BY_NAME or _BY_NAME[key].env_only:
                 raise ConfigError(f"{path}: assistants.{name} has unknown setting {key!r}")
+            if key in WORKSPACE_WIDE:
+                raise ConfigError(
+                    f"{path}: assistants.{name}.{key} is the workspace's (one cache for every "
+                    "assistant): set it at the top of the file"
+                )
             overrides.append((key, coerce(_BY_NAME[key], raw)))
         assistants[name] = Assistant(name, tuple(collections), tuple(overrides))
     return assistants
@@ -564,9 +634,11 @@ TARGET_OPTIONS: dict[str, type] = {
     "total_timeout": float,
     "queue_timeout": float,
     "max_retries": int,
+    "redact": bool,
     "input_price": float,
     "output_price": float,
     "cached_input_price": float,
+    "cache_write_input_price": float,
 }
 
 
@@ -607,6 +679,8 @@ def read_models(
             if key not in TARGET_OPTIONS:
                 allowed = ", ".join(TARGET_OPTIONS)
                 raise ConfigError(f"{path}: targets.{spec} has unknown option {key!r} ({allowed})")
+            if TARGET_OPTIONS[key] is bool and not isinstance(raw, bool):
+                raise ConfigError(f"{path}: targets.{spec}.{key} must be true or false")
             try:
                 options[key] = TARGET_OPTIONS[key](raw)
             except (TypeError, ValueError) as exc:

@@ -16,7 +16,9 @@
     │   │                      ProviderErrorKind, says how)
     │   ├── MissingAPIKey      the provider needs a key that is not set
     │   └── ExtractionFailed   no reply valid against an extraction's schema (``raw``)
-    └── BudgetExceeded         a spending budget does not allow the call
+    ├── BudgetExceeded         a spending budget does not allow the call
+    └── RedactionRefused       a request was not sent: it holds a blocked kind of
+                               sensitive data, or finding it failed (fail closed)
 
 The CLI turns these into one-line messages; anything else is a bug and keeps
 its traceback.
@@ -187,3 +189,13 @@ class BudgetExceeded(CitewiseError):
         super().__init__(message)
         self.budget = budget
         self.resets_at = resets_at
+
+
+class RedactionRefused(CitewiseError):
+    """A request was not sent to a model or embedder outside this machine: it holds a kind
+    of sensitive data the policy blocks (``reason`` "blocked"), or finding sensitive data
+    failed (``reason`` "detector"), so nothing could be masked for sure."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -9,6 +9,7 @@ answer = ws.ask("How do I rotate the keys?")
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,7 +37,7 @@ from .documents import Answer, Hit
 from .embedders import Embedder, embed_texts, load_embedder
 from .errors import InvalidInput, NotFound, WorkspaceError
 from .extraction import Extraction, extract
-from .filters import Where, all_of, as_filter
+from .filters import Filter, Where, all_of, as_filter
 from .index.sparse import SparseIndexes
 from .ingest import AccessOverride, Ingestor, IngestReport, ProgressCallback, worker_gone
 from .keys import ALL_COLLECTIONS
@@ -47,6 +48,7 @@ from .retrieval import AllowedCache, Mode, RetrievalSettings, Retriever, check_e
 from .sources import Skipped, SourceItem
 from .storage import Collection, DocumentRecord, Storage, open_storage
 from .storage.migrate import MigrationReport
+from .storage.response_cache import CACHE_FILE, SqliteResponseCache
 from .storage.sql_access import normalize_principal
 from .storage.sqlite import DATABASE_FILE
 
@@ -120,6 +122,11 @@ class Workspace:
         self._chat_models: dict[tuple[str, str, str, int], Router] = {}
         self._chat_models_lock = threading.Lock()
         self._allowed_cache = AllowedCache()
+        # Model responses for assistants with response_cache = "exact": a SQLite file of
+        # this directory (per replica on PostgreSQL), opened on first use.
+        self.response_cache = SqliteResponseCache(
+            path / CACHE_FILE, settings.response_cache_ttl, settings.response_cache_entries
+        )
 
     @classmethod
     def open(
@@ -140,6 +147,7 @@ class Workspace:
 
     def close(self) -> None:
         self.store.close()
+        self.response_cache.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -344,6 +352,7 @@ class Workspace:
 
                 model = load_chat_model(settings, self.path, self.config)
                 model.ledger = self.ledger  # every call is recorded and budgeted
+                model.response_cache = self.response_cache  # for requests that ask for it
                 self._chat_models[key] = model
             return self._chat_models[key]
 
@@ -383,8 +392,39 @@ class Workspace:
             )
             stream = agent_stream(standalone, library, model, settings, caller, assistant, options)
             return stream.start()
+        cached = settings.response_cache == "exact" and not (options and options.no_cache)
+        # Before the search: a write that lands between the two leaves the entry under the
+        # generation it was retrieved at, which the next question no longer names.
+        scope = self._cache_scope(who, collections, where) if cached else None
         hits = self.search(standalone, settings.top_k * 2, collections, "hybrid", where, who)
-        return AnswerStream(standalone, hits, model, settings, caller, assistant, options).start()
+        if scope is not None:
+            scope["chunks"] = [[hit.collection, hit.chunk_id] for hit in hits]
+        return AnswerStream(
+            standalone,
+            hits,
+            model,
+            settings,
+            caller,
+            assistant,
+            options,
+            cache_scope=None if scope is None else json.dumps(scope, sort_keys=True),
+        ).start()
+
+    def _cache_scope(
+        self, who: Caller, collections: Sequence[str] | None, where: Filter | None
+    ) -> dict[str, Any]:
+        """What of an answer's retrieval its response-cache key covers besides the prompt:
+        who reads (name, user, principals, the key's collections and scopes), each
+        collection searched at its index generation (every write bumps it), the filter."""
+        searched = self.collections(self._scoped(who, collections))
+        return {
+            "caller": who.name,
+            "user": who.user,
+            "principals": sorted(who.principals),
+            "grants": [sorted(who.collections), sorted(who.scopes)],
+            "collections": [[c.name, c.id, c.generation] for c in searched],
+            "where": repr(where),
+        }
 
     def ask(
         self,
@@ -394,11 +434,20 @@ class Workspace:
         history: Sequence[Message] = (),
         caller: Caller | str | None = None,
         assistant: str = "",
+        no_cache: bool = False,
     ) -> Answer:
         """The whole answer; ``caller`` and ``assistant`` are charged in the usage ledger
-        (their budgets apply)."""
+        (their budgets apply). ``no_cache``: answer afresh, not from the response cache
+        (``response_cache``; ``AnswerOptions.no_cache`` for :meth:`ask_stream`)."""
+        options = AnswerOptions(no_cache=True) if no_cache else None
         stream = self.ask_stream(
-            question, collections, where, history, caller=caller, assistant=assistant
+            question,
+            collections,
+            where,
+            history,
+            caller=caller,
+            assistant=assistant,
+            options=options,
         )
         for _ in stream:
             pass

@@ -11,7 +11,19 @@ from dotenv import find_dotenv, load_dotenv
 from ..config import setting_from_env
 from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_logs, redact_url
-from . import access, admin, evaluate, extract, ingest, query, serving, transcript, tune, usage
+from . import (
+    access,
+    admin,
+    cache,
+    evaluate,
+    extract,
+    ingest,
+    query,
+    serving,
+    transcript,
+    tune,
+    usage,
+)
 from .common import Context
 
 
@@ -67,7 +79,19 @@ def cli(ctx: click.Context, workspace: str | None, debug: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (ingest, query, extract, admin, access, evaluate, tune, transcript, serving, usage):
+for module in (
+    ingest,
+    query,
+    extract,
+    admin,
+    access,
+    evaluate,
+    tune,
+    transcript,
+    serving,
+    usage,
+    cache,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -18,6 +18,10 @@ from ..secrets import redact_url
 from .common import Context, console, errors, esc, model_options, to_json
 from .ingest import print_report, progress_bar
 from .query import print_sources
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..providers.router import Target
 
 
 @click.command()
@@ -107,6 +111,7 @@ def doctor(
     check("usage ledger", workspace.ledger.ping)
     if workspace.settings.redis_url:
         check("rate limits (Redis)", lambda: _redis_check(workspace.settings))
+    check("redaction", lambda: _redaction_check(workspace))
     for target in _chain_targets(workspace):
         check(f"chat model {target.spec}", partial(_target_check, workspace, target))
     if problems:
@@ -137,6 +142,41 @@ def _chain_targets(workspace: Any) -> list[Any]:
     provider, model = workspace.settings.provider, workspace.settings.model
     specs = list(alias.chain) if alias else [f"{provider}:{model}"]
     return [make_target(spec, workspace.settings, options) for spec in specs]
+
+
+def _redaction_check(workspace: Any) -> str:
+    """What is masked before which targets; the recognizers load and find a test value.
+    Names missing for want of a model is a note; a blocked kind that cannot be found
+    refuses every request, so it is a problem."""
+    from ..redaction import KINDS, RedactionPolicy, detector
+
+    settings = workspace.settings
+    policy = RedactionPolicy.from_settings(settings)
+    found = detector(policy)
+    probe = "write to doctor@example.com"
+    if "EMAIL" in policy.kinds and not found.find(probe):
+        raise CitewiseError("the e-mail recognizer found nothing in a test sentence")
+    for kind in sorted(policy.block & found.missing.keys()):
+        raise CitewiseError(
+            f"{kind} is in redact_block but cannot be detected ({found.missing[kind]}): "
+            "every request to a redacted target is refused"
+        )
+    masked = [t.spec for t in _chain_targets(workspace) if _redacts(settings, t)]
+    kinds = [k for k in KINDS if k in policy.kinds and k not in found.missing]
+    where = ", ".join(masked) if masked else "no target (redact is off or every target is local)"
+    reasons: dict[str, list[str]] = {}
+    for kind, why in found.missing.items():
+        reasons.setdefault(why, []).append(kind)
+    notes = "".join(f"; {', '.join(kinds)} not masked: {why}" for why, kinds in reasons.items())
+    blocked = f"; refuses {', '.join(sorted(policy.block))}" if policy.block else ""
+    return f"masks {', '.join(kinds)} before {where}{blocked}{notes}"
+
+
+def _redacts(settings: Settings, target: Target) -> bool:
+    """Whether ``target`` is sent masked text (the router's rule, without loading it)."""
+    if target.redact is not None:
+        return target.redact
+    return settings.redact == "on" or (settings.redact == "auto" and target.provider != "local")
 
 
 def _workspace_check(workspace: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..access import Caller, user_caller
+from ..answering import AnswerOptions
 from ..config import setting_from_env
 from ..documents import Answer, Hit
 from ..errors import InvalidInput
@@ -129,6 +130,11 @@ def print_hit(rank: int, hit: Hit) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the whole answer as JSON (no streaming)."
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Answer afresh, not from the response cache (response_cache = exact).",
+)
 @as_option
 @click.pass_obj
 def ask(
@@ -143,6 +149,7 @@ def ask(
     agent: bool,
     verbose: bool,
     as_json: bool,
+    no_cache: bool,
     caller: str,
 ) -> None:
     """Answer QUESTION from your documents, citing sources as [1], [2]."""
@@ -154,7 +161,10 @@ def ask(
         mode="agent" if agent else None,
     )
     who = reader(workspace, caller)
-    stream = workspace.ask_stream(question, collections or None, parse_where(where), caller=who)
+    options = AnswerOptions(no_cache=True) if no_cache else None
+    stream = workspace.ask_stream(
+        question, collections or None, parse_where(where), caller=who, options=options
+    )
     for delta in stream:
         if not as_json:
             console.out(delta, end="", highlight=False)

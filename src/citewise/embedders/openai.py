@@ -9,6 +9,13 @@ to ``OPENAI_API_KEY``, as the chat provider's does, and is optional when a ``bas
 names a local server (vLLM, Ollama, llama.cpp's server). Failures carry the chat
 providers' error kinds (:func:`~citewise.providers.base.sdk_error`): a refused key is
 ``auth``, an outage ``server``.
+
+Sensitive data (the ``redact_entities`` kinds) is masked in every text sent, chunks at
+ingest and questions at search alike, as ``<EMAIL>``-style markers: a vector cannot give a
+value back, so nothing needs restoring, and the keyword side of hybrid search still finds
+the exact values in the local index. ``redact = false`` in the model's ``[targets]`` table
+(a server on this machine) or ``redact = "off"`` sends texts as they are. A failed
+detection refuses the batch (:class:`~citewise.errors.RedactionRefused`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import numpy as np
 from ..config import Settings, read_models
 from ..errors import MissingAPIKey, ProviderError
 from ..providers.base import http_library, resolve_api_key, sdk_error
+from ..redaction import RedactionPolicy, detector
 from .base import BaseEmbedder, normalize
 
 # The chat provider whose top-level connection settings the embedder shares: only the
@@ -37,7 +45,13 @@ CONNECTION = ("base_url", "api_key_env", "api_key_file")
 class OpenAIEmbedder(BaseEmbedder):
     batch_size = 64
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        redaction: RedactionPolicy | None = None,
+    ) -> None:
         import openai
 
         if not api_key and not base_url:
@@ -52,6 +66,7 @@ class OpenAIEmbedder(BaseEmbedder):
         self._openai = openai
         self.model = model
         self.model_id = f"openai:{model}"
+        self._detector = None if redaction is None else detector(redaction)
         self.dim = len(self.embed_batch(["dimension probe"])[0])
 
     @classmethod
@@ -67,12 +82,20 @@ class OpenAIEmbedder(BaseEmbedder):
         # The openai SDK's own variable, read here so a key-less local server counts.
         base_url = connection.base_url or os.environ.get("OPENAI_BASE_URL", "")
         key = resolve_api_key(connection, "OPENAI_API_KEY", workspace, required=not base_url)
-        return cls(model, base_url or None, key)
+        target = read_models(workspace, config)[1].get(f"openai:{model}", {})
+        masked = target.get("redact", settings.redact != "off")
+        return cls(
+            model,
+            base_url or None,
+            key,
+            RedactionPolicy.from_settings(settings) if masked else None,
+        )
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         httpx = http_library(self._openai)
+        sent = list(texts) if self._detector is None else [self._detector.mask(t) for t in texts]
         try:
-            response = self._client.embeddings.create(model=self.model, input=list(texts))
+            response = self._client.embeddings.create(model=self.model, input=sent)
         except (self._openai.OpenAIError, httpx.HTTPError) as exc:
             raise sdk_error(self._openai, exc, f"{self._client.base_url}embeddings") from exc
         rows = sorted(response.data, key=lambda item: item.index)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, read_models
 from ..plugins import PluginGroup, load_plugin
+from ..redaction import RedactionPolicy
 from .base import BaseChatModel, ChatModel, ChatModelFactory, Message, ModelRequest
 from .router import FREE, Policy, Price, Router, Target
 
@@ -79,7 +80,13 @@ def load_chat_model(
         )
 
     router = Router(
-        alias.name if alias else chain[0].spec, chain, load, policy, settings.context_window
+        alias.name if alias else chain[0].spec,
+        chain,
+        load,
+        policy,
+        settings.context_window,
+        redaction=RedactionPolicy.from_settings(settings),
+        redact=settings.redact,
     )
     router.primary  # noqa: B018 - the first target loads now: a missing key or model says so at once
     return router
@@ -97,10 +104,9 @@ def make_target(spec: str, settings: Settings, configured: dict[str, dict[str, A
         for name in ("base_url", "api_key_env", "api_key_file"):
             options.setdefault(name, getattr(settings, name))
     defaults = LOCAL_TIMEOUTS if provider == "local" else {}
-    prices = {
-        k: options.pop(k, None) for k in ("input_price", "output_price", "cached_input_price")
-    }
-    price = Price(prices["input_price"], prices["output_price"], prices["cached_input_price"])
+    names = ("input_price", "output_price", "cached_input_price", "cache_write_input_price")
+    prices = {k: options.pop(k, None) for k in names}
+    price = Price(*(prices[k] for k in names))
     if provider == "local" and not price.known:
         price = FREE  # runs here: no per-token bill
     return Target(spec, provider, model, price=price, **(defaults | options))

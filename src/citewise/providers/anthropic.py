@@ -1,7 +1,9 @@
 """Anthropic's Claude models via the official SDK (key: ``ANTHROPIC_API_KEY``).
 
 Usage is the API's: ``input_tokens`` plus cache reads and writes is the prompt,
-``cache_read_input_tokens`` the cached part, ``output_tokens`` the completion.
+``cache_read_input_tokens`` the cached part, ``cache_creation_input_tokens`` the part
+written to the prompt cache (each priced apart: router.Price), ``output_tokens`` the
+completion.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class AnthropicChatModel(BaseChatModel):
                 }
             ]
             options["tool_choice"] = {"type": "tool", "name": schema.name}
-        prompt = cached = completion = 0
+        prompt = cached = written = completion = 0
         started = False  # the first event arrived
         finish: str | None = None
         blocks: dict[int, int] = {}  # content block index -> tool call index
@@ -169,9 +171,8 @@ class AnthropicChatModel(BaseChatModel):
                     if event.type == "message_start":
                         usage = event.message.usage
                         cached = usage.cache_read_input_tokens or 0
-                        prompt = (
-                            usage.input_tokens + cached + (usage.cache_creation_input_tokens or 0)
-                        )
+                        written = usage.cache_creation_input_tokens or 0
+                        prompt = usage.input_tokens + cached + written
                         completion = usage.output_tokens or 0
                     elif forced_tool and event.type == "content_block_delta":
                         # The forced tool's arguments are the answer.
@@ -204,13 +205,14 @@ class AnthropicChatModel(BaseChatModel):
         except (self._anthropic.AnthropicError, httpx.HTTPError) as exc:
             error = sdk_error(self._anthropic, exc, where, streaming=started)
             if prompt:  # message_start counted the prompt: the ledger keeps the real figure
-                error.usage = TokenUsage(prompt, completion, cached)
+                error.usage = TokenUsage(prompt, completion, cached, cache_write_tokens=written)
             raise error from exc
         if finish is None:
             raise ProviderError(
                 f"{where} ended the stream before the model finished", kind="stream"
             )
-        yield Finished(TokenUsage(prompt, completion, cached), finish, self.name, self.model_id)
+        counted = TokenUsage(prompt, completion, cached, cache_write_tokens=written)
+        yield Finished(counted, finish, self.name, self.model_id)
 
 
 def wire_tool_choice(request: ModelRequest) -> ToolChoiceParam:

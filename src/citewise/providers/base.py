@@ -91,6 +91,13 @@ class ModelRequest:
     # assistant: the ledger's accounts.
     caller: str = ""
     assistant: str = ""
+    # The response cache (router.py, storage/response_cache.py): only a request with
+    # ``cache`` set is looked up and stored, under a key over every field here (but
+    # ``cache`` and ``cancelled``) and the router's chain. ``cache_scope`` is what the
+    # answering layer adds of the retrieval behind the prompt: the caller's principals,
+    # each collection searched with its index generation, the filter, the chunks found.
+    cache: bool = False
+    cache_scope: str = ""
     # Set when the caller leaves (a client that hung up): a request still waiting for its
     # turn at a one-request-at-a-time model leaves the line without running.
     cancelled: threading.Event | None = field(default=None, compare=False, repr=False)
@@ -108,6 +115,9 @@ class TokenUsage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from the provider's prompt cache
     estimated: bool = False
+    # Prompt tokens written to the provider's prompt cache (Anthropic's
+    # cache_creation_input_tokens, billed at their own price); part of prompt_tokens.
+    cache_write_tokens: int = 0
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
@@ -115,6 +125,7 @@ class TokenUsage:
             self.completion_tokens + other.completion_tokens,
             self.cached_tokens + other.cached_tokens,
             self.estimated or other.estimated,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
 
@@ -145,6 +156,9 @@ class Finished:
     total_s: float = 0.0
     queue_s: float = 0.0  # waiting for a turn at a one-request-at-a-time model
     attempts: tuple[Any, ...] = ()  # router.Attempt, one per call tried (failed ones too)
+    # A request that asked for the response cache: "hit" (replayed from it, no call made)
+    # or "miss"; "" when it did not ask.
+    cache: str = ""
 
 
 @dataclass(frozen=True)

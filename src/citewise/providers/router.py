@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import json
 import logging
 import queue
 import random
@@ -33,12 +35,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import CALLER_KINDS, CitewiseError, ProviderError
+from ..errors import CALLER_KINDS, CitewiseError, ProviderError, RedactionRefused
 from ..ledger import Ledger, LedgerRow, iso, new_call_id
+from ..redaction import RedactionPolicy, Vault, detector, redact_request
+from ..storage.response_cache import CacheEntry, ResponseCache
 from .base import (
     Admitted,
     Capabilities,
@@ -70,21 +74,26 @@ class Price:
 
     input: float | None = None
     output: float | None = None
-    cached_input: float | None = None
+    cached_input: float | None = None  # prompt tokens read from the provider's prompt cache
+    cache_write_input: float | None = None  # prompt tokens written to it (Anthropic's)
 
     @property
     def known(self) -> bool:
         return self.input is not None and self.output is not None
 
     def cost(self, usage: TokenUsage) -> float | None:
+        """Fresh prompt tokens at the input price, cache reads and cache writes at their
+        own prices (the input price when unset), completion tokens at the output price."""
         if not self.known:
             return None
         assert self.input is not None and self.output is not None
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        fresh = usage.prompt_tokens - usage.cached_tokens
+        write_rate = self.input if self.cache_write_input is None else self.cache_write_input
+        fresh = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
         return (
             fresh * self.input
             + usage.cached_tokens * cached_rate
+            + usage.cache_write_tokens * write_rate
             + usage.completion_tokens * self.output
         ) / 1_000_000
 
@@ -115,6 +124,9 @@ class Target:
     queue_timeout: float = 120.0
     max_retries: int = 2
     price: Price = field(default_factory=Price)
+    # Mask sensitive data in what this target is sent (redaction.py); None: the
+    # workspace's ``redact`` setting decides (auto: every provider but the local model).
+    redact: bool | None = None
 
     def first_token_deadline(self, prompt_tokens: int) -> float:
         return self.first_token_timeout + self.first_token_per_1k_prompt * prompt_tokens / 1000
@@ -146,6 +158,7 @@ class Attempt:
     error: str | None = None
     kind: str | None = None  # the ProviderError kind when it failed
     queue_s: float = 0.0  # waiting for a turn at a one-request-at-a-time model
+    redacted: str = ""  # kinds and counts of values masked ("EMAIL:2"), never the values
 
 
 @dataclass
@@ -249,6 +262,8 @@ class Router:
         policy: Policy = Policy(),
         context_window: int = 2048,
         sleep: Callable[[float], None] = time.sleep,
+        redaction: RedactionPolicy | None = None,
+        redact: str = "auto",
     ) -> None:
         if not chain:
             raise ValueError("a model chain needs at least one target")
@@ -261,6 +276,13 @@ class Router:
         self._sleep = sleep
         self.context_window = min(t.context_window or context_window for t in self.chain)
         self.ledger: Ledger | None = None  # set by the workspace: every call is recorded
+        # Set by the workspace: requests with ``cache`` set are answered from it when they
+        # can be, and their finished responses kept in it (a ledger is needed too).
+        self.response_cache: ResponseCache | None = None
+        # What is masked before a request leaves the machine, and for which targets:
+        # auto (those that are not local), on, off; a target's own ``redact`` wins.
+        self.redaction = redaction
+        self.redact = redact
 
     # -- counting: with the first target's tokenizer (prompts are built for it) ---------
 
@@ -320,7 +342,35 @@ class Router:
         can still answer 429 instead of starting a stream)."""
         if self.ledger is None:
             return self._route(request, [])
-        return ChargedResponse(self, request, self.ledger)
+        cache = self.response_cache if request.cache else None
+        if cache is None:
+            return ChargedResponse(self, request, self.ledger)
+        key = self.cache_key(request)
+        try:
+            entry = cache.get(key)
+        except Exception:  # a cache that cannot be read is a miss, never a failed call
+            log.exception("the response cache could not be read; the model is asked")
+            entry = None
+        if entry is not None:
+            return ReplayedResponse(self, request, self.ledger, entry)
+        return ChargedResponse(self, request, self.ledger, (cache, key))
+
+    def cache_key(self, request: ModelRequest) -> str:
+        """The response cache's key of ``request``: sha256 over the canonical JSON of the
+        router's alias and chain and every field of the request that reaches a provider
+        or says who asks (caller, assistant, purpose, the retrieval's ``cache_scope``)."""
+        body = {
+            "version": 1,
+            "alias": self.alias,
+            "chain": [[t.spec, t.base_url] for t in self.chain],
+            "request": {
+                f.name: _plain(getattr(request, f.name))
+                for f in fields(request)
+                if f.name not in ("cancelled", "cache")
+            },
+        }
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=repr)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def reserve(self, request: ModelRequest) -> Any:
         """Hold one attempt's worst case against the caller's budgets (or refuse)."""
@@ -358,12 +408,14 @@ class Router:
                     prompt_tokens=u.prompt_tokens,
                     completion_tokens=u.completion_tokens,
                     cached_tokens=u.cached_tokens,
+                    cache_write_tokens=u.cache_write_tokens,
                     estimated=u.estimated,
                     cost_usd=a.cost_usd,
                     latency_s=a.latency_s,
                     first_token_s=a.first_token_s,
                     status=a.status,
                     error=a.error,
+                    redacted=a.redacted,
                 )
             )
         return rows
@@ -451,6 +503,8 @@ class Router:
         finished: Finished | None = None
         repeat = _RepeatGuard("".join(sent.text))
         queued = 0.0
+        vault: Vault | None = None
+        refusal: RedactionRefused | None = None
         try:
             model = self._loaded(target)
             # Every target, plug-ins included: an option it cannot honour is refused,
@@ -458,9 +512,12 @@ class Router:
             refuse_unsupported(request, model.capabilities, target.spec)
             refuse_tools(request, model.capabilities, target.spec)
             request = self._continued(request, sent, model)
+            vault = self._vault(target, model)
+            if vault is not None:  # what leaves the machine is masked; the reader gets it back
+                request = redact_request(request, vault)
             deadline = target.first_token_deadline(model.count_messages(request.messages))
             queue_s = target.queue_timeout if model.capabilities.queues else None
-            for event in watched(
+            events = watched(
                 model.generate(request),
                 deadline,
                 target.gap_timeout,
@@ -468,7 +525,8 @@ class Router:
                 target.spec,
                 queue_s,
                 request.cancelled,
-            ):
+            )
+            for event in events if vault is None else restored(events, vault):
                 if isinstance(event, Admitted):
                     queued = event.waited_s
                     started = time.monotonic()  # latency and first token count from here
@@ -498,6 +556,10 @@ class Router:
             status = {"timeout": "timeout", "busy": "busy", "cancelled": "cancelled"}.get(
                 exc.kind, "error"
             )
+        except RedactionRefused as exc:  # fail closed: no other target either
+            status = "refused"
+            refusal = exc
+            raise
         except Exception as exc:  # a loader or provider bug fails this target only
             error, status = ProviderError(f"{target.spec} failed: {exc!r}", kind="server"), "error"
         finally:
@@ -523,15 +585,26 @@ class Router:
                     target.price.cost(usage),
                     time.monotonic() - started,
                     first,
-                    None if error is None else str(error),
+                    str(error or refusal) if error or refusal else None,
                     None if error is None else error.kind.value,
                     queued,
+                    "" if vault is None else vault.summary(),
                 )
             )
         if finished is not None:
             return replace(finished, first_token_s=first, queue_s=queued)
         assert error is not None
         return error
+
+    def _vault(self, target: Target, model: ChatModel) -> Vault | None:
+        """This call's placeholders, when what ``target`` is sent must be masked."""
+        if self.redaction is None:
+            return None
+        if target.redact is not None:
+            masked = target.redact
+        else:
+            masked = self.redact == "on" or (self.redact == "auto" and not model.capabilities.local)
+        return Vault(detector(self.redaction)) if masked else None
 
     def _estimate(self, target: Target, request: ModelRequest, text: str) -> TokenUsage:
         """What a call that gave no count used: nothing before its first token (APIs do not
@@ -581,6 +654,31 @@ class Router:
         return failure
 
 
+def restored(events: Iterator[Event], vault: Vault) -> Generator[Event, None, None]:
+    """A masked request's response with the originals back: in the text, across delta
+    boundaries (a placeholder is held back until whole), and in each tool call's JSON
+    arguments. What is held is let out before the final event."""
+    text = vault.restorer()
+    arguments: dict[int, Any] = {}
+    for event in events:
+        if isinstance(event, TextDelta):
+            piece = text.feed(event.text)
+            if piece:
+                yield TextDelta(piece)
+            continue
+        if isinstance(event, ToolCallDelta):
+            restorer = arguments.setdefault(event.index, vault.restorer(json_string=True))
+            yield replace(event, arguments=restorer.feed(event.arguments))
+            continue
+        if isinstance(event, Finished):
+            if rest := text.flush():
+                yield TextDelta(rest)
+            for index, restorer in arguments.items():
+                if rest := restorer.flush():
+                    yield ToolCallDelta(index, arguments=rest)
+        yield event
+
+
 def refuse_tools(request: ModelRequest, capabilities: Capabilities, where: str) -> None:
     """A target that cannot call tools refuses a request that brings some: sent on
     without them, its answer would read as if the client had offered none."""
@@ -600,26 +698,77 @@ class ChargedResponse(Iterator[Event]):
     The first hold is taken here, before any event is asked for (a refused call raises
     BudgetExceeded at once); each retry or fallback holds another worst case first."""
 
-    def __init__(self, router: Router, request: ModelRequest, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        router: Router,
+        request: ModelRequest,
+        ledger: Ledger,
+        cache: tuple[ResponseCache, str] | None = None,
+    ) -> None:
+        """``cache``: the response cache and this request's key there, a miss: the
+        response is kept in it if it finishes (stop or tool calls)."""
         self._router, self._request, self._ledger = router, request, ledger
         self._holds = [router.reserve(request)]
         self.attempts: list[Attempt] = []
         self._events = router._route(request, self.attempts, self._hold_another)
         self._settled = False
         self._lock = threading.Lock()
+        self._cache = cache
+        self.cache = "" if cache is None else "miss"
+        self._text: list[str] = []
+        self._calls = _CallRecorder()
 
     def _hold_another(self) -> None:
         self._holds.append(self._router.reserve(self._request))
 
     def __next__(self) -> Event:
         try:
-            return next(self._events)
+            event = next(self._events)
         except StopIteration:
             self._settle()
             raise
         except BaseException:
             self._settle(quietly=True)  # the call's own error is the one to report
             raise
+        if self._cache is not None:
+            if isinstance(event, TextDelta):
+                self._text.append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                self._calls.add(event)
+            elif isinstance(event, Finished):
+                event = replace(event, cache="miss")
+                self._keep(event)
+        return event
+
+    def _keep(self, finished: Finished) -> None:
+        """Keep a finished response in the response cache: one cut short (length), stopped
+        or failed never is. A cache that cannot be written costs the next caller a call,
+        not this one its answer."""
+        assert self._cache is not None
+        if finished.finish_reason not in ("stop", "tool_calls"):
+            return
+        cache, key = self._cache
+        u = finished.usage
+        cost = sum((a.cost_usd or 0.0) for a in self.attempts)
+        unpriced = any(a.cost_usd is None for a in self.attempts)
+        entry = CacheEntry(
+            key,
+            "".join(self._text),
+            self._calls.calls(),
+            finished.finish_reason,
+            finished.provider,
+            finished.model,
+            finished.target,
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.cached_tokens,
+            u.cache_write_tokens,
+            None if unpriced else cost,
+        )
+        try:
+            cache.put(entry)
+        except Exception:
+            log.exception("the response cache could not keep a response")
 
     def close(self) -> None:
         self._events.close()  # a running attempt is recorded as cancelled
@@ -645,6 +794,128 @@ class ChargedResponse(Iterator[Event]):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+class _CallRecorder:
+    """Tool-call deltas joined into whole calls (id, name, arguments), by index."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}
+
+    def add(self, delta: ToolCallDelta) -> None:
+        call = self._calls.setdefault(delta.index, ["", "", ""])
+        call[0] = call[0] or delta.id or ""
+        call[1] = call[1] or delta.name or ""
+        call[2] += delta.arguments
+
+    def calls(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple((c[0], c[1], c[2]) for _, c in sorted(self._calls.items()))
+
+
+REPLAY_PIECE = 24  # characters per text delta when a cached response is replayed
+
+
+class ReplayedResponse(Iterator[Event]):
+    """A response from the response cache, replayed as a stream: its text in pieces, its
+    tool calls, then a Finished with no usage (no call was made; ``cache`` "hit"). No
+    budget is held; one ledger row records the hit, costing nothing and saving what the
+    call it repeats had cost."""
+
+    def __init__(
+        self, router: Router, request: ModelRequest, ledger: Ledger, entry: CacheEntry
+    ) -> None:
+        self._router, self._request, self._ledger, self._entry = router, request, ledger, entry
+        self.attempts: list[Attempt] = []
+        self.cache = "hit"
+        self._started = time.monotonic()
+        self._first: float | None = None
+        self._events = self._replay()
+        self._done = False
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def _replay(self) -> Generator[Event, None, None]:
+        entry = self._entry
+        text = entry.text
+        for start in range(0, len(text), REPLAY_PIECE):
+            yield TextDelta(text[start : start + REPLAY_PIECE])
+        for index, (call_id, name, arguments) in enumerate(entry.tool_calls):
+            yield ToolCallDelta(index, call_id or None, name or None)
+            if arguments:
+                yield ToolCallDelta(index, arguments=arguments)
+        self._done = True
+        yield Finished(
+            TokenUsage(),
+            entry.finish_reason,
+            entry.provider,
+            entry.model,
+            target=entry.target,
+            first_token_s=self._first,
+            total_s=time.monotonic() - self._started,
+            cache="hit",
+        )
+
+    def __next__(self) -> Event:
+        try:
+            event = next(self._events)
+        except StopIteration:
+            self._settle()
+            raise
+        if self._first is None:
+            self._first = time.monotonic() - self._started
+        return event
+
+    def close(self) -> None:
+        self._events.close()
+        self._settle()
+
+    def _settle(self) -> None:
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+            entry, request = self._entry, self._request
+            row = LedgerRow(
+                call_id=new_call_id(),
+                attempt=1,
+                at=iso(datetime.now(timezone.utc)),
+                key=request.caller,
+                assistant=request.assistant,
+                purpose=request.purpose,
+                alias=self._router.alias,
+                target=entry.target,
+                provider=entry.provider,
+                model=entry.model,
+                prompt_tokens=0,
+                completion_tokens=0,
+                cached_tokens=0,
+                estimated=False,
+                cost_usd=0.0,
+                latency_s=time.monotonic() - self._started,
+                first_token_s=self._first,
+                status="ok" if self._done else "cancelled",
+                cache_hit=True,
+                saved_usd=entry.cost_usd,
+            )
+            self._ledger.settle([], [row])
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _plain(value: Any) -> Any:
+    """A request field as JSON: dataclasses (messages, tools, schemas) as dicts, tuples
+    as lists, frozensets sorted."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, frozenset | set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 class _RepeatGuard:

@@ -45,7 +45,7 @@ HONOURED = frozenset(
     }
 )
 # citewise's own fields (the SDKs send them with ``extra_body``).
-EXTENSIONS = frozenset({"collections", "where"})
+EXTENSIONS = frozenset({"collections", "where", "no_cache"})
 # Taken and not used: who the end user is (the API key is the caller the ledger charges)
 # and hints for OpenAI's prompt cache (each provider caches as it does).
 ACCEPTED = frozenset(

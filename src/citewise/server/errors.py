@@ -23,6 +23,7 @@ from ..errors import (
     ParseError,
     ProviderError,
     ProviderErrorKind,
+    RedactionRefused,
     Unavailable,
     WorkspaceError,
 )
@@ -82,6 +83,11 @@ def from_citewise(exc: CitewiseError) -> APIError:
         )
     if isinstance(exc, Unavailable):
         return unavailable(exc)
+    if isinstance(exc, RedactionRefused):
+        # Blocked data is the request's (never retried); a failed detector is ours (503).
+        if exc.reason == "blocked":
+            return APIError(422, str(exc), code="sensitive_data_blocked")
+        return APIError(503, str(exc), type="server_error", code="redaction_failed")
     for kind, (status, code) in OTHER_STATUS.items():
         if isinstance(exc, kind):
             type_ = "invalid_request_error" if status < 500 else "server_error"

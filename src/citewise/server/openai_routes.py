@@ -62,6 +62,7 @@ class AnswerCall:
     # What the request calls each message (errors name it): messages[n] by default; the
     # Responses API's input[n] and instructions.
     names: Sequence[str] | None = None
+    no_cache: bool = False  # the request's no_cache: bypass the response cache
 
     def asked(self) -> list[str]:
         """The sampling options set, temperature included."""
@@ -78,6 +79,8 @@ async def open_answer(
     settings = assistant.settings(service.settings)
     conversation = split_conversation(call.messages, settings.system_messages, call.names)
     options = answer_options(call, conversation)
+    if call.no_cache or "no-cache" in request.headers.get("cache-control", "").lower():
+        options = dataclasses.replace(options, no_cache=True)
     if settings.answer_check == "quote":
         refuse_model_only(assistant.name, options, call.asked())
     if call.max_tokens:
@@ -148,6 +151,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         max_tokens=body.max_completion_tokens or body.max_tokens,
         collections=body.collections,
         where=dict(body.where) if body.where else None,
+        no_cache=body.no_cache,
     )
     stream, settings = await open_answer(request, key, call)
     form = TextForm.of(settings, call)
@@ -158,7 +162,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
         chunks = ChunkMaker(completion_id, created, body.model)
         events = _sse(service, key, stream, chunks, include_usage, form, outcome)
-        return event_stream(request, stream, events)
+        return event_stream(request, stream, events, cache_headers(stream, settings))
     answer = await answer_unless_disconnected(request, stream)
     await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
@@ -170,7 +174,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, key: A
         )
     )
     return JSONResponse(
-        headers=answer_headers(answer),
+        headers=answer_headers(answer) | cache_headers(stream, settings),
         content={
             "id": completion_id,
             "object": "chat.completion",
@@ -221,6 +225,14 @@ class TextForm:
         """The text the client gets for ``body`` and its annotations. Reads the store:
         call it from a worker thread."""
         return client_text(body, hits, shown, self.footnoted, self.json_answer)
+
+
+def cache_headers(stream: AnswerStream, settings: Settings) -> dict[str, str]:
+    """``x-citewise-cache: hit|miss`` for an assistant with a response cache: whether the
+    answer's model call was replayed from it (known before the first event is sent)."""
+    if settings.response_cache == "off":
+        return {}
+    return {"x-citewise-cache": "hit" if stream.cache_status == "hit" else "miss"}
 
 
 def answer_headers(answer: Answer) -> dict[str, str]:
@@ -408,13 +420,17 @@ def refuse_unsupported(asked: list[str], capabilities: Capabilities) -> None:
 
 
 def event_stream(
-    request: Request, stream: AnswerStream, events: Generator[str, None, None]
+    request: Request,
+    stream: AnswerStream,
+    events: Generator[str, None, None],
+    headers: dict[str, str] | None = None,
 ) -> StreamingResponse:
-    """Server-sent ``events`` of ``stream``, for as long as the client reads them."""
+    """Server-sent ``events`` of ``stream``, for as long as the client reads them;
+    ``headers`` go along (``x-citewise-cache``)."""
     return StreamingResponse(
         until_disconnected(request, stream, events),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
     )
 
 

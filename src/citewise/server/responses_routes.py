@@ -34,6 +34,7 @@ from .openai_routes import (
     account,
     answer_headers,
     answer_unless_disconnected,
+    cache_headers,
     citation_json,
     event_stream,
     hit_json,
@@ -62,6 +63,7 @@ async def create_response(body: ResponsesRequest, request: Request, key: AskKey)
         collections=body.collections,
         where=dict(body.where) if body.where else None,
         names=body.message_names(),
+        no_cache=body.no_cache,
     )
     stream, settings = await open_answer(request, key, call)
     service = service_of(request)
@@ -70,14 +72,14 @@ async def create_response(body: ResponsesRequest, request: Request, key: AskKey)
     if body.stream:
         outcome: dict[str, Any] = request.scope.setdefault("state", {})
         events = _events(service, key, stream, shell, form, outcome)
-        return event_stream(request, stream, events)
+        return event_stream(request, stream, events, cache_headers(stream, settings))
     answer = await answer_unless_disconnected(request, stream)
     await run_in_threadpool(account, service, key, answer)
     # In a worker thread: showing a source may read its collection's folder from the store.
     content = await run_in_threadpool(
         lambda: shell.finished(answer, form.text(answer.text, answer.hits, service.shown), service)
     )
-    return JSONResponse(content, headers=answer_headers(answer))
+    return JSONResponse(content, headers=answer_headers(answer) | cache_headers(stream, settings))
 
 
 @dataclass

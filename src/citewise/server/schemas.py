@@ -205,6 +205,7 @@ class ChatCompletionRequest(_Body):
     # citewise extensions
     collections: list[str] | None = None
     where: Where = None
+    no_cache: bool = False  # answer afresh, not from the assistant's response cache
     _output: OutputSchema | None = PrivateAttr(default=None)
     _tools: tuple[Tool, ...] = PrivateAttr(default=())
     _choice: ToolChoice = PrivateAttr(default=("auto", None))
@@ -474,6 +475,7 @@ class ResponsesRequest(_Body):
     # citewise extensions
     collections: list[str] | None = None
     where: Where = None
+    no_cache: bool = False  # answer afresh, not from the assistant's response cache
     _output: OutputSchema | None = PrivateAttr(default=None)
     _tools: tuple[Tool, ...] = PrivateAttr(default=())
     _choice: ToolChoice = PrivateAttr(default=("auto", None))

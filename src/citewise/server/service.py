@@ -111,7 +111,9 @@ class Service:
 
     def count_usage(self, rows: Sequence[LedgerRow]) -> None:
         for row in rows:
-            self.metrics.model_calls.labels(row.target, row.status).inc()
+            # A response replayed from the response cache called no model: its own status.
+            status = "cache_hit" if row.cache_hit else row.status
+            self.metrics.model_calls.labels(row.target, status).inc()
             for kind in ("prompt", "completion", "cached"):
                 amount = getattr(row, f"{kind}_tokens")
                 if amount:
