@@ -204,3 +204,33 @@ def test_a_remote_embedder_gets_markers_and_keyword_search_still_finds_the_value
     assert not [value for value in SENSITIVE if value in inputs]
     assert "<EMAIL>" in inputs and "<CREDIT_CARD>" in inputs
     assert hits and hits[0].source.endswith("northwind.md")
+
+
+def test_a_fallback_target_is_sent_masked_text_too(mailbox: Path) -> None:
+    with stand_in("openai") as (first_url, first), stand_in("anthropic") as (second_url, second):
+        first.default = "500"  # the first target is down: the chain moves on
+        second.reply = "Billing goes to {placeholders} [1]"
+        (mailbox / CONFIG_FILE).write_text(
+            "\n".join(
+                [
+                    'model = "chain"',
+                    "[models.chain]",
+                    'chain = ["openai:first", "anthropic:second"]',
+                    '[targets."openai:first"]',
+                    f'base_url = "{first_url}"',
+                    'api_key_env = "STANDIN_KEY"',
+                    "max_retries = 0",
+                    '[targets."anthropic:second"]',
+                    f'base_url = "{second_url}"',
+                    'api_key_env = "STANDIN_KEY"',
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+        with Workspace.open(mailbox, answer_check="off") as ws:
+            answer = ws.ask(QUESTION)
+    assert first.served and second.served
+    for script in (first, second):
+        assert not [value for value in SENSITIVE if value in sent(script)]
+    assert EMAIL in answer.text and CARD in answer.text
