@@ -19,7 +19,7 @@ CONSTRAINTS := constraints.txt
 # which cuts the build from 243 to 200 s on 2 cores (docs/benchmarks.md, "Building llama.cpp").
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install demo test lint docs docs-check examples browser services bench bench-env clients-env upgrade clean
+.PHONY: install demo test lint docs docs-check examples browser services web-vendor bench bench-env clients-env upgrade clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,8 @@ demo: $(BIN)/.installed-local
 
 lint: install
 	$(BIN)/mypy
-	$(BIN)/ruff check src tests benchmarks docs/*.py
-	$(BIN)/ruff format --check src tests benchmarks docs/*.py
+	$(BIN)/ruff check src tests benchmarks docs/*.py scripts/*.py
+	$(BIN)/ruff format --check src tests benchmarks docs/*.py scripts/*.py
 
 # The documentation site (mkdocs.yml, docs/): the reference pages are generated from the code
 # first (settings from citewise.config.SETTINGS, every command's --help), then MkDocs builds
@@ -70,6 +70,12 @@ examples: install
 browser:
 	@command -v chromium >/dev/null || apt-get install -y chromium \
 		|| (apt-get update && apt-get install -y chromium)
+
+# The web UI's browser libraries (src/citewise/web/vendor/packages.json), re-downloaded from
+# the npm registry, checked against their pinned sha512 and copied unchanged; committed, so
+# installing citewise needs no npm. After it, `git diff src/citewise/web/vendor` is empty.
+web-vendor:
+	$(PYTHON) scripts/web_vendor.py
 
 # Redis for the shared rate-limit tests (started by the tests on 127.0.0.1, never as a
 # service); espeak-ng and ffmpeg make the speech recordings the audio tests transcribe.

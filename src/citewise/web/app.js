@@ -1,5 +1,8 @@
 // citewise web UI: plain JavaScript over the same HTTP API any client uses.
-// Untrusted text (answers, passages, file names) is only ever set as textContent.
+// Untrusted text (passages, titles, file names, locations) is only ever set as textContent.
+// Answers are Markdown: rendered by markdown-it with raw HTML off, then sanitized by
+// DOMPurify (an allow-list of tags, attributes and URL schemes) before they reach the DOM;
+// the libraries are vendored under /static/vendor/ (vendor/README.md), loaded before this file.
 "use strict";
 
 const KEY_STORAGE = "citewise.key";
@@ -161,10 +164,10 @@ function passageItem(hit) {
   button.type = "button";
   button.className = "passage";
   const title = document.createElement("strong");
-  title.textContent = hit.title;
+  title.textContent = plain(hit.title);
   const where = document.createElement("span");
   where.className = "muted";
-  where.textContent = ` · ${hit.location}`;
+  where.textContent = ` · ${plain(hit.location)}`;
   const text = document.createElement("span");
   text.className = "snippet";
   text.textContent = hit.text.length > 280 ? `${hit.text.slice(0, 280)}…` : hit.text;
@@ -211,7 +214,7 @@ async function ask(question) {
   const status = turn.querySelector(".status");
   $("turns").append(turn);
   turn.scrollIntoView({ block: "end" });
-  const record = { question, text: "", sources: [], citations: [] };
+  const record = { question, text: "", sources: [], citations: [], frame: 0 };
   const messages = [...state.history, { role: "user", content: question }];
   status.textContent = "Thinking…";
   try {
@@ -226,15 +229,17 @@ async function ask(question) {
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
       if (delta && delta.content) {
         record.text += delta.content;
-        renderAnswer(answerEl, record);
+        scheduleRender(answerEl, record);
         status.textContent = "";
       }
     });
+    cancelRender(record);
     renderAnswer(answerEl, record);
     renderCitations(turn.querySelector(".citations"), record);
     state.history.push({ role: "user", content: question }, { role: "assistant", content: record.text });
     status.textContent = "";
   } catch (error) {
+    cancelRender(record);
     status.textContent = "";
     answerEl.textContent = `Error: ${error.message}`;
     answerEl.classList.add("error");
@@ -265,11 +270,98 @@ async function readEvents(response, onChunk) {
   }
 }
 
-// The answer's text with each [n] turned into a button that opens source n.
-function renderAnswer(element, record) {
-  element.replaceChildren();
-  const parts = record.text.split(/(\[\d+\])/);
+// -- answers as Markdown ------------------------------------------------------------------
+// CommonMark (plus tables and strikethrough) with raw HTML off, so "<script>" in an answer
+// is text; links only to http(s) and mailto; images are not fetched (no image rule: an
+// image becomes a link to it). Then DOMPurify keeps only the tags and attributes below, and
+// only afterwards are [n] markers turned into buttons, as DOM nodes built here.
+
+const ANSWER_TAGS = [
+  "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "del", "code", "pre",
+  "blockquote", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th", "td", "a", "span",
+];
+const ANSWER_ATTRS = ["href", "title", "class", "start"];
+const ANSWER_URL = /^(?:https?|mailto):/i; // no javascript:, data:, relative or other schemes
+const MARKER_SPLIT = /(\[\d+\])/;
+
+const markdown = makeMarkdown();
+
+function makeMarkdown() {
+  if (typeof window.markdownit !== "function" || !window.DOMPurify || !DOMPurify.isSupported) {
+    return null; // the libraries did not load: answers fall back to plain text
+  }
+  const md = window.markdownit({ html: false, linkify: true, typographer: false, highlight: highlightCode });
+  md.linkify.set({ fuzzyLink: false, fuzzyEmail: false }); // "README.md" is not a link
+  md.validateLink = (url) => ANSWER_URL.test(url.trim()); // any other link stays as its text
+  md.disable("image");
+  // No reference definitions: a model that ends with "[1]: https://…" would otherwise turn
+  // every [1] marker into that link.
+  md.disable("reference");
+  // Table alignment comes out as a style attribute, which the CSP (no inline styles) would
+  // refuse: a class instead.
+  md.core.ruler.push("alignment_classes", (state) => {
+    for (const token of state.tokens) {
+      const style = token.attrGet("style");
+      if (style === null) continue;
+      token.attrs = token.attrs.filter(([name]) => name !== "style");
+      const align = /text-align:(left|right|center)/.exec(style);
+      if (align) token.attrJoin("class", `align-${align[1]}`);
+    }
+  });
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A" && node.hasAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+  return md;
+}
+
+// A fenced block in a language highlight.js knows, highlighted (its output is escaped
+// text in <span class="hljs-…">, and goes through DOMPurify with the rest); else "" and
+// markdown-it escapes the code itself.
+function highlightCode(code, language) {
+  if (!language || !window.hljs || !hljs.getLanguage(language)) return "";
+  try {
+    const html = hljs.highlight(code, { language, ignoreIllegals: true }).value;
+    return `<pre><code class="hljs language-${markdown.utils.escapeHtml(language)}">${html}</code></pre>`;
+  } catch (_) {
+    return "";
+  }
+}
+
+// The answer as sanitized DOM, its [n] markers live.
+function answerFragment(record) {
+  const fragment = DOMPurify.sanitize(markdown.render(record.text), {
+    ALLOWED_TAGS: ANSWER_TAGS,
+    ALLOWED_ATTR: ANSWER_ATTRS,
+    ALLOWED_URI_REGEXP: ANSWER_URL,
+    ALLOW_DATA_ATTR: false,
+    ALLOW_ARIA_ATTR: false,
+    RETURN_DOM_FRAGMENT: true,
+  });
+  linkMarkers(fragment, record);
+  return fragment;
+}
+
+// Each [n] in the text (not in code, not inside a link) becomes a button that opens source n.
+function linkMarkers(root, record) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => (node.parentElement && node.parentElement.closest("code, pre, a")
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+  });
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  for (const node of texts) {
+    const parts = node.data.split(MARKER_SPLIT);
+    if (parts.length > 1) node.replaceWith(...markerParts(parts, record));
+  }
+}
+
+function markerParts(parts, record) {
+  const nodes = [];
   for (const part of parts) {
+    if (!part) continue;
     const match = /^\[(\d+)\]$/.exec(part);
     const number = match ? Number(match[1]) : 0;
     const source = number ? sourceFor(record, number) : null;
@@ -278,13 +370,55 @@ function renderAnswer(element, record) {
       marker.type = "button";
       marker.className = "marker";
       marker.textContent = `[${number}]`;
-      marker.setAttribute("aria-label", `Source ${number}: ${source.title}`);
+      marker.setAttribute("aria-label", `Source ${number}: ${plain(source.title)}`);
       marker.addEventListener("click", () => openCitation(record, number));
-      element.append(marker);
+      nodes.push(marker);
     } else {
-      element.append(document.createTextNode(part));
+      nodes.push(document.createTextNode(part));
     }
   }
+  return nodes;
+}
+
+// Render the answer into its element. Blocks already shown and unchanged are kept as they
+// are (a marker being clicked or text being selected while the answer streams stays put);
+// from the first block that differs on, the new ones replace the old.
+function renderAnswer(element, record) {
+  const fresh = markdown
+    ? [...answerFragment(record).childNodes]
+    : markerParts(record.text.split(MARKER_SPLIT), record);
+  element.classList.toggle("plain", !markdown);
+  const old = [...element.childNodes];
+  let same = 0;
+  while (same < old.length && same < fresh.length && old[same].isEqualNode(fresh[same])) same++;
+  for (const node of old.slice(same)) node.remove();
+  element.append(...fresh.slice(same));
+}
+
+// While an answer streams, at most one render per frame: the whole text so far is parsed
+// again, so an unfinished list or code block shows as it will end up.
+function scheduleRender(element, record) {
+  if (record.frame) return;
+  record.frame = requestAnimationFrame(() => {
+    record.frame = 0;
+    renderAnswer(element, record);
+  });
+}
+
+function cancelRender(record) {
+  if (record.frame) cancelAnimationFrame(record.frame);
+  record.frame = 0;
+}
+
+// Titles and heading paths are shown as text; Markdown emphasis left in them ("**Setup**"
+// from a Notion export) is shown without its markers. Underscores are left alone: they are
+// in file and identifier names far more often than they are emphasis.
+function plain(text) {
+  return String(text ?? "")
+    .replace(/\*\*(?=\S)([^*]*?\S)\*\*/g, "$1")
+    .replace(/(^|[^\w*])\*(?=[^\s*])([^*]*?[^\s*])\*(?![\w*])/g, "$1$2")
+    .replace(/~~(?=\S)([^~]*?\S)~~/g, "$1")
+    .replace(/`([^`\n]+)`/g, "$1");
 }
 
 function sourceFor(record, number) {
@@ -299,7 +433,7 @@ function renderCitations(list, record) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "citation";
-    button.textContent = `[${citation.number}] ${citation.title} — ${citation.location}`;
+    button.textContent = `[${citation.number}] ${plain(citation.title)} — ${plain(citation.location)}`;
     button.addEventListener("click", () => openCitation(record, citation.number));
     const quote = document.createElement("blockquote");
     quote.textContent = citation.quote;
@@ -320,9 +454,9 @@ function openCitation(record, number) {
 async function openSource(source, start, end) {
   const panel = $("source");
   panel.hidden = false;
-  $("source-title").textContent = source.title;
+  $("source-title").textContent = plain(source.title);
   const page = source.page ? `page ${source.page} · ` : "";
-  $("source-location").textContent = `${page}${source.location} · ${source.source}`;
+  $("source-location").textContent = `${page}${plain(source.location)} · ${source.source}`;
   const text = $("source-text");
   text.textContent = "Loading…";
   showRecording(source);
