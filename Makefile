@@ -133,6 +133,7 @@ bench: install bench-env
 	$(BIN)/python benchmarks/connectors.py --json benchmarks/results/connectors.json
 	$(BIN)/python benchmarks/router.py --json benchmarks/results/router.json
 	$(BIN)/python benchmarks/redaction.py --json benchmarks/results/redaction.json
+	$(BIN)/python benchmarks/response_cache.py --json benchmarks/results/response_cache.json
 	$(BIN)/python benchmarks/access_filter.py --sizes 100000 --json benchmarks/results/access_filter_100k.json
 	$(BIN)/python benchmarks/overload.py --json benchmarks/results/overload.json
 	$(BIN)/python benchmarks/answer_quality.py --json benchmarks/results/answer_quality.json

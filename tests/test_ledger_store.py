@@ -213,3 +213,11 @@ def test_a_workspace_charges_a_shared_postgres_ledger(postgres: str, tmp_path: P
             )
     with pytest.raises(ConfigError, match="PGPASSWORD"):
         Workspace.open(tmp_path / "c", ledger_url="postgresql://app:s3cret@db.internal/app")
+
+
+def test_last_calls_name_each_keys_latest_call(backend) -> None:
+    """The operator console's "last used" (server/admin_routes.py)."""
+    store = backend()
+    later = NOW + timedelta(hours=2)
+    store.settle([], [row("a", 1, 1, 0.1), row("b", 1, 1, 0.1), row("a", 1, 1, 0.1, at=later)])
+    assert Ledger(store, clock=lambda: NOW).last_calls() == {"a": iso(later), "b": iso(NOW)}

@@ -234,3 +234,47 @@ def test_a_fallback_target_is_sent_masked_text_too(mailbox: Path) -> None:
     for script in (first, second):
         assert not [value for value in SENSITIVE if value in sent(script)]
     assert EMAIL in answer.text and CARD in answer.text
+
+
+def test_an_assistant_masks_by_its_own_policy(mailbox: Path) -> None:
+    from citewise.config import read_assistants
+
+    (mailbox / CONFIG_FILE).write_text(
+        'redact = "off"\n[assistants.hr]\nredact = "on"\n', encoding="utf-8"
+    )
+    with stand_in("openai") as (url, script):
+        script.reply = "It is {placeholders} [1]"
+        with remote(mailbox, url, answer_check="off") as ws:
+            assistants = read_assistants(ws.path, ws.config)
+            general = assistants["citewise"].settings(ws.settings)
+            hr = assistants["hr"].settings(ws.settings)
+            "".join(ws.ask_stream(QUESTION, settings=general))  # loads the shared model first
+            assert EMAIL in sent(script)
+            script.served.clear()
+            answer = "".join(ws.ask_stream(QUESTION, settings=hr, assistant="hr"))
+    assert script.served and not [value for value in SENSITIVE if value in sent(script)]
+    assert EMAIL in answer
+
+
+def test_stop_sequences_tools_and_schemas_are_masked_and_json_stays_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citewise.providers.base import OutputSchema, text_of
+
+    monkeypatch.setenv("STANDIN_KEY", "sk-standin")
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    schema = {"type": "object", "properties": {"contact": {"const": EMAIL}, "key": {}}}
+    with stand_in("openai") as (url, script):
+        script.reply = '{"contact": "<EMAIL_1>", "key": "<SECRET_1>"}'
+        settings = Settings.load(
+            None, provider="openai", model="gpt-test", base_url=url, api_key_env="STANDIN_KEY"
+        )
+        request = ModelRequest.of(
+            [Message("user", f"Key for {EMAIL}:\n{pem}")],
+            stop=(EMAIL,),
+            output_schema=OutputSchema("contact", schema),
+        )
+        text, _ = text_of(load_chat_model(settings).generate(request))
+    received = sent(script)
+    assert EMAIL not in received and "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in received
+    assert json.loads(text) == {"contact": EMAIL, "key": pem}  # newlines escaped, not raw

@@ -114,6 +114,8 @@ class LedgerStore(Protocol):
         self, group_by: str, since: str | None = None, key: str | None = None
     ) -> list[dict[str, Any]]: ...
 
+    def last_calls(self) -> dict[str, str]: ...
+
     def set_budget(self, rule: BudgetRule) -> None: ...
 
     def remove_budget(self, kind: str, subject: str, metric: str, period: str) -> bool: ...
@@ -243,6 +245,10 @@ class Ledger:
 
     def budgets(self) -> list[BudgetRule]:
         return self._read(self.store.budgets)
+
+    def last_calls(self) -> dict[str, str]:
+        """Each key's latest call, by key name."""
+        return self._read(self.store.last_calls)
 
     def remove_budget(self, kind: str, subject: str, metric: str, period: str) -> bool:
         return self.store.remove_budget(kind, subject, metric, period)

@@ -201,6 +201,13 @@ class LedgerSql:
             for row in cursor
         ]
 
+    def last_calls(self) -> dict[str, str]:
+        """Each key's latest call (the operator console's "last used")."""
+        cursor = self._db().execute(
+            f"SELECT key, MAX(at) FROM {self.ledger_table} GROUP BY key ORDER BY 1"
+        )
+        return {str(key): str(at) for key, at in cursor}
+
     def set_budget(self, rule: BudgetRule) -> None:
         with self._transaction() as db:
             db.execute(

@@ -279,7 +279,7 @@ _EXTRA_SECRETS = (
     # ("passcode 482913", not "password before Friday"); not a ${VAR} or {{ var }}.
     re.compile(
         r"(?i)(?:\b|(?<=_))(?:password|passwd|passwort|kennwort|contrase[ñn]a|mot de passe"
-        r"|passcode|pwd|api[ _-]?key|secret(?:[_-]access[_-]key)?|token)\b"
+        r"|passcode|pwd|api[ _-]?key|secret(?:[_-]access[_-]key)?|token)\b[\"'`]?"
         r"(?:(?:[ \t]+(?:is|was))?[ \t]*[:=][ \t]*|[ \t]+(?:is|was)[ \t]+"
         r"|[ \t]+(?=[\"'`]?[^\s\"'`,;]*\d))"
         r"(?!\$\{|\{\{)[\"'`]?([^\s\"'`,;]{6,})"
@@ -438,7 +438,18 @@ class Detector:
 
 @functools.cache
 def detector(policy: RedactionPolicy) -> Detector:
-    return Detector(policy)
+    """The policy's detector; one whose recognizers cannot be made refuses (fail closed),
+    never a provider error that another target or a retry would answer."""
+    try:
+        return Detector(policy)
+    except RedactionRefused:
+        raise
+    except Exception as exc:
+        raise RedactionRefused(
+            f"the recognizers could not be loaded ({type(exc).__name__}: {exc}); "
+            "the request was not sent",
+            reason="detector",
+        ) from exc
 
 
 def _replaced(text: str, findings: Sequence[Finding], placeholder: Any) -> str:
@@ -547,4 +558,34 @@ def redact_request(request: ModelRequest, vault: Vault) -> ModelRequest:
         )
         for message in request.messages
     )
-    return replace(request, messages=messages)
+    schema = request.output_schema
+    return replace(
+        request,
+        messages=messages,
+        # What a client sends besides turns leaves the machine too: stop sequences (a
+        # masked value is written as its placeholder, so that is what stops it), tools,
+        # the JSON schema.
+        stop=tuple(vault.redact(s) for s in request.stop),
+        tools=tuple(
+            replace(
+                tool,
+                description=vault.redact(tool.description),
+                parameters=_redacted_json(tool.parameters, vault),
+            )
+            for tool in request.tools
+        ),
+        output_schema=None
+        if schema is None
+        else replace(schema, schema=_redacted_json(schema.schema, vault)),
+    )
+
+
+def _redacted_json(value: Any, vault: Vault) -> Any:
+    """A JSON value with every string's sensitive values masked."""
+    if isinstance(value, str):
+        return vault.redact(value)
+    if isinstance(value, list):
+        return [_redacted_json(v, vault) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted_json(v, vault) for k, v in value.items()}
+    return value

@@ -121,6 +121,7 @@ class Workspace:
         self._embedders_lock = threading.Lock()
         self._chat_models: dict[tuple[str, str, str, int], Router] = {}
         self._chat_models_lock = threading.Lock()
+        self._masked_models: dict[tuple[Any, ...], Router] = {}
         self._allowed_cache = AllowedCache()
         # Model responses for assistants with response_cache = "exact": a SQLite file of
         # this directory (per replica on PostgreSQL), opened on first use.
@@ -346,6 +347,15 @@ class Workspace:
         """The chat model for ``settings`` (default: the workspace's), loaded once."""
         settings = settings or self.settings
         key = (settings.provider, settings.model, settings.base_url, settings.context_window)
+        # An assistant may mask differently (redact*, per [assistants.NAME]): its own router,
+        # sharing the loaded models.
+        masking = (
+            settings.redact,
+            settings.redact_entities,
+            settings.redact_block,
+            settings.redact_phone_region,
+            settings.redact_ner_model,
+        )
         with self._chat_models_lock:
             if key not in self._chat_models:
                 from .providers import load_chat_model
@@ -354,7 +364,13 @@ class Workspace:
                 model.ledger = self.ledger  # every call is recorded and budgeted
                 model.response_cache = self.response_cache  # for requests that ask for it
                 self._chat_models[key] = model
-            return self._chat_models[key]
+            if (key, masking) not in self._masked_models:
+                from .redaction import RedactionPolicy
+
+                self._masked_models[(key, masking)] = self._chat_models[key].with_redaction(
+                    RedactionPolicy.from_settings(settings), settings.redact
+                )
+            return self._masked_models[(key, masking)]
 
     def ask_stream(
         self,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -355,6 +356,15 @@ class Router:
             return ReplayedResponse(self, request, self.ledger, entry)
         return ChargedResponse(self, request, self.ledger, (cache, key))
 
+    def with_redaction(self, redaction: RedactionPolicy | None, redact: str) -> Router:
+        """This router masking by ``redaction`` (an assistant's own policy); the loaded
+        models, ledger and response cache are shared."""
+        if (redaction, redact) == (self.redaction, self.redact):
+            return self
+        other = copy.copy(self)
+        other.redaction, other.redact = redaction, redact
+        return other
+
     def cache_key(self, request: ModelRequest) -> str:
         """The response cache's key of ``request``: sha256 over the canonical JSON of the
         router's alias and chain and every field of the request that reaches a provider
@@ -362,7 +372,8 @@ class Router:
         body = {
             "version": 1,
             "alias": self.alias,
-            "chain": [[t.spec, t.base_url] for t in self.chain],
+            "chain": [[t.spec, t.base_url, t.redact] for t in self.chain],
+            "redaction": [self.redact, repr(self.redaction)],
             "request": {
                 f.name: _plain(getattr(request, f.name))
                 for f in fields(request)
@@ -526,7 +537,8 @@ class Router:
                 queue_s,
                 request.cancelled,
             )
-            for event in events if vault is None else restored(events, vault):
+            json_text = request.output_schema is not None  # values go back JSON-escaped
+            for event in events if vault is None else restored(events, vault, json_text):
                 if isinstance(event, Admitted):
                     queued = event.waited_s
                     started = time.monotonic()  # latency and first token count from here
@@ -654,11 +666,13 @@ class Router:
         return failure
 
 
-def restored(events: Iterator[Event], vault: Vault) -> Generator[Event, None, None]:
+def restored(
+    events: Iterator[Event], vault: Vault, json_text: bool = False
+) -> Generator[Event, None, None]:
     """A masked request's response with the originals back: in the text, across delta
     boundaries (a placeholder is held back until whole), and in each tool call's JSON
     arguments. What is held is let out before the final event."""
-    text = vault.restorer()
+    text = vault.restorer(json_string=json_text)
     arguments: dict[int, Any] = {}
     for event in events:
         if isinstance(event, TextDelta):

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_url
 from ..workspace import Workspace
-from . import data_routes, media, openai_routes, responses_routes
+from . import admin_routes, data_routes, media, openai_routes, responses_routes
 from .auth import AdminKey, AskKey, host_refusal, identify, needs_key, service_of
 from .errors import (
     APIError,
@@ -113,6 +113,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.include_router(responses_routes.router)
     app.include_router(data_routes.router)
     app.include_router(media.router)
+    app.include_router(admin_routes.router)  # the operator console's /v1/admin/...
     _add_operational_routes(app)
     _add_web_routes(app)
     app.router.routes.append(Route("/mcp", endpoint=mcp))  # an ASGI app: every method
@@ -126,6 +127,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
         expose_headers=CORS_EXPOSE_HEADERS,
         max_age=600,
     )
+    admin_routes.count_requests(app)  # requests and 429s per key, inside the next one
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 
@@ -220,8 +222,8 @@ def _query_names(route: Any) -> set[str]:
 
 
 def _is_web(path: str) -> bool:
-    """The web app's paths: its page and its files (headers: WEB_HEADERS)."""
-    return path in ("/", "/static") or path.startswith("/static/")
+    """The web app's paths: its pages and its files (headers: WEB_HEADERS)."""
+    return path in ("/", "/admin", "/static") or path.startswith("/static/")
 
 
 def _add_web_routes(app: FastAPI) -> None:
@@ -230,6 +232,11 @@ def _add_web_routes(app: FastAPI) -> None:
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(WEB / "index.html"))  # with WEB_HEADERS (the middleware)
+
+    @app.api_route("/admin", methods=["GET", "HEAD"], include_in_schema=False)
+    async def admin() -> FileResponse:
+        # The operator console: the page needs no key, its /v1/admin/... calls an admin one.
+        return FileResponse(str(WEB / "admin.html"))
 
 
 class BodyTooLarge(Exception):

@@ -1,0 +1,678 @@
+// citewise operator console: plain JavaScript over the documented /v1/admin/... endpoints.
+// Everything shown comes from the API and is set as textContent (never as HTML); charts
+// are SVG elements built here. Dates are shown in the browser's locale.
+"use strict";
+
+const KEY_STORAGE = "citewise.key"; // the chat page's: one sign-in per tab
+const VIEWS = ["usage", "keys", "budgets", "health"];
+const CALLS_SHOWN = 200;
+const SVG = "http://www.w3.org/2000/svg";
+// Colour-blind-safe (Okabe–Ito), then greys for the rest.
+const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+  "#000000", "#777777", "#AAAAAA"];
+
+const state = {
+  key: sessionStorage.getItem(KEY_STORAGE) || "",
+  view: "usage",
+  calls: [],
+  series: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+// -- API ------------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.key) headers.set("Authorization", `Bearer ${state.key}`);
+  if (options.json !== undefined) {
+    headers.set("Content-Type", "application/json");
+    options.body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, { ...options, headers });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    let code = "";
+    try {
+      const body = await response.json();
+      message = body.error.message || message;
+      code = body.error.code || "";
+    } catch (_) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = response.status;
+    error.code = code;
+    throw error;
+  }
+  return response.json();
+}
+
+// -- formatting (the browser's locale) ------------------------------------------------
+
+const numberFormat = new Intl.NumberFormat(undefined);
+const usdFormat = new Intl.NumberFormat(undefined, {
+  style: "currency", currency: "USD", minimumFractionDigits: 6, maximumFractionDigits: 6,
+});
+const shortUsd = new Intl.NumberFormat(undefined, {
+  style: "currency", currency: "USD", maximumSignificantDigits: 3,
+});
+
+function usd(value) {
+  return value === null || value === undefined ? "–" : usdFormat.format(value);
+}
+function count(value) {
+  return value === null || value === undefined ? "–" : numberFormat.format(value);
+}
+function when(iso) {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+}
+function shortWhen(iso) {
+  const date = new Date(iso);
+  return date.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+}
+function bucketLabel(iso, bucket) {
+  const date = new Date(iso);
+  return bucket === "hour"
+    ? date.toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" })
+    : date.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+}
+function seconds(value) {
+  return value === null || value === undefined ? "–" : value.toFixed(2);
+}
+function metricValue(metric, value) {
+  return metric === "cost_usd" ? usd(value) : count(value);
+}
+
+// -- sign in ----------------------------------------------------------------------------
+
+async function start() {
+  if (!state.key) {
+    // Without auth (loopback) the API answers without a key: try before asking for one.
+    try {
+      await api("/v1/admin/health");
+      showConsole("no authentication (loopback)");
+    } catch (error) {
+      showSignIn(error.status === 401 ? "" : error.message);
+    }
+    return;
+  }
+  try {
+    await api("/v1/admin/health");
+    const keys = await api("/v1/collections");
+    showConsole(`signed in as ${keys.key}`);
+  } catch (error) {
+    if (error.status === 401) {
+      showSignIn("That key was not accepted.");
+    } else if (error.status === 403) {
+      showForbidden(error.message);
+    } else {
+      showSignIn(error.message);
+    }
+  }
+}
+
+function hideAll() {
+  for (const id of ["sign-in", "forbidden", "main", "views-nav"]) $(id).hidden = true;
+}
+
+function showSignIn(message) {
+  hideAll();
+  $("sign-in").hidden = false;
+  $("sign-out").hidden = true;
+  $("who").textContent = "";
+  $("sign-in-error").textContent = message || "";
+  $("api-key").focus();
+}
+
+function showForbidden(message) {
+  hideAll();
+  $("forbidden").hidden = false;
+  $("sign-out").hidden = false;
+  $("forbidden-text").textContent =
+    `${message}: the console shows keys, usage and budgets to operators only.`;
+  $("forbidden-sign-out").focus();
+}
+
+function showConsole(who) {
+  hideAll();
+  $("main").hidden = false;
+  $("views-nav").hidden = false;
+  $("sign-out").hidden = !state.key;
+  $("who").textContent = who;
+  route();
+}
+
+function signOut() {
+  sessionStorage.removeItem(KEY_STORAGE);
+  state.key = "";
+  showSignIn("");
+}
+
+$("sign-in-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.key = $("api-key").value.trim();
+  sessionStorage.setItem(KEY_STORAGE, state.key);
+  $("api-key").value = "";
+  start();
+});
+$("sign-out").addEventListener("click", signOut);
+$("forbidden-sign-out").addEventListener("click", signOut);
+
+// -- views --------------------------------------------------------------------------------
+
+function route() {
+  const wanted = location.hash.replace("#", "");
+  state.view = VIEWS.includes(wanted) ? wanted : "usage";
+  for (const view of VIEWS) $(`view-${view}`).hidden = view !== state.view;
+  for (const link of document.querySelectorAll("#views-nav a")) {
+    if (link.dataset.view === state.view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  $("status").textContent = "";
+  const load = { usage: loadUsage, keys: loadKeys, budgets: loadBudgets, health: loadHealth };
+  load[state.view]().catch(failed);
+}
+
+function failed(error) {
+  if (error.status === 401) showSignIn("That key is no longer accepted.");
+  else if (error.status === 403) showForbidden(error.message);
+  else $("status").textContent = error.message;
+}
+
+window.addEventListener("hashchange", () => {
+  if (!$("main").hidden) {
+    route();
+    $("main").focus();
+  }
+});
+
+// -- usage & cost -------------------------------------------------------------------------
+
+function rangeSince(range) {
+  const now = Date.now();
+  const hours = { "24h": 24, "7d": 24 * 7, "30d": 24 * 30 }[range];
+  if (!hours) return null;
+  const since = new Date(now - hours * 3600 * 1000);
+  if (range !== "24h") since.setUTCHours(0, 0, 0, 0); // whole UTC days, as the ledger's
+  else since.setUTCMinutes(0, 0, 0);
+  return since.toISOString();
+}
+
+async function loadUsage() {
+  const range = $("usage-range").value;
+  const by = $("usage-by").value;
+  const bucket = range === "24h" ? "hour" : "day";
+  const since = rangeSince(range);
+  const query = new URLSearchParams({ bucket, by });
+  if (since) query.set("since", since);
+  const series = await api(`/v1/admin/usage/series?${query}`);
+  const callQuery = new URLSearchParams({ calls: "true" });
+  if (since) callQuery.set("since", since);
+  const calls = await api(`/v1/usage?${callQuery}`);
+  $("usage-range-note").textContent = since
+    ? `Calls since ${when(since)} (the same figures as citewise usage --by ${by} --since ${since}).`
+    : `Every call in the ledger (the same figures as citewise usage --by ${by}).`;
+  const empty = series.totals.length === 0;
+  $("usage-empty").hidden = !empty;
+  $("usage-content").hidden = empty;
+  state.calls = calls.data;
+  if (empty) return;
+  state.series = series;
+  renderTotals(series);
+  renderChart(series);
+  renderGroups(series);
+  renderCalls(true);
+}
+
+function renderTotals(series) {
+  const sum = (name) => series.totals.reduce((total, row) => total + (row[name] || 0), 0);
+  const priced = series.totals.some((row) => row.cost_usd !== null);
+  const unpriced = sum("unpriced_calls");
+  const items = [
+    ["Calls", count(sum("calls")), "total-calls"],
+    ["Failed", count(sum("failed")), "total-failed"],
+    ["Tokens", count(sum("tokens")), "total-tokens"],
+    ["Cost", (priced ? usd(sum("cost_usd")) : "–") + (unpriced ? ` + ${unpriced} unpriced` : ""),
+      "total-cost"],
+    ["Cache hits", count(sum("cache_hits")), "total-cache-hits"],
+    ["Saved by the cache", usd(sum("saved_usd")), "total-saved"],
+  ];
+  const list = $("usage-totals");
+  list.replaceChildren();
+  for (const [label, value, id] of items) {
+    const box = el("div");
+    box.append(el("dt", label));
+    const dd = el("dd", value);
+    dd.id = id;
+    box.append(dd);
+    list.append(box);
+  }
+}
+
+function colourOf(groups) {
+  const colours = new Map();
+  groups.forEach((group, n) => colours.set(group, COLOURS[n % COLOURS.length]));
+  return colours;
+}
+
+function svg(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+  return node;
+}
+
+function renderChart(series) {
+  const metric = $("usage-metric").value;
+  const metricName = $("usage-metric").selectedOptions[0].textContent;
+  const colours = colourOf(series.groups);
+  const stacks = new Map(series.buckets.map((b) => [b, []]));
+  for (const cell of series.data) stacks.get(cell.bucket).push(cell);
+  const height = (cell) => cell[metric] || 0;
+  const max = Math.max(...[...stacks.values()].map((cells) =>
+    cells.reduce((total, cell) => total + height(cell), 0)), 0) || 1;
+
+  // Drawn at the box's own width, so labels keep their size on a phone.
+  const width = Math.max($("usage-chart").clientWidth || 720, 300);
+  const tall = width < 500 ? 200 : 260, left = 64, bottom = 36, top = 10;
+  const slot = (width - left - 8) / Math.max(series.buckets.length, 1);
+  const barWidth = Math.max(Math.min(slot * 0.7, 60), 2);
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${tall}`, role: "img", class: "bars",
+    "aria-label": `${metricName} per ${series.bucket} by ${series.by}, stacked`,
+  });
+  const scale = (value) => ((tall - bottom - top) * value) / max;
+  for (const fraction of [0, 0.5, 1]) {
+    const y = tall - bottom - scale(max * fraction);
+    chart.append(svg("line", { x1: left, x2: width, y1: y, y2: y, class: "grid" }));
+    const label = svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" });
+    label.textContent = metric === "cost_usd" ? shortUsd.format(max * fraction)
+      : numberFormat.format(Math.round(max * fraction));
+    chart.append(label);
+  }
+  series.buckets.forEach((bucket, n) => {
+    const x = left + n * slot + (slot - barWidth) / 2;
+    let y = tall - bottom;
+    for (const cell of stacks.get(bucket)) {
+      const h = scale(height(cell));
+      if (h <= 0) continue;
+      y -= h;
+      const rect = svg("rect", { x, y, width: barWidth, height: h, fill: colours.get(cell.group) });
+      const tip = svg("title");
+      tip.textContent = `${cell.group}, ${bucketLabel(bucket, series.bucket)}: ` +
+        `${metricValue(metric, cell[metric])}`;
+      rect.append(tip);
+      chart.append(rect);
+    }
+    const every = Math.ceil(series.buckets.length / Math.max(Math.floor(width / 70), 1));
+    if (n % every === 0) {
+      const label = svg("text", {
+        x: x + barWidth / 2, y: tall - bottom + 16, "text-anchor": "middle", class: "axis",
+      });
+      label.textContent = bucketLabel(bucket, series.bucket);
+      chart.append(label);
+    }
+  });
+  $("usage-chart").replaceChildren(chart);
+  $("usage-chart-caption").textContent =
+    `${metricName} per ${series.bucket} (UTC ${series.bucket}s), stacked by ${series.by}.`;
+  const legend = $("usage-legend");
+  legend.replaceChildren();
+  for (const group of series.groups) {
+    const item = el("li");
+    const swatch = el("span", "", "swatch");
+    swatch.style.background = colours.get(group);
+    item.append(swatch, document.createTextNode(group || "(none)"));
+    legend.append(item);
+  }
+}
+
+function renderGroups(series) {
+  $("groups-by").textContent = series.by;
+  $("usage-groups-head").textContent = series.by;
+  const body = $("usage-groups").tBodies[0];
+  body.replaceChildren();
+  for (const row of series.totals) {
+    const tr = el("tr");
+    tr.dataset.group = row.group;
+    const th = el("th", row.group || "(none)");
+    th.scope = "row";
+    tr.append(th);
+    const cost = usd(row.cost_usd) + (row.unpriced_calls ? ` + ${row.unpriced_calls} unpriced` : "");
+    const cells = [
+      [row.calls, "calls"], [row.failed, "failed"], [row.prompt_tokens, "prompt"],
+      [row.completion_tokens, "completion"],
+    ].map(([value, name]) => [count(value), name]);
+    cells.push([cost, "cost"], [count(row.cache_hits), "cache-hits"], [usd(row.saved_usd), "saved"]);
+    for (const [text, name] of cells) {
+      const td = el("td", text, "num");
+      td.dataset.col = name;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  const top = $("usage-top");
+  top.replaceChildren();
+  const byGroup = new Map(series.totals.map((row) => [row.group, row]));
+  for (const group of series.top) {
+    const row = byGroup.get(group);
+    const item = el("li");
+    item.append(el("span", group || "(none)", "name"), " ",
+      el("span", `${usd(row.cost_usd)} · ${count(row.tokens)} tokens`, "muted"));
+    top.append(item);
+  }
+}
+
+function fillSelect(select, values, all) {
+  const chosen = select.value;
+  select.replaceChildren(el("option", all));
+  select.options[0].value = "";
+  for (const value of values) {
+    const option = el("option", value);
+    option.value = value;
+    select.append(option);
+  }
+  select.value = values.includes(chosen) ? chosen : "";
+}
+
+function renderCalls(refill) {
+  const calls = state.calls;
+  if (refill) {
+    fillSelect($("calls-key"), [...new Set(calls.map((c) => c.key))].sort(), "All keys");
+    fillSelect($("calls-status"), [...new Set(calls.map((c) => c.status))].sort(), "All statuses");
+  }
+  const key = $("calls-key").value;
+  const status = $("calls-status").value;
+  const matching = calls.filter((c) => (!key || c.key === key) && (!status || c.status === status));
+  const shown = matching.slice(-CALLS_SHOWN).reverse(); // newest first
+  const body = $("calls-table").tBodies[0];
+  body.replaceChildren();
+  for (const c of shown) {
+    const tr = el("tr");
+    tr.dataset.key = c.key;
+    tr.dataset.status = c.status;
+    const values = [
+      [shortWhen(c.at)], [c.key || "–"], [c.assistant], [c.purpose], [c.target],
+      [c.attempt, "num"], [c.status + (c.cache_hit ? " (cache hit)" : ""), `status-${c.status}`],
+      [`${count(c.prompt_tokens)}${c.estimated ? "~" : ""}`, "num"],
+      [count(c.completion_tokens), "num"], [seconds(c.latency_s), "num"],
+      [seconds(c.first_token_s), "num"], [usd(c.cost_usd), "num"],
+    ];
+    for (const [text, className] of values) tr.append(el("td", text, className));
+    if (c.error) tr.title = c.error;
+    body.append(tr);
+  }
+  $("calls-note").textContent = matching.length > shown.length
+    ? `${matching.length} calls match; the newest ${shown.length} are shown.`
+    : matching.length === 1 ? "1 call matches." : `${matching.length} calls match.`;
+}
+
+$("usage-controls").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadUsage().catch(failed);
+});
+for (const id of ["usage-range", "usage-by"]) {
+  $(id).addEventListener("change", () => loadUsage().catch(failed));
+}
+$("usage-metric").addEventListener("change", () => state.series && renderChart(state.series));
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (state.view === "usage" && state.series && !$("usage-content").hidden) renderChart(state.series);
+  }, 200);
+});
+$("calls-key").addEventListener("change", () => renderCalls(false));
+$("calls-status").addEventListener("change", () => renderCalls(false));
+
+// -- keys -----------------------------------------------------------------------------------
+
+async function loadKeys() {
+  const query = new URLSearchParams({ revoked: String($("keys-revoked").checked) });
+  const [body, budgets] = await Promise.all([
+    api(`/v1/admin/keys?${query}`), api("/v1/admin/budgets"),
+  ]);
+  const budgetsOf = new Map();
+  for (const b of budgets.data.filter((b) => b.kind === "key")) {
+    const text = `${budgetAmount(b, b.amount, true)}/${b.period} (${Math.round((100 * b.spent) / b.amount)}% spent)`;
+    budgetsOf.set(b.subject, [...(budgetsOf.get(b.subject) || []), text]);
+  }
+  const table = $("keys-table").tBodies[0];
+  table.replaceChildren();
+  $("keys-empty").hidden = body.data.length > 0;
+  if (body.data.length) $("keys-since").textContent = when(body.data[0].counted_since);
+  for (const k of body.data) {
+    const tr = el("tr");
+    tr.dataset.key = k.name;
+    const name = el("th", k.name);
+    name.scope = "row";
+    tr.append(name);
+    const values = [
+      [k.user || "(service)"], [`${k.prefix}…`], [k.scopes.join(", ")],
+      [k.collections.join(", ")], [limits(k)],
+      [new Date(k.created).toLocaleDateString()], [k.last_used ? shortWhen(k.last_used) : "never"],
+      [count(k.requests), "num"], [count(k.rate_limited), "num"],
+      [(budgetsOf.get(k.name) || ["–"]).join("; ")],
+    ];
+    for (const [text, className] of values) tr.append(el("td", text, className));
+    const action = el("td");
+    if (k.revoked) {
+      action.textContent = `revoked ${new Date(k.revoked).toLocaleDateString()}`;
+      action.title = `revoked ${when(k.revoked)}`;
+      action.className = "wrap";
+    } else {
+      const button = el("button", "Revoke", "danger");
+      button.type = "button";
+      button.setAttribute("aria-label", `Revoke key ${k.name}`);
+      button.addEventListener("click", () => revoke(k.name));
+      action.append(button);
+    }
+    tr.append(action);
+    table.append(tr);
+  }
+}
+
+function limits(k) {
+  const parts = [];
+  if (k.rpm) parts.push(`${count(k.rpm)} rpm`);
+  if (k.tpm) parts.push(`${count(k.tpm)} tpm`);
+  return parts.length ? parts.join(", ") : "none";
+}
+
+async function revoke(name) {
+  if (!window.confirm(`Revoke key ${name}? Requests with it are refused from now on.`)) return;
+  try {
+    await api(`/v1/admin/keys/${encodeURIComponent(name)}`, { method: "DELETE" });
+    $("status").textContent = "";
+    await loadKeys();
+    $("keys-title").focus();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+$("keys-revoked").addEventListener("change", () => loadKeys().catch(failed));
+
+$("create-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("create-error").textContent = "";
+  const scopes = [...document.querySelectorAll("#create-form input[name=scope]:checked")]
+    .map((box) => box.value);
+  const body = {
+    name: $("new-name").value.trim(),
+    scopes,
+    collections: $("new-collections").value.split(",").map((s) => s.trim()).filter(Boolean),
+  };
+  for (const [id, name] of [["new-rpm", "rpm"], ["new-tpm", "tpm"]]) {
+    if ($(id).value) body[name] = Number($(id).value);
+  }
+  if ($("new-user").value.trim()) body.user = $("new-user").value.trim();
+  if (!scopes.length) {
+    $("create-error").textContent = "Choose at least one scope.";
+    return;
+  }
+  try {
+    const created = await api("/v1/admin/keys", { method: "POST", json: body });
+    $("secret-name").textContent = created.name;
+    $("secret-value").value = created.key;
+    $("secret-box").hidden = false;
+    $("create-form").reset();
+    $("secret-value").focus();
+    $("secret-value").select();
+    await loadKeys();
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) failed(error);
+    else $("create-error").textContent = error.message;
+  }
+});
+
+$("secret-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("secret-value").value);
+    $("secret-copy").textContent = "Copied";
+  } catch (_) {
+    $("secret-value").select();
+  }
+});
+$("secret-done").addEventListener("click", () => {
+  $("secret-value").value = "";
+  $("secret-box").hidden = true;
+  $("secret-copy").textContent = "Copy";
+  $("new-name").focus();
+});
+
+// -- budgets --------------------------------------------------------------------------------
+
+function budgetAmount(budget, value, short) {
+  if (budget.metric !== "usd") return `${count(Math.round(value))} tokens`;
+  return short ? shortUsd.format(value) : usd(value);
+}
+
+async function loadBudgets() {
+  const body = await api("/v1/admin/budgets");
+  const list = $("budgets-list");
+  list.replaceChildren();
+  $("budgets-empty").hidden = body.data.length > 0;
+  for (const b of body.data) {
+    const card = el("article", undefined, "card budget");
+    card.dataset.subject = `${b.kind}:${b.subject}`;
+    const title = el("h3", `${b.kind} ${b.subject}: ${budgetAmount(b, b.amount, true)} per ${b.period}`);
+    card.append(title);
+    const facts = el("dl", undefined, "facts");
+    const projection = b.exhausted ? "exhausted"
+      : b.projected_exhaustion ? when(b.projected_exhaustion)
+        : "not before it resets";
+    for (const [label, value, name] of [
+      ["Spent this period", budgetAmount(b, b.spent), "spent"],
+      ["Remaining", budgetAmount(b, b.remaining), "remaining"],
+      ["Burn rate", `${budgetAmount(b, b.burn_per_hour)} per hour`, "rate"],
+      ["Runs out", projection, "projection"],
+      ["Resets", when(b.resets_at), "resets"],
+      ["Kind", b.hard ? "hard (calls refused)" : "soft (reported only)", "kind"],
+    ]) {
+      const box = el("div");
+      box.append(el("dt", label));
+      const dd = el("dd", value);
+      dd.dataset.field = name;
+      box.append(dd);
+      facts.append(box);
+    }
+    card.append(facts);
+    const meter = el("meter");
+    meter.min = 0;
+    meter.max = b.amount;
+    meter.value = Math.min(b.spent, b.amount);
+    meter.high = b.amount * 0.8;
+    meter.setAttribute("aria-label", `Share of the budget spent: ${Math.round((100 * b.spent) / b.amount)}%`);
+    card.append(meter);
+    card.append(burnChart(b));
+    card.append(el("p", "Solid: spent so far; dotted: at this period's rate; dashed: the limit.",
+      "muted"));
+    list.append(card);
+  }
+}
+
+function burnChart(b) {
+  // Cumulative spend over the period (hours or days), the limit, and the projection.
+  const start = new Date(b.period_start).getTime();
+  const end = new Date(b.resets_at).getTime();
+  const width = 480, tall = 150, pad = 14;
+  const x = (time) => pad + ((width - 2 * pad) * (time - start)) / (end - start);
+  const y = (value) => tall - pad - ((tall - 2 * pad) * Math.min(value, b.amount * 1.2)) / (b.amount * 1.2);
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${tall}`, role: "img", class: "burn",
+    "aria-label": `Spend over the ${b.period} against the limit; ` +
+      (b.projected_exhaustion ? `projected to run out ${when(b.projected_exhaustion)}`
+        : "not projected to run out this period"),
+  });
+  chart.append(svg("line", { x1: pad, x2: width - pad, y1: y(b.amount), y2: y(b.amount), class: "limit" }));
+  const limitLabel = svg("text", { x: width - pad, y: y(b.amount) - 4, "text-anchor": "end", class: "axis" });
+  limitLabel.textContent = `limit ${budgetAmount(b, b.amount, true)}`;
+  chart.append(limitLabel);
+  // A step per hour (daily budgets) or day (monthly) in which something was spent.
+  let points = `${x(start)},${y(0)}`;
+  let before = 0;
+  for (const point of b.burn) {
+    const at = x(new Date(point.at).getTime());
+    points += ` ${at},${y(before)} ${at},${y(point.spent)}`;
+    before = point.spent;
+  }
+  const now = Date.now();
+  points += ` ${x(Math.min(now, end))},${y(b.spent)}`;
+  chart.append(svg("polyline", { points, class: "spent" }));
+  for (const [time, anchor] of [[start, "start"], [end, "end"]]) {
+    const label = svg("text", { x: x(time), y: tall - 2, "text-anchor": anchor, class: "axis" });
+    label.textContent = new Date(time).toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" });
+    chart.append(label);
+  }
+  if (b.burn_per_hour > 0) {
+    const hoursLeft = (end - now) / 3600000;
+    const projected = b.spent + b.burn_per_hour * hoursLeft;
+    chart.append(svg("line", {
+      x1: x(Math.min(now, end)), y1: y(b.spent), x2: x(end), y2: y(projected), class: "projection",
+    }));
+  }
+  return chart;
+}
+
+// -- health ---------------------------------------------------------------------------------
+
+async function loadHealth() {
+  const health = await api("/v1/admin/health");
+  const summary = $("health-summary");
+  summary.replaceChildren();
+  for (const [label, value, id] of [
+    ["Status", health.status, "health-status"],
+    ["Version", health.version, "health-version"],
+    ["Schema", health.schema || "–", "health-schema"],
+    ["Replica", health.replica, "health-replica"],
+    ["Authentication", health.auth ? "API keys" : "none (loopback only)", "health-auth"],
+  ]) {
+    const box = el("div");
+    box.append(el("dt", label));
+    const dd = el("dd", value);
+    dd.id = id;
+    box.append(dd);
+    summary.append(box);
+  }
+  const body = $("health-components").tBodies[0];
+  body.replaceChildren();
+  for (const [name, status] of Object.entries(health.components)) {
+    const tr = el("tr");
+    tr.dataset.component = name;
+    const th = el("th", name);
+    th.scope = "row";
+    tr.append(th, el("td", status, status === "ok" ? "ok" : "bad"),
+      el("td", health.details[name] || ""));
+    body.append(tr);
+  }
+}
+
+start();

@@ -1,0 +1,570 @@
+"""The operator console (issue 31, item 2): its /v1/admin/... endpoints over HTTP, and the
+/admin page in headless Chromium (Debian's, as tests/test_web.py), against a real server
+whose model is the OpenAI STAND-IN (tests/standins.py) with known usage and prices.
+
+The data is made here: two keys ask questions (one through an assistant with the response
+cache, so a cache hit saves money), one call fails over a 500, a key has a daily budget.
+Every figure the page shows is held to the ledger (``Ledger.summary``/``rows``) and to
+``citewise usage --json``. Screenshots land in test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from citewise import Workspace
+from citewise.keys import create_key
+from citewise.ledger import BudgetRule, LedgerRow, iso
+from citewise.server import create_app
+from citewise.server.admin_routes import budget_state, usage_series
+from conftest import CITEWISE, LiveServer
+from standins import Script, stand_in
+
+pytestmark = pytest.mark.slow  # a real server (and a browser)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
+TIMEOUT_MS = 60_000
+QUESTION = "How do I rotate the API keys?"
+USAGE = (1000, 200)  # what the stand-in reports per call: prompt, completion tokens
+BUDGET = 0.05  # alice's daily budget, USD
+ENDPOINTS = [
+    ("GET", "/v1/admin/keys", None),
+    ("POST", "/v1/admin/keys", {"name": "never-made", "scopes": ["ask"]}),
+    ("DELETE", "/v1/admin/keys/alice", None),
+    ("GET", "/v1/admin/usage/series", None),
+    ("GET", "/v1/admin/budgets", None),
+    ("GET", "/v1/admin/health", None),
+]
+
+
+class Console:
+    def __init__(self, live: LiveServer, workspace: Workspace, keys: dict[str, str]) -> None:
+        self.live, self.url, self.workspace, self.keys = live, live.url, workspace, keys
+
+    def call(self, method: str, path: str, key: str | None = "admin", **kw: object):
+        headers = {} if key is None else {"Authorization": f"Bearer {self.keys[key]}"}
+        return httpx.request(method, self.url + path, headers=headers, timeout=60, **kw)
+
+
+def chat(console: Console, key: str, model: str = "citewise") -> httpx.Response:
+    payload = {"model": model, "messages": [{"role": "user", "content": QUESTION}]}
+    response = console.call("POST", "/v1/chat/completions", key, json=payload)
+    assert response.status_code == 200, response.text
+    return response
+
+
+@pytest.fixture(scope="module")
+def console(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    root = tmp_path_factory.mktemp("console")
+    shutil.copytree(ingested_template / "ws", root / "ws")
+    with stand_in("openai", Script(usage=USAGE)) as (url, script):
+        lines = [
+            'provider = "openai"',
+            'model = "standin-model"',
+            f'base_url = "{url}"',
+            'api_key_env = "STANDIN_KEY"',
+            "[assistants.cached]",
+            'response_cache = "exact"',
+            '[targets."openai:standin-model"]',
+            "input_price = 1.0",
+            "output_price = 4.0",
+            "",
+        ]
+        (root / "ws" / "citewise.toml").write_text("\n".join(lines), encoding="utf-8")
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("STANDIN_KEY", "sk-standin")
+            workspace = Workspace.open(root / "ws")
+            keys = {
+                name: create_key(workspace.store, name, ["*"], scopes)[0]
+                for name, scopes in [
+                    ("admin", ["admin"]),
+                    ("alice", ["ask"]),
+                    ("bob", ["ask", "ingest"]),
+                    ("victim", ["ask"]),
+                ]
+            }
+            workspace.ledger.set_budget(BudgetRule("key", "alice", "usd", "day", BUDGET))
+            try:
+                with LiveServer(create_app(workspace)) as live:
+                    made = Console(live, workspace, keys)
+                    chat(made, "alice")
+                    chat(made, "alice")
+                    chat(made, "bob", "cached")
+                    chat(made, "bob", "cached")  # a cache hit: saved_usd
+                    script.behaviours.append("500")  # a failed attempt, then its retry
+                    chat(made, "bob")
+                    chat(made, "victim")
+                    yield made
+            finally:
+                workspace.close()
+
+
+def citewise_usage(console: Console, *args: str) -> list[dict]:
+    result = subprocess.run(
+        [CITEWISE, "-w", str(console.workspace.path), "usage", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "STANDIN_KEY": "sk-standin"},
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# -- the API -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
+def test_every_admin_endpoint_needs_an_admin_key(console: Console, method, path, body) -> None:
+    kw = {"json": body} if body is not None else {}
+    missing = console.call(method, path, None, **kw)
+    assert missing.status_code == 401, missing.text
+    assert missing.json()["error"]["code"] == "missing_api_key"
+    for key in ("alice", "bob"):  # ask, and ask + ingest
+        refused = console.call(method, path, key, **kw)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "insufficient_scope"
+    # Nothing was changed by the refused calls.
+    names = {k["name"]: k for k in console.call("GET", "/v1/admin/keys").json()["data"]}
+    assert "never-made" not in names and names["alice"]["revoked"] is None
+
+
+def test_the_admin_endpoints_are_in_the_openapi_schema(console: Console) -> None:
+    paths = console.call("GET", "/openapi.json").json()["paths"]
+    assert set(paths["/v1/admin/keys"]) == {"get", "post"}
+    assert set(paths["/v1/admin/keys/{name}"]) == {"delete"}
+    for path in ("/v1/admin/usage/series", "/v1/admin/budgets", "/v1/admin/health"):
+        assert "get" in paths[path], path
+    series = {p["name"] for p in paths["/v1/admin/usage/series"]["get"]["parameters"]}
+    assert {"bucket", "by", "since", "key"} <= series
+
+
+def test_keys_are_created_once_listed_and_revoked(console: Console) -> None:
+    created = console.call(
+        "POST",
+        "/v1/admin/keys",
+        json={"name": "api-made", "scopes": ["ask"], "collections": ["*"], "rpm": 100},
+    )
+    assert created.status_code == 201, created.text
+    made = created.json()
+    secret = made["key"]
+    assert secret.startswith("cw-") and secret.startswith(made["prefix"])
+    assert (made["scopes"], made["rpm"], made["revoked"]) == (["ask"], 100, None)
+    usable = httpx.get(
+        console.url + "/v1/collections", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert usable.status_code == 200
+    listed = {k["name"]: k for k in console.call("GET", "/v1/admin/keys").json()["data"]}
+    entry = listed["api-made"]
+    assert "key" not in entry and secret not in json.dumps(listed)
+    assert entry["requests"] >= 1 and entry["last_used"]
+    assert listed["alice"]["last_call"]  # alice's model calls are in the ledger
+    again = console.call("POST", "/v1/admin/keys", json={"name": "api-made"})
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "key_exists"
+    bad = console.call("POST", "/v1/admin/keys", json={"name": "x", "scopes": ["root"]})
+    assert bad.status_code in (400, 422)
+    for body, status in [
+        ({"name": "bad name!"}, 422),
+        ({"name": "u1", "user": "nobody@example.com"}, 404),
+        ({"name": "u2", "user": "nobody@example.com", "scopes": ["ingest"]}, 422),
+    ]:
+        refused = console.call("POST", "/v1/admin/keys", json=body)
+        assert refused.status_code == status, (body, refused.text)
+    assert console.call("DELETE", "/v1/admin/keys/api-made").json()["revoked"] is True
+    refused = httpx.get(
+        console.url + "/v1/collections", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert refused.status_code == 401
+    assert console.call("DELETE", "/v1/admin/keys/api-made").status_code == 404
+    active = console.call("GET", "/v1/admin/keys", params={"revoked": "false"}).json()["data"]
+    assert "api-made" not in {k["name"] for k in active}
+
+
+def test_requests_and_429s_are_counted_per_key(console: Console) -> None:
+    made = console.call("POST", "/v1/admin/keys", json={"name": "slow", "rpm": 1}).json()
+    headers = {"Authorization": f"Bearer {made['key']}"}
+    codes = [httpx.get(console.url + "/v1/collections", headers=headers).status_code]
+    codes.append(httpx.get(console.url + "/v1/collections", headers=headers).status_code)
+    assert codes == [200, 429]
+    listed = {k["name"]: k for k in console.call("GET", "/v1/admin/keys").json()["data"]}
+    assert (listed["slow"]["requests"], listed["slow"]["rate_limited"]) == (2, 1)
+
+
+@pytest.mark.parametrize("by", ["key", "model", "assistant", "purpose"])
+def test_usage_series_totals_are_the_ledgers_and_the_clis(console: Console, by: str) -> None:
+    ledger = console.workspace.ledger
+    body = console.call("GET", "/v1/admin/usage/series", params={"by": by}).json()
+    summary = ledger.summary(by)
+    assert [t["group"] for t in body["totals"]] == [str(s[by]) for s in summary]
+    cli = citewise_usage(console, "--by", by)
+    for total, expected, printed in zip(body["totals"], summary, cli, strict=True):
+        for name in ("calls", "failed", "prompt_tokens", "completion_tokens", "cost_usd"):
+            assert total[name] == expected[name] == printed[name], (by, name)
+    # The buckets add up to the totals.
+    for total in body["totals"]:
+        cells = [c for c in body["data"] if c["group"] == total["group"]]
+        assert sum(c["calls"] for c in cells) == total["calls"]
+        assert sum(c["tokens"] for c in cells) == total["tokens"]
+        assert sum(c["cost_usd"] or 0 for c in cells) == pytest.approx(total["cost_usd"] or 0)
+    rows = ledger.rows()
+    assert sum(t["cache_hits"] for t in body["totals"]) == sum(r.cache_hit for r in rows) >= 1
+    saved = sum(r.saved_usd or 0 for r in rows)
+    assert sum(t["saved_usd"] or 0 for t in body["totals"]) == pytest.approx(saved) and saved > 0
+
+
+def test_usage_series_by_hour_since_a_time_and_for_one_key(console: Console) -> None:
+    ledger = console.workspace.ledger
+    since = ledger.rows()[2].at
+    body = console.call(
+        "GET",
+        "/v1/admin/usage/series",
+        params={"bucket": "hour", "by": "model", "since": since, "key": "bob"},
+    ).json()
+    rows = ledger.rows(since, "bob")
+    assert body["buckets"] == sorted({r.at[:13] + ":00:00Z" for r in rows})
+    assert sum(c["calls"] for c in body["data"]) == len(rows)
+    assert body["totals"][0]["calls"] == ledger.summary("model", since, "bob")[0]["calls"]
+    for params, name in [
+        ({"bucket": "week"}, "bucket"),
+        ({"by": "day"}, "by"),
+        ({"since": "yesterday"}, "since"),
+    ]:
+        refused = console.call("GET", "/v1/admin/usage/series", params=params)
+        assert refused.status_code == 422 and refused.json()["error"]["param"] == name
+    unknown = console.call("GET", "/v1/admin/usage/series", params={"group_by": "key"})
+    assert unknown.status_code == 400
+
+
+def test_budgets_show_what_was_spent_and_when_it_runs_out(console: Console) -> None:
+    body = console.call("GET", "/v1/admin/budgets").json()
+    (budget,) = body["data"]
+    today = iso(datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0))
+    spent = sum(r.cost_usd or 0 for r in console.workspace.ledger.rows(today, "alice"))
+    assert budget["subject"] == "alice" and budget["amount"] == BUDGET
+    assert budget["spent"] == pytest.approx(spent) and spent > 0
+    assert budget["remaining"] == pytest.approx(BUDGET - spent)
+    assert budget["burn"] and budget["burn"][-1]["spent"] == pytest.approx(spent)
+    assert budget["resets_at"] > budget["period_start"]
+
+
+def test_health_shows_the_components_version_and_schema(console: Console) -> None:
+    from citewise import __version__
+
+    body = console.call("GET", "/v1/admin/health").json()
+    assert body["version"] == __version__
+    assert body["components"] == {"store": "ok", "ledger": "ok", "rate_limits": "ok", "model": "ok"}
+    assert body["schema"] == console.workspace.store.schema_version()[-1]
+    assert body["replica"] == console.live.service.jobs.worker
+
+
+def test_budget_projection_from_the_periods_burn_rate() -> None:
+    now = datetime(2026, 12, 10, 12, 0, tzinfo=timezone.utc)
+
+    def row(hours_ago: float, cost: float) -> LedgerRow:
+        at = iso(now - timedelta(hours=hours_ago))
+        return LedgerRow(
+            "c",
+            1,
+            at,
+            "k",
+            "citewise",
+            "answer",
+            "a",
+            "t",
+            "p",
+            "m",
+            10,
+            5,
+            0,
+            False,
+            cost,
+            0.1,
+            0.05,
+            "ok",
+        )
+
+    rule = BudgetRule("key", "k", "usd", "month", 10.0)
+    # 9 days and 12 hours into December, $2.28 spent: $0.01 an hour, $7.72 left = 772 h.
+    state = budget_state(rule, [row(200, 1.0), row(1, 1.28)], now)
+    assert state["spent"] == pytest.approx(2.28) and state["burn_per_hour"] == pytest.approx(0.01)
+    assert state["projected_exhaustion"] is None  # 772 h is past the month's end
+    fast = budget_state(rule, [row(2, 9.0)], now)
+    expected = now + timedelta(hours=1.0 / (9.0 / 228))
+    assert fast["projected_exhaustion"] == iso(expected)
+    spent = budget_state(rule, [row(1, 10.0)], now)
+    assert spent["exhausted"] and spent["remaining"] == 0
+    daily = BudgetRule("key", "k", "tokens", "day", 100.0)
+    assert budget_state(daily, [row(30, 1.0)], now)["spent"] == 0  # yesterday's
+    assert budget_state(daily, [row(1, 1.0)], now)["spent"] == 15
+
+
+def test_series_totals_come_from_the_summary_as_given() -> None:
+    entry = {"key": "a", "calls": 1, "prompt_tokens": 2, "completion_tokens": 3}
+    summary = [entry | {"cost_usd": None, "unpriced_calls": 1, "failed": 0}]
+    body = usage_series([], summary, "day", "key")
+    assert body["totals"][0]["tokens"] == 5 and body["top"] == ["a"]
+
+
+# -- the page ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install -y chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, console: Console):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, console: Console, key: str = "admin", view: str = "usage") -> None:
+    page.goto(f"{console.url}/admin#{view}")
+    page.wait_for_selector("#sign-in:not([hidden])")
+    page.fill("#api-key", console.keys[key])
+    page.click("#sign-in-form button[type=submit]")
+
+
+def usd(value: float | None) -> str:
+    return "–" if value is None else f"${value:,.6f}"
+
+
+def test_the_page_is_served_with_the_strict_csp(console: Console) -> None:
+    response = httpx.get(console.url + "/admin")
+    assert response.status_code == 200 and "citewise console" in response.text
+    assert response.headers["content-security-policy"].startswith("default-src 'self'")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in response.text and " style=" not in response.text
+    for name in ("admin.js", "admin.css"):
+        asset = httpx.get(f"{console.url}/static/{name}")
+        assert asset.status_code == 200 and "content-security-policy" in asset.headers
+
+
+def test_usage_view_totals_per_key_equal_the_ledger_and_the_cli(page, console: Console) -> None:
+    sign_in(page, console)
+    page.wait_for_selector("#views-nav:not([hidden])")
+    assert console.keys["admin"] not in page.url
+    page.select_option("#usage-range", "all")
+    rows = page.locator("#usage-groups tbody tr")
+    summary = console.workspace.ledger.summary("key")
+    cli = {row["key"]: row for row in citewise_usage(console, "--by", "key")}
+    page.wait_for_function(
+        f"document.querySelectorAll('#usage-groups tbody tr').length == {len(summary)}"
+    )
+    assert rows.count() == len(summary)
+    for expected in summary:
+        name = expected["key"]
+        row = page.locator(f"#usage-groups tbody tr[data-group='{name}']")
+        assert row.locator("[data-col=calls]").inner_text() == str(expected["calls"])
+        assert row.locator("[data-col=cost]").inner_text() == usd(expected["cost_usd"])
+        assert usd(cli[name]["cost_usd"]) == usd(expected["cost_usd"])
+        assert row.locator("[data-col=prompt]").inner_text() == f"{expected['prompt_tokens']:,}"
+    total = sum(s["cost_usd"] or 0 for s in summary)
+    assert page.inner_text("#total-cost") == usd(total)
+    assert page.inner_text("#total-calls") == str(sum(s["calls"] for s in summary))
+    hits = sum(r.cache_hit for r in console.workspace.ledger.rows())
+    assert page.inner_text("#total-cache-hits") == str(hits)
+    assert page.locator("#usage-chart svg rect").count() >= len(summary)
+    assert page.locator("#usage-legend li").count() == len(summary)
+    top = page.locator("#usage-top li .name").all_inner_texts()
+    assert top[0] == max(summary, key=lambda s: s["cost_usd"] or 0)["key"]
+    shot(page, "01-usage")
+
+    # The calls table, filtered by key and by status.
+    calls = console.workspace.ledger.rows()
+    page.select_option("#calls-key", "alice")
+    alice = [r for r in calls if r.key == "alice"]
+    assert page.locator("#calls-table tbody tr").count() == len(alice)
+    assert set(
+        page.locator("#calls-table tbody tr").evaluate_all("rs => rs.map(r => r.dataset.key)")
+    ) == {"alice"}
+    page.select_option("#calls-key", "")
+    statuses = sorted({r.status for r in calls})
+    assert page.locator("#calls-status option").all_inner_texts()[1:] == statuses
+    odd = [s for s in statuses if s != "ok"]
+    if odd:
+        page.select_option("#calls-status", odd[0])
+        assert page.locator("#calls-table tbody tr").count() == sum(
+            r.status == odd[0] for r in calls
+        )
+    first = page.locator("#calls-table tbody tr").first.locator("td")
+    assert first.count() == 12
+    shot(page, "02-usage-calls")
+
+    # Grouped by model: one target, every call.
+    page.select_option("#usage-by", "model")
+    page.wait_for_selector("#usage-groups tbody tr[data-group='openai:standin-model']")
+    assert page.inner_text("#groups-by") == "model"
+
+
+def test_keys_view_creates_a_key_once_and_revoking_it_makes_the_api_refuse_it(
+    page, console: Console
+) -> None:
+    sign_in(page, console, view="keys")
+    page.wait_for_selector("#keys-table tbody tr[data-key='alice']")
+    alice = page.locator("#keys-table tbody tr[data-key='alice']")
+    assert "ask" in alice.inner_text() and "(service)" in alice.inner_text()
+    assert "$0.05/day" in alice.inner_text()  # its budget
+    # Create: the secret is shown once, and works.
+    page.fill("#new-name", "made-in-ui")
+    page.check("#create-form input[value=ingest]")
+    page.fill("#new-rpm", "60")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#secret-box:not([hidden])")
+    secret = page.input_value("#secret-value")
+    assert secret.startswith("cw-")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(console.url + "/v1/collections", headers=headers).status_code == 200
+    row = page.locator("#keys-table tbody tr[data-key='made-in-ui']")
+    row.wait_for()
+    assert "ask, ingest" in row.inner_text() and "60 rpm" in row.inner_text()
+    shot(page, "03-keys-created")
+    page.click("#secret-done")
+    assert page.input_value("#secret-value") == "" and page.is_hidden("#secret-box")
+    # A duplicate name is refused with the server's words.
+    page.fill("#new-name", "alice")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#create-error:has-text('exists')")
+
+    # Revoke victim with the confirmation, by keyboard.
+    victim_headers = {"Authorization": f"Bearer {console.keys['victim']}"}
+    assert httpx.get(console.url + "/v1/collections", headers=victim_headers).status_code == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    button = page.locator("#keys-table tbody tr[data-key='victim'] button")
+    assert button.get_attribute("aria-label") == "Revoke key victim"
+    button.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#keys-table tbody tr[data-key='victim']", state="detached")
+    refused = httpx.get(console.url + "/v1/collections", headers=victim_headers)
+    assert refused.status_code == 401
+    page.check("#keys-revoked")
+    page.wait_for_selector("#keys-table tbody tr[data-key='victim']:has-text('revoked')")
+    shot(page, "04-keys-revoked")
+
+
+def test_a_non_admin_key_sees_a_clear_message(page, console: Console) -> None:
+    sign_in(page, console, key="alice")
+    page.wait_for_selector("#forbidden:not([hidden])")
+    text = page.inner_text("#forbidden")
+    assert "This key lacks the 'admin' scope: the console shows" in text
+    assert "citewise keys create --name ops --scopes admin" in text
+    assert page.is_hidden("#main") and page.is_hidden("#views-nav")
+    shot(page, "05-not-an-admin-key")
+    page.click("#forbidden-sign-out")
+    page.wait_for_selector("#sign-in:not([hidden])")
+    assert page.evaluate("sessionStorage.getItem('citewise.key')") is None
+
+
+def test_a_wrong_key_is_refused_at_sign_in(page, console: Console) -> None:
+    page.goto(console.url + "/admin")
+    page.fill("#api-key", "cw-wrong")
+    page.click("#sign-in-form button[type=submit]")
+    page.wait_for_selector("#sign-in-error:has-text('not accepted')")
+
+
+def test_budgets_and_health_views(page, console: Console) -> None:
+    sign_in(page, console, view="budgets")
+    card = page.locator(".budget[data-subject='key:alice']")
+    card.wait_for()
+    budget = console.call("GET", "/v1/admin/budgets").json()["data"][0]
+    assert card.locator("[data-field=spent]").inner_text() == usd(budget["spent"])
+    assert card.locator("[data-field=remaining]").inner_text() == usd(budget["remaining"])
+    assert card.locator("svg.burn polyline").count() == 1
+    assert "$0.05" in card.locator("h3").inner_text()
+    shot(page, "06-budgets")
+    page.click("#views-nav a[data-view=health]")
+    page.wait_for_selector("#health-components tbody tr[data-component=store]")
+    from citewise import __version__
+
+    assert page.inner_text("#health-version") == __version__
+    assert page.inner_text("#health-status") == "ready"
+    assert page.get_attribute("#views-nav a[data-view=health]", "aria-current") == "page"
+    shot(page, "07-health")
+
+
+def test_empty_states_say_what_to_do_next(browser, console: Console, tmp_path: Path) -> None:
+    workspace = Workspace.open(tmp_path / "empty")
+    key, _ = create_key(workspace.store, "ops", ["*"], ["admin"])
+    try:
+        with LiveServer(create_app(workspace)) as live:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(live.url + "/admin#usage")
+            page.fill("#api-key", key)
+            page.click("#sign-in-form button[type=submit]")
+            page.wait_for_selector("#usage-empty:not([hidden])")
+            assert "citewise ask" in page.inner_text("#usage-empty")
+            page.click("#views-nav a[data-view=budgets]")
+            page.wait_for_selector("#budgets-empty:not([hidden])")
+            assert "citewise budgets set" in page.inner_text("#budgets-empty")
+            context.close()
+    finally:
+        workspace.close()
+
+
+def test_readable_at_phone_width_and_by_keyboard(browser, console: Console) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    sign_in(page, console)
+    page.wait_for_selector("#usage-groups tbody tr")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width  # wide tables scroll inside their box, not the page
+    shot(page, "08-phone-usage")
+    # Every control is labelled.
+    unlabelled = page.evaluate(
+        """[...document.querySelectorAll('input, select, button')]
+             .filter(e => !e.closest('[hidden]'))
+             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                          && !e.textContent.trim())
+             .map(e => e.id || e.outerHTML)"""
+    )
+    assert unlabelled == []
+    # The views are reachable with the keyboard.
+    page.focus("#views-nav a[data-view=keys]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#view-keys:not([hidden])")
+    context.close()
