@@ -3,14 +3,18 @@
 whose model is the OpenAI STAND-IN (tests/standins.py) with known usage and prices.
 
 The data is made here: two keys ask questions (one through an assistant with the response
-cache, so a cache hit saves money), one call fails over a 500, a key has a daily budget.
-Every figure the page shows is held to the ledger (``Ledger.summary``/``rows``) and to
-``citewise usage --json``. Screenshots land in test-artifacts/console/.
+cache, so a cache hit saves money), one call fails over a 500, a key has a daily budget, an
+alias's first target is a second stand-in that always answers 500 (its breaker opens), and
+answers are rated through ``POST /v1/feedback``. Every figure the page shows is held to the
+ledger (``Ledger.summary``/``rows``), to ``citewise usage --json`` and to the stored feedback;
+axe-core (vendored, test-only) checks every view for serious accessibility violations.
+Screenshots land in test-artifacts/console/.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -52,6 +56,17 @@ ENDPOINTS = [
     ("GET", "/v1/admin/usage/series", None),
     ("GET", "/v1/admin/budgets", None),
     ("GET", "/v1/admin/health", None),
+    ("GET", "/v1/admin/models", None),
+    ("POST", "/v1/admin/models/test", {"target": "openai:standin-model"}),
+    ("GET", "/v1/admin/feedback", None),
+    ("GET", "/v1/admin/feedback/export", None),
+]
+FLAKY = "openai:flaky-model"  # the first target of the "resilient" chain: always a 500
+STANDIN = "openai:standin-model"
+FEEDBACK = [  # (question, rating, comment) posted with a real answer's citations
+    (QUESTION, 1, "Clear and sourced"),
+    ("Who rotates the keys at night?", 1, None),
+    ("What is the refund policy?", -1, "Wrong document <img src=x onerror=alert(1)>"),
 ]
 
 
@@ -64,8 +79,10 @@ class Console:
         return httpx.request(method, self.url + path, headers=headers, timeout=60, **kw)
 
 
-def chat(console: Console, key: str, model: str = "citewise") -> httpx.Response:
-    payload = {"model": model, "messages": [{"role": "user", "content": QUESTION}]}
+def chat(
+    console: Console, key: str, model: str = "citewise", question: str = QUESTION
+) -> httpx.Response:
+    payload = {"model": model, "messages": [{"role": "user", "content": question}]}
     response = console.call("POST", "/v1/chat/completions", key, json=payload)
     assert response.status_code == 200, response.text
     return response
@@ -75,7 +92,10 @@ def chat(console: Console, key: str, model: str = "citewise") -> httpx.Response:
 def console(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     root = tmp_path_factory.mktemp("console")
     shutil.copytree(ingested_template / "ws", root / "ws")
-    with stand_in("openai", Script(usage=USAGE)) as (url, script):
+    with (
+        stand_in("openai", Script(usage=USAGE)) as (url, script),
+        stand_in("openai", Script(usage=USAGE, default="500")) as (flaky_url, _),
+    ):
         lines = [
             'provider = "openai"',
             'model = "standin-model"',
@@ -83,7 +103,23 @@ def console(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory) -
             'api_key_env = "STANDIN_KEY"',
             "[assistants.cached]",
             'response_cache = "exact"',
-            '[targets."openai:standin-model"]',
+            "[assistants.resilient]",
+            'model = "resilient"',
+            "[models.resilient]",
+            f'chain = ["{FLAKY}", "{STANDIN}"]',
+            "breaker_failures = 2",
+            "breaker_cooldown = 3600",  # stays open while the tests run
+            "[models.spare]",  # an alias no assistant uses
+            f'chain = ["{STANDIN}"]',
+            f'[targets."{STANDIN}"]',
+            f'base_url = "{url}"',
+            'api_key_env = "STANDIN_KEY"',
+            "input_price = 1.0",
+            "output_price = 4.0",
+            f'[targets."{FLAKY}"]',
+            f'base_url = "{flaky_url}"',
+            'api_key_env = "STANDIN_KEY"',
+            "max_retries = 0",
             "input_price = 1.0",
             "output_price = 4.0",
             "",
@@ -112,6 +148,26 @@ def console(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory) -
                     script.behaviours.append("500")  # a failed attempt, then its retry
                     chat(made, "bob")
                     chat(made, "victim")
+                    # Two 500s from the flaky target open its breaker (each answer falls
+                    # back to the stand-in); the third call skips it.
+                    for _ in range(3):
+                        chat(made, "bob", "resilient")
+                    for question, rating, comment in FEEDBACK:
+                        answer = chat(made, "alice", question=question).json()
+                        posted = made.call(
+                            "POST",
+                            "/v1/feedback",
+                            "alice",
+                            json={
+                                "rating": rating,
+                                "question": question,
+                                "answer": answer["choices"][0]["message"]["content"],
+                                "citations": answer["citations"],
+                                "model": "citewise",
+                                "comment": comment,
+                            },
+                        )
+                        assert posted.status_code == 201, posted.text
                     yield made
             finally:
                 workspace.close()
@@ -151,8 +207,16 @@ def test_the_admin_endpoints_are_in_the_openapi_schema(console: Console) -> None
     paths = console.call("GET", "/openapi.json").json()["paths"]
     assert set(paths["/v1/admin/keys"]) == {"get", "post"}
     assert set(paths["/v1/admin/keys/{name}"]) == {"delete"}
-    for path in ("/v1/admin/usage/series", "/v1/admin/budgets", "/v1/admin/health"):
+    for path in (
+        "/v1/admin/usage/series",
+        "/v1/admin/budgets",
+        "/v1/admin/health",
+        "/v1/admin/models",
+        "/v1/admin/feedback",
+        "/v1/admin/feedback/export",
+    ):
         assert "get" in paths[path], path
+    assert set(paths["/v1/admin/models/test"]) == {"post"}
     series = {p["name"] for p in paths["/v1/admin/usage/series"]["get"]["parameters"]}
     assert {"bucket", "by", "since", "key"} <= series
 
@@ -567,4 +631,264 @@ def test_readable_at_phone_width_and_by_keyboard(browser, console: Console) -> N
     page.focus("#views-nav a[data-view=keys]")
     page.keyboard.press("Enter")
     page.wait_for_selector("#view-keys:not([hidden])")
+    for view, ready in [("models", ".chain"), ("quality", "#feedback-table tbody tr")]:
+        page.click(f"#views-nav a[data-view={view}]")
+        page.wait_for_selector(f"#view-{view} {ready}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (view, width)
     context.close()
+
+
+# -- models and quality (API) ---------------------------------------------------------------
+
+
+def nearest_rank(values: list[float], share: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(len(ordered) * share), 1) - 1] if ordered else None
+
+
+def test_models_show_each_chain_its_breakers_and_last_hours_figures(console: Console) -> None:
+    body = console.call("GET", "/v1/admin/models").json()
+    chains = {c["name"]: c for c in body["data"]}
+    # The default assistant's one target first, then the alias chain, then the unused alias.
+    assert [c["name"] for c in body["data"]] == [STANDIN, "resilient", "spare"]
+    assert chains[STANDIN]["assistants"] == ["citewise", "cached"]
+    assert chains["resilient"]["assistants"] == ["resilient"]
+    assert (chains["spare"]["alias"], chains["spare"]["assistants"]) == (True, [])
+    flaky, standin = chains["resilient"]["targets"]
+    assert (flaky["spec"], standin["spec"]) == (FLAKY, STANDIN)
+    assert flaky["breaker"] == "open" and standin["breaker"] == "closed"
+    assert chains["resilient"]["breaker_failures"] == 2
+    rows = [r for r in console.workspace.ledger.rows(body["since"]) if not r.cache_hit]
+    for target in (flaky, standin, chains[STANDIN]["targets"][0]):
+        made = [r for r in rows if r.target == target["spec"] and r.status != "circuit_open"]
+        failed = [r for r in made if r.status not in ("ok", "cancelled")]
+        assert (target["calls"], target["failed"]) == (len(made), len(failed)), target
+        assert target["error_rate"] == pytest.approx(len(failed) / len(made))
+        latency = [r.latency_s for r in made]
+        first = [r.first_token_s for r in made if r.first_token_s is not None]
+        assert target["latency_p50_s"] == nearest_rank(latency, 0.5)
+        assert target["latency_p95_s"] == nearest_rank(latency, 0.95)
+        assert target["first_token_p50_s"] == nearest_rank(first, 0.5)
+        assert target["first_token_p95_s"] == nearest_rank(first, 0.95)
+    assert flaky["error_rate"] == 1.0 and flaky["failed"] == 2 and flaky["skipped"] == 1
+    assert "500" in flaky["last_error"] and flaky["first_token_p50_s"] is None
+    assert 0 < standin["error_rate"] < 1  # bob's retried 500 among the answers
+    assert flaky["base_url"].startswith("http://127.0.0.1:")
+
+
+def test_testing_a_target_runs_doctors_check(console: Console) -> None:
+    from citewise.providers.check import chain_targets, target_check
+
+    calls = len(console.workspace.ledger.rows())
+    good = console.call("POST", "/v1/admin/models/test", json={"target": STANDIN}).json()
+    assert good["ok"] is True and good["chain"] == STANDIN
+    assert "standin-model answers" in good["detail"], good
+    bad = console.call(
+        "POST", "/v1/admin/models/test", json={"target": FLAKY, "chain": "resilient"}
+    ).json()
+    assert bad["ok"] is False and "500" in bad["detail"] and bad["breaker"] == "open"
+    # The same check as `citewise doctor` (providers/check.py), called directly.
+    settings = console.live.service.assistants["resilient"].settings(console.workspace.settings)
+    targets = chain_targets(console.workspace, settings)
+    assert [t.spec for t in targets] == [FLAKY, STANDIN]
+    assert target_check(console.workspace, targets[1], settings) == good["detail"]
+    assert len(console.workspace.ledger.rows()) == calls  # a check is not a charged call
+    for body, status in [
+        ({"target": "openai:nope"}, 404),
+        ({"target": FLAKY, "chain": "spare"}, 404),
+    ]:
+        refused = console.call("POST", "/v1/admin/models/test", json=body)
+        assert refused.status_code == status, refused.text
+        assert refused.json()["error"]["code"] == "target_not_found"
+
+
+def test_doctor_checks_every_target_of_the_chain(console: Console) -> None:
+    result = subprocess.run(
+        [CITEWISE, "-w", str(console.workspace.path), "doctor", "--model", "resilient"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "STANDIN_KEY": "sk-standin", "COLUMNS": "300"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # the flaky target fails
+    assert f"✗ chat model {FLAKY}" in result.stdout and "500" in result.stdout
+    assert f"✓ chat model {STANDIN}: standin-model answers" in result.stdout
+
+
+def test_feedback_is_listed_filtered_and_exported_as_tune_labels(
+    console: Console, tmp_path: Path
+) -> None:
+    from citewise.evaluation import load_labelled_queries
+    from citewise.tuning import labels_from_feedback
+
+    body = console.call("GET", "/v1/admin/feedback").json()
+    stored = console.workspace.store.feedback()
+    assert (body["up"], body["down"]) == (2, 1)
+    assert [f["id"] for f in body["data"]] == [r["id"] for r in reversed(stored)]
+    newest = body["data"][0]
+    assert newest["question"] == FEEDBACK[-1][0] and newest["comment"] == FEEDBACK[-1][2]
+    assert newest["key"] == "alice" and newest["citations"] == stored[-1]["citations"]
+    down = console.call("GET", "/v1/admin/feedback", params={"rating": -1}).json()["data"]
+    assert [f["rating"] for f in down] == [-1]
+    refused = console.call("GET", "/v1/admin/feedback", params={"rating": 0})
+    assert refused.status_code == 422
+    exported = console.call("GET", "/v1/admin/feedback/export")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("application/x-ndjson")
+    path = tmp_path / "labels.jsonl"
+    path.write_text(exported.text, encoding="utf-8")
+    queries, qrels = labels_from_feedback(console.workspace, "default")
+    positive = {
+        qid: {s: 1 for s, grade in grades.items() if grade > 0} for qid, grades in qrels.items()
+    }
+    positive = {qid: grades for qid, grades in positive.items() if grades}
+    assert positive, "the 👍 answers cited something"
+    # What `citewise tune labels.jsonl` reads is what `citewise tune --feedback` learns
+    # from, 👍 judgements included.
+    assert load_labelled_queries(path) == ({q: queries[q] for q in positive}, positive)
+
+
+# -- models and quality (the page) --------------------------------------------------------
+
+
+def test_models_view_shows_the_open_breaker_and_tests_a_target(page, console: Console) -> None:
+    sign_in(page, console, view="models")
+    chain = page.locator(".chain[data-chain='resilient']")
+    chain.wait_for()
+    body = console.call("GET", "/v1/admin/models").json()
+    expected = {
+        t["spec"]: t for c in body["data"] if c["name"] == "resilient" for t in c["targets"]
+    }
+    flaky = chain.locator(f"tr[data-target='{FLAKY}']")
+    assert flaky.locator("[data-col=breaker]").inner_text() == "open (skipped)"
+    assert flaky.locator("[data-col=error-rate]").inner_text() == "100.0%"
+    assert flaky.locator("[data-col=calls]").inner_text() == "2 (+1 skipped)"
+    standin = chain.locator(f"tr[data-target='{STANDIN}']")
+    assert standin.locator("[data-col=breaker]").inner_text() == "closed"
+    target = expected[STANDIN]
+    assert standin.locator("[data-col=error-rate]").inner_text() == (
+        f"{100 * target['error_rate']:.1f}%"
+    )
+    assert standin.locator("[data-col=latency-p95]").inner_text() == (
+        f"{target['latency_p95_s']:.2f}"
+    )
+    assert "500" in flaky.locator("[data-col=last-error]").inner_text()
+    assert page.locator(".chain").count() == 3
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, width  # the tables scroll inside their cards
+    flaky.locator("button").click()
+    result = chain.locator(".test-result[data-ok]")
+    result.wait_for()
+    assert result.get_attribute("data-ok") == "false" and "✗" in result.inner_text()
+    standin.locator("button").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".chain[data-chain='resilient'] .test-result[data-ok=true]")
+    assert "standin-model answers" in chain.locator(".test-result").inner_text()
+    shot(page, "09-models")
+
+
+def test_quality_view_lists_feedback_filters_and_exports(page, console: Console) -> None:
+    from citewise.evaluation import load_labelled_queries
+
+    sign_in(page, console, view="quality")
+    rows = page.locator("#feedback-table tbody tr")
+    page.wait_for_selector("#feedback-table tbody tr")
+    stored = console.workspace.store.feedback()
+    assert rows.count() == len(stored) == len(FEEDBACK)
+    for entry in stored:
+        row = page.locator(f"#feedback-table tbody tr[data-id='{entry['id']}']")
+        assert row.locator("[data-col=question]").inner_text() == entry["question"]
+        assert row.locator("[data-col=answer]").inner_text() == entry["answer"]
+        assert row.locator("[data-col=rating]").inner_text() == (
+            "▲ helpful" if entry["rating"] > 0 else "▼ not helpful"
+        )
+        cited = row.locator("[data-col=citations] li")
+        assert cited.count() == len(entry["citations"])
+        for item, citation in zip(cited.all_inner_texts(), entry["citations"], strict=True):
+            assert citation["title"] in item and citation["location"] in item
+    # The hostile comment is text.
+    hostile = page.locator("#feedback-table tbody tr[data-rating='-1'] [data-col=comment]")
+    assert hostile.inner_text() == FEEDBACK[-1][2]
+    assert page.locator("#feedback-table img").count() == 0
+    assert "2 helpful, 1 not helpful" in page.inner_text("#feedback-counts")
+    shot(page, "10-quality")
+    page.select_option("#feedback-rating", "-1")
+    page.wait_for_selector("#feedback-table tbody tr[data-rating='1']", state="detached")
+    assert rows.count() == 1
+    assert rows.first.get_attribute("data-rating") == "-1"
+    with page.expect_download() as download:
+        page.click("#feedback-export")
+    saved = Path(download.value.path())
+    api = console.call("GET", "/v1/admin/feedback/export").text
+    assert saved.read_text(encoding="utf-8") == api
+    assert load_labelled_queries(saved)[0]
+
+
+# -- accessibility (axe-core) ---------------------------------------------------------------
+
+AXE = Path(__file__).parent.parent / "src/citewise/web/vendor/axe-core-4.14.1/axe.min.js"
+ADMIN_VIEWS = ["usage", "keys", "models", "quality", "budgets", "health"]
+
+
+def axe_problems(page, where: str) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now (WCAG 2.x A and
+    AA rules and axe's best practices)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{where}: {v['impact']} {v['id']} ({v['help']}): "
+        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_axe_is_for_the_tests_only() -> None:
+    web = AXE.parents[2]
+    for page in ("index.html", "admin.html", "app.js", "admin.js"):
+        assert "axe" not in (web / page).read_text(encoding="utf-8").lower(), page
+
+
+def test_axe_finds_no_serious_violations(browser, console: Console) -> None:
+    # axe is injected as an inline script, which the pages' CSP (rightly) refuses: this
+    # context alone bypasses the CSP. No page loads axe itself.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, locale="en-US", bypass_csp=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.goto(console.url + "/")
+    page.wait_for_selector("#sign-in:not([hidden])")
+    problems += axe_problems(page, "/ (sign in)")
+    sign_in(page, console)
+    page.wait_for_selector("#views-nav:not([hidden])")
+    for view in ADMIN_VIEWS:
+        page.click(f"#views-nav a[data-view={view}]")
+        ready = {
+            "usage": "#usage-groups tbody tr",
+            "keys": "#keys-table tbody tr",
+            "models": ".chain",
+            "quality": "#feedback-table tbody tr",
+            "budgets": ".budget",
+            "health": "#health-components tbody tr",
+        }[view]
+        page.wait_for_selector(f"#view-{view} {ready}")
+        problems += axe_problems(page, f"/admin#{view}")
+    page.goto(console.url + "/")  # signed in by the console (one key per tab)
+    page.wait_for_selector("#app:not([hidden])")
+    page.fill("#question", QUESTION)
+    page.press("#question", "Enter")
+    page.locator(".turn .answer[aria-busy=false]").wait_for()
+    problems += axe_problems(page, "/ (an answer)")
+    page.locator(".turn button.marker").first.click()
+    page.wait_for_selector("#source:not([hidden])")
+    problems += axe_problems(page, "/ (a source open)")
+    page.goto(console.url + "/admin")
+    page.click("#sign-out")
+    page.wait_for_selector("#sign-in:not([hidden])")
+    problems += axe_problems(page, "/admin (sign in)")
+    context.close()
+    assert not problems, "\n".join(problems)

@@ -8,12 +8,10 @@ import click
 from rich.table import Table
 
 from ..config import FROM_ARGUMENT, PRECEDENCE, SETTINGS, env_only_values, env_var
-from ..cpu import cpu_summary
 from ..demo import DEMO_COLLECTION, DEMO_QUESTION, demo_items
 from ..embedders import CATALOGUE
 from ..errors import CitewiseError
 from ..names import printable
-from ..providers.base import Message, complete
 from ..secrets import redact_url
 from .common import Context, console, errors, esc, model_options, to_json
 from .ingest import print_report, progress_bar
@@ -134,14 +132,9 @@ def _redis_check(settings: Any) -> str:
 def _chain_targets(workspace: Any) -> list[Any]:
     """Every target the configured model may call: an alias's whole chain, or the one
     provider:model the settings name."""
-    from ..config import read_models
-    from ..providers import make_target
+    from ..providers.check import chain_targets
 
-    aliases, options = read_models(workspace.path, workspace.config)
-    alias = aliases.get(workspace.settings.model)
-    provider, model = workspace.settings.provider, workspace.settings.model
-    specs = list(alias.chain) if alias else [f"{provider}:{model}"]
-    return [make_target(spec, workspace.settings, options) for spec in specs]
+    return chain_targets(workspace)
 
 
 def _redaction_check(workspace: Any) -> str:
@@ -196,36 +189,12 @@ def _embedder_check(workspace: Any, spec: str | None) -> str:
 
 
 def _target_check(workspace: Any, target: Any) -> str:
-    """One target of the chain, loaded and asked directly (no fallback hides it failing)."""
-    if target.provider == "local":
-        _local_generation_check(target.model)
-    router = workspace.chat_model()
-    try:
-        model = router.model(target)
-    except CitewiseError:
-        raise
-    except Exception as exc:  # a provider's own error on load: named, not a traceback
-        raise CitewiseError(f"{target.spec} does not load: {exc}") from exc
-    reply = complete(model, [Message("user", "Say OK.")], 4, 0.0, purpose="check")
-    return f"{model.model_id} answers ({reply.strip()[:20]!r})"
+    """One target of the chain, loaded and asked directly (no fallback hides it failing):
+    the check the console's "Test this target" runs too (providers/check.py)."""
+    from ..providers.check import target_check
 
-
-def _local_generation_check(model: str) -> None:
-    """llama.cpp generates in a child process first, so a crash is reported, not suffered."""
-    from ..providers.llama_probe import explain, llama_version, probe_until_it_works
-    from ..providers.local import model_file
-
-    path = model_file(model)  # the file the provider loads (the Q8_0 copy for the default)
-    results = probe_until_it_works(path)
-    working = results[-1]
-    if not working.ok:
-        raise CitewiseError(explain(path, results))
-    repacking = "on" if working.use_extra_bufts else "off"
-    note = " (it crashed with repacking on)" if len(results) > 1 else ""
-    console.print(
-        f"[green]✓[/green] llama.cpp on {esc(cpu_summary())}: generates "
-        f"{working.tokens_per_s:.0f} tokens/s in a child process, weight repacking "
-        f"{repacking}{note}; llama-cpp-python {esc(llama_version())}"
+    return target_check(
+        workspace, target, note=lambda found: console.print(f"[green]✓[/green] {esc(found)}")
     )
 
 

@@ -1,5 +1,6 @@
 """The operator console's endpoints (``/v1/admin/...``, admin-scoped keys only): keys,
-usage over time, budgets with their burn rate, and this replica's health.
+usage over time, budgets with their burn rate, this replica's health, the model chains
+with their breakers and last hour's error rates and latencies, and the answer feedback.
 
 Every figure comes from the same sources the CLI reads: keys through ``keys.py`` (as
 ``citewise keys``), usage through the ledger (as ``citewise usage``: a series' totals
@@ -10,24 +11,30 @@ Requests and 429s per key are counted here, in memory, by this process since it 
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import WorkspaceError
+from ..config import DEFAULT_ASSISTANT, Settings, read_models
+from ..errors import CitewiseError, WorkspaceError
 from ..keys import ApiKey, create_key, list_keys, revoke_key
 from ..ledger import BudgetRule, LedgerRow, iso, period_end, period_start
+from ..providers.check import chain_targets, target_check
+from ..providers.router import Policy, Target, breaker_for
 from ..secrets import redact_url
+from ..tuning import labels_from_feedback
 from .auth import AdminKey, service_of
 from .data_routes import _moment
 from .errors import APIError, guarded
@@ -440,4 +447,250 @@ async def admin_health(request: Request, key: AdminKey) -> JSONResponse:
             "components": {**status, "model": model},
             "details": {**details, "model": redact_url(service.startup_error or "loaded")},
         }
+    )
+
+
+# -- models --------------------------------------------------------------------------------
+
+MODEL_WINDOW = timedelta(hours=1)
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile (``share`` in 0..1): the smallest value with at least
+    that share of the values at or below it; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(share * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+def target_stats(rows: Sequence[LedgerRow], spec: str) -> dict[str, Any]:
+    """A target's attempts in ``rows``: ``calls`` reached it (a ``circuit_open`` attempt
+    was skipped, not made; a response-cache hit called nothing), ``failed`` of them,
+    and the p50/p95 latency and time to first token of those calls."""
+    mine = [r for r in rows if r.target == spec and not r.cache_hit]
+    made = [r for r in mine if r.status != "circuit_open"]
+    failed = sum(r.status not in ("ok", "cancelled") for r in made)
+    latency = [r.latency_s for r in made]
+    first = [r.first_token_s for r in made if r.first_token_s is not None]
+    errors = [r for r in made if r.error]
+    return {
+        "calls": len(made),
+        "failed": failed,
+        "skipped": len(mine) - len(made),
+        "error_rate": failed / len(made) if made else None,
+        "latency_p50_s": percentile(latency, 0.5),
+        "latency_p95_s": percentile(latency, 0.95),
+        "first_token_p50_s": percentile(first, 0.5),
+        "first_token_p95_s": percentile(first, 0.95),
+        "last_error": redact_url(errors[-1].error or "") if errors else None,
+        "last_error_at": errors[-1].at if errors else None,
+    }
+
+
+@dataclass
+class Chain:
+    """A chain of targets the server may call: an alias's, or one ``provider:model``."""
+
+    name: str
+    alias: bool
+    policy: Policy
+    targets: list[Target]
+    settings: Settings
+    assistants: list[str] = field(default_factory=list)
+
+
+def server_chains(service: Any) -> list[Chain]:
+    """Each chain an assistant of this server uses (the default ``citewise`` first), then
+    every other ``[models.NAME]`` alias of the workspace."""
+    workspace = service.workspace
+    aliases, _ = read_models(workspace.path, workspace.config)
+    chains: dict[tuple[str, tuple[tuple[str, str], ...]], Chain] = {}
+
+    def add(settings: Settings, assistant: str | None) -> None:
+        alias = aliases.get(settings.model)
+        targets = chain_targets(workspace, settings)
+        name = alias.name if alias else targets[0].spec
+        identity = (name, tuple((t.spec, t.base_url) for t in targets))
+        if identity not in chains:
+            policy = (
+                Policy(
+                    breaker_failures=alias.breaker_failures, breaker_cooldown=alias.breaker_cooldown
+                )
+                if alias
+                else Policy()
+            )
+            chains[identity] = Chain(name, alias is not None, policy, targets, settings)
+        if assistant is not None:
+            chains[identity].assistants.append(assistant)
+
+    names = sorted(service.assistants, key=lambda n: (n != DEFAULT_ASSISTANT, n))
+    for name in names:
+        add(service.assistants[name].settings(service.settings), name)
+    used = {chain.name for chain in chains.values()}
+    for name in sorted(set(aliases) - used):
+        add(replace(service.settings, model=name), None)
+    return list(chains.values())
+
+
+def chain_json(chain: Chain, rows: Sequence[LedgerRow]) -> dict[str, Any]:
+    return {
+        "object": "model.chain",
+        "name": chain.name,
+        "alias": chain.alias,
+        "assistants": chain.assistants,
+        "breaker_failures": chain.policy.breaker_failures,
+        "breaker_cooldown_s": chain.policy.breaker_cooldown,
+        "targets": [
+            {
+                "spec": target.spec,
+                "provider": target.provider,
+                "model": target.model,
+                "base_url": redact_url(target.base_url) if target.base_url else None,
+                "input_price": target.price.input,
+                "output_price": target.price.output,
+                "breaker": breaker_for(target, chain.policy).state,
+            }
+            | target_stats(rows, target.spec)
+            for target in chain.targets
+        ],
+    }
+
+
+@router.get("/models")
+async def admin_models(request: Request, key: AdminKey) -> JSONResponse:
+    """Each chain the server may call (an assistant's ``[models.NAME]`` alias or its one
+    ``provider:model``, then the workspace's other aliases) and each target's circuit
+    breaker (``closed``, ``open``, ``half_open``: this process's), with its calls, error
+    rate and p50/p95 latency and time to first token from the ledger's last hour."""
+    service = service_of(request)
+    ledger = service.workspace.ledger
+
+    def run() -> dict[str, Any]:
+        now = ledger.clock()
+        since = iso(now - MODEL_WINDOW)
+        rows = ledger.rows(since)
+        data = [chain_json(chain, rows) for chain in server_chains(service)]
+        return {"object": "list", "since": since, "until": iso(now), "data": data}
+
+    return JSONResponse(await run_in_threadpool(guarded, run))
+
+
+class TargetTest(_Body):
+    target: str = Field(min_length=1, max_length=300, description="provider:model")
+    chain: str | None = Field(default=None, max_length=300, description="default: the first")
+
+
+@router.post("/models/test")
+async def admin_test_target(body: TargetTest, request: Request, key: AdminKey) -> JSONResponse:
+    """Run ``citewise doctor``'s check on one target: load it and ask it to say OK, with
+    no retry or fallback. ``ok`` false names why (200: the test ran)."""
+    service = service_of(request)
+
+    def run() -> dict[str, Any]:
+        chains = [c for c in server_chains(service) if body.chain in (None, c.name)]
+        found = [(c, t) for c in chains for t in c.targets if t.spec == body.target]
+        if not found:
+            raise APIError(
+                404,
+                f"No chain of this server has the target {body.target!r}",
+                code="target_not_found",
+                param="target",
+            )
+        chain, target = found[0]
+        notes: list[str] = []
+        started = time.monotonic()
+        try:
+            detail = target_check(service.workspace, target, chain.settings, notes.append)
+            ok = True
+        except (CitewiseError, OSError, ImportError) as exc:
+            detail, ok = str(exc), False
+        return {
+            "object": "model.test",
+            "chain": chain.name,
+            "target": target.spec,
+            "ok": ok,
+            "detail": redact_url(detail),
+            "notes": [redact_url(n) for n in notes],
+            "seconds": round(time.monotonic() - started, 3),
+            "breaker": breaker_for(target, chain.policy).state,
+        }
+
+    return JSONResponse(await run_in_threadpool(guarded, run))
+
+
+# -- quality: feedback -----------------------------------------------------------------------
+
+
+def feedback_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "feedback",
+        "id": row["id"],
+        "key": row["key_name"],
+        "rating": row["rating"],
+        "question": row["question"],
+        "answer": row["answer"],
+        "citations": row["citations"],
+        "model": row["model"],
+        "comment": row["comment"],
+        "created": row["created_at"],
+    }
+
+
+@router.get("/feedback")
+async def admin_feedback(
+    request: Request,
+    key: AdminKey,
+    rating: int | None = Query(None, description="1 (👍) or -1 (👎); default: both"),
+) -> JSONResponse:
+    """The 👍/👎 answer feedback (``POST /v1/feedback``), newest first: each with its key,
+    question, answer, the citations the answer carried, model, comment and time; ``up`` and
+    ``down`` count every entry."""
+    if rating not in (None, 1, -1):
+        raise APIError(422, "rating must be 1 or -1", code="invalid_request", param="rating")
+    store = service_of(request).workspace.store
+
+    def run() -> dict[str, Any]:
+        rows = store.feedback()
+        data = [feedback_json(r) for r in reversed(rows) if rating in (None, r["rating"])]
+        up = sum(r["rating"] > 0 for r in rows)
+        return {"object": "list", "data": data, "up": up, "down": len(rows) - up}
+
+    return JSONResponse(await run_in_threadpool(guarded, run))
+
+
+def feedback_labels(workspace: Any, collection: str) -> list[dict[str, Any]]:
+    """The feedback as ``citewise tune`` learns from it (:func:`labels_from_feedback`), as
+    labelled-query lines: ``relevant``, the sources 👍 answers cited; ``not_relevant``, those
+    only 👎 answers cited (the JSONL reader ignores it). A question with no relevant source
+    is left out: a line needs one."""
+    queries, qrels = labels_from_feedback(workspace, collection)
+    lines = []
+    for qid, query in queries.items():
+        grades = qrels.get(qid, {})
+        relevant = sorted(s for s, g in grades.items() if g > 0)
+        if relevant:
+            others = sorted(s for s, g in grades.items() if g <= 0)
+            lines.append({"id": qid, "query": query, "relevant": relevant, "not_relevant": others})
+    return lines
+
+
+@router.get("/feedback/export")
+async def admin_feedback_export(
+    request: Request,
+    key: AdminKey,
+    collection: str = Query("default", description="the collection the labels judge"),
+) -> Response:
+    """The feedback as labelled queries, one JSON object a line (``{"id", "query",
+    "relevant": [source, ...], "not_relevant": [...]}``): the file ``citewise tune LABELS``
+    and ``citewise eval retrieval`` read."""
+    workspace = service_of(request).workspace
+    lines = await run_in_threadpool(guarded, lambda: feedback_labels(workspace, collection))
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    filename = f"feedback-{collection}.jsonl".replace('"', "")
+    return Response(
+        text,
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -4,7 +4,7 @@
 "use strict";
 
 const KEY_STORAGE = "citewise.key"; // the chat page's: one sign-in per tab
-const VIEWS = ["usage", "keys", "budgets", "health"];
+const VIEWS = ["usage", "keys", "models", "quality", "budgets", "health"];
 const CALLS_SHOWN = 200;
 const SVG = "http://www.w3.org/2000/svg";
 // Colour-blind-safe (Okabe–Ito), then greys for the rest.
@@ -177,7 +177,10 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   $("status").textContent = "";
-  const load = { usage: loadUsage, keys: loadKeys, budgets: loadBudgets, health: loadHealth };
+  const load = {
+    usage: loadUsage, keys: loadKeys, models: loadModels, quality: loadFeedback,
+    budgets: loadBudgets, health: loadHealth,
+  };
   load[state.view]().catch(failed);
 }
 
@@ -546,6 +549,190 @@ $("secret-done").addEventListener("click", () => {
   $("secret-box").hidden = true;
   $("secret-copy").textContent = "Copy";
   $("new-name").focus();
+});
+
+// -- models ---------------------------------------------------------------------------------
+
+const BREAKER_TEXT = { closed: "closed", open: "open (skipped)", half_open: "half-open (probing)" };
+
+function percent(value) {
+  return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`;
+}
+
+async function loadModels() {
+  const body = await api("/v1/admin/models");
+  $("models-since").textContent = when(body.since);
+  const list = $("models-list");
+  list.replaceChildren();
+  for (const chain of body.data) {
+    const card = el("article", undefined, "card chain");
+    card.dataset.chain = chain.name;
+    const kind = chain.alias ? `alias, ${chain.targets.length} target${chain.targets.length === 1 ? "" : "s"}`
+      : "one target";
+    card.append(el("h3", `${chain.name} (${kind})`));
+    const used = chain.assistants.length
+      ? `Used by the assistant${chain.assistants.length === 1 ? "" : "s"} ${chain.assistants.join(", ")}.`
+      : "No assistant uses this alias.";
+    card.append(el("p", `${used} The breaker opens after ${chain.breaker_failures} failures ` +
+      `within a minute and probes again after ${chain.breaker_cooldown_s} s.`, "muted"));
+    const scroll = el("div", undefined, "scroll");
+    scroll.tabIndex = 0; // a table wider than the card scrolls by keyboard too
+    scroll.setAttribute("role", "region");
+    scroll.setAttribute("aria-label", `Targets of ${chain.name}`);
+    const table = el("table");
+    const head = el("tr");
+    for (const [name, numeric] of [["target", false], ["breaker", false], ["calls", true],
+      ["failed", true], ["error rate", true], ["latency p50 s", true], ["latency p95 s", true],
+      ["first token p50 s", true], ["first token p95 s", true], ["last error", false],
+      ["check", false]]) {
+      const th = el("th", name, numeric ? "num" : undefined);
+      th.scope = "col";
+      head.append(th);
+    }
+    table.append(el("thead"));
+    table.tHead.append(head);
+    const rows = el("tbody");
+    for (const t of chain.targets) {
+      const tr = el("tr");
+      tr.dataset.target = t.spec;
+      const th = el("th", t.spec);
+      th.scope = "row";
+      if (t.base_url) th.title = t.base_url;
+      tr.append(th);
+      const breaker = el("td", BREAKER_TEXT[t.breaker] || t.breaker, t.breaker === "closed" ? "ok" : "bad");
+      breaker.dataset.col = "breaker";
+      tr.append(breaker);
+      const skipped = t.skipped ? ` (+${count(t.skipped)} skipped)` : "";
+      for (const [text, name] of [
+        [count(t.calls) + skipped, "calls"], [count(t.failed), "failed"],
+        [percent(t.error_rate), "error-rate"],
+        [seconds(t.latency_p50_s), "latency-p50"], [seconds(t.latency_p95_s), "latency-p95"],
+        [seconds(t.first_token_p50_s), "first-token-p50"],
+        [seconds(t.first_token_p95_s), "first-token-p95"],
+      ]) {
+        const td = el("td", text, "num");
+        td.dataset.col = name;
+        tr.append(td);
+      }
+      const error = el("td", t.last_error || "–", "wrap error-text");
+      error.dataset.col = "last-error";
+      if (t.last_error_at) error.title = `at ${when(t.last_error_at)}`;
+      tr.append(error);
+      const action = el("td");
+      const button = el("button", "Test this target", "secondary");
+      button.type = "button";
+      button.setAttribute("aria-label", `Test this target: ${t.spec} (${chain.name})`);
+      button.addEventListener("click", () => testTarget(chain.name, t.spec, card, button));
+      action.append(button);
+      tr.append(action);
+      rows.append(tr);
+    }
+    table.append(rows);
+    scroll.append(table);
+    card.append(scroll);
+    const result = el("p", "", "test-result");
+    result.setAttribute("role", "status");
+    card.append(result);
+    list.append(card);
+  }
+}
+
+async function testTarget(chain, target, card, button) {
+  const result = card.querySelector(".test-result");
+  button.disabled = true;
+  result.className = "test-result";
+  result.textContent = `Testing ${target}…`;
+  try {
+    const body = await api("/v1/admin/models/test", { method: "POST", json: { chain, target } });
+    result.dataset.ok = String(body.ok);
+    result.className = `test-result ${body.ok ? "ok" : "error"}`;
+    const notes = body.notes.length ? ` (${body.notes.join("; ")})` : "";
+    result.textContent = `${body.ok ? "✓" : "✗"} ${body.target}: ${body.detail}${notes} ` +
+      `— ${body.seconds.toFixed(2)} s; breaker ${BREAKER_TEXT[body.breaker] || body.breaker}.`;
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) failed(error);
+    else result.textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// -- quality: feedback ---------------------------------------------------------------------
+
+async function loadFeedback() {
+  const rating = $("feedback-rating").value;
+  const query = rating ? `?${new URLSearchParams({ rating })}` : "";
+  const body = await api(`/v1/admin/feedback${query}`);
+  const total = body.up + body.down;
+  $("feedback-empty").hidden = total > 0;
+  $("feedback-counts").textContent = total
+    ? `${count(total)} rated answers: ${count(body.up)} helpful, ${count(body.down)} not helpful; ` +
+      `${count(body.data.length)} shown.`
+    : "";
+  const table = $("feedback-table").tBodies[0];
+  table.replaceChildren();
+  for (const f of body.data) {
+    const tr = el("tr");
+    tr.dataset.id = String(f.id);
+    tr.dataset.rating = String(f.rating);
+    tr.append(el("td", shortWhen(f.created)));
+    const rating = el("td", f.rating > 0 ? "▲ helpful" : "▼ not helpful", f.rating > 0 ? "ok" : "bad");
+    rating.dataset.col = "rating";
+    tr.append(rating);
+    for (const [text, name] of [[f.question, "question"], [f.answer, "answer"]]) {
+      const td = el("td", undefined, "wrap long");
+      td.dataset.col = name;
+      td.append(el("div", text, "clip"));
+      tr.append(td);
+    }
+    const cited = el("td", undefined, "wrap long");
+    cited.dataset.col = "citations";
+    if (f.citations.length) {
+      const list = el("ul", undefined, "cited");
+      for (const c of f.citations) {
+        const where = [c.location, c.source].filter(Boolean).join(" · ");
+        const item = el("li", `[${c.number ?? "?"}] ${c.title || c.source || "untitled"}`);
+        if (where) item.append(el("span", ` ${where}`, "muted"));
+        if (c.quote) item.title = c.quote;
+        list.append(item);
+      }
+      cited.append(list);
+    } else {
+      cited.textContent = "none";
+    }
+    tr.append(cited);
+    const comment = el("td", f.comment || "–", "wrap");
+    comment.dataset.col = "comment";
+    tr.append(comment, el("td", f.key || "–"));
+    table.append(tr);
+  }
+}
+
+async function exportFeedback() {
+  const collection = $("export-collection").value.trim() || "default";
+  const headers = new Headers();
+  if (state.key) headers.set("Authorization", `Bearer ${state.key}`);
+  const response = await fetch(
+    `/v1/admin/feedback/export?${new URLSearchParams({ collection })}`, { headers });
+  if (!response.ok) {
+    const error = new Error(`${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
+  const blob = await response.blob();
+  const link = el("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `feedback-${collection}.jsonl`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+$("feedback-rating").addEventListener("change", () => loadFeedback().catch(failed));
+$("feedback-controls").addEventListener("submit", (event) => {
+  event.preventDefault();
+  exportFeedback().catch(failed);
 });
 
 // -- budgets --------------------------------------------------------------------------------
