@@ -480,3 +480,32 @@ def start_serve(
         except httpx.TransportError:
             pass
         time.sleep(0.3)
+
+
+# -- a real browser: Debian's Chromium, headless, through Playwright ---------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Chromium for one test module; the module's ``ARTIFACTS`` folder (screenshots) made."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install -y chromium)")
+    artifacts = getattr(request.module, "ARTIFACTS", None)
+    if artifacts is not None:
+        artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

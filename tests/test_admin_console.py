@@ -35,15 +35,6 @@ from standins import Script, stand_in
 
 pytestmark = pytest.mark.slow  # a real server (and a browser)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
 TIMEOUT_MS = 60_000
 QUESTION = "How do I rotate the API keys?"
@@ -389,19 +380,6 @@ def test_series_totals_come_from_the_summary_as_given() -> None:
 
 
 # -- the page ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: `make test` installs it (apt-get install -y chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -297,7 +297,7 @@ def test_media_links_are_signed_ranged_and_die_with_their_key(media_site) -> Non
 def test_clicking_a_recorded_passage_plays_it_from_its_second(media_site, recordings) -> None:
     from playwright.sync_api import sync_playwright
 
-    from test_web import CHROMIUM, CHROMIUM_FLAGS
+    from conftest import CHROMIUM, CHROMIUM_FLAGS
 
     spoken_start, _ = recordings["timing"]["second"]
     with sync_playwright() as playwright:

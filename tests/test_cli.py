@@ -126,7 +126,8 @@ def test_doctor_checks_everything(tmp_path: Path) -> None:
         "✓ collection default",
         "✓ usage ledger",
     ]
-    assert lines[5] == "✓ chat model local:smollm2-135m" and len(lines) == 6
+    assert lines[4] == "✓ redaction" and "before no target" in result.stdout  # local only
+    assert lines[6] == "✓ chat model local:smollm2-135m" and len(lines) == 7
     # llama.cpp generated in a child process before the model was loaded in this one.
     assert re.search(
         r"✓ llama\.cpp on .+: generates \d+ tokens/s in a child process", result.stdout

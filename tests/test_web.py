@@ -18,15 +18,6 @@ from conftest import LiveServer
 
 pytestmark = pytest.mark.slow  # real servers (and a browser or the chat model)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "web"
 TIMEOUT_MS = 60_000
 
@@ -42,19 +33,6 @@ def site(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory):
         live.workspace = workspace
         yield live
     workspace.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: `make test` installs it (apt-get install -y chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pytest
 from citewise import Workspace
 from conftest import LiveServer, served_over_standin
 from standins import Script, stand_in
-from test_web import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS, ask
+from test_web import ARTIFACTS, TIMEOUT_MS, ask
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "src" / "citewise" / "web"
@@ -136,19 +136,6 @@ def site(
     url = standin_server[0]
     with served_over_standin(template, root, url, 'answer_check = "off"') as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: `make test` installs it (apt-get install -y chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
