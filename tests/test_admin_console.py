@@ -725,6 +725,12 @@ def test_feedback_is_listed_filtered_and_exported_as_tune_labels(
     # What `citewise tune labels.jsonl` reads is what `citewise tune --feedback` learns
     # from, 👍 judgements included.
     assert load_labelled_queries(path) == ({q: queries[q] for q in positive}, positive)
+    # A collection named outside Latin-1 still makes a valid header (found by the fuzz test).
+    named = console.call("GET", "/v1/admin/feedback/export", params={"collection": "Ārchive"})
+    assert named.status_code == 200
+    disposition = named.headers["content-disposition"]
+    assert 'filename="feedback-_rchive.jsonl"' in disposition
+    assert "filename*=UTF-8''feedback-%C4%80rchive.jsonl" in disposition
 
 
 # -- models and quality (the page) --------------------------------------------------------

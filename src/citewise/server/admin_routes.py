@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -688,9 +690,10 @@ async def admin_feedback_export(
     workspace = service_of(request).workspace
     lines = await run_in_threadpool(guarded, lambda: feedback_labels(workspace, collection))
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    filename = f"feedback-{collection}.jsonl".replace('"', "")
+    # Headers are Latin-1: an ASCII name, and the collection's own in RFC 5987's form.
+    filename = f"feedback-{collection}.jsonl"
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    disposition = f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
     return Response(
-        text,
-        media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        text, media_type="application/x-ndjson", headers={"Content-Disposition": disposition}
     )
