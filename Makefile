@@ -87,7 +87,7 @@ services:
 		|| (apt-get update && apt-get install -y espeak-ng ffmpeg)
 
 test: lint docs-check browser services bench-env clients-env
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 	.venv-bench/bin/python -m pytest -m finetune tests/test_finetune.py
 
 # The PyTorch environment: the fine-tuning tests and the peers' benchmarks run here.

@@ -199,8 +199,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "redact",
         "auto",
-        "Mask sensitive data (redact_entities) in what is sent to a model or embedder and "
-        "restore it in the answer: auto (every provider but the in-process local model), on "
+        "Mask sensitive data (redact_entities) in what is sent to a model or embedder, and put "
+        "the values back in the answer: auto (every provider but the in-process local model), on "
         "or off. A target's own `redact` option in [targets] overrides it.",
     ),
     Setting(

@@ -38,12 +38,11 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS citewise_budget_holds (
         id TEXT PRIMARY KEY, key TEXT NOT NULL, assistant TEXT NOT NULL,
         usd DOUBLE PRECISION NOT NULL, tokens BIGINT NOT NULL, expires_at TEXT NOT NULL)""",
-    *(
-        "ALTER TABLE citewise_usage_ledger ADD COLUMN IF NOT EXISTS "
-        + column.replace("REAL", "DOUBLE PRECISION")
-        for column in LEDGER_PRIVACY_COLUMNS
-    ),
 )
+# Columns added since (issue 29). ALTER TABLE locks the table exclusively even when the
+# column exists, so each runs only when its column is missing, under an advisory lock that
+# makes replicas (and threads) set the schema up one at a time.
+_ADDED_COLUMNS = tuple(c.replace("REAL", "DOUBLE PRECISION") for c in LEDGER_PRIVACY_COLUMNS)
 
 
 # A connection idle longer than this is pinged before use (one round trip).
@@ -65,8 +64,19 @@ class PostgresLedgerStore(LedgerSql):
         self.url = url
         self._local = threading.local()
         with self._transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended('citewise_ledger', 0))")
             for statement in _SCHEMA:
                 db.execute(statement)
+            present = {
+                row[0]
+                for row in db.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE "
+                    "table_name = 'citewise_usage_ledger' AND table_schema = current_schema()"
+                )
+            }
+            for column in _ADDED_COLUMNS:
+                if column.split()[0] not in present:
+                    db.execute(f"ALTER TABLE citewise_usage_ledger ADD COLUMN {column}")
 
     def _db(self) -> Any:
         """This thread's connection, checked first when it sat idle: a connection that a

@@ -369,7 +369,7 @@ def name_model_problem(name: str) -> str | None:
     try:
         _spacy_model(name)
     except ImportError:
-        return "spaCy is not installed (pip install spacy, then a model such as en_core_web_sm)"
+        return "spaCy is not installed (pip install 'citewise[names]', then a spaCy model such as en_core_web_sm)"
     except OSError:
         return f"the spaCy model {name!r} is not installed"
     except Exception as exc:  # a broken install: reported, never raised from doctor
