@@ -79,6 +79,15 @@ class RedactionPolicy:
         return self.mask | self.block
 
 
+def masks(redact: str, override: bool | None, local: bool) -> bool:
+    """Whether a target is sent masked text: its own ``redact`` option when set, else the
+    ``redact`` setting (auto: every target that is not the in-process local model). The
+    router, the remote embedder and ``citewise doctor`` all decide by this."""
+    if override is not None:
+        return override
+    return redact == "on" or (redact == "auto" and not local)
+
+
 def kind_list(text: str) -> frozenset[str]:
     """``"email, phone"`` → {"EMAIL", "PHONE"}; an unknown kind is a configuration error."""
     kinds = frozenset(k.strip().upper() for k in text.split(",") if k.strip())

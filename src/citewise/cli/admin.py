@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.table import Table
@@ -16,10 +16,6 @@ from ..secrets import redact_url
 from .common import Context, console, errors, esc, model_options, to_json
 from .ingest import print_report, progress_bar
 from .query import print_sources
-
-if TYPE_CHECKING:
-    from ..config import Settings
-    from ..providers.router import Target
 
 
 @click.command()
@@ -141,7 +137,7 @@ def _redaction_check(workspace: Any) -> str:
     """What is masked before which targets; the recognizers load and find a test value.
     Names missing for want of a model is a note; a blocked kind that cannot be found
     refuses every request, so it is a problem."""
-    from ..redaction import KINDS, RedactionPolicy, detector
+    from ..redaction import KINDS, RedactionPolicy, detector, masks
 
     settings = workspace.settings
     policy = RedactionPolicy.from_settings(settings)
@@ -154,7 +150,11 @@ def _redaction_check(workspace: Any) -> str:
             f"{kind} is in redact_block but cannot be detected ({found.missing[kind]}): "
             "every request to a redacted target is refused"
         )
-    masked = [t.spec for t in _chain_targets(workspace) if _redacts(settings, t)]
+    masked = [
+        t.spec
+        for t in _chain_targets(workspace)
+        if masks(settings.redact, t.redact, local=t.provider == "local")
+    ]
     kinds = [k for k in KINDS if k in policy.kinds and k not in found.missing]
     where = ", ".join(masked) if masked else "no target (redact is off or every target is local)"
     reasons: dict[str, list[str]] = {}
@@ -163,13 +163,6 @@ def _redaction_check(workspace: Any) -> str:
     notes = "".join(f"; {', '.join(kinds)} not masked: {why}" for why, kinds in reasons.items())
     blocked = f"; refuses {', '.join(sorted(policy.block))}" if policy.block else ""
     return f"masks {', '.join(kinds)} before {where}{blocked}{notes}"
-
-
-def _redacts(settings: Settings, target: Target) -> bool:
-    """Whether ``target`` is sent masked text (the router's rule, without loading it)."""
-    if target.redact is not None:
-        return target.redact
-    return settings.redact == "on" or (settings.redact == "auto" and target.provider != "local")
 
 
 def _workspace_check(workspace: Any) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from ..config import Settings, read_models
 from ..errors import MissingAPIKey, ProviderError
 from ..providers.base import http_library, resolve_api_key, sdk_error
-from ..redaction import RedactionPolicy, detector
+from ..redaction import RedactionPolicy, detector, masks
 from .base import BaseEmbedder, normalize
 
 # The chat provider whose top-level connection settings the embedder shares: only the
@@ -83,7 +83,7 @@ class OpenAIEmbedder(BaseEmbedder):
         base_url = connection.base_url or os.environ.get("OPENAI_BASE_URL", "")
         key = resolve_api_key(connection, "OPENAI_API_KEY", workspace, required=not base_url)
         target = read_models(workspace, config)[1].get(f"openai:{model}", {})
-        masked = target.get("redact", settings.redact != "off")
+        masked = masks(settings.redact, target.get("redact"), local=False)
         return cls(
             model,
             base_url or None,

@@ -42,7 +42,7 @@ from typing import Any
 
 from ..errors import CALLER_KINDS, CitewiseError, ProviderError, RedactionRefused
 from ..ledger import Ledger, LedgerRow, iso, new_call_id
-from ..redaction import RedactionPolicy, Vault, detector, redact_request
+from ..redaction import RedactionPolicy, Vault, detector, masks, redact_request
 from ..storage.response_cache import CacheEntry, ResponseCache
 from .base import (
     Admitted,
@@ -612,11 +612,9 @@ class Router:
         """This call's placeholders, when what ``target`` is sent must be masked."""
         if self.redaction is None:
             return None
-        if target.redact is not None:
-            masked = target.redact
-        else:
-            masked = self.redact == "on" or (self.redact == "auto" and not model.capabilities.local)
-        return Vault(detector(self.redaction)) if masked else None
+        if not masks(self.redact, target.redact, model.capabilities.local):
+            return None
+        return Vault(detector(self.redaction))
 
     def _estimate(self, target: Target, request: ModelRequest, text: str) -> TokenUsage:
         """What a call that gave no count used: nothing before its first token (APIs do not
