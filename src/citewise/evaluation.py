@@ -138,6 +138,7 @@ class RetrievalReport:
     per_query: dict[str, dict[str, dict[str, float]]]  # mode -> query id -> measure -> value
     unknown_documents: int  # judged documents that are not in the collection
     unknown_queries: int  # judged queries missing from queries.jsonl
+    run_id: int | None = None  # the stored run (citewise eval runs); None: not stored
 
 
 MODES = ("bm25", "dense", "hybrid")
@@ -165,14 +166,19 @@ def evaluate_retrieval(
     modes: tuple[str, ...] = MODES,
     depth: int = 100,
     progress: Any = None,
+    save: bool = True,
 ) -> RetrievalReport:
-    """Ingest (if BEIR) and evaluate every mode; per-query values are kept."""
+    """Ingest (if BEIR) and evaluate every mode; per-query values are kept. With
+    ``save`` the run is stored in the workspace (``run_id``; ``citewise eval runs``)."""
+    from .eval_runs import RANKED_KEPT, save_retrieval_run
+
     queries, qrels, collection, unknown_queries = judged_queries(
         workspace, path, collection, split, progress
     )
     known = set(workspace.store.sources(workspace.collection(collection, create=False).id))
     unknown_documents = sum(1 for docs in qrels.values() for d in docs if d not in known)
     means, per_query = {}, {}
+    ranked: dict[str, dict[str, list[tuple[str, float]]]] = {}
     for mode in modes:
         run = {
             qid: document_run(workspace.search(text, depth, [collection], mode))
@@ -180,9 +186,16 @@ def evaluate_retrieval(
         }
         result = evaluate_run(qrels, run)
         means[mode], per_query[mode] = result["mean"], result["per_query"]
-    return RetrievalReport(
+        ranked[mode] = {
+            qid: sorted(scores.items(), key=lambda kv: -kv[1])[:RANKED_KEPT]
+            for qid, scores in run.items()
+        }
+    report = RetrievalReport(
         str(path), collection, len(queries), means, per_query, unknown_documents, unknown_queries
     )
+    if save:
+        report.run_id = save_retrieval_run(workspace, report, ranked, queries, qrels, split, depth)
+    return report
 
 
 @dataclass

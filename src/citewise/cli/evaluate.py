@@ -12,8 +12,9 @@ from rich.table import Table
 
 from ..answer_eval import evaluate_answers
 from ..config import setting_from_env
+from ..eval_runs import KINDS, main_metric
 from ..evaluation import MEASURES, MODES, QueryExplanation, evaluate_retrieval, explain_query
-from .common import Context, console, errors, esc, model_options
+from .common import Context, console, errors, esc, model_options, to_json
 from .ingest import progress_bar
 
 
@@ -45,6 +46,9 @@ def evaluate() -> None:
     "query_id",
     help="Show one query: each mode's top documents and where the relevant ones sit.",
 )
+@click.option(
+    "--no-save", is_flag=True, help="Do not store the run in the workspace (citewise eval runs)."
+)
 @click.pass_obj
 def retrieval(
     ctx: Context,
@@ -54,6 +58,7 @@ def retrieval(
     modes: tuple[str, ...],
     output: Path | None,
     query_id: str | None,
+    no_save: bool,
 ) -> None:
     """nDCG@10, Recall@10/@100 and MRR@10 per retrieval mode on DATASET.
 
@@ -68,7 +73,13 @@ def retrieval(
         return
     with progress_bar() as on_progress:
         report = evaluate_retrieval(
-            workspace, dataset, collection, split, modes or MODES, progress=on_progress
+            workspace,
+            dataset,
+            collection,
+            split,
+            modes or MODES,
+            progress=on_progress,
+            save=not no_save,
         )
     table = Table(
         "mode",
@@ -84,6 +95,7 @@ def retrieval(
             f"{report.unknown_queries} judged queries are missing from queries.jsonl; they count as misses"
         )
     _save(report, output or workspace.path / "eval" / f"retrieval-{_stamp()}.json")
+    _stored(report.run_id)
 
 
 def _print_explanation(explained: QueryExplanation) -> None:
@@ -120,6 +132,9 @@ def _print_explanation(explained: QueryExplanation) -> None:
 @click.option(
     "--output", type=click.Path(path_type=Path), help="Where to save per-question results (JSON)."
 )
+@click.option(
+    "--no-save", is_flag=True, help="Do not store the run in the workspace (citewise eval runs)."
+)
 @model_options
 @click.option(
     "--as",
@@ -135,6 +150,7 @@ def answers(
     judge_provider: str | None,
     judge_model: str | None,
     output: Path | None,
+    no_save: bool,
     provider: str | None,
     model: str | None,
     base_url: str | None,
@@ -165,6 +181,7 @@ def answers(
             judge,
             lambda done, total: status.update(f"Answering… {done}/{total}"),
             caller,
+            save=not no_save,
         )
     table = Table(
         "measure", "value", title=f"{len(report.cases)} questions · model {esc(report.model)}"
@@ -173,6 +190,104 @@ def answers(
         table.add_row(name.replace("_", " "), f"{value:.3f}")
     console.print(table)
     _save(report, output or workspace.path / "eval" / f"answers-{_stamp()}.json")
+    _stored(report.run_id)
+
+
+@evaluate.command("runs")
+@click.option("--kind", type=click.Choice(KINDS), help="Only runs of this kind.")
+@click.option("--limit", default=20, show_default=True, type=int, help="Newest runs shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_obj
+def runs(ctx: Context, kind: str | None, limit: int, as_json: bool) -> None:
+    """The stored evaluation runs, newest first, with their main metric."""
+    stored = [
+        run | {"main_metric": main_metric(run["kind"], run["metrics"])}
+        for run in ctx.workspace().store.eval_runs()
+        if kind is None or run["kind"] == kind
+    ][:limit]
+    if as_json:
+        click.echo(to_json(stored))
+        return
+    if not stored:
+        console.print(
+            "No evaluation runs yet: run `citewise eval retrieval DATASET`.", markup=False
+        )
+        return
+    table = Table("id", "date", "kind", "dataset", "queries", "main metric")
+    for run in stored:
+        main = run["main_metric"]
+        label = main["name"] + (f" ({main['mode']})" if main["mode"] else "")
+        value = "–" if main["value"] is None else f"{main['value']:.3f}"
+        table.add_row(
+            str(run["id"]),
+            esc(run["created"]),
+            run["kind"],
+            esc(run["dataset"]),
+            str(run["queries"]),
+            f"{esc(label)} {value}",
+        )
+    console.print(table)
+
+
+@evaluate.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.pass_obj
+def show(ctx: Context, run_id: int, as_json: bool) -> None:
+    """One stored run: its settings, metrics and per-query results."""
+    run = ctx.workspace().store.eval_run(run_id)
+    if run is None:
+        raise click.ClickException(f"no evaluation run {run_id} (see `citewise eval runs`)")
+    if as_json:
+        click.echo(to_json(run))
+        return
+    console.print(
+        f"[bold]run {run['id']}[/bold] · {run['kind']} · {esc(run['dataset'])} · "
+        f"{run['queries']} queries · {esc(run['created'])}"
+    )
+    settings = ", ".join(f"{k}={v}" for k, v in run["settings"].items())
+    console.print(f"settings: {settings}", markup=False)
+    if run["kind"] == "retrieval":
+        table = Table("mode", *MEASURES.values())
+        for mode, means in run["metrics"].items():
+            table.add_row(mode, *(f"{means[label]:.3f}" for label in MEASURES.values()))
+        console.print(table)
+        queries = Table("id", "query", *run["metrics"])
+        for result in run["results"]:
+            queries.add_row(
+                esc(result["id"]),
+                esc(result["query"]),
+                *(
+                    _value(result["modes"][mode]["metrics"].get("nDCG@10"))
+                    for mode in run["metrics"]
+                ),
+            )
+        queries.title = "nDCG@10 per query"
+        console.print(queries)
+        return
+    table = Table("measure", "value")
+    for name, value in run["metrics"].items():
+        table.add_row(name.replace("_", " "), f"{value:.3f}")
+    console.print(table)
+    questions = Table("id", "question", "refused", "token F1", "cited")
+    for result in run["results"]:
+        questions.add_row(
+            esc(result["id"]),
+            esc(result["question"]),
+            "yes" if result["metrics"]["refused"] else "",
+            _value(result["metrics"].get("token_f1")),
+            esc(", ".join(result["citations"])),
+        )
+    console.print(questions)
+
+
+def _value(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _stored(run_id: int | None) -> None:
+    if run_id is not None:
+        console.print(f"Stored as run {run_id} (citewise eval show {run_id}).", markup=False)
 
 
 def _save(report: Any, output: Path) -> None:

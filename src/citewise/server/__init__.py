@@ -48,6 +48,7 @@ def serve(
         raise ConfigError("authentication is on but no key exists: `citewise keys create` one")
     _log_json_access_lines(log_level)
     app = create_app(workspace, auth=auth, batching=batching)
+    app.state.service.replica.note_address(f"{host}:{port}")  # the Health view's replicas
     uvicorn.run(
         app,
         host=host,

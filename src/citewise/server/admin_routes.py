@@ -423,9 +423,22 @@ async def admin_budgets(request: Request, key: AdminKey) -> JSONResponse:
 @router.get("/health")
 async def admin_health(request: Request, key: AdminKey) -> JSONResponse:
     """What ``/readyz`` shows an admin (each component and what answered), with the
-    version, the schema's migrations and this replica's name."""
+    version, the schema's migrations, this replica's name and ``replicas``: the server
+    processes sharing the store (PostgreSQL), or this one alone (SQLite)."""
     service = service_of(request)
     status, details = await run_in_threadpool(service.dependencies)
+    server = request.scope.get("server")
+
+    def replicas() -> list[dict[str, Any]]:
+        if server and server[1] is not None:  # the address it serves on, if not known yet
+            service.replica.note_address(f"{server[0]}:{server[1]}")
+        # Several servers share a PostgreSQL store; a SQLite workspace is this process's.
+        return service.replica.listed(not service.workspace.store.url.startswith("sqlite"))
+
+    try:
+        listed = await run_in_threadpool(replicas)
+    except Exception:  # the store is down: its component says so
+        listed = []
     ready = service.ready.is_set()
     model = "loading" if not ready else "error" if service.startup_error else "ok"
     schema = details.get("store") if status.get("store") == "ok" else None
@@ -445,6 +458,7 @@ async def admin_health(request: Request, key: AdminKey) -> JSONResponse:
             "version": __version__,
             "schema": schema,
             "replica": service.jobs.worker,
+            "replicas": listed,
             "auth": service.auth,
             "components": {**status, "model": model},
             "details": {**details, "model": redact_url(service.startup_error or "loaded")},

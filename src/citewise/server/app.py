@@ -26,7 +26,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import CitewiseError, Unavailable
 from ..secrets import redact_url
 from ..workspace import Workspace
-from . import admin_routes, data_routes, media, openai_routes, responses_routes
+from . import (
+    admin_data_routes,
+    admin_eval_routes,
+    admin_routes,
+    data_routes,
+    media,
+    openai_routes,
+    responses_routes,
+)
 from .auth import AdminKey, AskKey, host_refusal, identify, needs_key, service_of
 from .errors import (
     APIError,
@@ -88,6 +96,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=service.warm_up, name="citewise-warm-up", daemon=True).start()
+        service.replica.start()  # its record among the replicas (the Health view)
         async with mcp.running():
             yield
         service.close()
@@ -114,6 +123,8 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     app.include_router(data_routes.router)
     app.include_router(media.router)
     app.include_router(admin_routes.router)  # the operator console's /v1/admin/...
+    app.include_router(admin_eval_routes.router)  # its evaluation runs
+    app.include_router(admin_data_routes.router)  # its collections, documents and jobs
     _add_operational_routes(app)
     _add_web_routes(app)
     app.router.routes.append(Route("/mcp", endpoint=mcp))  # an ASGI app: every method

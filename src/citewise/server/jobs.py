@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import setting_from_env
 from ..connectors import detect_source
-from ..errors import Unavailable
+from ..errors import NotFound, Unavailable, WorkspaceError
 from ..ingest import Progress
 from ..storage import JobRecord
 from ..workspace import Workspace
@@ -61,6 +61,7 @@ class Job:
     finished_at: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     attempts: int = 0  # replicas that took it (more than one: a replica stopped)
+    retry_of: str | None = None  # the job whose failed files this one runs again
 
     def as_json(self) -> dict[str, Any]:
         body = asdict(self)
@@ -140,6 +141,41 @@ class JobQueue:
     def get(self, job_id: str) -> Job | None:
         record = self.store.job(job_id)
         return Job.from_record(record) if record is not None else None
+
+    def recent(
+        self, status: str | None = None, limit: int = 100, collection: str | None = None
+    ) -> list[Job]:
+        """The newest jobs first (of one status, one collection when given)."""
+        return [Job.from_record(r) for r in self.store.jobs(status, limit, collection)]
+
+    def retry(self, job_id: str) -> Job:
+        """A new job for the files of ``job_id`` that were not stored (failed, or never
+        reached when the job itself failed), read again from the uploads the server kept.
+        :class:`NotRetryable` says why not: the job is unfinished, nothing failed, or the
+        uploads are gone (deleted, or the upload folder cleaned): upload them again."""
+        job = self.get(job_id)
+        if job is None:
+            raise NotFound(f"No ingest job {job_id}", code="job_not_found")
+        files, gone = retry_plan(job)
+        if job.status in ("queued", "running"):
+            raise NotRetryable(f"Job {job_id} is still {job.status}; retry it once it ends")
+        if not files and not gone:
+            raise NotRetryable(f"Nothing to retry: no file of job {job_id} failed")
+        if not files:
+            raise NotRetryable(
+                f"The uploads of job {job_id} are gone from the server ({', '.join(gone)}): "
+                "upload the files again"
+            )
+        retried = Job(
+            uuid.uuid4().hex[:16],
+            job.collection,
+            [FileState(name) for name, _ in files],
+            [path for _, path in files],
+            retry_of=job.id,
+        )
+        self.store.create_job(retried.id, retried.collection, retried.state())
+        self._wake.set()
+        return retried
 
     def counts(self) -> dict[str, int]:
         found = self.store.job_counts()
@@ -271,6 +307,33 @@ class JobQueue:
         )
         _add_counts(job, report.counts())
         job.done += 1
+
+
+# A file in one of these states was stored (or skipped on purpose: an unsupported
+# type): a retry leaves it out.
+STORED = ("added", "updated", "unchanged", "skipped")
+
+
+class NotRetryable(WorkspaceError):
+    """A job that cannot be run again, and why."""
+
+
+def retry_plan(job: Job) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(name, path) of each file of ``job`` a retry runs again — failed, or not reached
+    when the job failed — whose upload the server still has; and the names of those whose
+    upload is gone."""
+    files: list[tuple[str, Path]] = []
+    gone: list[str] = []
+    for state, path in zip(job.files, job.paths, strict=True):
+        if state.status in STORED:
+            continue
+        if state.status != "failed" and job.status != "failed":
+            continue
+        if path.is_file():
+            files.append((state.name, path))
+        else:
+            gone.append(state.name)
+    return files, gone
 
 
 def _add_counts(job: Job, counts: dict[str, int]) -> None:

@@ -26,6 +26,7 @@ from .errors import APIError
 from .jobs import JobQueue
 from .metrics import Metrics
 from .ratelimit import limiter_for
+from .replicas import ReplicaBeat
 from .source_paths import SourcePaths
 
 # Longest readyz waits for its probes (store, ledger, Redis) together.
@@ -53,6 +54,9 @@ class Service:
             workspace.use_embedder(embedder)
             self.metrics.embedding_batches.set_function(lambda: embedder.batches)
         self.jobs = JobQueue(workspace)
+        # This process's record among the replicas sharing the store (the Health view),
+        # renewed from the app's lifespan on (create_app) until close().
+        self.replica = ReplicaBeat(workspace.store, self.jobs.worker)
 
         def jobs_in(state: str) -> int:
             return self.jobs.counts()[state]
@@ -124,6 +128,7 @@ class Service:
     def close(self) -> None:
         self.workspace.ledger.listeners.remove(self.count_usage)
         self.limiter.close()
+        self.replica.close()
         self.jobs.close()
         if self.embedder is not None:
             self.embedder.close()

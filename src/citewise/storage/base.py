@@ -48,6 +48,18 @@ class DocumentRecord:
 
 
 @dataclass(frozen=True)
+class SourceKindStats:
+    """A collection's documents of one kind of source: ``file`` (a path on the server) or
+    a connector's scheme (``slack``, ``https``, ``notion``, …)."""
+
+    kind: str
+    documents: int
+    chunks: int
+    bytes: int  # the sources' sizes where the store knows them (files); 0 otherwise
+    updated_at: str | None  # the latest document write
+
+
+@dataclass(frozen=True)
 class DocumentState:
     id: int
     content_hash: str
@@ -81,12 +93,22 @@ class CollectionStore(Protocol):
         """(documents, chunks, tokens) in a collection."""
         ...
 
+    def source_kinds(self, collection_id: int) -> list[SourceKindStats]:
+        """A collection's documents grouped by the kind of their source (a file, or the
+        scheme of a connector's source: ``slack://…`` is ``slack``), by kind."""
+        ...
+
 
 class DocumentStore(Protocol):
     """Documents, their chunks (spans of the document's text) and the chunks' vectors."""
 
     def document_state(self, collection_id: int, source: str) -> DocumentState | None: ...
     def touch_document(self, document_id: int, mtime_ns: int | None, size: int | None) -> None: ...
+    def mark_document_stale(self, document_id: int) -> None:
+        """Forget what the next ingest compares (content hash, mtime, size), so that it
+        parses and embeds the document again; the document is searchable meanwhile."""
+        ...
+
     def replace_document(
         self,
         collection_id: int,
@@ -308,6 +330,12 @@ class JobStore(Protocol):
         self, job_id: str, worker: str, status: str, state: dict[str, Any], lease_s: float
     ) -> bool: ...
     def job(self, job_id: str) -> JobRecord | None: ...
+    def jobs(
+        self, status: str | None = None, limit: int = 100, collection: str | None = None
+    ) -> list[JobRecord]:
+        """The newest jobs first, of one status and one collection when given."""
+        ...
+
     def job_counts(self) -> dict[str, int]: ...
     def unfinished_job_files(self) -> set[str]: ...
     def shared_secret(self, name: str) -> bytes: ...
@@ -327,6 +355,46 @@ class FeedbackStore(Protocol):
     def feedback(self) -> list[dict[str, Any]]: ...
 
 
+class EvalRunStore(Protocol):
+    """Evaluation runs (``citewise eval retrieval`` and ``eval answers``): their settings,
+    summary metrics and per-query results, as JSON-able values."""
+
+    def add_eval_run(
+        self,
+        kind: str,
+        dataset: str,
+        queries: int,
+        settings: dict[str, Any],
+        metrics: dict[str, Any],
+        results: list[dict[str, Any]],
+    ) -> int:
+        """Store a run; its id."""
+        ...
+
+    def eval_runs(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest runs first, without their per-query results: ``id``, ``created``,
+        ``kind``, ``dataset``, ``queries``, ``settings``, ``metrics``."""
+        ...
+
+    def eval_run(self, run_id: int) -> dict[str, Any] | None:
+        """One run with its per-query ``results``; None when there is no such run."""
+        ...
+
+
+class ReplicaStore(Protocol):
+    """The server processes (replicas) sharing the store: each one records itself and
+    renews ``last_seen`` while it runs."""
+
+    def beat_replica(
+        self, replica: str, host: str, address: str, version: str, schema: str, started: str
+    ) -> None: ...
+    def replicas(self, seen_since: float) -> list[dict[str, Any]]:
+        """Replicas seen since ``seen_since`` (Unix time), the latest seen first: ``id``,
+        ``host``, ``address``, ``version``, ``schema``, ``started``, ``last_seen`` (Unix
+        time)."""
+        ...
+
+
 class Storage(
     CollectionStore,
     DocumentStore,
@@ -336,6 +404,8 @@ class Storage(
     RunStore,
     JobStore,
     FeedbackStore,
+    EvalRunStore,
+    ReplicaStore,
     Protocol,
 ):
     """Everything a workspace keeps, in one database."""

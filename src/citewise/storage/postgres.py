@@ -153,6 +153,21 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "CREATE INDEX api_keys_by_user ON api_keys(user_id)",
         ),
     ),
+    (
+        # Evaluation runs and the replicas sharing the store (as SQLite's _m010_eval_runs).
+        "_m005_eval_runs",
+        (
+            """CREATE TABLE eval_runs (
+            id BIGSERIAL PRIMARY KEY, created_at TEXT NOT NULL, kind TEXT NOT NULL,
+            dataset TEXT NOT NULL, queries INTEGER NOT NULL, settings TEXT NOT NULL,
+            metrics TEXT NOT NULL, results TEXT NOT NULL)""",
+            """CREATE TABLE replicas (
+            id TEXT PRIMARY KEY, host TEXT NOT NULL, address TEXT NOT NULL,
+            version TEXT NOT NULL, schema_version TEXT NOT NULL, started_at TEXT NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX replicas_by_last_seen ON replicas(last_seen)",
+        ),
+    ),
 ]
 
 
@@ -541,6 +556,9 @@ class PostgresStore(SqlStore):
 
     def _source_condition(self) -> str:
         return "d.source ~ ?"
+
+    def _position(self, text: str, needle: str) -> str:
+        return f"strpos({text}, {needle})"
 
     def _source_parameter(self, glob: str) -> Any:
         return glob_regex(glob)

@@ -21,7 +21,14 @@ import numpy as np
 from ..documents import Chunk, Document, Hit
 from ..errors import WorkspaceError
 from ..filters import SOURCE, And, Compare, Filter, In, Not, Or, ReadableBy, Scalar, check, kind
-from .base import Collection, DocumentRecord, DocumentState, JobRecord, StoredDocument
+from .base import (
+    Collection,
+    DocumentRecord,
+    DocumentState,
+    JobRecord,
+    SourceKindStats,
+    StoredDocument,
+)
 from .sql_access import SqlAccess
 
 # Chunk id lists are sent in parts: SQLite allows 999 parameters in one statement.
@@ -241,6 +248,29 @@ class SqlStore(SqlAccess):
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
+    # Where a substring starts in a text (1-based, 0: absent): SQLite's instr; PostgreSQL
+    # overrides it with strpos.
+    def _position(self, text: str, needle: str) -> str:
+        return f"instr({text}, {needle})"
+
+    def source_kinds(self, collection_id: int) -> list[SourceKindStats]:
+        """Documents per kind of source: ``file`` for a server path, else the scheme before
+        ``://`` (``slack``, ``https``, ``notion``, ``gmail``, …)."""
+        at = self._position("d.source", "'://'")
+        rows = self.execute(
+            "SELECT kind, count(*), coalesce(sum(n_chunks), 0), coalesce(sum(size), 0), "
+            "max(updated_at) FROM (SELECT "
+            f"CASE WHEN {at} > 1 THEN substr(d.source, 1, {at} - 1) ELSE 'file' END AS kind, "
+            "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS n_chunks, "
+            "coalesce(d.size, 0) AS size, d.updated_at AS updated_at "
+            "FROM documents d WHERE d.collection_id = ?) s GROUP BY kind ORDER BY kind",
+            (collection_id,),
+        ).fetchall()
+        return [
+            SourceKindStats(str(kind), int(docs), int(chunks), int(size), updated)
+            for kind, docs, chunks, size, updated in rows
+        ]
+
     # -- API keys (rows: name, prefix, collections, scopes, rpm, tpm, created, revoked,
     # user: the owner's e-mail address, None for a service key, "" for a removed user) ---
 
@@ -354,6 +384,12 @@ class SqlStore(SqlAccess):
         self.execute(
             "UPDATE documents SET mtime_ns = ?, size = ? WHERE id = ?",
             (mtime_ns, size, document_id),
+        )
+
+    def mark_document_stale(self, document_id: int) -> None:
+        self.execute(
+            "UPDATE documents SET content_hash = '', mtime_ns = NULL, size = NULL WHERE id = ?",
+            (document_id,),
         )
 
     def replace_document(
@@ -596,6 +632,23 @@ class SqlStore(SqlAccess):
             return None
         return JobRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
 
+    def jobs(
+        self, status: str | None = None, limit: int = 100, collection: str | None = None
+    ) -> list[JobRecord]:
+        conditions, params = [], list[Any]()
+        for column, value in (("status", status), ("collection", collection)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self.execute(
+            "SELECT id, collection, status, state, attempts, worker FROM jobs"
+            + where
+            + " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [JobRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
     def job_counts(self) -> dict[str, int]:
         rows = self.execute("SELECT status, count(*) FROM jobs GROUP BY status")
         return {status: int(count) for status, count in rows}
@@ -652,6 +705,70 @@ class SqlStore(SqlAccess):
         return [
             dict(zip(names, row, strict=True)) | {"citations": json.loads(row[5])} for row in rows
         ]
+
+    # -- evaluation runs ---------------------------------------------------------------
+
+    def add_eval_run(
+        self,
+        kind: str,
+        dataset: str,
+        queries: int,
+        settings: dict[str, Any],
+        metrics: dict[str, Any],
+        results: list[dict[str, Any]],
+    ) -> int:
+        row = self.execute(
+            "INSERT INTO eval_runs (created_at, kind, dataset, queries, settings, metrics, "
+            "results) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                now(),
+                kind,
+                dataset,
+                queries,
+                json.dumps(settings),
+                json.dumps(metrics),
+                json.dumps(results),
+            ),
+        ).fetchone()
+        return int(row[0])
+
+    def eval_runs(self, limit: int = 500) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT id, created_at, kind, dataset, queries, settings, metrics FROM eval_runs "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [_eval_run(row) for row in rows]
+
+    def eval_run(self, run_id: int) -> dict[str, Any] | None:
+        row = self.execute(
+            "SELECT id, created_at, kind, dataset, queries, settings, metrics, results "
+            "FROM eval_runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        return None if row is None else _eval_run(row[:7]) | {"results": json.loads(row[7])}
+
+    # -- replicas ----------------------------------------------------------------------
+
+    def beat_replica(
+        self, replica: str, host: str, address: str, version: str, schema: str, started: str
+    ) -> None:
+        self.execute(
+            "INSERT INTO replicas (id, host, address, version, schema_version, started_at, "
+            "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "host = excluded.host, address = excluded.address, version = excluded.version, "
+            "schema_version = excluded.schema_version, last_seen = excluded.last_seen",
+            (replica, host, address, version, schema, started, time.time()),
+        )
+
+    def replicas(self, seen_since: float) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT id, host, address, version, schema_version, started_at, last_seen "
+            "FROM replicas WHERE last_seen >= ? ORDER BY last_seen DESC, id",
+            (seen_since,),
+        )
+        names = ("id", "host", "address", "version", "schema", "started", "last_seen")
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     # -- chunks --------------------------------------------------------------------------
 
@@ -851,6 +968,19 @@ class SqlStore(SqlAccess):
         """The migrations applied, in order."""
         rows = self.execute("SELECT name FROM _migrations ORDER BY name")
         return [row[0] for row in rows]
+
+
+def _eval_run(row: Sequence[Any]) -> dict[str, Any]:
+    run_id, created, kind, dataset, queries, settings, metrics = row
+    return {
+        "id": int(run_id),
+        "created": created,
+        "kind": kind,
+        "dataset": dataset,
+        "queries": int(queries),
+        "settings": json.loads(settings),
+        "metrics": json.loads(metrics),
+    }
 
 
 # A key row's columns; its user "" when the key's user was removed.

@@ -251,6 +251,36 @@ def _m009_ledger_privacy(db: sqlite3.Connection) -> None:
     migrate_ledger_privacy(db)
 
 
+def _m010_eval_runs(db: sqlite3.Connection) -> None:
+    # Evaluation runs (``citewise eval``: settings, metrics and per-query results as
+    # JSON) and the server processes sharing the store, each seen last at ``last_seen``.
+    _run_script(
+        db,
+        """
+        CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            queries INTEGER NOT NULL,
+            settings TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            results TEXT NOT NULL
+        );
+        CREATE TABLE replicas (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            address TEXT NOT NULL,
+            version TEXT NOT NULL,
+            schema_version TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            last_seen REAL NOT NULL
+        );
+        CREATE INDEX replicas_by_last_seen ON replicas(last_seen);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
@@ -261,6 +291,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m007_metadata_index,
     _m008_access,
     _m009_ledger_privacy,
+    _m010_eval_runs,
 ]
 # Changes kept per collection; a derived index further behind than this rebuilds.
 KEPT_VECTOR_CHANGES = 200_000

@@ -4,7 +4,7 @@
 "use strict";
 
 const KEY_STORAGE = "citewise.key"; // the chat page's: one sign-in per tab
-const VIEWS = ["usage", "keys", "models", "quality", "budgets", "health"];
+const VIEWS = ["usage", "keys", "models", "collections", "jobs", "quality", "budgets", "health"];
 const CALLS_SHOWN = 200;
 const SVG = "http://www.w3.org/2000/svg";
 // Colour-blind-safe (Okabe–Ito), then greys for the rest.
@@ -178,8 +178,8 @@ function route() {
   }
   $("status").textContent = "";
   const load = {
-    usage: loadUsage, keys: loadKeys, models: loadModels, quality: loadFeedback,
-    budgets: loadBudgets, health: loadHealth,
+    usage: loadUsage, keys: loadKeys, models: loadModels, quality: loadQuality,
+    budgets: loadBudgets, health: loadHealth, collections: loadCollections, jobs: loadJobs,
   };
   load[state.view]().catch(failed);
 }
@@ -735,6 +735,626 @@ $("feedback-controls").addEventListener("submit", (event) => {
   exportFeedback().catch(failed);
 });
 
+// -- quality: evaluation runs ---------------------------------------------------------------
+
+const KIND_COLOURS = { retrieval: COLOURS[0], answers: COLOURS[1] };
+const scoreFormat = new Intl.NumberFormat(undefined, {
+  minimumFractionDigits: 3, maximumFractionDigits: 3,
+});
+
+function score(value) {
+  return value === null || value === undefined ? "–" : scoreFormat.format(value);
+}
+function metricName(main) {
+  return main.mode ? `${main.name} (${main.mode})` : main.name.replace(/_/g, " ");
+}
+function otherMetrics(run) {
+  if (run.kind === "retrieval") {
+    return Object.entries(run.metrics).map(([mode, values]) =>
+      `${mode}: ` + Object.entries(values).map(([name, v]) => `${name} ${score(v)}`).join(", "))
+      .join("; ");
+  }
+  return Object.entries(run.metrics)
+    .filter(([name]) => name !== run.main_metric.name)
+    .map(([name, v]) => `${name.replace(/_/g, " ")} ${name === "seconds" ? seconds(v) : score(v)}`)
+    .join(", ");
+}
+
+function loadQuality() {
+  return Promise.all([loadFeedback(), loadEvalRuns()]);
+}
+
+async function loadEvalRuns() {
+  const body = await api("/v1/admin/eval/runs");
+  const runs = body.data;
+  $("eval-empty").hidden = runs.length > 0;
+  $("eval-table-box").hidden = runs.length === 0;
+  $("eval-trend-box").hidden = runs.length === 0;
+  if (!runs.length) $("eval-detail").hidden = true;
+  const table = $("eval-table").tBodies[0];
+  table.replaceChildren();
+  for (const run of runs) {
+    const tr = el("tr");
+    tr.dataset.id = String(run.id);
+    tr.dataset.kind = run.kind;
+    const dataset = el("td", run.dataset, "wrap");
+    dataset.dataset.col = "dataset";
+    const main = el("td", `${metricName(run.main_metric)} ${score(run.main_metric.value)}`);
+    main.dataset.col = "main";
+    const others = el("td", otherMetrics(run), "wrap");
+    others.dataset.col = "metrics";
+    const action = el("td");
+    const button = el("button", `Show run ${run.id}`, "secondary");
+    button.type = "button";
+    button.setAttribute("aria-controls", "eval-detail");
+    button.setAttribute("aria-expanded", String(state.evalRun === run.id));
+    button.addEventListener("click", () => showEvalRun(run.id).catch(failed));
+    action.append(button);
+    tr.append(el("td", shortWhen(run.created)), el("td", run.kind), dataset,
+      el("td", count(run.queries), "num"), main, others, action);
+    table.append(tr);
+  }
+  if (runs.length) renderEvalTrend(runs);
+}
+
+function renderEvalTrend(runs) {
+  // The main metric of each kind over time: a line per kind, a dot per run (0 to 1).
+  const kinds = [...new Set(runs.map((r) => r.kind))].sort();
+  const points = runs.filter((r) => r.main_metric.value !== null)
+    .map((r) => ({ run: r, time: new Date(r.created).getTime() }))
+    .sort((a, b) => a.time - b.time || a.run.id - b.run.id);
+  const width = Math.max($("eval-trend").clientWidth || 720, 300);
+  const tall = 200, left = 44, right = 16, bottom = 30, top = 10;
+  const first = points.length ? points[0].time : 0;
+  const last = points.length ? points[points.length - 1].time : 1;
+  const x = (time) => (last === first ? (left + width - right) / 2
+    : left + ((width - left - right) * (time - first)) / (last - first));
+  const y = (value) => tall - bottom - (tall - bottom - top) * Math.max(0, Math.min(value, 1));
+  const summary = kinds.map((kind) => {
+    const mine = points.filter((p) => p.run.kind === kind);
+    if (!mine.length) return `${kind}: no value`;
+    const latest = mine[mine.length - 1].run;
+    return `${kind} ${metricName(latest.main_metric)}, latest ${score(latest.main_metric.value)} ` +
+      `over ${mine.length} run${mine.length === 1 ? "" : "s"}`;
+  }).join("; ");
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${tall}`, role: "img", class: "bars trend",
+    "aria-label": `Main metric per kind over time: ${summary}`,
+  });
+  for (const fraction of [0, 0.5, 1]) {
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y(fraction), y2: y(fraction), class: "grid" }));
+    const label = svg("text", { x: left - 6, y: y(fraction) + 4, "text-anchor": "end", class: "axis" });
+    label.textContent = scoreFormat.format(fraction);
+    chart.append(label);
+  }
+  for (const kind of kinds) {
+    const mine = points.filter((p) => p.run.kind === kind);
+    const colour = KIND_COLOURS[kind] || COLOURS[2];
+    if (mine.length > 1) {
+      chart.append(svg("polyline", {
+        points: mine.map((p) => `${x(p.time)},${y(p.run.main_metric.value)}`).join(" "),
+        fill: "none", stroke: colour, "stroke-width": 2,
+      }));
+    }
+    for (const p of mine) {
+      const dot = svg("circle", { cx: x(p.time), cy: y(p.run.main_metric.value), r: 4, fill: colour });
+      dot.dataset.run = String(p.run.id);
+      const tip = svg("title");
+      tip.textContent = `Run ${p.run.id}, ${p.run.kind}, ${shortWhen(p.run.created)}: ` +
+        `${metricName(p.run.main_metric)} ${score(p.run.main_metric.value)}`;
+      dot.append(tip);
+      chart.append(dot);
+    }
+  }
+  if (points.length) {
+    const ends = last === first ? [[first, "middle"]] : [[first, "start"], [last, "end"]];
+    for (const [time, anchor] of ends) {
+      const label = svg("text", { x: x(time), y: tall - 8, "text-anchor": anchor, class: "axis" });
+      label.textContent = new Date(time).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+      chart.append(label);
+    }
+  }
+  $("eval-trend").replaceChildren(chart);
+  $("eval-trend-caption").textContent =
+    "Main metric of each run over time: nDCG@10 for retrieval (of the hybrid mode when run), " +
+    "token F1 for answers.";
+  const legend = $("eval-legend");
+  legend.replaceChildren();
+  for (const kind of kinds) {
+    const item = el("li");
+    const swatch = el("span", "", "swatch");
+    swatch.style.background = KIND_COLOURS[kind] || COLOURS[2];
+    item.append(swatch, document.createTextNode(kind));
+    legend.append(item);
+  }
+}
+
+function settingText(value) {
+  if (value === null || value === undefined || value === "") return "–";
+  return Array.isArray(value) ? value.join(", ") || "–" : String(value);
+}
+
+async function showEvalRun(id) {
+  const run = await api(`/v1/admin/eval/runs/${encodeURIComponent(id)}`);
+  state.evalRun = run.id;
+  for (const button of $("eval-table").querySelectorAll("button[aria-controls]")) {
+    button.setAttribute("aria-expanded", String(button.closest("tr").dataset.id === String(run.id)));
+  }
+  const detail = $("eval-detail");
+  detail.hidden = false;
+  detail.dataset.run = String(run.id);
+  $("eval-detail-title").textContent =
+    `Run ${run.id}: ${run.kind} on ${run.dataset}, ${when(run.created)} — ${count(run.queries)} queries`;
+  $("eval-settings").textContent = "Settings: " + Object.entries(run.settings)
+    .map(([name, value]) => `${name.replace(/_/g, " ")} ${settingText(value)}`).join(" · ");
+  const table = $("eval-queries");
+  const head = el("tr");
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  const columns = run.kind === "retrieval"
+    ? ["id", "query", "expected", ...Object.keys(run.metrics).flatMap((m) => [`${m} nDCG@10`, `${m} ranked`])]
+    : ["id", "question", "answer", "sources cited", "token F1", "citation recall", "refused"];
+  for (const name of columns) {
+    const th = el("th", name);
+    th.scope = "col";
+    head.append(th);
+  }
+  table.tHead.replaceChildren(head);
+  for (const result of run.results) {
+    const tr = el("tr");
+    tr.dataset.query = String(result.id);
+    const th = el("th", result.id);
+    th.scope = "row";
+    tr.append(th);
+    if (run.kind === "retrieval") {
+      const query = el("td", result.query, "wrap long");
+      query.dataset.col = "query";
+      tr.append(query, el("td", Object.keys(result.expected).join(", ") || "–", "wrap"));
+      for (const mode of Object.keys(run.metrics)) {
+        const outcome = result.modes[mode] || { ranked: [], metrics: {} };
+        const value = el("td", score(outcome.metrics["nDCG@10"]), "num");
+        value.dataset.mode = mode;
+        const ranked = el("td", undefined, "wrap");
+        const list = el("ol", undefined, "ranked");
+        for (const [documentId, docScore] of outcome.ranked) {
+          const judged = result.expected[documentId] > 0;
+          list.append(el("li", `${documentId} ${docScore.toFixed(4)}${judged ? " ✓ relevant" : ""}`,
+            judged ? "ok" : undefined));
+        }
+        if (!outcome.ranked.length) ranked.textContent = "nothing found";
+        else ranked.append(list);
+        tr.append(value, ranked);
+      }
+    } else {
+      const question = el("td", result.question, "wrap long");
+      question.dataset.col = "query";
+      const answer = el("td", undefined, "wrap long");
+      answer.append(el("div", result.answer, "clip"));
+      const m = result.metrics;
+      tr.append(question, answer, el("td", result.citations.join(", ") || "none", "wrap"),
+        el("td", score(m.token_f1), "num"), el("td", score(m.citation_recall), "num"),
+        el("td", m.refused ? "yes" : "no"));
+    }
+    body.append(tr);
+  }
+  $("eval-detail-title").focus();
+}
+
+// -- collections and documents -------------------------------------------------------------
+
+const DOCUMENTS_PAGE = 100;
+const byteFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
+function bytes(value) {
+  if (value === null || value === undefined) return "–";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let size = value, unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  return `${unit ? byteFormat.format(size) : numberFormat.format(size)} ${units[unit]}`;
+}
+
+function facts(list, items) {
+  list.replaceChildren();
+  for (const [label, value, name] of items) {
+    const box = el("div");
+    box.append(el("dt", label));
+    const dd = el("dd", value);
+    if (name) dd.dataset.field = name;
+    box.append(dd);
+    list.append(box);
+  }
+}
+
+async function loadCollections() {
+  const body = await api("/v1/admin/collections");
+  $("collections-empty").hidden = body.data.length > 0;
+  const list = $("collections-list");
+  list.replaceChildren();
+  for (const c of body.data) list.append(collectionCard(c));
+  const open = state.documents && body.data.some((c) => c.name === state.documents.collection);
+  if (!open) {
+    $("documents-panel").hidden = true;
+    $("document-viewer").hidden = true;
+  }
+}
+
+function collectionCard(c) {
+  const card = el("article", undefined, "card collection");
+  card.dataset.collection = c.name;
+  const titleId = `collection-${c.name}-title`;
+  const title = el("h3", c.name);
+  title.id = titleId;
+  card.setAttribute("aria-labelledby", titleId);
+  card.append(title);
+  const sync = c.last_sync;
+  const list = el("dl", undefined, "facts");
+  facts(list, [
+    ["Documents", count(c.documents), "documents"],
+    ["Chunks", count(c.chunks), "chunks"],
+    ["Tokens", count(c.tokens), "tokens"],
+    ["Size of files", bytes(c.bytes), "bytes"],
+    ["Embedder", `${c.embedder} (${c.dim} dimensions)`, "embedder"],
+    ["Last sync", sync ? `${when(sync.finished_at || sync.started_at)} · ${sync.status}` : "never",
+      "last-sync"],
+    ["Access", `${count(c.open_documents)} open, ${count(c.restricted_documents)} restricted`,
+      "access"],
+  ]);
+  card.append(list);
+  if (c.sources.length) {
+    const box = el("div", undefined, "scroll");
+    box.tabIndex = 0;
+    box.setAttribute("role", "region");
+    box.setAttribute("aria-label", `Sources of ${c.name}`);
+    const table = el("table", undefined, "sources");
+    const head = el("tr");
+    for (const [name, className] of [["source kind"], ["documents", "num"], ["chunks", "num"],
+      ["size", "num"], ["last written"], ["last sync"]]) {
+      const th = el("th", name, className);
+      th.scope = "col";
+      head.append(th);
+    }
+    table.append(el("thead"));
+    table.tHead.append(head);
+    const rows = el("tbody");
+    for (const s of c.sources) {
+      const tr = el("tr");
+      tr.dataset.kind = s.kind;
+      const th = el("th", s.kind);
+      th.scope = "row";
+      tr.append(th);
+      for (const [text, className, name] of [
+        [count(s.documents), "num", "documents"], [count(s.chunks), "num", "chunks"],
+        [bytes(s.bytes), "num", "bytes"], [when(s.updated_at), "", "updated"],
+        [s.failed ? `${count(s.failed)} failed` : "ok", s.failed ? "bad" : "ok", "status"],
+      ]) {
+        const td = el("td", text, className);
+        td.dataset.col = name;
+        tr.append(td);
+      }
+      rows.append(tr);
+    }
+    table.append(rows);
+    box.append(table);
+    card.append(box);
+  }
+  if (sync && sync.failures.length) {
+    card.append(el("h4", "Failed in the last sync"));
+    const failures = el("ul", undefined, "failures");
+    for (const f of sync.failures) {
+      const item = el("li");
+      item.append(el("span", f.source, "name"), document.createTextNode(": "),
+        el("span", f.reason, "error"));
+      failures.append(item);
+    }
+    card.append(failures);
+  }
+  const show = el("button", "Show documents", "secondary");
+  show.type = "button";
+  show.setAttribute("aria-label", `Show documents of ${c.name}`);
+  show.setAttribute("aria-controls", "documents-panel");
+  show.addEventListener("click", () => showDocuments(c.name).catch(failed));
+  card.append(show);
+  return card;
+}
+
+async function showDocuments(collection, keepViewer) {
+  if (!state.documents || state.documents.collection !== collection) {
+    state.documents = { collection, offset: 0 };
+  }
+  // The pages shown so far, again (the list changes under a delete): one request.
+  const wanted = Math.min(state.documents.offset + DOCUMENTS_PAGE, 999);
+  const query = new URLSearchParams({ limit: String(wanted + 1), offset: "0" });
+  const body = await api(`/v1/collections/${encodeURIComponent(collection)}/documents?${query}`);
+  const more = body.data.length > wanted;
+  const documents = body.data.slice(0, wanted);
+  $("documents-collection").textContent = collection;
+  $("documents-panel").hidden = false;
+  if (!keepViewer) $("document-viewer").hidden = true;
+  $("documents-empty").hidden = documents.length > 0;
+  $("documents-more").hidden = !more;
+  const table = $("documents-table").tBodies[0];
+  table.replaceChildren();
+  for (const d of documents) {
+    const tr = el("tr");
+    tr.dataset.id = String(d.id);
+    const th = el("th", d.title || "(untitled)", "wrap");
+    th.scope = "row";
+    tr.append(th);
+    tr.append(el("td", d.source, "wrap"), el("td", count(d.chunks), "num"),
+      el("td", count(d.tokens), "num"), el("td", when(d.updated_at)));
+    const actions = el("td");
+    const view = el("button", "View", "secondary");
+    view.type = "button";
+    view.setAttribute("aria-label", `View document ${d.title || d.source}`);
+    view.setAttribute("aria-controls", "document-viewer");
+    view.addEventListener("click", () => viewDocument(collection, d.id).catch(failed));
+    const remove = el("button", "Delete", "danger");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Delete document ${d.title || d.source}`);
+    remove.addEventListener("click", () => deleteDocument(collection, d.id, d.title || d.source));
+    actions.append(view, " ", remove);
+    tr.append(actions);
+    table.append(tr);
+  }
+  $("documents-status").textContent =
+    `${count(documents.length)} document${documents.length === 1 ? "" : "s"} shown` +
+    (more ? "; more below." : ".");
+  if (!keepViewer) $("documents-title").focus();
+}
+
+$("documents-more").addEventListener("click", () => {
+  state.documents.offset += DOCUMENTS_PAGE;
+  showDocuments(state.documents.collection, true).catch(failed);
+});
+
+async function viewDocument(collection, id) {
+  const d = await api(
+    `/v1/admin/collections/${encodeURIComponent(collection)}/documents/${encodeURIComponent(id)}`);
+  state.viewing = { collection, id, title: d.title || d.source };
+  const viewer = $("document-viewer");
+  viewer.hidden = false;
+  viewer.dataset.id = String(d.id);
+  $("viewer-title").textContent = d.title || "(untitled)";
+  $("viewer-result").textContent = "";
+  const access = d.access === "open" ? "open to the collection" : `only ${d.access.join(", ")}`;
+  facts($("viewer-facts"), [
+    ["Source", d.source, "source"],
+    ["Kind", d.kind, "kind"],
+    ["Chunks", count(d.chunks), "chunks"],
+    ["Tokens", count(d.tokens), "tokens"],
+    ["Updated", when(d.updated_at), "updated"],
+    ["Who may read it", access, "access"],
+  ]);
+  $("viewer-reingest").disabled = !d.reingest.possible;
+  $("viewer-reingest-note").textContent = d.reingest.possible
+    ? "Re-ingest parses and embeds the file again (the document stays searchable meanwhile)."
+    : `Re-ingest is not possible: ${d.reingest.reason}`;
+  $("viewer-citations-note").textContent = d.citations_note;
+  const list = $("viewer-chunks");
+  list.replaceChildren();
+  for (const c of d.chunk_list) {
+    const item = el("li", undefined, "chunk");
+    item.dataset.chunkId = String(c.id);
+    item.append(el("p", `Chunk ${c.number} · ${c.location}`, "muted"));
+    item.append(el("div", c.text, "chunk-text"));
+    if (c.cited_by.length) {
+      const cited = el("ul", undefined, "cited");
+      cited.setAttribute("aria-label", `Rated answers that cited chunk ${c.number}`);
+      for (const f of c.cited_by) cited.append(citedItem(f));
+      item.append(cited);
+    } else {
+      item.append(el("p", "Not cited by any rated answer.", "muted not-cited"));
+    }
+    list.append(item);
+  }
+  $("viewer-earlier").hidden = d.cited_earlier_version.length === 0;
+  const earlier = $("viewer-earlier-list");
+  earlier.replaceChildren();
+  for (const f of d.cited_earlier_version) earlier.append(citedItem(f));
+  $("viewer-title").focus();
+}
+
+function citedItem(f) {
+  const item = el("li", undefined, "cited-by");
+  item.dataset.feedback = String(f.feedback_id);
+  item.append(el("span", f.rating > 0 ? "▲ helpful" : "▼ not helpful", f.rating > 0 ? "ok" : "bad"),
+    document.createTextNode(" "), el("span", `“${f.question}”`, "question"),
+    el("span", ` — ${f.key || "no key"}, ${when(f.created)}`, "muted"));
+  if (f.quote) item.title = f.quote;
+  return item;
+}
+
+async function deleteDocument(collection, id, title) {
+  if (!window.confirm(`Delete document ${title} from ${collection}? ` +
+    "Its chunks leave the search; an uploaded file is deleted too.")) return;
+  try {
+    await api(`/v1/collections/${encodeURIComponent(collection)}/documents/${encodeURIComponent(id)}`,
+      { method: "DELETE" });
+    if (state.viewing && state.viewing.id === id) $("document-viewer").hidden = true;
+    await loadCollections();
+    await showDocuments(collection, true);
+    $("documents-status").textContent = `Deleted ${title}.`;
+    $("documents-title").focus();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+$("viewer-close").addEventListener("click", () => {
+  $("document-viewer").hidden = true;
+  $("documents-title").focus();
+});
+$("viewer-delete").addEventListener("click", () => {
+  if (state.viewing) deleteDocument(state.viewing.collection, state.viewing.id, state.viewing.title);
+});
+$("viewer-reingest").addEventListener("click", async () => {
+  const { collection, id } = state.viewing;
+  const button = $("viewer-reingest");
+  button.disabled = true;
+  try {
+    const job = await api(
+      `/v1/admin/collections/${encodeURIComponent(collection)}/documents/${encodeURIComponent(id)}/reingest`,
+      { method: "POST" });
+    const result = $("viewer-result");
+    result.replaceChildren(`Re-ingest queued as job ${job.id}: follow it under `);
+    const link = el("a", "Jobs");
+    link.href = "#jobs";
+    result.append(link, ".");
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) failed(error);
+    else $("viewer-result").textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// -- ingest jobs -----------------------------------------------------------------------------
+
+const JOB_POLL_MS = 1500;
+const JOB_IDLE_POLL_MS = 5000;
+
+async function loadJobs() {
+  clearTimeout(state.jobsTimer);
+  const status = $("jobs-status").value;
+  const query = new URLSearchParams({ limit: "100" });
+  if (status) query.set("status", status);
+  const body = await api(`/v1/admin/jobs?${query}`);
+  const total = Object.values(body.counts).reduce((sum, n) => sum + n, 0);
+  $("jobs-empty").hidden = total > 0;
+  $("jobs-counts").textContent = total
+    ? `${count(total)} jobs: ${count(body.counts.queued)} queued, ${count(body.counts.running)} ` +
+      `running, ${count(body.counts.done)} done, ${count(body.counts.failed)} failed` +
+      (status && !body.data.length ? `; none ${status}.` : ".")
+    : "";
+  const seen = JSON.stringify(body.data);
+  if (seen !== state.jobsSeen) { // redrawn only when something changed: focus stays put
+    state.jobsSeen = seen;
+    const list = $("jobs-list");
+    list.replaceChildren();
+    for (const job of body.data) list.append(jobCard(job));
+  }
+  // Polled while the view is open: often while a job is queued or running (its files'
+  // progress), now and then otherwise (a new upload appears without a reload).
+  const live = body.counts.queued + body.counts.running > 0;
+  state.jobsTimer = setTimeout(() => {
+    if (state.view === "jobs" && !$("main").hidden) loadJobs().catch(failed);
+  }, live ? JOB_POLL_MS : JOB_IDLE_POLL_MS);
+}
+
+function fileProgress(job, f) {
+  const cell = el("td");
+  cell.dataset.col = "progress";
+  if (f.chunks_total && f.status === "ingesting") {
+    const bar = el("progress");
+    bar.max = f.chunks_total;
+    bar.value = f.chunks_done;
+    bar.setAttribute("aria-label", `Chunks of ${f.name} embedded`);
+    cell.append(bar, el("span",
+      ` ${count(f.chunks_done)}/${count(f.chunks_total)} chunks` +
+      (f.eta_seconds ? `, about ${Math.ceil(f.eta_seconds)} s left` : ""), "muted"));
+  } else {
+    cell.textContent = f.status === "queued" ? "waiting"
+      : f.status.startsWith("ingesting") ? "in progress" : "finished";
+  }
+  return cell;
+}
+
+function jobCard(job) {
+  const card = el("article", undefined, "card job");
+  card.dataset.job = job.id;
+  card.dataset.status = job.status;
+  const titleId = `job-${job.id}-title`;
+  const title = el("h3", `Job ${job.id} · ${job.collection}`);
+  title.id = titleId;
+  card.setAttribute("aria-labelledby", titleId);
+  const badge = el("span", job.status, `badge status-${job.status}`);
+  badge.dataset.field = "status";
+  title.append(" ", badge);
+  card.append(title);
+  const list = el("dl", undefined, "facts");
+  const counts = Object.entries(job.counts || {}).filter(([, n]) => n)
+    .map(([name, n]) => `${count(n)} ${n === 1 ? name.replace(/s$/, "") : name}`).join(", ");
+  facts(list, [
+    ["Files", `${count(job.done)} of ${count(job.total)} done`, "files"],
+    ["Failed files", count(job.failed), "failed"],
+    ["Created", when(job.created), "created"],
+    ["Finished", job.finished ? when(job.finished) : "not yet", "finished"],
+    ["Documents", counts || "–", "counts"],
+  ]);
+  card.append(list);
+  if (job.retry_of) card.append(el("p", `A retry of job ${job.retry_of}.`, "muted"));
+  if (job.retried_by) card.append(el("p", `Retried as job ${job.retried_by}.`, "muted"));
+  if (job.error) card.append(el("p", `The job failed: ${job.error}`, "error"));
+  const box = el("div", undefined, "scroll");
+  box.tabIndex = 0;
+  box.setAttribute("role", "region");
+  box.setAttribute("aria-label", `Files of job ${job.id}`);
+  const table = el("table", undefined, "job-files");
+  const head = el("tr");
+  for (const [name, className] of [["file"], ["status"], ["progress"], ["chunks", "num"],
+    ["reason it failed"]]) {
+    const th = el("th", name, className);
+    th.scope = "col";
+    head.append(th);
+  }
+  table.append(el("thead"));
+  table.tHead.append(head);
+  const rows = el("tbody");
+  for (const f of job.files) {
+    const tr = el("tr");
+    tr.dataset.file = f.name;
+    tr.dataset.status = f.status;
+    const th = el("th", f.name, "wrap");
+    th.scope = "row";
+    tr.append(th);
+    const status = el("td", f.status, f.status === "failed" ? "bad" : "");
+    status.dataset.col = "status";
+    tr.append(status, fileProgress(job, f), el("td", count(f.chunks), "num"));
+    const error = el("td", f.error || "", f.error ? "error-text wrap" : "");
+    error.dataset.col = "error";
+    tr.append(error);
+    rows.append(tr);
+  }
+  table.append(rows);
+  box.append(table);
+  card.append(box);
+  if (job.retryable) {
+    const n = job.retry_files.length;
+    const text = `Retry ${n} failed file${n === 1 ? "" : "s"}`;
+    const button = el("button", text, "secondary");
+    button.type = "button";
+    button.setAttribute("aria-label", `${text} of job ${job.id}: ${job.retry_files.join(", ")}`);
+    button.addEventListener("click", () => retryJob(job.id, button));
+    card.append(button);
+  } else if (job.retry_note) {
+    card.append(el("p", job.retry_note, "muted retry-note"));
+  }
+  return card;
+}
+
+async function retryJob(id, button) {
+  button.disabled = true;
+  try {
+    const job = await api(`/v1/admin/jobs/${encodeURIComponent(id)}/retry`, { method: "POST" });
+    $("jobs-result").textContent = `Job ${id}'s failed files are queued again as job ${job.id}.`;
+    state.jobsSeen = "";
+    await loadJobs();
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) failed(error);
+    else $("jobs-result").textContent = error.message;
+    button.disabled = false;
+  }
+}
+
+$("jobs-controls").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadJobs().catch(failed);
+});
+$("jobs-status").addEventListener("change", () => loadJobs().catch(failed));
+
 // -- budgets --------------------------------------------------------------------------------
 
 function budgetAmount(budget, value, short) {
@@ -860,6 +1480,26 @@ async function loadHealth() {
       el("td", health.details[name] || ""));
     body.append(tr);
   }
+  renderReplicas(health);
+}
+
+function renderReplicas(health) {
+  const rows = $("health-replicas").tBodies[0];
+  rows.replaceChildren();
+  for (const r of health.replicas || []) {
+    const tr = el("tr");
+    tr.dataset.replica = r.id;
+    const th = el("th", r.this ? `${r.id} (this one)` : r.id);
+    th.scope = "row";
+    tr.append(th, el("td", r.host), el("td", r.address || "–"), el("td", when(r.last_seen)),
+      el("td", r.alive ? "running" : "not seen lately", r.alive ? "ok" : "bad"),
+      el("td", r.version), el("td", r.schema || "–"), el("td", when(r.started)));
+    rows.append(tr);
+  }
+  $("replicas-help").textContent = (health.replicas || []).length > 1
+    ? "The servers sharing this store (PostgreSQL), each renewing its record every 10 seconds; " +
+      "one not seen for 30 seconds has stopped or lost the store."
+    : "This server process. Servers sharing a PostgreSQL store each appear here.";
 }
 
 start();
