@@ -1,12 +1,12 @@
 """Answer quality of a chat model with each level of answer checking.
 
-    python benchmarks/answer_quality.py [--set python|facts] [--questions FILE.jsonl]
+    python benchmarks/answer_quality.py [--set python|facts|facts_b] [--questions FILE.jsonl]
         [--documents DIR] [--modes off,light,strict-no-fact-check,strict]
         [--model smollm2-135m] [--provider openai --base-url URL --api-key-env VAR]
         [--json out.json [--append]]
     python benchmarks/answer_quality.py --rescore out.json
 
-Two question sets, neither used by any test:
+Three question sets, none used by any test:
 
 * ``python`` (the default): Python's language reference (``pydoc_data``, which every
   Python ships): 28 questions with a gold answer and the topics that hold it, 6 the
@@ -15,6 +15,9 @@ Two question sets, neither used by any test:
   names, several deliberately alike (``benchmarks/qa/facts/``, ingested into the
   workspace; its README is not): 40 questions with a gold answer and the file that holds
   it, 10 they cannot answer.
+* ``facts_b``: a second, held-out set like ``facts``, written after the answer check and
+  not tuned on: fourteen invented documents on other subjects (``benchmarks/qa/facts_b/``,
+  ingested the same way), 40 questions with a gold answer and its file, 10 unanswerable.
 
 Each configuration answers every question through ``citewise eval answers``' scorer
 (token F1, citation precision and recall, answers citing a source that does not exist,
@@ -58,6 +61,7 @@ QUESTIONS = QA / "python_reference.jsonl"
 SETS = {  # questions, and the folder of documents to ingest (None: the demo's corpus)
     "python": (QUESTIONS, None),
     "facts": (QA / "facts.jsonl", QA / "facts"),
+    "facts_b": (QA / "facts_b.jsonl", QA / "facts_b"),
 }
 FACTS_COLLECTION = "facts"
 # Configurations beyond the answer_check modes: (answer_check, whether facts are checked).
@@ -242,7 +246,7 @@ def run(
         ):
             ws.chat_model()  # load outside the timings
             recorder = Recorder(ws)
-            report = evaluate_answers(recorder, questions, [collection])
+            report = evaluate_answers(recorder, questions, [collection], save=False)
         means = dict(report.means)
         extra = []
         for case, answer in zip(cases, recorder.answers, strict=True):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import string
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class AnswerReport:
     model: str
     means: dict[str, float]
     cases: list[CaseResult]
+    run_id: int | None = None  # the stored run (citewise eval runs); None: not stored
 
 
 def load_answer_cases(path: Path) -> list[AnswerCase]:
@@ -99,10 +101,16 @@ def load_answer_cases(path: Path) -> list[AnswerCase]:
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, no citation markers, punctuation or articles."""
+    """SQuAD's normalisation: lower case, no citation markers, punctuation or articles.
+    Punctuation includes Unicode's (SQuAD's ASCII set would leave a quote's “ on its
+    first word)."""
     text = _MARKER.sub(" ", text.lower())
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if not _punctuation(ch))
     return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _punctuation(ch: str) -> bool:
+    return ch in string.punctuation or unicodedata.category(ch).startswith("P")
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -175,7 +183,10 @@ def evaluate_answers(
     judge: ChatModel | None = None,
     progress: Any = None,
     caller: str = "",
+    save: bool = True,
 ) -> AnswerReport:
+    """Answer and score every question; with ``save`` the run is stored in the
+    workspace (``run_id``; ``citewise eval runs``)."""
     cases = load_answer_cases(path)
     results = []
     for done, case in enumerate(cases, start=1):
@@ -188,7 +199,12 @@ def evaluate_answers(
         results.append(result)
         if progress:
             progress(done, len(cases))
-    return AnswerReport(str(path), workspace.chat_model().model_id, summarize(results), results)
+    report = AnswerReport(str(path), workspace.chat_model().model_id, summarize(results), results)
+    if save:
+        from .eval_runs import save_answer_run
+
+        report.run_id = save_answer_run(workspace, report, collections, judge)
+    return report
 
 
 def summarize(results: list[CaseResult]) -> dict[str, float]:

@@ -28,10 +28,18 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from .claims import Claims
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
 from .errors import InvalidInput, ProviderError
-from .grounding import AnswerGuard, content_words, extractive_answer, segments, within_tokens
+from .grounding import (
+    AnswerGuard,
+    content_words,
+    extractive_answer,
+    segments,
+    unanswered,
+    within_tokens,
+)
 from .providers.base import (
     SAMPLING_OPTIONS,
     ChatModel,
@@ -261,6 +269,15 @@ class AnswerStream:
         relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][
             : settings.top_k
         ]
+        # A small model asked about a plan, date or code no passage names answers anyway
+        # from the passages that are alike: nothing to ask it.
+        self.unanswered = (
+            unanswered(question, relevant)
+            if relevant and not self.asks_model_anyway and strict_checks(settings, model)
+            else Claims()
+        )
+        if self.unanswered:
+            relevant = []
         self.prompt = (
             build_prompt(question, relevant, model, settings, self.options)
             if relevant or self.asks_model_anyway
@@ -329,6 +346,11 @@ class AnswerStream:
         if self.prompt is None or not (self.prompt.hits or self.asks_model_anyway):
             yield NOTHING_FOUND
             warnings = self.prompt.warnings if self.prompt else []
+            if self.unanswered:
+                warnings = [
+                    *warnings,
+                    f"no passage mentions {self.unanswered.describe()} as the question does",
+                ]
             self.answer = Answer(
                 self.question,
                 NOTHING_FOUND,

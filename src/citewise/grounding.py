@@ -21,13 +21,15 @@ quotes the passage sentence that best matches the question instead, cited.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import Stemmer
 
-from .claims import Claims, Stated, claims, stated
+from .claims import MONTHS, Claims, Stated, claims, stated
 from .documents import Hit
 from .keywords import STOPWORDS
 
@@ -140,6 +142,8 @@ class AnswerGuard:
     _passage_words: list[set[str]] = field(default_factory=list)
     _passage_facts: list[Stated] = field(default_factory=list)
     _passage_topics: list[set[str]] = field(default_factory=list)  # with titles, headings
+    _passage_units: list[list[Unit]] = field(default_factory=list)
+    _question_claims: Claims = field(default_factory=Claims)
     _question_words: set[str] = field(default_factory=set)
     _question_facts: Stated = field(default_factory=lambda: stated(""))
 
@@ -149,6 +153,8 @@ class AnswerGuard:
         self._passage_topics = [content_words(_stated_text(h)) for h in self.hits]
         self._question_words = content_words(self.question)
         self._question_facts = stated(self.question)
+        self._question_claims = claims(self.question)
+        self._passage_units = [passage_units(h) for h in self.hits]
 
     def check(self, segment: str) -> Verdict:
         body = segment.strip()
@@ -184,7 +190,7 @@ class AnswerGuard:
             self.dropped.append(segment.strip())
             return Verdict("")
         if facts and CHECK_FACTS:
-            return self._judge_facts(segment, facts, support, cited)
+            return self._judge_facts(segment, facts, self._anchor(segment), support, cited)
         if short and not self.strict:
             return Verdict(segment)
         # Attribution counts every content word, as a reader would: the sentence names
@@ -205,14 +211,36 @@ class AnswerGuard:
             return Verdict(marked, judged=True)
         return Verdict(segment, judged=True)
 
+    def _anchor(self, segment: str) -> Claims:
+        """The facts of the question the sentence repeats ("14 April", the "Team" plan):
+        its new facts must be stated where these are, not on another row or task."""
+        asked, said = self._question_claims, stated(segment)
+        return Claims(
+            asked.numbers & said.numbers,
+            frozenset(i for i in asked.identifiers if i in said.words),
+            frozenset(w for w in asked.names if w in said.words),
+        )
+
+    def _founding(self, passage: int, anchor: Claims) -> Stated:
+        """What ``passage`` states about the question's ``anchor``: the facts of its units
+        that also state the anchor (the whole passage when there is none)."""
+        if not anchor:
+            return self._passage_facts[passage]
+        together = Stated(frozenset(), frozenset())
+        for unit in self._passage_units[passage]:
+            if not unit.facts.lacks(anchor):
+                together = together | unit.facts
+        return together
+
     def _judge_facts(
-        self, segment: str, facts: Claims, support: list[float], cited: list[int]
+        self, segment: str, facts: Claims, anchor: Claims, support: list[float], cited: list[int]
     ) -> Verdict:
         """A sentence stating numbers, identifiers or names: its citations must point at
-        passages that state them. Strict: re-pointed at the best-supporting passage that
-        does, else dropped; elsewhere flagged, and a missing marker added only to a
-        passage that states them."""
-        founded = [not passage.lacks(facts) for passage in self._passage_facts]
+        passages that state them, next to the question's facts it repeats (``anchor``).
+        Strict: re-pointed at the best-supporting passage that does, else dropped;
+        elsewhere flagged, and a missing marker added only to a passage that states them."""
+        founding = [self._founding(i, anchor) for i in range(len(self._passage_facts))]
+        founded = [not passage.lacks(facts) for passage in founding]
         fits = [i for i in range(len(support)) if founded[i] and support[i] >= SUPPORT_MIN]
         if self.strict:
             if not fits:
@@ -224,15 +252,18 @@ class AnswerGuard:
                 return Verdict("")
             if not cited:
                 return Verdict(_append_marker(segment, best + 1), judged=True)
-            if self._cited_state(cited, facts) and any(
+            if self._cited_state(cited, facts, founding) and any(
                 support[n - 1] >= SUPPORT_MIN for n in cited
             ):
                 return Verdict(segment, judged=True)
             self.repointed += 1
             return Verdict(_append_marker(MARKER.sub("", segment).rstrip(), best + 1), judged=True)
         if cited:
-            if not self._cited_state(cited, facts):
-                self.unfounded.append(f"{segment.strip()} ({self._lacking(cited, facts)})")
+            if not self._cited_state(cited, facts, founding):
+                lacking = self._cited_facts(cited, founding).lacks(facts).describe()
+                self.unfounded.append(
+                    f"{segment.strip()} ({lacking or 'stated there about something else'})"
+                )
             return Verdict(segment, judged=True)
         if not fits:
             self.unfounded.append(f"{segment.strip()} ({facts.describe()})")
@@ -249,18 +280,15 @@ class AnswerGuard:
         self.dropped.append(segment.strip())
         return Verdict("")
 
-    def _cited_state(self, cited: list[int], facts: Claims) -> bool:
+    def _cited_state(self, cited: list[int], facts: Claims, founding: list[Stated]) -> bool:
         """Whether the passages ``cited`` state ``facts`` between them."""
-        return not self._cited_facts(cited).lacks(facts)
+        return not self._cited_facts(cited, founding).lacks(facts)
 
-    def _lacking(self, cited: list[int], facts: Claims) -> str:
-        return self._cited_facts(cited).lacks(facts).describe()
-
-    def _cited_facts(self, cited: list[int]) -> Stated:
+    def _cited_facts(self, cited: list[int], founding: list[Stated]) -> Stated:
         together = Stated(frozenset(), frozenset())
         for n in cited:
-            if 1 <= n <= len(self._passage_facts):
-                together = together | self._passage_facts[n - 1]
+            if 1 <= n <= len(founding):
+                together = together | founding[n - 1]
         return together
 
     def _answers_elsewhere(self, passage: int) -> bool:
@@ -347,20 +375,106 @@ def _append_marker(segment: str, number: int) -> str:
 
 
 def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
-    """The passage sentence sharing most content words with the question, quoted and
-    cited; None when no sentence shares any."""
+    """The passage unit that best answers ``question``, quoted with its section and
+    cited; None when no unit shares a content word with it. Best: it states every fact
+    the question names (the row of "14 April", the "Team" plan), then the most question
+    words weighted by how rare they are among the units, with a bonus for stating a new
+    fact of the kind asked for (a name for "who", a date for "when")."""
     wanted = content_words(question)
-    best: tuple[tuple[int, int], str, int] | None = None
-    for number, hit in enumerate(hits, start=1):
-        for sentence in _passage_sentences(hit.text):
-            overlap = len(content_words(sentence) & wanted)
-            score = (overlap, -number)  # ties go to the better-ranked passage
-            if overlap and (best is None or score > best[0]):
-                best = (score, sentence, number)
+    asked = claims(question)
+    kind = asked_kind(question)
+    candidates = [(n, u) for n, hit in enumerate(hits, start=1) for u in passage_units(hit)]
+    unit_words = [content_words(u.text) for _, u in candidates]
+    section_words = [
+        content_words(u.section) - words
+        for (_, u), words in zip(candidates, unit_words, strict=True)
+    ]
+    frequency = Counter(w for words in unit_words for w in words & wanted)
+    frequency.update(w for words in section_words for w in words & wanted)
+    weight = {w: math.log(1 + len(candidates) / frequency[w]) for w in frequency}
+    bonus = sum(weight.values()) / len(weight) if weight else 0.0
+    best: tuple[tuple[bool, float, int], Unit, int] | None = None
+    for (number, unit), words, around in zip(candidates, unit_words, section_words, strict=True):
+        # A heading's words say what the unit is about, less than its own words do.
+        overlap = (
+            sum(weight[w] for w in words & wanted) + sum(weight[w] for w in around & wanted) / 2
+        )
+        if not overlap:
+            continue
+        score = overlap + bonus * _answers_kind(unit, kind, asked)
+        key = (not unit.facts.lacks(asked), score, -number)  # ties: the better-ranked passage
+        if best is None or key > best[0]:
+            best = (key, unit, number)
     if best is None:
         return None
-    _, sentence, number = best
-    return f"From the sources: “{sentence}” [{number}]"
+    _, unit, number = best
+    where = f" ({unit.section})" if unit.section and unit.section not in unit.text else ""
+    return f"From the sources{where}: “{unit.text}” [{number}]"
+
+
+def unanswered(question: str, hits: Sequence[Hit]) -> Claims:
+    """The facts ``question`` names (a plan, a date, a code) that no unit of ``hits``
+    states together; empty when one does. A question about the "Starter" plan or the
+    week of "2 June" that the passages never mention has no answer in them, however
+    alike the passages are."""
+    asked = claims(question)
+    if not asked:
+        return asked
+    lacking = [u.facts.lacks(asked) for hit in hits for u in passage_units(hit)]
+    if not lacking:
+        return asked
+    if any(not missing for missing in lacking):
+        return Claims()
+    return min(lacking, key=lambda missing: len(missing.describe()))
+
+
+# The kind of fact a question asks for, from its wording: (kind, pattern), first match.
+_KINDS = (
+    ("address", re.compile(r"\be-?mail\b", re.IGNORECASE)),
+    (
+        "identifier",
+        re.compile(
+            r"\b(?:which|what)\b.*\b(?:ticket|cve|code|error|release|version|id|sku|issue"
+            r"|change|number)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    ("date", re.compile(r"^\W*when\b|\bwhat (?:date|day|time)\b", re.IGNORECASE)),
+    ("person", re.compile(r"^\W*who(?:m|se)?\b", re.IGNORECASE)),
+    (
+        "number",
+        re.compile(
+            r"\bhow (?:much|many|long|often|far|big|large|old)\b|\bwhat (?:percentage|share"
+            r"|rate)\b|\b(?:cost|price|budget|quote[ds]?|fee|limit|cap|total)\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+
+def asked_kind(question: str) -> str:
+    """ "person", "date", "number", "identifier", "address", or "" when not clear."""
+    return next((kind for kind, pattern in _KINDS if pattern.search(question)), "")
+
+
+def _answers_kind(unit: Unit, kind: str, asked: Claims) -> float:
+    """1 when ``unit`` states a fact of ``kind`` the question does not already name
+    (0.5 for a number where a code was asked: versions are often plain numbers)."""
+    if not kind:
+        return 0.0
+    said = claims(unit.text)
+    new_numbers = said.numbers - asked.numbers
+    new_identifiers = said.identifiers - asked.identifiers
+    if kind == "address":
+        return float(any("@" in i for i in new_identifiers))
+    if kind == "identifier":
+        return 1.0 if new_identifiers else 0.5 if new_numbers else 0.0
+    if kind == "date":
+        months = any(w.lower() in MONTHS for w in _WORD.findall(unit.text))
+        return float(months or bool(re.search(r"\d{4}-\d{2}-\d{2}", unit.text)))
+    if kind == "person":
+        return float(bool(said.names - asked.names))
+    return float(bool(new_numbers))
 
 
 def within_tokens(text: str, limit: int, count: Callable[[str], int]) -> tuple[str, bool]:
@@ -400,12 +514,84 @@ def _heading(line: str) -> bool:
     )
 
 
-def _passage_sentences(text: str) -> Iterator[str]:
-    """Sentences of a passage, with hard-wrapped lines joined; headings are skipped."""
-    for paragraph in re.split(r"\n[ \t]*\n", text):
-        lines = [line for line in paragraph.splitlines() if not _heading(line)]
-        joined = " ".join(" ".join(lines).split())
-        for match in re.finditer(r"(?:[^.!?]|[.!?](?!\s|$))+[.!?]*", joined):
-            sentence = match.group().strip()
-            if len(_words(sentence)) >= 3:  # "Assignee: Sohrab Amin." answers a question
-                yield sentence
+@dataclass(frozen=True)
+class Unit:
+    """The smallest part of a passage that states a fact on its own: a sentence, a list
+    item, a heading that holds a number or code, or a table row read with its header."""
+
+    text: str  # as a quote shows it: a table row reads "Plan: Team; Requests per minute: 600"
+    section: str  # the heading above it in the passage ("" when there is none)
+    facts: Stated  # what it states, read with its document's title and headings
+
+
+_TABLE_RULE = re.compile(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?")
+_LIST_ITEM = re.compile(r"^(?:\d{1,2}[.)]|[-*•]|\[[ xX]\])\s+")
+_FIELD = re.compile(r"^[^\W\d_][\w /()'-]{0,40}:\s+\S")  # "Incident commander: Lena Vogt"
+
+
+def passage_units(hit: Hit) -> list[Unit]:
+    """``hit``'s units in order. A fact is checked against the unit that states it, so a
+    number from another table row, or a name from another task's sentence, is not taken
+    as stating what the question asks about."""
+    context = "\n".join([hit.title, *hit.heading_path])
+    # The headings above a unit inside the passage, by level: "4.2.1, released … › Fixed".
+    headings: dict[int, str] = {}
+    section = hit.heading_path[-1] if hit.heading_path else ""
+    units: list[Unit] = []
+    prose: list[str] = []
+    header: list[str] | None = None
+
+    def add(text: str) -> None:
+        units.append(Unit(text, section, stated(f"{context}\n{section}\n{text}")))
+
+    def flush() -> None:
+        for sentence in _sentences(" ".join(" ".join(prose).split())):
+            add(sentence)
+        prose.clear()
+
+    lines = hit.text.splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            flush()
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            if _TABLE_RULE.fullmatch(stripped):
+                continue
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if _TABLE_RULE.fullmatch(following) and following.startswith("|"):
+                header = cells
+                continue
+            add(_table_row(header, cells))
+            continue
+        header = None
+        if not stripped:
+            flush()
+        elif stripped.startswith("#") or (_heading(stripped) and not _LIST_ITEM.match(stripped)):
+            flush()
+            title = stripped.lstrip("#").strip()
+            level = len(stripped) - len(stripped.lstrip("#")) or 7  # a bare line: innermost
+            headings = {k: v for k, v in headings.items() if k < level} | {level: title}
+            section = " › ".join(headings[k] for k in sorted(headings))
+            if claims(title):  # "4.3.0, released 24 March 2025": the heading is the answer
+                units.append(Unit(title, "", stated(f"{context}\n{title}")))
+        elif _LIST_ITEM.match(stripped) or _FIELD.match(stripped):
+            flush()  # a list item or a "Severity: SEV-2" line states a fact of its own
+            prose.append(_LIST_ITEM.sub("", stripped))
+            flush()
+        else:
+            prose.append(stripped)
+    flush()
+    return units
+
+
+def _table_row(header: list[str] | None, cells: list[str]) -> str:
+    if header and len(header) == len(cells):
+        return "; ".join(f"{h}: {c}" if h else c for h, c in zip(header, cells, strict=True) if c)
+    return " | ".join(c for c in cells if c)
+
+
+def _sentences(text: str) -> Iterator[str]:
+    for match in re.finditer(r"(?:[^.!?]|[.!?](?!\s|$))+[.!?]*", text):
+        sentence = match.group().strip()
+        if len(_words(sentence)) >= 2:  # "Assignee: Sohrab Amin." answers a question
+            yield sentence
