@@ -11,6 +11,10 @@ a second stand-in that answers every call with a 500, so the Models view shows a
 target and its open circuit breaker. Everything else is real: keys are created, questions
 asked through the API by several keys (one through an assistant with the response cache, one
 retried over a 500), a budget set and answers rated through ``POST /v1/feedback``; then
+Files are uploaded to a second collection in an ingest job with a corrupt PDF (its failure
+and the retry of it fill the Jobs view), a crawled page is added beside them (a connector's
+kind of source), and a retrieval run (three times, with more modes each time) and an answers
+run are evaluated and stored (the Quality view's runs, trend and drill-down).
 Debian's Chromium (through Playwright, as the browser tests) signs in and saves each view.
 Each PNG is kept under 200 KB (reduced to a 256-colour palette when it is larger).
 """
@@ -18,10 +22,12 @@ Each PNG is kept under 200 KB (reduced to a 256-colour palette when it is larger
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -48,9 +54,44 @@ VIEWS = [
     ("usage", "#usage-groups tbody tr", "console-usage.png"),
     ("keys", "#keys-table tbody tr", "console-keys.png"),
     ("models", ".chain", "console-models.png"),
+    ("collections", ".collection", "console-collections.png"),
+    ("jobs", ".job", "console-jobs.png"),
     ("quality", "#feedback-table tbody tr", "console-quality.png"),
     ("budgets", ".budget", "console-budgets.png"),
     ("health", "#health-components tbody tr", "console-health.png"),
+]
+HANDBOOK = "handbook"  # the collection the uploads go to
+UPLOADS = {
+    "greenhouse.md": b"# Greenhouse\n\nThe greenhouse fans start at 31 degrees.\n\n"
+    b"## Winter\n\nIn winter the heaters keep the greenhouse above 8 degrees.\n",
+    "orchard.txt": b"The orchard is watered every Tuesday at dawn.\n",
+    "beehives.md": b"# Beehives\n\nThe beehives are inspected every second Friday.\n",
+    "scan-2026-03.pdf": b"%PDF-1.4\nthis is not really a pdf\n%%EOF",  # fails: corrupt
+}
+CRAWLED = (
+    "https://intranet.example/policies/ladders",
+    "Ladder policy",
+    "Ladders are inspected before each use and tagged red when they fail.",
+)
+# A small BEIR dataset (corpus, queries, judgements) for the stored retrieval runs.
+BEIR_CORPUS = [
+    ("greenhouse", "Greenhouse", "The greenhouse fans start at 31 degrees; heaters run in winter."),
+    ("orchard", "Orchard", "The orchard is watered every Tuesday at dawn."),
+    ("beehives", "Beehives", "The beehives are inspected every second Friday in summer."),
+    ("compost", "Compost", "Compost is turned weekly and kept moist but not wet."),
+    ("tools", "Tool shed", "Tools are cleaned and oiled before they go back in the shed."),
+]
+BEIR_QUERIES = [
+    ("q1", "when do the greenhouse fans start", ["greenhouse"]),
+    ("q2", "watering day for the orchard", ["orchard"]),
+    ("q3", "how often are the bees checked", ["beehives"]),
+    ("q4", "turning the compost heap", ["compost"]),
+    ("q5", "care of garden tools", ["tools"]),
+]
+ANSWER_CASES = [
+    {"question": QUESTIONS[0], "answers": ["keyctl rotate --all"], "sources": ["guide.md"]},
+    {"question": QUESTIONS[2], "answers": ["every quarter"], "sources": ["safety.pdf"]},
+    {"question": "What is the melting point of tungsten?", "answerable": False},
 ]
 
 
@@ -96,6 +137,15 @@ class Server:
         response.raise_for_status()
         return response
 
+    def wait(self, job_id: str) -> dict:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = self.call("GET", f"/v1/jobs/{job_id}", "admin").json()
+            if job["status"] in ("done", "failed"):
+                return job
+            time.sleep(0.1)
+        raise SystemExit(f"ingest job {job_id} never ended")
+
     def chat(self, key: str, question: str, model: str = "citewise") -> dict:
         payload = {"model": model, "messages": [{"role": "user", "content": question}]}
         return self.call("POST", "/v1/chat/completions", key, json=payload).json()
@@ -124,6 +174,53 @@ def make_data(server: Server, script) -> None:
         server.call("POST", "/v1/feedback", "alice", json=body)
 
 
+def make_console_data(server: Server) -> dict:
+    """An upload job to a second collection with a corrupt PDF, the retry of its failed
+    file (failing again, with its reason), and a rated answer's citation to open in the
+    document viewer: the Collections and Jobs views' data."""
+    files = [("files", (name, data)) for name, data in UPLOADS.items()]
+    job = server.call("POST", f"/v1/collections/{HANDBOOK}/documents", "bob", files=files).json()
+    server.wait(job["id"])
+    retry = server.call("POST", f"/v1/admin/jobs/{job['id']}/retry", "admin").json()
+    server.wait(retry["id"])
+    feedback = server.call("GET", "/v1/admin/feedback", "admin").json()["data"]
+    cited = next(c for f in feedback if f["rating"] > 0 for c in f["citations"])
+    return cited
+
+
+def write_evaluations(workspace, scratch: Path) -> None:
+    """Stored evaluation runs, as ``citewise eval retrieval`` and ``eval answers`` keep
+    them: retrieval on a small BEIR set (BM25 alone, then with dense, then every mode) and
+    the answers of the stand-in model to three questions (one not answerable)."""
+    # Relative paths: a run's dataset is shown as it was given (not a temporary folder).
+    here = Path.cwd()
+    os.chdir(scratch)
+    try:
+        _evaluate(workspace)
+    finally:
+        os.chdir(here)
+
+
+def _evaluate(workspace) -> None:
+    from citewise.answer_eval import evaluate_answers
+    from citewise.evaluation import evaluate_retrieval
+
+    beir = Path("garden")
+    (beir / "qrels").mkdir(parents=True)
+    corpus = [{"_id": i, "title": t, "text": x} for i, t, x in BEIR_CORPUS]
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    queries = [{"_id": q, "text": text} for q, text, _ in BEIR_QUERIES]
+    (beir / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries))
+    qrels = "".join(f"{q}\t{d}\t1\n" for q, _, docs in BEIR_QUERIES for d in docs)
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    for modes in (("bm25",), ("bm25", "dense"), ("bm25", "dense", "hybrid")):
+        evaluate_retrieval(workspace, beir, modes=modes)
+        time.sleep(1.5)  # runs apart in time: points apart on the trend
+    cases = Path("questions.jsonl")
+    cases.write_text("".join(json.dumps(c) + "\n" for c in ANSWER_CASES))
+    evaluate_answers(workspace, cases)
+
+
 def save(png: bytes, path: Path) -> None:
     """The PNG as it is, or as a 256-colour palette when that is needed to stay small."""
     if len(png) > LIMIT:
@@ -142,7 +239,7 @@ def save(png: bytes, path: Path) -> None:
     )
 
 
-def shoot(server: Server, out: Path) -> None:
+def shoot(server: Server, out: Path, cited: dict) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -168,8 +265,17 @@ def shoot(server: Server, out: Path) -> None:
                 page.wait_for_selector(".chain[data-chain='resilient'] .test-result[data-ok]")
                 chain = page.locator(".chain[data-chain='resilient']")
                 chain.evaluate("card => window.scrollTo(0, card.offsetTop - 12)")
+            if view == "quality":
+                page.wait_for_selector("#eval-trend svg circle")
+            if view == "collections":  # the uploads' collection: a failure, two kinds
+                card = page.locator(f".collection[data-collection='{HANDBOOK}']")
+                card.evaluate("card => window.scrollTo(0, card.offsetTop - 12)")
             page.mouse.move(0, 0)
             save(page.screenshot(), out / name)
+            if view == "collections":
+                shoot_document(page, cited, out)
+            if view == "quality":
+                shoot_eval_runs(page, out)
         # The chat page (signed in by the console: one key per tab), with an answer.
         page.goto(server.url + "/")
         page.wait_for_selector("#app:not([hidden])")
@@ -180,6 +286,32 @@ def shoot(server: Server, out: Path) -> None:
         save(page.screenshot(), out / "chat.png")
         context.close()
         browser.close()
+
+
+def shoot_document(page, cited: dict, out: Path) -> None:
+    """The document viewer on a document a rated answer cited: its chunks, each with the
+    rated answers that cited it."""
+    collection = cited["collection"]
+    page.get_by_role("button", name=f"Show documents of {collection}").click()
+    row = page.locator(f"#documents-table tbody tr[data-id='{cited['document_id']}']")
+    row.get_by_role("button", name="View").click()
+    page.wait_for_selector(f"#viewer-chunks li[data-chunk-id='{cited['chunk_id']}'] .cited-by")
+    page.locator("#document-viewer").evaluate("card => window.scrollTo(0, card.offsetTop - 12)")
+    page.mouse.move(0, 0)
+    save(page.screenshot(), out / "console-document.png")
+
+
+def shoot_eval_runs(page, out: Path) -> None:
+    """The stored evaluation runs: their table and trend, and one retrieval run opened
+    (per query its ranked documents and nDCG@10 per mode)."""
+    newest = page.locator("#eval-table tbody tr[data-kind=retrieval]").first
+    newest.get_by_role("button").click()
+    page.wait_for_selector("#eval-detail:not([hidden]) #eval-queries tbody tr")
+    page.locator("#eval-runs").evaluate("box => window.scrollTo(0, box.offsetTop - 12)")
+    page.mouse.move(0, 0)
+    save(page.screenshot(), out / "console-eval-runs.png")
+    page.locator("#eval-detail").evaluate("box => window.scrollTo(0, box.offsetTop - 12)")
+    save(page.screenshot(), out / "console-eval-run.png")
 
 
 def main() -> int:
@@ -193,6 +325,7 @@ def main() -> int:
     from citewise.keys import create_key
     from citewise.ledger import BudgetRule
     from citewise.server import create_app
+    from citewise.sources import text_item
     from conftest import LiveServer, write_corpus
     from standins import Script, stand_in
 
@@ -222,10 +355,13 @@ def main() -> int:
                 workspace.ledger.set_budget(
                     BudgetRule("assistant", "support", "tokens", "month", 100_000)
                 )
+                workspace.add_items([text_item(*CRAWLED)], HANDBOOK)
+                write_evaluations(workspace, scratch)
                 with LiveServer(create_app(workspace)) as live:
                     server = Server(live.url, keys)
                     make_data(server, script)
-                    shoot(server, args.out)
+                    cited = make_console_data(server)
+                    shoot(server, args.out, cited)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

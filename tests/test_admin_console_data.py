@@ -22,7 +22,7 @@ import pytest
 
 from citewise import Workspace
 from citewise.keys import create_key
-from citewise.server import create_app
+from citewise.server import admin_data_routes, create_app
 from citewise.sources import text_item
 from citewise.workspace import init_workspace
 from conftest import LiveServer, new_database
@@ -293,11 +293,26 @@ def test_store_methods_behind_the_views(request: pytest.FixtureRequest, tmp_path
             (folder / "b.txt").write_text("Beta text.\n")
             ws.ingest([folder], "c")
             ws.add_items([text_item("slack://T1/C1/2026-01-01", "Chat", "Hello there.")], "c")
+            # Added by an id (a BEIR corpus, add_items): neither a file nor a connector's.
+            # A Windows path and a UNC share are files, as source_paths.is_server_path says.
+            ws.add_items(
+                [
+                    text_item("doc-17", "By id", "Gamma text."),
+                    text_item("C:\\docs\\d.txt", "Windows", "Delta text."),
+                    text_item("\\\\share\\e.txt", "Share", "Epsilon text."),
+                ],
+                "c",
+            )
             store = ws.store
             collection = store.collection("c")
             kinds = store.source_kinds(collection.id)
-            assert [k.kind for k in kinds] == ["file", "slack"]
-            assert kinds[0].documents == 2 and kinds[1].documents == 1
+            assert [k.kind for k in kinds] == ["file", "item", "slack"]
+            assert [k.documents for k in kinds] == [4, 1, 1]
+            assert [admin_data_routes.source_kind(s) for s in ("doc-17", "C:\\d", "/x")] == [
+                "item",
+                "file",
+                "file",
+            ]
             assert kinds[0].bytes == len("# A\n\nAlpha text.\n") + len("Beta text.\n")
             assert sum(k.chunks for k in kinds) == store.counts(collection.id)[1]
             for n, status in enumerate(["queued", "done", "queued"]):

@@ -169,6 +169,9 @@ def test_both_backends_store_list_and_read_runs_and_replicas(
         assert listed[1]["metrics"] == {"bm25": {"nDCG@10": 0.5}}
         assert "results" not in listed[0] and listed[1]["settings"] == {"k": 100}
         assert store.eval_runs(limit=1) == listed[:1]
+        # A kind and a limit: the newest runs of that kind (not those among the newest).
+        assert [r["id"] for r in store.eval_runs(limit=1, kind="retrieval")] == [first]
+        assert store.eval_runs(kind="answers") == listed[:1]
         one = store.eval_run(first)
         assert one is not None and one["results"] == results and one["queries"] == 1
         assert one["created"] == listed[1]["created"]

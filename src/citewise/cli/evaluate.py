@@ -202,9 +202,8 @@ def runs(ctx: Context, kind: str | None, limit: int, as_json: bool) -> None:
     """The stored evaluation runs, newest first, with their main metric."""
     stored = [
         run | {"main_metric": main_metric(run["kind"], run["metrics"])}
-        for run in ctx.workspace().store.eval_runs()
-        if kind is None or run["kind"] == kind
-    ][:limit]
+        for run in ctx.workspace().store.eval_runs(max(limit, 0), kind)
+    ]
     if as_json:
         click.echo(to_json(stored))
         return

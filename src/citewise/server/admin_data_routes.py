@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import NotFound
 from ..ledger import iso
 from .auth import AdminKey, service_of
-from .data_routes import _record_json
+from .data_routes import MAX_STORED_ID, _record_json
 from .errors import APIError, guarded
 from .jobs import Job, NotRetryable, retry_plan
 from .service import Service
@@ -37,8 +37,8 @@ from .source_paths import is_server_path
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 JOB_STATES = ("queued", "running", "done", "failed")
-# A document id as the stores keep it (a 64-bit integer): a larger one is not found.
-DocumentId = PathParam(ge=1, le=2**63 - 1)
+# A document id as the stores keep it (a 64-bit integer): a larger one is a 422.
+DocumentId = PathParam(ge=1, le=MAX_STORED_ID)
 CITATIONS_NOTE = (
     "Citations are recorded only for answers a reader rated helpful or not (the chat "
     "page's buttons, POST /v1/feedback): "
@@ -48,10 +48,11 @@ CITATIONS_NOTE = (
 
 
 def source_kind(source: str) -> str:
-    """``file`` for a server path, else the scheme of a connector's source (as the store's
-    :meth:`source_kinds` groups them)."""
+    """The scheme of a connector's source, ``file`` for a server path, else ``item`` (a
+    document added by its id: the Python API's ``add_items``, a BEIR corpus) — as the
+    store's :meth:`source_kinds` groups them."""
     at = source.find("://")
-    return source[:at] if at > 0 else "file"
+    return source[:at] if at > 0 else "file" if is_server_path(source) else "item"
 
 
 def _time(seconds: float | None) -> str | None:
@@ -272,8 +273,13 @@ def job_json(job: Job, retried_by: dict[str, str]) -> dict[str, Any]:
     files, gone = retry_plan(job)
     finished = job.status in ("done", "failed")
     failed = [f for f in job.files if f.status == "failed"]
+    retry = retried_by.get(job.id)
+    if retry is not None:  # its failed files are the retry's now (JobQueue.retry)
+        files = []
     note: str | None = None
-    if not finished or files:
+    if retry is not None and (failed or job.status == "failed"):
+        note = f"Retried as job {retry}: retry that job if its files failed again."
+    elif not finished or files:
         pass
     elif gone:
         note = (
@@ -316,7 +322,7 @@ async def admin_jobs(
 
     def run() -> dict[str, Any]:
         jobs = queue.recent(status, limit, collection)
-        retried = {j.retry_of: j.id for j in reversed(queue.recent(limit=500)) if j.retry_of}
+        retried = queue.retried_by()
         return {
             "object": "list",
             "data": [job_json(j, retried) for j in jobs],

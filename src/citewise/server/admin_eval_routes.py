@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..eval_runs import KINDS, main_metric
 from .auth import AdminKey, service_of
+from .data_routes import StoredId
 from .errors import APIError, guarded
 
 router = APIRouter(prefix="/v1/admin/eval", tags=["admin"])
@@ -41,14 +42,14 @@ async def admin_eval_runs(
     store = service_of(request).workspace.store
 
     def run() -> dict[str, Any]:
-        runs = [r for r in store.eval_runs(limit) if kind in (None, r["kind"])]
+        runs = store.eval_runs(limit, kind)  # the newest ``limit`` of that kind
         return {"object": "list", "data": [run_json(r) for r in runs]}
 
     return JSONResponse(await run_in_threadpool(guarded, run))
 
 
 @router.get("/runs/{run_id}")
-async def admin_eval_run(request: Request, key: AdminKey, run_id: int) -> JSONResponse:
+async def admin_eval_run(request: Request, key: AdminKey, run_id: StoredId) -> JSONResponse:
     """One run with ``results``, per query: for retrieval its ``id``, ``query``,
     ``expected`` (judged documents and grades) and per mode the ``ranked`` documents
     (``[document, score]``, the first ten) and its ``metrics``; for answers its ``id``,

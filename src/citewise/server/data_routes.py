@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +24,11 @@ from .schemas import FeedbackRequest, SearchRequest
 from .service import Service, distinct_names, safe_filename
 
 router = APIRouter()
+
+# A document's (or an evaluation run's) id as the stores keep it, a 64-bit integer: a
+# larger one is a 422, not a 500 (SQLite cannot bind it), and no stored id is below 1.
+MAX_STORED_ID = 2**63 - 1
+StoredId = Annotated[int, PathParam(ge=1, le=MAX_STORED_ID)]
 
 
 @router.post("/v1/search")
@@ -170,7 +176,7 @@ async def list_documents(
 @router.get("/v1/collections/{collection}/documents/{document_id}")
 async def get_document(
     collection: str,
-    document_id: int,
+    document_id: StoredId,
     request: Request,
     key: AskKey,
     around: int | None = Query(None, ge=0),
@@ -196,7 +202,7 @@ async def get_document(
 
 @router.delete("/v1/collections/{collection}/documents/{document_id}")
 async def delete_document(
-    collection: str, document_id: int, request: Request, key: IngestKey
+    collection: str, document_id: StoredId, request: Request, key: IngestKey
 ) -> JSONResponse:
     service = service_of(request)
     target, record = await run_in_threadpool(_document, service, key, collection, document_id)

@@ -8,8 +8,9 @@ replica reports the same job. When a replica stops (a crash, kill -9), its lease
 and another replica — or the same one restarted — takes the job over; documents already
 stored are unchanged and cost a stat. A job whose replica stopped ``MAX_ATTEMPTS`` times
 fails with that reason instead of being lost. Uploads saved but never queued (a stop
-between the two) are queued again at start (``resume``); a half-written ``.part`` upload
-is removed.
+between the two) are queued again at start (``resume``) — not those a finished job ran
+(a failed upload waits for a retry, it is not run again at every start); a half-written
+``.part`` upload is removed.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ class JobQueue:
         if not uploads.is_dir():
             return jobs
         queued = self.store.unfinished_job_files()
+        # A file a job already ran and that was not written since (it failed: a corrupt
+        # PDF) is that job's to retry (``retry``), not retried again at every start.
+        ran = self.store.finished_job_files()
         for folder in sorted(p for p in uploads.iterdir() if p.is_dir()):
             for partial in folder.glob("*.part"):
                 partial.unlink(missing_ok=True)  # an upload cut off while it was written
@@ -121,7 +125,11 @@ class JobQueue:
             collection = self.store.collection(folder.name)
             stored = self.store.sources(collection.id) if collection else {}
             unfinished = [
-                (n, p) for n, p in files if str(p.resolve()) not in stored and str(p) not in queued
+                (n, p)
+                for n, p in files
+                if str(p.resolve()) not in stored
+                and str(p) not in queued
+                and not _ran_since_written(p, ran)
             ]
             if unfinished:
                 jobs.append(self.submit(folder.name, unfinished))
@@ -159,6 +167,12 @@ class JobQueue:
         files, gone = retry_plan(job)
         if job.status in ("queued", "running"):
             raise NotRetryable(f"Job {job_id} is still {job.status}; retry it once it ends")
+        retry = self.retried_by().get(job_id)
+        if retry is not None:
+            raise NotRetryable(
+                f"Job {job_id} was retried as job {retry}: its failed files are that "
+                "job's now (retry that one if they failed again)"
+            )
         if not files and not gone:
             raise NotRetryable(f"Nothing to retry: no file of job {job_id} failed")
         if not files:
@@ -176,6 +190,11 @@ class JobQueue:
         self.store.create_job(retried.id, retried.collection, retried.state())
         self._wake.set()
         return retried
+
+    def retried_by(self, limit: int = 500) -> dict[str, str]:
+        """Among the newest ``limit`` jobs, the retries: the id of the job each one
+        retried -> the latest retry's id."""
+        return {j.retry_of: j.id for j in reversed(self.recent(limit=limit)) if j.retry_of}
 
     def counts(self) -> dict[str, int]:
         found = self.store.job_counts()
@@ -334,6 +353,17 @@ def retry_plan(job: Job) -> tuple[list[tuple[str, Path]], list[str]]:
         else:
             gone.append(state.name)
     return files, gone
+
+
+def _ran_since_written(path: Path, ran: dict[str, float]) -> bool:
+    """Whether an ended job ran ``path`` after it was last written."""
+    queued_at = ran.get(str(path))
+    if queued_at is None:
+        return False
+    try:
+        return path.stat().st_mtime <= queued_at
+    except OSError:
+        return False
 
 
 def _add_counts(job: Job, counts: dict[str, int]) -> None:

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..keys import OPEN_ACCESS, ApiKey, list_keys
 from .auth import AskKey, service_of
-from .data_routes import _document
+from .data_routes import StoredId, _document
 from .errors import APIError
 
 router = APIRouter()
@@ -35,7 +35,7 @@ LINK_SECONDS = 3600
 
 @router.post("/v1/collections/{collection}/documents/{document_id}/media")
 async def media_link(
-    collection: str, document_id: int, request: Request, key: AskKey
+    collection: str, document_id: StoredId, request: Request, key: AskKey
 ) -> JSONResponse:
     """A link that plays the document's recording for the next hour (for ``<audio src>``)."""
     service = service_of(request)

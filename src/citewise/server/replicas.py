@@ -36,9 +36,17 @@ class ReplicaBeat:
         self.started = now()
         self.interval = interval
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._started = False
         self._thread = threading.Thread(target=self._run, name="citewise-replica", daemon=True)
 
     def start(self) -> None:
+        """Start beating (once: a second lifespan of the same app, or one after
+        :meth:`close`, starts nothing)."""
+        with self._lock:
+            if self._started or self._stop.is_set():
+                return
+            self._started = True
         self._thread.start()
 
     def note_address(self, address: str) -> None:
@@ -48,6 +56,8 @@ class ReplicaBeat:
             self.beat()
 
     def beat(self) -> None:
+        if self._stop.is_set():  # closed: the store may be closing too; write nothing more
+            return
         try:
             schema = self.store.schema_version()[-1]
             self.store.beat_replica(
@@ -57,8 +67,8 @@ class ReplicaBeat:
             log.debug("replica heartbeat failed: %s", exc)
 
     def _run(self) -> None:
-        while True:
-            self.beat()
+        while not self._stop.is_set():
+            self.beat()  # it never raises: a heartbeat cannot take the server down
             if self._stop.wait(self.interval):
                 return
 

@@ -338,6 +338,10 @@ class JobStore(Protocol):
 
     def job_counts(self) -> dict[str, int]: ...
     def unfinished_job_files(self) -> set[str]: ...
+    def finished_job_files(self) -> dict[str, float]:
+        """The files of every ended job: when the latest job naming each was queued."""
+        ...
+
     def shared_secret(self, name: str) -> bytes: ...
 
 
@@ -371,8 +375,8 @@ class EvalRunStore(Protocol):
         """Store a run; its id."""
         ...
 
-    def eval_runs(self, limit: int = 500) -> list[dict[str, Any]]:
-        """The newest runs first, without their per-query results: ``id``, ``created``,
+    def eval_runs(self, limit: int = 500, kind: str | None = None) -> list[dict[str, Any]]:
+        """The newest runs first (of one kind when given), without their per-query results: ``id``, ``created``,
         ``kind``, ``dataset``, ``queries``, ``settings``, ``metrics``."""
         ...
 

@@ -157,15 +157,15 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
         # Evaluation runs and the replicas sharing the store (as SQLite's _m010_eval_runs).
         "_m005_eval_runs",
         (
-            """CREATE TABLE eval_runs (
+            """CREATE TABLE IF NOT EXISTS eval_runs (
             id BIGSERIAL PRIMARY KEY, created_at TEXT NOT NULL, kind TEXT NOT NULL,
             dataset TEXT NOT NULL, queries INTEGER NOT NULL, settings TEXT NOT NULL,
             metrics TEXT NOT NULL, results TEXT NOT NULL)""",
-            """CREATE TABLE replicas (
+            """CREATE TABLE IF NOT EXISTS replicas (
             id TEXT PRIMARY KEY, host TEXT NOT NULL, address TEXT NOT NULL,
             version TEXT NOT NULL, schema_version TEXT NOT NULL, started_at TEXT NOT NULL,
             last_seen DOUBLE PRECISION NOT NULL)""",
-            "CREATE INDEX replicas_by_last_seen ON replicas(last_seen)",
+            "CREATE INDEX IF NOT EXISTS replicas_by_last_seen ON replicas(last_seen)",
         ),
     ),
 ]

@@ -254,13 +254,21 @@ class SqlStore(SqlAccess):
         return f"instr({text}, {needle})"
 
     def source_kinds(self, collection_id: int) -> list[SourceKindStats]:
-        """Documents per kind of source: ``file`` for a server path, else the scheme before
-        ``://`` (``slack``, ``https``, ``notion``, ``gmail``, …)."""
+        """Documents per kind of source: the scheme before ``://`` (``slack``, ``https``,
+        ``notion``, ``gmail``, …), ``file`` for a server path (POSIX or Windows, as
+        :func:`~citewise.server.source_paths.is_server_path`), else ``item`` (a document
+        added by its id: ``add_items``, a BEIR corpus)."""
         at = self._position("d.source", "'://'")
+        server_path = (
+            "(substr(d.source, 1, 1) = '/' OR substr(d.source, 1, 2) = '\\\\' OR "
+            "(substr(d.source, 2, 2) IN (':\\', ':/') AND "
+            "upper(substr(d.source, 1, 1)) BETWEEN 'A' AND 'Z'))"
+        )
         rows = self.execute(
             "SELECT kind, count(*), coalesce(sum(n_chunks), 0), coalesce(sum(size), 0), "
             "max(updated_at) FROM (SELECT "
-            f"CASE WHEN {at} > 1 THEN substr(d.source, 1, {at} - 1) ELSE 'file' END AS kind, "
+            f"CASE WHEN {at} > 1 THEN substr(d.source, 1, {at} - 1) "
+            f"WHEN {server_path} THEN 'file' ELSE 'item' END AS kind, "
             "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id) AS n_chunks, "
             "coalesce(d.size, 0) AS size, d.updated_at AS updated_at "
             "FROM documents d WHERE d.collection_id = ?) s GROUP BY kind ORDER BY kind",
@@ -658,6 +666,16 @@ class SqlStore(SqlAccess):
         rows = self.execute("SELECT state FROM jobs WHERE status IN ('queued', 'running')")
         return {path for (state,) in rows for path in json.loads(state).get("paths", [])}
 
+    def finished_job_files(self) -> dict[str, float]:
+        """The files of every job that ended (done or failed): when the latest job naming
+        each one was queued (Unix time)."""
+        rows = self.execute("SELECT state, created_at FROM jobs WHERE status IN ('done', 'failed')")
+        files: dict[str, float] = {}
+        for state, created in rows:
+            for path in json.loads(state).get("paths", []):
+                files[path] = max(files.get(path, 0.0), float(created))
+        return files
+
     def shared_secret(self, name: str) -> bytes:
         """A random secret every replica of the store shares (made on first use)."""
         self.execute(
@@ -732,11 +750,13 @@ class SqlStore(SqlAccess):
         ).fetchone()
         return int(row[0])
 
-    def eval_runs(self, limit: int = 500) -> list[dict[str, Any]]:
+    def eval_runs(self, limit: int = 500, kind: str | None = None) -> list[dict[str, Any]]:
+        where = "" if kind is None else " WHERE kind = ?"
         rows = self.execute(
-            "SELECT id, created_at, kind, dataset, queries, settings, metrics FROM eval_runs "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
+            "SELECT id, created_at, kind, dataset, queries, settings, metrics FROM eval_runs"
+            + where
+            + " ORDER BY id DESC LIMIT ?",
+            (limit,) if kind is None else (kind, limit),
         )
         return [_eval_run(row) for row in rows]
 

@@ -257,7 +257,7 @@ def _m010_eval_runs(db: sqlite3.Connection) -> None:
     _run_script(
         db,
         """
-        CREATE TABLE eval_runs (
+        CREATE TABLE IF NOT EXISTS eval_runs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             created_at TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -267,7 +267,7 @@ def _m010_eval_runs(db: sqlite3.Connection) -> None:
             metrics TEXT NOT NULL,
             results TEXT NOT NULL
         );
-        CREATE TABLE replicas (
+        CREATE TABLE IF NOT EXISTS replicas (
             id TEXT PRIMARY KEY,
             host TEXT NOT NULL,
             address TEXT NOT NULL,
@@ -276,7 +276,7 @@ def _m010_eval_runs(db: sqlite3.Connection) -> None:
             started_at TEXT NOT NULL,
             last_seen REAL NOT NULL
         );
-        CREATE INDEX replicas_by_last_seen ON replicas(last_seen);
+        CREATE INDEX IF NOT EXISTS replicas_by_last_seen ON replicas(last_seen);
         """,
     )
 
@@ -356,6 +356,13 @@ class SqliteStore(SqlStore):
         for migration in MIGRATIONS:
             if migration.__name__ not in applied:
                 with self.transaction() as db:
+                    # Another process opening the store may have applied it since the read
+                    # above: BEGIN IMMEDIATE waited for its commit, so look again.
+                    done = db.execute(
+                        "SELECT 1 FROM _migrations WHERE name = ?", (migration.__name__,)
+                    ).fetchone()
+                    if done is not None:
+                        continue
                     migration(db)
                     db.execute("INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now()))
 
