@@ -131,7 +131,9 @@ def test_light_mode_keeps_unsupported_sentences() -> None:
 
 def test_extractive_answer_quotes_the_sentence_matching_the_question() -> None:
     quoted = extractive_answer("What is the meal allowance abroad?", [PYTHON_WITH, TRAVEL])
-    assert quoted == "From the sources (Per diem): “The daily meal allowance abroad is 65 euros.” [2]"
+    assert (
+        quoted == "From the sources (Per diem): “The daily meal allowance abroad is 65 euros.” [2]"
+    )
     assert extractive_answer("Who painted the ceiling?", [TRAVEL]) is None
 
 

@@ -44,6 +44,7 @@ from .answering import (
 from .config import Settings
 from .documents import AgentStep, Answer, Budget, Hit, Usage
 from .grounding import MARKER, AnswerGuard, extractive_answer, segments, within_tokens
+from .grounding import relevant as relevant_hits
 from .providers.base import (
     ChatModel,
     Finished,
@@ -410,7 +411,7 @@ class AgentStream(AnswerStream):
         if not isinstance(k, int) or isinstance(k, bool):
             raise ValueError("k must be an integer")
         hits = self.library.search(query, max(1, min(k, MAX_K)))
-        relevant = [h for h in hits if (h.cosine or 0.0) >= self.settings.min_relevance]
+        relevant = relevant_hits(query, hits, self.settings.min_relevance)
         if not relevant:
             return [], f"No passage matched {query!r}. Try other words."
         return self._listed(relevant)

@@ -28,7 +28,6 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .claims import Claims
 from .config import Settings
 from .documents import Answer, Budget, Citation, Hit, Usage
 from .errors import InvalidInput, ProviderError
@@ -37,8 +36,11 @@ from .grounding import (
     content_words,
     extractive_answer,
     segments,
-    unanswered,
+    unanswerable,
     within_tokens,
+)
+from .grounding import (
+    relevant as relevant_hits,
 )
 from .providers.base import (
     SAMPLING_OPTIONS,
@@ -266,17 +268,15 @@ class AnswerStream:
         # in a form only it can give (JSON), or may need it to call a tool or read results.
         may_call = bool(self.options.tools) and self.options.tool_choice != "none"
         self.asks_model_anyway = self.json or may_call or bool(self.options.continuation)
-        relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][
-            : settings.top_k
-        ]
+        relevant = relevant_hits(question, hits, settings.min_relevance)[: settings.top_k]
         # A small model asked about a plan, date or code no passage names answers anyway
         # from the passages that are alike: nothing to ask it.
-        self.unanswered = (
-            unanswered(question, relevant)
+        self.unanswerable = (
+            unanswerable(question, relevant)
             if relevant and not self.asks_model_anyway and strict_checks(settings, model)
-            else Claims()
+            else ""
         )
-        if self.unanswered:
+        if self.unanswerable:
             relevant = []
         self.prompt = (
             build_prompt(question, relevant, model, settings, self.options)
@@ -346,11 +346,8 @@ class AnswerStream:
         if self.prompt is None or not (self.prompt.hits or self.asks_model_anyway):
             yield NOTHING_FOUND
             warnings = self.prompt.warnings if self.prompt else []
-            if self.unanswered:
-                warnings = [
-                    *warnings,
-                    f"no passage mentions {self.unanswered.describe()} as the question does",
-                ]
+            if self.unanswerable:
+                warnings = [*warnings, self.unanswerable]
             self.answer = Answer(
                 self.question,
                 NOTHING_FOUND,

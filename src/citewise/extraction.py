@@ -27,6 +27,7 @@ from .answering import Prompt, build_prompt, quoted_citation
 from .config import Settings
 from .documents import Citation, Hit, Usage
 from .errors import ConfigError, ExtractionFailed, InvalidInput
+from .grounding import relevant as relevant_hits
 from .providers.base import ChatModel, Finished, ModelRequest, OutputSchema, text_of
 from .structured import json_problem, json_rule, schema_of
 
@@ -244,7 +245,7 @@ def extract(
     """
     user = user_schema(schema)
     _check_arguments(retries, settings)
-    relevant = [h for h in hits if (h.cosine or 0.0) >= settings.min_relevance][: settings.top_k]
+    relevant = relevant_hits(instruction, hits, settings.min_relevance)[: settings.top_k]
     if not relevant:
         return _nothing_found(instruction, model)
     calls, question = _Calls(), instruction

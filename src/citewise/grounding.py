@@ -58,6 +58,11 @@ MIN_CONTENT_WORDS = 4  # shorter sentences ("Yes.", "I don't know.") are not jud
 # A sentence stating a fact from a passage that matches the question less than half as
 # well as the best passage answers about something else: another row, page or task.
 OFF_TOPIC = 0.5
+# A quote must hold this share of the question's words, weighted by rarity (best_unit);
+# below it the passages are about something else and the answer is a refusal.
+# Measured on benchmarks/qa/facts: unanswerable questions' best units held 0.09-0.16,
+# answerable ones' 0.21 and more.
+QUOTE_MIN_COVERAGE = 0.2
 # Whether sentences' facts are checked (claims.py); benchmarks/answer_quality.py turns it
 # off to measure what the check adds.
 CHECK_FACTS = True
@@ -137,6 +142,7 @@ class AnswerGuard:
     repeated: str = ""
     unfounded: list[str] = field(default_factory=list)  # facts no cited passage states
     off_topic: list[str] = field(default_factory=list)  # facts from another row or page
+    contradicted: list[str] = field(default_factory=list)  # another answer than the passage's
     _seen_ngrams: set[tuple[str, ...]] = field(default_factory=set)
     _seen_sentences: list[set[str]] = field(default_factory=list)
     _passage_words: list[set[str]] = field(default_factory=list)
@@ -155,6 +161,8 @@ class AnswerGuard:
         self._question_facts = stated(self.question)
         self._question_claims = claims(self.question)
         self._passage_units = [passage_units(h) for h in self.hits]
+        self._kind = asked_kind(self.question)
+        self._reference = best_unit(self.question, self.hits) if self._kind else None
 
     def check(self, segment: str) -> Verdict:
         body = segment.strip()
@@ -176,7 +184,11 @@ class AnswerGuard:
     def _judge(self, segment: str) -> Verdict:
         words = content_words(segment)
         # The facts the sentence adds: a number the question gave is the reader's own.
-        facts = self._question_facts.lacks(claims(segment)) if CHECK_FACTS else Claims()
+        said = claims(segment)
+        facts = self._question_facts.lacks(said) if CHECK_FACTS else Claims()
+        # The question's facts the sentence repeats: the passage it cites must state them
+        # too ("the HEK293 cells at passage 21 are in box 4 [2]" needs [2] to say so).
+        anchor = self._anchor(segment) if CHECK_FACTS else Claims()
         short = len(words) < MIN_CONTENT_WORDS
         if short and not facts and not (self.strict and words - self._question_words):
             return Verdict(segment)  # "Yes.", a restated question or a header: nothing to check
@@ -189,8 +201,13 @@ class AnswerGuard:
         if self.strict and (best < 0 or support[best] < SUPPORT_MIN):
             self.dropped.append(segment.strip())
             return Verdict("")
-        if facts and CHECK_FACTS:
-            return self._judge_facts(segment, facts, self._anchor(segment), support, cited)
+        if (facts or anchor) and CHECK_FACTS:
+            checked = Claims(
+                facts.numbers | anchor.numbers,
+                facts.identifiers | anchor.identifiers,
+                facts.names | anchor.names,
+            )
+            return self._judge_facts(segment, checked, anchor, support, cited)
         if short and not self.strict:
             return Verdict(segment)
         # Attribution counts every content word, as a reader would: the sentence names
@@ -250,6 +267,10 @@ class AnswerGuard:
                 self.off_topic.append(segment.strip())
                 self.dropped.append(segment.strip())
                 return Verdict("")
+            if self._contradicts(facts):
+                self.contradicted.append(segment.strip())
+                self.dropped.append(segment.strip())
+                return Verdict("")
             if not cited:
                 return Verdict(_append_marker(segment, best + 1), judged=True)
             if self._cited_state(cited, facts, founding) and any(
@@ -290,6 +311,22 @@ class AnswerGuard:
             if 1 <= n <= len(founding):
                 together = together | founding[n - 1]
         return together
+
+    def _contradicts(self, facts: Claims) -> bool:
+        """Whether the sentence gives another answer of the kind asked (a name for "who",
+        a number for "how much") than the unit that states the question's facts and
+        answers it (:func:`best_unit`) — a tiny model's usual mistake is the right
+        passage's wrong row or the figure next to the one asked for."""
+        reference = self._reference
+        if reference is None or not reference.anchored or reference.fits < 1:
+            return False
+        if self._kind in ("number", "date"):
+            answer = Claims(numbers=facts.numbers)
+        elif self._kind == "person":
+            answer = Claims(names=facts.names)
+        else:  # an identifier or address
+            answer = Claims(identifiers=facts.identifiers)
+        return bool(answer) and bool(reference.unit.facts.lacks(answer))
 
     def _answers_elsewhere(self, passage: int) -> bool:
         """Whether ``passage`` matches the question far worse than another one does: its
@@ -351,6 +388,11 @@ class AnswerGuard:
                 f"{len(self.unfounded)} of them stated a number, identifier or name no passage "
                 f"does: {'; '.join(self.unfounded)}"
             )
+        if self.contradicted:
+            notes.append(
+                f"{len(self.contradicted)} of them gave another answer than the passage that "
+                "answers the question"
+            )
         if self.off_topic:
             notes.append(
                 f"{len(self.off_topic)} of them answered from a passage about something other "
@@ -374,42 +416,92 @@ def _append_marker(segment: str, number: int) -> str:
     return stripped + f" [{number}]" + segment[len(stripped) :]
 
 
-def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
-    """The passage unit that best answers ``question``, quoted with its section and
-    cited; None when no unit shares a content word with it. Best: it states every fact
-    the question names (the row of "14 April", the "Team" plan), then the most question
-    words weighted by how rare they are among the units, with a bonus for stating a new
-    fact of the kind asked for (a name for "who", a date for "when")."""
+@dataclass(frozen=True)
+class Choice:
+    """The unit that best answers a question, and how well it does."""
+
+    number: int  # its passage's marker
+    unit: Unit
+    anchored: bool  # it states every fact the question names
+    fits: float  # 1: it states a new fact of the kind asked for; 0.5 or 0: less
+    coverage: float  # the share of the question's words (weighted by rarity) it holds
+
+
+def best_unit(question: str, hits: Sequence[Hit]) -> Choice | None:
+    """The passage unit that best answers ``question``; None when no unit shares a
+    content word with it. Best: it states every fact the question names (the row of "14
+    April", the "Team" plan), then the most question words weighted by how rare they are
+    among the units (its headings' words count half), with a bonus for stating a new fact
+    of the kind asked for (a name for "who", a date for "when")."""
     wanted = content_words(question)
     asked = claims(question)
     kind = asked_kind(question)
     candidates = [(n, u) for n, hit in enumerate(hits, start=1) for u in passage_units(hit)]
     unit_words = [content_words(u.text) for _, u in candidates]
     section_words = [
-        content_words(u.section) - words
-        for (_, u), words in zip(candidates, unit_words, strict=True)
+        content_words(u.about) - words for (_, u), words in zip(candidates, unit_words, strict=True)
     ]
     frequency = Counter(w for words in unit_words for w in words & wanted)
     frequency.update(w for words in section_words for w in words & wanted)
-    weight = {w: math.log(1 + len(candidates) / frequency[w]) for w in frequency}
-    bonus = sum(weight.values()) / len(weight) if weight else 0.0
-    best: tuple[tuple[bool, float, int], Unit, int] | None = None
+    # A question word no unit holds weighs most: the passages are about something else.
+    weight = {w: math.log(1 + len(candidates) / frequency.get(w, 0.5)) for w in wanted}
+    total = sum(weight.values())
+    bonus = total / len(weight) if weight else 0.0
+    best: tuple[tuple[bool, float, int], Choice] | None = None
     for (number, unit), words, around in zip(candidates, unit_words, section_words, strict=True):
-        # A heading's words say what the unit is about, less than its own words do.
         overlap = (
             sum(weight[w] for w in words & wanted) + sum(weight[w] for w in around & wanted) / 2
         )
-        if not overlap:
-            continue
-        score = overlap + bonus * _answers_kind(unit, kind, asked)
-        key = (not unit.facts.lacks(asked), score, -number)  # ties: the better-ranked passage
+        fits = _answers_kind(unit, kind, asked)
+        if not overlap or (unit.heading and not _answers_kind(unit, kind or "any", asked)):
+            continue  # a heading is an answer only when it states what was asked
+        anchored = not unit.facts.lacks(asked)
+        key = (anchored, overlap + bonus * fits, -number)  # ties: the better-ranked passage
         if best is None or key > best[0]:
-            best = (key, unit, number)
-    if best is None:
+            best = (key, Choice(number, unit, anchored, fits, overlap / total))
+    return best[1] if best else None
+
+
+def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
+    """The unit that best answers ``question`` (:func:`best_unit`), quoted with its
+    headings and cited; None when none shares enough of the question's words."""
+    choice = best_unit(question, hits)
+    if choice is None or choice.coverage < QUOTE_MIN_COVERAGE:
         return None
-    _, unit, number = best
+    unit = choice.unit
     where = f" ({unit.section})" if unit.section and unit.section not in unit.text else ""
-    return f"From the sources{where}: “{unit.text}” [{number}]"
+    return f"From the sources{where}: “{unit.text}” [{choice.number}]"
+
+
+def relevant(question: str, hits: Sequence[Hit], min_relevance: float) -> list[Hit]:
+    """The passages that may answer ``question``: those at least ``min_relevance`` alike
+    to it (cosine), and those naming every code and name the question gives ("AP-300",
+    "Elif Demirci") however unlike the embedding finds them — a table row or a one-line
+    spec is far in vector space from a question about it."""
+    asked = claims(question)
+    named = Claims(identifiers=asked.identifiers, names=asked.names)
+
+    def names_all(hit: Hit) -> bool:
+        return bool(named) and not stated(_stated_text(hit)).lacks(named)
+
+    return [h for h in hits if (h.cosine or 0.0) >= min_relevance or names_all(h)]
+
+
+def unanswerable(question: str, hits: Sequence[Hit]) -> str:
+    """Why ``hits`` cannot answer ``question``, or "" when they may: a fact the question
+    names that no unit states (:func:`unanswered`), or no unit holding enough of its
+    words (:data:`QUOTE_MIN_COVERAGE`)."""
+    missing = unanswered(question, hits)
+    if missing:
+        return f"no passage mentions {missing.describe()} as the question does"
+    choice = best_unit(question, hits)
+    coverage = choice.coverage if choice else 0.0
+    if coverage < QUOTE_MIN_COVERAGE:
+        return (
+            f"the passages found hold too little of the question ({coverage:.0%} of its "
+            f"words by weight, {QUOTE_MIN_COVERAGE:.0%} needed)"
+        )
+    return ""
 
 
 def unanswered(question: str, hits: Sequence[Hit]) -> Claims:
@@ -474,6 +566,8 @@ def _answers_kind(unit: Unit, kind: str, asked: Claims) -> float:
         return float(months or bool(re.search(r"\d{4}-\d{2}-\d{2}", unit.text)))
     if kind == "person":
         return float(bool(said.names - asked.names))
+    if kind == "any":
+        return float(bool(new_numbers or new_identifiers or said.names - asked.names))
     return float(bool(new_numbers))
 
 
@@ -520,8 +614,10 @@ class Unit:
     item, a heading that holds a number or code, or a table row read with its header."""
 
     text: str  # as a quote shows it: a table row reads "Plan: Team; Requests per minute: 600"
-    section: str  # the heading above it in the passage ("" when there is none)
+    section: str  # the headings above it ("" when there is none)
     facts: Stated  # what it states, read with its document's title and headings
+    about: str = ""  # the document's title and the headings: what the unit is about
+    heading: bool = False  # a heading stating a fact ("4.3.0, released 24 March 2025")
 
 
 _TABLE_RULE = re.compile(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?")
@@ -534,15 +630,17 @@ def passage_units(hit: Hit) -> list[Unit]:
     number from another table row, or a name from another task's sentence, is not taken
     as stating what the question asks about."""
     context = "\n".join([hit.title, *hit.heading_path])
-    # The headings above a unit inside the passage, by level: "4.2.1, released … › Fixed".
-    headings: dict[int, str] = {}
-    section = hit.heading_path[-1] if hit.heading_path else ""
+    # The headings above a unit, by level (the chunk's own path first, taken as levels
+    # 1, 2, …): "4.2.1, released 17 February 2025 › Fixed".
+    headings = {level: h for level, h in enumerate(hit.heading_path, start=1) if h != hit.title}
+    section = " › ".join(headings.values())
     units: list[Unit] = []
     prose: list[str] = []
     header: list[str] | None = None
 
     def add(text: str) -> None:
-        units.append(Unit(text, section, stated(f"{context}\n{section}\n{text}")))
+        facts = stated(f"{context}\n{section}\n{text}")
+        units.append(Unit(text, section, facts, f"{hit.title}\n{section}"))
 
     def flush() -> None:
         for sentence in _sentences(" ".join(" ".join(prose).split())):
@@ -573,7 +671,8 @@ def passage_units(hit: Hit) -> list[Unit]:
             headings = {k: v for k, v in headings.items() if k < level} | {level: title}
             section = " › ".join(headings[k] for k in sorted(headings))
             if claims(title):  # "4.3.0, released 24 March 2025": the heading is the answer
-                units.append(Unit(title, "", stated(f"{context}\n{title}")))
+                about = f"{hit.title}\n{section}"
+                units.append(Unit(title, "", stated(f"{context}\n{title}"), about, heading=True))
         elif _LIST_ITEM.match(stripped) or _FIELD.match(stripped):
             flush()  # a list item or a "Severity: SEV-2" line states a fact of its own
             prose.append(_LIST_ITEM.sub("", stripped))
