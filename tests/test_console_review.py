@@ -17,7 +17,7 @@ import pytest
 from citewise import Workspace
 from citewise.server import create_app
 from citewise.server.replicas import ReplicaBeat
-from citewise.storage.sqlite import DATABASE_FILE, SqliteStore
+from citewise.storage.sqlite import DATABASE_FILE, MIGRATIONS, SqliteStore
 from conftest import LiveServer
 
 HUGE = "99999999999999999999"  # more than a 64-bit integer: SQLite cannot bind it
@@ -156,7 +156,7 @@ def test_migrations_run_once_when_processes_open_a_new_store_together(tmp_path: 
     store = SqliteStore(path)
     try:
         names = store.schema_version()
-        assert len(names) == len(set(names)) and names[-1] == "_m010_eval_runs"
+        assert len(names) == len(set(names)) and names[-1] == MIGRATIONS[-1].__name__
     finally:
         store.close()
 
@@ -167,5 +167,5 @@ def test_the_eval_runs_migration_can_run_again(tmp_path: Path) -> None:
     with sqlite3.connect(database) as db:  # as if another process had not recorded it yet
         db.execute("DELETE FROM _migrations WHERE name = '_m010_eval_runs'")
     with Workspace.open(tmp_path / "ws") as ws:
-        assert ws.store.schema_version()[-1] == "_m010_eval_runs"
+        assert "_m010_eval_runs" in ws.store.schema_version()
         assert ws.store.eval_runs() == []

@@ -16,11 +16,12 @@ import hmac
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import WorkspaceError
-from .storage import KeyStore
+from .storage import KeyStore, KeyTrafficStore
 from .storage.sql import now
 from .storage.sql_access import normalize_email
 
@@ -125,6 +126,38 @@ def authenticate(store: KeyStore, key: str) -> ApiKey | None:
         if hmac.compare_digest(stored_hash, supplied) and row[7] is None and row[8] != "":
             match = _record(row)
     return match
+
+
+# Requests and 429s per key are stored in hourly buckets (server/key_traffic.py); "the last
+# 24 h" is the current hour's bucket and the 23 before it.
+HOUR = 3600
+RECENT_HOURS = 24
+
+
+def hour_of(moment: float) -> int:
+    """The Unix time the hour holding ``moment`` starts at."""
+    return int(moment // HOUR) * HOUR
+
+
+def recent_hour(moment: float | None = None) -> int:
+    """The first hour counted in "the last 24 h" at ``moment`` (now by default)."""
+    return hour_of(time.time() if moment is None else moment) - (RECENT_HOURS - 1) * HOUR
+
+
+def stored_traffic(store: KeyTrafficStore, since: int | None = None) -> dict[str, dict[str, Any]]:
+    """Per key name, every replica's stored counts: ``requests`` and ``rate_limited`` in
+    total and from the hour ``since`` on (the last 24 h by default: ``requests_24h``,
+    ``rate_limited_24h``), ``last_seen`` (Unix time). A running server adds what it has not flushed yet (a few seconds')."""
+    return {
+        name: {
+            "requests": row["requests"],
+            "rate_limited": row["rate_limited"],
+            "requests_24h": row["recent_requests"],
+            "rate_limited_24h": row["recent_rate_limited"],
+            "last_seen": row["last_seen"],
+        }
+        for name, row in store.key_traffic(recent_hour() if since is None else since).items()
+    }
 
 
 def _record(row: tuple[Any, ...]) -> ApiKey:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import click
 from rich.table import Table
 
-from ..keys import SCOPES, create_key, list_keys, revoke_key
+from ..keys import SCOPES, create_key, list_keys, revoke_key, stored_traffic
 from .common import Context, console, errors, esc, to_json
 
 
@@ -162,15 +163,34 @@ def create(
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
-    """List keys (names, prefixes, scopes and limits — never the keys)."""
-    records = list_keys(ctx.workspace().store, include_revoked)
+    """List keys (names, prefixes, scopes and limits — never the keys) with their requests
+    and 429 answers over the last 24 h and in total (every server replica's, as stored)."""
+    store = ctx.workspace().store
+    records = list_keys(store, include_revoked)
+    traffic = stored_traffic(store)
+    none = {"requests": 0, "rate_limited": 0, "requests_24h": 0, "rate_limited_24h": 0}
     if as_json:
-        console.out(to_json(records))
+        rows = [
+            asdict(r) | {k: v for k, v in traffic.get(r.name, none).items() if k != "last_seen"}
+            for r in records
+        ]
+        console.out(to_json(rows))
         return
     table = Table(
-        "name", "user", "prefix", "collections", "scopes", "rpm", "tpm", "created", "revoked"
+        "name",
+        "user",
+        "prefix",
+        "collections",
+        "scopes",
+        "rpm",
+        "tpm",
+        "created",
+        "revoked",
+        "requests 24h/all",
+        "429s 24h/all",
     )
     for r in records:
+        seen = traffic.get(r.name, none)
         table.add_row(
             esc(r.name),
             esc(r.user or "(service)"),
@@ -181,6 +201,8 @@ def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
             str(r.tpm or "-"),
             esc(r.created_at),
             esc(r.revoked_at or ""),
+            f"{seen['requests_24h']}/{seen['requests']}",
+            f"{seen['rate_limited_24h']}/{seen['rate_limited']}",
         )
     console.print(table)
 

@@ -5,8 +5,8 @@ with their breakers and last hour's error rates and latencies, and the answer fe
 Every figure comes from the same sources the CLI reads: keys through ``keys.py`` (as
 ``citewise keys``), usage through the ledger (as ``citewise usage``: a series' totals
 *are* :meth:`Ledger.summary` for the same range), budgets through ``Ledger.budgets``.
-Requests and 429s per key are counted here, in memory, by this process since it started
-(:class:`KeyTraffic`): no store keeps them.
+Requests and 429s per key are counted here, in memory, and flushed every few seconds to the
+store's hourly buckets (:mod:`.key_traffic`), which every replica adds to.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,8 @@ from ..tuning import labels_from_feedback
 from .auth import AdminKey, service_of
 from .data_routes import _moment
 from .errors import APIError, guarded
+from .key_traffic import KeyTraffic
+from .key_traffic import empty as empty_traffic
 from .schemas import _Body
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -48,35 +49,7 @@ BUCKETS = ("day", "hour")
 DIMENSIONS = ("key", "model", "assistant", "purpose")
 
 
-# -- requests and 429s per key (this process) ------------------------------------------
-
-
-@dataclass
-class Traffic:
-    requests: int = 0
-    rate_limited: int = 0
-    last_seen: float | None = None
-
-
-@dataclass
-class KeyTraffic:
-    """Requests and 429 answers per key name, counted by this process since it started."""
-
-    by_key: dict[str, Traffic] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    started: float = field(default_factory=time.time)
-
-    def record(self, key: str, status: int) -> None:
-        with self.lock:
-            seen = self.by_key.setdefault(key, Traffic())
-            seen.requests += 1
-            seen.rate_limited += status == 429
-            seen.last_seen = time.time()
-
-    def get(self, key: str) -> Traffic:
-        with self.lock:
-            seen = self.by_key.get(key, Traffic())
-            return Traffic(seen.requests, seen.rate_limited, seen.last_seen)
+# -- requests and 429s per key (counted here, stored by key_traffic.py) ---------------
 
 
 class _CountByKey:
@@ -107,9 +80,10 @@ class _CountByKey:
 
 
 def count_requests(app: FastAPI) -> None:
-    """Count requests and 429s per key; call before the observability middleware is added
-    (so that it runs outside this one and has named the key)."""
-    traffic = KeyTraffic()
+    """Count requests and 429s per key (in the service's :class:`KeyTraffic`, which stores
+    them); call before the observability middleware is added (so that it runs outside
+    this one and has named the key)."""
+    traffic = app.state.service.traffic
     app.state.key_traffic = traffic
     app.add_middleware(_CountByKey, traffic=traffic)
 
@@ -136,13 +110,11 @@ class KeyCreate(_Body):
 
 
 def _key_json(
-    record: ApiKey, last_call: str | None, traffic: Traffic, started: float
+    record: ApiKey, last_call: str | None, traffic: dict[str, Any] | None
 ) -> dict[str, Any]:
-    seen = (
-        None
-        if traffic.last_seen is None
-        else iso(datetime.fromtimestamp(traffic.last_seen, timezone.utc))
-    )
+    counts = traffic or empty_traffic()
+    seen = counts["last_seen"]
+    last_request = None if seen is None else iso(datetime.fromtimestamp(seen, timezone.utc))
     return {
         "object": "key",
         "name": record.name,
@@ -154,32 +126,33 @@ def _key_json(
         "tpm": record.tpm,
         "created": record.created_at,
         "revoked": record.revoked_at,
-        # The later of its last request to this process and its last model call.
-        "last_used": max((t for t in (seen, last_call) if t), default=None),
+        # The later of its last request (to any replica) and its last model call.
+        "last_used": max((t for t in (last_request, last_call) if t), default=None),
+        "last_request": last_request,
         "last_call": last_call,
-        "requests": traffic.requests,
-        "rate_limited": traffic.rate_limited,
-        "counted_since": iso(datetime.fromtimestamp(started, timezone.utc)),
+        # Every replica's, stored per hour; "24h": the current hour and the 23 before it.
+        "requests": counts["requests"],
+        "rate_limited": counts["rate_limited"],
+        "requests_24h": counts["requests_24h"],
+        "rate_limited_24h": counts["rate_limited_24h"],
     }
 
 
 @router.get("/keys")
 async def admin_keys(request: Request, key: AdminKey, revoked: bool = True) -> JSONResponse:
-    """Every key (revoked ones too unless ``revoked=false``): never the secret. ``requests``
-    and ``rate_limited`` are this server process's counts since ``counted_since``."""
+    """Every key (revoked ones too unless ``revoked=false``): never the secret.
+    ``requests`` and ``rate_limited`` (429 answers) in total and over the last 24 h
+    (``requests_24h``, ``rate_limited_24h``) are every replica's: the store's hourly counts
+    plus those this process has not flushed yet."""
     service = service_of(request)
     traffic = _traffic(request)
 
     def run() -> list[dict[str, Any]]:
         last = service.workspace.ledger.last_calls()
         records = list_keys(service.workspace.store, include_revoked=revoked)
+        counts = traffic.totals()
         return [
-            _key_json(
-                r,
-                last.get(r.name),  # the ledger charges a key by its name
-                traffic.get(r.name),
-                traffic.started,
-            )
+            _key_json(r, last.get(r.name), counts.get(r.name))  # by name, as the ledger
             for r in records
         ]
 
@@ -216,7 +189,7 @@ async def admin_create_key(body: KeyCreate, request: Request, key: AdminKey) -> 
             raise APIError(422, str(exc), code="invalid_request") from None
 
     secret, record = await run_in_threadpool(run)
-    body_json = _key_json(record, None, Traffic(), _traffic(request).started) | {"key": secret}
+    body_json = _key_json(record, None, None) | {"key": secret}
     return JSONResponse(body_json, status_code=201)
 
 

@@ -97,6 +97,7 @@ def create_app(workspace: Workspace, auth: bool | None = None, batching: bool = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=service.warm_up, name="citewise-warm-up", daemon=True).start()
         service.replica.start()  # its record among the replicas (the Health view)
+        service.traffic.start()  # requests and 429s per key, flushed to the store
         async with mcp.running():
             yield
         service.close()

@@ -24,6 +24,7 @@ from ..secrets import redact_url
 from ..workspace import Workspace
 from .errors import APIError
 from .jobs import JobQueue
+from .key_traffic import KeyTraffic
 from .metrics import Metrics
 from .ratelimit import limiter_for
 from .replicas import ReplicaBeat
@@ -57,6 +58,9 @@ class Service:
         # This process's record among the replicas sharing the store (the Health view),
         # renewed from the app's lifespan on (create_app) until close().
         self.replica = ReplicaBeat(workspace.store, self.jobs.worker)
+        # Requests and 429s per key, counted in memory and flushed to the store's hourly
+        # buckets from the app's lifespan on (create_app), a last time at close().
+        self.traffic = KeyTraffic(workspace.store)
 
         def jobs_in(state: str) -> int:
             return self.jobs.counts()[state]
@@ -128,6 +132,7 @@ class Service:
     def close(self) -> None:
         self.workspace.ledger.listeners.remove(self.count_usage)
         self.limiter.close()
+        self.traffic.close()  # the counts not stored yet
         self.replica.close()
         self.jobs.close()
         if self.embedder is not None:

@@ -399,6 +399,23 @@ class ReplicaStore(Protocol):
         ...
 
 
+class KeyTrafficStore(Protocol):
+    """Requests and 429 answers per key name, in hourly buckets every replica adds to (a
+    server counts in memory and flushes its deltas every few seconds)."""
+
+    def add_key_traffic(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
+        """Add ``(key name, hour, requests, rate_limited, last_seen)`` rows, all or none:
+        ``hour`` is the Unix time its hour starts at; counts add to a bucket's (several
+        replicas add up), ``last_seen`` (Unix time) keeps the later one."""
+        ...
+
+    def key_traffic(self, recent_hour: int) -> dict[str, dict[str, Any]]:
+        """Per key name: ``requests`` and ``rate_limited`` in total, ``recent_requests`` and
+        ``recent_rate_limited`` in buckets from ``recent_hour`` on, ``last_seen`` (Unix
+        time). Keys never counted are absent."""
+        ...
+
+
 class Storage(
     CollectionStore,
     DocumentStore,
@@ -410,6 +427,7 @@ class Storage(
     FeedbackStore,
     EvalRunStore,
     ReplicaStore,
+    KeyTrafficStore,
     Protocol,
 ):
     """Everything a workspace keeps, in one database."""

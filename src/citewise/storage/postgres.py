@@ -168,6 +168,17 @@ _MIGRATIONS: list[tuple[str, tuple[str, ...]]] = [
             "CREATE INDEX IF NOT EXISTS replicas_by_last_seen ON replicas(last_seen)",
         ),
     ),
+    (
+        # Requests and 429s per key and hour (as SQLite's _m011_key_traffic).
+        "_m006_key_traffic",
+        (
+            """CREATE TABLE IF NOT EXISTS key_traffic (
+            key_name TEXT NOT NULL, hour BIGINT NOT NULL,
+            requests BIGINT NOT NULL DEFAULT 0, rate_limited BIGINT NOT NULL DEFAULT 0,
+            last_seen DOUBLE PRECISION NOT NULL, PRIMARY KEY (key_name, hour))""",
+            "CREATE INDEX IF NOT EXISTS key_traffic_by_hour ON key_traffic(hour)",
+        ),
+    ),
 ]
 
 

@@ -790,6 +790,41 @@ class SqlStore(SqlAccess):
         names = ("id", "host", "address", "version", "schema", "started", "last_seen")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    # -- requests and 429s per key, in hourly buckets -----------------------------------
+
+    def add_key_traffic(self, rows: Sequence[tuple[str, int, int, int, float]]) -> None:
+        with self.transaction():
+            for name, hour, requests, rate_limited, last_seen in sorted(rows):
+                # Sorted: replicas flushing at once lock buckets in the same order.
+                self.execute(
+                    "INSERT INTO key_traffic (key_name, hour, requests, rate_limited, "
+                    "last_seen) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_name, hour) DO UPDATE "
+                    "SET requests = key_traffic.requests + excluded.requests, "
+                    "rate_limited = key_traffic.rate_limited + excluded.rate_limited, "
+                    "last_seen = CASE WHEN excluded.last_seen > key_traffic.last_seen "
+                    "THEN excluded.last_seen ELSE key_traffic.last_seen END",
+                    (name, int(hour), int(requests), int(rate_limited), float(last_seen)),
+                )
+
+    def key_traffic(self, recent_hour: int) -> dict[str, dict[str, Any]]:
+        rows = self.execute(
+            "SELECT key_name, sum(requests), sum(rate_limited), "
+            "sum(CASE WHEN hour >= ? THEN requests ELSE 0 END), "
+            "sum(CASE WHEN hour >= ? THEN rate_limited ELSE 0 END), max(last_seen) "
+            "FROM key_traffic GROUP BY key_name",
+            (int(recent_hour), int(recent_hour)),
+        )
+        return {
+            name: {
+                "requests": int(requests),
+                "rate_limited": int(limited),
+                "recent_requests": int(recent),
+                "recent_rate_limited": int(recent_limited),
+                "last_seen": float(seen),
+            }
+            for name, requests, limited, recent, recent_limited, seen in rows
+        }
+
     # -- chunks --------------------------------------------------------------------------
 
     def hits(self, chunk_ids: Sequence[int]) -> dict[int, Hit]:

@@ -281,6 +281,25 @@ def _m010_eval_runs(db: sqlite3.Connection) -> None:
     )
 
 
+def _m011_key_traffic(db: sqlite3.Connection) -> None:
+    # Requests and 429s per key name and hour (the Unix time it starts at), which every
+    # server process adds its counts to.
+    _run_script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS key_traffic (
+            key_name TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            rate_limited INTEGER NOT NULL DEFAULT 0,
+            last_seen REAL NOT NULL,
+            PRIMARY KEY (key_name, hour)
+        );
+        CREATE INDEX IF NOT EXISTS key_traffic_by_hour ON key_traffic(hour);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m001_initial,
     _m002_server,
@@ -292,6 +311,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m008_access,
     _m009_ledger_privacy,
     _m010_eval_runs,
+    _m011_key_traffic,
 ]
 # Changes kept per collection; a derived index further behind than this rebuilds.
 KEPT_VECTOR_CHANGES = 200_000
