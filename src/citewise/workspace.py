@@ -200,7 +200,7 @@ class Workspace:
 
     def ingest(
         self,
-        locations: Iterable[str | Path],
+        locations: str | Path | Iterable[str | Path],
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
         source: str | None = None,
@@ -221,7 +221,7 @@ class Workspace:
 
     def sync(
         self,
-        locations: Iterable[str | Path],
+        locations: str | Path | Iterable[str | Path],
         collection: str = DEFAULT_COLLECTION,
         progress: ProgressCallback | None = None,
         source: str | None = None,
@@ -233,7 +233,7 @@ class Workspace:
 
     def _ingest(
         self,
-        locations: Iterable[str | Path],
+        locations: str | Path | Iterable[str | Path],
         collection: str,
         progress: ProgressCallback | None,
         source: str | None,
@@ -241,6 +241,8 @@ class Workspace:
         sync: bool,
         access: Sequence[str] | Literal["open"] | None = None,
     ) -> IngestReport:
+        if isinstance(locations, str | Path):  # one location: "docs", not the letters of it
+            locations = [locations]
         connectors = [connector_for(str(location), source, **options) for location in locations]
 
         def items() -> Iterator[SourceItem | Skipped]:
