@@ -258,7 +258,9 @@ def shoot(server: Server, out: Path, cited: dict) -> None:
             page.wait_for_selector(f"#view-{view} {ready}")
             if view == "usage":
                 page.select_option("#usage-range", "24h")
-                page.wait_for_selector("#usage-chart svg rect")
+                # The chart redrawn per hour (uPlot's canvas; its hidden table's head).
+                page.wait_for_selector("#usage-chart-table th:text-is('Hour')", state="attached")
+                page.wait_for_selector("#usage-chart canvas")
             if view == "models":
                 target = ".chain[data-chain='resilient'] tr[data-target='openai:flaky-model']"
                 page.click(f"{target} button")
@@ -266,7 +268,8 @@ def shoot(server: Server, out: Path, cited: dict) -> None:
                 chain = page.locator(".chain[data-chain='resilient']")
                 chain.evaluate("card => window.scrollTo(0, card.offsetTop - 12)")
             if view == "quality":
-                page.wait_for_selector("#eval-trend svg circle")
+                page.wait_for_selector("#eval-trend-table tbody tr", state="attached")
+                page.wait_for_selector("#eval-trend canvas")
             if view == "collections":  # the uploads' collection: a failure, two kinds
                 card = page.locator(f".collection[data-collection='{HANDBOOK}']")
                 card.evaluate("card => window.scrollTo(0, card.offsetTop - 12)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -413,6 +414,11 @@ def usd(value: float | None) -> str:
     return "–" if value is None else f"${value:,.6f}"
 
 
+def parse_ms(text: str) -> float:
+    """An API timestamp as the milliseconds since the epoch the charts' x values are."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
 def test_the_page_is_served_with_the_strict_csp(console: Console) -> None:
     response = httpx.get(console.url + "/admin")
     assert response.status_code == 200 and "citewise console" in response.text
@@ -422,6 +428,40 @@ def test_the_page_is_served_with_the_strict_csp(console: Console) -> None:
     for name in ("admin.js", "admin.css"):
         asset = httpx.get(f"{console.url}/static/{name}")
         assert asset.status_code == 200 and "content-security-policy" in asset.headers
+
+
+CHART = """box => ({x: box.uplot.data[0], drawn: box.uplot.data.slice(1),
+    names: box.uplot.groups.names, values: box.uplot.groups.values,
+    label: box.getAttribute('aria-label'), role: box.getAttribute('role')})"""
+
+
+def assert_usage_chart_is_the_series(page, console: Console, metric: str, text) -> None:
+    """The uPlot chart draws /v1/admin/usage/series' cells (all time, per day, by key),
+    stacked, and its hidden table holds the same numbers as text."""
+    series = console.call("GET", "/v1/admin/usage/series?bucket=day&by=key").json()
+    chart = page.locator("#usage-chart").evaluate(CHART)
+    buckets, groups = series["buckets"], series["groups"]
+    assert chart["x"] == list(range(len(buckets))) and chart["names"] == groups
+    expected = [[None] * len(buckets) for _ in groups]
+    for cell in series["data"]:
+        expected[groups.index(cell["group"])][buckets.index(cell["bucket"])] = cell[metric] or 0
+    assert len(chart["values"]) == len(groups)
+    for drawn, wanted in zip(chart["values"], expected, strict=True):
+        assert drawn == pytest.approx(wanted)
+    # Drawn stacked: the first series drawn is the top of each bar, the sum of the groups.
+    assert len(chart["drawn"]) == len(groups)
+    tops = [sum(row[i] or 0 for row in expected) for i in range(len(buckets))]
+    assert chart["drawn"][0] == pytest.approx(tops)
+    assert sum(tops) == pytest.approx(sum(row[metric] or 0 for row in series["totals"]))
+    assert chart["role"] == "img" and "by key, stacked" in chart["label"]
+    table = page.locator("#usage-chart-table")
+    head = table.locator("thead th").all_inner_texts()
+    assert head[1:] == [g or "(none)" for g in groups]
+    rows = table.locator("tbody tr")
+    assert rows.count() == len(buckets)
+    for i in range(len(buckets)):
+        cells = rows.nth(i).locator("td").all_inner_texts()
+        assert cells == ["–" if row[i] is None else text(row[i]) for row in expected]
 
 
 def test_usage_view_totals_per_key_equal_the_ledger_and_the_cli(page, console: Console) -> None:
@@ -448,7 +488,21 @@ def test_usage_view_totals_per_key_equal_the_ledger_and_the_cli(page, console: C
     assert page.inner_text("#total-calls") == str(sum(s["calls"] for s in summary))
     hits = sum(r.cache_hit for r in console.workspace.ledger.rows())
     assert page.inner_text("#total-cache-hits") == str(hits)
-    assert page.locator("#usage-chart svg rect").count() >= len(summary)
+    assert_usage_chart_is_the_series(page, console, "cost_usd", usd)
+    # Pointing at a bar writes its bucket's figure per group under the chart.
+    page.locator("#usage-chart .u-over").hover()
+    chart = page.locator("#usage-chart").evaluate(CHART)
+    idx = page.locator("#usage-chart").evaluate("box => box.uplot.cursor.idx")
+    said = page.inner_text("#usage-readout")
+    shown = [
+        (n, v[idx])
+        for n, v in zip(chart["names"], chart["values"], strict=True)
+        if v[idx] is not None
+    ]
+    assert shown and all(f"{name or '(none)'} {usd(value)}" in said for name, value in shown), said
+    page.select_option("#usage-metric", "tokens")
+    assert_usage_chart_is_the_series(page, console, "tokens", lambda v: f"{v:,}")
+    page.select_option("#usage-metric", "cost_usd")
     assert page.locator("#usage-legend li").count() == len(summary)
     top = page.locator("#usage-top li .name").all_inner_texts()
     assert top[0] == max(summary, key=lambda s: s["cost_usd"] or 0)["key"]
@@ -553,7 +607,31 @@ def test_budgets_and_health_views(page, console: Console) -> None:
     budget = console.call("GET", "/v1/admin/budgets").json()["data"][0]
     assert card.locator("[data-field=spent]").inner_text() == usd(budget["spent"])
     assert card.locator("[data-field=remaining]").inner_text() == usd(budget["remaining"])
-    assert card.locator("svg.burn polyline").count() == 1
+    # The burn-down: the API's cumulative spend per hour as steps from zero to what is spent
+    # now, the limit, and the projection from now to the reset at the period's rate.
+    chart = card.locator(".burn").evaluate("box => box.uplot.data")
+    times, spent, limit, projection = chart
+    assert times[0] == pytest.approx(parse_ms(budget["period_start"]))
+    assert times[-1] == pytest.approx(parse_ms(budget["resets_at"]))
+    assert times == sorted(times)
+    burn = budget["burn"]
+    assert times[1 : len(burn) + 1] == pytest.approx([parse_ms(p["at"]) for p in burn])
+    assert spent == pytest.approx([0] + [p["spent"] for p in burn] + [budget["spent"], None])
+    assert limit == pytest.approx([BUDGET] * len(times))
+    assert budget["burn_per_hour"] > 0
+    hours_left = (times[-1] - times[-2]) / 3_600_000
+    assert projection[-2:] == pytest.approx(
+        [budget["spent"], budget["spent"] + budget["burn_per_hour"] * hours_left]
+    )
+    assert set(projection[:-2]) == {None}
+    label = card.locator(".burn").get_attribute("aria-label")
+    assert "limit of $0.05" in label and "run out" in label
+    table = card.locator("table.visually-hidden tbody tr")
+    assert table.count() == len(burn) + 3  # each hour, now, at this rate, the limit
+    assert table.nth(len(burn)).locator("td").inner_text() == usd(budget["spent"])
+    assert [table.nth(i).locator("td").inner_text() for i in range(len(burn))] == [
+        usd(p["spent"]) for p in burn
+    ]
     assert "$0.05" in card.locator("h3").inner_text()
     shot(page, "06-budgets")
     page.click("#views-nav a[data-view=health]")
@@ -595,6 +673,20 @@ def test_readable_at_phone_width_and_by_keyboard(browser, console: Console) -> N
     page.wait_for_selector("#usage-groups tbody tr")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width  # wide tables scroll inside their box, not the page
+    # The chart is drawn at its box's width, and again at the new width when the window is
+    # resized.
+    box = "document.getElementById('usage-chart')"
+    fits = f"{box}.uplot.width === {box}.clientWidth && {box}.clientWidth > 0"
+    assert page.evaluate(fits)
+    assert page.evaluate(f"{box}.clientWidth") < 390
+    for wide in (900, 390):  # (wait_for_function would evaluate a string: the CSP says no)
+        page.set_viewport_size({"width": wide, "height": 844})
+        for _ in range(50):  # the resize handler waits 150 ms for the last event
+            page.wait_for_timeout(100)
+            if page.evaluate(fits):
+                break
+        assert page.evaluate(fits), wide
+        assert (page.evaluate(f"{box}.uplot.width") > 390) == (wide > 390)
     shot(page, "08-phone-usage")
     # Every control is labelled.
     unlabelled = page.evaluate(
@@ -832,7 +924,9 @@ def axe_problems(page, where: str) -> list[str]:
 def test_axe_is_for_the_tests_only() -> None:
     web = AXE.parents[2]
     for page in ("index.html", "admin.html", "app.js", "admin.js"):
-        assert "axe" not in (web / page).read_text(encoding="utf-8").lower(), page
+        # The word, the package or its file (uPlot's "axes" option is not it).
+        text = (web / page).read_text(encoding="utf-8").lower()
+        assert not re.search(r"\baxe\b|axe-core|axe\.min", text), page
 
 
 def test_axe_finds_no_serious_violations(browser, console: Console) -> None:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -295,6 +296,11 @@ def new_page(browser, bypass_csp: bool = False):
     return context, page, errors
 
 
+def parse_ms(text: str) -> float:
+    """An API timestamp as the milliseconds since the epoch the trend's x values are."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
 def sign_in(page, url: str, key: str, view: str) -> None:
     page.goto(f"{url}/admin#{view}")
     page.wait_for_selector("#sign-in:not([hidden])")
@@ -327,8 +333,32 @@ def test_quality_view_lists_runs_charts_them_and_drills_down(browser, console: C
         label = label.replace("_", " ") if main["mode"] is None else label
         assert row.locator("td[data-col=main]").inner_text() == f"{label} {main['value']:.3f}"
         assert row.locator("td").nth(1).inner_text() == run["kind"]
-    assert page.locator("#eval-trend svg circle").count() == len(runs)
-    assert "retrieval nDCG@10 (hybrid)" in page.get_attribute("#eval-trend svg", "aria-label")
+    # The uPlot trend: a point per run at its time, on its kind's line, at the API's value;
+    # its hidden table (what a screen reader reads) lists the same runs and values.
+    chart = page.locator("#eval-trend").evaluate(
+        "box => ({data: box.uplot.data, runs: box.uplot.runs,"
+        " kinds: box.uplot.series.slice(1).map(s => s.label)})"
+    )
+    by_id = {run["id"]: run for run in runs}
+    ordered = sorted(runs, key=lambda r: (parse_ms(r["created"]), r["id"]))
+    assert chart["runs"] == [r["id"] for r in ordered]
+    assert chart["kinds"] == sorted({r["kind"] for r in runs})
+    assert chart["data"][0] == pytest.approx([parse_ms(r["created"]) for r in ordered])
+    for line, kind in zip(chart["data"][1:], chart["kinds"], strict=True):
+        expected = [
+            by_id[i]["main_metric"]["value"] if by_id[i]["kind"] == kind else None
+            for i in chart["runs"]
+        ]
+        assert line == pytest.approx(expected)
+    drawn = sum(v is not None for line in chart["data"][1:] for v in line)
+    assert drawn == len(runs)
+    rows = page.locator("#eval-trend-table tbody tr")
+    assert rows.count() == len(runs)
+    for n, run in enumerate(ordered):
+        assert rows.nth(n).locator("th").inner_text() == str(run["id"])
+        assert rows.nth(n).locator("td").last.inner_text() == f"{run['main_metric']['value']:.3f}"
+    assert page.get_attribute("#eval-trend", "role") == "img"
+    assert "retrieval nDCG@10 (hybrid)" in page.get_attribute("#eval-trend", "aria-label")
     assert page.is_hidden("#eval-empty") and page.is_hidden("#eval-detail")
 
     # The drill-down by keyboard: the run's button, then Enter.

@@ -355,3 +355,12 @@ def test_the_vendored_libraries_are_the_pinned_files_with_their_licences() -> No
     assert len(loaded) == 4
     for path in loaded:
         assert (WEB / path).is_file(), path
+    # The console loads uPlot (its script and its stylesheet) for its charts, and no more.
+    admin = (WEB / "admin.html").read_text(encoding="utf-8")
+    loaded = re.findall(r'(?:src|href)="/static/(vendor/[^"]+)"', admin)
+    assert sorted(loaded) == [
+        "vendor/uplot-1.6.32/uPlot.iife.min.js",
+        "vendor/uplot-1.6.32/uPlot.min.css",
+    ]
+    for path in loaded:
+        assert (WEB / path).is_file(), path

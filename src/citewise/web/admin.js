@@ -1,12 +1,12 @@
 // citewise operator console: plain JavaScript over the documented /v1/admin/... endpoints.
 // Everything shown comes from the API and is set as textContent (never as HTML); charts
-// are SVG elements built here. Dates are shown in the browser's locale.
+// are drawn by uPlot (vendored, /static/vendor/uplot-*), each with a visually hidden table
+// of its numbers. Dates are shown in the browser's locale.
 "use strict";
 
 const KEY_STORAGE = "citewise.key"; // the chat page's: one sign-in per tab
 const VIEWS = ["usage", "keys", "models", "collections", "jobs", "quality", "budgets", "health"];
 const CALLS_SHOWN = 200;
-const SVG = "http://www.w3.org/2000/svg";
 // Colour-blind-safe (Okabe–Ito), then greys for the rest.
 const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
   "#000000", "#777777", "#AAAAAA"];
@@ -62,6 +62,7 @@ const usdFormat = new Intl.NumberFormat(undefined, {
 const shortUsd = new Intl.NumberFormat(undefined, {
   style: "currency", currency: "USD", maximumSignificantDigits: 3,
 });
+const compactCount = new Intl.NumberFormat(undefined, { notation: "compact" });
 
 function usd(value) {
   return value === null || value === undefined ? "–" : usdFormat.format(value);
@@ -266,64 +267,156 @@ function colourOf(groups) {
   return colours;
 }
 
-function svg(tag, attributes) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
-  return node;
+// -- charts (uPlot) -------------------------------------------------------------------------
+
+// Every chart drawn, by its box: redrawn at the box's width when the window is resized.
+const charts = new Map();
+
+function cssColour(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
+
+// A uPlot chart in `box` (the previous one there replaced) at the box's own width, so labels
+// keep their size on a phone; `tall(width)` is its height. uPlot sets its sizes through the
+// CSSOM (element.style), which the page's CSP (style-src 'self') allows: no inline style.
+function plot(box, options, data, tall = () => 200) {
+  for (const [other, { chart }] of charts) { // this box's previous chart, and those removed
+    if (other === box || !other.isConnected) {
+      chart.destroy();
+      charts.delete(other);
+    }
+  }
+  const width = Math.max(box.clientWidth || 720, 240);
+  const muted = cssColour("--muted"), line = cssColour("--line");
+  const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+  const chart = new uPlot({
+    width, height: tall(width), ms: 1,
+    padding: [10, 44, 0, 0], // room for the last time label at the right
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false } },
+    ...options,
+    axes: options.axes.map((a, n) => ({ ...axis, ...(n === 0 ? { size: 36 } : {}), ...a })),
+  }, data, box);
+  box.uplot = chart; // for the browser tests: the arrays drawn
+  charts.set(box, { chart, tall });
+  return chart;
+}
+
+function resizeCharts() {
+  for (const [box, { chart, tall }] of charts) {
+    if (box.clientWidth > 0) {
+      const width = Math.max(box.clientWidth, 240);
+      if (width !== chart.width) chart.setSize({ width, height: tall(width) });
+    }
+  }
+}
+
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(resizeCharts, 150);
+});
+
+// What the cursor points at, as text under the chart (the hidden table has every number).
+function readout(node, describe) {
+  return (u) => {
+    const idx = u.cursor.idx;
+    node.textContent = idx === null || idx === undefined ? "" : describe(idx);
+  };
+}
+
+// The chart's numbers as a table a screen reader reads (and the tests compare to the API).
+function dataTable(table, caption, head, rows) {
+  table.replaceChildren();
+  table.createCaption().textContent = caption;
+  const top = table.createTHead().insertRow();
+  for (const name of head) {
+    const th = el("th", name);
+    th.scope = "col";
+    top.append(th);
+  }
+  const body = table.createTBody();
+  for (const row of rows) {
+    const tr = body.insertRow();
+    row.forEach((cell, n) => {
+      const node = el(n === 0 ? "th" : "td", cell);
+      if (n === 0) node.scope = "row";
+      tr.append(node);
+    });
+  }
+}
+
+function timeTick(ms, incr) {
+  const date = new Date(ms);
+  if (incr >= 86400000) return date.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  if (incr >= 3600000) {
+    return date.toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" });
+  }
+  if (incr >= 60000) return date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+  return date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit", second: "2-digit" });
+}
+// A time axis labelled in the browser's locale (uPlot's own labels are English).
+const timeAxis = { space: 90, values: (u, splits, _axis, _space, incr) => splits.map((t) => timeTick(t, incr)) };
 
 function renderChart(series) {
   const metric = $("usage-metric").value;
   const metricName = $("usage-metric").selectedOptions[0].textContent;
   const colours = colourOf(series.groups);
-  const stacks = new Map(series.buckets.map((b) => [b, []]));
-  for (const cell of series.data) stacks.get(cell.bucket).push(cell);
-  const height = (cell) => cell[metric] || 0;
-  const max = Math.max(...[...stacks.values()].map((cells) =>
-    cells.reduce((total, cell) => total + height(cell), 0)), 0) || 1;
-
-  // Drawn at the box's own width, so labels keep their size on a phone.
-  const width = Math.max($("usage-chart").clientWidth || 720, 300);
-  const tall = width < 500 ? 200 : 260, left = 64, bottom = 36, top = 10;
-  const slot = (width - left - 8) / Math.max(series.buckets.length, 1);
-  const barWidth = Math.max(Math.min(slot * 0.7, 60), 2);
-  const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${tall}`, role: "img", class: "bars",
-    "aria-label": `${metricName} per ${series.bucket} by ${series.by}, stacked`,
-  });
-  const scale = (value) => ((tall - bottom - top) * value) / max;
-  for (const fraction of [0, 0.5, 1]) {
-    const y = tall - bottom - scale(max * fraction);
-    chart.append(svg("line", { x1: left, x2: width, y1: y, y2: y, class: "grid" }));
-    const label = svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" });
-    label.textContent = metric === "cost_usd" ? shortUsd.format(max * fraction)
-      : numberFormat.format(Math.round(max * fraction));
-    chart.append(label);
+  // Each group's value per bucket (null: no call of it then), in the API's order.
+  const at = new Map(series.buckets.map((b, n) => [b, n]));
+  const values = series.groups.map(() => series.buckets.map(() => null));
+  for (const cell of series.data) {
+    values[series.groups.indexOf(cell.group)][at.get(cell.bucket)] = cell[metric] || 0;
   }
-  series.buckets.forEach((bucket, n) => {
-    const x = left + n * slot + (slot - barWidth) / 2;
-    let y = tall - bottom;
-    for (const cell of stacks.get(bucket)) {
-      const h = scale(height(cell));
-      if (h <= 0) continue;
-      y -= h;
-      const rect = svg("rect", { x, y, width: barWidth, height: h, fill: colours.get(cell.group) });
-      const tip = svg("title");
-      tip.textContent = `${cell.group}, ${bucketLabel(bucket, series.bucket)}: ` +
-        `${metricValue(metric, cell[metric])}`;
-      rect.append(tip);
-      chart.append(rect);
-    }
-    const every = Math.ceil(series.buckets.length / Math.max(Math.floor(width / 70), 1));
-    if (n % every === 0) {
-      const label = svg("text", {
-        x: x + barWidth / 2, y: tall - bottom + 16, "text-anchor": "middle", class: "axis",
-      });
-      label.textContent = bucketLabel(bucket, series.bucket);
-      chart.append(label);
-    }
+  // Stacked: the bar of group n reaches the sum of groups 0..n, and the tallest (the last
+  // group's) is drawn first so each lower one covers its share of it.
+  const sums = [];
+  values.forEach((row, n) => {
+    sums.push(row.map((v, i) => (n ? sums[n - 1][i] : 0) + (v || 0)));
   });
-  $("usage-chart").replaceChildren(chart);
+  const order = series.groups.map((_, n) => n).reverse();
+  const bars = uPlot.paths.bars({ size: [0.7, 60], gap: 1 });
+  const label = (i) => bucketLabel(series.buckets[i], series.bucket);
+  const short = (v) => (metric === "cost_usd" ? shortUsd.format(v)
+    : (v >= 100000 ? compactCount : numberFormat).format(v));
+  const box = $("usage-chart");
+  box.setAttribute("aria-label", `${metricName} per ${series.bucket} by ${series.by}, stacked; ` +
+    "the figures are in the table that follows");
+  plot(box, {
+    scales: {
+      x: { time: false, range: () => [-0.5, series.buckets.length - 0.5] },
+      y: { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] },
+    },
+    axes: [
+      {
+        // A label every few buckets, as many as fit.
+        splits: (u) => {
+          const every = Math.ceil(series.buckets.length / Math.max(Math.floor(u.width / 80), 1));
+          return series.buckets.map((_, i) => i).filter((i) => i % every === 0);
+        },
+        values: (u, splits) => splits.map((i) => label(i)),
+      },
+      { size: 72, values: (u, splits) => splits.map(short) },
+    ],
+    series: [{}, ...order.map((n) => ({
+      label: series.groups[n] || "(none)", fill: colours.get(series.groups[n]),
+      stroke: colours.get(series.groups[n]), width: 0, paths: bars, points: { show: false },
+    }))],
+    cursor: { drag: { x: false, y: false }, points: { show: false } },
+    hooks: {
+      setCursor: [readout($("usage-readout"), (i) => `${label(i)}: ` + series.groups
+        .map((group, n) => [group, values[n][i]]).filter(([, v]) => v !== null)
+        .map(([group, v]) => `${group || "(none)"} ${metricValue(metric, v)}`).join(", "))],
+    },
+  }, [series.buckets.map((_, i) => i), ...order.map((n) => sums[n])],
+  (width) => (width < 500 ? 220 : 280));
+  box.uplot.groups = { names: series.groups, values }; // for the tests: unstacked
+  dataTable($("usage-chart-table"),
+    `${metricName} per ${series.bucket} (UTC) by ${series.by}`,
+    [series.bucket === "hour" ? "Hour" : "Day", ...series.groups.map((g) => g || "(none)")],
+    series.buckets.map((bucket, i) => [label(i),
+      ...values.map((row) => (row[i] === null ? "–" : metricValue(metric, row[i])))]));
+  $("usage-readout").textContent = "";
   $("usage-chart-caption").textContent =
     `${metricName} per ${series.bucket} (UTC ${series.bucket}s), stacked by ${series.by}.`;
   const legend = $("usage-legend");
@@ -425,13 +518,6 @@ for (const id of ["usage-range", "usage-by"]) {
   $(id).addEventListener("change", () => loadUsage().catch(failed));
 }
 $("usage-metric").addEventListener("change", () => state.series && renderChart(state.series));
-let resizeTimer = null;
-window.addEventListener("resize", () => {
-  clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => {
-    if (state.view === "usage" && state.series && !$("usage-content").hidden) renderChart(state.series);
-  }, 200);
-});
 $("calls-key").addEventListener("change", () => renderCalls(false));
 $("calls-status").addEventListener("change", () => renderCalls(false));
 
@@ -450,7 +536,6 @@ async function loadKeys() {
   const table = $("keys-table").tBodies[0];
   table.replaceChildren();
   $("keys-empty").hidden = body.data.length > 0;
-  if (body.data.length) $("keys-since").textContent = when(body.data[0].counted_since);
   for (const k of body.data) {
     const tr = el("tr");
     tr.dataset.key = k.name;
@@ -461,6 +546,7 @@ async function loadKeys() {
       [k.user || "(service)"], [`${k.prefix}…`], [k.scopes.join(", ")],
       [k.collections.join(", ")], [limits(k)],
       [new Date(k.created).toLocaleDateString()], [k.last_used ? shortWhen(k.last_used) : "never"],
+      [count(k.requests_24h), "num"], [count(k.rate_limited_24h), "num"],
       [count(k.requests), "num"], [count(k.rate_limited), "num"],
       [(budgetsOf.get(k.name) || ["–"]).join("; ")],
     ];
@@ -803,13 +889,6 @@ function renderEvalTrend(runs) {
   const points = runs.filter((r) => r.main_metric.value !== null)
     .map((r) => ({ run: r, time: new Date(r.created).getTime() }))
     .sort((a, b) => a.time - b.time || a.run.id - b.run.id);
-  const width = Math.max($("eval-trend").clientWidth || 720, 300);
-  const tall = 200, left = 44, right = 16, bottom = 30, top = 10;
-  const first = points.length ? points[0].time : 0;
-  const last = points.length ? points[points.length - 1].time : 1;
-  const x = (time) => (last === first ? (left + width - right) / 2
-    : left + ((width - left - right) * (time - first)) / (last - first));
-  const y = (value) => tall - bottom - (tall - bottom - top) * Math.max(0, Math.min(value, 1));
   const summary = kinds.map((kind) => {
     const mine = points.filter((p) => p.run.kind === kind);
     if (!mine.length) return `${kind}: no value`;
@@ -817,44 +896,30 @@ function renderEvalTrend(runs) {
     return `${kind} ${metricName(latest.main_metric)}, latest ${score(latest.main_metric.value)} ` +
       `over ${mine.length} run${mine.length === 1 ? "" : "s"}`;
   }).join("; ");
-  const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${tall}`, role: "img", class: "bars trend",
-    "aria-label": `Main metric per kind over time: ${summary}`,
-  });
-  for (const fraction of [0, 0.5, 1]) {
-    chart.append(svg("line", { x1: left, x2: width - right, y1: y(fraction), y2: y(fraction), class: "grid" }));
-    const label = svg("text", { x: left - 6, y: y(fraction) + 4, "text-anchor": "end", class: "axis" });
-    label.textContent = scoreFormat.format(fraction);
-    chart.append(label);
-  }
-  for (const kind of kinds) {
-    const mine = points.filter((p) => p.run.kind === kind);
-    const colour = KIND_COLOURS[kind] || COLOURS[2];
-    if (mine.length > 1) {
-      chart.append(svg("polyline", {
-        points: mine.map((p) => `${x(p.time)},${y(p.run.main_metric.value)}`).join(" "),
-        fill: "none", stroke: colour, "stroke-width": 2,
-      }));
-    }
-    for (const p of mine) {
-      const dot = svg("circle", { cx: x(p.time), cy: y(p.run.main_metric.value), r: 4, fill: colour });
-      dot.dataset.run = String(p.run.id);
-      const tip = svg("title");
-      tip.textContent = `Run ${p.run.id}, ${p.run.kind}, ${shortWhen(p.run.created)}: ` +
-        `${metricName(p.run.main_metric)} ${score(p.run.main_metric.value)}`;
-      dot.append(tip);
-      chart.append(dot);
-    }
-  }
-  if (points.length) {
-    const ends = last === first ? [[first, "middle"]] : [[first, "start"], [last, "end"]];
-    for (const [time, anchor] of ends) {
-      const label = svg("text", { x: x(time), y: tall - 8, "text-anchor": anchor, class: "axis" });
-      label.textContent = new Date(time).toLocaleDateString(undefined, { month: "short", day: "numeric" });
-      chart.append(label);
-    }
-  }
-  $("eval-trend").replaceChildren(chart);
+  const box = $("eval-trend");
+  box.setAttribute("aria-label", `Main metric per kind over time: ${summary}`);
+  const describe = (p) => `Run ${p.run.id}, ${p.run.kind}, ${shortWhen(p.run.created)}: ` +
+    `${metricName(p.run.main_metric)} ${score(p.run.main_metric.value)}`;
+  const first = points.length ? points[0].time : Date.now();
+  const last = points.length ? points[points.length - 1].time : first;
+  const pad = Math.max((last - first) * 0.04, 60000); // the first and last dots whole
+  plot(box, {
+    scales: { x: { time: true, range: () => [first - pad, last + pad] }, y: { range: [0, 1] } },
+    axes: [timeAxis, { size: 48, values: (u, splits) => splits.map((v) => scoreFormat.format(v)) }],
+    // A line through each kind's runs (across the other kind's), a dot on each of its runs.
+    series: [{}, ...kinds.map((kind) => ({
+      label: kind, stroke: KIND_COLOURS[kind] || COLOURS[2], width: 2, spanGaps: true,
+      points: { show: true, size: 8, fill: KIND_COLOURS[kind] || COLOURS[2] },
+    }))],
+    hooks: { setCursor: [readout($("eval-readout"), (i) => describe(points[i]))] },
+  }, [points.map((p) => p.time), ...kinds.map((kind) =>
+    points.map((p) => (p.run.kind === kind ? p.run.main_metric.value : null)))]);
+  box.uplot.runs = points.map((p) => p.run.id); // for the tests: the run of each x
+  dataTable($("eval-trend-table"), "Main metric of each run, oldest first",
+    ["Run", "Date", "Kind", "Metric", "Value"],
+    points.map((p) => [String(p.run.id), shortWhen(p.run.created), p.run.kind,
+      metricName(p.run.main_metric), score(p.run.main_metric.value)]));
+  $("eval-readout").textContent = "";
   $("eval-trend-caption").textContent =
     "Main metric of each run over time: nDCG@10 for retrieval (of the hybrid mode when run), " +
     "token F1 for answers.";
@@ -1399,53 +1464,75 @@ async function loadBudgets() {
     meter.high = b.amount * 0.8;
     meter.setAttribute("aria-label", `Share of the budget spent: ${Math.round((100 * b.spent) / b.amount)}%`);
     card.append(meter);
-    card.append(burnChart(b));
-    card.append(el("p", "Solid: spent so far; dotted: at this period's rate; dashed: the limit.",
-      "muted"));
+    const box = el("div", undefined, "chart burn");
+    box.setAttribute("role", "img");
+    const said = el("p", "", "readout muted");
+    said.setAttribute("aria-hidden", "true");
+    const table = el("table", undefined, "visually-hidden");
+    card.append(box, said, el("p",
+      "Solid: spent so far; dotted: at this period's rate; dashed: the limit.", "muted"), table);
     list.append(card);
+    burnChart(b, box, said, table); // once in the page, at the card's width
   }
 }
 
-function burnChart(b) {
+function burnChart(b, box, said, table) {
   // Cumulative spend over the period (hours or days), the limit, and the projection.
   const start = new Date(b.period_start).getTime();
   const end = new Date(b.resets_at).getTime();
-  const width = 480, tall = 150, pad = 14;
-  const x = (time) => pad + ((width - 2 * pad) * (time - start)) / (end - start);
-  const y = (value) => tall - pad - ((tall - 2 * pad) * Math.min(value, b.amount * 1.2)) / (b.amount * 1.2);
-  const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${tall}`, role: "img", class: "burn",
-    "aria-label": `Spend over the ${b.period} against the limit; ` +
-      (b.projected_exhaustion ? `projected to run out ${when(b.projected_exhaustion)}`
-        : "not projected to run out this period"),
+  const now = Math.min(Math.max(Date.now(), start), end);
+  const projected = b.burn_per_hour > 0 ? b.spent + (b.burn_per_hour * (end - now)) / 3600000 : null;
+  box.setAttribute("aria-label", `Spend over the ${b.period} against the limit of ` +
+    `${budgetAmount(b, b.amount, true)}; ` + (b.projected_exhaustion
+    ? `projected to run out ${when(b.projected_exhaustion)}`
+    : "not projected to run out this period") + "; the figures are in the table that follows");
+  // A step per hour (daily budgets) or day (monthly) in which something was spent, then
+  // what is spent now; the projection runs from now to the period's end at this rate.
+  const times = [start, ...b.burn.map((p) => new Date(p.at).getTime()), now, end];
+  const spent = [0, ...b.burn.map((p) => p.spent), b.spent, null];
+  const projection = times.map(() => null);
+  if (projected !== null && now < end) {
+    projection[times.length - 2] = b.spent;
+    projection[times.length - 1] = projected;
+  }
+  const accent = cssColour("--accent"), error = cssColour("--error");
+  const short = (v) => budgetAmount(b, v, true);
+  const tick = (v) => (b.metric === "usd" ? shortUsd.format(v) : compactCount.format(v));
+  const top = Math.max(b.amount, b.spent) * 1.2;
+  const chart = plot(box, {
+    scales: { x: { time: true, range: [start, end] }, y: { range: [0, top] } },
+    axes: [timeAxis, { size: 64, values: (u, splits) => splits.map(tick) }],
+    series: [{},
+      { label: "spent", stroke: accent, width: 2, paths: uPlot.paths.stepped({ align: 1 }),
+        points: { show: false } },
+      { label: "limit", stroke: error, width: 1, dash: [4, 3], points: { show: false } },
+      { label: "projection", stroke: accent, width: 1, dash: [3, 3], points: { show: false } }],
+    hooks: {
+      setCursor: [readout(said, (i) => (spent[i] === null ? ""
+        : `${new Date(times[i]).toLocaleString(undefined, { month: "short", day: "numeric",
+          hour: "numeric" })}: spent ${budgetAmount(b, spent[i])}`))],
+      draw: [(u) => { // the limit's label, above its line at the right
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.font = `${Math.round(11 * uPlot.pxRatio)}px system-ui, sans-serif`;
+        ctx.fillStyle = error;
+        ctx.textAlign = "right";
+        ctx.fillText(`limit ${short(b.amount)}`, u.bbox.left + u.bbox.width - 4 * uPlot.pxRatio,
+          u.valToPos(b.amount, "y", true) - 4 * uPlot.pxRatio);
+        ctx.restore();
+      }],
+    },
+  }, [times, spent, times.map(() => b.amount), projection], () => 180);
+  const at = (time) => new Date(time).toLocaleString(undefined, {
+    month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
   });
-  chart.append(svg("line", { x1: pad, x2: width - pad, y1: y(b.amount), y2: y(b.amount), class: "limit" }));
-  const limitLabel = svg("text", { x: width - pad, y: y(b.amount) - 4, "text-anchor": "end", class: "axis" });
-  limitLabel.textContent = `limit ${budgetAmount(b, b.amount, true)}`;
-  chart.append(limitLabel);
-  // A step per hour (daily budgets) or day (monthly) in which something was spent.
-  let points = `${x(start)},${y(0)}`;
-  let before = 0;
-  for (const point of b.burn) {
-    const at = x(new Date(point.at).getTime());
-    points += ` ${at},${y(before)} ${at},${y(point.spent)}`;
-    before = point.spent;
-  }
-  const now = Date.now();
-  points += ` ${x(Math.min(now, end))},${y(b.spent)}`;
-  chart.append(svg("polyline", { points, class: "spent" }));
-  for (const [time, anchor] of [[start, "start"], [end, "end"]]) {
-    const label = svg("text", { x: x(time), y: tall - 2, "text-anchor": anchor, class: "axis" });
-    label.textContent = new Date(time).toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" });
-    chart.append(label);
-  }
-  if (b.burn_per_hour > 0) {
-    const hoursLeft = (end - now) / 3600000;
-    const projected = b.spent + b.burn_per_hour * hoursLeft;
-    chart.append(svg("line", {
-      x1: x(Math.min(now, end)), y1: y(b.spent), x2: x(end), y2: y(projected), class: "projection",
-    }));
-  }
+  dataTable(table, `Spend of the ${b.kind} ${b.subject} budget over this ${b.period}`,
+    ["Time", "Spent so far"],
+    [...b.burn.map((p) => [at(p.at), budgetAmount(b, p.spent)]),
+      [`now (${at(now)})`, budgetAmount(b, b.spent)],
+      ...(projection[times.length - 1] !== null
+        ? [[`at this rate, by ${at(end)}`, budgetAmount(b, projected)]] : []),
+      ["limit", budgetAmount(b, b.amount)]]);
   return chart;
 }
 
