@@ -63,6 +63,9 @@ OFF_TOPIC = 0.5
 # Measured on benchmarks/qa/facts: unanswerable questions' best units held 0.09-0.16,
 # answerable ones' 0.21 and more.
 QUOTE_MIN_COVERAGE = 0.2
+# A sentence giving another answer of the kind asked than every unit scoring at least
+# this share of the best unit's score is dropped (AnswerGuard._contradicts).
+ANSWERING_SCORE = 0.9
 # Whether sentences' facts are checked (claims.py); benchmarks/answer_quality.py turns it
 # off to measure what the check adds.
 CHECK_FACTS = True
@@ -162,7 +165,7 @@ class AnswerGuard:
         self._question_claims = claims(self.question)
         self._passage_units = [passage_units(h) for h in self.hits]
         self._kind = asked_kind(self.question)
-        self._reference = best_unit(self.question, self.hits) if self._kind else None
+        self._answering = self._answering_units() if self._kind else []
 
     def check(self, segment: str) -> Verdict:
         body = segment.strip()
@@ -312,13 +315,23 @@ class AnswerGuard:
                 together = together | founding[n - 1]
         return together
 
+    def _answering_units(self) -> list[Choice]:
+        """The units that answer the question: they state its facts and a new fact of the
+        kind asked, and rank (nearly) as high as the best (:data:`ANSWERING_SCORE`) — two
+        passages alike enough that either may be right both count."""
+        ranked = ranked_units(self.question, self.hits)
+        if not ranked or not ranked[0].anchored or ranked[0].fits < 1:
+            return []
+        floor = ranked[0].score * ANSWERING_SCORE
+        return [c for c in ranked if c.anchored and c.fits >= 1 and c.score >= floor]
+
     def _contradicts(self, facts: Claims) -> bool:
         """Whether the sentence gives another answer of the kind asked (a name for "who",
         a number for "how much") than the unit that states the question's facts and
         answers it (:func:`best_unit`) — a tiny model's usual mistake is the right
         passage's wrong row or the figure next to the one asked for."""
-        reference = self._reference
-        if reference is None or not reference.anchored or reference.fits < 1:
+        answering = self._answering
+        if not answering:
             return False
         if self._kind in ("number", "date"):
             answer = Claims(numbers=facts.numbers)
@@ -326,7 +339,7 @@ class AnswerGuard:
             answer = Claims(names=facts.names)
         else:  # an identifier or address
             answer = Claims(identifiers=facts.identifiers)
-        return bool(answer) and bool(reference.unit.facts.lacks(answer))
+        return bool(answer) and all(choice.unit.facts.lacks(answer) for choice in answering)
 
     def _answers_elsewhere(self, passage: int) -> bool:
         """Whether ``passage`` matches the question far worse than another one does: its
@@ -425,14 +438,22 @@ class Choice:
     anchored: bool  # it states every fact the question names
     fits: float  # 1: it states a new fact of the kind asked for; 0.5 or 0: less
     coverage: float  # the share of the question's words (weighted by rarity) it holds
+    score: float = 0.0  # its ranking score: the question's words it holds, and its fit
 
 
 def best_unit(question: str, hits: Sequence[Hit]) -> Choice | None:
-    """The passage unit that best answers ``question``; None when no unit shares a
-    content word with it. Best: it states every fact the question names (the row of "14
-    April", the "Team" plan), then the most question words weighted by how rare they are
-    among the units (its headings' words count half), with a bonus for stating a new fact
-    of the kind asked for (a name for "who", a date for "when")."""
+    """The passage unit that best answers ``question`` (:func:`ranked_units`); None when
+    no unit shares a content word with it."""
+    ranked = ranked_units(question, hits)
+    return ranked[0] if ranked else None
+
+
+def ranked_units(question: str, hits: Sequence[Hit]) -> list[Choice]:
+    """The passage units sharing a content word with ``question``, best first. Best: it
+    states every fact the question names (the row of "14 April", the "Team" plan), then
+    the most question words weighted by how rare they are among the units (its headings'
+    words count half), with a bonus for stating a new fact of the kind asked for (a name
+    for "who", a date for "when"); ties go to the better-ranked passage."""
     wanted = content_words(question)
     asked = claims(question)
     kind = asked_kind(question)
@@ -447,19 +468,27 @@ def best_unit(question: str, hits: Sequence[Hit]) -> Choice | None:
     weight = {w: math.log(1 + len(candidates) / frequency.get(w, 0.5)) for w in wanted}
     total = sum(weight.values())
     bonus = total / len(weight) if weight else 0.0
-    best: tuple[tuple[bool, float, int], Choice] | None = None
+    scored: list[tuple[tuple[bool, float, int], Choice]] = []
     for (number, unit), words, around in zip(candidates, unit_words, section_words, strict=True):
         overlap = (
             sum(weight[w] for w in words & wanted) + sum(weight[w] for w in around & wanted) / 2
         )
+        if not overlap or (unit.heading and not _states_a_value(unit, asked)):
+            continue  # a heading is an answer only when it gives a number, date or code
         fits = _answers_kind(unit, kind, asked)
-        if not overlap or (unit.heading and not _answers_kind(unit, kind or "any", asked)):
-            continue  # a heading is an answer only when it states what was asked
         anchored = not unit.facts.lacks(asked)
-        key = (anchored, overlap + bonus * fits, -number)  # ties: the better-ranked passage
-        if best is None or key > best[0]:
-            best = (key, Choice(number, unit, anchored, fits, overlap / total))
-    return best[1] if best else None
+        score = overlap + bonus * fits
+        choice = Choice(number, unit, anchored, fits, overlap / total, score)
+        scored.append(((anchored, score, -number), choice))
+    scored.sort(key=lambda pair: pair[0], reverse=True)
+    return [choice for _, choice in scored]
+
+
+def _states_a_value(unit: Unit, asked: Claims) -> bool:
+    """Whether ``unit`` states a number or code the question does not ("4.3.0, released 24
+    March 2025"), not only words or a name ("Rotating API keys")."""
+    said = claims(unit.text)
+    return bool(said.numbers - asked.numbers or said.identifiers - asked.identifiers)
 
 
 def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
@@ -476,10 +505,13 @@ def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
 def relevant(question: str, hits: Sequence[Hit], min_relevance: float) -> list[Hit]:
     """The passages that may answer ``question``: those at least ``min_relevance`` alike
     to it (cosine), and those naming every code and name the question gives ("AP-300",
-    "Elif Demirci") however unlike the embedding finds them — a table row or a one-line
+    "Elif Demirci": a name of two words or more) however unlike the embedding finds them — a table row or a one-line
     spec is far in vector space from a question about it."""
     asked = claims(question)
-    named = Claims(identifiers=asked.identifiers, names=asked.names)
+    # A one-word name ("Example", the company every page names) says too little.
+    named = Claims(
+        identifiers=asked.identifiers, names=asked.names if len(asked.names) > 1 else frozenset()
+    )
 
     def names_all(hit: Hit) -> bool:
         return bool(named) and not stated(_stated_text(hit)).lacks(named)
@@ -563,7 +595,8 @@ def _answers_kind(unit: Unit, kind: str, asked: Claims) -> float:
         return 1.0 if new_identifiers else 0.5 if new_numbers else 0.0
     if kind == "date":
         months = any(w.lower() in MONTHS for w in _WORD.findall(unit.text))
-        return float(months or bool(re.search(r"\d{4}-\d{2}-\d{2}", unit.text)))
+        year = re.search(r"\b(?:1[89]|20)\d\d\b", unit.text)  # "founded in 2019"
+        return float(months or bool(year))
     if kind == "person":
         return float(bool(said.names - asked.names))
     if kind == "any":
@@ -664,7 +697,9 @@ def passage_units(hit: Hit) -> list[Unit]:
         header = None
         if not stripped:
             flush()
-        elif stripped.startswith("#") or (_heading(stripped) and not _LIST_ITEM.match(stripped)):
+        elif stripped.startswith("#") or (
+            _heading(stripped) and not _LIST_ITEM.match(stripped) and not _FIELD.match(stripped)
+        ):
             flush()
             title = stripped.lstrip("#").strip()
             level = len(stripped) - len(stripped.lstrip("#")) or 7  # a bare line: innermost
