@@ -303,14 +303,11 @@ def standin_url():
 
 
 @contextmanager
-def served_over_standin(
-    template: Path, root: Path, base_url: str, *config: str
-) -> Iterator[LiveServer]:
-    """A copy of the ingested workspace behind a live server (no auth), its model the
+def standin_workspace(template: Path, root: Path, base_url: str, *config: str) -> Iterator[Any]:
+    """A copy of the ingested workspace at ``root``/ws, open (and closed after), its model the
     OpenAI-compatible STAND-IN at ``base_url``; ``config`` adds lines to citewise.toml
     (assistants)."""
     from citewise import Workspace
-    from citewise.server import create_app
 
     shutil.copytree(template / "ws", root / "ws")
     lines = [
@@ -326,10 +323,25 @@ def served_over_standin(
         env.setenv("STANDIN_KEY", "sk-standin")
         workspace = Workspace.open(root / "ws")
         try:
-            with LiveServer(create_app(workspace, auth=False)) as live:
-                yield live
+            yield workspace
         finally:
             workspace.close()
+
+
+@contextmanager
+def served_over_standin(
+    template: Path, root: Path, base_url: str, *config: str
+) -> Iterator[LiveServer]:
+    """A copy of the ingested workspace behind a live server (no auth), its model the
+    OpenAI-compatible STAND-IN at ``base_url``; ``config`` adds lines to citewise.toml
+    (assistants)."""
+    from citewise.server import create_app
+
+    with (
+        standin_workspace(template, root, base_url, *config) as workspace,
+        LiveServer(create_app(workspace, auth=False)) as live,
+    ):
+        yield live
 
 
 @contextmanager
@@ -341,6 +353,18 @@ def served(workspace, key: str) -> Iterator[LiveServer]:
         live.key = key
         live.workspace = workspace
         yield live
+
+
+def write_beir_dataset(root: Path, corpus: list[dict], queries: list[dict], qrels: str) -> Path:
+    """A BEIR dataset at ``root``: its corpus and queries as JSON lines, ``qrels`` (TSV with
+    a header) as the train split's judgements."""
+    import json
+
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (root / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries))
+    (root / "qrels" / "train.tsv").write_text(qrels)
+    return root
 
 
 # -- PostgreSQL (pgserver: PostgreSQL 16 with pgvector, on a Unix socket) ---------------

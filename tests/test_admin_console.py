@@ -32,12 +32,22 @@ from citewise.ledger import BudgetRule, LedgerRow, iso
 from citewise.server import create_app
 from citewise.server.admin_routes import budget_state, usage_series
 from conftest import CITEWISE, LiveServer
+from console_helpers import (
+    AXE,
+    ConsoleClient,
+    axe_problems,
+    browser_page,
+    checked_page,
+    empty_console,
+    parse_ms,
+    unlabelled_controls,
+)
+from console_helpers import sign_in as sign_in_at
 from standins import Script, stand_in
 
 pytestmark = pytest.mark.slow  # a real server (and a browser)
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console"
-TIMEOUT_MS = 60_000
 QUESTION = "How do I rotate the API keys?"
 USAGE = (1000, 200)  # what the stand-in reports per call: prompt, completion tokens
 BUDGET = 0.05  # alice's daily budget, USD
@@ -62,13 +72,8 @@ FEEDBACK = [  # (question, rating, comment) posted with a real answer's citation
 ]
 
 
-class Console:
-    def __init__(self, live: LiveServer, workspace: Workspace, keys: dict[str, str]) -> None:
-        self.live, self.url, self.workspace, self.keys = live, live.url, workspace, keys
-
-    def call(self, method: str, path: str, key: str | None = "admin", **kw: object):
-        headers = {} if key is None else {"Authorization": f"Bearer {self.keys[key]}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=60, **kw)
+class Console(ConsoleClient):
+    workspace: Workspace
 
 
 def chat(
@@ -385,18 +390,7 @@ def test_series_totals_come_from_the_summary_as_given() -> None:
 
 @pytest.fixture
 def page(browser, console: Console):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
-    context.close()
-    assert not errors, errors
+    yield from checked_page(browser)
 
 
 def shot(page, name: str) -> None:
@@ -404,19 +398,11 @@ def shot(page, name: str) -> None:
 
 
 def sign_in(page, console: Console, key: str = "admin", view: str = "usage") -> None:
-    page.goto(f"{console.url}/admin#{view}")
-    page.wait_for_selector("#sign-in:not([hidden])")
-    page.fill("#api-key", console.keys[key])
-    page.click("#sign-in-form button[type=submit]")
+    sign_in_at(page, console.url, console.keys[key], view)
 
 
 def usd(value: float | None) -> str:
     return "–" if value is None else f"${value:,.6f}"
-
-
-def parse_ms(text: str) -> float:
-    """An API timestamp as the milliseconds since the epoch the charts' x values are."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
 
 
 def test_the_page_is_served_with_the_strict_csp(console: Console) -> None:
@@ -645,68 +631,46 @@ def test_budgets_and_health_views(page, console: Console) -> None:
 
 
 def test_empty_states_say_what_to_do_next(browser, console: Console, tmp_path: Path) -> None:
-    workspace = Workspace.open(tmp_path / "empty")
-    key, _ = create_key(workspace.store, "ops", ["*"], ["admin"])
-    try:
-        with LiveServer(create_app(workspace)) as live:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(live.url + "/admin#usage")
-            page.fill("#api-key", key)
-            page.click("#sign-in-form button[type=submit]")
-            page.wait_for_selector("#usage-empty:not([hidden])")
-            assert "citewise ask" in page.inner_text("#usage-empty")
-            page.click("#views-nav a[data-view=budgets]")
-            page.wait_for_selector("#budgets-empty:not([hidden])")
-            assert "citewise budgets set" in page.inner_text("#budgets-empty")
-            context.close()
-    finally:
-        workspace.close()
+    with empty_console(browser, tmp_path / "empty", "usage") as (page, _):
+        page.wait_for_selector("#usage-empty:not([hidden])")
+        assert "citewise ask" in page.inner_text("#usage-empty")
+        page.click("#views-nav a[data-view=budgets]")
+        page.wait_for_selector("#budgets-empty:not([hidden])")
+        assert "citewise budgets set" in page.inner_text("#budgets-empty")
 
 
 def test_readable_at_phone_width_and_by_keyboard(browser, console: Console) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    sign_in(page, console)
-    page.wait_for_selector("#usage-groups tbody tr")
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, width  # wide tables scroll inside their box, not the page
-    # The chart is drawn at its box's width, and again at the new width when the window is
-    # resized.
-    box = "document.getElementById('usage-chart')"
-    fits = f"{box}.uplot.width === {box}.clientWidth && {box}.clientWidth > 0"
-    assert page.evaluate(fits)
-    assert page.evaluate(f"{box}.clientWidth") < 390
-    for wide in (900, 390):  # (wait_for_function would evaluate a string: the CSP says no)
-        page.set_viewport_size({"width": wide, "height": 844})
-        for _ in range(50):  # the resize handler waits 150 ms for the last event
-            page.wait_for_timeout(100)
-            if page.evaluate(fits):
-                break
-        assert page.evaluate(fits), wide
-        assert (page.evaluate(f"{box}.uplot.width") > 390) == (wide > 390)
-    shot(page, "08-phone-usage")
-    # Every control is labelled.
-    unlabelled = page.evaluate(
-        """[...document.querySelectorAll('input, select, button')]
-             .filter(e => !e.closest('[hidden]'))
-             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                          && !e.textContent.trim())
-             .map(e => e.id || e.outerHTML)"""
-    )
-    assert unlabelled == []
-    # The views are reachable with the keyboard.
-    page.focus("#views-nav a[data-view=keys]")
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#view-keys:not([hidden])")
-    for view, ready in [("models", ".chain"), ("quality", "#feedback-table tbody tr")]:
-        page.click(f"#views-nav a[data-view={view}]")
-        page.wait_for_selector(f"#view-{view} {ready}")
+    with browser_page(browser, 390, 844) as (page, _):
+        sign_in(page, console)
+        page.wait_for_selector("#usage-groups tbody tr")
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, (view, width)
-    context.close()
+        assert width <= 390, width  # wide tables scroll inside their box, not the page
+        # The chart is drawn at its box's width, and again at the new width when the window is
+        # resized.
+        box = "document.getElementById('usage-chart')"
+        fits = f"{box}.uplot.width === {box}.clientWidth && {box}.clientWidth > 0"
+        assert page.evaluate(fits)
+        assert page.evaluate(f"{box}.clientWidth") < 390
+        for wide in (900, 390):  # (wait_for_function would evaluate a string: the CSP says no)
+            page.set_viewport_size({"width": wide, "height": 844})
+            for _ in range(50):  # the resize handler waits 150 ms for the last event
+                page.wait_for_timeout(100)
+                if page.evaluate(fits):
+                    break
+            assert page.evaluate(fits), wide
+            assert (page.evaluate(f"{box}.uplot.width") > 390) == (wide > 390)
+        shot(page, "08-phone-usage")
+        # Every control is labelled.
+        assert unlabelled_controls(page) == []
+        # The views are reachable with the keyboard.
+        page.focus("#views-nav a[data-view=keys]")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#view-keys:not([hidden])")
+        for view, ready in [("models", ".chain"), ("quality", "#feedback-table tbody tr")]:
+            page.click(f"#views-nav a[data-view={view}]")
+            page.wait_for_selector(f"#view-{view} {ready}")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (view, width)
 
 
 # -- models and quality (API) ---------------------------------------------------------------
@@ -903,22 +867,7 @@ def test_quality_view_lists_feedback_filters_and_exports(page, console: Console)
 
 # -- accessibility (axe-core) ---------------------------------------------------------------
 
-AXE = Path(__file__).parent.parent / "src/citewise/web/vendor/axe-core-4.14.1/axe.min.js"
 ADMIN_VIEWS = ["usage", "keys", "models", "quality", "budgets", "health"]
-
-
-def axe_problems(page, where: str) -> list[str]:
-    """axe-core's serious and critical violations on the page as it is now (WCAG 2.x A and
-    AA rules and axe's best practices)."""
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{where}: {v['impact']} {v['id']} ({v['help']}): "
-        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def test_axe_is_for_the_tests_only() -> None:
@@ -932,41 +881,36 @@ def test_axe_is_for_the_tests_only() -> None:
 def test_axe_finds_no_serious_violations(browser, console: Console) -> None:
     # axe is injected as an inline script, which the pages' CSP (rightly) refuses: this
     # context alone bypasses the CSP. No page loads axe itself.
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, locale="en-US", bypass_csp=True
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    page.goto(console.url + "/")
-    page.wait_for_selector("#sign-in:not([hidden])")
-    problems += axe_problems(page, "/ (sign in)")
-    sign_in(page, console)
-    page.wait_for_selector("#views-nav:not([hidden])")
-    for view in ADMIN_VIEWS:
-        page.click(f"#views-nav a[data-view={view}]")
-        ready = {
-            "usage": "#usage-groups tbody tr",
-            "keys": "#keys-table tbody tr",
-            "models": ".chain",
-            "quality": "#feedback-table tbody tr",
-            "budgets": ".budget",
-            "health": "#health-components tbody tr",
-        }[view]
-        page.wait_for_selector(f"#view-{view} {ready}")
-        problems += axe_problems(page, f"/admin#{view}")
-    page.goto(console.url + "/")  # signed in by the console (one key per tab)
-    page.wait_for_selector("#app:not([hidden])")
-    page.fill("#question", QUESTION)
-    page.press("#question", "Enter")
-    page.locator(".turn .answer[aria-busy=false]").wait_for()
-    problems += axe_problems(page, "/ (an answer)")
-    page.locator(".turn button.marker").first.click()
-    page.wait_for_selector("#source:not([hidden])")
-    problems += axe_problems(page, "/ (a source open)")
-    page.goto(console.url + "/admin")
-    page.click("#sign-out")
-    page.wait_for_selector("#sign-in:not([hidden])")
-    problems += axe_problems(page, "/admin (sign in)")
-    context.close()
+    with browser_page(browser, bypass_csp=True) as (page, _):
+        problems: list[str] = []
+        page.goto(console.url + "/")
+        page.wait_for_selector("#sign-in:not([hidden])")
+        problems += axe_problems(page, "/ (sign in)")
+        sign_in(page, console)
+        page.wait_for_selector("#views-nav:not([hidden])")
+        for view in ADMIN_VIEWS:
+            page.click(f"#views-nav a[data-view={view}]")
+            ready = {
+                "usage": "#usage-groups tbody tr",
+                "keys": "#keys-table tbody tr",
+                "models": ".chain",
+                "quality": "#feedback-table tbody tr",
+                "budgets": ".budget",
+                "health": "#health-components tbody tr",
+            }[view]
+            page.wait_for_selector(f"#view-{view} {ready}")
+            problems += axe_problems(page, f"/admin#{view}")
+        page.goto(console.url + "/")  # signed in by the console (one key per tab)
+        page.wait_for_selector("#app:not([hidden])")
+        page.fill("#question", QUESTION)
+        page.press("#question", "Enter")
+        page.locator(".turn .answer[aria-busy=false]").wait_for()
+        problems += axe_problems(page, "/ (an answer)")
+        page.locator(".turn button.marker").first.click()
+        page.wait_for_selector("#source:not([hidden])")
+        problems += axe_problems(page, "/ (a source open)")
+        page.goto(console.url + "/admin")
+        page.click("#sign-out")
+        page.wait_for_selector("#sign-in:not([hidden])")
+        problems += axe_problems(page, "/admin (sign in)")
     assert not problems, "\n".join(problems)

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
+import console_helpers as helpers
 from citewise import Workspace
 from citewise.keys import create_key
 from citewise.server import admin_data_routes, create_app
@@ -30,8 +30,6 @@ from conftest import LiveServer, new_database
 pytestmark = pytest.mark.slow  # a real server (and a browser)
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "console-data"
-AXE = Path(__file__).parent.parent / "src/citewise/web/vendor/axe-core-4.14.1/axe.min.js"
-TIMEOUT_MS = 60_000
 COLLECTION = "handbook"
 GOOD = {
     "greenhouse.md": b"# Greenhouse\n\nThe greenhouse fans start at 31 degrees.\n\n"
@@ -52,15 +50,13 @@ NEW_ENDPOINTS = [
 ]
 
 
-class Server:
+class Server(helpers.ConsoleClient):
+    workspace: Workspace
+
     def __init__(self, live: LiveServer, workspace: Workspace, keys: dict[str, str]) -> None:
-        self.live, self.url, self.workspace, self.keys = live, live.url, workspace, keys
+        super().__init__(live, workspace, keys)
         self.upload_job: dict = {}
         self.cited: dict = {}  # the search hit a rated answer cited
-
-    def call(self, method: str, path: str, key: str | None = "admin", **kw: object):
-        headers = {} if key is None else {"Authorization": f"Bearer {self.keys[key]}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=60, **kw)
 
     def upload(self, files: dict[str, bytes], collection: str = COLLECTION) -> dict:
         sent = [("files", (name, data)) for name, data in files.items()]
@@ -334,18 +330,7 @@ def test_store_methods_behind_the_views(request: pytest.FixtureRequest, tmp_path
 
 @pytest.fixture
 def page(browser, server: Server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
-    context.close()
-    assert not errors, errors
+    yield from helpers.checked_page(browser)
 
 
 def shot(page, name: str) -> None:
@@ -353,10 +338,7 @@ def shot(page, name: str) -> None:
 
 
 def sign_in(page, server: Server, view: str) -> None:
-    page.goto(f"{server.url}/admin#{view}")
-    page.wait_for_selector("#sign-in:not([hidden])")
-    page.fill("#api-key", server.keys["admin"])
-    page.click("#sign-in-form button[type=submit]")
+    helpers.sign_in(page, server.url, server.keys["admin"], view)
     page.wait_for_selector(f"#view-{view}:not([hidden])")
 
 
@@ -518,95 +500,56 @@ def test_jobs_view_shows_the_failure_new_uploads_live_and_retries(page, server: 
 
 
 def test_empty_states_say_what_to_do_next(browser, tmp_path: Path) -> None:
-    workspace = Workspace.open(tmp_path / "empty")
-    key, _ = create_key(workspace.store, "ops", ["*"], ["admin"])
-    try:
-        with LiveServer(create_app(workspace)) as live:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(live.url + "/admin#collections")
-            page.fill("#api-key", key)
-            page.click("#sign-in-form button[type=submit]")
-            page.wait_for_selector("#collections-empty:not([hidden])")
-            assert "citewise ingest" in page.inner_text("#collections-empty")
-            page.click("#views-nav a[data-view=jobs]")
-            page.wait_for_selector("#jobs-empty:not([hidden])")
-            assert "/v1/collections/NAME/documents" in page.inner_text("#jobs-empty")
-            context.close()
-    finally:
-        workspace.close()
-
-
-def axe_problems(page, where: str) -> list[str]:
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{where}: {v['impact']} {v['id']} ({v['help']}): "
-        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    with helpers.empty_console(browser, tmp_path / "empty", "collections") as (page, _):
+        page.wait_for_selector("#collections-empty:not([hidden])")
+        assert "citewise ingest" in page.inner_text("#collections-empty")
+        page.click("#views-nav a[data-view=jobs]")
+        page.wait_for_selector("#jobs-empty:not([hidden])")
+        assert "/v1/collections/NAME/documents" in page.inner_text("#jobs-empty")
 
 
 def test_axe_finds_no_serious_violations_in_the_new_views(browser, server: Server) -> None:
     # axe is injected as an inline script: only this context bypasses the page's CSP.
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, locale="en-US", bypass_csp=True
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    sign_in(page, server, "collections")
-    page.wait_for_selector(f".collection[data-collection='{COLLECTION}'] dd")
-    problems += axe_problems(page, "/admin#collections")
-    open_document(page, COLLECTION, server.cited["document_id"])
-    problems += axe_problems(page, "/admin#collections (a document open)")
-    page.click("#views-nav a[data-view=jobs]")
-    page.wait_for_selector(f".job[data-job='{server.upload_job['id']}']")
-    problems += axe_problems(page, "/admin#jobs")
-    context.close()
+    with helpers.browser_page(browser, bypass_csp=True) as (page, _):
+        problems: list[str] = []
+        sign_in(page, server, "collections")
+        page.wait_for_selector(f".collection[data-collection='{COLLECTION}'] dd")
+        problems += helpers.axe_problems(page, "/admin#collections")
+        open_document(page, COLLECTION, server.cited["document_id"])
+        problems += helpers.axe_problems(page, "/admin#collections (a document open)")
+        page.click("#views-nav a[data-view=jobs]")
+        page.wait_for_selector(f".job[data-job='{server.upload_job['id']}']")
+        problems += helpers.axe_problems(page, "/admin#jobs")
     assert not problems, "\n".join(problems)
 
 
 def test_readable_at_phone_width_and_by_keyboard(browser, server: Server) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    sign_in(page, server, "usage")
-    # The new views are links in the navigation, reached with the keyboard.
-    page.focus("#views-nav a[data-view=collections]")
-    page.keyboard.press("Enter")
-    page.wait_for_selector(f".collection[data-collection='{COLLECTION}'] dd")
-    assert page.get_attribute("#views-nav a[data-view=collections]", "aria-current") == "page"
-    show = card(page, COLLECTION).get_by_role("button", name=f"Show documents of {COLLECTION}")
-    show.focus()
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#documents-table tbody tr")
-    assert page.evaluate("document.activeElement.id") == "documents-title"
-    view = page.locator(
-        f"#documents-table tbody tr[data-id='{server.cited['document_id']}'] button:text('View')"
-    )
-    view.focus()
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#document-viewer:not([hidden]) li.chunk")
-    assert page.evaluate("document.activeElement.id") == "viewer-title"
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, ("collections", width)
-    shot(page, "03-phone-collections")
-    unlabelled = page.evaluate(
-        """[...document.querySelectorAll('input, select, button')]
-             .filter(e => !e.closest('[hidden]'))
-             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                          && !e.textContent.trim())
-             .map(e => e.id || e.outerHTML)"""
-    )
-    assert unlabelled == []
-    page.focus("#views-nav a[data-view=jobs]")
-    page.keyboard.press("Enter")
-    page.wait_for_selector(f".job[data-job='{server.upload_job['id']}']")
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, ("jobs", width)
-    shot(page, "04-phone-jobs")
-    context.close()
+    with helpers.browser_page(browser, 390, 844) as (page, _):
+        sign_in(page, server, "usage")
+        # The new views are links in the navigation, reached with the keyboard.
+        page.focus("#views-nav a[data-view=collections]")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f".collection[data-collection='{COLLECTION}'] dd")
+        assert page.get_attribute("#views-nav a[data-view=collections]", "aria-current") == "page"
+        show = card(page, COLLECTION).get_by_role("button", name=f"Show documents of {COLLECTION}")
+        show.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#documents-table tbody tr")
+        assert page.evaluate("document.activeElement.id") == "documents-title"
+        view = page.locator(
+            f"#documents-table tbody tr[data-id='{server.cited['document_id']}'] button:text('View')"
+        )
+        view.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#document-viewer:not([hidden]) li.chunk")
+        assert page.evaluate("document.activeElement.id") == "viewer-title"
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, ("collections", width)
+        shot(page, "03-phone-collections")
+        assert helpers.unlabelled_controls(page) == []
+        page.focus("#views-nav a[data-view=jobs]")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f".job[data-job='{server.upload_job['id']}']")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, ("jobs", width)
+        shot(page, "04-phone-jobs")

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -23,12 +21,18 @@ from citewise.evaluation import MEASURES, evaluate_retrieval, explain_query
 from citewise.keys import create_key
 from citewise.server import create_app
 from citewise.storage import open_storage
-from conftest import CITEWISE, LiveServer, new_database
+from conftest import CITEWISE, LiveServer, new_database, standin_workspace, write_beir_dataset
+from console_helpers import (
+    ConsoleClient,
+    axe_problems,
+    browser_page,
+    empty_console,
+    parse_ms,
+    sign_in,
+)
 from standins import Script, stand_in
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "eval-runs"
-TIMEOUT_MS = 60_000
-AXE = Path(__file__).parent.parent / "src/citewise/web/vendor/axe-core-4.14.1/axe.min.js"
 ENDPOINTS = ["/v1/admin/eval/runs", "/v1/admin/eval/runs/1"]
 
 CORPUS = [
@@ -47,11 +51,7 @@ QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq3\td3\t1\nq3\td4\t1\
 
 
 def write_beir(root: Path) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
-    (root / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QUERIES))
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    return root
+    return write_beir_dataset(root, CORPUS, QUERIES, QRELS)
 
 
 def cli(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -196,13 +196,11 @@ def test_both_backends_store_list_and_read_runs_and_replicas(
 # -- the console: endpoints and the Quality view --------------------------------------------
 
 
-class Console:
-    def __init__(self, live: LiveServer, workspace: Workspace, keys: dict[str, str]) -> None:
-        self.live, self.url, self.workspace, self.keys = live, live.url, workspace, keys
+class Console(ConsoleClient):
+    workspace: Workspace
 
     def get(self, path: str, key: str | None = "admin") -> httpx.Response:
-        headers = {} if key is None else {"Authorization": f"Bearer {self.keys[key]}"}
-        return httpx.get(self.url + path, headers=headers, timeout=60)
+        return self.call("GET", path, key)
 
 
 @pytest.fixture(scope="module")
@@ -210,47 +208,35 @@ def console(ingested_template: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A server over the ingested corpus (its model the OpenAI stand-in), with a real
     retrieval run and a real answers run stored."""
     root = tmp_path_factory.mktemp("eval-console")
-    shutil.copytree(ingested_template / "ws", root / "ws")
-    with stand_in("openai", Script()) as (url, _):
-        lines = [
-            'provider = "openai"',
-            'model = "standin-model"',
-            f'base_url = "{url}"',
-            'api_key_env = "STANDIN_KEY"',
-            "",
-        ]
-        (root / "ws" / "citewise.toml").write_text("\n".join(lines), encoding="utf-8")
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("STANDIN_KEY", "sk-standin")
-            workspace = Workspace.open(root / "ws")
-            from citewise.answer_eval import evaluate_answers
+    with (
+        stand_in("openai", Script()) as (url, _),
+        standin_workspace(ingested_template, root, url) as workspace,
+    ):
+        from citewise.answer_eval import evaluate_answers
 
-            questions = root / "qa.jsonl"
-            questions.write_text(
-                json.dumps(
-                    {
-                        "question": "How do I rotate the API keys?",
-                        "answers": ["keyctl rotate --all"],
-                        "sources": ["guide.md"],
-                    }
-                )
-                + "\n"
-                + json.dumps(
-                    {"question": "What is the melting point of tungsten?", "answerable": False}
-                )
-                + "\n"
+        questions = root / "qa.jsonl"
+        questions.write_text(
+            json.dumps(
+                {
+                    "question": "How do I rotate the API keys?",
+                    "answers": ["keyctl rotate --all"],
+                    "sources": ["guide.md"],
+                }
             )
-            evaluate_answers(workspace, questions)
-            evaluate_retrieval(workspace, write_beir(root / "tiny"), modes=("bm25", "hybrid"))
-            keys = {
-                name: create_key(workspace.store, name, ["*"], scopes)[0]
-                for name, scopes in [("admin", ["admin"]), ("reader", ["ask"])]
-            }
-            try:
-                with LiveServer(create_app(workspace)) as live:
-                    yield Console(live, workspace, keys)
-            finally:
-                workspace.close()
+            + "\n"
+            + json.dumps(
+                {"question": "What is the melting point of tungsten?", "answerable": False}
+            )
+            + "\n"
+        )
+        evaluate_answers(workspace, questions)
+        evaluate_retrieval(workspace, write_beir(root / "tiny"), modes=("bm25", "hybrid"))
+        keys = {
+            name: create_key(workspace.store, name, ["*"], scopes)[0]
+            for name, scopes in [("admin", ["admin"]), ("reader", ["ask"])]
+        }
+        with LiveServer(create_app(workspace)) as live:
+            yield Console(live, workspace, keys)
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -285,115 +271,82 @@ def test_the_eval_endpoints_answer_the_stored_runs(console: Console) -> None:
     assert "/v1/admin/eval/runs" in schema and "/v1/admin/eval/runs/{run_id}" in schema
 
 
-def new_page(browser, bypass_csp: bool = False):
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, locale="en-US", bypass_csp=bypass_csp
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return context, page, errors
-
-
-def parse_ms(text: str) -> float:
-    """An API timestamp as the milliseconds since the epoch the trend's x values are."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
-
-
-def sign_in(page, url: str, key: str, view: str) -> None:
-    page.goto(f"{url}/admin#{view}")
-    page.wait_for_selector("#sign-in:not([hidden])")
-    page.fill("#api-key", key)
-    page.click("#sign-in-form button[type=submit]")
-
-
-def axe_problems(page) -> list[str]:
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{v['impact']} {v['id']} ({v['help']}): "
-        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
 def test_quality_view_lists_runs_charts_them_and_drills_down(browser, console: Console) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     runs = console.get("/v1/admin/eval/runs").json()["data"]
-    context, page, errors = new_page(browser, bypass_csp=True)  # axe is injected below
-    sign_in(page, console.url, console.keys["admin"], "quality")
-    for run in runs:
-        row = page.locator(f"#eval-table tbody tr[data-id='{run['id']}']")
-        row.wait_for()
-        main = run["main_metric"]
-        label = main["name"] if main["mode"] is None else f"{main['name']} ({main['mode']})"
-        label = label.replace("_", " ") if main["mode"] is None else label
-        assert row.locator("td[data-col=main]").inner_text() == f"{label} {main['value']:.3f}"
-        assert row.locator("td").nth(1).inner_text() == run["kind"]
-    # The uPlot trend: a point per run at its time, on its kind's line, at the API's value;
-    # its hidden table (what a screen reader reads) lists the same runs and values.
-    chart = page.locator("#eval-trend").evaluate(
-        "box => ({data: box.uplot.data, runs: box.uplot.runs,"
-        " kinds: box.uplot.series.slice(1).map(s => s.label)})"
-    )
-    by_id = {run["id"]: run for run in runs}
-    ordered = sorted(runs, key=lambda r: (parse_ms(r["created"]), r["id"]))
-    assert chart["runs"] == [r["id"] for r in ordered]
-    assert chart["kinds"] == sorted({r["kind"] for r in runs})
-    assert chart["data"][0] == pytest.approx([parse_ms(r["created"]) for r in ordered])
-    for line, kind in zip(chart["data"][1:], chart["kinds"], strict=True):
-        expected = [
-            by_id[i]["main_metric"]["value"] if by_id[i]["kind"] == kind else None
-            for i in chart["runs"]
+    # axe is injected below: the context bypasses the page's CSP.
+    with browser_page(browser, height=900, bypass_csp=True) as (page, errors):
+        sign_in(page, console.url, console.keys["admin"], "quality")
+        for run in runs:
+            row = page.locator(f"#eval-table tbody tr[data-id='{run['id']}']")
+            row.wait_for()
+            main = run["main_metric"]
+            label = main["name"] if main["mode"] is None else f"{main['name']} ({main['mode']})"
+            label = label.replace("_", " ") if main["mode"] is None else label
+            assert row.locator("td[data-col=main]").inner_text() == f"{label} {main['value']:.3f}"
+            assert row.locator("td").nth(1).inner_text() == run["kind"]
+        # The uPlot trend: a point per run at its time, on its kind's line, at the API's value;
+        # its hidden table (what a screen reader reads) lists the same runs and values.
+        chart = page.locator("#eval-trend").evaluate(
+            "box => ({data: box.uplot.data, runs: box.uplot.runs,"
+            " kinds: box.uplot.series.slice(1).map(s => s.label)})"
+        )
+        by_id = {run["id"]: run for run in runs}
+        ordered = sorted(runs, key=lambda r: (parse_ms(r["created"]), r["id"]))
+        assert chart["runs"] == [r["id"] for r in ordered]
+        assert chart["kinds"] == sorted({r["kind"] for r in runs})
+        assert chart["data"][0] == pytest.approx([parse_ms(r["created"]) for r in ordered])
+        for line, kind in zip(chart["data"][1:], chart["kinds"], strict=True):
+            expected = [
+                by_id[i]["main_metric"]["value"] if by_id[i]["kind"] == kind else None
+                for i in chart["runs"]
+            ]
+            assert line == pytest.approx(expected)
+        drawn = sum(v is not None for line in chart["data"][1:] for v in line)
+        assert drawn == len(runs)
+        rows = page.locator("#eval-trend-table tbody tr")
+        assert rows.count() == len(runs)
+        for n, run in enumerate(ordered):
+            assert rows.nth(n).locator("th").inner_text() == str(run["id"])
+            assert (
+                rows.nth(n).locator("td").last.inner_text() == f"{run['main_metric']['value']:.3f}"
+            )
+        assert page.get_attribute("#eval-trend", "role") == "img"
+        assert "retrieval nDCG@10 (hybrid)" in page.get_attribute("#eval-trend", "aria-label")
+        assert page.is_hidden("#eval-empty") and page.is_hidden("#eval-detail")
+
+        # The drill-down by keyboard: the run's button, then Enter.
+        retrieval = runs[0]
+        button = page.locator(f"#eval-table tr[data-id='{retrieval['id']}'] button")
+        assert button.get_attribute("aria-expanded") == "false"
+        button.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#eval-detail:not([hidden]) #eval-queries tbody tr")
+        assert button.get_attribute("aria-expanded") == "true"
+        rows = page.locator("#eval-queries tbody tr")
+        assert [rows.nth(i).get_attribute("data-query") for i in range(rows.count())] == [
+            "q1",
+            "q2",
+            "q3",
         ]
-        assert line == pytest.approx(expected)
-    drawn = sum(v is not None for line in chart["data"][1:] for v in line)
-    assert drawn == len(runs)
-    rows = page.locator("#eval-trend-table tbody tr")
-    assert rows.count() == len(runs)
-    for n, run in enumerate(ordered):
-        assert rows.nth(n).locator("th").inner_text() == str(run["id"])
-        assert rows.nth(n).locator("td").last.inner_text() == f"{run['main_metric']['value']:.3f}"
-    assert page.get_attribute("#eval-trend", "role") == "img"
-    assert "retrieval nDCG@10 (hybrid)" in page.get_attribute("#eval-trend", "aria-label")
-    assert page.is_hidden("#eval-empty") and page.is_hidden("#eval-detail")
+        first = rows.nth(0)
+        assert first.locator("td[data-col=query]").inner_text() == HOSTILE  # as text
+        assert page.locator("#eval-queries img").count() == 0
+        detail = console.get(f"/v1/admin/eval/runs/{retrieval['id']}").json()
+        bm25 = detail["results"][1]["modes"]["bm25"]
+        cell = rows.nth(1).locator("td[data-mode=bm25]")
+        assert cell.inner_text() == f"{bm25['metrics']['nDCG@10']:.3f}"
+        assert bm25["ranked"][0][0] in rows.nth(1).inner_text()
+        assert page.evaluate("document.activeElement.id") == "eval-detail-title"
+        page.screenshot(path=str(ARTIFACTS / "quality-eval-runs.png"), full_page=True)
+        problems = axe_problems(page, "/admin#quality (a retrieval run open)")
 
-    # The drill-down by keyboard: the run's button, then Enter.
-    retrieval = runs[0]
-    button = page.locator(f"#eval-table tr[data-id='{retrieval['id']}'] button")
-    assert button.get_attribute("aria-expanded") == "false"
-    button.focus()
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#eval-detail:not([hidden]) #eval-queries tbody tr")
-    assert button.get_attribute("aria-expanded") == "true"
-    rows = page.locator("#eval-queries tbody tr")
-    assert [rows.nth(i).get_attribute("data-query") for i in range(rows.count())] == [
-        "q1",
-        "q2",
-        "q3",
-    ]
-    first = rows.nth(0)
-    assert first.locator("td[data-col=query]").inner_text() == HOSTILE  # as text
-    assert page.locator("#eval-queries img").count() == 0
-    detail = console.get(f"/v1/admin/eval/runs/{retrieval['id']}").json()
-    bm25 = detail["results"][1]["modes"]["bm25"]
-    cell = rows.nth(1).locator("td[data-mode=bm25]")
-    assert cell.inner_text() == f"{bm25['metrics']['nDCG@10']:.3f}"
-    assert bm25["ranked"][0][0] in rows.nth(1).inner_text()
-    assert page.evaluate("document.activeElement.id") == "eval-detail-title"
-    page.screenshot(path=str(ARTIFACTS / "quality-eval-runs.png"), full_page=True)
-    problems = axe_problems(page)
-
-    answers = runs[1]
-    page.click(f"#eval-table tr[data-id='{answers['id']}'] button")
-    page.wait_for_selector(f"#eval-detail[data-run='{answers['id']}']")
-    assert "How do I rotate the API keys?" in page.inner_text("#eval-queries")
-    assert page.locator("#eval-queries tbody tr").count() == 2
-    problems += axe_problems(page)
-    context.close()
+        answers = runs[1]
+        page.click(f"#eval-table tr[data-id='{answers['id']}'] button")
+        page.wait_for_selector(f"#eval-detail[data-run='{answers['id']}']")
+        assert "How do I rotate the API keys?" in page.inner_text("#eval-queries")
+        assert page.locator("#eval-queries tbody tr").count() == 2
+        problems += axe_problems(page, "/admin#quality (an answers run open)")
     assert not problems, "\n".join(problems)
     assert not errors, errors
 
@@ -406,32 +359,23 @@ def test_health_view_lists_this_replica(browser, console: Console) -> None:
     from citewise import __version__
 
     assert replica["version"] == __version__ and replica["schema"] == health["schema"]
-    context, page, errors = new_page(browser, bypass_csp=True)
-    sign_in(page, console.url, console.keys["admin"], "health")
-    row = page.locator(f"#health-replicas tbody tr[data-replica='{replica['id']}']")
-    row.wait_for()
-    text = row.inner_text()
-    assert "(this one)" in text and "running" in text and __version__ in text
-    assert replica["address"] in text and replica["schema"] in text
-    assert not axe_problems(page)
-    context.close()
+    with browser_page(browser, height=900, bypass_csp=True) as (page, errors):
+        sign_in(page, console.url, console.keys["admin"], "health")
+        row = page.locator(f"#health-replicas tbody tr[data-replica='{replica['id']}']")
+        row.wait_for()
+        text = row.inner_text()
+        assert "(this one)" in text and "running" in text and __version__ in text
+        assert replica["address"] in text and replica["schema"] in text
+        assert not axe_problems(page, "/admin#health")
     assert not errors, errors
 
 
 def test_empty_quality_view_says_which_command_to_run(browser, tmp_path: Path) -> None:
-    workspace = Workspace.open(tmp_path / "empty")
-    key, _ = create_key(workspace.store, "ops", ["*"], ["admin"])
-    try:
-        with LiveServer(create_app(workspace)) as live:
-            context, page, errors = new_page(browser)
-            sign_in(page, live.url, key, "quality")
-            page.wait_for_selector("#eval-empty:not([hidden])")
-            assert "citewise eval retrieval DATASET" in page.inner_text("#eval-empty")
-            assert page.is_hidden("#eval-table-box") and page.is_hidden("#eval-trend-box")
-            context.close()
-            assert not errors, errors
-    finally:
-        workspace.close()
+    with empty_console(browser, tmp_path / "empty", "quality") as (page, errors):
+        page.wait_for_selector("#eval-empty:not([hidden])")
+        assert "citewise eval retrieval DATASET" in page.inner_text("#eval-empty")
+        assert page.is_hidden("#eval-table-box") and page.is_hidden("#eval-trend-box")
+    assert not errors, errors
 
 
 # -- PostgreSQL: two servers share one store ------------------------------------------------

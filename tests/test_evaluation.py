@@ -11,7 +11,7 @@ import pytest
 
 from citewise import CitewiseError, Workspace
 from citewise.evaluation import evaluate_retrieval, evaluate_run, load_beir
-from conftest import CITEWISE
+from conftest import CITEWISE, write_beir_dataset
 
 CORPUS = [
     {
@@ -37,11 +37,7 @@ QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td99\t1\nq2\td2\t1\nq3\td3\t1
 
 
 def write_beir(root: Path) -> Path:
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
-    (root / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QUERIES))
-    (root / "qrels" / "train.tsv").write_text(QRELS)
-    return root
+    return write_beir_dataset(root, CORPUS, QUERIES, QRELS)
 
 
 def test_metrics_match_hand_computed_values(workspace: Workspace, tmp_path: Path) -> None:

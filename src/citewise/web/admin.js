@@ -27,6 +27,40 @@ function el(tag, text, className) {
   return node;
 }
 
+// A table under `parent` in a box that scrolls sideways, by keyboard too (a labelled
+// region): its head row of [name, className] columns. Returns its body, empty.
+function scrollTable(parent, label, className, columns) {
+  const box = el("div", undefined, "scroll");
+  box.tabIndex = 0;
+  box.setAttribute("role", "region");
+  box.setAttribute("aria-label", label);
+  const table = el("table", undefined, className);
+  const head = el("tr");
+  for (const [name, headClass] of columns) {
+    const th = el("th", name, headClass);
+    th.scope = "col";
+    head.append(th);
+  }
+  table.append(el("thead"));
+  table.tHead.append(head);
+  const rows = el("tbody");
+  table.append(rows);
+  box.append(table);
+  parent.append(box);
+  return rows;
+}
+
+// A table row with `data` as its data attributes, headed by a th (a row header) of `text`:
+// the row and the th.
+function headedRow(data, text, className) {
+  const tr = el("tr");
+  Object.assign(tr.dataset, data);
+  const th = el("th", text, className);
+  th.scope = "row";
+  tr.append(th);
+  return [tr, th];
+}
+
 // -- API ------------------------------------------------------------------------------
 
 async function api(path, options = {}) {
@@ -436,11 +470,7 @@ function renderGroups(series) {
   const body = $("usage-groups").tBodies[0];
   body.replaceChildren();
   for (const row of series.totals) {
-    const tr = el("tr");
-    tr.dataset.group = row.group;
-    const th = el("th", row.group || "(none)");
-    th.scope = "row";
-    tr.append(th);
+    const [tr] = headedRow({group: row.group}, row.group || "(none)");
     const cost = usd(row.cost_usd) + (row.unpriced_calls ? ` + ${row.unpriced_calls} unpriced` : "");
     const cells = [
       [row.calls, "calls"], [row.failed, "failed"], [row.prompt_tokens, "prompt"],
@@ -537,11 +567,7 @@ async function loadKeys() {
   table.replaceChildren();
   $("keys-empty").hidden = body.data.length > 0;
   for (const k of body.data) {
-    const tr = el("tr");
-    tr.dataset.key = k.name;
-    const name = el("th", k.name);
-    name.scope = "row";
-    tr.append(name);
+    const [tr] = headedRow({key: k.name}, k.name);
     const values = [
       [k.user || "(service)"], [`${k.prefix}…`], [k.scopes.join(", ")],
       [k.collections.join(", ")], [limits(k)],
@@ -661,30 +687,13 @@ async function loadModels() {
       : "No assistant uses this alias.";
     card.append(el("p", `${used} The breaker opens after ${chain.breaker_failures} failures ` +
       `within a minute and probes again after ${chain.breaker_cooldown_s} s.`, "muted"));
-    const scroll = el("div", undefined, "scroll");
-    scroll.tabIndex = 0; // a table wider than the card scrolls by keyboard too
-    scroll.setAttribute("role", "region");
-    scroll.setAttribute("aria-label", `Targets of ${chain.name}`);
-    const table = el("table");
-    const head = el("tr");
-    for (const [name, numeric] of [["target", false], ["breaker", false], ["calls", true],
-      ["failed", true], ["error rate", true], ["latency p50 s", true], ["latency p95 s", true],
-      ["first token p50 s", true], ["first token p95 s", true], ["last error", false],
-      ["check", false]]) {
-      const th = el("th", name, numeric ? "num" : undefined);
-      th.scope = "col";
-      head.append(th);
-    }
-    table.append(el("thead"));
-    table.tHead.append(head);
-    const rows = el("tbody");
+    const rows = scrollTable(card, `Targets of ${chain.name}`, undefined, [["target"],
+      ["breaker"], ["calls", "num"], ["failed", "num"], ["error rate", "num"],
+      ["latency p50 s", "num"], ["latency p95 s", "num"], ["first token p50 s", "num"],
+      ["first token p95 s", "num"], ["last error"], ["check"]]);
     for (const t of chain.targets) {
-      const tr = el("tr");
-      tr.dataset.target = t.spec;
-      const th = el("th", t.spec);
-      th.scope = "row";
+      const [tr, th] = headedRow({target: t.spec}, t.spec);
       if (t.base_url) th.title = t.base_url;
-      tr.append(th);
       const breaker = el("td", BREAKER_TEXT[t.breaker] || t.breaker, t.breaker === "closed" ? "ok" : "bad");
       breaker.dataset.col = "breaker";
       tr.append(breaker);
@@ -713,9 +722,6 @@ async function loadModels() {
       tr.append(action);
       rows.append(tr);
     }
-    table.append(rows);
-    scroll.append(table);
-    card.append(scroll);
     const result = el("p", "", "test-result");
     result.setAttribute("role", "status");
     card.append(result);
@@ -966,11 +972,7 @@ async function showEvalRun(id) {
   }
   table.tHead.replaceChildren(head);
   for (const result of run.results) {
-    const tr = el("tr");
-    tr.dataset.query = String(result.id);
-    const th = el("th", result.id);
-    th.scope = "row";
-    tr.append(th);
+    const [tr] = headedRow({query: String(result.id)}, result.id);
     if (run.kind === "retrieval") {
       const query = el("td", result.query, "wrap long");
       query.dataset.col = "query";
@@ -1069,27 +1071,11 @@ function collectionCard(c) {
   ]);
   card.append(list);
   if (c.sources.length) {
-    const box = el("div", undefined, "scroll");
-    box.tabIndex = 0;
-    box.setAttribute("role", "region");
-    box.setAttribute("aria-label", `Sources of ${c.name}`);
-    const table = el("table", undefined, "sources");
-    const head = el("tr");
-    for (const [name, className] of [["source kind"], ["documents", "num"], ["chunks", "num"],
-      ["size", "num"], ["last written"], ["last sync"]]) {
-      const th = el("th", name, className);
-      th.scope = "col";
-      head.append(th);
-    }
-    table.append(el("thead"));
-    table.tHead.append(head);
-    const rows = el("tbody");
+    const rows = scrollTable(card, `Sources of ${c.name}`, "sources", [["source kind"],
+      ["documents", "num"], ["chunks", "num"], ["size", "num"], ["last written"],
+      ["last sync"]]);
     for (const s of c.sources) {
-      const tr = el("tr");
-      tr.dataset.kind = s.kind;
-      const th = el("th", s.kind);
-      th.scope = "row";
-      tr.append(th);
+      const [tr] = headedRow({kind: s.kind}, s.kind);
       for (const [text, className, name] of [
         [count(s.documents), "num", "documents"], [count(s.chunks), "num", "chunks"],
         [bytes(s.bytes), "num", "bytes"], [when(s.updated_at), "", "updated"],
@@ -1101,9 +1087,6 @@ function collectionCard(c) {
       }
       rows.append(tr);
     }
-    table.append(rows);
-    box.append(table);
-    card.append(box);
   }
   if (sync && sync.failures.length) {
     card.append(el("h4", "Failed in the last sync"));
@@ -1143,11 +1126,7 @@ async function showDocuments(collection, keepViewer) {
   const table = $("documents-table").tBodies[0];
   table.replaceChildren();
   for (const d of documents) {
-    const tr = el("tr");
-    tr.dataset.id = String(d.id);
-    const th = el("th", d.title || "(untitled)", "wrap");
-    th.scope = "row";
-    tr.append(th);
+    const [tr] = headedRow({id: String(d.id)}, d.title || "(untitled)", "wrap");
     tr.append(el("td", d.source, "wrap"), el("td", count(d.chunks), "num"),
       el("td", count(d.tokens), "num"), el("td", when(d.updated_at)));
     const actions = el("td");
@@ -1353,28 +1332,10 @@ function jobCard(job) {
   if (job.retry_of) card.append(el("p", `A retry of job ${job.retry_of}.`, "muted"));
   if (job.retried_by) card.append(el("p", `Retried as job ${job.retried_by}.`, "muted"));
   if (job.error) card.append(el("p", `The job failed: ${job.error}`, "error"));
-  const box = el("div", undefined, "scroll");
-  box.tabIndex = 0;
-  box.setAttribute("role", "region");
-  box.setAttribute("aria-label", `Files of job ${job.id}`);
-  const table = el("table", undefined, "job-files");
-  const head = el("tr");
-  for (const [name, className] of [["file"], ["status"], ["progress"], ["chunks", "num"],
-    ["reason it failed"]]) {
-    const th = el("th", name, className);
-    th.scope = "col";
-    head.append(th);
-  }
-  table.append(el("thead"));
-  table.tHead.append(head);
-  const rows = el("tbody");
+  const rows = scrollTable(card, `Files of job ${job.id}`, "job-files", [["file"], ["status"],
+    ["progress"], ["chunks", "num"], ["reason it failed"]]);
   for (const f of job.files) {
-    const tr = el("tr");
-    tr.dataset.file = f.name;
-    tr.dataset.status = f.status;
-    const th = el("th", f.name, "wrap");
-    th.scope = "row";
-    tr.append(th);
+    const [tr] = headedRow({file: f.name, status: f.status}, f.name, "wrap");
     const status = el("td", f.status, f.status === "failed" ? "bad" : "");
     status.dataset.col = "status";
     tr.append(status, fileProgress(job, f), el("td", count(f.chunks), "num"));
@@ -1383,9 +1344,6 @@ function jobCard(job) {
     tr.append(error);
     rows.append(tr);
   }
-  table.append(rows);
-  box.append(table);
-  card.append(box);
   if (job.retryable) {
     const n = job.retry_files.length;
     const text = `Retry ${n} failed file${n === 1 ? "" : "s"}`;
@@ -1559,11 +1517,8 @@ async function loadHealth() {
   const body = $("health-components").tBodies[0];
   body.replaceChildren();
   for (const [name, status] of Object.entries(health.components)) {
-    const tr = el("tr");
-    tr.dataset.component = name;
-    const th = el("th", name);
-    th.scope = "row";
-    tr.append(th, el("td", status, status === "ok" ? "ok" : "bad"),
+    const [tr] = headedRow({component: name}, name);
+    tr.append(el("td", status, status === "ok" ? "ok" : "bad"),
       el("td", health.details[name] || ""));
     body.append(tr);
   }
@@ -1574,11 +1529,8 @@ function renderReplicas(health) {
   const rows = $("health-replicas").tBodies[0];
   rows.replaceChildren();
   for (const r of health.replicas || []) {
-    const tr = el("tr");
-    tr.dataset.replica = r.id;
-    const th = el("th", r.this ? `${r.id} (this one)` : r.id);
-    th.scope = "row";
-    tr.append(th, el("td", r.host), el("td", r.address || "–"), el("td", when(r.last_seen)),
+    const [tr] = headedRow({replica: r.id}, r.this ? `${r.id} (this one)` : r.id);
+    tr.append(el("td", r.host), el("td", r.address || "–"), el("td", when(r.last_seen)),
       el("td", r.alive ? "running" : "not seen lately", r.alive ? "ok" : "bad"),
       el("td", r.version), el("td", r.schema || "–"), el("td", when(r.started)));
     rows.append(tr);
