@@ -137,6 +137,9 @@ bench: install bench-env
 	$(BIN)/python benchmarks/access_filter.py --sizes 100000 --json benchmarks/results/access_filter_100k.json
 	$(BIN)/python benchmarks/overload.py --json benchmarks/results/overload.json
 	$(BIN)/python benchmarks/answer_quality.py --json benchmarks/results/answer_quality.json
+	rm -f benchmarks/results/answer_quality_held_out.json
+	$(BIN)/python benchmarks/answer_quality.py --set facts_b --modes off,light,strict-no-fact-check,strict,quote --json benchmarks/results/answer_quality_held_out.json --append
+	$(BIN)/python benchmarks/answer_quality.py --set facts --modes off,light,strict-no-fact-check,strict,quote --json benchmarks/results/answer_quality_held_out.json --append
 	$(BIN)/python benchmarks/speech.py --json benchmarks/results/speech.json
 	$(BIN)/python benchmarks/transcript_tasks.py --json benchmarks/results/transcript_tasks.json
 	$(BIN)/python benchmarks/storage.py --workspaces $(BENCH_ROOT) --json benchmarks/results/storage.json
