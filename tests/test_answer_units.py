@@ -20,6 +20,7 @@ from citewise.grounding import (
     passage_units,
     relevant,
     unanswerable,
+    within_tokens,
 )
 
 
@@ -183,3 +184,52 @@ def test_the_default_model_refuses_a_question_about_a_plan_no_document_has(
         team = ws.ask("How many requests per minute does the Team plan allow?")
         assert not team.refused and "600" in team.text
         assert team.citations and team.citations[0].hit.source.endswith("limits.md")
+
+
+def test_a_question_comparing_two_rows_is_not_refused() -> None:
+    # Each plan, or week, is on a row of its own: no one unit names both.
+    assert unanswerable("What is the difference between the Free and Team plans?", [LIMITS]) == ""
+    assert unanswerable("Compare the Free and Team plans' requests per minute.", [LIMITS]) == ""
+    both = "Who is the primary on-call in the weeks starting 7 April and 14 April?"
+    assert unanswerable(both, [ROSTER]) == ""
+    # A plan no row names is still missing, whatever the question pairs it with.
+    assert "starter" in unanswerable("Compare the Starter and Team plans.", [LIMITS])
+
+
+def test_capitals_that_say_nothing_of_a_name_do_not_refuse() -> None:
+    # Every word of a shouted or title-cased question is capitalised; so is an
+    # imperative's first word before a name ("List Team …").
+    shouted = "HOW MANY REQUESTS PER MINUTE DOES THE TEAM PLAN ALLOW?"
+    assert unanswerable(shouted, [LIMITS]) == ""
+    titled = "How Many Requests Per Minute Does The Team Plan Allow?"
+    assert unanswerable(titled, [LIMITS]) == ""
+    assert unanswerable("List Team plan requests per minute and burst.", [LIMITS]) == ""
+    assert "starter" in unanswerable("Show Starter plan requests per minute.", [LIMITS])
+
+
+def test_a_number_written_without_its_thousands_separator_is_supported() -> None:
+    pump = hit(7, "Purchase log", "The replacement pump cost $1,200 and arrived on 3 March 2025.")
+    question = "How much did the replacement pump cost?"
+    for answer in ("The replacement pump cost 1200 dollars. [1]", "It cost $1,200. [1]"):
+        assert run(AnswerGuard([pump], question, strict=True), answer) == answer
+
+
+def test_a_long_heading_leaves_room_for_the_quote_within_max_tokens() -> None:
+    heading = "## " + " ".join(f"part{i}" for i in range(60))
+    limits = hit(1, "Limits", f"{heading}\n\nThe Team plan allows 600 requests per minute.")
+    quoted = extractive_answer("How many requests per minute does the Team plan allow?", [limits])
+    assert quoted is not None and "“The Team plan allows 600 requests per minute.” [1]" in quoted
+    assert len(quoted) < 200  # the headings shortened, not 60 words of them
+    shown, cut = within_tokens(quoted, 30, lambda text: len(text.split()))
+    assert "600" in shown and not cut
+
+
+def test_passages_only_naming_the_question_fill_the_slots_alike_ones_leave() -> None:
+    # "Acme Corp" is on every page: the pages that only name it come before the one page
+    # alike to the question in the search's order, and must not push it out of top_k.
+    pages = [
+        hit(n, f"Acme Corp news {n}", f"Acme Corp office news item {n}.", 0.05) for n in (1, 2, 3)
+    ]
+    refunds = hit(4, "Refunds", "Refunds are granted within 14 days of purchase.", 0.55)
+    kept = relevant("What is Acme Corp's refund window?", [*pages, refunds], 0.3, limit=3)
+    assert kept == [pages[0], pages[1], refunds]

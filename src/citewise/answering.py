@@ -268,7 +268,7 @@ class AnswerStream:
         # in a form only it can give (JSON), or may need it to call a tool or read results.
         may_call = bool(self.options.tools) and self.options.tool_choice != "none"
         self.asks_model_anyway = self.json or may_call or bool(self.options.continuation)
-        relevant = relevant_hits(question, hits, settings.min_relevance)[: settings.top_k]
+        relevant = relevant_hits(question, hits, settings.min_relevance, settings.top_k)
         # A small model asked about a plan, date or code no passage names answers anyway
         # from the passages that are alike: nothing to ask it.
         self.unanswerable = (

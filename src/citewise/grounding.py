@@ -35,6 +35,7 @@ from .keywords import STOPWORDS
 
 MARKER = re.compile(r"\[(\d+)\]")
 _WORD = re.compile(r"\w+")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _STEMMER = Stemmer.Stemmer("porter")
 # A sentence ends at . ! or ? followed by whitespace (not inside "3.10" or a URL), with
 # any markers that follow it ("It rotates nightly. [1] [2]"); at a blank line; or at a
@@ -63,6 +64,9 @@ OFF_TOPIC = 0.5
 # Measured on benchmarks/qa/facts: unanswerable questions' best units held 0.09-0.16,
 # answerable ones' 0.21 and more.
 QUOTE_MIN_COVERAGE = 0.2
+# The headings shown before a quote are cut to this many characters: a long heading path
+# would take a small max_tokens from the quote itself.
+QUOTE_MAX_SECTION = 80
 # A sentence giving another answer of the kind asked than every unit scoring at least
 # this share of the best unit's score is dropped (AnswerGuard._contradicts).
 ANSWERING_SCORE = 0.9
@@ -75,9 +79,10 @@ def content_words(text: str) -> set[str]:
     """Stems of the words that carry meaning: no stop words, no markers; numbers count
     ("65", "P2") however short, since they are often the answer. Stemmed, so "raises"
     in an answer is the "raise" of the question."""
+    text = _THOUSANDS.sub("", MARKER.sub(" ", text))  # "$1,200" is the answer's "1200"
     return {
         _STEMMER.stemWord(w)
-        for w in (m.lower() for m in _WORD.findall(MARKER.sub(" ", text)))
+        for w in (m.lower() for m in _WORD.findall(text))
         if (len(w) > 2 and w not in STOPWORDS) or any(c.isdigit() for c in w)
     }
 
@@ -162,7 +167,7 @@ class AnswerGuard:
         self._passage_topics = [content_words(_stated_text(h)) for h in self.hits]
         self._question_words = content_words(self.question)
         self._question_facts = stated(self.question)
-        self._question_claims = claims(self.question)
+        self._question_claims = asked_claims(self.question)
         self._passage_units = [passage_units(h) for h in self.hits]
         self._kind = asked_kind(self.question)
         self._answering = self._answering_units() if self._kind else []
@@ -455,7 +460,7 @@ def ranked_units(question: str, hits: Sequence[Hit]) -> list[Choice]:
     words count half), with a bonus for stating a new fact of the kind asked for (a name
     for "who", a date for "when"); ties go to the better-ranked passage."""
     wanted = content_words(question)
-    asked = claims(question)
+    asked = asked_claims(question)
     kind = asked_kind(question)
     candidates = [(n, u) for n, hit in enumerate(hits, start=1) for u in passage_units(hit)]
     unit_words = [content_words(u.text) for _, u in candidates]
@@ -498,15 +503,20 @@ def extractive_answer(question: str, hits: Sequence[Hit]) -> str | None:
     if choice is None or choice.coverage < QUOTE_MIN_COVERAGE:
         return None
     unit = choice.unit
-    where = f" ({unit.section})" if unit.section and unit.section not in unit.text else ""
+    section = unit.section
+    if len(section) > QUOTE_MAX_SECTION:
+        section = section[:QUOTE_MAX_SECTION].rsplit(" ", 1)[0].rstrip(" ›,;:") + "…"
+    where = f" ({section})" if section and unit.section not in unit.text else ""
     return f"From the sources{where}: “{unit.text}” [{choice.number}]"
 
 
-def relevant(question: str, hits: Sequence[Hit], min_relevance: float) -> list[Hit]:
+def relevant(
+    question: str, hits: Sequence[Hit], min_relevance: float, limit: int | None = None
+) -> list[Hit]:
     """The passages that may answer ``question``: those at least ``min_relevance`` alike
     to it (cosine), and those naming every code and name the question gives ("AP-300",
     "Elif Demirci": a name of two words or more) however unlike the embedding finds them — a table row or a one-line
-    spec is far in vector space from a question about it."""
+    spec is far in vector space from a question about it. At most ``limit`` of them."""
     asked = claims(question)
     # A one-word name ("Example", the company every page names) says too little.
     named = Claims(
@@ -516,7 +526,14 @@ def relevant(question: str, hits: Sequence[Hit], min_relevance: float) -> list[H
     def names_all(hit: Hit) -> bool:
         return bool(named) and not stated(_stated_text(hit)).lacks(named)
 
-    return [h for h in hits if (h.cosine or 0.0) >= min_relevance or names_all(h)]
+    alike = {id(h) for h in hits if (h.cosine or 0.0) >= min_relevance}
+    # With ``limit`` (top_k), passages only naming them take the places the alike ones
+    # leave: a name on every page ("Acme Corp") must not push the answer out.
+    named_only = [id(h) for h in hits if id(h) not in alike and names_all(h)]
+    if limit is not None:
+        named_only = named_only[: max(0, limit - len(alike))]
+    kept = alike | set(named_only)
+    return [h for h in hits if id(h) in kept][:limit]
 
 
 def unanswerable(question: str, hits: Sequence[Hit]) -> str:
@@ -540,16 +557,49 @@ def unanswered(question: str, hits: Sequence[Hit]) -> Claims:
     """The facts ``question`` names (a plan, a date, a code) that no unit of ``hits``
     states together; empty when one does. A question about the "Starter" plan or the
     week of "2 June" that the passages never mention has no answer in them, however
-    alike the passages are."""
-    asked = claims(question)
+    alike the passages are. Facts the question joins by "and", "or" or a comma may each
+    be stated by a unit of its own."""
+    asked = asked_claims(question)
     if not asked:
         return asked
-    lacking = [u.facts.lacks(asked) for hit in hits for u in passage_units(hit)]
-    if not lacking:
+    units = [u.facts for hit in hits for u in passage_units(hit)]
+    if not units:
         return asked
-    if any(not missing for missing in lacking):
-        return Claims()
-    return min(lacking, key=lambda missing: len(missing.describe()))
+    # A question about several things at once ("the Free and Team plans", "the weeks
+    # starting 7 April and 14 April") may find each on a unit of its own.
+    missing = Claims()
+    for part in _COORDINATED.split(question):
+        said = stated(part)
+        words = said.words | {re.sub(r"['’]s?$", "", w) for w in said.words}  # "Duarte's"
+        group = Claims(
+            asked.numbers & said.numbers,
+            frozenset(i for i in asked.identifiers if i in words),
+            frozenset(w for w in asked.names if w in words),
+        )
+        lacking = [facts.lacks(group) for facts in units]
+        if group and all(lacking):
+            least = min(lacking, key=lambda lack: len(lack.describe()))
+            missing = Claims(
+                missing.numbers | least.numbers,
+                missing.identifiers | least.identifiers,
+                missing.names | least.names,
+            )
+    return missing
+
+
+_COORDINATED = re.compile(r"\b(?:and|or|vs|versus)\b|[,;&]\s|\s/\s", re.IGNORECASE)
+
+
+def asked_claims(question: str) -> Claims:
+    """The facts ``question`` names (:func:`claims.claims`), less the names its capitals
+    do not show: none when every word is capitalised ("HOW MANY REQUESTS…", "How Many
+    Requests…"), and not its first word ("List Team plan limits": an imperative)."""
+    asked = claims(question)
+    words = [w for w in _WORD.findall(question) if w[0].isalpha() and w.lower() not in STOPWORDS]
+    if len(words) >= 3 and all(w[0].isupper() for w in words):
+        return Claims(asked.numbers, asked.identifiers)
+    first = next(iter(_WORD.findall(question)), "").lower()
+    return Claims(asked.numbers, asked.identifiers, asked.names - {first})
 
 
 # The kind of fact a question asks for, from its wording: (kind, pattern), first match.

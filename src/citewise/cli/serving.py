@@ -163,8 +163,10 @@ def create(
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def list_(ctx: Context, include_revoked: bool, as_json: bool) -> None:
-    """List keys (names, prefixes, scopes and limits — never the keys) with their requests
-    and 429 answers over the last 24 h and in total (every server replica's, as stored)."""
+    """List keys (names, prefixes, scopes and limits — never the keys).
+
+    Each key's requests and 429 answers over the last 24 h and in total are those every
+    server replica stored (written every few seconds)."""
     store = ctx.workspace().store
     records = list_keys(store, include_revoked)
     traffic = stored_traffic(store)
