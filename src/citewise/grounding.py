@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import Stemmer
 
@@ -156,7 +157,7 @@ class AnswerGuard:
     _passage_words: list[set[str]] = field(default_factory=list)
     _passage_facts: list[Stated] = field(default_factory=list)
     _passage_topics: list[set[str]] = field(default_factory=list)  # with titles, headings
-    _passage_units: list[list[Unit]] = field(default_factory=list)
+    _passage_units: list[tuple[Unit, ...]] = field(default_factory=list)
     _question_claims: Claims = field(default_factory=Claims)
     _question_words: set[str] = field(default_factory=set)
     _question_facts: Stated = field(default_factory=lambda: stated(""))
@@ -708,14 +709,20 @@ _LIST_ITEM = re.compile(r"^(?:\d{1,2}[.)]|[-*•]|\[[ xX]\])\s+")
 _FIELD = re.compile(r"^[^\W\d_][\w /()'-]{0,40}:\s+\S")  # "Incident commander: Lena Vogt"
 
 
-def passage_units(hit: Hit) -> list[Unit]:
+def passage_units(hit: Hit) -> tuple[Unit, ...]:
     """``hit``'s units in order. A fact is checked against the unit that states it, so a
     number from another table row, or a name from another task's sentence, is not taken
-    as stating what the question asks about."""
-    context = "\n".join([hit.title, *hit.heading_path])
+    as stating what the question asks about. Cached: one answer reads them several times
+    (the refusal check, the guard, the quote)."""
+    return _units(hit.title, tuple(hit.heading_path), hit.text)
+
+
+@lru_cache(maxsize=256)
+def _units(title: str, heading_path: tuple[str, ...], text: str) -> tuple[Unit, ...]:
+    context = "\n".join([title, *heading_path])
     # The headings above a unit, by level (the chunk's own path first, taken as levels
     # 1, 2, …): "4.2.1, released 17 February 2025 › Fixed".
-    headings = {level: h for level, h in enumerate(hit.heading_path, start=1) if h != hit.title}
+    headings = {level: h for level, h in enumerate(heading_path, start=1) if h != title}
     section = " › ".join(headings.values())
     units: list[Unit] = []
     prose: list[str] = []
@@ -723,14 +730,14 @@ def passage_units(hit: Hit) -> list[Unit]:
 
     def add(text: str) -> None:
         facts = stated(f"{context}\n{section}\n{text}")
-        units.append(Unit(text, section, facts, f"{hit.title}\n{section}"))
+        units.append(Unit(text, section, facts, f"{title}\n{section}"))
 
     def flush() -> None:
         for sentence in _sentences(" ".join(" ".join(prose).split())):
             add(sentence)
         prose.clear()
 
-    lines = hit.text.splitlines()
+    lines = text.splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith("|"):
@@ -756,7 +763,7 @@ def passage_units(hit: Hit) -> list[Unit]:
             headings = {k: v for k, v in headings.items() if k < level} | {level: title}
             section = " › ".join(headings[k] for k in sorted(headings))
             if claims(title):  # "4.3.0, released 24 March 2025": the heading is the answer
-                about = f"{hit.title}\n{section}"
+                about = f"{title}\n{section}"
                 units.append(Unit(title, "", stated(f"{context}\n{title}"), about, heading=True))
         elif _LIST_ITEM.match(stripped) or _FIELD.match(stripped):
             flush()  # a list item or a "Severity: SEV-2" line states a fact of its own
@@ -765,7 +772,7 @@ def passage_units(hit: Hit) -> list[Unit]:
         else:
             prose.append(stripped)
     flush()
-    return units
+    return tuple(units)
 
 
 def _table_row(header: list[str] | None, cells: list[str]) -> str:
