@@ -308,7 +308,8 @@ def test_strict_checks_an_operator_set_stay_with_tool_results(
     standin.reply = "Bananas grow purple on the dark side of the moon."
     response = client.chat.completions.create(model="strict", messages=CALLED, tools=[WEATHER])
     text = response.choices[0].message.content or ""
-    assert "Bananas" not in text and text.startswith("From the sources:")
+    assert "Bananas" not in text and text.startswith("From the sources (Rotating API keys): “")
+    assert "keyctl rotate --all" in text and text.endswith("[1]")
 
 
 # -- citations where OpenAI's clients look --------------------------------------------------
