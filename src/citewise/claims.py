@@ -118,6 +118,7 @@ class Stated:
         return Stated(self.numbers | other.numbers, self.words | other.words)
 
 
+@lru_cache(maxsize=4096)  # a unit is read at every ranking of an answer: parse it once
 def claims(sentence: str) -> Claims:
     """The numbers, identifiers, addresses and names ``sentence`` states. Not counted:
     citation markers, a list item's number, the number one (written "one" it is mostly a
